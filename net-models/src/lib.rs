@@ -1,0 +1,1 @@
+//! Network and fault models (latency distributions, loss, partitions, crashes, Byzantine nodes) and scenario files for the Rehearsal simulator: built in a later issue on top of `rehearsal-sim-core`'s `NetworkModel` trait.

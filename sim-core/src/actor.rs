@@ -1,0 +1,195 @@
+//! The actor contract: sans-IO state machines that record their effects in a [`Context`].
+
+use crate::rng::SimRng;
+use crate::time::{duration_ns, Time};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt::{self, Debug};
+use std::time::Duration;
+
+/// Identifies a node (an actor) within one run: `0..n`, in the order actors were added.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+/// Names one timer of one node, for [`Context::cancel_timer`]. Ids are never reused by a node.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TimerId(pub u64);
+
+/// What a message must be to cross a network: cloned for broadcast, encoded (bincode) for
+/// the wire and the trace digest, printed (Debug) for trace summaries.
+pub trait Message: Clone + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Debug + Serialize + DeserializeOwned + 'static> Message for T {}
+
+/// A protocol participant. Handlers are pure with respect to the outside world: they never
+/// block, sleep, spawn, read a clock or touch a socket; they record effects in `cx`.
+///
+/// Roles of one protocol (clients, servers, replicas) share one `Msg` type; a protocol with
+/// several roles implements `Actor` for an enum of them.
+///
+/// ```
+/// use rehearsal_sim_core::{Actor, Context, NodeId};
+///
+/// /// Replies `n + 1` to every number it receives.
+/// struct Incrementer;
+/// impl Actor for Incrementer {
+///     type Msg = u64;
+///     type Timer = ();
+///     type Output = u64;
+///     fn on_start(&mut self, _cx: &mut Context<Self>) {}
+///     fn on_message(&mut self, from: NodeId, n: u64, cx: &mut Context<Self>) {
+///         cx.output(n);
+///         cx.send(from, n + 1);
+///     }
+///     fn on_timer(&mut self, _timer: (), _cx: &mut Context<Self>) {}
+/// }
+/// ```
+pub trait Actor: Sized + 'static {
+    type Msg: Message;
+    type Timer: Clone + Debug + PartialEq + 'static;
+    /// What checkers observe: commits, decisions, published results.
+    type Output: Clone + Debug + Serialize + 'static;
+
+    fn on_start(&mut self, cx: &mut Context<Self>);
+    fn on_message(&mut self, from: NodeId, msg: Self::Msg, cx: &mut Context<Self>);
+    fn on_timer(&mut self, timer: Self::Timer, cx: &mut Context<Self>);
+
+    /// What this node still waits for, if anything; asked when a run goes quiet with work
+    /// outstanding, to explain the stall (e.g. `"shares from n2, n4"`).
+    fn waiting_for(&self) -> Option<String> {
+        None
+    }
+}
+
+/// One effect recorded by a handler, applied by the runtime after the handler returns.
+#[derive(Debug, Clone)]
+pub enum Effect<A: Actor> {
+    Send {
+        to: NodeId,
+        msg: A::Msg,
+    },
+    SetTimer {
+        id: TimerId,
+        after: Duration,
+        timer: A::Timer,
+    },
+    CancelTimer {
+        id: TimerId,
+    },
+    Output(A::Output),
+    Annotate(String),
+}
+
+/// The one context type every runtime hands to handlers. Effects are buffered and applied
+/// by the runtime when the handler returns, so a runtime may batch them.
+pub struct Context<'a, A: Actor> {
+    me: NodeId,
+    now: Time,
+    rng: &'a mut SimRng,
+    next_timer: &'a mut u64,
+    effects: &'a mut Vec<Effect<A>>,
+    charged_ns: u64,
+}
+
+impl<'a, A: Actor> Context<'a, A> {
+    /// For runtimes: a context for one handler call of node `me` at time `now`.
+    /// `next_timer` is the node's timer-id counter; `effects` should be empty.
+    pub fn new(
+        me: NodeId,
+        now: Time,
+        rng: &'a mut SimRng,
+        next_timer: &'a mut u64,
+        effects: &'a mut Vec<Effect<A>>,
+    ) -> Self {
+        Context {
+            me,
+            now,
+            rng,
+            next_timer,
+            effects,
+            charged_ns: 0,
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// Virtual time in the simulator, monotonic time on hardware.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// This node's random stream: seeded per node in the simulator.
+    pub fn rng(&mut self) -> &mut SimRng {
+        self.rng
+    }
+
+    pub fn send(&mut self, to: NodeId, msg: A::Msg) {
+        self.effects.push(Effect::Send { to, msg });
+    }
+
+    /// Sends a copy of `msg` to each of `to`, in order.
+    pub fn broadcast(&mut self, to: impl IntoIterator<Item = NodeId>, msg: A::Msg) {
+        for node in to {
+            self.effects.push(Effect::Send {
+                to: node,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    /// Fires `timer` after `after` unless cancelled first.
+    pub fn set_timer(&mut self, after: Duration, timer: A::Timer) -> TimerId {
+        let id = TimerId(*self.next_timer);
+        *self.next_timer += 1;
+        self.effects.push(Effect::SetTimer { id, after, timer });
+        id
+    }
+
+    /// Cancels a timer; cancelling one that already fired or was cancelled does nothing.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.effects.push(Effect::CancelTimer { id });
+    }
+
+    /// Reports a value to the run's checkers (commit, decide, publish).
+    pub fn output(&mut self, value: A::Output) {
+        self.effects.push(Effect::Output(value));
+    }
+
+    /// Marks a point of interest in the trace (a phase change, a decision).
+    pub fn annotate(&mut self, label: impl Into<String>) {
+        self.effects.push(Effect::Annotate(label.into()));
+    }
+
+    /// Models CPU cost: in the simulator the node stays busy this much longer and its sends
+    /// leave after it; a no-op on hardware.
+    pub fn charge(&mut self, cost: Duration) {
+        self.charged_ns = self.charged_ns.saturating_add(duration_ns(cost));
+    }
+
+    /// For runtimes: the CPU cost charged during this handler call.
+    pub fn charged(&self) -> Duration {
+        Duration::from_nanos(self.charged_ns)
+    }
+}

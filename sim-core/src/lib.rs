@@ -1,0 +1,27 @@
+//! The core of Rehearsal: the actor contract every protocol is written against, and the
+//! deterministic discrete-event simulator that runs those actors under seeded network
+//! models, checks their invariants and records a trace of every run.
+//!
+//! Determinism rules hold in this crate (see `clippy.toml`): no wall clock, no threads, no
+//! unseeded randomness, no iteration over randomly ordered maps.
+
+mod actor;
+mod invariant;
+mod network;
+mod rng;
+mod sim;
+mod stats;
+mod time;
+pub mod trace;
+
+pub use actor::{Actor, Context, Effect, Message, NodeId, TimerId};
+pub use invariant::{EndReason, Invariant, RunEnd};
+pub use network::{Fate, Latency, LatencySpecError, NetworkModel, Packet, SimpleNetwork};
+pub use rng::{derive_rng, SimRng};
+pub use sim::{Outcome, RunReport, SimConfig, Simulation};
+pub use stats::NodeStats;
+pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};
+pub use trace::{Digest, EventKind, TraceEvent};
+
+/// Re-exported so protocols draw from [`SimRng`] with the same `rand` version.
+pub use rand;

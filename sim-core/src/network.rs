@@ -1,0 +1,285 @@
+//! The network-model hook of the simulator, and its default model: a latency distribution
+//! and a loss probability. Richer models (partitions, duplication, bandwidth) plug into the
+//! same trait from the `rehearsal-net-models` crate.
+
+use crate::actor::NodeId;
+use crate::rng::SimRng;
+use crate::time::{duration_ns, format_ns, parse_duration, DurationError, Time};
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What the network knows of one message as it leaves its sender.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub sent_at: Time,
+    /// Size of the bincode encoding, as it would cross a real wire.
+    pub bytes: usize,
+}
+
+/// What becomes of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Delivered after this many nanoseconds.
+    Deliver { delay_ns: u64 },
+    /// Lost; the reason appears in the trace.
+    Drop { reason: &'static str },
+}
+
+/// Decides the fate of every message. Randomness comes only from `rng`, the sender's
+/// network stream, so a model is deterministic per seed.
+pub trait NetworkModel {
+    fn route(&mut self, packet: &Packet, rng: &mut SimRng) -> Fate;
+}
+
+/// A one-way latency distribution, written as a spec string:
+/// `constant:10ms`, `uniform:1ms..40s`, `normal:50ms,10ms` (mean, standard deviation;
+/// draws below zero become zero).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    Constant { ns: u64 },
+    Uniform { lo_ns: u64, hi_ns: u64 },
+    Normal { mean_ns: u64, std_ns: u64 },
+}
+
+impl Latency {
+    pub fn constant_ms(ms: u64) -> Latency {
+        Latency::Constant { ns: ms * 1_000_000 }
+    }
+
+    /// Draws one latency. A constant latency draws nothing from `rng`.
+    pub fn sample(&self, rng: &mut SimRng) -> u64 {
+        match *self {
+            Latency::Constant { ns } => ns,
+            Latency::Uniform { lo_ns, hi_ns } => rng.random_range(lo_ns..=hi_ns),
+            Latency::Normal { mean_ns, std_ns } => {
+                // Validated at construction: std is finite and non-negative.
+                let normal = Normal::new(mean_ns as f64, std_ns as f64)
+                    .expect("normal latency parameters validated when parsed");
+                let draw: f64 = normal.sample(rng);
+                if draw <= 0.0 {
+                    0
+                } else {
+                    draw.min(u64::MAX as f64) as u64
+                }
+            }
+        }
+    }
+}
+
+/// Error from parsing a latency spec; says which part is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LatencySpecError {
+    #[error(
+        "latency spec `{0}` has no kind: expected constant:D, uniform:LO..HI or normal:MEAN,STD"
+    )]
+    NoKind(String),
+    #[error(
+        "latency spec `{spec}` has unknown kind `{kind}`: expected constant, uniform or normal"
+    )]
+    UnknownKind { spec: String, kind: String },
+    #[error("latency spec `{spec}`: {expected}")]
+    Shape {
+        spec: String,
+        expected: &'static str,
+    },
+    #[error("latency spec `{spec}`: {source}")]
+    Duration { spec: String, source: DurationError },
+    #[error("latency spec `{spec}`: the lower bound {lo} exceeds the upper bound {hi}")]
+    Inverted {
+        spec: String,
+        lo: String,
+        hi: String,
+    },
+}
+
+impl FromStr for Latency {
+    type Err = LatencySpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let spec = spec.trim();
+        let (kind, args) = spec
+            .split_once(':')
+            .ok_or_else(|| LatencySpecError::NoKind(spec.to_string()))?;
+        let dur = |text: &str| {
+            parse_duration(text)
+                .map(duration_ns)
+                .map_err(|source| LatencySpecError::Duration {
+                    spec: spec.to_string(),
+                    source,
+                })
+        };
+        let shape = |expected| LatencySpecError::Shape {
+            spec: spec.to_string(),
+            expected,
+        };
+        match kind {
+            "constant" => Ok(Latency::Constant { ns: dur(args)? }),
+            "uniform" => {
+                let (lo, hi) = args
+                    .split_once("..")
+                    .ok_or_else(|| shape("uniform takes LO..HI, e.g. uniform:1ms..40s"))?;
+                let (lo_ns, hi_ns) = (dur(lo)?, dur(hi)?);
+                if lo_ns > hi_ns {
+                    return Err(LatencySpecError::Inverted {
+                        spec: spec.to_string(),
+                        lo: lo.to_string(),
+                        hi: hi.to_string(),
+                    });
+                }
+                Ok(Latency::Uniform { lo_ns, hi_ns })
+            }
+            "normal" => {
+                let (mean, std) = args
+                    .split_once(',')
+                    .ok_or_else(|| shape("normal takes MEAN,STD, e.g. normal:50ms,10ms"))?;
+                Ok(Latency::Normal {
+                    mean_ns: dur(mean)?,
+                    std_ns: dur(std)?,
+                })
+            }
+            other => Err(LatencySpecError::UnknownKind {
+                spec: spec.to_string(),
+                kind: other.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Latency::Constant { ns } => write!(f, "constant:{}", format_ns(ns)),
+            Latency::Uniform { lo_ns, hi_ns } => {
+                write!(f, "uniform:{}..{}", format_ns(lo_ns), format_ns(hi_ns))
+            }
+            Latency::Normal { mean_ns, std_ns } => {
+                write!(f, "normal:{},{}", format_ns(mean_ns), format_ns(std_ns))
+            }
+        }
+    }
+}
+
+// Serialized as its spec string, so configurations and trace headers read like the CLI.
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The default network: every link draws its latency from one distribution and loses each
+/// message independently with probability `loss`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimpleNetwork {
+    pub latency: Latency,
+    pub loss: f64,
+}
+
+impl Default for SimpleNetwork {
+    fn default() -> Self {
+        SimpleNetwork {
+            latency: Latency::constant_ms(10),
+            loss: 0.0,
+        }
+    }
+}
+
+impl NetworkModel for SimpleNetwork {
+    fn route(&mut self, _packet: &Packet, rng: &mut SimRng) -> Fate {
+        // Draw loss only when there is loss, so a lossless run spends no randomness on it.
+        if self.loss > 0.0 && rng.random_bool(self.loss.min(1.0)) {
+            return Fate::Drop { reason: "loss" };
+        }
+        Fate::Deliver {
+            delay_ns: self.latency.sample(rng),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::derive_rng;
+
+    #[test]
+    fn latency_specs_round_trip() {
+        for spec in [
+            "constant:10ms",
+            "uniform:1ms..40s",
+            "normal:50ms,10ms",
+            "constant:0s",
+        ] {
+            let parsed: Latency = spec.parse().unwrap();
+            assert_eq!(parsed.to_string(), spec);
+        }
+        assert_eq!(
+            "uniform:1ms..40s".parse::<Latency>().unwrap(),
+            Latency::Uniform {
+                lo_ns: 1_000_000,
+                hi_ns: 40_000_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_latency_specs_say_what_is_wrong() {
+        let err = |s: &str| s.parse::<Latency>().unwrap_err().to_string();
+        assert!(err("10ms").contains("no kind"));
+        assert!(err("gaussian:1ms").contains("unknown kind `gaussian`"));
+        assert!(err("uniform:1ms").contains("LO..HI"));
+        assert!(err("uniform:5s..1s").contains("exceeds"));
+        assert!(err("normal:50ms").contains("MEAN,STD"));
+        assert!(err("constant:10").contains("no unit"));
+    }
+
+    #[test]
+    fn uniform_draws_stay_in_bounds_and_normal_never_goes_negative() {
+        let mut rng = derive_rng(1, "test", 0);
+        let uniform = Latency::Uniform { lo_ns: 5, hi_ns: 9 };
+        let normal = Latency::Normal {
+            mean_ns: 10,
+            std_ns: 100,
+        };
+        let mut saw_zero = false;
+        for _ in 0..10_000 {
+            let u = uniform.sample(&mut rng);
+            assert!((5..=9).contains(&u));
+            saw_zero |= normal.sample(&mut rng) == 0;
+        }
+        assert!(
+            saw_zero,
+            "a wide normal around 10ns must clip some draws at zero"
+        );
+    }
+
+    #[test]
+    fn loss_drops_about_the_given_fraction() {
+        let mut net = SimpleNetwork {
+            latency: Latency::constant_ms(1),
+            loss: 0.25,
+        };
+        let mut rng = derive_rng(3, "net", 0);
+        let packet = Packet {
+            from: NodeId(0),
+            to: NodeId(1),
+            sent_at: Time::ZERO,
+            bytes: 1,
+        };
+        let dropped = (0..40_000)
+            .filter(|_| matches!(net.route(&packet, &mut rng), Fate::Drop { .. }))
+            .count();
+        let rate = dropped as f64 / 40_000.0;
+        assert!((rate - 0.25).abs() < 0.01, "loss rate {rate}");
+    }
+}
