@@ -1,1 +1,10 @@
+//! The `rehearsal` command-line program, as a library: run configurations, the protocol
+//! registry that turns one into a simulation, and the command line itself.
 
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod run;
+
+pub use config::{Protocol, RunConfig};
+pub use run::{run, RunSummary};

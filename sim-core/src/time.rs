@@ -78,7 +78,8 @@ pub fn format_ns(ns: u64) -> String {
         return "0s".to_string();
     }
     for (scale, unit) in UNITS {
-        if ns >= scale {
+        // Minutes only when whole: a decimal fraction of a minute reads badly.
+        if ns >= scale && (unit != "m" || ns % scale == 0) {
             if ns % scale == 0 {
                 return format!("{}{unit}", ns / scale);
             }

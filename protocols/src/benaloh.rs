@@ -1,0 +1,359 @@
+//! Benaloh-style additive secret sharing and agreement on a sum, after the Gumby/Dispersy
+//! workshop experiment.
+//!
+//! Each of n nodes holds a private value mod M. It splits the value into n random additive
+//! shares mod M, keeps one and sends one to each peer (`Share`). Its *subset sum* is its kept
+//! share plus every share it received; it broadcasts that (`SubsetSum`). The total of all n
+//! subset sums is the sum of all private values mod M, which every node outputs.
+//!
+//! Two modes:
+//! - [`Mode::Robust`]: each phase advances when what it needs has arrived, so the result is
+//!   correct under any finite delay, reordering and duplication.
+//! - [`Mode::Timed`]: faithful to the workshop's scenario file, phases fire on timers at
+//!   fixed times (share at 30 s, subset sum at 45 s, output at 90 s) using whatever has
+//!   arrived. Correct on a fast network; wrong when a message is slower than a phase gap.
+
+use rehearsal_sim_core::rand::Rng;
+use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, RunEnd, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+// ---- Messages -------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// The sender's share for the receiver (the workshop's `local-share`).
+    Share { value: u64 },
+    /// The sender's subset sum (the workshop's `broadcast-share`).
+    SubsetSum { value: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    Share,
+    BroadcastSubsetSum,
+    Output,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Output {
+    /// The node's private value (the workshop prints it: "My secret value is 722").
+    Secret { value: u64 },
+    /// The node's computed sum of all private values ("My computed sum is 656").
+    Total { value: u64 },
+}
+
+// ---- Configuration ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Robust,
+    Timed {
+        share_at: Duration,
+        broadcast_at: Duration,
+        output_at: Duration,
+    },
+}
+
+impl Mode {
+    /// The workshop's schedule: `@30 share_local`, `@45 share_subset_sum`,
+    /// `@1:30 print_total_sum`.
+    pub const WORKSHOP: Mode = Mode::Timed {
+        share_at: Duration::from_secs(30),
+        broadcast_at: Duration::from_secs(45),
+        output_at: Duration::from_secs(90),
+    };
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub nodes: u32,
+    pub modulus: u64,
+    pub mode: Mode,
+}
+
+/// The default modulus: the prime 2^31 - 1, so sums of two residues fit in a `u64`.
+pub const MODULUS_DEFAULT: u64 = (1 << 31) - 1;
+
+/// Why a configuration cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    TooFewNodes(u32),
+    BadModulus(u64),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::TooFewNodes(n) => {
+                write!(
+                    f,
+                    "benaloh needs at least 2 nodes to share a secret, got {n}"
+                )
+            }
+            ConfigError::BadModulus(m) => {
+                write!(f, "benaloh modulus must be between 2 and 2^32, got {m}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The actors of one run, or why the configuration cannot run.
+pub fn actors(config: &Config) -> Result<Vec<Node>, ConfigError> {
+    if config.nodes < 2 {
+        return Err(ConfigError::TooFewNodes(config.nodes));
+    }
+    // Residues below 2^32 keep every sum of two of them inside a u64.
+    if !(2..=1 << 32).contains(&config.modulus) {
+        return Err(ConfigError::BadModulus(config.modulus));
+    }
+    Ok((0..config.nodes).map(|_| Node::new(*config)).collect())
+}
+
+// ---- State ------------------------------------------------------------------------------
+
+pub struct Node {
+    config: Config,
+    /// Learnt at start; used to explain a stall.
+    me: Option<NodeId>,
+    secret: u64,
+    /// The share of our own secret that we keep.
+    kept_share: Option<u64>,
+    /// Shares received, by sender: at most one counted per peer.
+    shares: BTreeMap<NodeId, u64>,
+    /// Subset sums known, by node (ours included once broadcast).
+    subset_sums: BTreeMap<NodeId, u64>,
+    broadcast_done: bool,
+    total: Option<u64>,
+}
+
+impl Node {
+    fn new(config: Config) -> Self {
+        Node {
+            config,
+            me: None,
+            secret: 0,
+            kept_share: None,
+            shares: BTreeMap::new(),
+            subset_sums: BTreeMap::new(),
+            broadcast_done: false,
+            total: None,
+        }
+    }
+
+    fn add(&self, a: u64, b: u64) -> u64 {
+        (a + b) % self.config.modulus
+    }
+
+    fn peers(&self, me: NodeId) -> impl Iterator<Item = NodeId> {
+        (0..self.config.nodes).map(NodeId).filter(move |&n| n != me)
+    }
+
+    /// Splits the secret into n shares, keeps ours, sends one to each peer.
+    fn share(&mut self, cx: &mut Context<Self>) {
+        let m = self.config.modulus;
+        let me = cx.me();
+        let mut rest = self.secret;
+        for peer in self.peers(me).collect::<Vec<_>>() {
+            let share = cx.rng().random_range(0..m);
+            rest = (rest + m - share) % m;
+            cx.send(peer, Msg::Share { value: share });
+        }
+        self.kept_share = Some(rest);
+        cx.annotate("shares sent");
+    }
+
+    fn broadcast_subset_sum(&mut self, cx: &mut Context<Self>) {
+        let kept = self.kept_share.unwrap_or(0);
+        let subset = self.shares.values().fold(kept, |acc, &s| self.add(acc, s));
+        self.subset_sums.insert(cx.me(), subset);
+        self.broadcast_done = true;
+        let peers: Vec<NodeId> = self.peers(cx.me()).collect();
+        cx.broadcast(peers, Msg::SubsetSum { value: subset });
+        cx.annotate(format!(
+            "subset sum broadcast ({} of {} shares)",
+            self.shares.len() + 1,
+            self.config.nodes
+        ));
+    }
+
+    fn output_total(&mut self, cx: &mut Context<Self>) {
+        let total = self
+            .subset_sums
+            .values()
+            .fold(0, |acc, &s| self.add(acc, s));
+        self.total = Some(total);
+        cx.output(Output::Total { value: total });
+    }
+
+    /// Robust mode: advance every phase whose inputs are complete.
+    fn advance(&mut self, cx: &mut Context<Self>) {
+        let n = self.config.nodes as usize;
+        if !self.broadcast_done && self.kept_share.is_some() && self.shares.len() == n - 1 {
+            self.broadcast_subset_sum(cx);
+        }
+        if self.broadcast_done && self.total.is_none() && self.subset_sums.len() == n {
+            self.output_total(cx);
+        }
+    }
+
+    fn robust(&self) -> bool {
+        self.config.mode == Mode::Robust
+    }
+}
+
+// ---- Handlers ---------------------------------------------------------------------------
+
+impl Actor for Node {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Output = Output;
+
+    fn on_start(&mut self, cx: &mut Context<Self>) {
+        self.me = Some(cx.me());
+        self.secret = cx.rng().random_range(0..self.config.modulus);
+        cx.output(Output::Secret { value: self.secret });
+        match self.config.mode {
+            Mode::Robust => {
+                self.share(cx);
+                self.advance(cx);
+            }
+            Mode::Timed {
+                share_at,
+                broadcast_at,
+                output_at,
+            } => {
+                cx.set_timer(share_at, Timer::Share);
+                cx.set_timer(broadcast_at, Timer::BroadcastSubsetSum);
+                cx.set_timer(output_at, Timer::Output);
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Self>) {
+        if from.0 >= self.config.nodes || from == cx.me() {
+            cx.annotate(format!("ignored {msg:?} from {from}, not a peer"));
+            return;
+        }
+        // At most one share and one subset sum count per peer: duplicates are ignored.
+        let fresh = match msg {
+            Msg::Share { value } => self
+                .shares
+                .insert(from, value % self.config.modulus)
+                .is_none(),
+            Msg::SubsetSum { value } => self
+                .subset_sums
+                .insert(from, value % self.config.modulus)
+                .is_none(),
+        };
+        if fresh && self.robust() {
+            self.advance(cx);
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, cx: &mut Context<Self>) {
+        match timer {
+            Timer::Share => self.share(cx),
+            Timer::BroadcastSubsetSum => self.broadcast_subset_sum(cx),
+            Timer::Output => self.output_total(cx),
+        }
+    }
+
+    fn waiting_for(&self) -> Option<String> {
+        if self.total.is_some() {
+            return None;
+        }
+        let me = self.me?;
+        let (what, have) = if self.broadcast_done {
+            ("subset sums", &self.subset_sums)
+        } else {
+            ("shares", &self.shares)
+        };
+        let missing: Vec<String> = self
+            .peers(me)
+            .filter(|p| !have.contains_key(p))
+            .map(|p| p.to_string())
+            .collect();
+        Some(format!("{what} from {}", missing.join(", ")))
+    }
+}
+
+// ---- Invariants -------------------------------------------------------------------------
+
+/// Every node outputs exactly one total, and it equals the sum of all private values mod M.
+pub struct CorrectSum {
+    nodes: u32,
+    modulus: u64,
+    secrets: BTreeMap<NodeId, u64>,
+    totals: BTreeMap<NodeId, u64>,
+}
+
+impl CorrectSum {
+    pub fn new(config: &Config) -> Self {
+        CorrectSum {
+            nodes: config.nodes,
+            modulus: config.modulus,
+            secrets: BTreeMap::new(),
+            totals: BTreeMap::new(),
+        }
+    }
+
+    fn expected(&self) -> Option<u64> {
+        (self.secrets.len() == self.nodes as usize).then(|| {
+            self.secrets
+                .values()
+                .fold(0, |acc, &s| (acc + s) % self.modulus)
+        })
+    }
+}
+
+impl Invariant<Node> for CorrectSum {
+    fn name(&self) -> &str {
+        "correct-sum"
+    }
+
+    fn on_output(&mut self, node: NodeId, _now: Time, output: &Output) -> Result<(), String> {
+        match *output {
+            Output::Secret { value } => {
+                if self.secrets.insert(node, value).is_some() {
+                    return Err(format!("{node} announced its private value twice"));
+                }
+            }
+            Output::Total { value } => {
+                if self.totals.insert(node, value).is_some() {
+                    return Err(format!("{node} output a total twice"));
+                }
+                // Every node announces its value at start, before any total can exist.
+                let Some(expected) = self.expected() else {
+                    return Err(format!(
+                        "{node} output a total before every node had a private value"
+                    ));
+                };
+                if value != expected {
+                    return Err(format!(
+                        "{node} output total {value}, but the private values sum to {expected} mod {}",
+                        self.modulus
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn at_end(&mut self, _end: &RunEnd<'_, Node>) -> Result<(), String> {
+        let silent: Vec<String> = (0..self.nodes)
+            .map(NodeId)
+            .filter(|n| !self.totals.contains_key(n))
+            .map(|n| n.to_string())
+            .collect();
+        if silent.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no total from {}", silent.join(", ")))
+        }
+    }
+}

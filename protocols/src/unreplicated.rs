@@ -1,0 +1,343 @@
+//! Unreplicated request/reply: closed-loop clients and one server. The baseline that every
+//! replicated protocol is compared against.
+//!
+//! The server keeps a running sum: each request carries an operand and the reply carries
+//! the sum after adding it. The server remembers each client's last request and reply, so
+//! a retransmitted request is answered again instead of being executed twice.
+//! Clients send one request at a time and retransmit it with exponential backoff until
+//! the reply arrives.
+
+use rehearsal_sim_core::rand::Rng;
+use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, RunEnd, Time, TimerId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+// ---- Messages -------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Request number `request` of the sending client, adding `operand` to the sum.
+    Request { request: u64, operand: u64 },
+    /// The server's answer to request number `request`.
+    Reply { request: u64, result: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    Retransmit { request: u64 },
+}
+
+/// What the checkers observe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Output {
+    /// The server executed a request.
+    Executed {
+        client: NodeId,
+        request: u64,
+        operand: u64,
+        result: u64,
+    },
+    /// A client accepted the reply to its request.
+    Completed {
+        request: u64,
+        operand: u64,
+        result: u64,
+    },
+}
+
+// ---- Configuration ----------------------------------------------------------------------
+
+/// The server is node 0; clients are nodes 1..=clients.
+pub const SERVER: NodeId = NodeId(0);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub clients: u32,
+    /// Requests each client sends, one after the other.
+    pub requests_per_client: u64,
+    /// First retransmission timeout; it doubles on every retry up to 64 times this.
+    pub retransmit_after: Duration,
+}
+
+/// The actors of one run: the server, then the clients.
+pub fn actors(config: &Config) -> Vec<Node> {
+    let mut nodes = vec![Node::Server(Server::default())];
+    for _ in 0..config.clients {
+        nodes.push(Node::Client(Client::new(
+            config.requests_per_client,
+            config.retransmit_after,
+        )));
+    }
+    nodes
+}
+
+// ---- State ------------------------------------------------------------------------------
+
+pub enum Node {
+    Server(Server),
+    Client(Client),
+}
+
+#[derive(Default)]
+pub struct Server {
+    sum: u64,
+    /// Per client: its latest executed request and the reply sent for it.
+    last_reply: BTreeMap<NodeId, (u64, u64)>,
+}
+
+pub struct Client {
+    requests_total: u64,
+    retransmit_after: Duration,
+    /// The request in flight: number, operand, current timer and backoff.
+    outstanding: Option<Outstanding>,
+    completed: u64,
+}
+
+struct Outstanding {
+    request: u64,
+    operand: u64,
+    timer: TimerId,
+    backoff: u32,
+}
+
+/// Retransmission backoff stops doubling after this many retries.
+const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+
+impl Client {
+    pub fn new(requests_total: u64, retransmit_after: Duration) -> Self {
+        Client {
+            requests_total,
+            retransmit_after,
+            outstanding: None,
+            completed: 0,
+        }
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    fn send_next(&mut self, cx: &mut Context<Node>) {
+        if self.completed >= self.requests_total {
+            return;
+        }
+        let request = self.completed + 1;
+        let operand = cx.rng().random_range(0..1_000);
+        let timer = cx.set_timer(self.retransmit_after, Timer::Retransmit { request });
+        self.outstanding = Some(Outstanding {
+            request,
+            operand,
+            timer,
+            backoff: 0,
+        });
+        cx.send(SERVER, Msg::Request { request, operand });
+    }
+
+    fn on_reply(&mut self, request: u64, result: u64, cx: &mut Context<Node>) {
+        // A reply to anything but the request in flight is a late duplicate: ignore it.
+        let Some(out) = self.outstanding.as_ref().filter(|o| o.request == request) else {
+            return;
+        };
+        let operand = out.operand;
+        cx.cancel_timer(out.timer);
+        self.outstanding = None;
+        self.completed += 1;
+        cx.output(Output::Completed {
+            request,
+            operand,
+            result,
+        });
+        self.send_next(cx);
+    }
+
+    fn on_retransmit(&mut self, request: u64, cx: &mut Context<Node>) {
+        let Some(out) = self.outstanding.as_mut().filter(|o| o.request == request) else {
+            return;
+        };
+        out.backoff = (out.backoff + 1).min(BACKOFF_DOUBLINGS_MAX);
+        let after = self.retransmit_after * (1 << out.backoff);
+        out.timer = cx.set_timer(after, Timer::Retransmit { request });
+        cx.send(
+            SERVER,
+            Msg::Request {
+                request,
+                operand: out.operand,
+            },
+        );
+    }
+}
+
+impl Server {
+    fn on_request(&mut self, client: NodeId, request: u64, operand: u64, cx: &mut Context<Node>) {
+        match self.last_reply.get(&client) {
+            Some(&(last, result)) if last == request => {
+                // Retransmission of the latest request: answer again, do not re-execute.
+                cx.send(client, Msg::Reply { request, result });
+                return;
+            }
+            Some(&(last, _)) if last > request => return, // stale duplicate
+            _ => {}
+        }
+        self.sum = self.sum.wrapping_add(operand);
+        let result = self.sum;
+        self.last_reply.insert(client, (request, result));
+        cx.output(Output::Executed {
+            client,
+            request,
+            operand,
+            result,
+        });
+        cx.send(client, Msg::Reply { request, result });
+    }
+}
+
+// ---- Handlers ---------------------------------------------------------------------------
+
+impl Actor for Node {
+    type Msg = Msg;
+    type Timer = Timer;
+    type Output = Output;
+
+    fn on_start(&mut self, cx: &mut Context<Self>) {
+        if let Node::Client(client) = self {
+            client.send_next(cx);
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Self>) {
+        match (self, msg) {
+            (Node::Server(server), Msg::Request { request, operand }) => {
+                server.on_request(from, request, operand, cx)
+            }
+            (Node::Client(client), Msg::Reply { request, result }) if from == SERVER => {
+                client.on_reply(request, result, cx)
+            }
+            (_, msg) => cx.annotate(format!("ignored unexpected {msg:?} from {from}")),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, cx: &mut Context<Self>) {
+        match (self, timer) {
+            (Node::Client(client), Timer::Retransmit { request }) => {
+                client.on_retransmit(request, cx)
+            }
+            (Node::Server(_), _) => {}
+        }
+    }
+
+    fn waiting_for(&self) -> Option<String> {
+        match self {
+            Node::Client(c) if c.completed < c.requests_total => Some(format!(
+                "the reply to request {} ({} of {} done)",
+                c.completed + 1,
+                c.completed,
+                c.requests_total
+            )),
+            _ => None,
+        }
+    }
+}
+
+// ---- Invariants -------------------------------------------------------------------------
+
+/// Every accepted reply answers its own request (same client, number and operand, and the
+/// result the server computed for it); no request executes twice; clients complete their
+/// requests in order; at the end, every client completed all its requests.
+///
+/// Clients are closed-loop, so per client only the latest executed request needs keeping:
+/// memory stays proportional to the number of clients, not of requests.
+pub struct RequestsAnswered {
+    requests_per_client: u64,
+    clients: u32,
+    /// Per client: the latest executed request, as (number, operand, result).
+    executed: BTreeMap<NodeId, (u64, u64, u64)>,
+    /// Per client: requests completed.
+    completed: BTreeMap<NodeId, u64>,
+}
+
+impl RequestsAnswered {
+    pub fn new(config: &Config) -> Self {
+        RequestsAnswered {
+            requests_per_client: config.requests_per_client,
+            clients: config.clients,
+            executed: BTreeMap::new(),
+            completed: BTreeMap::new(),
+        }
+    }
+}
+
+impl Invariant<Node> for RequestsAnswered {
+    fn name(&self) -> &str {
+        "requests-answered"
+    }
+
+    fn on_output(&mut self, node: NodeId, _now: Time, output: &Output) -> Result<(), String> {
+        match *output {
+            Output::Executed {
+                client,
+                request,
+                operand,
+                result,
+            } => {
+                if let Some(&(last, _, _)) = self.executed.get(&client) {
+                    if request <= last {
+                        return Err(format!(
+                            "request {request} of {client} executed after request {last}: executed twice or out of order"
+                        ));
+                    }
+                }
+                self.executed.insert(client, (request, operand, result));
+            }
+            Output::Completed {
+                request,
+                operand,
+                result,
+            } => {
+                match self.executed.get(&node) {
+                    Some(&(last, op, res)) if last == request => {
+                        if (op, res) != (operand, result) {
+                            return Err(format!(
+                                "{node} accepted result {result} for request {request} (operand {operand}), \
+                                 but the server executed operand {op} with result {res}"
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{node} accepted a reply to request {request}, which is not the server's latest execution for it"
+                        ))
+                    }
+                }
+                let done = self.completed.entry(node).or_insert(0);
+                if request != *done + 1 {
+                    return Err(format!(
+                        "{node} completed request {request} after request {done}"
+                    ));
+                }
+                *done = request;
+            }
+        }
+        Ok(())
+    }
+
+    fn at_end(&mut self, _end: &RunEnd<'_, Node>) -> Result<(), String> {
+        let unfinished: Vec<String> = (1..=self.clients)
+            .map(NodeId)
+            .filter_map(|c| {
+                let done = self.completed.get(&c).copied().unwrap_or(0);
+                (done < self.requests_per_client)
+                    .then(|| format!("{c} completed {done} of {}", self.requests_per_client))
+            })
+            .collect();
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "requests left incomplete: {}",
+                unfinished.join(", ")
+            ))
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The `rehearsal` command line. [`run`] takes the arguments and the output streams, so
+//! tests drive the real command in-process.
+
+use crate::bench;
+use crate::config::{Protocol, RunConfig};
+use crate::run::{run as run_config, RunSummary};
+use clap::{Args, Parser, Subcommand};
+use rehearsal_sim_core::{duration_ns, format_ns, parse_duration, Latency, Outcome};
+use rehearsal_traces::{first_difference, read_trace, render_text, write_trace, Footer, Header};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Exit status: every run was ok.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a run violated an invariant or stalled, or a replay diverged.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad arguments or bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rehearsal",
+    version,
+    about = "Deterministic simulation testbed for distributed protocols",
+    long_about = "Runs protocols written as plain actors in a seeded discrete-event simulator, \
+                  checks their invariants, and replays any run from its seed or trace."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate a protocol under a seeded network model and check its invariants.
+    Sim(SimArgs),
+    /// Re-run a recorded trace from its header and check that every event matches.
+    Replay {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+    },
+    /// Measure the simulator's speed.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Unreplicated ping-pong: 1 client, 1 server, constant latency; messages per wall-second.
+    Sim {
+        /// Round trips (each is two delivered messages).
+        #[arg(long, default_value_t = 1_000_000)]
+        round_trips: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// Protocol to run.
+    #[arg(long, value_enum, default_value_t = Protocol::Benaloh)]
+    protocol: Protocol,
+    /// Protocol nodes [default: 5 for benaloh, 1 server for unreplicated].
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// Unreplicated clients.
+    #[arg(long, default_value_t = 4)]
+    clients: u32,
+    /// Requests per unreplicated client.
+    #[arg(long, default_value_t = 100)]
+    requests: u64,
+    /// Master seed; every random choice of the run derives from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run seeds S, S+1, ..., S+K-1 and report the failing ones.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    seeds: u64,
+    /// Virtual-time deadline, e.g. 90s, 2m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
+    duration: u64,
+    /// One-way latency: constant:10ms, uniform:1ms..40s or normal:50ms,10ms.
+    #[arg(long, default_value = "constant:10ms", value_name = "SPEC", value_parser = parse_latency_arg)]
+    latency: Latency,
+    /// Probability that a message is lost, 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    loss: f64,
+    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Print one JSON object per run on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration_arg(text: &str) -> Result<u64, String> {
+    parse_duration(text)
+        .map(duration_ns)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_latency_arg(text: &str) -> Result<Latency, String> {
+    text.parse::<Latency>().map_err(|e| e.to_string())
+}
+
+/// Runs the command line `args` (program name first), writing to `out` and `err`, and
+/// returns the exit status.
+pub fn run(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let status = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                err.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.as_bytes())
+            };
+            return status;
+        }
+    };
+    let result = match cli.command {
+        Command::Sim(args) => sim(args, out, err),
+        Command::Replay { file } => replay(&file, out),
+        Command::Bench {
+            what: BenchCommand::Sim { round_trips, json },
+        } => bench::sim(round_trips, json, out),
+    };
+    match result {
+        Ok(status) => status,
+        Err(CliError::BadInput(message)) => {
+            let _ = writeln!(err, "error: {message}");
+            EXIT_BAD_INPUT
+        }
+        Err(CliError::Io(e)) => {
+            let _ = writeln!(err, "error: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// Errors that end a command with exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+    let base = RunConfig {
+        protocol: args.protocol,
+        nodes: args.nodes.unwrap_or(args.protocol.nodes_default()),
+        clients: args.clients,
+        requests: args.requests,
+        seed: args.seed,
+        duration_ns: args.duration,
+        latency: args.latency,
+        loss: args.loss,
+    };
+    base.validate().map_err(CliError::BadInput)?;
+    if args.seeds == 0 {
+        return Err(CliError::BadInput("--seeds must be at least 1".into()));
+    }
+    let last_seed = args.seed.checked_add(args.seeds - 1).ok_or_else(|| {
+        CliError::BadInput(format!(
+            "--seed {} with --seeds {} runs past the largest seed",
+            args.seed, args.seeds
+        ))
+    })?;
+    if !args.json {
+        writeln!(out, "{}", describe(&base))?;
+    }
+    let progress = progress_bar(args.seeds);
+    let mut failed: Vec<RunSummary> = Vec::new();
+    let mut first: Option<RunSummary> = None;
+    let mut counts = [0u64; 3];
+    for seed in args.seed..=last_seed {
+        let config = RunConfig {
+            seed,
+            ..base.clone()
+        };
+        // A single run keeps its trace directly; across many seeds only a chosen run is
+        // re-run with its trace kept (same seed, same events).
+        let keep = args.trace.is_some() && args.seeds == 1;
+        let summary = run_config(&config, keep).map_err(CliError::BadInput)?;
+        counts[summary.outcome as usize] += 1;
+        if args.json {
+            writeln!(out, "{}", summary.to_json())?;
+        } else if args.seeds <= 20 || summary.outcome != Outcome::Ok {
+            progress.suspend(|| writeln!(out, "{}", describe_run(&summary)))?;
+        }
+        progress.inc(1);
+        if summary.outcome != Outcome::Ok && failed.len() < 1_000 {
+            failed.push(summary.clone());
+        }
+        if first.is_none() {
+            first = Some(summary);
+        }
+    }
+    progress.finish_and_clear();
+    let first = first.expect("at least one seed ran");
+    if let Some(path) = &args.trace {
+        let chosen = failed.first().unwrap_or(&first);
+        let summary = if chosen.trace.is_empty() {
+            run_config(&chosen.config, true).map_err(CliError::BadInput)?
+        } else {
+            chosen.clone()
+        };
+        save_trace(path, &summary)?;
+        if !args.json {
+            writeln!(
+                out,
+                "trace of seed {} written to {}",
+                summary.config.seed,
+                path.display()
+            )?;
+        }
+    }
+    if !args.json {
+        if args.seeds > 1 {
+            writeln!(
+                out,
+                "{} runs: {} ok, {} violation, {} stalled",
+                args.seeds,
+                counts[Outcome::Ok as usize],
+                counts[Outcome::Violation as usize],
+                counts[Outcome::Stalled as usize]
+            )?;
+            if !failed.is_empty() {
+                let seeds: Vec<String> = failed
+                    .iter()
+                    .take(50)
+                    .map(|s| s.config.seed.to_string())
+                    .collect();
+                let more = if failed.len() > 50 { ", ..." } else { "" };
+                writeln!(out, "failing seeds: {}{more}", seeds.join(", "))?;
+            }
+        }
+        if let Some(failure) = failed.first() {
+            writeln!(out, "first failure, seed {}:", failure.config.seed)?;
+            for v in failure.violations.iter().take(10) {
+                writeln!(out, "  {v}")?;
+            }
+            let trace_file = args
+                .trace
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("seed-{}.jsonl", failure.config.seed)));
+            writeln!(
+                out,
+                "replay it with:\n  {} --trace {}",
+                failure.config.command_line(),
+                shell_word(&trace_file)
+            )?;
+            writeln!(out, "  rehearsal replay {}", shell_word(&trace_file))?;
+        }
+    }
+    let _ = err.flush();
+    Ok(if failed.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    // Hidden unless stderr is a terminal and the work is long enough to wait for.
+    if total < 50 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds  {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+fn describe(config: &RunConfig) -> String {
+    let size = match config.protocol {
+        Protocol::Unreplicated => format!(
+            "1 server, {} clients x {} requests",
+            config.clients, config.requests
+        ),
+        _ => format!("{} nodes", config.nodes),
+    };
+    format!(
+        "{} · {size} · latency {} · loss {} · deadline {}",
+        config.protocol,
+        config.latency,
+        config.loss,
+        format_ns(config.duration_ns)
+    )
+}
+
+fn describe_run(s: &RunSummary) -> String {
+    let mut line = format!(
+        "seed {:<6} {:<9} events {:<8} delivered {:<8} dropped {:<6} sim {:<9} wall {:.2}ms  digest {}",
+        s.config.seed,
+        s.outcome.as_str(),
+        s.events,
+        s.messages_delivered,
+        s.messages_dropped,
+        s.sim_time.to_string(),
+        s.wall_time.as_secs_f64() * 1e3,
+        &s.digest.0[..16],
+    );
+    if let Some(v) = s.violations.first() {
+        line += &format!("\n  {v}");
+    }
+    line
+}
+
+fn save_trace(path: &Path, summary: &RunSummary) -> Result<(), CliError> {
+    let header = Header::new(
+        summary.config.seed,
+        serde_json::to_value(&summary.config).map_err(|e| CliError::Io(e.into()))?,
+    );
+    let footer = Footer {
+        outcome: summary.outcome.as_str().to_string(),
+        violations: summary.violations.clone(),
+        events: summary.events,
+        sim_time_ns: summary.sim_time.as_nanos(),
+        digest: summary.digest.0.clone(),
+        checksum: String::new(),
+    };
+    let file = std::fs::File::create(path).map_err(|e| {
+        CliError::BadInput(format!(
+            "cannot create trace file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let mut writer = std::io::BufWriter::new(file);
+    write_trace(&mut writer, &header, &summary.trace, &footer).map_err(|e| {
+        CliError::BadInput(format!("cannot write trace file `{}`: {e}", path.display()))
+    })
+}
+
+fn replay(path: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
+    let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let config: RunConfig =
+        serde_json::from_value(recorded.header.config.clone()).map_err(|e| {
+            CliError::BadInput(format!(
+                "trace `{}` line 1: the header's config is not a run configuration: {e}",
+                path.display()
+            ))
+        })?;
+    if config.seed != recorded.header.seed {
+        return Err(CliError::BadInput(format!(
+            "trace `{}` line 1: header seed {} disagrees with config seed {}",
+            path.display(),
+            recorded.header.seed,
+            config.seed
+        )));
+    }
+    let replayed = run_config(&config, true)
+        .map_err(|e| CliError::BadInput(format!("trace `{}` line 1: {e}", path.display())))?;
+    if let Some(d) = first_difference(&recorded.events, &replayed.trace) {
+        writeln!(
+            out,
+            "replay of {} diverges at event {} (line {}):",
+            path.display(),
+            d.index,
+            d.index + 2
+        )?;
+        let show = |e: &Option<_>| {
+            e.as_ref()
+                .map_or("(no event: the run ended)".to_string(), |e| {
+                    render_text(std::slice::from_ref(e)).trim_end().to_string()
+                })
+        };
+        writeln!(out, "  recorded: {}", show(&d.recorded))?;
+        writeln!(out, "  replayed: {}", show(&d.replayed))?;
+        return Ok(EXIT_FAILED);
+    }
+    if replayed.digest.0 != recorded.footer.digest
+        || replayed.outcome.as_str() != recorded.footer.outcome
+    {
+        writeln!(
+            out,
+            "replay of {} matches every event but not the footer: recorded {} digest {}, replayed {} digest {}",
+            path.display(),
+            recorded.footer.outcome,
+            recorded.footer.digest,
+            replayed.outcome.as_str(),
+            replayed.digest
+        )?;
+        return Ok(EXIT_FAILED);
+    }
+    writeln!(
+        out,
+        "replayed {} events of {}: identical (outcome {}, digest {})",
+        replayed.events,
+        path.display(),
+        replayed.outcome.as_str(),
+        replayed.digest
+    )?;
+    for v in &replayed.violations {
+        writeln!(out, "  {v}")?;
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,137 @@
+//! The configuration of one simulated run: everything needed to re-run it, as recorded in
+//! trace headers and rebuilt by `rehearsal replay`.
+
+use rehearsal_sim_core::{format_ns, Latency};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The protocols `rehearsal sim` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Closed-loop clients and one server: the baseline.
+    Unreplicated,
+    /// Additive secret sharing of private values and agreement on their sum (robust).
+    Benaloh,
+    /// The workshop's time-triggered Benaloh: phases at 30 s, 45 s and 90 s (racy).
+    BenalohTimed,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Unreplicated => "unreplicated",
+            Protocol::Benaloh => "benaloh",
+            Protocol::BenalohTimed => "benaloh-timed",
+        }
+    }
+
+    /// Default node count: one server for unreplicated, five participants for Benaloh.
+    pub fn nodes_default(self) -> u32 {
+        match self {
+            Protocol::Unreplicated => 1,
+            Protocol::Benaloh | Protocol::BenalohTimed => 5,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One simulated run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub protocol: Protocol,
+    /// Protocol nodes: unreplicated servers (exactly 1) or Benaloh participants.
+    pub nodes: u32,
+    /// Unreplicated clients.
+    pub clients: u32,
+    /// Requests per unreplicated client.
+    pub requests: u64,
+    pub seed: u64,
+    /// Virtual-time deadline of the run.
+    pub duration_ns: u64,
+    pub latency: Latency,
+    /// Probability that a message is lost.
+    pub loss: f64,
+}
+
+/// The default deadline: long enough for the timed Benaloh's 90 s schedule under slow links.
+pub const DURATION_DEFAULT_NS: u64 = 10 * 60 * 1_000_000_000;
+
+impl RunConfig {
+    pub fn new(protocol: Protocol) -> Self {
+        RunConfig {
+            protocol,
+            nodes: protocol.nodes_default(),
+            clients: 4,
+            requests: 100,
+            seed: 1,
+            duration_ns: DURATION_DEFAULT_NS,
+            latency: Latency::constant_ms(10),
+            loss: 0.0,
+        }
+    }
+
+    /// Checks what the protocols cannot check for themselves.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
+            return Err(format!(
+                "loss must be a probability between 0 and 1, got {}",
+                self.loss
+            ));
+        }
+        match self.protocol {
+            Protocol::Unreplicated => {
+                if self.nodes != 1 {
+                    return Err(format!(
+                        "unreplicated runs exactly one server: --nodes must be 1, got {} (use --clients for more clients)",
+                        self.nodes
+                    ));
+                }
+                if self.clients == 0 {
+                    return Err("unreplicated needs at least 1 client (--clients)".into());
+                }
+            }
+            Protocol::Benaloh | Protocol::BenalohTimed => {
+                if self.nodes < 2 {
+                    return Err(format!(
+                        "benaloh needs at least 2 nodes to share a secret, got --nodes {}",
+                        self.nodes
+                    ));
+                }
+            }
+        }
+        // Bound everything: a run this large would not fit in memory anyway.
+        const NODES_MAX: u32 = 100_000;
+        if self.nodes > NODES_MAX || self.clients > NODES_MAX {
+            return Err(format!(
+                "at most {NODES_MAX} nodes and {NODES_MAX} clients per run"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The command line that runs exactly this configuration again.
+    pub fn command_line(&self) -> String {
+        let mut cmd = format!(
+            "rehearsal sim --protocol {} --nodes {}",
+            self.protocol, self.nodes
+        );
+        if self.protocol == Protocol::Unreplicated {
+            cmd += &format!(" --clients {} --requests {}", self.clients, self.requests);
+        }
+        cmd += &format!(
+            " --seed {} --duration {} --latency {} --loss {}",
+            self.seed,
+            format_ns(self.duration_ns),
+            self.latency,
+            self.loss
+        );
+        cmd
+    }
+}

@@ -1,0 +1,136 @@
+//! Builds a simulation from a [`RunConfig`] and runs it, whatever the protocol.
+
+use crate::config::{Protocol, RunConfig};
+use rehearsal_protocols::{benaloh, unreplicated};
+use rehearsal_sim_core::{
+    Actor, Digest, EndReason, Invariant, Latency, NodeStats, Outcome, SimConfig, SimpleNetwork,
+    Simulation, Time, TraceEvent,
+};
+use std::time::{Duration, Instant};
+
+/// What one run yields, the same for every protocol.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub config: RunConfig,
+    pub outcome: Outcome,
+    pub end: EndReason,
+    pub violations: Vec<String>,
+    pub events: u64,
+    pub messages_sent: u64,
+    pub messages_delivered: u64,
+    pub messages_dropped: u64,
+    pub sim_time: Time,
+    pub wall_time: Duration,
+    pub digest: Digest,
+    pub nodes: Vec<NodeStats>,
+    /// Every event, when the run was asked to keep its trace.
+    pub trace: Vec<TraceEvent>,
+}
+
+impl RunSummary {
+    /// One JSON object, as `rehearsal sim --json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "protocol": self.config.protocol.name(),
+            "seed": self.config.seed,
+            "outcome": self.outcome.as_str(),
+            "end": self.end,
+            "violations": self.violations,
+            "events": self.events,
+            "messages_sent": self.messages_sent,
+            "messages_delivered": self.messages_delivered,
+            "messages_dropped": self.messages_dropped,
+            "sim_time_ns": self.sim_time.as_nanos(),
+            "wall_time_ns": u64::try_from(self.wall_time.as_nanos()).unwrap_or(u64::MAX),
+            "trace_digest": self.digest.0,
+        })
+    }
+}
+
+/// Runs one configuration. `keep_trace` keeps every event (for trace files and replay);
+/// the digest is computed either way. Errors describe an invalid configuration.
+pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
+    config.validate()?;
+    let sim_config = SimConfig {
+        seed: config.seed,
+        deadline: Some(Time(config.duration_ns)),
+        keep_trace,
+        ..SimConfig::new(config.seed)
+    };
+    let network = SimpleNetwork {
+        latency: config.latency,
+        loss: config.loss,
+    };
+    match config.protocol {
+        Protocol::Unreplicated => {
+            let proto = unreplicated::Config {
+                clients: config.clients,
+                requests_per_client: config.requests,
+                retransmit_after: retransmit_after(&config.latency),
+            };
+            let check = unreplicated::RequestsAnswered::new(&proto);
+            Ok(simulate(
+                config,
+                sim_config,
+                network,
+                unreplicated::actors(&proto),
+                check,
+            ))
+        }
+        Protocol::Benaloh | Protocol::BenalohTimed => {
+            let mode = if config.protocol == Protocol::Benaloh {
+                benaloh::Mode::Robust
+            } else {
+                benaloh::Mode::WORKSHOP
+            };
+            let proto = benaloh::Config {
+                nodes: config.nodes,
+                modulus: benaloh::MODULUS_DEFAULT,
+                mode,
+            };
+            let actors = benaloh::actors(&proto).map_err(|e| e.to_string())?;
+            let check = benaloh::CorrectSum::new(&proto);
+            Ok(simulate(config, sim_config, network, actors, check))
+        }
+    }
+}
+
+/// A client retransmission timeout comfortably above the round trip the latency allows,
+/// so a lossless network sees no needless retransmissions.
+pub fn retransmit_after(latency: &Latency) -> Duration {
+    let one_way_ns = match *latency {
+        Latency::Constant { ns } => ns,
+        Latency::Uniform { hi_ns, .. } => hi_ns,
+        Latency::Normal { mean_ns, std_ns } => mean_ns.saturating_add(std_ns.saturating_mul(4)),
+    };
+    Duration::from_nanos(one_way_ns.saturating_mul(4).max(1_000_000))
+}
+
+fn simulate<A: Actor>(
+    config: &RunConfig,
+    sim_config: SimConfig,
+    network: SimpleNetwork,
+    actors: Vec<A>,
+    invariant: impl Invariant<A> + 'static,
+) -> RunSummary {
+    let mut sim = Simulation::new(sim_config, actors, network);
+    sim.add_invariant(invariant);
+    let started = Instant::now();
+    let report = sim.run();
+    let wall_time = started.elapsed();
+    RunSummary {
+        config: config.clone(),
+        outcome: report.outcome,
+        end: report.end,
+        violations: report.violations,
+        events: report.events,
+        messages_sent: report.messages_sent,
+        messages_delivered: report.messages_delivered,
+        messages_dropped: report.messages_dropped,
+        sim_time: report.sim_time,
+        wall_time,
+        digest: report.digest,
+        nodes: report.nodes,
+        trace: report.trace,
+    }
+}
