@@ -1,1 +1,32 @@
+//! Shared helpers of Rehearsal's cross-crate tests.
 
+use std::path::PathBuf;
+
+/// What one in-process run of the `rehearsal` command printed and returned.
+#[derive(Debug)]
+pub struct CliRun {
+    pub status: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `rehearsal` command line in-process, e.g. `cli(&["sim", "--seed", "3"])`.
+pub fn cli(args: &[&str]) -> CliRun {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("rehearsal").chain(args.iter().copied());
+    let status = rehearsal::cli::run(argv, &mut out, &mut err);
+    CliRun {
+        status,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+/// A fresh scratch directory for one test: pass `env!("CARGO_TARGET_TMPDIR")`.
+pub fn scratch_dir(target_tmp: &str, test: &str) -> PathBuf {
+    let dir = PathBuf::from(target_tmp).join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}

@@ -1,0 +1,145 @@
+//! Benaloh: the robust protocol is correct under any latency; the workshop's timed version
+//! is caught racing when delays exceed its phase gaps.
+
+use proptest::prelude::*;
+use rehearsal::{run, Protocol, RunConfig};
+use rehearsal_sim_core::{Latency, Outcome};
+use rehearsal_tests::{cli, scratch_dir};
+
+fn benaloh(protocol: Protocol, nodes: u32, seed: u64, latency: &str) -> RunConfig {
+    RunConfig {
+        nodes,
+        seed,
+        latency: latency.parse().unwrap(),
+        ..RunConfig::new(protocol)
+    }
+}
+
+#[test]
+fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
+    let failing: Vec<u64> = (1..=100)
+        .filter(|&seed| {
+            run(
+                &benaloh(Protocol::BenalohTimed, 5, seed, "uniform:1s..40s"),
+                false,
+            )
+            .unwrap()
+            .outcome
+                == Outcome::Violation
+        })
+        .collect();
+    assert!(
+        !failing.is_empty(),
+        "no seed in 1..=100 exposed the timed race"
+    );
+
+    // The CLI finds the same failure, says how to replay it, and the replay reproduces it.
+    let seed = failing[0].to_string();
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "timed_benaloh_replay");
+    let trace = dir.join("failure.jsonl");
+    let trace = trace.to_str().unwrap();
+    let args = [
+        "sim",
+        "--protocol",
+        "benaloh-timed",
+        "--latency",
+        "uniform:1s..40s",
+        "--seed",
+        &seed,
+        "--trace",
+        trace,
+    ];
+    let found = cli(&args);
+    assert_eq!(found.status, 1, "{}", found.stdout);
+    assert!(found.stdout.contains("correct-sum"), "{}", found.stdout);
+    assert!(found.stdout.contains(&format!(
+        "rehearsal sim --protocol benaloh-timed --nodes 5 --seed {seed}"
+    )));
+    let replay = cli(&["replay", trace]);
+    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stdout.contains("identical (outcome violation"),
+        "{}",
+        replay.stdout
+    );
+}
+
+#[test]
+fn timed_benaloh_passes_on_a_fast_network() {
+    for seed in 1..=20 {
+        let report = run(
+            &benaloh(Protocol::BenalohTimed, 5, seed, "constant:10ms"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            report.outcome,
+            Outcome::Ok,
+            "seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}
+
+#[test]
+fn robust_benaloh_survives_the_latencies_that_break_the_timed_one() {
+    for seed in 1..=100 {
+        let report = run(
+            &benaloh(Protocol::Benaloh, 5, seed, "uniform:1s..40s"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            report.outcome,
+            Outcome::Ok,
+            "seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}
+
+#[test]
+fn benaloh_with_every_message_lost_is_reported_as_a_stall_naming_what_is_missing() {
+    let config = RunConfig {
+        loss: 1.0,
+        ..benaloh(Protocol::Benaloh, 3, 1, "constant:10ms")
+    };
+    let report = run(&config, false).unwrap();
+    assert_eq!(report.outcome, Outcome::Stalled);
+    let all = report.violations.join("\n");
+    assert!(all.contains("no total from n0, n1, n2"), "{all}");
+    assert!(
+        all.contains("stall: n0 waits for shares from n1, n2"),
+        "{all}"
+    );
+}
+
+fn latency_strategy() -> impl Strategy<Value = Latency> {
+    prop_oneof![
+        (0u64..100_000_000).prop_map(|ns| Latency::Constant { ns }),
+        (0u64..1_000_000_000, 0u64..60_000_000_000).prop_map(|(a, b)| Latency::Uniform {
+            lo_ns: a.min(b),
+            hi_ns: a.max(b)
+        }),
+        (0u64..1_000_000_000, 0u64..1_000_000_000)
+            .prop_map(|(mean_ns, std_ns)| Latency::Normal { mean_ns, std_ns }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn robust_benaloh_is_correct_for_any_seed_size_and_latency(
+        seed in any::<u64>(),
+        nodes in 2u32..20,
+        latency in latency_strategy(),
+    ) {
+        let config = RunConfig { seed, nodes, latency, ..RunConfig::new(Protocol::Benaloh) };
+        let report = run(&config, false).unwrap();
+        prop_assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);
+        // Every node's total was checked: n secrets + n totals.
+        let outputs: u64 = report.nodes.iter().map(|n| n.outputs).sum();
+        prop_assert_eq!(outputs, 2 * u64::from(nodes));
+    }
+}

@@ -1,0 +1,235 @@
+//! The `rehearsal` command line: defaults, JSON output, exit statuses, and bad input.
+
+use rehearsal_tests::{cli, scratch_dir};
+use rehearsal_traces::{read_trace, write_trace};
+
+#[test]
+fn default_sim_runs_benaloh_and_prints_a_readable_summary() {
+    let run = cli(&["sim"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("benaloh · 5 nodes"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("seed 1") && run.stdout.contains(" ok "),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn json_output_has_one_object_per_run_with_the_documented_fields() {
+    let run = cli(&[
+        "sim",
+        "--protocol",
+        "unreplicated",
+        "--seeds",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (i, line) in lines.iter().enumerate() {
+        for field in [
+            "protocol",
+            "seed",
+            "outcome",
+            "violations",
+            "events",
+            "messages_delivered",
+            "sim_time_ns",
+            "wall_time_ns",
+            "trace_digest",
+        ] {
+            assert!(line.get(field).is_some(), "missing {field} in {line}");
+        }
+        assert_eq!(line["seed"], i as u64 + 1);
+        assert_eq!(line["outcome"], "ok");
+        assert_eq!(line["protocol"], "unreplicated");
+    }
+}
+
+#[test]
+fn many_seeds_report_the_failing_ones_and_the_command_that_replays_the_first() {
+    let run = cli(&[
+        "sim",
+        "--protocol",
+        "benaloh-timed",
+        "--latency",
+        "uniform:1s..40s",
+        "--seeds",
+        "30",
+    ]);
+    assert_eq!(run.status, 1);
+    assert!(run.stdout.contains("30 runs:"), "{}", run.stdout);
+    assert!(run.stdout.contains("failing seeds: "), "{}", run.stdout);
+    let replay_line = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("rehearsal sim "))
+        .expect("replay command");
+    // The printed command, run as printed, reproduces the failure.
+    let words: Vec<&str> = replay_line.split_whitespace().skip(1).collect();
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "printed_replay_command");
+    let trace = dir.join("t.jsonl");
+    let mut words: Vec<&str> = words
+        .iter()
+        .take_while(|w| **w != "--trace")
+        .copied()
+        .collect();
+    words.extend(["--trace", trace.to_str().unwrap()]);
+    let again = cli(&words);
+    assert_eq!(again.status, 1, "{}", again.stdout);
+    assert_eq!(cli(&["replay", trace.to_str().unwrap()]).status, 0);
+}
+
+fn assert_bad_input(args: &[&str], needle: &str) {
+    let run = cli(args);
+    assert_eq!(
+        run.status, 2,
+        "{args:?} should exit 2; stdout: {} stderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(needle),
+        "{args:?}: expected `{needle}` in: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message_naming_the_problem() {
+    assert_bad_input(&["sim", "--protocol", "paxos"], "invalid value 'paxos'");
+    assert_bad_input(&["sim", "--nodes", "1"], "at least 2 nodes");
+    assert_bad_input(
+        &["sim", "--protocol", "benaloh-timed", "--nodes", "0"],
+        "at least 2 nodes",
+    );
+    assert_bad_input(
+        &["sim", "--latency", "gaussian:5ms"],
+        "unknown kind `gaussian`",
+    );
+    assert_bad_input(&["sim", "--latency", "uniform:5s"], "LO..HI");
+    assert_bad_input(&["sim", "--latency", "constant:10"], "no unit");
+    assert_bad_input(&["sim", "--duration", "soon"], "duration");
+    assert_bad_input(&["sim", "--loss", "1.5"], "loss must be a probability");
+    assert_bad_input(&["sim", "--seeds", "0"], "--seeds must be at least 1");
+    assert_bad_input(
+        &["sim", "--protocol", "unreplicated", "--nodes", "3"],
+        "exactly one server",
+    );
+    assert_bad_input(&["frobnicate"], "unrecognized subcommand");
+}
+
+#[test]
+fn bad_trace_files_exit_2_naming_file_and_line() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "bad_traces");
+    let good = dir.join("good.jsonl");
+    assert_eq!(cli(&["sim", "--trace", good.to_str().unwrap()]).status, 0);
+    let bytes = std::fs::read(&good).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+
+    assert_bad_input(
+        &["replay", dir.join("missing.jsonl").to_str().unwrap()],
+        "cannot read trace",
+    );
+
+    let truncated = dir.join("truncated.jsonl");
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    assert_bad_input(&["replay", truncated.to_str().unwrap()], "is truncated");
+
+    let corrupt = dir.join("corrupt.jsonl");
+    std::fs::write(&corrupt, text.replacen("\"deliver\"", "\"delivre\"", 1)).unwrap();
+    assert_bad_input(&["replay", corrupt.to_str().unwrap()], "malformed event");
+
+    let edited = dir.join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        text.replacen("\"t\":10000000", "\"t\":10000001", 1),
+    )
+    .unwrap();
+    assert_bad_input(&["replay", edited.to_str().unwrap()], "is corrupt");
+
+    let binary = dir.join("binary.jsonl");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, b'\n']).unwrap();
+    assert_bad_input(&["replay", binary.to_str().unwrap()], "line 1");
+
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, b"").unwrap();
+    assert_bad_input(&["replay", empty.to_str().unwrap()], "is empty");
+}
+
+#[test]
+fn a_trace_header_that_is_not_a_run_configuration_exits_2() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "bad_header_config");
+    let good = dir.join("good.jsonl");
+    assert_eq!(cli(&["sim", "--trace", good.to_str().unwrap()]).status, 0);
+    let mut trace = read_trace(&good).unwrap();
+    trace.header.config["protocol"] = serde_json::json!("raft");
+    let bad = dir.join("bad.jsonl");
+    write_trace(
+        &mut std::fs::File::create(&bad).unwrap(),
+        &trace.header,
+        &trace.events,
+        &trace.footer,
+    )
+    .unwrap();
+    assert_bad_input(
+        &["replay", bad.to_str().unwrap()],
+        "not a run configuration",
+    );
+}
+
+#[test]
+fn replay_reports_the_first_event_that_differs() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "replay_divergence");
+    let good = dir.join("good.jsonl");
+    assert_eq!(
+        cli(&[
+            "sim",
+            "--latency",
+            "uniform:1ms..9ms",
+            "--trace",
+            good.to_str().unwrap()
+        ])
+        .status,
+        0
+    );
+    // A well-formed trace whose events no longer match what its header produces.
+    let mut trace = read_trace(&good).unwrap();
+    trace.header.config["latency"] = serde_json::json!("uniform:1ms..10ms");
+    let changed = dir.join("changed.jsonl");
+    write_trace(
+        &mut std::fs::File::create(&changed).unwrap(),
+        &trace.header,
+        &trace.events,
+        &trace.footer,
+    )
+    .unwrap();
+    let run = cli(&["replay", changed.to_str().unwrap()]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("diverges at event"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("recorded:") && run.stdout.contains("replayed:"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bench_sim_prints_its_figures_as_json() {
+    let run = cli(&["bench", "sim", "--round-trips", "1000", "--json"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let figures: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(figures["messages"], 2000);
+    assert!(figures["wall_time_ns"].as_u64().unwrap() > 0);
+    assert!(figures["messages_per_wall_second"].as_f64().unwrap() > 0.0);
+    assert!(figures["sim_seconds_per_wall_second"].as_f64().unwrap() > 0.0);
+}

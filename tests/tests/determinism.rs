@@ -1,0 +1,124 @@
+//! Same seed, same run: byte-identical traces and digests, in one process and across two.
+
+use rehearsal::{run, Protocol, RunConfig};
+use rehearsal_sim_core::Latency;
+use rehearsal_tests::{cli, scratch_dir};
+use std::path::Path;
+use std::process::Command;
+
+fn trace_bytes(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let path_text = path.to_str().unwrap();
+    let mut argv = vec!["sim"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--trace", path_text]);
+    let run = cli(&argv);
+    assert!(run.status <= 1, "{}", run.stderr);
+    std::fs::read(&path).unwrap()
+}
+
+const JITTERY: &[&str] = &[
+    "--protocol",
+    "benaloh",
+    "--nodes",
+    "7",
+    "--latency",
+    "normal:50ms,30ms",
+    "--seed",
+    "11",
+];
+
+#[test]
+fn same_seed_gives_byte_identical_traces_in_one_process() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "same_seed_one_process");
+    let a = trace_bytes(&dir, "a.jsonl", JITTERY);
+    let b = trace_bytes(&dir, "b.jsonl", JITTERY);
+    assert!(
+        a.len() > 1_000,
+        "trace too short to mean anything: {} bytes",
+        a.len()
+    );
+    assert_eq!(a, b);
+    let mut config = RunConfig::new(Protocol::Unreplicated);
+    config.loss = 0.1;
+    config.latency = "uniform:1ms..20ms".parse().unwrap();
+    let first = run(&config, false).unwrap();
+    let second = run(&config, false).unwrap();
+    assert_eq!(first.digest, second.digest);
+    assert_eq!(first.events, second.events);
+}
+
+/// Run by `same_seed_gives_byte_identical_traces_across_processes` in a child process.
+#[test]
+#[ignore = "helper: spawned by same_seed_gives_byte_identical_traces_across_processes"]
+fn child_process_writes_trace() {
+    let dir = std::env::var("REHEARSAL_CHILD_DIR").expect("set by the parent test");
+    let name = std::env::var("REHEARSAL_CHILD_NAME").expect("set by the parent test");
+    trace_bytes(Path::new(&dir), &name, JITTERY);
+}
+
+#[test]
+fn same_seed_gives_byte_identical_traces_across_processes() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "same_seed_two_processes");
+    for name in ["p1.jsonl", "p2.jsonl"] {
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_process_writes_trace",
+                "--exact",
+                "--ignored",
+                "--quiet",
+            ])
+            .env("REHEARSAL_CHILD_DIR", &dir)
+            .env("REHEARSAL_CHILD_NAME", name)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    let p1 = std::fs::read(dir.join("p1.jsonl")).unwrap();
+    let p2 = std::fs::read(dir.join("p2.jsonl")).unwrap();
+    assert!(p1.len() > 1_000);
+    assert_eq!(p1, p2);
+    // And the same as this process computes.
+    assert_eq!(p1, trace_bytes(&dir, "here.jsonl", JITTERY));
+}
+
+#[test]
+fn different_seeds_give_different_traces_where_randomness_matters() {
+    let mut config = RunConfig::new(Protocol::Benaloh);
+    config.latency = Latency::Uniform {
+        lo_ns: 1_000_000,
+        hi_ns: 50_000_000,
+    };
+    let digests: std::collections::BTreeSet<String> = (1..=20)
+        .map(|seed| {
+            run(
+                &RunConfig {
+                    seed,
+                    ..config.clone()
+                },
+                false,
+            )
+            .unwrap()
+            .digest
+            .0
+        })
+        .collect();
+    assert_eq!(digests.len(), 20, "20 seeds must give 20 distinct runs");
+}
+
+#[test]
+fn digest_is_the_same_whether_or_not_the_trace_is_kept() {
+    let config = RunConfig {
+        seed: 5,
+        ..RunConfig::new(Protocol::BenalohTimed)
+    };
+    let kept = run(&config, true).unwrap();
+    let digest_only = run(&config, false).unwrap();
+    assert_eq!(kept.digest, digest_only.digest);
+    assert_eq!(kept.trace.len() as u64, kept.events);
+    assert!(digest_only.trace.is_empty());
+}
