@@ -21,7 +21,8 @@ pub struct SimConfig {
     pub deadline: Option<Time>,
     /// Keep every trace event in memory (for trace files); the digest is always computed.
     pub keep_trace: bool,
-    /// Bound on recorded events, so a livelocked protocol cannot run forever.
+    /// Bound on recorded events, so a livelocked protocol cannot run forever: the run stops
+    /// before the first handler that starts once this many events are recorded.
     pub events_max: u64,
 }
 
@@ -257,6 +258,11 @@ impl<A: Actor> Simulation<A> {
             let Some(entry) = self.queue.pop() else {
                 return EndReason::Quiescent;
             };
+            if let Pending::Timer { node, id, .. } = &entry.event {
+                if !self.nodes[node.index()].live_timers.contains(id) {
+                    continue; // cancelled: not an event, and it moves no clock
+                }
+            }
             if let Some(deadline) = self.config.deadline {
                 if entry.time > deadline {
                     self.now = deadline;
@@ -299,9 +305,7 @@ impl<A: Actor> Simulation<A> {
                 (to, Handler::Message(from, msg))
             }
             Pending::Timer { node, id, timer } => {
-                if !self.nodes[node.index()].live_timers.remove(&id) {
-                    return; // cancelled: not an event
-                }
+                self.nodes[node.index()].live_timers.remove(&id);
                 let seq = self.recorder.begin(trace::TAG_TIMER, now, node);
                 self.recorder.field(id.0);
                 if self.recorder.keep {

@@ -1,0 +1,287 @@
+//! The simulator engine: event order, timers, the CPU-cost model, how runs end.
+
+use rehearsal_sim_core::{
+    Actor, Context, EndReason, EventKind, Invariant, NodeId, Outcome, RunEnd, SimConfig,
+    SimpleNetwork, Simulation, Time, TimerId,
+};
+use std::time::Duration;
+
+/// A scriptable actor: what it does on start, and a log of what it saw.
+#[derive(Default)]
+struct Probe {
+    script: Vec<Step>,
+    seen: Vec<(Time, String)>,
+    cancel_me: Option<TimerId>,
+}
+
+#[derive(Clone)]
+enum Step {
+    Send(u32, u64),
+    Timer(u64, &'static str),
+    TimerThenCancel(u64, &'static str),
+    Charge(u64),
+    Output(u64),
+}
+
+impl Actor for Probe {
+    type Msg = u64;
+    type Timer = &'static str;
+    type Output = u64;
+
+    fn on_start(&mut self, cx: &mut Context<Self>) {
+        for step in self.script.clone() {
+            match step {
+                Step::Send(to, v) => cx.send(NodeId(to), v),
+                Step::Timer(ms, name) => {
+                    cx.set_timer(Duration::from_millis(ms), name);
+                }
+                Step::TimerThenCancel(ms, name) => {
+                    self.cancel_me = Some(cx.set_timer(Duration::from_millis(ms), name))
+                }
+                Step::Charge(ms) => cx.charge(Duration::from_millis(ms)),
+                Step::Output(v) => cx.output(v),
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: u64, cx: &mut Context<Self>) {
+        self.seen.push((cx.now(), format!("msg {msg} from {from}")));
+        if msg == 100 {
+            // Cancel the pending timer on receipt of the "cancel" message.
+            if let Some(id) = self.cancel_me.take() {
+                cx.cancel_timer(id);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: &'static str, cx: &mut Context<Self>) {
+        self.seen.push((cx.now(), format!("timer {timer}")));
+    }
+
+    fn waiting_for(&self) -> Option<String> {
+        self.script
+            .iter()
+            .any(|s| matches!(s, Step::Output(0)))
+            .then(|| "nothing, ever".to_string())
+    }
+}
+
+fn probe(script: Vec<Step>) -> Probe {
+    Probe {
+        script,
+        ..Probe::default()
+    }
+}
+
+fn run(actors: Vec<Probe>, config: SimConfig) -> rehearsal_sim_core::RunReport<Probe> {
+    Simulation::new(config, actors, SimpleNetwork::default()).run()
+}
+
+#[test]
+fn events_at_one_time_run_in_the_order_they_were_scheduled() {
+    let sender = probe(vec![Step::Send(1, 1), Step::Send(1, 2), Step::Send(1, 3)]);
+    let report = run(vec![sender, probe(vec![])], SimConfig::new(1));
+    let seen: Vec<&str> = report.actors[1]
+        .seen
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(seen, ["msg 1 from n0", "msg 2 from n0", "msg 3 from n0"]);
+    assert!(report.actors[1]
+        .seen
+        .iter()
+        .all(|(t, _)| *t == Time::from_millis(10)));
+}
+
+#[test]
+fn timers_fire_at_their_time_and_cancelled_ones_never_fire() {
+    // n1 sets a 50 ms timer and a 5 ms one; n0's message at 10 ms cancels the 50 ms timer.
+    let canceller = probe(vec![Step::Send(1, 100)]);
+    let target = probe(vec![
+        Step::TimerThenCancel(50, "late"),
+        Step::Timer(5, "early"),
+    ]);
+    let report = run(vec![canceller, target], SimConfig::new(1));
+    let seen = &report.actors[1].seen;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], (Time::from_millis(5), "timer early".to_string()));
+    assert_eq!(
+        seen[1],
+        (Time::from_millis(10), "msg 100 from n0".to_string())
+    );
+    assert_eq!(report.nodes[1].timers_fired, 1);
+    assert_eq!(report.end, EndReason::Quiescent);
+    assert_eq!(
+        report.sim_time,
+        Time::from_millis(10),
+        "the cancelled timer left no event behind"
+    );
+}
+
+#[test]
+fn charged_cpu_delays_sends_and_queues_later_events() {
+    // n0 charges 30 ms then sends: the message leaves at 30 ms and arrives at 40 ms.
+    // n1 charges 100 ms at start, so that message waits until n1 is free at 100 ms.
+    let sender = probe(vec![Step::Charge(30), Step::Send(1, 7)]);
+    let busy = probe(vec![Step::Charge(100)]);
+    let report = run(vec![sender, busy], SimConfig::new(1));
+    assert_eq!(
+        report.actors[1].seen,
+        vec![(Time::from_millis(100), "msg 7 from n0".to_string())]
+    );
+}
+
+#[test]
+fn a_deadline_ends_the_run_with_later_events_unrun() {
+    let actors = vec![probe(vec![Step::Timer(10, "a"), Step::Timer(1_000, "b")])];
+    let config = SimConfig {
+        deadline: Some(Time::from_millis(500)),
+        ..SimConfig::new(1)
+    };
+    let report = run(actors, config);
+    assert_eq!(report.end, EndReason::Deadline);
+    assert_eq!(report.sim_time, Time::from_millis(500));
+    assert_eq!(report.actors[0].seen.len(), 1);
+    assert_eq!(report.outcome, Outcome::Ok);
+}
+
+#[test]
+fn the_event_bound_stops_a_run_that_would_never_end() {
+    /// Bounces a message forever.
+    struct Forever;
+    impl Actor for Forever {
+        type Msg = ();
+        type Timer = ();
+        type Output = ();
+        fn on_start(&mut self, cx: &mut Context<Self>) {
+            if cx.me() == NodeId(0) {
+                cx.send(NodeId(1), ());
+            }
+        }
+        fn on_message(&mut self, from: NodeId, _: (), cx: &mut Context<Self>) {
+            cx.send(from, ());
+        }
+        fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+    }
+    let config = SimConfig {
+        events_max: 1_000,
+        ..SimConfig::new(1)
+    };
+    let report = Simulation::new(config, vec![Forever, Forever], SimpleNetwork::default()).run();
+    assert_eq!(report.end, EndReason::EventLimit);
+    // Two starts and the first send make 3 events, then each bounce adds a delivery and a
+    // send: counts run 3, 5, 7, ... The handler that reaches the bound finishes; no other
+    // handler starts after it.
+    assert_eq!(report.events, 1_001);
+    let config = SimConfig {
+        events_max: 999,
+        ..SimConfig::new(1)
+    };
+    let report = Simulation::new(config, vec![Forever, Forever], SimpleNetwork::default()).run();
+    assert_eq!(report.events, 999);
+}
+
+/// Outputs must be even; at the end, node 0 must have output something.
+struct EvenOutputs;
+impl Invariant<Probe> for EvenOutputs {
+    fn name(&self) -> &str {
+        "even"
+    }
+    fn on_output(&mut self, node: NodeId, _: Time, v: &u64) -> Result<(), String> {
+        if v % 2 == 0 {
+            Ok(())
+        } else {
+            Err(format!("{node} output odd {v}"))
+        }
+    }
+    fn at_end(&mut self, end: &RunEnd<'_, Probe>) -> Result<(), String> {
+        if end.actors[0]
+            .script
+            .iter()
+            .any(|s| matches!(s, Step::Output(_)))
+        {
+            Ok(())
+        } else {
+            Err("n0 output nothing".into())
+        }
+    }
+}
+
+#[test]
+fn a_safety_violation_stops_the_run_at_once_and_is_traced() {
+    let actors = vec![probe(vec![
+        Step::Output(2),
+        Step::Output(3),
+        Step::Timer(5, "after"),
+    ])];
+    let config = SimConfig {
+        keep_trace: true,
+        ..SimConfig::new(1)
+    };
+    let mut sim = Simulation::new(config, actors, SimpleNetwork::default());
+    sim.add_invariant(EvenOutputs);
+    let report = sim.run();
+    assert_eq!(report.outcome, Outcome::Violation);
+    assert_eq!(report.end, EndReason::Violation);
+    assert_eq!(report.violations, vec!["even: n0 output odd 3".to_string()]);
+    assert!(
+        report.actors[0].seen.is_empty(),
+        "the timer after the violation must not run"
+    );
+    let last = report.trace.last().unwrap();
+    assert!(matches!(&last.kind, EventKind::Violation { invariant, .. } if invariant == "even"));
+}
+
+#[test]
+fn quiet_with_work_outstanding_is_a_stall_that_says_what_nodes_wait_for() {
+    // Output(0) makes the probe report that it waits; the end check on n0 fails too.
+    let actors = vec![probe(vec![]), probe(vec![Step::Output(0)])];
+    let mut sim = Simulation::new(SimConfig::new(1), actors, SimpleNetwork::default());
+    sim.add_invariant(EvenOutputs);
+    let report = sim.run();
+    assert_eq!(report.outcome, Outcome::Stalled);
+    assert_eq!(
+        report.waiting,
+        vec![(NodeId(1), "nothing, ever".to_string())]
+    );
+    assert!(
+        report
+            .violations
+            .contains(&"even: n0 output nothing".to_string()),
+        "{:?}",
+        report.violations
+    );
+    assert!(report
+        .violations
+        .contains(&"stall: n1 waits for nothing, ever".to_string()));
+}
+
+#[test]
+fn messages_to_unknown_nodes_are_dropped_not_panicked_on() {
+    let actors = vec![probe(vec![Step::Send(9, 1)])];
+    let config = SimConfig {
+        keep_trace: true,
+        ..SimConfig::new(1)
+    };
+    let report = run(actors, config);
+    assert_eq!(report.messages_dropped, 1);
+    assert!(report
+        .trace
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Drop { reason, .. } if reason == "no such node")));
+}
+
+#[test]
+fn per_node_statistics_count_messages_bytes_and_outputs() {
+    let actors = vec![
+        probe(vec![Step::Send(1, 5), Step::Send(1, 300), Step::Output(4)]),
+        probe(vec![]),
+    ];
+    let report = run(actors, SimConfig::new(1));
+    let (n0, n1) = (&report.nodes[0], &report.nodes[1]);
+    assert_eq!((n0.messages_sent, n1.messages_received), (2, 2));
+    // bincode varint: 5 takes one byte, 300 takes three.
+    assert_eq!((n0.bytes_sent, n1.bytes_received), (4, 4));
+    assert_eq!(n0.outputs, 1);
+    assert_eq!(report.messages_delivered, 2);
+}
