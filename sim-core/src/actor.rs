@@ -97,6 +97,8 @@ pub enum Effect<A: Actor> {
     },
     Output(A::Output),
     Annotate(String),
+    /// Durable state (bincode bytes) that survives a crash, handed to the restart constructor.
+    Persist(Vec<u8>),
 }
 
 /// The one context type every runtime hands to handlers. Effects are buffered and applied
@@ -180,6 +182,15 @@ impl<'a, A: Actor> Context<'a, A> {
     /// Marks a point of interest in the trace (a phase change, a decision).
     pub fn annotate(&mut self, label: impl Into<String>) {
         self.effects.push(Effect::Annotate(label.into()));
+    }
+
+    /// Saves `state` as this node's durable state (like an fsync'd file): after a crash,
+    /// the protocol's restart constructor receives the last state saved. Replaces any
+    /// earlier state. A state that cannot be encoded is not saved and the error returned.
+    pub fn persist<S: Serialize>(&mut self, state: &S) -> Result<(), bincode::error::EncodeError> {
+        let bytes = bincode::serde::encode_to_vec(state, bincode::config::standard())?;
+        self.effects.push(Effect::Persist(bytes));
+        Ok(())
     }
 
     /// Models CPU cost: in the simulator the node stays busy this much longer and its sends

@@ -15,6 +15,8 @@ pub enum EndReason {
     EventLimit,
     /// A safety invariant failed and the run stopped at once.
     Violation,
+    /// A scenario's `stop` command ended the run.
+    Stopped,
 }
 
 /// What an end-of-run check sees.
@@ -36,7 +38,7 @@ pub trait Invariant<A: Actor> {
         Ok(())
     }
 
-    /// Liveness and end state: called once when the run ends at quiescence or deadline.
+    /// Liveness and end state: called once when the run ends other than by a violation.
     fn at_end(&mut self, _end: &RunEnd<'_, A>) -> Result<(), String> {
         Ok(())
     }

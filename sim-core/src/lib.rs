@@ -6,6 +6,7 @@
 //! unseeded randomness, no iteration over randomly ordered maps.
 
 mod actor;
+mod fault;
 mod invariant;
 mod network;
 mod rng;
@@ -15,10 +16,13 @@ mod time;
 pub mod trace;
 
 pub use actor::{Actor, Context, Effect, Message, NodeId, TimerId};
+pub use fault::{ClockSkew, Fault};
 pub use invariant::{EndReason, Invariant, RunEnd};
-pub use network::{Fate, Latency, LatencySpecError, NetworkModel, Packet, SimpleNetwork};
+pub use network::{
+    Admit, Fate, Latency, LatencySpecError, NetChange, NetworkModel, Packet, SimpleNetwork,
+};
 pub use rng::{derive_rng, SimRng};
-pub use sim::{Outcome, RunReport, SimConfig, Simulation};
+pub use sim::{Outcome, RestartFn, RunReport, SimConfig, Simulation};
 pub use stats::NodeStats;
 pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};
 pub use trace::{Digest, EventKind, TraceEvent};

@@ -26,14 +26,86 @@ pub struct Packet {
 pub enum Fate {
     /// Delivered after this many nanoseconds.
     Deliver { delay_ns: u64 },
+    /// Delivered twice: after `delay_ns` and again after `copy_delay_ns`.
+    Duplicate { delay_ns: u64, copy_delay_ns: u64 },
+    /// Delivered after `delay_ns` with its encoded bytes damaged: the receiver decodes what
+    /// arrives; if that fails the message is dropped, otherwise the altered message counts.
+    Corrupt { delay_ns: u64 },
     /// Lost; the reason appears in the trace.
     Drop { reason: &'static str },
+}
+
+/// Whether a message may reach its receiver now, asked at its delivery time (so a cut made
+/// while a message is in flight applies to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Deliver,
+    Drop {
+        reason: &'static str,
+    },
+    /// Kept until a later network change admits it (e.g. held across a partition until heal).
+    Hold,
+}
+
+/// A change to the network during a run, from a scenario or swarm schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetChange {
+    /// Nodes can talk only within their group; nodes in no group are isolated from all.
+    Partition {
+        groups: Vec<Vec<NodeId>>,
+    },
+    /// Messages from any of `from` to any of `to` are cut; the reverse direction is not.
+    CutOneWay {
+        from: Vec<NodeId>,
+        to: Vec<NodeId>,
+    },
+    /// Removes every cut.
+    Heal,
+    SetLoss {
+        loss: f64,
+    },
+    SetLatency {
+        latency: Latency,
+    },
+}
+
+impl fmt::Display for NetChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |nodes: &[NodeId]| {
+            nodes
+                .iter()
+                .map(|n| n.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            NetChange::Partition { groups } => {
+                let groups: Vec<String> = groups.iter().map(|g| list(g)).collect();
+                write!(f, "partition {}", groups.join(" | "))
+            }
+            NetChange::CutOneWay { from, to } => write!(f, "cut {} -> {}", list(from), list(to)),
+            NetChange::Heal => f.write_str("heal"),
+            NetChange::SetLoss { loss } => write!(f, "set-loss {loss}"),
+            NetChange::SetLatency { latency } => write!(f, "set-latency {latency}"),
+        }
+    }
 }
 
 /// Decides the fate of every message. Randomness comes only from `rng`, the sender's
 /// network stream, so a model is deterministic per seed.
 pub trait NetworkModel {
+    /// Called once per message as it leaves its sender.
     fn route(&mut self, packet: &Packet, rng: &mut SimRng) -> Fate;
+
+    /// Called when a message is due, before it is delivered.
+    fn admit(&mut self, _from: NodeId, _to: NodeId, _now: Time) -> Admit {
+        Admit::Deliver
+    }
+
+    /// Applies a change at virtual time `now`; `Err` says why this model cannot.
+    fn apply(&mut self, change: &NetChange, _now: Time) -> Result<(), String> {
+        Err(format!("this network model does not support `{change}`"))
+    }
 }
 
 /// A one-way latency distribution, written as a spec string:
@@ -204,6 +276,19 @@ impl NetworkModel for SimpleNetwork {
         Fate::Deliver {
             delay_ns: self.latency.sample(rng),
         }
+    }
+
+    fn apply(&mut self, change: &NetChange, _now: Time) -> Result<(), String> {
+        match *change {
+            NetChange::SetLoss { loss } => self.loss = loss,
+            NetChange::SetLatency { latency } => self.latency = latency,
+            _ => {
+                return Err(format!(
+                    "the simple network has no topology: `{change}` needs a partition-aware model"
+                ))
+            }
+        }
+        Ok(())
     }
 }
 

@@ -2,15 +2,17 @@
 //! tie-breaker), every random choice drawn from streams derived from one master seed.
 
 use crate::actor::{Actor, Context, Effect, NodeId, TimerId};
+use crate::fault::{ClockSkew, Fault};
 use crate::invariant::{EndReason, Invariant, RunEnd};
-use crate::network::{Fate, NetworkModel, Packet};
+use crate::network::{Admit, Fate, NetChange, NetworkModel, Packet};
 use crate::rng::{derive_rng, SimRng};
 use crate::stats::NodeStats;
 use crate::time::Time;
 use crate::trace::{self, summarize, Digest, EventKind, Recorder, TraceEvent};
+use rand::Rng;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 /// How one run is driven.
 #[derive(Debug, Clone)]
@@ -86,16 +88,22 @@ enum Pending<A: Actor> {
     Start {
         node: NodeId,
     },
+    /// `bytes` is the encoded size; a u32 keeps queue entries small.
     Deliver {
         from: NodeId,
         to: NodeId,
         id: u64,
+        bytes: u32,
         msg: A::Msg,
     },
     Timer {
         node: NodeId,
         id: TimerId,
         timer: A::Timer,
+    },
+    /// Boxed: faults are rare, and inline they would bloat every queue entry.
+    Fault {
+        fault: Box<Fault>,
     },
 }
 
@@ -104,6 +112,7 @@ impl<A: Actor> Pending<A> {
         match self {
             Pending::Start { node } | Pending::Timer { node, .. } => *node,
             Pending::Deliver { to, .. } => *to,
+            Pending::Fault { fault } => fault.node(),
         }
     }
 }
@@ -134,7 +143,7 @@ impl<A: Actor> Ord for Entry<A> {
 }
 
 /// Simulator-side state of one node.
-struct NodeSlot {
+struct NodeSlot<A: Actor> {
     rng: SimRng,
     net_rng: SimRng,
     next_timer: u64,
@@ -142,7 +151,26 @@ struct NodeSlot {
     live_timers: BTreeSet<TimerId>,
     /// Modelled CPU: the node handles nothing before this time.
     busy_until: Time,
+    crashed: bool,
+    paused: bool,
+    /// Events that arrived while paused, in arrival order.
+    parked: VecDeque<Pending<A>>,
+    /// The last state the node saved with `Context::persist`: survives crashes.
+    durable: Option<Vec<u8>>,
+    skew: ClockSkew,
     stats: NodeStats,
+}
+
+/// Rebuilds a crashed node's actor from its last durable state.
+pub type RestartFn<A> = Box<dyn FnMut(NodeId, Option<&[u8]>) -> A>;
+
+/// A message the network holds back (e.g. across a partition) until a change admits it.
+struct Held<A: Actor> {
+    from: NodeId,
+    to: NodeId,
+    id: u64,
+    bytes: u32,
+    msg: A::Msg,
 }
 
 /// A simulation of actors of type `A` over a network model.
@@ -173,21 +201,24 @@ struct NodeSlot {
 pub struct Simulation<A: Actor> {
     config: SimConfig,
     actors: Vec<A>,
-    nodes: Vec<NodeSlot>,
+    nodes: Vec<NodeSlot<A>>,
     network: Box<dyn NetworkModel>,
     invariants: Vec<Box<dyn Invariant<A>>>,
+    restart: Option<RestartFn<A>>,
     queue: BinaryHeap<Entry<A>>,
+    held: Vec<Held<A>>,
     next_order: u64,
     now: Time,
     effects: Vec<Effect<A>>,
     encode_buf: Vec<u8>,
     recorder: Recorder,
     violations: Vec<String>,
+    stopped: bool,
     messages_delivered: u64,
 }
 
 impl<A: Actor> Simulation<A> {
-    /// A simulation of `actors`, node `i` being `actors[i]`.
+    /// A simulation of `actors`, node `i` being `actors[i]`; every node starts at time 0.
     pub fn new(config: SimConfig, actors: Vec<A>, network: impl NetworkModel + 'static) -> Self {
         let nodes = (0..actors.len() as u64)
             .map(|i| NodeSlot {
@@ -196,31 +227,106 @@ impl<A: Actor> Simulation<A> {
                 next_timer: 0,
                 live_timers: BTreeSet::new(),
                 busy_until: Time::ZERO,
+                crashed: false,
+                paused: false,
+                parked: VecDeque::new(),
+                durable: None,
+                skew: ClockSkew::default(),
                 stats: NodeStats::default(),
             })
             .collect();
         let recorder = Recorder::new(config.keep_trace);
-        Simulation {
+        let mut sim = Simulation {
             config,
             actors,
             nodes,
             network: Box::new(network),
             invariants: Vec::new(),
+            restart: None,
             queue: BinaryHeap::new(),
+            held: Vec::new(),
             next_order: 0,
             now: Time::ZERO,
             effects: Vec::new(),
             encode_buf: Vec::new(),
             recorder,
             violations: Vec::new(),
+            stopped: false,
             messages_delivered: 0,
+        };
+        // Starts come first among time-0 events, so a fault at time 0 follows them.
+        for i in 0..sim.actors.len() {
+            sim.schedule(
+                Time::ZERO,
+                Pending::Start {
+                    node: NodeId(i as u32),
+                },
+            );
         }
+        sim
     }
 
     /// Adds an invariant checked during and at the end of the run.
     pub fn add_invariant(&mut self, invariant: impl Invariant<A> + 'static) -> &mut Self {
         self.invariants.push(Box::new(invariant));
         self
+    }
+
+    /// Sets how a crashed node is rebuilt on [`Fault::Restart`]: from its node id and the
+    /// last state it saved with [`Context::persist`] (`None` if it saved nothing).
+    pub fn on_restart(
+        &mut self,
+        rebuild: impl FnMut(NodeId, Option<&[u8]>) -> A + 'static,
+    ) -> &mut Self {
+        self.restart = Some(Box::new(rebuild));
+        self
+    }
+
+    /// Whether [`Fault::Restart`] can be used: a restart constructor was given.
+    pub fn can_restart(&self) -> bool {
+        self.restart.is_some()
+    }
+
+    /// Schedules a fault at virtual time `at`. Faults at one time apply in the order given.
+    pub fn schedule_fault(&mut self, at: Time, fault: Fault) -> Result<(), String> {
+        let nodes = self.actors.len();
+        if fault.node().index() >= nodes {
+            return Err(format!(
+                "`{fault}` names node {}, but the run has nodes 0..{}",
+                fault.node().0,
+                nodes
+            ));
+        }
+        if let Fault::Network(NetChange::Partition { groups }) = &fault {
+            if let Some(n) = groups.iter().flatten().find(|n| n.index() >= nodes) {
+                return Err(format!(
+                    "`{fault}` names node {}, but the run has nodes 0..{nodes}",
+                    n.0
+                ));
+            }
+        }
+        if let Fault::Network(NetChange::CutOneWay { from, to }) = &fault {
+            if let Some(n) = from.iter().chain(to).find(|n| n.index() >= nodes) {
+                return Err(format!(
+                    "`{fault}` names node {}, but the run has nodes 0..{nodes}",
+                    n.0
+                ));
+            }
+        }
+        if let Fault::Restart(_) = fault {
+            if self.restart.is_none() {
+                return Err(format!(
+                    "`{fault}`: this protocol has no restart constructor"
+                ));
+            }
+        }
+        self.schedule(
+            at,
+            Pending::Fault {
+                fault: Box::new(fault),
+            },
+        );
+        Ok(())
     }
 
     pub fn actors(&self) -> &[A] {
@@ -233,16 +339,9 @@ impl<A: Actor> Simulation<A> {
         self.queue.push(Entry { time, order, event });
     }
 
-    /// Runs to quiescence, the deadline, the event bound, or the first safety violation.
+    /// Runs to quiescence, the deadline, the event bound, a stop, or the first safety
+    /// violation.
     pub fn run(mut self) -> RunReport<A> {
-        for i in 0..self.actors.len() {
-            self.schedule(
-                Time::ZERO,
-                Pending::Start {
-                    node: NodeId(i as u32),
-                },
-            );
-        }
         let end = self.event_loop();
         self.finish(end)
     }
@@ -251,6 +350,9 @@ impl<A: Actor> Simulation<A> {
         loop {
             if !self.violations.is_empty() {
                 return EndReason::Violation;
+            }
+            if self.stopped {
+                return EndReason::Stopped;
             }
             if self.recorder.next_seq >= self.config.events_max {
                 return EndReason::EventLimit;
@@ -269,10 +371,15 @@ impl<A: Actor> Simulation<A> {
                     return EndReason::Deadline;
                 }
             }
-            let node = entry.event.node();
-            let busy_until = self.nodes[node.index()].busy_until;
-            if entry.time < busy_until {
+            if let Pending::Fault { fault } = entry.event {
+                self.now = entry.time;
+                self.apply_fault(*fault);
+                continue;
+            }
+            let slot = &self.nodes[entry.event.node().index()];
+            if entry.time < slot.busy_until {
                 // The node is still working on an earlier event: this one waits its turn.
+                let busy_until = slot.busy_until;
                 self.schedule(busy_until, entry.event);
                 continue;
             }
@@ -283,15 +390,70 @@ impl<A: Actor> Simulation<A> {
 
     fn dispatch(&mut self, event: Pending<A>) {
         let now = self.now;
-        let (node, effects_start) = match event {
+        let node = event.node();
+        let slot = &mut self.nodes[node.index()];
+        if slot.crashed {
+            if let Pending::Deliver { from, to, id, .. } = event {
+                self.drop_message(from, to, id, "receiver crashed");
+            }
+            return; // a crashed node's own start and timers are gone with it
+        }
+        if let Pending::Deliver {
+            from,
+            to,
+            id,
+            bytes,
+            msg,
+        } = event
+        {
+            match self.network.admit(from, to, now) {
+                Admit::Deliver => {}
+                Admit::Drop { reason } => return self.drop_message(from, to, id, reason),
+                Admit::Hold => {
+                    return self.held.push(Held {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg,
+                    })
+                }
+            }
+            return self.handle(Pending::Deliver {
+                from,
+                to,
+                id,
+                bytes,
+                msg,
+            });
+        }
+        self.handle(event);
+    }
+
+    /// Runs one handler of a live node (or parks the event if the node is paused).
+    fn handle(&mut self, event: Pending<A>) {
+        let now = self.now;
+        let node = event.node();
+        let slot = &mut self.nodes[node.index()];
+        if slot.paused {
+            slot.parked.push_back(event);
+            return;
+        }
+        let handler = match event {
             Pending::Start { node } => {
                 let seq = self.recorder.begin(trace::TAG_START, now, node);
                 if self.recorder.keep {
                     self.recorder.keep_event(seq, now, node, EventKind::Start);
                 }
-                (node, Handler::<A>::Start)
+                Handler::<A>::Start
             }
-            Pending::Deliver { from, to, id, msg } => {
+            Pending::Deliver {
+                from,
+                to,
+                id,
+                bytes,
+                msg,
+            } => {
                 let seq = self.recorder.begin(trace::TAG_DELIVER, now, to);
                 self.recorder.field(u64::from(from.0));
                 self.recorder.field(id);
@@ -302,7 +464,8 @@ impl<A: Actor> Simulation<A> {
                 self.messages_delivered += 1;
                 let stats = &mut self.nodes[to.index()].stats;
                 stats.messages_received += 1;
-                (to, Handler::Message(from, msg))
+                stats.bytes_received += u64::from(bytes);
+                Handler::Message(from, msg)
             }
             Pending::Timer { node, id, timer } => {
                 self.nodes[node.index()].live_timers.remove(&id);
@@ -316,25 +479,26 @@ impl<A: Actor> Simulation<A> {
                     self.recorder.keep_event(seq, now, node, kind);
                 }
                 self.nodes[node.index()].stats.timers_fired += 1;
-                (node, Handler::Timer(timer))
+                Handler::Timer(timer)
             }
+            Pending::Fault { .. } => unreachable!("faults are applied by the event loop"),
         };
         let slot = &mut self.nodes[node.index()];
         let actor = &mut self.actors[node.index()];
+        let local_now = slot.skew.local(now);
         let mut cx = Context::new(
             node,
-            now,
+            local_now,
             &mut slot.rng,
             &mut slot.next_timer,
             &mut self.effects,
         );
-        match effects_start {
+        match handler {
             Handler::Start => actor.on_start(&mut cx),
             Handler::Message(from, msg) => actor.on_message(from, msg, &mut cx),
             Handler::Timer(timer) => actor.on_timer(timer, &mut cx),
         }
-        let charged = cx.charged();
-        let departs = now.after(charged);
+        let departs = now.after(cx.charged());
         slot.busy_until = departs;
         self.apply_effects(node, departs);
     }
@@ -345,8 +509,10 @@ impl<A: Actor> Simulation<A> {
             match effect {
                 Effect::Send { to, msg } => self.send(node, to, msg, departs),
                 Effect::SetTimer { id, after, timer } => {
-                    self.nodes[node.index()].live_timers.insert(id);
-                    let at = self.now.after(after);
+                    let slot = &mut self.nodes[node.index()];
+                    slot.live_timers.insert(id);
+                    // `after` is measured by the node's own (possibly skewed) clock.
+                    let at = self.now.after(slot.skew.real_after(after));
                     self.schedule(at, Pending::Timer { node, id, timer });
                 }
                 Effect::CancelTimer { id } => {
@@ -354,21 +520,22 @@ impl<A: Actor> Simulation<A> {
                 }
                 Effect::Output(value) => self.output(node, value),
                 Effect::Annotate(label) => {
-                    let seq = self.recorder.begin(trace::TAG_ANNOTATE, self.now, node);
-                    self.recorder.bytes(label.as_bytes());
                     self.nodes[node.index()].stats.annotations += 1;
-                    if self.recorder.keep {
-                        self.recorder.keep_event(
-                            seq,
-                            self.now,
-                            node,
-                            EventKind::Annotate { label },
-                        );
-                    }
+                    self.annotate(node, label);
                 }
+                Effect::Persist(state) => self.nodes[node.index()].durable = Some(state),
             }
         }
         self.effects = effects;
+    }
+
+    fn annotate(&mut self, node: NodeId, label: String) {
+        let seq = self.recorder.begin(trace::TAG_ANNOTATE, self.now, node);
+        self.recorder.bytes(label.as_bytes());
+        if self.recorder.keep {
+            self.recorder
+                .keep_event(seq, self.now, node, EventKind::Annotate { label });
+        }
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: A::Msg, departs: Time) {
@@ -413,25 +580,189 @@ impl<A: Actor> Simulation<A> {
             self.network
                 .route(&packet, &mut self.nodes[from.index()].net_rng)
         };
+        let at = |delay_ns: u64| Time(departs.as_nanos().saturating_add(delay_ns));
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         match fate {
-            Fate::Deliver { delay_ns } => {
-                self.nodes[to.index()].stats.bytes_received += bytes;
-                let at = Time(departs.as_nanos().saturating_add(delay_ns));
-                self.schedule(at, Pending::Deliver { from, to, id, msg });
-            }
-            Fate::Drop { reason } => {
-                let seq = self.recorder.begin(trace::TAG_DROP, self.now, from);
-                self.recorder.field(id);
-                self.recorder.bytes(reason.as_bytes());
-                self.nodes[from.index()].stats.messages_dropped += 1;
-                if self.recorder.keep {
-                    let kind = EventKind::Drop {
+            Fate::Deliver { delay_ns } => self.schedule(
+                at(delay_ns),
+                Pending::Deliver {
+                    from,
+                    to,
+                    id,
+                    bytes,
+                    msg,
+                },
+            ),
+            Fate::Duplicate {
+                delay_ns,
+                copy_delay_ns,
+            } => {
+                let copy = msg.clone();
+                self.schedule(
+                    at(delay_ns),
+                    Pending::Deliver {
+                        from,
                         to,
                         id,
-                        reason: reason.to_string(),
-                    };
-                    self.recorder.keep_event(seq, self.now, from, kind);
+                        bytes,
+                        msg,
+                    },
+                );
+                self.schedule(
+                    at(copy_delay_ns),
+                    Pending::Deliver {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg: copy,
+                    },
+                );
+            }
+            Fate::Corrupt { delay_ns } => match self.corrupt(from, to, id) {
+                Some(msg) => self.schedule(
+                    at(delay_ns),
+                    Pending::Deliver {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg,
+                    },
+                ),
+                None => self.drop_message(from, to, id, "corrupted: undecodable"),
+            },
+            Fate::Drop { reason } => self.drop_message(from, to, id, reason),
+        }
+    }
+
+    /// Damages the encoded message in `encode_buf` (1 to 3 bytes, from the sender's network
+    /// stream) and decodes what is left, as a receiver would.
+    fn corrupt(&mut self, from: NodeId, to: NodeId, id: u64) -> Option<A::Msg> {
+        let rng = &mut self.nodes[from.index()].net_rng;
+        if self.encode_buf.is_empty() {
+            return None;
+        }
+        for _ in 0..rng.random_range(1..=3) {
+            let at = rng.random_range(0..self.encode_buf.len());
+            self.encode_buf[at] ^= rng.random_range(1..=255u8);
+        }
+        let decoded: Option<A::Msg> =
+            bincode::serde::decode_from_slice(&self.encode_buf, bincode::config::standard())
+                .ok()
+                .map(|(m, _)| m);
+        if let Some(msg) = &decoded {
+            let seq = self.recorder.begin(trace::TAG_CORRUPT, self.now, from);
+            self.recorder.field(id);
+            self.recorder.bytes(&self.encode_buf);
+            if self.recorder.keep {
+                let kind = EventKind::Corrupt {
+                    to,
+                    id,
+                    msg: summarize(format!("{msg:?}")),
+                };
+                self.recorder.keep_event(seq, self.now, from, kind);
+            }
+        }
+        decoded
+    }
+
+    fn drop_message(&mut self, from: NodeId, to: NodeId, id: u64, reason: &'static str) {
+        let seq = self.recorder.begin(trace::TAG_DROP, self.now, from);
+        self.recorder.field(id);
+        self.recorder.bytes(reason.as_bytes());
+        self.nodes[from.index()].stats.messages_dropped += 1;
+        if self.recorder.keep {
+            let kind = EventKind::Drop {
+                to,
+                id,
+                reason: reason.to_string(),
+            };
+            self.recorder.keep_event(seq, self.now, from, kind);
+        }
+    }
+
+    fn apply_fault(&mut self, fault: Fault) {
+        let node = fault.node();
+        let label = fault.to_string();
+        let seq = self.recorder.begin(trace::TAG_FAULT, self.now, node);
+        self.recorder.bytes(label.as_bytes());
+        if self.recorder.keep {
+            self.recorder
+                .keep_event(seq, self.now, node, EventKind::Fault { fault: label });
+        }
+        let now = self.now;
+        match fault {
+            Fault::Crash(n) => {
+                let slot = &mut self.nodes[n.index()];
+                slot.crashed = true;
+                slot.paused = false;
+                slot.live_timers.clear();
+                slot.busy_until = now;
+                let parked = std::mem::take(&mut slot.parked);
+                for event in parked {
+                    if let Pending::Deliver { from, to, id, .. } = event {
+                        self.drop_message(from, to, id, "receiver crashed");
+                    }
                 }
+            }
+            Fault::Restart(n) => {
+                if !self.nodes[n.index()].crashed {
+                    return self.annotate(n, format!("restart {} ignored: not crashed", n.0));
+                }
+                let Some(rebuild) = self.restart.as_mut() else {
+                    return self.annotate(n, "restart ignored: no restart constructor".into());
+                };
+                let slot = &mut self.nodes[n.index()];
+                self.actors[n.index()] = rebuild(n, slot.durable.as_deref());
+                slot.crashed = false;
+                self.handle(Pending::Start { node: n });
+            }
+            Fault::Pause(n) => self.nodes[n.index()].paused = true,
+            Fault::Resume(n) => {
+                let slot = &mut self.nodes[n.index()];
+                slot.paused = false;
+                // Everything that queued up runs now, in the order it arrived.
+                for event in std::mem::take(&mut slot.parked) {
+                    self.schedule(now, event);
+                }
+            }
+            Fault::Skew { node, skew } => self.nodes[node.index()].skew = skew,
+            Fault::Network(change) => match self.network.apply(&change, now) {
+                Ok(()) => self.release_held(),
+                Err(problem) => self.violation(NodeId(0), "scenario".into(), problem),
+            },
+            Fault::Annotate(_) => {}
+            Fault::Stop => self.stopped = true,
+        }
+    }
+
+    /// After a network change, delivers (now) or drops what the network was holding.
+    fn release_held(&mut self) {
+        let now = self.now;
+        for held in std::mem::take(&mut self.held) {
+            match self.network.admit(held.from, held.to, now) {
+                Admit::Deliver => {
+                    let Held {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg,
+                    } = held;
+                    self.schedule(
+                        now,
+                        Pending::Deliver {
+                            from,
+                            to,
+                            id,
+                            bytes,
+                            msg,
+                        },
+                    );
+                }
+                Admit::Drop { reason } => self.drop_message(held.from, held.to, held.id, reason),
+                Admit::Hold => self.held.push(held),
             }
         }
     }
@@ -487,10 +818,7 @@ impl<A: Actor> Simulation<A> {
             Outcome::Violation
         };
         let mut waiting = Vec::new();
-        if matches!(
-            end,
-            EndReason::Quiescent | EndReason::Deadline | EndReason::EventLimit
-        ) {
+        if end != EndReason::Violation {
             let run_end = RunEnd {
                 now: self.now,
                 reason: end,
@@ -506,9 +834,10 @@ impl<A: Actor> Simulation<A> {
                 .actors
                 .iter()
                 .enumerate()
+                .filter(|(i, _)| !self.nodes[*i].crashed)
                 .filter_map(|(i, a)| a.waiting_for().map(|w| (NodeId(i as u32), w)))
                 .collect();
-            // Events are attributed to node 0 when no single node is at fault.
+            // End-of-run failures are attributed to node 0: no single node is at fault.
             for (name, detail) in failed {
                 self.violation(NodeId(0), name, detail);
             }

@@ -53,6 +53,16 @@ pub enum EventKind {
         invariant: String,
         detail: String,
     },
+    /// A fault or scenario command took effect.
+    Fault {
+        fault: String,
+    },
+    /// Message `id` was damaged in flight and decoded as `msg`.
+    Corrupt {
+        to: NodeId,
+        id: u64,
+        msg: String,
+    },
 }
 
 impl EventKind {
@@ -67,6 +77,8 @@ impl EventKind {
             EventKind::Output { .. } => "output",
             EventKind::Annotate { .. } => "annotate",
             EventKind::Violation { .. } => "violation",
+            EventKind::Fault { .. } => "fault",
+            EventKind::Corrupt { .. } => "corrupt",
         }
     }
 }
@@ -106,6 +118,8 @@ pub(crate) const TAG_TIMER: u8 = 5;
 pub(crate) const TAG_OUTPUT: u8 = 6;
 pub(crate) const TAG_ANNOTATE: u8 = 7;
 pub(crate) const TAG_VIOLATION: u8 = 8;
+pub(crate) const TAG_FAULT: u8 = 9;
+pub(crate) const TAG_CORRUPT: u8 = 10;
 
 /// Bytes buffered before they are fed to blake3: large updates use its SIMD paths.
 const DIGEST_BUFFER_BYTES: usize = 64 * 1024;

@@ -26,6 +26,8 @@ pub fn render_text(events: &[TraceEvent]) -> String {
             EventKind::Violation { invariant, detail } => {
                 format!("VIOLATION {invariant}: {detail}")
             }
+            EventKind::Fault { fault } => format!("FAULT    {fault}"),
+            EventKind::Corrupt { to, id, msg } => format!("corrupt  #{id} to {to} arrives as {msg}"),
         };
         let _ = writeln!(
             out,
