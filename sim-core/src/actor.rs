@@ -188,7 +188,8 @@ impl<'a, A: Actor> Context<'a, A> {
     /// the protocol's restart constructor receives the last state saved. Replaces any
     /// earlier state. A state that cannot be encoded is not saved and the error returned.
     pub fn persist<S: Serialize>(&mut self, state: &S) -> Result<(), bincode::error::EncodeError> {
-        let bytes = bincode::serde::encode_to_vec(state, bincode::config::standard())?;
+        let mut bytes = Vec::new();
+        crate::codec::encode_into(state, &mut bytes)?;
         self.effects.push(Effect::Persist(bytes));
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! unseeded randomness, no iteration over randomly ordered maps.
 
 mod actor;
+pub mod codec;
 mod fault;
 mod invariant;
 mod network;

@@ -2,6 +2,7 @@
 //! tie-breaker), every random choice drawn from streams derived from one master seed.
 
 use crate::actor::{Actor, Context, Effect, NodeId, TimerId};
+use crate::codec;
 use crate::fault::{ClockSkew, Fault};
 use crate::invariant::{EndReason, Invariant, RunEnd};
 use crate::network::{Admit, Fate, NetChange, NetworkModel, Packet};
@@ -540,11 +541,7 @@ impl<A: Actor> Simulation<A> {
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: A::Msg, departs: Time) {
         self.encode_buf.clear();
-        let encoded = bincode::serde::encode_into_std_write(
-            &msg,
-            &mut self.encode_buf,
-            bincode::config::standard(),
-        );
+        let encoded = codec::encode_into(&msg, &mut self.encode_buf);
         let bytes = self.encode_buf.len() as u64;
         let id = self.recorder.begin(trace::TAG_SEND, self.now, from);
         self.recorder.field(u64::from(to.0));
@@ -647,10 +644,7 @@ impl<A: Actor> Simulation<A> {
             let at = rng.random_range(0..self.encode_buf.len());
             self.encode_buf[at] ^= rng.random_range(1..=255u8);
         }
-        let decoded: Option<A::Msg> =
-            bincode::serde::decode_from_slice(&self.encode_buf, bincode::config::standard())
-                .ok()
-                .map(|(m, _)| m);
+        let decoded: Option<A::Msg> = codec::decode(&self.encode_buf).ok();
         if let Some(msg) = &decoded {
             let seq = self.recorder.begin(trace::TAG_CORRUPT, self.now, from);
             self.recorder.field(id);
@@ -770,11 +764,7 @@ impl<A: Actor> Simulation<A> {
     fn output(&mut self, node: NodeId, value: A::Output) {
         self.encode_buf.clear();
         // An output that cannot be encoded still counts; its digest record is then empty.
-        let _ = bincode::serde::encode_into_std_write(
-            &value,
-            &mut self.encode_buf,
-            bincode::config::standard(),
-        );
+        let _ = codec::encode_into(&value, &mut self.encode_buf);
         let seq = self.recorder.begin(trace::TAG_OUTPUT, self.now, node);
         self.recorder.bytes(&self.encode_buf);
         self.nodes[node.index()].stats.outputs += 1;

@@ -1,0 +1,523 @@
+//! The TCP transport, alone and under the node runtime, on 127.0.0.1 with ephemeral ports.
+
+mod common;
+
+use common::{wait_until, Event, Msg, PingPong, RoundsInOrder, TEST_LIMIT};
+use rehearsal_hardware::wire::{Ack, Hello, ACK_BYTES, WIRE_VERSION};
+use rehearsal_hardware::{
+    check_invariants, encode_message, NodeRuntime, OutputRecord, RunStop, RuntimeConfig, SendError,
+    StopHandle, TcpConfig, TcpTransport, Transport, TransportError,
+};
+use rehearsal_sim_core::{NodeId, Time};
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const SERVER: NodeId = NodeId(0);
+const CLIENT: NodeId = NodeId(1);
+/// A node id the tests impersonate with raw sockets.
+const RAW: NodeId = NodeId(2);
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// An address where nothing listens (port 1 is privileged, so no test can bind it).
+fn nowhere() -> SocketAddr {
+    "127.0.0.1:1".parse().unwrap()
+}
+
+fn config() -> TcpConfig {
+    TcpConfig {
+        reconnect_backoff_max: Duration::from_millis(100),
+        ..TcpConfig::default()
+    }
+}
+
+fn quiet() -> RuntimeConfig {
+    RuntimeConfig {
+        log_errors: false,
+        ..RuntimeConfig::default()
+    }
+}
+
+/// Starts one transport per node on 127.0.0.1, each knowing every other as a peer from
+/// the start.
+fn mesh(nodes: u32, config: &TcpConfig) -> Vec<TcpTransport> {
+    let listeners: Vec<TcpListener> = (0..nodes)
+        .map(|_| TcpListener::bind(loopback()).unwrap())
+        .collect();
+    let table: BTreeMap<NodeId, SocketAddr> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| (NodeId(i as u32), listener.local_addr().unwrap()))
+        .collect();
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            TcpTransport::with_listener(NodeId(i as u32), listener, &table, config.clone()).unwrap()
+        })
+        .collect()
+}
+
+type Finished = (RunStop, NodeRuntime<PingPong, TcpTransport>);
+
+/// Runs a node on its own thread, sending its outputs to `sink`, until stopped.
+fn spawn_node(
+    actor: PingPong,
+    transport: TcpTransport,
+    sink: mpsc::Sender<OutputRecord<Event>>,
+) -> (StopHandle, JoinHandle<Finished>) {
+    let node = NodeRuntime::new(actor, transport, quiet())
+        .with_output_sink(move |record| drop(sink.send(record)));
+    let stop = node.stop_handle();
+    let thread = thread::spawn(move || {
+        let mut node = node;
+        let result = node.run_for(Duration::from_secs(120)).unwrap();
+        (result, node)
+    });
+    (stop, thread)
+}
+
+/// Receives outputs until one satisfies `wanted`, keeping all of them in `seen`.
+fn await_output(
+    outputs: &Receiver<OutputRecord<Event>>,
+    seen: &mut Vec<OutputRecord<Event>>,
+    wanted: impl Fn(&OutputRecord<Event>) -> bool,
+) {
+    let deadline = Instant::now() + TEST_LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let record = outputs
+            .recv_timeout(left)
+            .expect("the awaited output never came");
+        let found = wanted(&record);
+        seen.push(record);
+        if found {
+            return;
+        }
+    }
+}
+
+fn completed(seen: &[OutputRecord<Event>]) -> u64 {
+    seen.iter()
+        .filter_map(|record| match record.value {
+            Event::Completed(n) => Some(n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn ping_pong_over_tcp() {
+    let rounds = 300;
+    let mut transports = mesh(2, &config()).into_iter();
+    let (server_transport, client_transport) =
+        (transports.next().unwrap(), transports.next().unwrap());
+    let (sink, outputs) = mpsc::channel();
+    let (server_stop, server) = spawn_node(PingPong::Server, server_transport, sink.clone());
+    let (client_stop, client) = spawn_node(
+        PingPong::client(SERVER, rounds, Duration::from_millis(500)),
+        client_transport,
+        sink,
+    );
+    let mut seen = Vec::new();
+    await_output(&outputs, &mut seen, |r| r.value == Event::Completed(rounds));
+    server_stop.stop();
+    client_stop.stop();
+    let (server_result, server) = server.join().unwrap();
+    let (client_result, client) = client.join().unwrap();
+    assert_eq!(server_result, RunStop::Stopped);
+    assert_eq!(client_result, RunStop::Stopped);
+    while let Ok(record) = outputs.try_recv() {
+        seen.push(record);
+    }
+
+    let actors = [PingPong::Server];
+    let mut invariant = RoundsInOrder::new(rounds, vec![CLIENT]);
+    let violations = check_invariants(&seen, &actors, Time::ZERO, &mut [&mut invariant]);
+    assert!(violations.is_empty(), "{violations:?}");
+
+    let server_tcp = server.transport().stats();
+    let client_tcp = client.transport().stats();
+    assert!(client_tcp.frames_sent >= rounds, "{client_tcp:?}");
+    assert!(server_tcp.frames_received >= rounds, "{server_tcp:?}");
+    assert!(client_tcp.frames_received >= rounds, "{client_tcp:?}");
+    assert_eq!(client_tcp.outbound_connects, 1);
+    assert_eq!(server_tcp.inbound_rejected + server_tcp.inbound_failed, 0);
+    assert_eq!(client_tcp.inbound_rejected + client_tcp.inbound_failed, 0);
+    assert_eq!(server.stats().messages_undecodable, 0);
+    assert_eq!(
+        server.stats().node.messages_received,
+        server_tcp.frames_received
+    );
+}
+
+#[test]
+fn frames_keep_their_order_and_content_and_self_sends_arrive() {
+    let mut transports = mesh(2, &config());
+    let mut b = transports.pop().unwrap();
+    let mut a = transports.pop().unwrap();
+    let frames: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| match i {
+            0 => Vec::new(),
+            7 => vec![0xab; 1 << 20],
+            _ => i.to_be_bytes().repeat(i as usize % 13 + 1),
+        })
+        .collect();
+    for frame in &frames {
+        a.send(NodeId(1), frame).unwrap();
+    }
+    a.send(NodeId(0), b"self").unwrap();
+    a.flush().unwrap();
+
+    let mut got = Vec::new();
+    assert!(wait_until(TEST_LIMIT, || {
+        b.wait(Duration::from_millis(10)).unwrap();
+        b.poll(64, &mut |from, bytes| got.push((from, bytes.to_vec())))
+            .unwrap();
+        got.len() >= frames.len()
+    }));
+    let expected: Vec<(NodeId, Vec<u8>)> = frames.iter().map(|f| (NodeId(0), f.clone())).collect();
+    assert_eq!(got, expected);
+
+    let mut mine = Vec::new();
+    a.poll(8, &mut |from, bytes| mine.push((from, bytes.to_vec())))
+        .unwrap();
+    assert_eq!(mine, vec![(NodeId(0), b"self".to_vec())]);
+    assert_eq!(b.stats().frames_received, frames.len() as u64);
+    assert_eq!(b.monitor().inbound_peers(), [NodeId(0)].into());
+    assert_eq!(a.monitor().connected_peers(), [NodeId(1)].into());
+}
+
+#[test]
+fn sends_that_cannot_be_queued_are_refused_and_counted() {
+    let config = TcpConfig {
+        send_queue_frames_max: 4,
+        frame_bytes_max: 1024,
+        log_errors: false,
+        ..config()
+    };
+    let mut transport = TcpTransport::bind(NodeId(0), loopback(), config.clone()).unwrap();
+    transport.add_peer(NodeId(1), nowhere()).unwrap();
+    assert!(matches!(
+        transport.add_peer(NodeId(1), nowhere()),
+        Err(TransportError::PeerExists(NodeId(1)))
+    ));
+    assert!(matches!(
+        transport.add_peer(NodeId(0), nowhere()),
+        Err(TransportError::OwnId(NodeId(0)))
+    ));
+
+    // Nobody listens at the peer's address: the queue fills and then drops.
+    for _ in 0..4 {
+        transport.send(NodeId(1), b"queued").unwrap();
+    }
+    for _ in 0..6 {
+        assert_eq!(
+            transport.send(NodeId(1), b"dropped"),
+            Err(SendError::QueueFull(NodeId(1)))
+        );
+    }
+    assert_eq!(transport.stats().frames_dropped_queue_full, 6);
+    assert_eq!(
+        transport.send(NodeId(5), b"x"),
+        Err(SendError::UnknownPeer(NodeId(5)))
+    );
+    assert_eq!(
+        transport.send(NodeId(1), &[0; 1025]),
+        Err(SendError::FrameTooLarge {
+            frame_bytes: 1025,
+            frame_bytes_max: 1024
+        })
+    );
+    let monitor = transport.monitor();
+    assert!(wait_until(TEST_LIMIT, || monitor
+        .stats()
+        .outbound_connect_failures
+        >= 2));
+    assert!(monitor.connected_peers().is_empty());
+
+    // Shutting down is prompt even while a writer is backing off.
+    let begun = Instant::now();
+    drop(transport);
+    assert!(begun.elapsed() < Duration::from_secs(5));
+
+    let bad = TcpConfig {
+        send_queue_frames_max: 0,
+        ..config
+    };
+    assert!(matches!(
+        TcpTransport::bind(NodeId(0), loopback(), bad),
+        Err(TransportError::Config(_))
+    ));
+}
+
+/// Connects a raw socket to `addr` with a 5-second read timeout.
+fn raw(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// A raw socket that completed a handshake as `from`.
+fn raw_peer(addr: SocketAddr, from: NodeId, to: NodeId) -> TcpStream {
+    let mut stream = raw(addr);
+    stream.write_all(&Hello { from, to }.encode()).unwrap();
+    let mut ack = [0u8; ACK_BYTES];
+    stream.read_exact(&mut ack).unwrap();
+    assert_eq!(Ack::decode(&ack).unwrap(), Ack { from: to });
+    stream
+}
+
+/// Asserts that the other side closes `stream` (without sending anything) within the read
+/// timeout.
+fn assert_closed(mut stream: TcpStream, what: &str) {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{what}: got {n} bytes instead of a close"),
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ) => {}
+        Err(error) => panic!("{what}: connection not closed: {error}"),
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+#[test]
+fn malformed_connections_are_closed_and_the_node_keeps_serving() {
+    let mut transports = mesh(2, &config()).into_iter();
+    let (mut server_transport, client_transport) =
+        (transports.next().unwrap(), transports.next().unwrap());
+    server_transport.add_peer(RAW, nowhere()).unwrap();
+    let server_addr = server_transport.local_addr();
+    let monitor = server_transport.monitor();
+
+    let (sink, outputs) = mpsc::channel();
+    let (server_stop, server) = spawn_node(PingPong::Server, server_transport, sink.clone());
+    let (client_stop, client) = spawn_node(
+        PingPong::client(SERVER, u64::MAX, Duration::from_millis(200)),
+        client_transport,
+        sink,
+    );
+    let mut seen = Vec::new();
+    await_output(&outputs, &mut seen, |r| r.value == Event::Completed(5));
+
+    // Garbage instead of a handshake.
+    let mut garbage = raw(server_addr);
+    garbage.write_all(&[0x5a; 64]).unwrap();
+    assert_closed(garbage, "garbage");
+
+    // A handshake from a node that is not in the peer table.
+    let mut unknown = raw(server_addr);
+    unknown
+        .write_all(
+            &Hello {
+                from: NodeId(99),
+                to: SERVER,
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_closed(unknown, "unknown node id");
+
+    // A handshake meant for another node.
+    let mut misdirected = raw(server_addr);
+    misdirected
+        .write_all(
+            &Hello {
+                from: RAW,
+                to: NodeId(5),
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_closed(misdirected, "wrong destination");
+
+    // A handshake of another wire version.
+    let mut hello = Hello {
+        from: RAW,
+        to: SERVER,
+    }
+    .encode();
+    hello[4..6].copy_from_slice(&(WIRE_VERSION + 1).to_be_bytes());
+    let mut versioned = raw(server_addr);
+    versioned.write_all(&hello).unwrap();
+    assert_closed(versioned, "bad version");
+
+    // A frame announcing 4 GiB.
+    let mut oversized = raw_peer(server_addr, RAW, SERVER);
+    oversized.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    assert_closed(oversized, "oversized frame");
+
+    // A frame cut short by the end of the connection.
+    let mut truncated = raw_peer(server_addr, RAW, SERVER);
+    truncated.write_all(&100u32.to_be_bytes()).unwrap();
+    truncated.write_all(&[1; 10]).unwrap();
+    truncated.shutdown(Shutdown::Write).unwrap();
+    assert_closed(truncated, "truncated frame");
+
+    // A well-framed message that does not decode is dropped, and the connection stays
+    // open: the next message on it is served.
+    let mut sloppy = raw_peer(server_addr, RAW, SERVER);
+    sloppy.write_all(&frame(&[0xff; 9])).unwrap();
+    let mut ping = Vec::new();
+    encode_message(&Msg::Ping(777_777), &mut ping).unwrap();
+    sloppy.write_all(&frame(&ping)).unwrap();
+    await_output(&outputs, &mut seen, |r| {
+        r.node == SERVER && r.value == Event::Served(777_777)
+    });
+
+    // Meanwhile, and from now on, the good client is served.
+    let before = completed(&seen);
+    await_output(&outputs, &mut seen, |r| {
+        r.value == Event::Completed(before + 20)
+    });
+
+    assert!(
+        wait_until(TEST_LIMIT, || {
+            let stats = monitor.stats();
+            stats.inbound_rejected >= 4 && stats.inbound_failed >= 2
+        }),
+        "{:?}",
+        monitor.stats()
+    );
+    let stats = monitor.stats();
+    assert_eq!(stats.inbound_rejected, 4, "{stats:?}");
+    assert_eq!(stats.inbound_failed, 2, "{stats:?}");
+    assert_eq!(stats.frames_oversized, 1, "{stats:?}");
+    assert_eq!(stats.frames_truncated, 1, "{stats:?}");
+    let errors = monitor.recent_errors().join("\n");
+    for expected in [
+        "bad magic",
+        "unknown node n99",
+        "addressed to n5",
+        "wire version 2",
+        "exceeds the maximum",
+        "got 14 of 104 bytes",
+    ] {
+        assert!(errors.contains(expected), "no {expected:?} in:\n{errors}");
+    }
+    assert!(monitor.inbound_peers().contains(&CLIENT));
+    drop(sloppy);
+
+    server_stop.stop();
+    client_stop.stop();
+    let (_, server) = server.join().unwrap();
+    let (_, client) = client.join().unwrap();
+    assert_eq!(server.stats().messages_undecodable, 1);
+    assert_eq!(client.stats().messages_undecodable, 0);
+    while let Ok(record) = outputs.try_recv() {
+        seen.push(record);
+    }
+    let mut invariant = RoundsInOrder::new(0, vec![]);
+    let violations = check_invariants(
+        &seen,
+        &[PingPong::Server],
+        Time::ZERO,
+        &mut [&mut invariant],
+    );
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn a_client_reconnects_to_a_restarted_server() {
+    let server_transport = TcpTransport::bind(SERVER, loopback(), config()).unwrap();
+    let server_addr = server_transport.local_addr();
+    let mut client_transport = TcpTransport::bind(CLIENT, loopback(), config()).unwrap();
+    let client_addr = client_transport.local_addr();
+    client_transport.add_peer(SERVER, server_addr).unwrap();
+    let client_monitor = client_transport.monitor();
+    let mut server_transport = server_transport;
+    server_transport.add_peer(CLIENT, client_addr).unwrap();
+
+    let (sink, outputs) = mpsc::channel();
+    let (server_stop, server) = spawn_node(PingPong::Server, server_transport, sink.clone());
+    let (client_stop, client) = spawn_node(
+        PingPong::client(SERVER, u64::MAX, Duration::from_millis(50)),
+        client_transport,
+        sink.clone(),
+    );
+    let mut seen = Vec::new();
+    await_output(&outputs, &mut seen, |r| r.value == Event::Completed(10));
+
+    // Crash the server: its runtime stops and its transport (listener, connections) goes.
+    server_stop.stop();
+    let (_, old_server) = server.join().unwrap();
+    drop(old_server);
+    thread::sleep(Duration::from_millis(200));
+    while let Ok(record) = outputs.try_recv() {
+        seen.push(record);
+    }
+    let before = completed(&seen);
+
+    // Restart it on the same address.
+    let mut restarted = TcpTransport::bind(SERVER, server_addr, config()).unwrap();
+    restarted.add_peer(CLIENT, client_addr).unwrap();
+    let (server_stop, server) = spawn_node(PingPong::Server, restarted, sink);
+    await_output(&outputs, &mut seen, |r| {
+        r.value == Event::Completed(before + 10)
+    });
+    server_stop.stop();
+    client_stop.stop();
+    server.join().unwrap();
+    let (_, client) = client.join().unwrap();
+
+    let stats = client_monitor.stats();
+    assert!(stats.outbound_connects >= 2, "{stats:?}");
+    assert!(
+        stats.outbound_failures + stats.outbound_connect_failures >= 1,
+        "{stats:?}"
+    );
+    assert!(client.stats().node.timers_fired >= 1);
+    let mut invariant = RoundsInOrder::new(before + 10, vec![CLIENT]);
+    let violations = check_invariants(
+        &seen,
+        &[PingPong::Server],
+        Time::ZERO,
+        &mut [&mut invariant],
+    );
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn a_peer_table_configures_listening_and_dialing() {
+    // Reserve two ports, then hand them to the transports through a peer table.
+    let ports: Vec<SocketAddr> = (0..2)
+        .map(|_| TcpListener::bind(loopback()).unwrap().local_addr().unwrap())
+        .collect();
+    let table: BTreeMap<NodeId, SocketAddr> = [(NodeId(0), ports[0]), (NodeId(1), ports[1])].into();
+    let mut a = TcpTransport::from_peer_table(NodeId(0), &table, config()).unwrap();
+    let mut b = TcpTransport::from_peer_table(NodeId(1), &table, config()).unwrap();
+    assert_eq!(a.local_addr(), ports[0]);
+    assert_eq!(a.peer_addr(NodeId(1)), Some(ports[1]));
+    b.send(NodeId(0), b"hi").unwrap();
+    let mut got = Vec::new();
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(10)).unwrap();
+        a.poll(8, &mut |from, bytes| got.push((from, bytes.to_vec())))
+            .unwrap();
+        !got.is_empty()
+    }));
+    assert_eq!(got, vec![(NodeId(1), b"hi".to_vec())]);
+    let missing: BTreeMap<NodeId, SocketAddr> = [(NodeId(1), ports[1])].into();
+    assert!(matches!(
+        TcpTransport::from_peer_table(NodeId(0), &missing, config()),
+        Err(TransportError::Config(_))
+    ));
+}
