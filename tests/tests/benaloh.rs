@@ -64,38 +64,22 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
     );
 }
 
-#[test]
-fn timed_benaloh_passes_on_a_fast_network() {
-    for seed in 1..=20 {
-        let report = run(
-            &benaloh(Protocol::BenalohTimed, 5, seed, "constant:10ms"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            report.outcome,
-            Outcome::Ok,
-            "seed {seed}: {:?}",
-            report.violations
-        );
+/// Every seed in `seeds` runs ok.
+fn assert_seeds_ok(protocol: Protocol, latency: &str, seeds: std::ops::RangeInclusive<u64>) {
+    for seed in seeds {
+        let report = run(&benaloh(protocol, 5, seed, latency), false).unwrap();
+        assert_eq!(report.outcome, Outcome::Ok, "seed {seed}: {:?}", report.violations);
     }
 }
 
 #[test]
+fn timed_benaloh_passes_on_a_fast_network() {
+    assert_seeds_ok(Protocol::BenalohTimed, "constant:10ms", 1..=20);
+}
+
+#[test]
 fn robust_benaloh_survives_the_latencies_that_break_the_timed_one() {
-    for seed in 1..=100 {
-        let report = run(
-            &benaloh(Protocol::Benaloh, 5, seed, "uniform:1s..40s"),
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            report.outcome,
-            Outcome::Ok,
-            "seed {seed}: {:?}",
-            report.violations
-        );
-    }
+    assert_seeds_ok(Protocol::Benaloh, "uniform:1s..40s", 1..=100);
 }
 
 #[test]
