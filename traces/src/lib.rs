@@ -3,9 +3,22 @@
 //! A trace is JSON Lines: a header (format, version, seed, the full run configuration),
 //! one line per event, and a footer (outcome, event count, digest, and a checksum of every
 //! line before it, so a truncated or edited file is refused rather than misread).
+//!
+//! Besides reading and writing traces, this crate renders them: as aligned text
+//! ([`render_text`]), as a space-time diagram in SVG ([`render_svg`]), and for outside
+//! tools ([`export`]): Chrome trace / Perfetto JSON, ShiViz logs, Mermaid sequence diagrams
+//! and Graphviz happens-before graphs.
 
+pub mod export;
 mod file;
+pub mod plot;
 mod render;
+
+pub use export::chrome::{chrome_trace, write_chrome_trace};
+pub use export::dot::{dot_graph, happens_before, HbEdge};
+pub use export::mermaid::mermaid_sequence;
+pub use export::shiviz::{shiviz_log, vector_clocks, VectorClock, SHIVIZ_REGEX};
+pub use plot::{render_svg, PlotOptions};
 
 pub use file::{
     first_difference, read_trace, read_trace_from, write_trace, Divergence, Footer, Header,

@@ -27,7 +27,9 @@ pub fn render_text(events: &[TraceEvent]) -> String {
                 format!("VIOLATION {invariant}: {detail}")
             }
             EventKind::Fault { fault } => format!("FAULT    {fault}"),
-            EventKind::Corrupt { to, id, msg } => format!("corrupt  #{id} to {to} arrives as {msg}"),
+            EventKind::Corrupt { to, id, msg } => {
+                format!("corrupt  #{id} to {to} arrives as {msg}")
+            }
         };
         let _ = writeln!(
             out,
