@@ -68,7 +68,12 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
 fn assert_seeds_ok(protocol: Protocol, latency: &str, seeds: std::ops::RangeInclusive<u64>) {
     for seed in seeds {
         let report = run(&benaloh(protocol, 5, seed, latency), false).unwrap();
-        assert_eq!(report.outcome, Outcome::Ok, "seed {seed}: {:?}", report.violations);
+        assert_eq!(
+            report.outcome,
+            Outcome::Ok,
+            "seed {seed}: {:?}",
+            report.violations
+        );
     }
 }
 
