@@ -40,11 +40,42 @@ enum Command {
         /// A trace file written by `rehearsal sim --trace`.
         file: PathBuf,
     },
+    /// Convert a trace for another tool: chrome (Perfetto), shiviz, mermaid or dot.
+    Export {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Where to write; standard output when absent.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Mermaid only: the most trace events drawn before the diagram is cut.
+        #[arg(long, default_value_t = 200)]
+        max_events: usize,
+    },
+    /// Draw a trace as a space-time diagram (SVG): a lane per node, arrows for messages.
+    Plot {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        #[arg(short, long, value_name = "FILE.svg")]
+        output: PathBuf,
+        /// Picture width in pixels.
+        #[arg(long, default_value_t = 1200)]
+        width: u32,
+    },
     /// Measure the simulator's speed.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    Chrome,
+    Shiviz,
+    Mermaid,
+    Dot,
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +165,17 @@ pub fn run(
     let result = match cli.command {
         Command::Sim(args) => sim(args, out, err),
         Command::Replay { file } => replay(&file, out),
+        Command::Export {
+            file,
+            format,
+            output,
+            max_events,
+        } => export(&file, format, output.as_deref(), max_events, out),
+        Command::Plot {
+            file,
+            output,
+            width,
+        } => plot(&file, &output, width, out),
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),
@@ -428,5 +470,54 @@ fn replay(path: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
     for v in &replayed.violations {
         writeln!(out, "  {v}")?;
     }
+    Ok(EXIT_OK)
+}
+
+fn read_events(path: &Path) -> Result<Vec<rehearsal_sim_core::TraceEvent>, CliError> {
+    read_trace(path)
+        .map(|t| t.events)
+        .map_err(|e| CliError::BadInput(e.to_string()))
+}
+
+fn write_output(path: Option<&Path>, text: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    match path {
+        None => out.write_all(text.as_bytes())?,
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CliError::BadInput(format!("cannot write `{}`: {e}", path.display())))?,
+    }
+    Ok(())
+}
+
+fn export(
+    path: &Path,
+    format: ExportFormat,
+    output: Option<&Path>,
+    max_events: usize,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let events = read_events(path)?;
+    let text = match format {
+        ExportFormat::Chrome => rehearsal_traces::chrome_trace(&events),
+        ExportFormat::Shiviz => rehearsal_traces::shiviz_log(&events),
+        ExportFormat::Mermaid => rehearsal_traces::mermaid_sequence(&events, max_events),
+        ExportFormat::Dot => rehearsal_traces::dot_graph(&events),
+    };
+    write_output(output, &text, out)?;
+    Ok(EXIT_OK)
+}
+
+fn plot(path: &Path, output: &Path, width: u32, out: &mut dyn Write) -> Result<u8, CliError> {
+    let events = read_events(path)?;
+    let options = rehearsal_traces::PlotOptions {
+        width,
+        title: Some(path.display().to_string()),
+        ..rehearsal_traces::PlotOptions::default()
+    };
+    write_output(
+        Some(output),
+        &rehearsal_traces::render_svg(&events, &options),
+        out,
+    )?;
+    writeln!(out, "wrote {} ({} events)", output.display(), events.len())?;
     Ok(EXIT_OK)
 }

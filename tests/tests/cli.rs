@@ -233,3 +233,52 @@ fn bench_sim_prints_its_figures_as_json() {
     assert!(figures["messages_per_wall_second"].as_f64().unwrap() > 0.0);
     assert!(figures["sim_seconds_per_wall_second"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn export_and_plot_turn_a_trace_into_each_format() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "export_and_plot");
+    let trace = dir.join("t.jsonl");
+    let trace = trace.to_str().unwrap();
+    assert_eq!(cli(&["sim", "--nodes", "3", "--trace", trace]).status, 0);
+    let chrome = cli(&["export", trace, "--format", "chrome"]);
+    assert_eq!(chrome.status, 0, "{}", chrome.stderr);
+    let json: serde_json::Value = serde_json::from_str(&chrome.stdout).unwrap();
+    assert!(json["traceEvents"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty()));
+    let mermaid = cli(&["export", trace, "--format", "mermaid", "--max-events", "5"]);
+    assert!(mermaid.stdout.starts_with("sequenceDiagram") && mermaid.stdout.contains("truncated"));
+    let dot = dir.join("hb.dot");
+    assert_eq!(
+        cli(&[
+            "export",
+            trace,
+            "--format",
+            "dot",
+            "-o",
+            dot.to_str().unwrap()
+        ])
+        .status,
+        0
+    );
+    assert!(std::fs::read_to_string(&dot)
+        .unwrap()
+        .starts_with("digraph"));
+    assert!(cli(&["export", trace, "--format", "shiviz"])
+        .stdout
+        .contains("(?<event>"));
+    let svg = dir.join("t.svg");
+    let plot = cli(&["plot", trace, "-o", svg.to_str().unwrap()]);
+    assert_eq!(plot.status, 0, "{}", plot.stderr);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    assert_bad_input(
+        &[
+            "export",
+            dir.join("none.jsonl").to_str().unwrap(),
+            "--format",
+            "dot",
+        ],
+        "cannot read trace",
+    );
+    assert_bad_input(&["export", trace, "--format", "pdf"], "invalid value 'pdf'");
+}
