@@ -579,24 +579,54 @@ impl<A: Actor> Simulation<A> {
         };
         let at = |delay_ns: u64| Time(departs.as_nanos().saturating_add(delay_ns));
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        let deliver = |msg| Pending::Deliver {
-            from,
-            to,
-            id,
-            bytes,
-            msg,
-        };
         match fate {
-            Fate::Deliver { delay_ns } => self.schedule(at(delay_ns), deliver(msg)),
+            Fate::Deliver { delay_ns } => self.schedule(
+                at(delay_ns),
+                Pending::Deliver {
+                    from,
+                    to,
+                    id,
+                    bytes,
+                    msg,
+                },
+            ),
             Fate::Duplicate {
                 delay_ns,
                 copy_delay_ns,
             } => {
-                self.schedule(at(delay_ns), deliver(msg.clone()));
-                self.schedule(at(copy_delay_ns), deliver(msg));
+                let copy = msg.clone();
+                self.schedule(
+                    at(delay_ns),
+                    Pending::Deliver {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg,
+                    },
+                );
+                self.schedule(
+                    at(copy_delay_ns),
+                    Pending::Deliver {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg: copy,
+                    },
+                );
             }
             Fate::Corrupt { delay_ns } => match self.corrupt(from, to, id) {
-                Some(altered) => self.schedule(at(delay_ns), deliver(altered)),
+                Some(msg) => self.schedule(
+                    at(delay_ns),
+                    Pending::Deliver {
+                        from,
+                        to,
+                        id,
+                        bytes,
+                        msg,
+                    },
+                ),
                 None => self.drop_message(from, to, id, "corrupted: undecodable"),
             },
             Fate::Drop { reason } => self.drop_message(from, to, id, reason),
