@@ -101,7 +101,9 @@ pub fn retransmit_after(latency: &Latency) -> Duration {
     let one_way_ns = match *latency {
         Latency::Constant { ns } => ns,
         Latency::Uniform { hi_ns, .. } => hi_ns,
-        Latency::Normal { mean_ns, std_ns } => mean_ns.saturating_add(std_ns.saturating_mul(4)),
+        Latency::Normal { mean_ns, std_ns } | Latency::LogNormal { mean_ns, std_ns } => {
+            mean_ns.saturating_add(std_ns.saturating_mul(4))
+        }
     };
     Duration::from_nanos(one_way_ns.saturating_mul(4).max(1_000_000))
 }

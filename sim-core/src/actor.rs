@@ -78,6 +78,22 @@ pub trait Actor: Sized + 'static {
     fn waiting_for(&self) -> Option<String> {
         None
     }
+
+    /// Test-only: the Byzantine behaviours this protocol's nodes can be switched to by a
+    /// [`Fault::Byzantine`](crate::Fault::Byzantine) (besides `correct`, which every
+    /// protocol that offers any must accept).
+    fn byzantine_behaviors() -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Test-only: switches this node to `behavior`, one of
+    /// [`byzantine_behaviors`](Actor::byzantine_behaviors) or `correct`. An `Err` says why
+    /// this node cannot (a client, say); the simulator reports it as a scenario error.
+    fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
+        Err(format!(
+            "this protocol has no Byzantine behaviour `{behavior}`"
+        ))
+    }
 }
 
 /// One effect recorded by a handler, applied by the runtime after the handler returns.

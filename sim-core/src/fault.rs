@@ -25,6 +25,13 @@ pub enum Fault {
         skew: ClockSkew,
     },
     Network(NetChange),
+    /// Test-only: the node adopts a Byzantine behaviour its protocol offers
+    /// ([`crate::Actor::byzantine_behaviors`]), e.g. `equivocate`, `silent`, `mutate`;
+    /// `correct` returns it to the protocol.
+    Byzantine {
+        node: NodeId,
+        behavior: String,
+    },
     /// A label in the trace, such as a scenario phase.
     Annotate(String),
     /// Ends the run, as a deadline would.
@@ -36,7 +43,7 @@ impl Fault {
     pub fn node(&self) -> NodeId {
         match self {
             Fault::Crash(n) | Fault::Restart(n) | Fault::Pause(n) | Fault::Resume(n) => *n,
-            Fault::Skew { node, .. } => *node,
+            Fault::Skew { node, .. } | Fault::Byzantine { node, .. } => *node,
             Fault::Network(_) | Fault::Annotate(_) | Fault::Stop => NodeId(0),
         }
     }
@@ -51,6 +58,7 @@ impl fmt::Display for Fault {
             Fault::Resume(n) => write!(f, "resume {}", n.0),
             Fault::Skew { node, skew } => write!(f, "skew {} {skew}", node.0),
             Fault::Network(change) => write!(f, "{change}"),
+            Fault::Byzantine { node, behavior } => write!(f, "byzantine {} {behavior}", node.0),
             Fault::Annotate(label) => write!(f, "annotate {label}"),
             Fault::Stop => f.write_str("stop"),
         }

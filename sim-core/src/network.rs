@@ -6,7 +6,7 @@ use crate::actor::NodeId;
 use crate::rng::SimRng;
 use crate::time::{duration_ns, format_ns, parse_duration, DurationError, Time};
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, LogNormal, Normal};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -59,6 +59,12 @@ pub enum NetChange {
         from: Vec<NodeId>,
         to: Vec<NodeId>,
     },
+    /// Cuts each listed directed link `(from, to)` (a symmetric cut lists both directions);
+    /// `shape` names what the cut is (`ring`, `bridge 2`) for traces.
+    Cut {
+        shape: String,
+        links: Vec<(NodeId, NodeId)>,
+    },
     /// Removes every cut.
     Heal,
     SetLoss {
@@ -84,6 +90,13 @@ impl fmt::Display for NetChange {
                 write!(f, "partition {}", groups.join(" | "))
             }
             NetChange::CutOneWay { from, to } => write!(f, "cut {} -> {}", list(from), list(to)),
+            NetChange::Cut { shape, links } => {
+                let links: Vec<String> = links
+                    .iter()
+                    .map(|(a, b)| format!("{}->{}", a.0, b.0))
+                    .collect();
+                write!(f, "{shape} (cut {})", links.join(","))
+            }
             NetChange::Heal => f.write_str("heal"),
             NetChange::SetLoss { loss } => write!(f, "set-loss {loss}"),
             NetChange::SetLatency { latency } => write!(f, "set-latency {latency}"),
@@ -110,12 +123,14 @@ pub trait NetworkModel {
 
 /// A one-way latency distribution, written as a spec string:
 /// `constant:10ms`, `uniform:1ms..40s`, `normal:50ms,10ms` (mean, standard deviation;
-/// draws below zero become zero).
+/// draws below zero become zero), `lognormal:50ms,20ms` (mean and standard deviation of the
+/// log-normal itself: a long right tail, never negative).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Latency {
     Constant { ns: u64 },
     Uniform { lo_ns: u64, hi_ns: u64 },
     Normal { mean_ns: u64, std_ns: u64 },
+    LogNormal { mean_ns: u64, std_ns: u64 },
 }
 
 impl Latency {
@@ -139,6 +154,28 @@ impl Latency {
                     draw.min(u64::MAX as f64) as u64
                 }
             }
+            Latency::LogNormal { mean_ns, std_ns } => {
+                if mean_ns == 0 {
+                    return 0;
+                }
+                // The underlying normal's parameters, from the log-normal's mean m and
+                // deviation s: sigma^2 = ln(1 + s^2/m^2), mu = ln m - sigma^2 / 2.
+                let (m, s) = (mean_ns as f64, std_ns as f64);
+                let sigma2 = (1.0 + (s * s) / (m * m)).ln();
+                let lognormal = LogNormal::new(m.ln() - sigma2 / 2.0, sigma2.sqrt())
+                    .expect("log-normal latency parameters validated when parsed");
+                let draw: f64 = lognormal.sample(rng);
+                draw.min(u64::MAX as f64) as u64
+            }
+        }
+    }
+
+    /// The mean of the distribution, in nanoseconds.
+    pub fn mean_ns(&self) -> u64 {
+        match *self {
+            Latency::Constant { ns } => ns,
+            Latency::Uniform { lo_ns, hi_ns } => lo_ns + (hi_ns - lo_ns) / 2,
+            Latency::Normal { mean_ns, .. } | Latency::LogNormal { mean_ns, .. } => mean_ns,
         }
     }
 }
@@ -147,11 +184,11 @@ impl Latency {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LatencySpecError {
     #[error(
-        "latency spec `{0}` has no kind: expected constant:D, uniform:LO..HI or normal:MEAN,STD"
+        "latency spec `{0}` has no kind: expected constant:D, uniform:LO..HI, normal:MEAN,STD or lognormal:MEAN,STD"
     )]
     NoKind(String),
     #[error(
-        "latency spec `{spec}` has unknown kind `{kind}`: expected constant, uniform or normal"
+        "latency spec `{spec}` has unknown kind `{kind}`: expected constant, uniform, normal or lognormal"
     )]
     UnknownKind { spec: String, kind: String },
     #[error("latency spec `{spec}`: {expected}")]
@@ -214,6 +251,15 @@ impl FromStr for Latency {
                     std_ns: dur(std)?,
                 })
             }
+            "lognormal" => {
+                let (mean, std) = args
+                    .split_once(',')
+                    .ok_or_else(|| shape("lognormal takes MEAN,STD, e.g. lognormal:50ms,20ms"))?;
+                Ok(Latency::LogNormal {
+                    mean_ns: dur(mean)?,
+                    std_ns: dur(std)?,
+                })
+            }
             other => Err(LatencySpecError::UnknownKind {
                 spec: spec.to_string(),
                 kind: other.to_string(),
@@ -231,6 +277,9 @@ impl fmt::Display for Latency {
             }
             Latency::Normal { mean_ns, std_ns } => {
                 write!(f, "normal:{},{}", format_ns(mean_ns), format_ns(std_ns))
+            }
+            Latency::LogNormal { mean_ns, std_ns } => {
+                write!(f, "lognormal:{},{}", format_ns(mean_ns), format_ns(std_ns))
             }
         }
     }
@@ -303,6 +352,7 @@ mod tests {
             "constant:10ms",
             "uniform:1ms..40s",
             "normal:50ms,10ms",
+            "lognormal:50ms,20ms",
             "constant:0s",
         ] {
             let parsed: Latency = spec.parse().unwrap();
@@ -346,6 +396,24 @@ mod tests {
             saw_zero,
             "a wide normal around 10ns must clip some draws at zero"
         );
+    }
+
+    #[test]
+    fn lognormal_draws_have_the_mean_and_deviation_asked_for() {
+        let mut rng = derive_rng(5, "test", 0);
+        let latency: Latency = "lognormal:50ms,20ms".parse().unwrap();
+        let draws: Vec<f64> = (0..100_000)
+            .map(|_| latency.sample(&mut rng) as f64 / 1e6)
+            .collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        assert!((mean - 50.0).abs() < 0.5, "mean {mean} ms");
+        assert!(
+            (var.sqrt() - 20.0).abs() < 0.5,
+            "deviation {} ms",
+            var.sqrt()
+        );
+        assert!(draws.iter().all(|&d| d >= 0.0));
     }
 
     #[test]

@@ -314,6 +314,32 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
+        if let Fault::Network(NetChange::Cut { links, .. }) = &fault {
+            if let Some(n) = links
+                .iter()
+                .flat_map(|&(a, b)| [a, b])
+                .find(|n| n.index() >= nodes)
+            {
+                return Err(format!(
+                    "`{fault}` names node {}, but the run has nodes 0..{nodes}",
+                    n.0
+                ));
+            }
+        }
+        if let Fault::Byzantine { behavior, .. } = &fault {
+            let offered = A::byzantine_behaviors();
+            if offered.is_empty() {
+                return Err(format!(
+                    "`{fault}`: this protocol has no Byzantine behaviours"
+                ));
+            }
+            if behavior != "correct" && !offered.contains(&behavior.as_str()) {
+                return Err(format!(
+                    "`{fault}`: unknown behaviour `{behavior}`; this protocol offers correct, {}",
+                    offered.join(", ")
+                ));
+            }
+        }
         if let Fault::Restart(_) = fault {
             if self.restart.is_none() {
                 return Err(format!(
@@ -726,6 +752,11 @@ impl<A: Actor> Simulation<A> {
                 Ok(()) => self.release_held(),
                 Err(problem) => self.violation(NodeId(0), "scenario".into(), problem),
             },
+            Fault::Byzantine { node, behavior } => {
+                if let Err(problem) = self.actors[node.index()].set_byzantine(&behavior) {
+                    self.violation(node, "scenario".into(), problem);
+                }
+            }
             Fault::Annotate(_) => {}
             Fault::Stop => self.stopped = true,
         }
