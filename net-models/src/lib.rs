@@ -1,1 +1,6 @@
-//! Network and fault models (latency distributions, loss, partitions, crashes, Byzantine nodes) and scenario files for the Rehearsal simulator: built in a later issue on top of `rehearsal-sim-core`'s `NetworkModel` trait.
+//! Network and fault models for the Rehearsal simulator, and scenario files.
+//!
+//! The models plug into `rehearsal-sim-core`'s [`NetworkModel`](rehearsal_sim_core::NetworkModel)
+//! and fault hooks; protocols do not change to run under them.
+
+pub mod scenario;

@@ -1,0 +1,1 @@
+//! Scenario files: one timed command per line (written by the lead; placeholder).
