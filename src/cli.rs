@@ -53,6 +53,24 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         max_events: usize,
     },
+    /// Print a trace as an aligned timeline, filtered by node, time window and kind.
+    Show {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        /// Only events at this node (repeat for several).
+        #[arg(long, value_name = "N")]
+        node: Vec<u32>,
+        /// Only events at or after this virtual time, e.g. 1m30s or 90s.
+        #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
+        from: Option<u64>,
+        /// Only events at or before this virtual time.
+        #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
+        to: Option<u64>,
+        /// Only events of these kinds: start, send, deliver, drop, timer, output, annotate,
+        /// violation, fault, corrupt (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "KIND")]
+        kind: Vec<String>,
+    },
     /// Draw a trace as a space-time diagram (SVG): a lane per node, arrows for messages.
     Plot {
         /// A trace file written by `rehearsal sim --trace`.
@@ -171,6 +189,13 @@ pub fn run(
             output,
             max_events,
         } => export(&file, format, output.as_deref(), max_events, out),
+        Command::Show {
+            file,
+            node,
+            from,
+            to,
+            kind,
+        } => show(&file, node, from, to, kind, out),
         Command::Plot {
             file,
             output,
@@ -244,6 +269,9 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
             writeln!(out, "{}", summary.to_json())?;
         } else if args.seeds <= 20 || summary.outcome != Outcome::Ok {
             progress.suspend(|| writeln!(out, "{}", describe_run(&summary)))?;
+            if args.seeds == 1 {
+                out.write_all(node_table(&summary.nodes).as_bytes())?;
+            }
         }
         progress.inc(1);
         if summary.outcome != Outcome::Ok && failed.len() < 1_000 {
@@ -383,6 +411,66 @@ fn describe_run(s: &RunSummary) -> String {
     line
 }
 
+/// Rows shown before the per-node table is cut short.
+const NODE_ROWS_MAX: usize = 24;
+
+/// The per-node summary of one run: messages and bytes in and out, drops, timers, outputs
+/// and annotations.
+fn node_table(nodes: &[rehearsal_sim_core::NodeStats]) -> String {
+    let mut table = format!(
+        "  {:<6} {:>9} {:>11} {:>9} {:>11} {:>8} {:>7} {:>8} {:>6}\n",
+        "node",
+        "msgs out",
+        "bytes out",
+        "msgs in",
+        "bytes in",
+        "dropped",
+        "timers",
+        "outputs",
+        "notes"
+    );
+    let row = |name: String, n: &rehearsal_sim_core::NodeStats| {
+        format!(
+            "  {:<6} {:>9} {:>11} {:>9} {:>11} {:>8} {:>7} {:>8} {:>6}\n",
+            name,
+            n.messages_sent,
+            n.bytes_sent,
+            n.messages_received,
+            n.bytes_received,
+            n.messages_dropped,
+            n.timers_fired,
+            n.outputs,
+            n.annotations
+        )
+    };
+    for (i, n) in nodes.iter().enumerate().take(NODE_ROWS_MAX) {
+        table += &row(format!("n{i}"), n);
+    }
+    if nodes.len() > NODE_ROWS_MAX {
+        table += &format!(
+            "  ... {} more nodes (--json lists every node)\n",
+            nodes.len() - NODE_ROWS_MAX
+        );
+    }
+    if nodes.len() > 1 {
+        let total = nodes
+            .iter()
+            .fold(rehearsal_sim_core::NodeStats::default(), |mut t, n| {
+                t.messages_sent += n.messages_sent;
+                t.bytes_sent += n.bytes_sent;
+                t.messages_received += n.messages_received;
+                t.bytes_received += n.bytes_received;
+                t.messages_dropped += n.messages_dropped;
+                t.timers_fired += n.timers_fired;
+                t.outputs += n.outputs;
+                t.annotations += n.annotations;
+                t
+            });
+        table += &row("total".into(), &total);
+    }
+    table
+}
+
 fn save_trace(path: &Path, summary: &RunSummary) -> Result<(), CliError> {
     let header = Header::new(
         summary.config.seed,
@@ -503,6 +591,76 @@ fn export(
         ExportFormat::Dot => rehearsal_traces::dot_graph(&events),
     };
     write_output(output, &text, out)?;
+    Ok(EXIT_OK)
+}
+
+const EVENT_KINDS: &[&str] = &[
+    "start",
+    "send",
+    "deliver",
+    "drop",
+    "timer",
+    "output",
+    "annotate",
+    "violation",
+    "fault",
+    "corrupt",
+];
+
+fn show(
+    path: &Path,
+    nodes: Vec<u32>,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    kinds: Vec<String>,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    if let Some(bad) = kinds.iter().find(|k| !EVENT_KINDS.contains(&k.as_str())) {
+        return Err(CliError::BadInput(format!(
+            "--kind `{bad}` is not an event kind; expected one of {}",
+            EVENT_KINDS.join(", ")
+        )));
+    }
+    if let (Some(from), Some(to)) = (from_ns, to_ns) {
+        if from > to {
+            return Err(CliError::BadInput(format!(
+                "--from {} is after --to {}",
+                format_ns(from),
+                format_ns(to)
+            )));
+        }
+    }
+    let trace = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let present: std::collections::BTreeSet<u32> = trace.events.iter().map(|e| e.node.0).collect();
+    if let Some(bad) = nodes.iter().find(|n| !present.contains(n)) {
+        return Err(CliError::BadInput(format!(
+            "--node {bad}: the trace has no events at node {bad} (its nodes: {})",
+            present
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let filter = rehearsal_traces::Filter {
+        nodes: nodes.into_iter().map(rehearsal_sim_core::NodeId).collect(),
+        from_ns,
+        to_ns,
+        kinds,
+    };
+    let shown = trace.events.iter().filter(|e| filter.keeps(e)).count();
+    writeln!(
+        out,
+        "{}: seed {}, outcome {}, {} events ({shown} shown)",
+        path.display(),
+        trace.header.seed,
+        trace.footer.outcome,
+        trace.events.len()
+    )?;
+    out.write_all(rehearsal_traces::render_timeline(&trace.events, &filter).as_bytes())?;
+    for v in &trace.footer.violations {
+        writeln!(out, "violation: {v}")?;
+    }
     Ok(EXIT_OK)
 }
 

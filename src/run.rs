@@ -43,6 +43,7 @@ impl RunSummary {
             "sim_time_ns": self.sim_time.as_nanos(),
             "wall_time_ns": u64::try_from(self.wall_time.as_nanos()).unwrap_or(u64::MAX),
             "trace_digest": self.digest.0,
+            "nodes": self.nodes,
         })
     }
 }

@@ -24,4 +24,4 @@ pub use file::{
     first_difference, read_trace, read_trace_from, write_trace, Divergence, Footer, Header,
     TraceError, TraceFile, FORMAT_NAME, FORMAT_VERSION,
 };
-pub use render::render_text;
+pub use render::{render_text, render_timeline, Filter};
