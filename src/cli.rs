@@ -39,6 +39,14 @@ enum Command {
     Replay {
         /// A trace file written by `rehearsal sim --trace`.
         file: PathBuf,
+        /// Re-enact the recorded schedule (which message arrives when, which are lost,
+        /// when faults strike) instead of re-drawing it from the seed, so a recorded failure
+        /// can be re-run against changed protocol code; reports where the new run departs.
+        #[arg(long)]
+        follow_trace: bool,
+        /// With --follow-trace: run this deliberately broken variant of the protocol.
+        #[arg(long, value_name = "NAME")]
+        mutant: Option<String>,
     },
     /// Convert a trace for another tool: chrome (Perfetto), shiviz, mermaid or dot.
     Export {
@@ -138,6 +146,9 @@ struct SimArgs {
     /// Probability that a message is lost, 0 to 1.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     loss: f64,
+    /// Test-only: run a deliberately broken variant of the protocol (see the README).
+    #[arg(long, value_name = "NAME")]
+    mutant: Option<String>,
     /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -182,7 +193,11 @@ pub fn run(
     };
     let result = match cli.command {
         Command::Sim(args) => sim(args, out, err),
-        Command::Replay { file } => replay(&file, out),
+        Command::Replay {
+            file,
+            follow_trace,
+            mutant,
+        } => replay(&file, follow_trace, mutant, out),
         Command::Export {
             file,
             format,
@@ -237,6 +252,7 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
         duration_ns: args.duration,
         latency: args.latency,
         loss: args.loss,
+        mutant: args.mutant,
     };
     base.validate().map_err(CliError::BadInput)?;
     if args.seeds == 0 {
@@ -496,9 +512,20 @@ fn save_trace(path: &Path, summary: &RunSummary) -> Result<(), CliError> {
     })
 }
 
-fn replay(path: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
+fn replay(
+    path: &Path,
+    follow: bool,
+    mutant: Option<String>,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    if mutant.is_some() && !follow {
+        return Err(CliError::BadInput(
+            "--mutant needs --follow-trace: a plain replay re-runs the recorded configuration"
+                .into(),
+        ));
+    }
     let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
-    let config: RunConfig =
+    let mut config: RunConfig =
         serde_json::from_value(recorded.header.config.clone()).map_err(|e| {
             CliError::BadInput(format!(
                 "trace `{}` line 1: the header's config is not a run configuration: {e}",
@@ -512,6 +539,12 @@ fn replay(path: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
             recorded.header.seed,
             config.seed
         )));
+    }
+    if follow {
+        if mutant.is_some() {
+            config.mutant = mutant;
+        }
+        return follow_trace(path, &config, &recorded, out);
     }
     let replayed = run_config(&config, true)
         .map_err(|e| CliError::BadInput(format!("trace `{}` line 1: {e}", path.display())))?;
@@ -559,6 +592,74 @@ fn replay(path: &Path, out: &mut dyn Write) -> Result<u8, CliError> {
         writeln!(out, "  {v}")?;
     }
     Ok(EXIT_OK)
+}
+
+/// Re-runs `config` against the schedule recorded in `recorded` and reports the first
+/// point where the new run departs from the recording.
+fn follow_trace(
+    path: &Path,
+    config: &RunConfig,
+    recorded: &rehearsal_traces::TraceFile,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let follower = rehearsal_traces::ScheduleFollower::from_events(&recorded.events);
+    let options = crate::run::RunOptions {
+        keep_trace: true,
+        follow: Some(follower),
+    };
+    let now = crate::run::run_with(config, options)
+        .map_err(|e| CliError::BadInput(format!("trace `{}` line 1: {e}", path.display())))?;
+    let stats = now.follow.clone().unwrap_or_default();
+    let what = match &config.mutant {
+        Some(m) => format!("mutant `{m}`"),
+        None => "the current code".to_string(),
+    };
+    writeln!(
+        out,
+        "followed the schedule of {} with {what}: {} messages re-enacted, {} unscheduled",
+        path.display(),
+        stats.followed,
+        stats.unscheduled
+    )?;
+    let status = match first_difference(&recorded.events, &now.trace) {
+        None => {
+            writeln!(
+                out,
+                "identical: all {} events match (outcome {}, digest {})",
+                now.events,
+                now.outcome.as_str(),
+                now.digest
+            )?;
+            EXIT_OK
+        }
+        Some(d) => {
+            writeln!(
+                out,
+                "departs from the recording at event {} (trace line {}):",
+                d.index,
+                d.index + 2
+            )?;
+            let show = |e: &Option<_>| {
+                e.as_ref()
+                    .map_or("(no event: the run ended)".to_string(), |e| {
+                        render_text(std::slice::from_ref(e)).trim_end().to_string()
+                    })
+            };
+            writeln!(out, "  recorded: {}", show(&d.recorded))?;
+            writeln!(out, "  now:      {}", show(&d.replayed))?;
+            EXIT_FAILED
+        }
+    };
+    writeln!(
+        out,
+        "recorded outcome {}, now {}",
+        recorded.footer.outcome,
+        now.outcome.as_str()
+    )?;
+    for v in &now.violations {
+        writeln!(out, "  {v}")?;
+    }
+    Ok(status)
 }
 
 fn read_events(path: &Path) -> Result<Vec<rehearsal_sim_core::TraceEvent>, CliError> {

@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub latency: Latency,
     /// Probability that a message is lost.
     pub loss: f64,
+    /// Test-only: a deliberately broken variant of the protocol, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<String>,
 }
 
 /// The default deadline: long enough for the timed Benaloh's 90 s schedule under slow links.
@@ -74,6 +77,7 @@ impl RunConfig {
             duration_ns: DURATION_DEFAULT_NS,
             latency: Latency::constant_ms(10),
             loss: 0.0,
+            mutant: None,
         }
     }
 
@@ -132,6 +136,9 @@ impl RunConfig {
             self.latency,
             self.loss
         );
+        if let Some(mutant) = &self.mutant {
+            cmd += &format!(" --mutant {mutant}");
+        }
         cmd
     }
 }

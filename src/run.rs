@@ -3,9 +3,10 @@
 use crate::config::{Protocol, RunConfig};
 use rehearsal_protocols::{benaloh, unreplicated};
 use rehearsal_sim_core::{
-    Actor, Digest, EndReason, Invariant, Latency, NodeStats, Outcome, SimConfig, SimpleNetwork,
-    Simulation, Time, TraceEvent,
+    Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
+    SimpleNetwork, Simulation, Time, TraceEvent,
 };
+use rehearsal_traces::{FollowStats, ScheduleFollower};
 use std::time::{Duration, Instant};
 
 /// What one run yields, the same for every protocol.
@@ -25,6 +26,8 @@ pub struct RunSummary {
     pub nodes: Vec<NodeStats>,
     /// Every event, when the run was asked to keep its trace.
     pub trace: Vec<TraceEvent>,
+    /// When the run followed a recorded schedule: how closely it could.
+    pub follow: Option<FollowStats>,
 }
 
 impl RunSummary {
@@ -48,19 +51,44 @@ impl RunSummary {
     }
 }
 
+/// How to run a configuration, beyond what the configuration says.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Keep every event (for trace files and replay); the digest is computed either way.
+    pub keep_trace: bool,
+    /// Re-enact this recorded schedule instead of drawing network decisions from the seed.
+    pub follow: Option<ScheduleFollower>,
+}
+
 /// Runs one configuration. `keep_trace` keeps every event (for trace files and replay);
 /// the digest is computed either way. Errors describe an invalid configuration.
 pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
+    run_with(
+        config,
+        RunOptions {
+            keep_trace,
+            follow: None,
+        },
+    )
+}
+
+/// Runs one configuration as `options` say.
+pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, String> {
     config.validate()?;
+    let keep_trace = options.keep_trace;
+    let follow_stats = options.follow.as_ref().map(|f| f.stats());
     let sim_config = SimConfig {
         seed: config.seed,
         deadline: Some(Time(config.duration_ns)),
         keep_trace,
         ..SimConfig::new(config.seed)
     };
-    let network = SimpleNetwork {
-        latency: config.latency,
-        loss: config.loss,
+    let network: Box<dyn NetworkModel> = match options.follow {
+        Some(follower) => Box::new(follower),
+        None => Box::new(SimpleNetwork {
+            latency: config.latency,
+            loss: config.loss,
+        }),
     };
     match config.protocol {
         Protocol::Unreplicated => {
@@ -69,14 +97,19 @@ pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
                 requests_per_client: config.requests,
                 retransmit_after: retransmit_after(&config.latency),
             };
+            let mutant = config
+                .mutant
+                .as_deref()
+                .map(str::parse::<unreplicated::Mutant>)
+                .transpose()?;
             let check = unreplicated::RequestsAnswered::new(&proto);
-            Ok(simulate(
+            simulate(
                 config,
                 sim_config,
                 network,
-                unreplicated::actors(&proto),
+                unreplicated::actors_with_mutant(&proto, mutant),
                 check,
-            ))
+            )
         }
         Protocol::Benaloh | Protocol::BenalohTimed => {
             let mode = if config.protocol == Protocol::Benaloh {
@@ -89,11 +122,21 @@ pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
                 modulus: benaloh::MODULUS_DEFAULT,
                 mode,
             };
+            if let Some(mutant) = &config.mutant {
+                return Err(format!(
+                    "{} has no mutant `{mutant}`; it has none",
+                    config.protocol
+                ));
+            }
             let actors = benaloh::actors(&proto).map_err(|e| e.to_string())?;
             let check = benaloh::CorrectSum::new(&proto);
-            Ok(simulate(config, sim_config, network, actors, check))
+            simulate(config, sim_config, network, actors, check)
         }
     }
+    .map(|mut summary| {
+        summary.follow = follow_stats.map(|s| s.borrow().clone());
+        summary
+    })
 }
 
 /// A client retransmission timeout comfortably above the round trip the latency allows,
@@ -112,16 +155,16 @@ pub fn retransmit_after(latency: &Latency) -> Duration {
 fn simulate<A: Actor>(
     config: &RunConfig,
     sim_config: SimConfig,
-    network: SimpleNetwork,
+    network: Box<dyn NetworkModel>,
     actors: Vec<A>,
     invariant: impl Invariant<A> + 'static,
-) -> RunSummary {
+) -> Result<RunSummary, String> {
     let mut sim = Simulation::new(sim_config, actors, network);
     sim.add_invariant(invariant);
     let started = Instant::now();
     let report = sim.run();
     let wall_time = started.elapsed();
-    RunSummary {
+    Ok(RunSummary {
         config: config.clone(),
         outcome: report.outcome,
         end: report.end,
@@ -135,5 +178,6 @@ fn simulate<A: Actor>(
         digest: report.digest,
         nodes: report.nodes,
         trace: report.trace,
-    }
+        follow: None,
+    })
 }

@@ -61,9 +61,51 @@ pub struct Config {
     pub retransmit_after: Duration,
 }
 
+/// Deliberately broken variants, for testing the testbed only: each is a bug the
+/// simulator must catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// The server forgets its at-most-once table and executes every retransmitted request
+    /// again. Caught by `requests-answered` ("executed twice") whenever a reply is lost or
+    /// slow enough for the client to retransmit, e.g. under `--loss 0.3`.
+    ExecuteRetransmissions,
+}
+
+impl Mutant {
+    /// Every mutant, by name.
+    pub const ALL: &'static [(&'static str, Mutant)] =
+        &[("execute-retransmissions", Mutant::ExecuteRetransmissions)];
+}
+
+impl std::str::FromStr for Mutant {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        Mutant::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, m)| m)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Mutant::ALL.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unreplicated has no mutant `{name}`; it has: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// The actors of one run: the server, then the clients.
 pub fn actors(config: &Config) -> Vec<Node> {
-    let mut nodes = vec![Node::Server(Server::default())];
+    actors_with_mutant(config, None)
+}
+
+/// The actors of one run with a deliberately broken server (test-only).
+pub fn actors_with_mutant(config: &Config, mutant: Option<Mutant>) -> Vec<Node> {
+    let server = Server {
+        reexecute: mutant == Some(Mutant::ExecuteRetransmissions),
+        ..Server::default()
+    };
+    let mut nodes = vec![Node::Server(server)];
     for _ in 0..config.clients {
         nodes.push(Node::Client(Client::new(
             config.requests_per_client,
@@ -85,6 +127,8 @@ pub struct Server {
     sum: u64,
     /// Per client: its latest executed request and the reply sent for it.
     last_reply: BTreeMap<NodeId, (u64, u64)>,
+    /// Mutant: executes retransmissions again.
+    reexecute: bool,
 }
 
 pub struct Client {
@@ -172,7 +216,7 @@ impl Client {
 impl Server {
     fn on_request(&mut self, client: NodeId, request: u64, operand: u64, cx: &mut Context<Node>) {
         match self.last_reply.get(&client) {
-            Some(&(last, result)) if last == request => {
+            Some(&(last, result)) if last == request && !self.reexecute => {
                 // Retransmission of the latest request: answer again, do not re-execute.
                 cx.send(client, Msg::Reply { request, result });
                 return;

@@ -115,9 +115,39 @@ pub trait NetworkModel {
         Admit::Deliver
     }
 
+    /// [`route`](NetworkModel::route) for the message that traces name `id` (the sequence
+    /// number of its send event). The simulator calls this one; models that follow a
+    /// recorded schedule override it, others keep the default.
+    fn route_message(&mut self, _id: u64, packet: &Packet, rng: &mut SimRng) -> Fate {
+        self.route(packet, rng)
+    }
+
+    /// [`admit`](NetworkModel::admit) for the message that traces name `id`.
+    fn admit_message(&mut self, _id: u64, from: NodeId, to: NodeId, now: Time) -> Admit {
+        self.admit(from, to, now)
+    }
+
     /// Applies a change at virtual time `now`; `Err` says why this model cannot.
     fn apply(&mut self, change: &NetChange, _now: Time) -> Result<(), String> {
         Err(format!("this network model does not support `{change}`"))
+    }
+}
+
+impl<N: NetworkModel + ?Sized> NetworkModel for Box<N> {
+    fn route(&mut self, packet: &Packet, rng: &mut SimRng) -> Fate {
+        (**self).route(packet, rng)
+    }
+    fn admit(&mut self, from: NodeId, to: NodeId, now: Time) -> Admit {
+        (**self).admit(from, to, now)
+    }
+    fn route_message(&mut self, id: u64, packet: &Packet, rng: &mut SimRng) -> Fate {
+        (**self).route_message(id, packet, rng)
+    }
+    fn admit_message(&mut self, id: u64, from: NodeId, to: NodeId, now: Time) -> Admit {
+        (**self).admit_message(id, from, to, now)
+    }
+    fn apply(&mut self, change: &NetChange, now: Time) -> Result<(), String> {
+        (**self).apply(change, now)
     }
 }
 

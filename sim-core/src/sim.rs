@@ -433,7 +433,7 @@ impl<A: Actor> Simulation<A> {
             msg,
         } = event
         {
-            match self.network.admit(from, to, now) {
+            match self.network.admit_message(id, from, to, now) {
                 Admit::Deliver => {}
                 Admit::Drop { reason } => return self.drop_message(from, to, id, reason),
                 Admit::Hold => {
@@ -601,7 +601,7 @@ impl<A: Actor> Simulation<A> {
                 bytes: bytes as usize,
             };
             self.network
-                .route(&packet, &mut self.nodes[from.index()].net_rng)
+                .route_message(id, &packet, &mut self.nodes[from.index()].net_rng)
         };
         let at = |delay_ns: u64| Time(departs.as_nanos().saturating_add(delay_ns));
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
@@ -766,7 +766,7 @@ impl<A: Actor> Simulation<A> {
     fn release_held(&mut self) {
         let now = self.now;
         for held in std::mem::take(&mut self.held) {
-            match self.network.admit(held.from, held.to, now) {
+            match self.network.admit_message(held.id, held.from, held.to, now) {
                 Admit::Deliver => {
                     let Held {
                         from,

@@ -25,3 +25,5 @@ pub use file::{
     TraceError, TraceFile, FORMAT_NAME, FORMAT_VERSION,
 };
 pub use render::{render_text, render_timeline, Filter};
+pub mod follow;
+pub use follow::{FollowStats, LinkMessage, ScheduleFollower};
