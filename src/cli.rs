@@ -556,14 +556,8 @@ fn replay(
             d.index,
             d.index + 2
         )?;
-        let show = |e: &Option<_>| {
-            e.as_ref()
-                .map_or("(no event: the run ended)".to_string(), |e| {
-                    render_text(std::slice::from_ref(e)).trim_end().to_string()
-                })
-        };
-        writeln!(out, "  recorded: {}", show(&d.recorded))?;
-        writeln!(out, "  replayed: {}", show(&d.replayed))?;
+        writeln!(out, "  recorded: {}", one_event(&d.recorded))?;
+        writeln!(out, "  replayed: {}", one_event(&d.replayed))?;
         return Ok(EXIT_FAILED);
     }
     if replayed.digest.0 != recorded.footer.digest
@@ -592,6 +586,15 @@ fn replay(
         writeln!(out, "  {v}")?;
     }
     Ok(EXIT_OK)
+}
+
+/// One event as a timeline line, or what its absence means.
+fn one_event(event: &Option<rehearsal_sim_core::TraceEvent>) -> String {
+    event
+        .as_ref()
+        .map_or("(no event: the run ended)".to_string(), |e| {
+            render_text(std::slice::from_ref(e)).trim_end().to_string()
+        })
 }
 
 /// Re-runs `config` against the schedule recorded in `recorded` and reports the first
@@ -639,14 +642,8 @@ fn follow_trace(
                 d.index,
                 d.index + 2
             )?;
-            let show = |e: &Option<_>| {
-                e.as_ref()
-                    .map_or("(no event: the run ended)".to_string(), |e| {
-                        render_text(std::slice::from_ref(e)).trim_end().to_string()
-                    })
-            };
-            writeln!(out, "  recorded: {}", show(&d.recorded))?;
-            writeln!(out, "  now:      {}", show(&d.replayed))?;
+            writeln!(out, "  recorded: {}", one_event(&d.recorded))?;
+            writeln!(out, "  now:      {}", one_event(&d.replayed))?;
             EXIT_FAILED
         }
     };

@@ -3,6 +3,20 @@
 
 use rehearsal_tests::{cli, scratch_dir};
 
+/// Loss, jitter and retransmissions: a schedule the seed alone would not survive.
+const LOSSY: &[&str] = &[
+    "--protocol",
+    "unreplicated",
+    "--clients",
+    "3",
+    "--requests",
+    "20",
+    "--loss",
+    "0.3",
+    "--latency",
+    "uniform:1ms..30ms",
+];
+
 fn record(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
     let path = dir.join(name);
     let path = path.to_str().unwrap().to_string();
@@ -17,23 +31,7 @@ fn record(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
 #[test]
 fn following_an_unchanged_run_reproduces_every_event() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "follow_same");
-    // Loss, jitter and retransmissions: a schedule the seed alone would not survive.
-    let lossy = record(
-        &dir,
-        "lossy.jsonl",
-        &[
-            "--protocol",
-            "unreplicated",
-            "--clients",
-            "3",
-            "--requests",
-            "20",
-            "--loss",
-            "0.3",
-            "--latency",
-            "uniform:1ms..30ms",
-        ],
-    );
+    let lossy = record(&dir, "lossy.jsonl", LOSSY);
     let run = cli(&["replay", "--follow-trace", &lossy]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("identical: all"), "{}", run.stdout);
@@ -59,22 +57,7 @@ fn following_an_unchanged_run_reproduces_every_event() {
 #[test]
 fn a_changed_protocol_is_reported_where_it_departs() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "follow_mutant");
-    let lossy = record(
-        &dir,
-        "lossy.jsonl",
-        &[
-            "--protocol",
-            "unreplicated",
-            "--clients",
-            "3",
-            "--requests",
-            "20",
-            "--loss",
-            "0.3",
-            "--latency",
-            "uniform:1ms..30ms",
-        ],
-    );
+    let lossy = record(&dir, "lossy.jsonl", LOSSY);
     let run = cli(&[
         "replay",
         "--follow-trace",
