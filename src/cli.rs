@@ -48,6 +48,21 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         mutant: Option<String>,
     },
+    /// Minimise a failing run: fewer operations, faults and deliveries, a shorter run,
+    /// keeping only reductions that still fail the same way; writes the minimal trace.
+    Shrink {
+        /// A trace of a failing run, written by `rehearsal sim --trace`.
+        file: PathBuf,
+        /// Where to write the minimal trace.
+        #[arg(short, long, value_name = "MIN.jsonl")]
+        output: PathBuf,
+        /// Stop searching after this much wall time and keep the best found.
+        #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
+        time_limit: u64,
+        /// Stop searching after this many re-runs.
+        #[arg(long, default_value_t = 5_000, value_name = "N")]
+        runs_max: u64,
+    },
     /// Convert a trace for another tool: chrome (Perfetto), shiviz, mermaid or dot.
     Export {
         /// A trace file written by `rehearsal sim --trace`.
@@ -146,6 +161,9 @@ struct SimArgs {
     /// Probability that a message is lost, 0 to 1.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     loss: f64,
+    /// Timed faults and network changes: a scenario file, one `@TIME COMMAND` per line.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
     /// Test-only: run a deliberately broken variant of the protocol (see the README).
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
@@ -204,6 +222,12 @@ pub fn run(
             output,
             max_events,
         } => export(&file, format, output.as_deref(), max_events, out),
+        Command::Shrink {
+            file,
+            output,
+            time_limit,
+            runs_max,
+        } => shrink(&file, &output, time_limit, runs_max, out, err),
         Command::Show {
             file,
             node,
@@ -253,6 +277,11 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
         latency: args.latency,
         loss: args.loss,
         mutant: args.mutant,
+        scenario: match &args.scenario {
+            Some(path) => Some(read_scenario(path)?),
+            None => None,
+        },
+        follow_schedule: false,
     };
     base.validate().map_err(CliError::BadInput)?;
     if args.seeds == 0 {
@@ -359,6 +388,16 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
         EXIT_OK
     } else {
         EXIT_FAILED
+    })
+}
+
+fn read_scenario(path: &Path) -> Result<crate::config::ScenarioSource, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::BadInput(format!("cannot read scenario `{}`: {e}", path.display()))
+    })?;
+    Ok(crate::config::ScenarioSource {
+        origin: path.display().to_string(),
+        text,
     })
 }
 
@@ -525,21 +564,9 @@ fn replay(
         ));
     }
     let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
-    let mut config: RunConfig =
-        serde_json::from_value(recorded.header.config.clone()).map_err(|e| {
-            CliError::BadInput(format!(
-                "trace `{}` line 1: the header's config is not a run configuration: {e}",
-                path.display()
-            ))
-        })?;
-    if config.seed != recorded.header.seed {
-        return Err(CliError::BadInput(format!(
-            "trace `{}` line 1: header seed {} disagrees with config seed {}",
-            path.display(),
-            recorded.header.seed,
-            config.seed
-        )));
-    }
+    let mut config = trace_config(path, &recorded)?;
+    // A shrunk run's schedule is its own recorded events: it replays by following them.
+    let follow = follow || config.follow_schedule;
     if follow {
         if mutant.is_some() {
             config.mutant = mutant;
@@ -657,6 +684,109 @@ fn follow_trace(
         writeln!(out, "  {v}")?;
     }
     Ok(status)
+}
+
+fn trace_config(
+    path: &Path,
+    recorded: &rehearsal_traces::TraceFile,
+) -> Result<RunConfig, CliError> {
+    let config: RunConfig =
+        serde_json::from_value(recorded.header.config.clone()).map_err(|e| {
+            CliError::BadInput(format!(
+                "trace `{}` line 1: the header's config is not a run configuration: {e}",
+                path.display()
+            ))
+        })?;
+    if config.seed != recorded.header.seed {
+        return Err(CliError::BadInput(format!(
+            "trace `{}` line 1: header seed {} disagrees with config seed {}",
+            path.display(),
+            recorded.header.seed,
+            config.seed
+        )));
+    }
+    Ok(config)
+}
+
+fn shrink(
+    path: &Path,
+    output: &Path,
+    time_limit_ns: u64,
+    runs_max: u64,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let config = trace_config(path, &recorded)?;
+    if recorded.footer.outcome == "ok" {
+        return Err(CliError::BadInput(format!(
+            "`{}` records a run that did not fail: there is nothing to shrink",
+            path.display()
+        )));
+    }
+    let limits = crate::shrink::ShrinkLimits {
+        runs_max,
+        time_max: std::time::Duration::from_nanos(time_limit_ns),
+    };
+    writeln!(
+        out,
+        "shrinking {} ({} events, {})",
+        path.display(),
+        recorded.events.len(),
+        recorded
+            .footer
+            .violations
+            .first()
+            .map_or(recorded.footer.outcome.as_str(), |v| v.as_str())
+    )?;
+    let mut progress = |line: &str| {
+        let _ = writeln!(err, "  {line}");
+    };
+    let shrunk = crate::shrink::shrink(&config, &recorded.events, limits, &mut progress)
+        .map_err(|e| CliError::BadInput(format!("cannot shrink `{}`: {e}", path.display())))?;
+    save_trace(output, &shrunk.run)?;
+    let c = &shrunk.run.config;
+    writeln!(
+        out,
+        "{} events -> {} events ({} re-runs{}); still fails: {}",
+        shrunk.events_before,
+        shrunk.events_after,
+        shrunk.runs,
+        if shrunk.limited {
+            ", stopped at a limit"
+        } else {
+            ""
+        },
+        shrunk
+            .run
+            .violations
+            .first()
+            .map_or(shrunk.failure.as_str(), |v| v.as_str())
+    )?;
+    let mut kept = vec![format!("deadline {}", format_ns(c.duration_ns))];
+    match c.protocol {
+        Protocol::Unreplicated => {
+            kept.push(format!("{} clients x {} requests", c.clients, c.requests))
+        }
+        _ => kept.push(format!("{} nodes", c.nodes)),
+    }
+    if shrunk.drops_forced > 0 {
+        kept.push(format!(
+            "{} deliveries turned into drops",
+            shrunk.drops_forced
+        ));
+    }
+    if shrunk.faults_removed > 0 {
+        kept.push(format!("{} faults removed", shrunk.faults_removed));
+    }
+    writeln!(out, "minimal run: {}", kept.join(", "))?;
+    writeln!(
+        out,
+        "wrote {}; check it with:\n  rehearsal replay {}",
+        output.display(),
+        shell_word(output)
+    )?;
+    Ok(EXIT_OK)
 }
 
 fn read_events(path: &Path) -> Result<Vec<rehearsal_sim_core::TraceEvent>, CliError> {

@@ -61,6 +61,61 @@ pub struct RunConfig {
     /// Test-only: a deliberately broken variant of the protocol, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
+    /// Timed faults and network changes (a scenario file's text, kept whole so a trace
+    /// replays without the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioSource>,
+    /// The run's network decisions are its own recorded events, not draws from the seed
+    /// (a shrunk run): it replays only from its trace.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow_schedule: bool,
+}
+
+/// A scenario as written: where it came from and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSource {
+    /// The file it was read from (for error messages), or `<inline>`.
+    pub origin: String,
+    pub text: String,
+}
+
+impl ScenarioSource {
+    /// The line numbers (1-based) that hold commands.
+    pub fn command_lines(&self) -> Vec<usize> {
+        self.text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let l = l.trim_start();
+                !l.is_empty() && !l.starts_with('#')
+            })
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// The same scenario with only the command lines in `keep`; the others are commented
+    /// out (so line numbers stay those of the original).
+    pub fn keeping(&self, keep: &[usize]) -> ScenarioSource {
+        let commands = self.command_lines();
+        let text = self
+            .text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if commands.contains(&(i + 1)) && !keep.contains(&(i + 1)) {
+                    format!("# removed by shrink: {l}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        ScenarioSource {
+            origin: self.origin.clone(),
+            text: text + "\n",
+        }
+    }
 }
 
 /// The default deadline: long enough for the timed Benaloh's 90 s schedule under slow links.
@@ -78,6 +133,8 @@ impl RunConfig {
             latency: Latency::constant_ms(10),
             loss: 0.0,
             mutant: None,
+            scenario: None,
+            follow_schedule: false,
         }
     }
 
@@ -138,6 +195,9 @@ impl RunConfig {
         );
         if let Some(mutant) = &self.mutant {
             cmd += &format!(" --mutant {mutant}");
+        }
+        if let Some(scenario) = &self.scenario {
+            cmd += &format!(" --scenario {}", scenario.origin);
         }
         cmd
     }

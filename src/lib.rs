@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod run;
+pub mod shrink;
 
 pub use config::{Protocol, RunConfig};
 pub use run::{run, RunSummary};

@@ -1,11 +1,13 @@
 //! Builds a simulation from a [`RunConfig`] and runs it, whatever the protocol.
 
 use crate::config::{Protocol, RunConfig};
+use rehearsal_net_models::scenario;
 use rehearsal_protocols::{benaloh, unreplicated};
 use rehearsal_sim_core::{
     Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
     SimpleNetwork, Simulation, Time, TraceEvent,
 };
+use rehearsal_sim_core::{NodeId, RestartFn};
 use rehearsal_traces::{FollowStats, ScheduleFollower};
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,12 @@ pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
 /// Runs one configuration as `options` say.
 pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, String> {
     config.validate()?;
+    if config.follow_schedule && options.follow.is_none() {
+        return Err(
+            "this run follows its own recorded schedule (a shrunk run): replay it from its trace file"
+                .into(),
+        );
+    }
     let keep_trace = options.keep_trace;
     let follow_stats = options.follow.as_ref().map(|f| f.stats());
     let sim_config = SimConfig {
@@ -90,7 +98,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
             loss: config.loss,
         }),
     };
-    match config.protocol {
+    let run = match config.protocol {
         Protocol::Unreplicated => {
             let proto = unreplicated::Config {
                 clients: config.clients,
@@ -102,14 +110,18 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                 .as_deref()
                 .map(str::parse::<unreplicated::Mutant>)
                 .transpose()?;
-            let check = unreplicated::RequestsAnswered::new(&proto);
-            simulate(
-                config,
-                sim_config,
-                network,
-                unreplicated::actors_with_mutant(&proto, mutant),
-                check,
-            )
+            let rebuilt = proto.clone();
+            let fresh = move |node: NodeId| {
+                // A restarted node comes back empty: these protocols keep no durable state.
+                let mut all = unreplicated::actors_with_mutant(&rebuilt, mutant);
+                all.swap_remove(node.index())
+            };
+            let setup = Setup {
+                actors: unreplicated::actors_with_mutant(&proto, mutant),
+                invariants: vec![Box::new(unreplicated::RequestsAnswered::new(&proto))],
+                restart: Some(Box::new(move |node, _| fresh(node))),
+            };
+            simulate(config, sim_config, network, setup)
         }
         Protocol::Benaloh | Protocol::BenalohTimed => {
             let mode = if config.protocol == Protocol::Benaloh {
@@ -129,14 +141,26 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                 ));
             }
             let actors = benaloh::actors(&proto).map_err(|e| e.to_string())?;
-            let check = benaloh::CorrectSum::new(&proto);
-            simulate(config, sim_config, network, actors, check)
+            let setup = Setup {
+                actors,
+                invariants: vec![Box::new(benaloh::CorrectSum::new(&proto))],
+                restart: None,
+            };
+            simulate(config, sim_config, network, setup)
         }
-    }
-    .map(|mut summary| {
-        summary.follow = follow_stats.map(|s| s.borrow().clone());
-        summary
+    }?;
+    Ok(RunSummary {
+        follow: follow_stats.map(|s| s.borrow().clone()),
+        ..run
     })
+}
+
+/// What a protocol contributes to a run.
+struct Setup<A: Actor> {
+    actors: Vec<A>,
+    invariants: Vec<Box<dyn Invariant<A>>>,
+    /// Rebuilds a crashed node from its durable state, for `restart` faults.
+    restart: Option<RestartFn<A>>,
 }
 
 /// A client retransmission timeout comfortably above the round trip the latency allows,
@@ -156,11 +180,24 @@ fn simulate<A: Actor>(
     config: &RunConfig,
     sim_config: SimConfig,
     network: Box<dyn NetworkModel>,
-    actors: Vec<A>,
-    invariant: impl Invariant<A> + 'static,
+    setup: Setup<A>,
 ) -> Result<RunSummary, String> {
-    let mut sim = Simulation::new(sim_config, actors, network);
-    sim.add_invariant(invariant);
+    let nodes = setup.actors.len() as u32;
+    let mut sim = Simulation::new(sim_config, setup.actors, network);
+    for invariant in setup.invariants {
+        sim.add_boxed_invariant(invariant);
+    }
+    if let Some(restart) = setup.restart {
+        sim.on_restart(restart);
+    }
+    if let Some(source) = &config.scenario {
+        let scenario =
+            scenario::parse(&source.text, &source.origin, nodes).map_err(|e| e.to_string())?;
+        for entry in scenario.entries {
+            sim.schedule_fault(entry.at, entry.fault)
+                .map_err(|e| format!("{}:{}: {e}", source.origin, entry.line))?;
+        }
+    }
     let started = Instant::now();
     let report = sim.run();
     let wall_time = started.elapsed();

@@ -273,6 +273,12 @@ impl<A: Actor> Simulation<A> {
         self
     }
 
+    /// Adds an invariant that is already boxed.
+    pub fn add_boxed_invariant(&mut self, invariant: Box<dyn Invariant<A>>) -> &mut Self {
+        self.invariants.push(invariant);
+        self
+    }
+
     /// Sets how a crashed node is rebuilt on [`Fault::Restart`]: from its node id and the
     /// last state it saved with [`Context::persist`] (`None` if it saved nothing).
     pub fn on_restart(

@@ -79,7 +79,7 @@ fn render(events: &[TraceEvent], filter: &Filter, deliveries_say_what: bool) -> 
         };
         let _ = writeln!(
             out,
-            "{:>5} {:>10}  {:<4} {what}",
+            "{:>5} {:>13}  {:<4} {what}",
             e.seq,
             format_ns(e.t),
             e.node.to_string()
