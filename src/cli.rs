@@ -690,6 +690,13 @@ fn trace_config(
     path: &Path,
     recorded: &rehearsal_traces::TraceFile,
 ) -> Result<RunConfig, CliError> {
+    if let Some(test) = recorded.header.config["test"].as_str() {
+        return Err(CliError::BadInput(format!(
+            "trace `{}` was written by the cargo test `{test}` (its protocol is the test's own): re-run it there with\n  REHEARSAL_FOLLOW={} cargo test {test}",
+            path.display(),
+            shell_word(path)
+        )));
+    }
     let config: RunConfig =
         serde_json::from_value(recorded.header.config.clone()).map_err(|e| {
             CliError::BadInput(format!(

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod run;
 pub mod shrink;
+pub mod testing;
 
 pub use config::{Protocol, RunConfig};
 pub use run::{run, RunSummary};

@@ -18,6 +18,120 @@
 use crate::config::{Protocol, RunConfig};
 use crate::run::{run_with, RunOptions, RunSummary};
 use rehearsal_sim_core::{EndReason, Outcome, TraceEvent};
+
+/// What a shrinker can re-run and reduce: a built-in run configuration, or a simulation a
+/// test builds (see [`crate::testing`]).
+pub trait Subject: Clone {
+    /// What one run yields.
+    type Run: Trial;
+    /// Runs this subject following `schedule`; `None` if it cannot run as it is.
+    fn run(&self, schedule: ScheduleFollower) -> Option<Self::Run>;
+    /// The sizes that may be lowered: name, current value, smallest value allowed.
+    fn knobs(&self) -> Vec<(&'static str, u64, u64)> {
+        Vec::new()
+    }
+    /// This subject with knob `name` set to `value`.
+    fn with_knob(&self, _name: &str, _value: u64) -> Self {
+        self.clone()
+    }
+    /// The faults that may be removed, by an id each (e.g. scenario line numbers).
+    fn faults(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// This subject with only the faults in `keep`.
+    fn keeping_faults(&self, _keep: &[usize]) -> Self {
+        self.clone()
+    }
+    /// The run's deadline, in virtual nanoseconds.
+    fn deadline_ns(&self) -> u64;
+    /// This subject with another deadline.
+    fn with_deadline(&self, ns: u64) -> Self;
+}
+
+/// What the shrinker reads of one run.
+pub trait Trial {
+    fn outcome(&self) -> Outcome;
+    fn end(&self) -> EndReason;
+    fn violations(&self) -> &[String];
+    fn events(&self) -> &[TraceEvent];
+}
+
+impl Trial for RunSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+    fn end(&self) -> EndReason {
+        self.end
+    }
+    fn violations(&self) -> &[String] {
+        &self.violations
+    }
+    fn events(&self) -> &[TraceEvent] {
+        &self.trace
+    }
+}
+
+impl Subject for RunConfig {
+    type Run = RunSummary;
+
+    fn run(&self, schedule: ScheduleFollower) -> Option<RunSummary> {
+        let mut config = self.clone();
+        config.follow_schedule = true;
+        let options = RunOptions {
+            keep_trace: true,
+            follow: Some(schedule),
+        };
+        run_with(&config, options).ok()
+    }
+
+    fn knobs(&self) -> Vec<(&'static str, u64, u64)> {
+        let mut knobs = Vec::new();
+        match self.protocol {
+            Protocol::Unreplicated => {
+                knobs.push(("clients", u64::from(self.clients), 1));
+                knobs.push(("requests per client", self.requests, 1));
+            }
+            Protocol::Benaloh | Protocol::BenalohTimed => {
+                knobs.push(("nodes", u64::from(self.nodes), 2));
+            }
+        }
+        knobs
+    }
+
+    fn with_knob(&self, name: &str, value: u64) -> Self {
+        let mut c = self.clone();
+        match name {
+            "clients" => c.clients = value as u32,
+            "requests per client" => c.requests = value,
+            "nodes" => c.nodes = value as u32,
+            _ => {}
+        }
+        c
+    }
+
+    fn faults(&self) -> Vec<usize> {
+        self.scenario
+            .as_ref()
+            .map(|s| s.command_lines())
+            .unwrap_or_default()
+    }
+
+    fn keeping_faults(&self, keep: &[usize]) -> Self {
+        let mut c = self.clone();
+        c.scenario = self.scenario.as_ref().map(|s| s.keeping(keep));
+        c
+    }
+
+    fn deadline_ns(&self) -> u64 {
+        self.duration_ns
+    }
+
+    fn with_deadline(&self, ns: u64) -> Self {
+        let mut c = self.clone();
+        c.duration_ns = ns;
+        c
+    }
+}
 use rehearsal_traces::{LinkMessage, ScheduleFollower};
 use std::time::{Duration, Instant};
 
@@ -41,10 +155,11 @@ impl Default for ShrinkLimits {
 
 /// What a shrink found.
 #[derive(Debug, Clone)]
-pub struct Shrunk {
-    /// The minimal run: configuration (marked as following its own schedule) and events.
-    pub run: RunSummary,
-    /// What failed: an invariant name, or `stalled`.
+pub struct Shrunk<S: Subject> {
+    /// The minimal subject and its run (which follows its own recorded schedule).
+    pub subject: S,
+    pub run: S::Run,
+    /// What failed: an invariant name and when, or `stalled`.
     pub failure: String,
     pub events_before: u64,
     pub events_after: u64,
@@ -52,7 +167,7 @@ pub struct Shrunk {
     pub runs: u64,
     /// Messages turned from deliveries into drops.
     pub drops_forced: usize,
-    /// Scenario commands removed.
+    /// Faults removed.
     pub faults_removed: usize,
     /// Whether a limit stopped the search before it finished.
     pub limited: bool,
@@ -61,8 +176,6 @@ pub struct Shrunk {
 /// Why a run cannot be shrunk.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShrinkError {
-    #[error("nothing to shrink: the run did not fail (outcome ok)")]
-    NotFailing,
     #[error("the run no longer fails when re-enacted from its trace (outcome {0}); was the trace made by another version?")]
     NotReproduced(String),
     #[error("{0}")]
@@ -109,38 +222,34 @@ impl Search<'_> {
         self.limited
     }
 
-    /// Runs `config` following `schedule` with `drops` forced; the run if it still fails
-    /// the same way.
-    fn attempt(
+    /// Runs `subject` following `schedule` with `drops` forced; the run if it still
+    /// fails the same way.
+    fn attempt<S: Subject>(
         &mut self,
-        config: &RunConfig,
+        subject: &S,
         schedule: &[TraceEvent],
         drops: &[LinkMessage],
-    ) -> Option<RunSummary> {
+    ) -> Option<(S, S::Run)> {
         if self.out_of_budget() {
             return None;
         }
         self.runs += 1;
         let mut follower = ScheduleFollower::from_events(schedule);
         follower.force_drops(drops.iter().copied());
-        let options = RunOptions {
-            keep_trace: true,
-            follow: Some(follower),
-        };
-        let run = run_with(config, options).ok()?;
-        (failure_of(run.outcome, run.end, &run.violations).as_deref() == Some(&self.failure))
-            .then_some(run)
+        let run = subject.run(follower)?;
+        (failure_of(run.outcome(), run.end(), run.violations()).as_deref() == Some(&self.failure))
+            .then(|| (subject.clone(), run))
     }
 }
 
-/// Shrinks the failing run `config` whose recorded events are `events`. `progress` hears
-/// a line per accepted reduction.
-pub fn shrink(
-    config: &RunConfig,
+/// Shrinks the failing run of `subject` whose recorded events are `events`. `progress`
+/// hears a line per accepted reduction.
+pub fn shrink<S: Subject>(
+    subject: &S,
     events: &[TraceEvent],
     limits: ShrinkLimits,
     progress: &mut dyn FnMut(&str),
-) -> Result<Shrunk, ShrinkError> {
+) -> Result<Shrunk<S>, ShrinkError> {
     let mut search = Search {
         failure: String::new(),
         limits,
@@ -150,148 +259,131 @@ pub fn shrink(
         progress,
     };
     // The starting point: the recording, re-enacted.
-    let mut start_config = config.clone();
-    start_config.follow_schedule = true;
-    let first = run_with(
-        &start_config,
-        RunOptions {
-            keep_trace: true,
-            follow: Some(ScheduleFollower::from_events(events)),
-        },
-    )
-    .map_err(ShrinkError::Config)?;
-    search.failure = match failure_of(first.outcome, first.end, &first.violations) {
+    let first = subject
+        .run(ScheduleFollower::from_events(events))
+        .ok_or_else(|| ShrinkError::Config("the recorded run cannot be re-run".into()))?;
+    search.failure = match failure_of(first.outcome(), first.end(), first.violations()) {
         Some(f) => f,
-        None if events.is_empty() => return Err(ShrinkError::NotFailing),
-        None => return Err(ShrinkError::NotReproduced(first.outcome.as_str().into())),
+        None => return Err(ShrinkError::NotReproduced(first.outcome().as_str().into())),
     };
-    let events_before = first.events;
-    let mut best = first;
+    let events_before = first.events().len() as u64;
+    let mut best: (S, S::Run) = (subject.clone(), first);
+    let size = |b: &(S, S::Run)| b.1.events().len();
     let mut drops_forced = 0;
     let mut faults_removed = 0;
 
     // Steps 1 to 3 enable each other (a dropped reply lets fewer clients fail): repeat
     // them while they make progress.
     for _round in 0..4 {
-        let events_at_start = best.events;
-        // 1. Fewer client operations and nodes: for each knob, the smallest value that fails.
-        for knob in Knob::ALL {
-            let current = knob.get(&best.config);
-            let floor = knob.floor(&best.config);
-            if current <= floor {
-                continue;
-            }
-            // Binary search for the smallest failing value in floor..current.
+        let events_at_start = size(&best);
+
+        // 1. Fewer client operations and nodes: for each knob, the smallest that fails.
+        for (name, current, floor) in best.0.knobs() {
             let (mut lo, mut hi) = (floor, current);
-            while lo < hi {
+            while lo < hi && !search.limited {
                 let mid = lo + (hi - lo) / 2;
-                let mut trial = best.config.clone();
-                knob.set(&mut trial, mid);
-                match search.attempt(&trial, &best.trace, &[]) {
-                    Some(run) => {
+                match search.attempt(&best.0.with_knob(name, mid), best.1.events(), &[]) {
+                    Some(found) => {
                         hi = mid;
-                        best = run;
+                        best = found;
                     }
                     None => lo = mid + 1,
                 }
-                if search.limited {
-                    break;
-                }
             }
-            if knob.get(&best.config) < current {
+            if hi < current {
                 (search.progress)(&format!(
-                    "{}: {current} -> {} ({} events)",
-                    knob.name(),
-                    knob.get(&best.config),
-                    best.events
+                    "{name}: {current} -> {hi} ({} events)",
+                    size(&best)
                 ));
             }
         }
 
-        // 2. Fewer faults.
-        if let Some(scenario) = best.config.scenario.clone() {
-            let lines = scenario.command_lines();
-            let kept = ddmin(&lines, &mut |keep: &[usize]| {
-                let mut trial = best.config.clone();
-                trial.scenario = Some(scenario.keeping(keep));
-                match search.attempt(&trial, &best.trace, &[]) {
-                    Some(run) => {
-                        best = run;
-                        true
-                    }
-                    None => false,
+        // 2. Fewer faults, by delta debugging.
+        let faults = best.0.faults();
+        if !faults.is_empty() {
+            let base = best.0.clone();
+            let kept = ddmin(&faults, &mut |keep: &[usize]| match search.attempt(
+                &base.keeping_faults(keep),
+                best.1.events(),
+                &[],
+            ) {
+                Some(found) => {
+                    best = found;
+                    true
                 }
+                None => false,
             });
-            faults_removed = lines.len() - kept.len();
-            if faults_removed > 0 {
+            if kept.len() < faults.len() {
+                faults_removed += faults.len() - kept.len();
                 (search.progress)(&format!(
                     "faults: {} -> {} ({} events)",
-                    lines.len(),
+                    faults.len(),
                     kept.len(),
-                    best.events
+                    size(&best)
                 ));
             }
         }
 
-        // 3. Deliveries turned into drops: remove chunks of the delivered messages, halving
-        //    the chunk size, keeping every removal that still fails.
-        let mut chunk = ScheduleFollower::from_events(&best.trace)
+        // 3. Deliveries turned into drops: remove chunks of the delivered messages,
+        //    halving the chunk size, keeping every removal that still fails.
+        let mut chunk = ScheduleFollower::from_events(best.1.events())
             .delivered_messages()
             .len()
             / 2;
         while chunk >= 1 && !search.limited {
             let mut at = 0;
             loop {
-                let delivered = ScheduleFollower::from_events(&best.trace).delivered_messages();
+                let delivered = ScheduleFollower::from_events(best.1.events()).delivered_messages();
                 if at >= delivered.len() || search.limited {
                     break;
                 }
                 let end = (at + chunk).min(delivered.len());
-                match search.attempt(&best.config, &best.trace, &delivered[at..end]) {
-                    Some(run) if run.events < best.events => {
+                let smaller = search
+                    .attempt(&best.0, best.1.events(), &delivered[at..end])
+                    .filter(|found| size(found) < size(&best));
+                match smaller {
+                    Some(found) => {
                         drops_forced += end - at;
-                        best = run;
+                        best = found;
                         (search.progress)(&format!(
                             "dropped {} more messages ({} events)",
                             end - at,
-                            best.events
+                            size(&best)
                         ));
                     }
-                    _ => at = end,
+                    None => at = end,
                 }
             }
             chunk /= 2;
         }
-
-        if best.events >= events_at_start || search.limited {
+        if size(&best) >= events_at_start || search.limited {
             break;
         }
     }
 
     // 4. A shorter run: the earliest deadline that still fails.
-    let (mut lo, mut hi) = (0, best.config.duration_ns);
+    let (mut lo, mut hi) = (0, best.0.deadline_ns());
     while lo < hi && !search.limited {
         let mid = lo + (hi - lo) / 2;
-        let mut trial = best.config.clone();
-        trial.duration_ns = mid;
-        match search.attempt(&trial, &best.trace, &[]) {
-            Some(run) => {
+        match search.attempt(&best.0.with_deadline(mid), best.1.events(), &[]) {
+            Some(found) => {
                 hi = mid;
-                best = run;
+                best = found;
             }
             None => lo = mid + 1,
         }
     }
 
     Ok(Shrunk {
-        events_after: best.events,
+        events_after: size(&best) as u64,
         failure: search.failure,
         events_before,
         runs: search.runs,
         drops_forced,
         faults_removed,
         limited: search.limited,
-        run: best,
+        subject: best.0,
+        run: best.1,
     })
 }
 
@@ -334,52 +426,6 @@ fn ddmin(items: &[usize], fails: &mut dyn FnMut(&[usize]) -> bool) -> Vec<usize>
         }
     }
     current
-}
-
-/// A size of the run the shrinker may lower.
-#[derive(Debug, Clone, Copy)]
-enum Knob {
-    Clients,
-    Requests,
-    Nodes,
-}
-
-impl Knob {
-    const ALL: [Knob; 3] = [Knob::Clients, Knob::Requests, Knob::Nodes];
-
-    fn name(self) -> &'static str {
-        match self {
-            Knob::Clients => "clients",
-            Knob::Requests => "requests per client",
-            Knob::Nodes => "nodes",
-        }
-    }
-
-    fn get(self, c: &RunConfig) -> u64 {
-        match self {
-            Knob::Clients => u64::from(c.clients),
-            Knob::Requests => c.requests,
-            Knob::Nodes => u64::from(c.nodes),
-        }
-    }
-
-    fn set(self, c: &mut RunConfig, value: u64) {
-        match self {
-            Knob::Clients => c.clients = value as u32,
-            Knob::Requests => c.requests = value,
-            Knob::Nodes => c.nodes = value as u32,
-        }
-    }
-
-    /// The smallest value the protocol runs with; the current value when the knob does not
-    /// apply to the protocol.
-    fn floor(self, c: &RunConfig) -> u64 {
-        match (self, c.protocol) {
-            (Knob::Clients | Knob::Requests, Protocol::Unreplicated) => 1,
-            (Knob::Nodes, Protocol::Benaloh | Protocol::BenalohTimed) => 2,
-            _ => self.get(c),
-        }
-    }
 }
 
 #[cfg(test)]

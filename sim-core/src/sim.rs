@@ -273,6 +273,36 @@ impl<A: Actor> Simulation<A> {
         self
     }
 
+    /// Replaces the network model (before the run starts), e.g. with one that follows a
+    /// recorded schedule.
+    pub fn set_network(&mut self, network: impl NetworkModel + 'static) -> &mut Self {
+        self.network = Box::new(network);
+        self
+    }
+
+    /// Changes the deadline (before the run starts).
+    pub fn set_deadline(&mut self, deadline: Option<Time>) -> &mut Self {
+        self.config.deadline = deadline;
+        self
+    }
+
+    /// The deadline the run will stop at, if any.
+    pub fn deadline(&self) -> Option<Time> {
+        self.config.deadline
+    }
+
+    /// Keeps every trace event in memory (before the run starts).
+    pub fn keep_trace(&mut self, keep: bool) -> &mut Self {
+        self.config.keep_trace = keep;
+        self.recorder = Recorder::new(keep);
+        self
+    }
+
+    /// The master seed of the run.
+    pub fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
     /// Adds an invariant that is already boxed.
     pub fn add_boxed_invariant(&mut self, invariant: Box<dyn Invariant<A>>) -> &mut Self {
         self.invariants.push(invariant);

@@ -2,6 +2,7 @@
 //! is caught racing when delays exceed its phase gaps.
 
 use proptest::prelude::*;
+use rehearsal::testing::{check_config_seeds, find_config_failure};
 use rehearsal::{run, Protocol, RunConfig};
 use rehearsal_sim_core::{Latency, Outcome};
 use rehearsal_tests::{cli, scratch_dir};
@@ -64,27 +65,50 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
     );
 }
 
-/// Every seed in `seeds` runs ok.
-fn assert_seeds_ok(protocol: Protocol, latency: &str, seeds: std::ops::RangeInclusive<u64>) {
-    for seed in seeds {
-        let report = run(&benaloh(protocol, 5, seed, latency), false).unwrap();
-        assert_eq!(
-            report.outcome,
-            Outcome::Ok,
-            "seed {seed}: {:?}",
-            report.violations
-        );
-    }
-}
-
 #[test]
 fn timed_benaloh_passes_on_a_fast_network() {
-    assert_seeds_ok(Protocol::BenalohTimed, "constant:10ms", 1..=20);
+    check_config_seeds("timed_benaloh_passes_on_a_fast_network", 20, |seed| {
+        benaloh(Protocol::BenalohTimed, 5, seed, "constant:10ms")
+    });
 }
 
 #[test]
 fn robust_benaloh_survives_the_latencies_that_break_the_timed_one() {
-    assert_seeds_ok(Protocol::Benaloh, "uniform:1s..40s", 1..=100);
+    check_config_seeds(
+        "robust_benaloh_survives_the_latencies_that_break_the_timed_one",
+        100,
+        |seed| benaloh(Protocol::Benaloh, 5, seed, "uniform:1s..40s"),
+    );
+}
+
+#[test]
+fn the_cargo_test_harness_reports_a_timed_benaloh_failure_shrunk_with_its_commands() {
+    let failure = find_config_failure("timed_benaloh_harness", 20, |seed| {
+        benaloh(Protocol::BenalohTimed, 6, seed, "uniform:1s..40s")
+    })
+    .expect("the timed race must be found within 20 seeds");
+    let report = failure.to_string();
+    assert!(report.contains("correct-sum"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "REHEARSAL_SEED={} cargo test timed_benaloh_harness",
+            failure.seed
+        )),
+        "{report}"
+    );
+    assert!(failure.trace.ends_with(format!(
+        "rehearsal/timed_benaloh_harness-seed-{}.jsonl",
+        failure.seed
+    )));
+    let (shrunk, events) = failure.shrunk.clone().expect("the failure shrinks");
+    assert!(events < failure.events, "{report}");
+    // Both traces replay with the CLI: the original from its seed, the shrunk one from
+    // its own schedule; both still fail.
+    for trace in [&failure.trace, &shrunk] {
+        let replay = cli(&["replay", trace.to_str().unwrap()]);
+        assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
+        assert!(replay.stdout.contains("violation"), "{}", replay.stdout);
+    }
 }
 
 #[test]
