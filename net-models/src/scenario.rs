@@ -35,7 +35,7 @@
 //!
 //! Errors name the file, line and column, show the line, and say what was expected.
 
-use interim_topology as topology;
+use crate::topology;
 use rehearsal_sim_core::{ClockSkew, Fault, Latency, NetChange, NodeId, Time};
 use std::fmt;
 
@@ -668,71 +668,6 @@ fn parse_ppm(text: &str) -> Result<i64, String> {
         );
     }
     Ok(ppm)
-}
-
-/// Until the topology module lands: the shapes, expanded by hand.
-mod interim_topology {
-    use rehearsal_sim_core::{NetChange, NodeId};
-
-    fn all(nodes: u32) -> Vec<NodeId> {
-        (0..nodes).map(NodeId).collect()
-    }
-
-    pub fn isolate(node: NodeId, nodes: u32) -> NetChange {
-        let rest = all(nodes).into_iter().filter(|&n| n != node).collect();
-        NetChange::Partition {
-            groups: vec![vec![node], rest],
-        }
-    }
-
-    pub fn majority_minority(nodes: u32, minority: Option<&[NodeId]>) -> NetChange {
-        let minority: Vec<NodeId> = match minority {
-            Some(m) => m.to_vec(),
-            None => (nodes - (nodes - 1) / 2..nodes).map(NodeId).collect(),
-        };
-        let majority = all(nodes)
-            .into_iter()
-            .filter(|n| !minority.contains(n))
-            .collect();
-        NetChange::Partition {
-            groups: vec![majority, minority],
-        }
-    }
-
-    pub fn ring(nodes: u32) -> NetChange {
-        let reach = nodes / 2;
-        let mut links = Vec::new();
-        for a in 0..nodes {
-            for b in 0..nodes {
-                let d = (b + nodes - a) % nodes;
-                let d = d.min(nodes - d);
-                if a != b && d > reach / 2 + reach % 2 {
-                    links.push((NodeId(a), NodeId(b)));
-                }
-            }
-        }
-        NetChange::Cut {
-            shape: "ring".into(),
-            links,
-        }
-    }
-
-    pub fn bridge(nodes: u32, middle: Option<NodeId>) -> NetChange {
-        let middle = middle.unwrap_or(NodeId(nodes / 2));
-        let mut links = Vec::new();
-        for a in 0..nodes {
-            for b in 0..nodes {
-                let (na, nb) = (NodeId(a), NodeId(b));
-                if na != middle && nb != middle && (a < middle.0) != (b < middle.0) {
-                    links.push((na, nb));
-                }
-            }
-        }
-        NetChange::Cut {
-            shape: format!("bridge {}", middle.0),
-            links,
-        }
-    }
 }
 
 #[cfg(test)]

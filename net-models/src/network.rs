@@ -1,0 +1,318 @@
+//! The composable network model: every directed link has its own latency, loss,
+//! duplication, reordering, corruption and bandwidth, and the links form a topology that
+//! scenarios cut and heal.
+
+#![warn(missing_docs)]
+
+use crate::config::{InFlight, LinkMode, NetConfig, NetConfigError};
+use crate::topology::Topology;
+use crate::Bandwidth;
+use rehearsal_sim_core::rand::Rng;
+use rehearsal_sim_core::{
+    Admit, Fate, Latency, NetChange, NetworkModel, NodeId, Packet, SimRng, Time,
+};
+use std::fmt;
+
+/// Largest run a [`Network`] models: its per-link state grows with the square of the nodes.
+pub const NODES_MAX: usize = 1024;
+
+/// Marks a link that is not on the fast path.
+const SLOW: u64 = u64::MAX;
+
+/// The settings and state of one directed link.
+#[derive(Debug, Clone)]
+struct Link {
+    /// Fixed part of the latency (a matrix entry), added to each draw of `latency`.
+    latency_base_ns: u64,
+    latency: Latency,
+    loss: f64,
+    duplicate: f64,
+    reorder: f64,
+    corrupt: f64,
+    bandwidth: Option<Bandwidth>,
+    /// With a bandwidth: when the link has finished sending everything given to it so far.
+    busy_until_ns: u64,
+    /// In FIFO mode: the latest arrival time scheduled on this link.
+    last_arrival_ns: u64,
+}
+
+impl Link {
+    /// The delay of every message, if this link does nothing but a constant latency.
+    fn constant_delay_ns(&self) -> Option<u64> {
+        let Latency::Constant { ns } = self.latency else {
+            return None;
+        };
+        let plain = self.loss == 0.0
+            && self.duplicate == 0.0
+            && self.reorder == 0.0
+            && self.corrupt == 0.0
+            && self.bandwidth.is_none();
+        plain.then(|| self.latency_base_ns.saturating_add(ns))
+    }
+}
+
+/// The network model of [`NetConfig`], plugged into the simulator as its
+/// [`NetworkModel`].
+///
+/// Per message, in this order (randomness only for what is on, from the sender's network
+/// stream, so turning one feature on leaves the others' draws as they were until it fires):
+///
+/// 1. a cut link drops the message (`partition`);
+/// 2. loss: one draw if the link's loss is above zero; a lost message has still occupied
+///    the link's bandwidth, as it would on a real wire;
+/// 3. bandwidth: the message leaves when the link has sent everything before it, after
+///    `bytes * 8 / bandwidth`;
+/// 4. latency: the matrix entry plus one draw of its jitter, or one draw of the link's
+///    latency (none for a constant);
+/// 5. reorder: one draw if above zero; if it fires, one draw of `reorder_delay` added;
+/// 6. FIFO mode: not before the previous arrival on the link;
+/// 7. corruption: one draw if above zero (the simulator then damages the bytes with more
+///    draws from the same stream);
+/// 8. duplication: one draw if above zero; if it fires, the copy draws its own latency (in
+///    FIFO mode it arrives no earlier than the original).
+///
+/// A link with only a constant latency takes a fast path that draws nothing.
+///
+/// ```
+/// use rehearsal_net_models::{NetConfig, Network};
+/// use rehearsal_sim_core::{derive_rng, Fate, NetworkModel, NodeId, Packet, Time};
+/// let mut net = Network::new(&NetConfig::default(), 2).unwrap();
+/// let packet = Packet { from: NodeId(0), to: NodeId(1), sent_at: Time::ZERO, bytes: 100 };
+/// let fate = net.route(&packet, &mut derive_rng(1, "net", 0));
+/// assert_eq!(fate, Fate::Deliver { delay_ns: 10_000_000 });
+/// ```
+#[derive(Clone)]
+pub struct Network {
+    nodes: usize,
+    /// Per link (`from * nodes + to`): the delay if the link is on the fast path, else
+    /// [`SLOW`]. Apart from `links` so the fast path reads 8 bytes per link.
+    fast_delay_ns: Vec<u64>,
+    links: Vec<Link>,
+    topology: Topology,
+    fifo: bool,
+    on_cut: InFlight,
+    reorder_delay: Latency,
+    config: NetConfig,
+}
+
+impl Network {
+    /// The model of `config` for a run of `nodes` nodes; checks the configuration first
+    /// ([`NetConfig::validate`]).
+    pub fn new(config: &NetConfig, nodes: usize) -> Result<Network, NetConfigError> {
+        if nodes > NODES_MAX {
+            return Err(NetConfigError::Invalid {
+                message: format!(
+                    "the network model handles at most {NODES_MAX} nodes, the run has {nodes}"
+                ),
+            });
+        }
+        config.validate(nodes)?;
+        let mut links = Vec::with_capacity(nodes * nodes);
+        for from in 0..nodes as u32 {
+            for to in 0..nodes as u32 {
+                let (from, to) = (NodeId(from), NodeId(to));
+                let (latency_base_ns, latency) = match &config.matrix {
+                    Some(matrix) => (
+                        matrix.get_ns(from, to),
+                        config.jitter.unwrap_or(Latency::Constant { ns: 0 }),
+                    ),
+                    None => (0, config.latency),
+                };
+                let mut link = Link {
+                    latency_base_ns,
+                    latency,
+                    loss: config.loss,
+                    duplicate: config.duplicate,
+                    reorder: config.reorder,
+                    corrupt: config.corrupt,
+                    bandwidth: config.bandwidth,
+                    busy_until_ns: 0,
+                    last_arrival_ns: 0,
+                };
+                for rule in config.links.iter().filter(|r| r.applies_to(from, to)) {
+                    if let Some(latency) = rule.latency {
+                        link.latency_base_ns = 0;
+                        link.latency = latency;
+                    }
+                    link.loss = rule.loss.unwrap_or(link.loss);
+                    link.duplicate = rule.duplicate.unwrap_or(link.duplicate);
+                    link.reorder = rule.reorder.unwrap_or(link.reorder);
+                    link.corrupt = rule.corrupt.unwrap_or(link.corrupt);
+                    link.bandwidth = rule.bandwidth.or(link.bandwidth);
+                }
+                links.push(link);
+            }
+        }
+        let mut network = Network {
+            nodes,
+            fast_delay_ns: vec![SLOW; nodes * nodes],
+            links,
+            topology: Topology::full(nodes),
+            fifo: config.mode == LinkMode::Fifo,
+            on_cut: config.on_cut,
+            reorder_delay: config.reorder_delay,
+            config: config.clone(),
+        };
+        network.refresh_fast_path();
+        Ok(network)
+    }
+
+    /// The configuration this model was built from (changes applied since are not in it).
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// Which links work now.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// Recomputes which links take the fast path: after any change to links or topology.
+    fn refresh_fast_path(&mut self) {
+        for (i, link) in self.links.iter().enumerate() {
+            let from = NodeId((i / self.nodes) as u32);
+            let to = NodeId((i % self.nodes) as u32);
+            // FIFO needs its bookkeeping even at constant latency: a node's modelled CPU
+            // time can make a later message depart before an earlier one.
+            self.fast_delay_ns[i] = match link.constant_delay_ns() {
+                Some(delay) if !self.fifo && self.topology.can_send(from, to) => delay,
+                _ => SLOW,
+            };
+        }
+    }
+
+    /// Everything but the fast path; see the type's documentation for the order.
+    #[inline(never)]
+    fn route_slow(&mut self, index: usize, packet: &Packet, rng: &mut SimRng) -> Fate {
+        if !self.topology.can_send(packet.from, packet.to) {
+            return Fate::Drop {
+                reason: "partition",
+            };
+        }
+        let link = &mut self.links[index];
+        let sent_ns = packet.sent_at.as_nanos();
+        let lost = link.loss > 0.0 && rng.random_bool(link.loss);
+        let departs_ns = match link.bandwidth {
+            Some(bandwidth) => {
+                let start_ns = sent_ns.max(link.busy_until_ns);
+                let done_ns = start_ns.saturating_add(bandwidth.serialization_ns(packet.bytes));
+                link.busy_until_ns = done_ns;
+                done_ns
+            }
+            None => sent_ns,
+        };
+        if lost {
+            return Fate::Drop { reason: "loss" };
+        }
+        let propagation_ns = link
+            .latency_base_ns
+            .saturating_add(link.latency.sample(rng));
+        let mut arrives_ns = departs_ns.saturating_add(propagation_ns);
+        if link.reorder > 0.0 && rng.random_bool(link.reorder) {
+            arrives_ns = arrives_ns.saturating_add(self.reorder_delay.sample(rng));
+        }
+        if self.fifo {
+            arrives_ns = arrives_ns.max(link.last_arrival_ns);
+            link.last_arrival_ns = arrives_ns;
+        }
+        let delay_ns = arrives_ns - sent_ns;
+        if link.corrupt > 0.0 && rng.random_bool(link.corrupt) {
+            return Fate::Corrupt { delay_ns };
+        }
+        if link.duplicate > 0.0 && rng.random_bool(link.duplicate) {
+            let copy_propagation_ns = link
+                .latency_base_ns
+                .saturating_add(link.latency.sample(rng));
+            let mut copy_arrives_ns = departs_ns.saturating_add(copy_propagation_ns);
+            if self.fifo {
+                // The copy keeps its place behind the original, and later messages behind it.
+                copy_arrives_ns = copy_arrives_ns.max(arrives_ns);
+                link.last_arrival_ns = copy_arrives_ns;
+            }
+            return Fate::Duplicate {
+                delay_ns,
+                copy_delay_ns: copy_arrives_ns - sent_ns,
+            };
+        }
+        Fate::Deliver { delay_ns }
+    }
+
+    fn set_every_link(&mut self, set: impl Fn(&mut Link)) {
+        self.links.iter_mut().for_each(set);
+        self.refresh_fast_path();
+    }
+}
+
+impl NetworkModel for Network {
+    #[inline]
+    fn route(&mut self, packet: &Packet, rng: &mut SimRng) -> Fate {
+        let (from, to) = (packet.from.index(), packet.to.index());
+        if from >= self.nodes || to >= self.nodes {
+            return Fate::Drop {
+                reason: "no such node",
+            };
+        }
+        let index = from * self.nodes + to;
+        let fast = self.fast_delay_ns[index];
+        if fast != SLOW {
+            return Fate::Deliver { delay_ns: fast };
+        }
+        self.route_slow(index, packet, rng)
+    }
+
+    /// A message due on a link that is cut now is dropped (`partition`) or held until the
+    /// link heals, as [`NetConfig::on_cut`] says.
+    #[inline]
+    fn admit(&mut self, from: NodeId, to: NodeId, _now: Time) -> Admit {
+        if self.topology.is_whole() || self.topology.can_send(from, to) {
+            return Admit::Deliver;
+        }
+        match self.on_cut {
+            InFlight::Drop => Admit::Drop {
+                reason: "partition",
+            },
+            InFlight::Hold => Admit::Hold,
+        }
+    }
+
+    /// Cuts accumulate until `Heal`, which restores every link. `SetLoss` and `SetLatency`
+    /// set every link, overriding the matrix and per-link overrides of the configuration
+    /// (a scenario's `set-latency` means "from now on, the network's latency is this");
+    /// `Heal` does not undo them.
+    fn apply(&mut self, change: &NetChange, _now: Time) -> Result<(), String> {
+        match *change {
+            NetChange::SetLoss { loss } => {
+                if !(0.0..=1.0).contains(&loss) {
+                    return Err(format!(
+                        "`{change}`: loss must be a probability within 0..=1, got {loss}"
+                    ));
+                }
+                self.set_every_link(|link| link.loss = loss);
+            }
+            NetChange::SetLatency { latency } => self.set_every_link(|link| {
+                link.latency_base_ns = 0;
+                link.latency = latency;
+            }),
+            _ => {
+                self.topology.apply(change)?;
+                self.refresh_fast_path();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network")
+            .field("nodes", &self.nodes)
+            .field("config", &self.config.to_string())
+            .field("cut_links", &self.topology.cut_links().len())
+            .finish()
+    }
+}
