@@ -442,8 +442,14 @@ impl<A: Actor> Simulation<A> {
             let slot = &self.nodes[entry.event.node().index()];
             if entry.time < slot.busy_until {
                 // The node is still working on an earlier event: this one waits its turn.
+                // Keep the original tie-breaker: an event that waited for a busy node
+                // still comes before those scheduled after it (FIFO links stay FIFO).
                 let busy_until = slot.busy_until;
-                self.schedule(busy_until, entry.event);
+                self.queue.push(Entry {
+                    time: busy_until,
+                    order: entry.order,
+                    event: entry.event,
+                });
                 continue;
             }
             self.now = entry.time;

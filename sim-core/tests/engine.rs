@@ -285,3 +285,58 @@ fn per_node_statistics_count_messages_bytes_and_outputs() {
     assert_eq!(n0.outputs, 1);
     assert_eq!(report.messages_delivered, 2);
 }
+
+/// Node 1 works 10 ms on the message "busy" (arrives at 1 ms). Message "a" (sent first, due
+/// at 6 ms) waits for it; "b" (sent at 2 ms, due at 11 ms, exactly when node 1 is free)
+/// must not overtake "a": waiting for a busy node keeps an event's place in line.
+#[test]
+fn waiting_for_a_busy_node_does_not_let_later_events_overtake() {
+    use rehearsal_sim_core::{Fate, NetworkModel, Packet, SimRng};
+
+    struct ByContent;
+    impl NetworkModel for ByContent {
+        fn route(&mut self, p: &Packet, _: &mut SimRng) -> Fate {
+            // Delays chosen per sender and time: busy 1 ms, a 6 ms, b 9 ms.
+            let delay_ms = match (p.from.0, p.sent_at.as_nanos()) {
+                (2, _) => 1,
+                (0, 0) => 6,
+                _ => 9,
+            };
+            Fate::Deliver {
+                delay_ns: delay_ms * 1_000_000,
+            }
+        }
+    }
+
+    struct Node {
+        seen: Vec<(u64, u64)>,
+    }
+    impl Actor for Node {
+        type Msg = u64;
+        type Timer = ();
+        type Output = ();
+        fn on_start(&mut self, cx: &mut Context<Self>) {
+            match cx.me().0 {
+                0 => {
+                    cx.send(NodeId(1), 1); // "a"
+                    cx.set_timer(Duration::from_millis(2), ());
+                }
+                2 => cx.send(NodeId(1), 0), // "busy"
+                _ => {}
+            }
+        }
+        fn on_message(&mut self, _: NodeId, m: u64, cx: &mut Context<Self>) {
+            self.seen.push((cx.now().as_nanos() / 1_000_000, m));
+            if m == 0 {
+                cx.charge(Duration::from_millis(10));
+            }
+        }
+        fn on_timer(&mut self, _: (), cx: &mut Context<Self>) {
+            cx.send(NodeId(1), 2); // "b"
+        }
+    }
+
+    let nodes = (0..3).map(|_| Node { seen: Vec::new() }).collect();
+    let report = Simulation::new(SimConfig::new(1), nodes, ByContent).run();
+    assert_eq!(report.actors[1].seen, vec![(1, 0), (11, 1), (11, 2)]);
+}
