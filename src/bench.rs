@@ -57,3 +57,40 @@ pub fn sim(round_trips: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliE
         EXIT_FAILED
     })
 }
+
+/// The DPDK transport over an in-process ring pair: one-way messages per second.
+#[cfg(feature = "dpdk")]
+pub fn dpdk(
+    messages: u64,
+    payload_bytes: usize,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let report = rehearsal_hardware::dpdk::bench_ring_pair(messages, payload_bytes)
+        .map_err(|e| CliError::BadInput(format!("bench dpdk: {e}")))?;
+    if json {
+        let text = serde_json::to_string(&report).map_err(|e| CliError::Io(e.into()))?;
+        writeln!(out, "{text}")?;
+    } else {
+        writeln!(
+            out,
+            "dpdk ring pair: {} messages of {} B in {:.3} s: {:.2} M messages/s, {:.1} MB/s",
+            report.messages,
+            report.payload_bytes,
+            report.seconds,
+            report.messages_per_sec / 1e6,
+            report.bytes_per_sec / 1e6
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// Without the `dpdk` feature there is no DPDK transport to measure.
+#[cfg(not(feature = "dpdk"))]
+pub fn dpdk(_: u64, _: usize, _: bool, _: &mut dyn Write) -> Result<u8, CliError> {
+    Err(CliError::BadInput(
+        "this rehearsal was built without DPDK: install libdpdk-dev and pkg-config, then run \
+         `cargo run --release --features dpdk -- bench dpdk`"
+            .into(),
+    ))
+}

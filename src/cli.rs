@@ -121,6 +121,19 @@ enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// DPDK ring pair in one process: one-way messages through the Transport trait, one
+    /// thread driving both ends (needs a build with `--features dpdk`).
+    Dpdk {
+        /// Messages to send.
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 64)]
+        payload_bytes: usize,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unreplicated ping-pong: 1 client, 1 server, constant latency; messages per wall-second.
     Sim {
         /// Round trips (each is two delivered messages).
@@ -243,6 +256,14 @@ pub fn run(
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),
+        Command::Bench {
+            what:
+                BenchCommand::Dpdk {
+                    messages,
+                    payload_bytes,
+                    json,
+                },
+        } => bench::dpdk(messages, payload_bytes, json, out),
     };
     match result {
         Ok(status) => status,

@@ -56,6 +56,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod memory;
 mod runtime;
 mod tcp;
