@@ -2,12 +2,13 @@
 
 use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
 use crate::config::{Protocol, RunConfig};
-use crate::run::run;
+use crate::run::{run_with, RunOptions};
 use rehearsal_sim_core::{Latency, Outcome};
 use std::io::Write;
 
 /// Unreplicated ping-pong: one client, one server, constant 10 ms latency, digest on and
-/// no trace kept in memory.
+/// no trace kept in memory; once over the minimal network model (latency and loss only)
+/// and once over the default composable model of `net-models`, to show what it costs.
 pub fn sim(round_trips: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
     let config = RunConfig {
         clients: 1,
@@ -16,46 +17,59 @@ pub fn sim(round_trips: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliE
         duration_ns: u64::MAX,
         ..RunConfig::new(Protocol::Unreplicated)
     };
-    let summary = run(&config, false).map_err(CliError::BadInput)?;
-    let wall_s = summary.wall_time.as_secs_f64().max(1e-9);
-    let messages = summary.messages_delivered;
-    let figures = serde_json::json!({
-        "bench": "sim",
-        "workload": "unreplicated ping-pong, 1 client, 1 server, constant:10ms, trace digest on",
-        "round_trips": round_trips,
-        "messages": messages,
-        "events": summary.events,
-        "wall_time_ns": u64::try_from(summary.wall_time.as_nanos()).unwrap_or(u64::MAX),
-        "messages_per_wall_second": (messages as f64 / wall_s).round(),
-        "sim_seconds_per_wall_second": summary.sim_time.as_secs_f64() / wall_s,
-        "outcome": summary.outcome.as_str(),
-    });
+    let mut figures = Vec::new();
+    let mut ok = true;
+    for (model, minimal) in [("default", false), ("minimal", true)] {
+        let options = RunOptions {
+            minimal_network: minimal,
+            ..RunOptions::default()
+        };
+        let summary = run_with(&config, options).map_err(CliError::BadInput)?;
+        ok &= summary.outcome == Outcome::Ok;
+        let wall_s = summary.wall_time.as_secs_f64().max(1e-9);
+        let messages = summary.messages_delivered;
+        figures.push(serde_json::json!({
+            "bench": "sim",
+            "model": model,
+            "workload": "unreplicated ping-pong, 1 client, 1 server, constant:10ms, trace digest on",
+            "round_trips": round_trips,
+            "messages": messages,
+            "events": summary.events,
+            "wall_time_ns": u64::try_from(summary.wall_time.as_nanos()).unwrap_or(u64::MAX),
+            "messages_per_wall_second": (messages as f64 / wall_s).round(),
+            "sim_seconds_per_wall_second": summary.sim_time.as_secs_f64() / wall_s,
+            "outcome": summary.outcome.as_str(),
+        }));
+    }
+    let rate = |f: &serde_json::Value| f["messages_per_wall_second"].as_f64().unwrap_or(0.0);
+    let ratio = rate(&figures[0]) / rate(&figures[1]).max(1.0);
     if json {
-        writeln!(out, "{figures}")?;
+        let all = serde_json::json!({
+            "bench": "sim",
+            "runs": figures,
+            "default_over_minimal": (ratio * 1000.0).round() / 1000.0,
+        });
+        writeln!(out, "{all}")?;
     } else {
         writeln!(
             out,
-            "bench sim: {round_trips} round trips, {messages} messages delivered, {} events",
-            summary.events
+            "bench sim: {round_trips} round trips ({} messages, {} events) per model",
+            figures[0]["messages"], figures[0]["events"]
         )?;
-        writeln!(out, "  wall time                 {:.3} s", wall_s)?;
-        writeln!(
-            out,
-            "  messages per wall-second  {:.0}",
-            messages as f64 / wall_s
-        )?;
-        writeln!(
-            out,
-            "  sim seconds per wall-sec  {:.0}",
-            summary.sim_time.as_secs_f64() / wall_s
-        )?;
+        for f in &figures {
+            writeln!(
+                out,
+                "  {:<8} model: {:>10.0} messages per wall-second, {:>7.0} sim seconds per wall-second, {:.3} s",
+                f["model"].as_str().unwrap_or(""),
+                rate(f),
+                f["sim_seconds_per_wall_second"].as_f64().unwrap_or(0.0),
+                f["wall_time_ns"].as_f64().unwrap_or(0.0) / 1e9
+            )?;
+        }
+        writeln!(out, "  default / minimal: {:.1} %", ratio * 100.0)?;
     }
     // A benchmark of a broken run would measure nothing meaningful.
-    Ok(if summary.outcome == Outcome::Ok {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    Ok(if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
 /// The DPDK transport over an in-process ring pair: one-way messages per second.

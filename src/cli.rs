@@ -147,36 +147,48 @@ enum BenchCommand {
 
 #[derive(Args, Debug)]
 struct SimArgs {
-    /// Protocol to run.
-    #[arg(long, value_enum, default_value_t = Protocol::Benaloh)]
-    protocol: Protocol,
+    /// A run file (TOML) describing the whole run; flags given here override it.
+    #[arg(long, value_name = "RUN.toml")]
+    config: Option<PathBuf>,
+    /// Protocol to run [default: benaloh].
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
     /// Protocol nodes [default: 5 for benaloh, 1 server for unreplicated].
     #[arg(long)]
     nodes: Option<u32>,
-    /// Unreplicated clients.
-    #[arg(long, default_value_t = 4)]
-    clients: u32,
-    /// Requests per unreplicated client.
-    #[arg(long, default_value_t = 100)]
-    requests: u64,
-    /// Master seed; every random choice of the run derives from it.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Run seeds S, S+1, ..., S+K-1 and report the failing ones.
-    #[arg(long, default_value_t = 1, value_name = "K")]
-    seeds: u64,
-    /// Virtual-time deadline, e.g. 90s, 2m.
-    #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
-    duration: u64,
-    /// One-way latency: constant:10ms, uniform:1ms..40s or normal:50ms,10ms.
-    #[arg(long, default_value = "constant:10ms", value_name = "SPEC", value_parser = parse_latency_arg)]
-    latency: Latency,
-    /// Probability that a message is lost, 0 to 1.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
-    loss: f64,
+    /// Unreplicated clients [default: 4].
+    #[arg(long)]
+    clients: Option<u32>,
+    /// Requests per unreplicated client [default: 100].
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Master seed; every random choice of the run derives from it [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run seeds S, S+1, ..., S+K-1 and report the failing ones [default: 1].
+    #[arg(long, value_name = "K")]
+    seeds: Option<u64>,
+    /// Virtual-time deadline, e.g. 90s, 2m [default: 10m].
+    #[arg(long, value_parser = parse_duration_arg)]
+    duration: Option<u64>,
+    /// One-way latency: constant:10ms, uniform:1ms..40s, normal:50ms,10ms or
+    /// lognormal:50ms,20ms [default: constant:10ms].
+    #[arg(long, value_name = "SPEC", value_parser = parse_latency_arg)]
+    latency: Option<Latency>,
+    /// Probability that a message is lost, 0 to 1 [default: 0].
+    #[arg(long, value_name = "P")]
+    loss: Option<f64>,
+    /// The network model: a TOML file (latency or a latency matrix, loss, duplication,
+    /// reordering, corruption, bandwidth, FIFO links, what cuts do; see the README).
+    #[arg(long, value_name = "NET.toml")]
+    net: Option<PathBuf>,
     /// Timed faults and network changes: a scenario file, one `@TIME COMMAND` per line.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
+    /// Draw the network model and a fault schedule from each seed too (recorded in the
+    /// trace, so a failure replays from its trace alone).
+    #[arg(long)]
+    swarm: bool,
     /// Test-only: run a deliberately broken variant of the protocol (see the README).
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
@@ -186,6 +198,75 @@ struct SimArgs {
     /// Print one JSON object per run on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// The run a `sim` command describes (file, then flags, then defaults) and its seed count.
+fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
+    let file = match &args.config {
+        Some(path) => crate::runfile::read(path).map_err(CliError::BadInput)?,
+        None => crate::runfile::RunFile::default(),
+    };
+    let protocol = args.protocol.or(file.protocol).unwrap_or(Protocol::Benaloh);
+    let mut config = RunConfig::new(protocol);
+    config.config_origin = args.config.as_deref().map(shell_word);
+    config.nodes = args.nodes.or(file.nodes).unwrap_or(config.nodes);
+    config.clients = args.clients.or(file.clients).unwrap_or(config.clients);
+    config.requests = args.requests.or(file.requests).unwrap_or(config.requests);
+    config.seed = args.seed.or(file.seed).unwrap_or(config.seed);
+    if let Some(text) = &file.duration {
+        config.duration_ns = parse_duration_arg(text)
+            .map_err(|e| CliError::BadInput(format!("run file: duration: {e}")))?;
+    }
+    config.duration_ns = args.duration.unwrap_or(config.duration_ns);
+    config.mutant = args.mutant.clone().or(file.mutant.clone());
+    config.swarm = args.swarm || file.swarm.unwrap_or(false);
+    // The network: a --net file, else the run file's; --latency and --loss override either.
+    let network = match &args.net {
+        Some(path) => {
+            config.net_origin = Some(shell_word(path));
+            Some(
+                rehearsal_net_models::NetConfig::from_toml_file(path)
+                    .map_err(|e| CliError::BadInput(e.to_string()))?,
+            )
+        }
+        None => {
+            config.net_origin = file
+                .net
+                .as_ref()
+                .map(|n| shell_word(&file.base_dir.join(n)));
+            file.network.clone()
+        }
+    };
+    let latency = args.latency.or(file.latency);
+    let loss = args.loss.or(file.loss);
+    match network {
+        Some(mut network) => {
+            if let Some(latency) = latency {
+                network.latency = latency;
+            }
+            if let Some(loss) = loss {
+                network.loss = loss;
+            }
+            config.latency = network.latency;
+            config.loss = network.loss;
+            config.network = Some(network);
+        }
+        None => {
+            config.latency = latency.unwrap_or(config.latency);
+            config.loss = loss.unwrap_or(config.loss);
+        }
+    }
+    let scenario = args.scenario.clone().or_else(|| file.scenario_path());
+    if let Some(path) = scenario {
+        if config.swarm {
+            return Err(CliError::BadInput(
+                "--swarm draws its own fault schedule: leave out --scenario".into(),
+            ));
+        }
+        config.scenario = Some(read_scenario(&path)?);
+    }
+    let seeds = args.seeds.or(file.seeds).unwrap_or(1);
+    Ok((config, seeds))
 }
 
 fn parse_duration_arg(text: &str) -> Result<u64, String> {
@@ -288,54 +369,49 @@ pub enum CliError {
 }
 
 fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
-    let base = RunConfig {
-        protocol: args.protocol,
-        nodes: args.nodes.unwrap_or(args.protocol.nodes_default()),
-        clients: args.clients,
-        requests: args.requests,
-        seed: args.seed,
-        duration_ns: args.duration,
-        latency: args.latency,
-        loss: args.loss,
-        mutant: args.mutant,
-        scenario: match &args.scenario {
-            Some(path) => Some(read_scenario(path)?),
-            None => None,
-        },
-        follow_schedule: false,
-    };
+    let (base, seeds) = sim_config(&args)?;
     base.validate().map_err(CliError::BadInput)?;
-    if args.seeds == 0 {
+    if seeds == 0 {
         return Err(CliError::BadInput("--seeds must be at least 1".into()));
     }
-    let last_seed = args.seed.checked_add(args.seeds - 1).ok_or_else(|| {
+    if let Some(scenario) = &base.scenario {
+        // Check the scenario once, before any run, against the run's size.
+        rehearsal_net_models::scenario::parse(&scenario.text, &scenario.origin, base.actors())
+            .map_err(|e| CliError::BadInput(e.to_string()))?;
+    }
+    let last_seed = base.seed.checked_add(seeds - 1).ok_or_else(|| {
         CliError::BadInput(format!(
-            "--seed {} with --seeds {} runs past the largest seed",
-            args.seed, args.seeds
+            "--seed {} with --seeds {seeds} runs past the largest seed",
+            base.seed
         ))
     })?;
     if !args.json {
         writeln!(out, "{}", describe(&base))?;
     }
-    let progress = progress_bar(args.seeds);
+    let progress = progress_bar(seeds);
     let mut failed: Vec<RunSummary> = Vec::new();
     let mut first: Option<RunSummary> = None;
     let mut counts = [0u64; 3];
-    for seed in args.seed..=last_seed {
+    for seed in base.seed..=last_seed {
         let config = RunConfig {
             seed,
             ..base.clone()
         };
+        let config = if config.swarm && config.scenario.is_none() {
+            crate::swarm::draw(&config)
+        } else {
+            config
+        };
         // A single run keeps its trace directly; across many seeds only a chosen run is
         // re-run with its trace kept (same seed, same events).
-        let keep = args.trace.is_some() && args.seeds == 1;
+        let keep = args.trace.is_some() && seeds == 1;
         let summary = run_config(&config, keep).map_err(CliError::BadInput)?;
         counts[summary.outcome as usize] += 1;
         if args.json {
             writeln!(out, "{}", summary.to_json())?;
-        } else if args.seeds <= 20 || summary.outcome != Outcome::Ok {
+        } else if seeds <= 20 || summary.outcome != Outcome::Ok {
             progress.suspend(|| writeln!(out, "{}", describe_run(&summary)))?;
-            if args.seeds == 1 {
+            if seeds == 1 {
                 out.write_all(node_table(&summary.nodes).as_bytes())?;
             }
         }
@@ -367,11 +443,11 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
         }
     }
     if !args.json {
-        if args.seeds > 1 {
+        if seeds > 1 {
             writeln!(
                 out,
                 "{} runs: {} ok, {} violation, {} stalled",
-                args.seeds,
+                seeds,
                 counts[Outcome::Ok as usize],
                 counts[Outcome::Violation as usize],
                 counts[Outcome::Stalled as usize]
@@ -460,13 +536,29 @@ fn describe(config: &RunConfig) -> String {
         ),
         _ => format!("{} nodes", config.nodes),
     };
-    format!(
-        "{} · {size} · latency {} · loss {} · deadline {}",
+    let network = match &config.network {
+        Some(network) => format!("network {network}"),
+        None => format!("latency {} · loss {}", config.latency, config.loss),
+    };
+    let mut text = format!(
+        "{} · {size} · {network} · deadline {}",
         config.protocol,
-        config.latency,
-        config.loss,
         format_ns(config.duration_ns)
-    )
+    );
+    if let Some(scenario) = &config.scenario {
+        text += &format!(
+            " · scenario {} ({} commands)",
+            scenario.origin,
+            scenario.command_lines().len()
+        );
+    }
+    if config.swarm {
+        text += " · swarm: network and faults drawn from each seed";
+    }
+    if let Some(mutant) = &config.mutant {
+        text += &format!(" · MUTANT {mutant}");
+    }
+    text
 }
 
 fn describe_run(s: &RunSummary) -> String {
@@ -481,6 +573,9 @@ fn describe_run(s: &RunSummary) -> String {
         s.wall_time.as_secs_f64() * 1e3,
         &s.digest.0[..16],
     );
+    if s.config.swarm {
+        line += &format!("\n  {}", crate::swarm::describe(&s.config));
+    }
     if let Some(v) = s.violations.first() {
         line += &format!("\n  {v}");
     }
@@ -657,6 +752,7 @@ fn follow_trace(
     let options = crate::run::RunOptions {
         keep_trace: true,
         follow: Some(follower),
+        minimal_network: false,
     };
     let now = crate::run::run_with(config, options)
         .map_err(|e| CliError::BadInput(format!("trace `{}` line 1: {e}", path.display())))?;

@@ -1,6 +1,7 @@
 //! The configuration of one simulated run: everything needed to re-run it, as recorded in
 //! trace headers and rebuilt by `rehearsal replay`.
 
+use rehearsal_net_models::NetConfig;
 use rehearsal_sim_core::{format_ns, Latency};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -58,6 +59,21 @@ pub struct RunConfig {
     pub latency: Latency,
     /// Probability that a message is lost.
     pub loss: f64,
+    /// The full network model, when more than `latency` and `loss` is set (from `--net`,
+    /// a run file or `--swarm`); it then takes precedence over those two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetConfig>,
+    /// The network and scenario were drawn from the seed by `--swarm` (recorded above, so
+    /// the run replays without drawing again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swarm: bool,
+    /// Where `network` was read from, for the command line that re-runs it (not recorded:
+    /// traces carry the network itself).
+    #[serde(skip)]
+    pub net_origin: Option<String>,
+    /// The run file the configuration came from, likewise.
+    #[serde(skip)]
+    pub config_origin: Option<String>,
     /// Test-only: a deliberately broken variant of the protocol, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
@@ -132,14 +148,45 @@ impl RunConfig {
             duration_ns: DURATION_DEFAULT_NS,
             latency: Latency::constant_ms(10),
             loss: 0.0,
+            network: None,
+            swarm: false,
+            net_origin: None,
+            config_origin: None,
             mutant: None,
             scenario: None,
             follow_schedule: false,
         }
     }
 
+    /// The network model of the run.
+    pub fn net_config(&self) -> NetConfig {
+        self.network.clone().unwrap_or_else(|| NetConfig {
+            latency: self.latency,
+            loss: self.loss,
+            ..NetConfig::default()
+        })
+    }
+
+    /// How many actors (nodes the network sees) the run has.
+    pub fn actors(&self) -> u32 {
+        match self.protocol {
+            Protocol::Unreplicated => 1 + self.clients,
+            Protocol::Benaloh | Protocol::BenalohTimed => self.nodes,
+        }
+    }
+
+    /// Whether a crashed node of this protocol can come back (it keeps durable state).
+    pub fn restarts(&self) -> bool {
+        false
+    }
+
     /// Checks what the protocols cannot check for themselves.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(network) = &self.network {
+            network
+                .validate(self.actors() as usize)
+                .map_err(|e| format!("network: {e}"))?;
+        }
         if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
             return Err(format!(
                 "loss must be a probability between 0 and 1, got {}",
@@ -179,25 +226,34 @@ impl RunConfig {
 
     /// The command line that runs exactly this configuration again.
     pub fn command_line(&self) -> String {
-        let mut cmd = format!(
-            "rehearsal sim --protocol {} --nodes {}",
-            self.protocol, self.nodes
-        );
+        let mut cmd = "rehearsal sim".to_string();
+        if let Some(file) = &self.config_origin {
+            // The run file supplies the network and scenario; the flags below override
+            // everything else it says, so they are given in full.
+            cmd += &format!(" --config {file}");
+        }
+        cmd += &format!(" --protocol {} --nodes {}", self.protocol, self.nodes);
         if self.protocol == Protocol::Unreplicated {
             cmd += &format!(" --clients {} --requests {}", self.clients, self.requests);
         }
         cmd += &format!(
-            " --seed {} --duration {} --latency {} --loss {}",
+            " --seed {} --duration {}",
             self.seed,
-            format_ns(self.duration_ns),
-            self.latency,
-            self.loss
+            format_ns(self.duration_ns)
         );
+        match (&self.net_origin, &self.config_origin) {
+            (Some(net), _) => cmd += &format!(" --net {net}"),
+            (None, Some(_)) => {}
+            (None, None) => cmd += &format!(" --latency {} --loss {}", self.latency, self.loss),
+        }
+        if self.swarm {
+            // The seed draws the same network and faults again.
+            cmd += " --swarm";
+        } else if let (Some(scenario), None) = (&self.scenario, &self.config_origin) {
+            cmd += &format!(" --scenario {}", scenario.origin);
+        }
         if let Some(mutant) = &self.mutant {
             cmd += &format!(" --mutant {mutant}");
-        }
-        if let Some(scenario) = &self.scenario {
-            cmd += &format!(" --scenario {}", scenario.origin);
         }
         cmd
     }

@@ -5,7 +5,9 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod run;
+pub mod runfile;
 pub mod shrink;
+pub mod swarm;
 pub mod testing;
 
 pub use config::{Protocol, RunConfig};

@@ -1,7 +1,7 @@
 //! Builds a simulation from a [`RunConfig`] and runs it, whatever the protocol.
 
 use crate::config::{Protocol, RunConfig};
-use rehearsal_net_models::scenario;
+use rehearsal_net_models::{scenario, NetConfig, Network, NODES_MAX};
 use rehearsal_protocols::{benaloh, unreplicated};
 use rehearsal_sim_core::{
     Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub keep_trace: bool,
     /// Re-enact this recorded schedule instead of drawing network decisions from the seed.
     pub follow: Option<ScheduleFollower>,
+    /// Use the minimal network model (latency and loss only), for comparisons.
+    pub minimal_network: bool,
 }
 
 /// Runs one configuration. `keep_trace` keeps every event (for trace files and replay);
@@ -69,7 +71,7 @@ pub fn run(config: &RunConfig, keep_trace: bool) -> Result<RunSummary, String> {
         config,
         RunOptions {
             keep_trace,
-            follow: None,
+            ..RunOptions::default()
         },
     )
 }
@@ -93,17 +95,18 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
     };
     let network: Box<dyn NetworkModel> = match options.follow {
         Some(follower) => Box::new(follower),
-        None => Box::new(SimpleNetwork {
+        None if options.minimal_network => Box::new(SimpleNetwork {
             latency: config.latency,
             loss: config.loss,
         }),
+        None => network_model(config)?,
     };
     let run = match config.protocol {
         Protocol::Unreplicated => {
             let proto = unreplicated::Config {
                 clients: config.clients,
                 requests_per_client: config.requests,
-                retransmit_after: retransmit_after(&config.latency),
+                retransmit_after: retransmit_after(&config.net_config()),
             };
             let mutant = config
                 .mutant
@@ -163,16 +166,47 @@ struct Setup<A: Actor> {
     restart: Option<RestartFn<A>>,
 }
 
-/// A client retransmission timeout comfortably above the round trip the latency allows,
+/// The network model of a run: the composable model of `net-models`; for runs too large
+/// for its per-link state, the minimal model when nothing but latency and loss is asked.
+pub fn network_model(config: &RunConfig) -> Result<Box<dyn NetworkModel>, String> {
+    let nodes = config.actors() as usize;
+    if nodes > NODES_MAX && config.network.is_none() && config.scenario.is_none() {
+        return Ok(Box::new(SimpleNetwork {
+            latency: config.latency,
+            loss: config.loss,
+        }));
+    }
+    Network::new(&config.net_config(), nodes)
+        .map(|n| Box::new(n) as Box<dyn NetworkModel>)
+        .map_err(|e| format!("network: {e}"))
+}
+
+/// A client retransmission timeout comfortably above the round trip the network allows,
 /// so a lossless network sees no needless retransmissions.
-pub fn retransmit_after(latency: &Latency) -> Duration {
-    let one_way_ns = match *latency {
+pub fn retransmit_after(network: &NetConfig) -> Duration {
+    let bound = |latency: &Latency| match *latency {
         Latency::Constant { ns } => ns,
         Latency::Uniform { hi_ns, .. } => hi_ns,
         Latency::Normal { mean_ns, std_ns } | Latency::LogNormal { mean_ns, std_ns } => {
             mean_ns.saturating_add(std_ns.saturating_mul(4))
         }
     };
+    let mut one_way_ns = match &network.matrix {
+        Some(matrix) => {
+            let n = matrix.nodes();
+            let worst = (0..n * n)
+                .map(|i| matrix.get_ns(NodeId((i / n) as u32), NodeId((i % n) as u32)))
+                .max()
+                .unwrap_or(0);
+            worst.saturating_add(network.jitter.as_ref().map_or(0, bound))
+        }
+        None => bound(&network.latency),
+    };
+    for link in &network.links {
+        if let Some(latency) = &link.latency {
+            one_way_ns = one_way_ns.max(bound(latency));
+        }
+    }
     Duration::from_nanos(one_way_ns.saturating_mul(4).max(1_000_000))
 }
 

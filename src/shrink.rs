@@ -80,6 +80,7 @@ impl Subject for RunConfig {
         let options = RunOptions {
             keep_trace: true,
             follow: Some(schedule),
+            minimal_network: false,
         };
         run_with(&config, options).ok()
     }

@@ -58,7 +58,8 @@ pub enum InFlight {
     /// Lost, with reason `partition`.
     #[default]
     Drop,
-    /// Held by the network and delivered when the link heals.
+    /// Held by the network and delivered when the link heals (as TCP would retransmit):
+    /// both messages in flight when the cut appears and those sent across it.
     Hold,
 }
 
@@ -605,7 +606,7 @@ fn value_path(table: &DeTable<'_>, span: &Range<usize>) -> Option<Vec<Step>> {
 }
 
 /// 1-based line and character column of byte offset `at` in `text`.
-pub(crate) fn line_column(text: &str, at: usize) -> (usize, usize) {
+pub fn line_column(text: &str, at: usize) -> (usize, usize) {
     let mut at = at.min(text.len());
     while !text.is_char_boundary(at) {
         at -= 1;

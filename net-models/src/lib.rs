@@ -42,7 +42,7 @@ pub mod scenario;
 pub mod topology;
 
 pub use bandwidth::{Bandwidth, BandwidthSpecError};
-pub use config::{InFlight, LinkMode, LinkOverride, NetConfig, NetConfigError};
+pub use config::{line_column, InFlight, LinkMode, LinkOverride, NetConfig, NetConfigError};
 pub use matrix::{LatencyMatrix, MATRIX_MS_MAX};
 pub use network::{Network, NODES_MAX};
 pub use topology::Topology;

@@ -57,7 +57,7 @@ impl Link {
 /// Per message, in this order (randomness only for what is on, from the sender's network
 /// stream, so turning one feature on leaves the others' draws as they were until it fires):
 ///
-/// 1. a cut link drops the message (`partition`);
+/// 1. a cut link drops the message (`partition`), unless cuts hold messages (`on_cut = hold`);
 /// 2. loss: one draw if the link's loss is above zero; a lost message has still occupied
 ///    the link's bandwidth, as it would on a real wire;
 /// 3. bandwidth: the message leaves when the link has sent everything before it, after
@@ -189,7 +189,9 @@ impl Network {
     /// Everything but the fast path; see the type's documentation for the order.
     #[inline(never)]
     fn route_slow(&mut self, index: usize, packet: &Packet, rng: &mut SimRng) -> Fate {
-        if !self.topology.can_send(packet.from, packet.to) {
+        // Across a cut, a message is lost, or (hold) sent anyway and held when it falls due
+        // until the link heals, as a TCP connection would retransmit it.
+        if self.on_cut == InFlight::Drop && !self.topology.can_send(packet.from, packet.to) {
             return Fate::Drop {
                 reason: "partition",
             };

@@ -458,15 +458,25 @@ fn fifo_links_never_schedule_a_message_before_an_earlier_one() {
 }
 
 #[test]
-fn a_cut_drops_at_sending_and_holds_or_drops_in_flight_messages() {
-    for (on_cut, in_flight) in [
+fn a_cut_drops_or_holds_messages_sent_across_it_and_in_flight() {
+    for (on_cut, in_flight, sent_across) in [
         (
             InFlight::Drop,
             Admit::Drop {
                 reason: "partition",
             },
+            Fate::Drop {
+                reason: "partition",
+            },
         ),
-        (InFlight::Hold, Admit::Hold),
+        // Held: sent anyway, then held when due until the link heals.
+        (
+            InFlight::Hold,
+            Admit::Hold,
+            Fate::Deliver {
+                delay_ns: 10_000_000,
+            },
+        ),
     ] {
         let config = NetConfig {
             on_cut,
@@ -481,12 +491,7 @@ fn a_cut_drops_at_sending_and_holds_or_drops_in_flight_messages() {
             to: vec![n1],
         };
         net.apply(&cut, Time::ZERO).unwrap();
-        assert_eq!(
-            net.route(&packet(0, 1, 0, 10), &mut rng),
-            Fate::Drop {
-                reason: "partition"
-            }
-        );
+        assert_eq!(net.route(&packet(0, 1, 0, 10), &mut rng), sent_across);
         assert_eq!(net.admit(n0, n1, Time::ZERO), in_flight);
         assert_eq!(net.admit(n1, n0, Time::ZERO), Admit::Deliver, "one-way");
         assert_eq!(net.admit(n0, n2, Time::ZERO), Admit::Deliver);

@@ -227,11 +227,17 @@ fn replay_reports_the_first_event_that_differs() {
 fn bench_sim_prints_its_figures_as_json() {
     let run = cli(&["bench", "sim", "--round-trips", "1000", "--json"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    let figures: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert_eq!(figures["messages"], 2000);
-    assert!(figures["wall_time_ns"].as_u64().unwrap() > 0);
-    assert!(figures["messages_per_wall_second"].as_f64().unwrap() > 0.0);
-    assert!(figures["sim_seconds_per_wall_second"].as_f64().unwrap() > 0.0);
+    let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let runs = all["runs"].as_array().unwrap();
+    let models: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["default", "minimal"]);
+    for figures in runs {
+        assert_eq!(figures["messages"], 2000);
+        assert!(figures["wall_time_ns"].as_u64().unwrap() > 0);
+        assert!(figures["messages_per_wall_second"].as_f64().unwrap() > 0.0);
+        assert!(figures["sim_seconds_per_wall_second"].as_f64().unwrap() > 0.0);
+    }
+    assert!(all["default_over_minimal"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
