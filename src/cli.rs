@@ -104,7 +104,11 @@ enum Command {
         #[arg(long, default_value_t = 1200)]
         width: u32,
     },
-    /// Measure the simulator's speed.
+    /// Run one node of a cluster file over a real transport until stopped; print a summary.
+    Node(crate::cluster::NodeArgs),
+    /// Launch a cluster of node processes on loopback, measure it and check its invariants.
+    Cluster(crate::cluster::ClusterArgs),
+    /// Measure the simulator's and the transports' speed.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
@@ -121,6 +125,8 @@ enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
+    Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
     /// thread driving both ends (needs a build with `--features dpdk`).
     Dpdk {
@@ -334,6 +340,11 @@ pub fn run(
             output,
             width,
         } => plot(&file, &output, width, out),
+        Command::Node(args) => crate::cluster::node(&args, out, err),
+        Command::Cluster(args) => crate::cluster::cluster(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Tcp(args),
+        } => crate::cluster::bench_tcp(&args, out, err),
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod run;
 pub mod runfile;

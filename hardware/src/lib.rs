@@ -63,7 +63,14 @@ mod runtime;
 mod tcp;
 mod transport;
 pub mod wire;
+// Cluster files, latency histograms and the TCP benchmark (`rehearsal node`, `cluster`,
+// `bench tcp`).
+pub mod bench_tcp;
+pub mod cluster;
+mod latency;
 
+pub use cluster::{ClusterConfig, ClusterError, NodeConfig, Role, TransportKind};
+pub use latency::{LatencyHistogram, LatencySummary, LATENCY_NS_MAX};
 pub use memory::{
     MemoryHub, MemoryTransport, MEMORY_FRAME_BYTES_MAX_DEFAULT, MEMORY_QUEUE_FRAMES_MAX_DEFAULT,
 };

@@ -10,7 +10,6 @@ use rehearsal_hardware::dpdk::{Dpdk, DpdkConfig, DpdkTransport, EalConfig, Memif
 use rehearsal_hardware::{check_invariants, NodeRuntime, OutputRecord, RunStop, RuntimeConfig};
 use rehearsal_protocols::unreplicated::{self, Node, Output, RequestsAnswered, SERVER};
 use rehearsal_sim_core::{NodeId, Time};
-use serde::Deserialize;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,50 +35,6 @@ fn quiet() -> RuntimeConfig {
     RuntimeConfig {
         log_errors: false,
         ..RuntimeConfig::default()
-    }
-}
-
-/// [`Output`] as its JSON form reads back (the protocol's type only serializes).
-#[derive(Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum OutputJson {
-    Executed {
-        client: NodeId,
-        request: u64,
-        operand: u64,
-        result: u64,
-    },
-    Completed {
-        request: u64,
-        operand: u64,
-        result: u64,
-    },
-}
-
-impl From<OutputJson> for Output {
-    fn from(json: OutputJson) -> Output {
-        match json {
-            OutputJson::Executed {
-                client,
-                request,
-                operand,
-                result,
-            } => Output::Executed {
-                client,
-                request,
-                operand,
-                result,
-            },
-            OutputJson::Completed {
-                request,
-                operand,
-                result,
-            } => Output::Completed {
-                request,
-                operand,
-                result,
-            },
-        }
     }
 }
 
@@ -149,11 +104,11 @@ fn unreplicated_runs_across_two_processes_over_memif() {
     let mut outputs: Vec<OutputRecord<Output>> = server.outputs().to_vec();
     let results = std::fs::File::open(dir.join("client-outputs.jsonl")).unwrap();
     for line in BufReader::new(results).lines() {
-        let value: OutputJson = serde_json::from_str(&line.unwrap()).unwrap();
+        let value: Output = serde_json::from_str(&line.unwrap()).unwrap();
         outputs.push(OutputRecord {
             node: CLIENT,
             at: Time::ZERO,
-            value: value.into(),
+            value,
         });
     }
     outputs.sort_by_key(|r| {

@@ -36,7 +36,7 @@ pub enum Timer {
     Output,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Output {
     /// The node's private value (the workshop prints it: "My secret value is 722").

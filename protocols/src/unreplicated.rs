@@ -29,7 +29,7 @@ pub enum Timer {
 }
 
 /// What the checkers observe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Output {
     /// The server executed a request.

@@ -1,0 +1,631 @@
+//! Cluster files: which nodes make up a deployment, what role each plays, and where each
+//! one is reached over TCP or DPDK. One file describes the whole cluster; every node
+//! process reads the same file and picks its own entry by id.
+//!
+//! ```toml
+//! protocol = "unreplicated"   # which protocol's actors the nodes run
+//! seed = 1                    # master seed of the nodes' cx.rng()
+//!
+//! [params]                    # protocol parameters, read by whoever builds the actors
+//! retransmit_after = "200ms"
+//!
+//! [[node]]
+//! id = 0
+//! role = "server"
+//! address = "127.0.0.1:7000"                       # TCP: where the node listens
+//! dpdk = { port = 0, mac = "02:00:00:00:00:01" }   # DPDK: port id and MAC address
+//!
+//! [[node]]
+//! id = 1
+//! role = "client"
+//! address = "127.0.0.1:7001"
+//! dpdk = { port = 0, mac = "02:00:00:00:00:02" }
+//! ```
+//!
+//! Node ids are `0..N` without gaps, because protocols number their nodes from 0. Every
+//! error names the file, and the line and column (or the node) where the problem is.
+//!
+//! ```
+//! use rehearsal_hardware::{ClusterConfig, Role, TransportKind};
+//!
+//! let text = r#"
+//! protocol = "benaloh"
+//! [[node]]
+//! id = 0
+//! role = "peer"
+//! address = "127.0.0.1:7000"
+//! [[node]]
+//! id = 1
+//! role = "peer"
+//! address = "127.0.0.1:7001"
+//! "#;
+//! let cluster = ClusterConfig::parse(text, "cluster.toml").unwrap();
+//! assert_eq!(cluster.nodes.len(), 2);
+//! assert_eq!(cluster.nodes[1].role, Role::Peer);
+//! assert!(cluster.tcp_peer_table().is_ok());
+//! // No node has DPDK settings, so this file cannot run over DPDK.
+//! let error = cluster.check_transport(TransportKind::Dpdk).unwrap_err();
+//! assert!(error.to_string().starts_with("cluster.toml:3:1: node 0: has no `dpdk`"), "{error}");
+//!
+//! let error = ClusterConfig::parse("protocol = 7", "bad.toml").unwrap_err();
+//! assert!(error.to_string().starts_with("bad.toml:1:12: "), "{error}");
+//! ```
+
+use rehearsal_sim_core::NodeId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Nodes one cluster file may declare, at most.
+pub const CLUSTER_NODES_MAX: usize = 10_000;
+
+/// Largest cluster file read, in bytes: far above any real cluster, and a bound on what a
+/// wrong path (a log file, a device) can make the parser chew on.
+pub const CLUSTER_FILE_BYTES_MAX: u64 = 16 << 20;
+
+/// The transports a cluster can run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// [`TcpTransport`](crate::TcpTransport): every node needs an `address`.
+    Tcp,
+    /// A DPDK poll-mode transport: every node needs `dpdk = { port, mac }`.
+    Dpdk,
+}
+
+impl TransportKind {
+    /// `"tcp"` or `"dpdk"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Dpdk => "dpdk",
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a node does in its protocol. Which roles a protocol accepts is the protocol's
+/// business; the file only names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The server of a client/server protocol (unreplicated).
+    Server,
+    /// A client, sending requests.
+    Client,
+    /// A replica of a replicated service (PBFT, HotStuff).
+    Replica,
+    /// A participant among equals (Benaloh).
+    Peer,
+}
+
+impl Role {
+    /// The role's name as written in cluster files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+            Role::Replica => "replica",
+            Role::Peer => "peer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An Ethernet MAC address, written `02:00:00:00:00:01` (colons or dashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// Whether this is a group (multicast or broadcast) address, which no node can own.
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split([':', '-']).collect();
+        let bad = || format!("`{text}` is not a MAC address like 02:00:00:00:00:01");
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut bytes = [0u8; 6];
+        for (byte, part) in bytes.iter_mut().zip(parts) {
+            if part.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        Ok(MacAddr(bytes))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A node's DPDK settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkNode {
+    /// The DPDK port id the node sends and receives on.
+    pub port: u16,
+    /// The node's MAC address: frames to the node are addressed to it.
+    pub mac: MacAddr,
+    /// Extra EAL arguments of this node's process (for example a distinct
+    /// `--file-prefix` per process, or a `--vdev`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eal_args: Vec<String>,
+}
+
+/// Where in a file something is: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column (in characters), from 1.
+    pub column: usize,
+}
+
+/// One node of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's id: its index in the protocol.
+    pub id: NodeId,
+    /// What it does.
+    pub role: Role,
+    /// Where it listens for TCP connections (required by `--transport tcp`).
+    pub address: Option<SocketAddr>,
+    /// Its DPDK port and MAC (required by `--transport dpdk`).
+    pub dpdk: Option<DpdkNode>,
+    /// Where the node's `[[node]]` entry starts in the file (zero for a built config).
+    pub location: Location,
+}
+
+impl NodeConfig {
+    /// A node reached over TCP at `address`.
+    pub fn tcp(id: NodeId, role: Role, address: SocketAddr) -> Self {
+        NodeConfig {
+            id,
+            role,
+            address: Some(address),
+            dpdk: None,
+            location: Location::default(),
+        }
+    }
+}
+
+/// A cluster file, parsed and checked: see the module documentation for the format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The name errors use for the file (its path, usually).
+    pub origin: String,
+    /// Which protocol the nodes run (checked by whoever builds the actors).
+    pub protocol: String,
+    /// Master seed of the nodes' `cx.rng()` streams.
+    pub seed: u64,
+    /// The `[params]` table: protocol parameters; read them with
+    /// [`ClusterConfig::params`].
+    pub params: toml::Table,
+    /// The nodes, ordered by id: `nodes[i].id == NodeId(i)`.
+    pub nodes: Vec<NodeConfig>,
+    /// The file's text, to locate errors found after parsing.
+    source: String,
+}
+
+/// A problem with a cluster file; displays as `file:line:column: what is wrong`, or
+/// `file: what is wrong` when it has no single place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{}: {message}", .location.map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default())]
+pub struct ClusterError {
+    /// The file.
+    pub origin: String,
+    /// Where in the file, if one place is to blame.
+    pub location: Option<Location>,
+    /// What is wrong, and what to do about it.
+    pub message: String,
+}
+
+// ---- The file as written ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    protocol: String,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    params: toml::Table,
+    #[serde(default)]
+    node: Vec<toml::Spanned<NodeFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    id: u32,
+    role: Role,
+    #[serde(default)]
+    address: Option<SocketAddr>,
+    #[serde(default)]
+    dpdk: Option<DpdkNode>,
+}
+
+#[derive(Serialize)]
+struct ClusterFileOut<'a> {
+    protocol: &'a str,
+    seed: u64,
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    params: &'a toml::Table,
+    node: Vec<NodeFileOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct NodeFileOut<'a> {
+    id: u32,
+    role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpdk: Option<&'a DpdkNode>,
+}
+
+/// Wraps the `[params]` table of a cluster file for [`ClusterConfig::params`]; everything
+/// else in the file is ignored here (it was checked when the file was parsed).
+#[derive(Deserialize)]
+struct ParamsOnly<T> {
+    params: Option<T>,
+}
+
+fn location_of(text: &str, offset: usize) -> Location {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Location {
+        line,
+        column: before[line_start..].chars().count() + 1,
+    }
+}
+
+impl ClusterConfig {
+    /// A cluster built in code (for example by a launcher that picked free ports), checked
+    /// like a parsed file. `origin` names it in errors.
+    pub fn new(
+        origin: impl Into<String>,
+        protocol: impl Into<String>,
+        seed: u64,
+        params: toml::Table,
+        mut nodes: Vec<NodeConfig>,
+    ) -> Result<Self, ClusterError> {
+        nodes.sort_by_key(|node| node.id);
+        let mut config = ClusterConfig {
+            origin: origin.into(),
+            protocol: protocol.into(),
+            seed,
+            params,
+            nodes,
+            source: String::new(),
+        };
+        config.source = config.to_toml();
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Reads and checks the cluster file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ClusterError> {
+        let origin = path.display().to_string();
+        let fail = |message: String| ClusterError {
+            origin: origin.clone(),
+            location: None,
+            message,
+        };
+        let bytes = std::fs::metadata(path)
+            .map_err(|error| fail(format!("cannot read the cluster file: {error}")))?
+            .len();
+        if bytes > CLUSTER_FILE_BYTES_MAX {
+            return Err(fail(format!(
+                "the file has {bytes} bytes, more than the {CLUSTER_FILE_BYTES_MAX} a cluster file may have"
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| fail(format!("cannot read the cluster file: {error}")))?;
+        ClusterConfig::parse(&text, &origin)
+    }
+
+    /// Parses and checks the text of a cluster file; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ClusterError> {
+        let file: ClusterFile = toml::from_str(text).map_err(|error| ClusterError {
+            origin: origin.to_string(),
+            location: error.span().map(|span| location_of(text, span.start)),
+            message: error.message().trim_end().to_string(),
+        })?;
+        let mut nodes: Vec<NodeConfig> = file
+            .node
+            .into_iter()
+            .map(|spanned| {
+                let location = location_of(text, spanned.span().start);
+                let node = spanned.into_inner();
+                NodeConfig {
+                    id: NodeId(node.id),
+                    role: node.role,
+                    address: node.address,
+                    dpdk: node.dpdk,
+                    location,
+                }
+            })
+            .collect();
+        // Keep the file order for the checks (so "declared twice" points at the second
+        // entry), then order by id.
+        let config = ClusterConfig {
+            origin: origin.to_string(),
+            protocol: file.protocol,
+            seed: file.seed,
+            params: file.params,
+            nodes: nodes.clone(),
+            source: text.to_string(),
+        };
+        config.check()?;
+        nodes.sort_by_key(|node| node.id);
+        Ok(ClusterConfig { nodes, ..config })
+    }
+
+    fn error_at(&self, location: Location, message: String) -> ClusterError {
+        ClusterError {
+            origin: self.origin.clone(),
+            location: (location.line > 0).then_some(location),
+            message,
+        }
+    }
+
+    /// An error about the file as a whole.
+    pub fn error(&self, message: impl Into<String>) -> ClusterError {
+        ClusterError {
+            origin: self.origin.clone(),
+            location: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about one node: located at its entry in the file.
+    pub fn node_error(&self, node: &NodeConfig, message: impl Into<String>) -> ClusterError {
+        self.error_at(
+            node.location,
+            format!("node {}: {}", node.id.0, message.into()),
+        )
+    }
+
+    /// Checks what holds whatever the transport: at least one node, ids `0..N` each once,
+    /// no TCP address or MAC address used twice, unicast MACs.
+    fn check(&self) -> Result<(), ClusterError> {
+        if self.protocol.trim().is_empty() {
+            return Err(self.error("`protocol` is empty: name the protocol the nodes run"));
+        }
+        if self.nodes.is_empty() {
+            return Err(self.error(
+                "the file declares no node: add one `[[node]]` table (id, role, address) per node",
+            ));
+        }
+        if self.nodes.len() > CLUSTER_NODES_MAX {
+            return Err(self.error(format!(
+                "{} nodes declared, at most {CLUSTER_NODES_MAX} are supported",
+                self.nodes.len()
+            )));
+        }
+        let count = self.nodes.len();
+        let mut ids: BTreeMap<NodeId, &NodeConfig> = BTreeMap::new();
+        let mut addresses: BTreeMap<SocketAddr, &NodeConfig> = BTreeMap::new();
+        let mut macs: BTreeMap<MacAddr, &NodeConfig> = BTreeMap::new();
+        for node in &self.nodes {
+            if let Some(first) = ids.insert(node.id, node) {
+                return Err(self.error_at(
+                    node.location,
+                    format!(
+                        "node {} is declared twice (first at line {})",
+                        node.id.0, first.location.line
+                    ),
+                ));
+            }
+            if node.id.0 as usize >= count {
+                return Err(self.error_at(
+                    node.location,
+                    format!(
+                        "node id {} is out of range: the {count} nodes of this file must have ids 0 to {}",
+                        node.id.0,
+                        count - 1
+                    ),
+                ));
+            }
+            if let Some(address) = node.address {
+                if address.port() == 0 {
+                    return Err(self.node_error(
+                        node,
+                        format!("address {address} has port 0: give the port the node listens on"),
+                    ));
+                }
+                if let Some(other) = addresses.insert(address, node) {
+                    return Err(self.node_error(
+                        node,
+                        format!("address {address} is already node {}'s", other.id.0),
+                    ));
+                }
+            }
+            if let Some(dpdk) = &node.dpdk {
+                if dpdk.mac.is_multicast() || dpdk.mac.0 == [0; 6] {
+                    return Err(self.node_error(
+                        node,
+                        format!(
+                            "MAC {} is not a unicast address (the first byte must be even, \
+                             and not all bytes zero)",
+                            dpdk.mac
+                        ),
+                    ));
+                }
+                if let Some(other) = macs.insert(dpdk.mac, node) {
+                    return Err(self.node_error(
+                        node,
+                        format!("MAC {} is already node {}'s", dpdk.mac, other.id.0),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every node has what `transport` needs: an `address` for TCP, a `dpdk`
+    /// table for DPDK.
+    pub fn check_transport(&self, transport: TransportKind) -> Result<(), ClusterError> {
+        for node in &self.nodes {
+            match transport {
+                TransportKind::Tcp if node.address.is_none() => {
+                    return Err(self.node_error(
+                        node,
+                        "has no `address`: the tcp transport needs one per node, e.g. \
+                         address = \"127.0.0.1:7000\"",
+                    ))
+                }
+                TransportKind::Dpdk if node.dpdk.is_none() => {
+                    return Err(self.node_error(
+                        node,
+                        "has no `dpdk` settings: the dpdk transport needs one per node, e.g. \
+                         dpdk = { port = 0, mac = \"02:00:00:00:00:01\" }",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: NodeId) -> Option<&NodeConfig> {
+        self.nodes.get(id.0 as usize).filter(|node| node.id == id)
+    }
+
+    /// Ids of the nodes that play `role`, in increasing order.
+    pub fn ids_with_role(&self, role: Role) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|node| node.role == role)
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// Every node's TCP address, for
+    /// [`TcpTransport::from_peer_table`](crate::TcpTransport::from_peer_table).
+    pub fn tcp_peer_table(&self) -> Result<BTreeMap<NodeId, SocketAddr>, ClusterError> {
+        self.check_transport(TransportKind::Tcp)?;
+        Ok(self
+            .nodes
+            .iter()
+            .filter_map(|node| Some((node.id, node.address?)))
+            .collect())
+    }
+
+    /// The `[params]` table as `T` (missing table: `T::default()`). Errors point into the
+    /// file. Use `#[serde(deny_unknown_fields)]` on `T` to catch misspelt parameters.
+    pub fn params<T: DeserializeOwned + Default>(&self) -> Result<T, ClusterError> {
+        let parsed: Result<ParamsOnly<T>, toml::de::Error> = toml::from_str(&self.source);
+        match parsed {
+            Ok(only) => Ok(only.params.unwrap_or_default()),
+            Err(error) => Err(ClusterError {
+                origin: self.origin.clone(),
+                location: error
+                    .span()
+                    .map(|span: Range<usize>| location_of(&self.source, span.start)),
+                message: format!("[params]: {}", error.message().trim_end()),
+            }),
+        }
+    }
+
+    /// The cluster as a file that [`ClusterConfig::parse`] reads back.
+    pub fn to_toml(&self) -> String {
+        let file = ClusterFileOut {
+            protocol: &self.protocol,
+            seed: self.seed,
+            params: &self.params,
+            node: self
+                .nodes
+                .iter()
+                .map(|node| NodeFileOut {
+                    id: node.id.0,
+                    role: node.role,
+                    address: node.address,
+                    dpdk: node.dpdk.as_ref(),
+                })
+                .collect(),
+        };
+        toml::to_string(&file).expect("a cluster always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_addresses_parse_and_print() {
+        let mac: MacAddr = "02:00:0a:FF:00:01".parse().unwrap();
+        assert_eq!(mac.0, [2, 0, 0x0a, 0xff, 0, 1]);
+        assert_eq!(mac.to_string(), "02:00:0a:ff:00:01");
+        assert_eq!("02-00-0a-ff-00-01".parse::<MacAddr>(), Ok(mac));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:001",
+            "02:00:00:00:00:zz",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+        assert!("01:00:5e:00:00:01"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_multicast());
+    }
+
+    #[test]
+    fn locations_count_lines_and_characters() {
+        let text = "a = 1\nbé = 2\n";
+        assert_eq!(location_of(text, 0), Location { line: 1, column: 1 });
+        assert_eq!(location_of(text, 6), Location { line: 2, column: 1 });
+        assert_eq!(location_of(text, 10), Location { line: 2, column: 4 });
+    }
+}

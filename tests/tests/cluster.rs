@@ -1,0 +1,572 @@
+//! `rehearsal node` and `rehearsal cluster` with real processes on loopback.
+//!
+//! `rehearsal cluster` launches node processes of the `rehearsal` program. Cargo does not
+//! build that program for this package's tests, so this test binary plays it: run with
+//! `node ...` or `cluster ...` arguments it runs that command (through the same library
+//! functions the `rehearsal` binary calls); run otherwise it runs the tests below, with a
+//! small harness of its own (`harness = false` in Cargo.toml) that prints the usual
+//! `test result:` line. An argument that is not a flag filters tests by name.
+
+use clap::{Parser, Subcommand};
+use rehearsal::cluster::{self, ClusterArgs, NodeArgs, TransportArg};
+use rehearsal::Protocol;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Program {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    Node(NodeArgs),
+    Cluster(ClusterArgs),
+}
+
+fn this_program() -> PathBuf {
+    std::env::current_exe().expect("the test binary knows its path")
+}
+
+/// Runs `node` or `cluster` as the `rehearsal` program would.
+fn play_rehearsal() -> ExitCode {
+    let program = match Program::try_parse() {
+        Ok(program) => program,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let result = match program.command {
+        Commands::Node(args) => cluster::node(&args, &mut out, &mut err),
+        Commands::Cluster(mut args) => {
+            args.node_binary.get_or_insert_with(this_program);
+            cluster::cluster(&args, &mut out, &mut err)
+        }
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---- Helpers ------------------------------------------------------------------------------
+
+/// Generous for a loaded two-core machine, and finite.
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+fn cluster_args(protocol: Protocol) -> ClusterArgs {
+    ClusterArgs {
+        protocol,
+        transport: TransportArg::Tcp,
+        nodes: None,
+        clients: 2,
+        duration: Duration::from_secs(2),
+        requests: None,
+        seed: 1,
+        json: true,
+        node_binary: Some(this_program()),
+        keep: false,
+        no_check: false,
+    }
+}
+
+/// Runs `rehearsal cluster` in this process; returns the status and the JSON report.
+fn run_cluster(args: &ClusterArgs) -> (u8, Value, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let status = cluster::cluster(args, &mut out, &mut err).expect("the arguments are valid");
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    let stderr = String::from_utf8_lossy(&err).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    (status, report, stderr)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rehearsal-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Whether process `pid` still exists (and is not a zombie waiting to be reaped).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit(')').next()?.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn node_summaries(report: &Value) -> Vec<&Value> {
+    report["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| &node["summary"])
+        .collect()
+}
+
+// ---- Tests --------------------------------------------------------------------------------
+
+fn unreplicated_cluster_serves_every_client_and_passes_its_invariant() {
+    let (status, report, stderr) = run_cluster(&cluster_args(Protocol::Unreplicated));
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["invariants_checked"], true);
+    assert_eq!(report["violations"].as_array().unwrap().len(), 0);
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{report:#}");
+    assert!(report["throughput_rps"].as_f64().unwrap() > 0.0);
+    let latency = &report["latency"];
+    assert_eq!(latency["count"], requests);
+    assert!(latency["p50_ns"].as_u64().unwrap() > 0);
+    assert!(latency["p50_ns"].as_u64() <= latency["p99_ns"].as_u64());
+    // Every request a client completed was executed once by the server, and every output
+    // of both sides was checked.
+    let summaries = node_summaries(&report);
+    assert_eq!(summaries.len(), 3);
+    let executed = summaries[0]["requests_executed"].as_u64().unwrap();
+    assert!(
+        executed >= requests && executed <= requests + 2,
+        "{report:#}"
+    );
+    assert_eq!(report["outputs_checked"], executed + requests);
+    for (i, summary) in summaries.iter().enumerate().skip(1) {
+        assert!(
+            summary["requests_completed"].as_u64().unwrap() > 0,
+            "client {i}: {report:#}"
+        );
+        assert_eq!(summary["stop"], "stdin_closed");
+    }
+    for node in report["per_node"].as_array().unwrap() {
+        assert_eq!(node["exit_status"], 0, "{node}");
+    }
+}
+
+fn clients_with_a_request_budget_stop_the_cluster_when_done() {
+    let args = ClusterArgs {
+        requests: Some(40),
+        clients: 3,
+        duration: TEST_LIMIT,
+        ..cluster_args(Protocol::Unreplicated)
+    };
+    let begun = Instant::now();
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["requests"], 120);
+    assert_eq!(report["outputs_checked"], 240);
+    for summary in node_summaries(&report).iter().skip(1) {
+        assert_eq!(summary["done"], true);
+    }
+    assert!(
+        begun.elapsed() < TEST_LIMIT,
+        "the cluster waited for --duration"
+    );
+}
+
+fn benaloh_cluster_agrees_on_the_sum() {
+    let args = ClusterArgs {
+        nodes: Some(4),
+        duration: TEST_LIMIT,
+        ..cluster_args(Protocol::Benaloh)
+    };
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok");
+    // A secret and a total per peer, checked by CorrectSum.
+    assert_eq!(report["outputs_checked"], 8);
+    for summary in node_summaries(&report) {
+        assert_eq!(summary["done"], true);
+    }
+}
+
+fn a_node_that_dies_fails_the_launch_and_leaves_no_process() {
+    let dir = scratch("dying-node");
+    // A "rehearsal" that prints that it is ready and then dies.
+    let fake = dir.join("rehearsal");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '{\"event\":\"ready\"}'\nsleep 0.2\nexit 3\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let args = ClusterArgs {
+        node_binary: Some(fake),
+        duration: TEST_LIMIT,
+        ..cluster_args(Protocol::Unreplicated)
+    };
+    let begun = Instant::now();
+    let (status, report, _) = run_cluster(&args);
+    assert_eq!(status, 1, "{report:#}");
+    assert_eq!(report["outcome"], "failed");
+    let failures = report["failures"].to_string();
+    assert!(failures.contains("exited"), "{failures}");
+    assert!(begun.elapsed() < TEST_LIMIT);
+    assert!(children_of(std::process::id()).is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn ctrl_c_stops_every_node_and_reports_what_ran() {
+    let mut launcher = Command::new(this_program())
+        .args(["cluster", "--clients", "2", "--duration", "10m", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = launcher.id();
+    // The launcher installs its signal handler before it starts any node: once its three
+    // nodes exist, a SIGINT is handled.
+    let deadline = Instant::now() + TEST_LIMIT;
+    let nodes = loop {
+        let nodes = children_of(pid);
+        if nodes.len() == 3 {
+            break nodes;
+        }
+        assert!(Instant::now() < deadline, "the nodes did not start");
+        assert!(
+            launcher.try_wait().unwrap().is_none(),
+            "the launcher exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_with_limit(&mut launcher, TEST_LIMIT);
+    let mut stdout = String::new();
+    launcher
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    launcher
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcome"], "interrupted");
+    for node in report["per_node"].as_array().unwrap() {
+        assert_eq!(node["exit_status"], 0, "{node}");
+        assert_eq!(node["summary"]["stop"], "stdin_closed", "{node}");
+    }
+    for node in nodes {
+        assert!(!alive(node), "node process {node} outlived the launcher");
+    }
+}
+
+fn a_standalone_node_runs_until_its_duration_and_prints_a_summary() {
+    let dir = scratch("standalone");
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "protocol = \"unreplicated\"\n\
+             [[node]]\nid = 0\nrole = \"server\"\naddress = \"127.0.0.1:{}\"\n\
+             [[node]]\nid = 1\nrole = \"client\"\naddress = \"127.0.0.1:{}\"\n",
+            ports[0], ports[1]
+        ),
+    )
+    .unwrap();
+    let spawn = |id: &str, duration: &str| {
+        Command::new(this_program())
+            .args(["node", "--config"])
+            .arg(&file)
+            .args(["--id", id, "--duration", duration, "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut server = spawn("0", "10m");
+    // Start the client once the server listens, so its second of running is all service.
+    let mut server_stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut ready = String::new();
+    server_stdout.read_line(&mut ready).unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    let mut client = spawn("1", "1s");
+    let status = wait_with_limit(&mut client, TEST_LIMIT);
+    assert!(status.success());
+    let lines: Vec<Value> = BufReader::new(client.stdout.take().unwrap())
+        .lines()
+        .map(|line| serde_json::from_str(&line.unwrap()).unwrap())
+        .collect();
+    assert_eq!(lines[0]["event"], "ready");
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["stop"], "duration");
+    assert!(
+        summary["requests_completed"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+
+    // SIGTERM stops a node cleanly, with its summary.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_with_limit(&mut server, TEST_LIMIT);
+    assert!(status.success());
+    let mut stdout = String::new();
+    server_stdout.read_to_string(&mut stdout).unwrap();
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["stop"], "signal");
+    assert!(
+        summary["requests_executed"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn node_rejects_a_bad_cluster_file_naming_the_place() {
+    let dir = scratch("bad-file");
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        "protocol = \"unreplicated\"\n[[node]]\nid = 0\nrole = \"server\"\naddress = \"127.0.0.1:1\"\n\
+         [[node]]\nid = 1\nrole = \"server\"\naddress = \"127.0.0.1:2\"\n",
+    )
+    .unwrap();
+    let args = NodeArgs {
+        config: file.clone(),
+        id: 0,
+        transport: TransportArg::Tcp,
+        duration: None,
+        outputs: None,
+        json: false,
+        controlled: false,
+    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let error = cluster::node(&args, &mut out, &mut err)
+        .unwrap_err()
+        .to_string();
+    let expected = format!("{}:6:1: node 1: role `server` is wrong", file.display());
+    assert!(error.starts_with(&expected), "{error}");
+
+    let error = cluster::node(
+        &NodeArgs {
+            id: 9,
+            ..args.clone()
+        },
+        &mut out,
+        &mut err,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("there is no node 9"), "{error}");
+
+    std::fs::write(
+        &file,
+        "protocol = \"unreplicated\"\n[[node]]\nid = 0\nrole = \"server\"\n",
+    )
+    .unwrap();
+    let error = cluster::node(&args, &mut out, &mut err)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("node 0: has no `address`"), "{error}");
+    let dpdk = NodeArgs {
+        transport: TransportArg::Dpdk,
+        ..args.clone()
+    };
+    let error = cluster::node(&dpdk, &mut out, &mut err)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("has no `dpdk` settings"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn cluster_rejects_bad_arguments_before_launching_anything() {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let cases: [(ClusterArgs, &str); 4] = [
+        (
+            ClusterArgs {
+                nodes: Some(3),
+                ..cluster_args(Protocol::Unreplicated)
+            },
+            "--nodes must be 1",
+        ),
+        (
+            ClusterArgs {
+                clients: 0,
+                ..cluster_args(Protocol::Unreplicated)
+            },
+            "at least 1 client",
+        ),
+        (
+            ClusterArgs {
+                nodes: Some(1),
+                ..cluster_args(Protocol::Benaloh)
+            },
+            "at least 2 peers",
+        ),
+        (
+            ClusterArgs {
+                transport: TransportArg::Dpdk,
+                ..cluster_args(Protocol::Unreplicated)
+            },
+            "use --transport tcp",
+        ),
+    ];
+    for (args, expected) in cases {
+        let error = cluster::cluster(&args, &mut out, &mut err)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+    assert!(children_of(std::process::id()).is_empty());
+}
+
+// ---- Harness ------------------------------------------------------------------------------
+
+const TESTS: &[(&str, fn())] = &[
+    (
+        "unreplicated_cluster_serves_every_client_and_passes_its_invariant",
+        unreplicated_cluster_serves_every_client_and_passes_its_invariant,
+    ),
+    (
+        "clients_with_a_request_budget_stop_the_cluster_when_done",
+        clients_with_a_request_budget_stop_the_cluster_when_done,
+    ),
+    (
+        "benaloh_cluster_agrees_on_the_sum",
+        benaloh_cluster_agrees_on_the_sum,
+    ),
+    (
+        "a_node_that_dies_fails_the_launch_and_leaves_no_process",
+        a_node_that_dies_fails_the_launch_and_leaves_no_process,
+    ),
+    (
+        "ctrl_c_stops_every_node_and_reports_what_ran",
+        ctrl_c_stops_every_node_and_reports_what_ran,
+    ),
+    (
+        "a_standalone_node_runs_until_its_duration_and_prints_a_summary",
+        a_standalone_node_runs_until_its_duration_and_prints_a_summary,
+    ),
+    (
+        "node_rejects_a_bad_cluster_file_naming_the_place",
+        node_rejects_a_bad_cluster_file_naming_the_place,
+    ),
+    (
+        "cluster_rejects_bad_arguments_before_launching_anything",
+        cluster_rejects_bad_arguments_before_launching_anything,
+    ),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("node" | "cluster")) {
+        return play_rehearsal();
+    }
+    // Cargo passes libtest's flags (--nocapture, --test-threads, ...): ignore them, keep
+    // name filters.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in TESTS {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let begun = Instant::now();
+    let selected: Vec<&(&str, fn())> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    // One at a time: each test starts processes, and the machine may have two cores.
+    for (name, test) in &selected {
+        let outcome = std::panic::catch_unwind(test);
+        println!(
+            "test {name} ... {}",
+            if outcome.is_ok() { "ok" } else { "FAILED" }
+        );
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        selected.len() - failed.len(),
+        failed.len(),
+        TESTS.len() - selected.len(),
+        begun.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
