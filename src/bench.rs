@@ -72,6 +72,95 @@ pub fn sim(round_trips: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliE
     Ok(if ok { EXIT_OK } else { EXIT_FAILED })
 }
 
+/// PBFT in the simulator: committed requests per wall-second, closed-loop clients, no
+/// network faults: the headline setting (4 replicas, 1 client, simulated signatures, no
+/// batching), then with Ed25519, then with batching.
+pub fn pbft(requests: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+    let settings: [(&str, &str, u32, usize, u64); 4] = [
+        ("sim crypto, 1 client, no batching", "sim", 1, 1, requests),
+        (
+            "real ed25519, 1 client, no batching",
+            "real",
+            1,
+            1,
+            (requests / 50).max(50),
+        ),
+        (
+            "sim crypto, 16 clients, batches of 64",
+            "sim",
+            16,
+            64,
+            requests / 16,
+        ),
+        (
+            "real ed25519, 16 clients, batches of 64",
+            "real",
+            16,
+            64,
+            (requests / 400).max(10),
+        ),
+    ];
+    let mut figures = Vec::new();
+    let mut ok = true;
+    for (name, crypto, clients, batch, per_client) in settings {
+        let config = RunConfig {
+            nodes: 4,
+            clients,
+            requests: per_client.max(1),
+            crypto: crypto.into(),
+            batch,
+            latency: Latency::constant_ms(10),
+            duration_ns: u64::MAX,
+            ..RunConfig::new(Protocol::Pbft)
+        };
+        let summary = run_with(&config, RunOptions::default()).map_err(CliError::BadInput)?;
+        ok &= summary.outcome == Outcome::Ok;
+        let completed = summary
+            .protocol
+            .as_ref()
+            .and_then(|p| p["completed"].as_u64())
+            .unwrap_or(0);
+        let wall_s = summary.wall_time.as_secs_f64().max(1e-9);
+        figures.push(serde_json::json!({
+            "setting": name,
+            "replicas": 4,
+            "clients": clients,
+            "batch": batch,
+            "crypto": crypto,
+            "committed_requests": completed,
+            "wall_time_ns": u64::try_from(summary.wall_time.as_nanos()).unwrap_or(u64::MAX),
+            "committed_requests_per_wall_second": (completed as f64 / wall_s).round(),
+            "messages_delivered": summary.messages_delivered,
+            "outcome": summary.outcome.as_str(),
+        }));
+    }
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "bench": "pbft", "runs": figures })
+        )?;
+    } else {
+        writeln!(
+            out,
+            "bench pbft: 4 replicas, constant 10 ms links, every invariant checked"
+        )?;
+        for f in &figures {
+            writeln!(
+                out,
+                "  {:<42} {:>9.0} committed requests per wall-second ({} requests in {:.3} s)",
+                f["setting"].as_str().unwrap_or(""),
+                f["committed_requests_per_wall_second"]
+                    .as_f64()
+                    .unwrap_or(0.0),
+                f["committed_requests"],
+                f["wall_time_ns"].as_f64().unwrap_or(0.0) / 1e9
+            )?;
+        }
+    }
+    Ok(if ok { EXIT_OK } else { EXIT_FAILED })
+}
+
 /// The DPDK transport over an in-process ring pair: one-way messages per second.
 #[cfg(feature = "dpdk")]
 pub fn dpdk(

@@ -125,6 +125,16 @@ enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// PBFT in the simulator: committed requests per wall-second (sim and real crypto,
+    /// with and without batching).
+    Pbft {
+        /// Requests of the headline setting (the others scale from it).
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
@@ -195,6 +205,13 @@ struct SimArgs {
     /// trace, so a failure replays from its trace alone).
     #[arg(long)]
     swarm: bool,
+    /// PBFT: signatures, `sim` (fast, unforgeable inside the simulator) or `real`
+    /// (Ed25519) [default: sim].
+    #[arg(long, value_name = "real|sim")]
+    crypto: Option<String>,
+    /// PBFT: most requests per batch; 1 turns batching off [default: 1].
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
     /// Test-only: run a deliberately broken variant of the protocol (see the README).
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
@@ -225,6 +242,10 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
     }
     config.duration_ns = args.duration.unwrap_or(config.duration_ns);
     config.mutant = args.mutant.clone().or(file.mutant.clone());
+    if let Some(crypto) = args.crypto.clone().or(file.crypto.clone()) {
+        config.crypto = crypto;
+    }
+    config.batch = args.batch.or(file.batch).unwrap_or(config.batch);
     config.swarm = args.swarm || file.swarm.unwrap_or(false);
     // The network: a --net file, else the run file's; --latency and --loss override either.
     let network = match &args.net {
@@ -348,6 +369,9 @@ pub fn run(
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),
+        Command::Bench {
+            what: BenchCommand::Pbft { requests, json },
+        } => bench::pbft(requests, json, out),
         Command::Bench {
             what:
                 BenchCommand::Dpdk {
@@ -545,6 +569,15 @@ fn describe(config: &RunConfig) -> String {
             "1 server, {} clients x {} requests",
             config.clients, config.requests
         ),
+        Protocol::Pbft => format!(
+            "{} replicas (f = {}), {} clients x {} requests, {} crypto, batch {}",
+            config.nodes,
+            config.nodes.saturating_sub(1) / 3,
+            config.clients,
+            config.requests,
+            config.crypto,
+            config.batch
+        ),
         _ => format!("{} nodes", config.nodes),
     };
     let network = match &config.network {
@@ -584,6 +617,18 @@ fn describe_run(s: &RunSummary) -> String {
         s.wall_time.as_secs_f64() * 1e3,
         &s.digest.0[..16],
     );
+    if let Some(figures) = &s.protocol {
+        let ms = |key: &str| figures[key].as_f64().unwrap_or(0.0) / 1e6;
+        line += &format!(
+            "\n  completed {} requests, {:.0} per simulated second; latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms",
+            figures["completed"],
+            figures["throughput_per_s"].as_f64().unwrap_or(0.0),
+            ms("latency_ns_p50"),
+            ms("latency_ns_p90"),
+            ms("latency_ns_p99"),
+            ms("latency_ns_max")
+        );
+    }
     if s.config.swarm {
         line += &format!("\n  {}", crate::swarm::describe(&s.config));
     }

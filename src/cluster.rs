@@ -273,6 +273,9 @@ impl Setup {
                 "protocol `benaloh-timed` is the simulator's racy 90-second workshop schedule; \
                  use benaloh (robust) on real transports",
             )),
+            Protocol::Pbft => Err(cluster.error(
+                "protocol `pbft` runs in the simulator only for now; clusters run unreplicated or benaloh",
+            )),
         }
     }
 }
@@ -1233,6 +1236,11 @@ fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
         Protocol::BenalohTimed => {
             return Err(bad(
                 "benaloh-timed is the simulator's racy 90-second workshop schedule; run benaloh (robust) on a cluster",
+            ))
+        }
+        Protocol::Pbft => {
+            return Err(bad(
+                "pbft runs in the simulator only for now; clusters run unreplicated or benaloh",
             ))
         }
     };

@@ -16,6 +16,9 @@ pub enum Protocol {
     Benaloh,
     /// The workshop's time-triggered Benaloh: phases at 30 s, 45 s and 90 s (racy).
     BenalohTimed,
+    /// PBFT: n = 3f+1 replicas and closed-loop clients, with checkpoints, view changes and
+    /// catch-up.
+    Pbft,
 }
 
 impl Protocol {
@@ -24,6 +27,7 @@ impl Protocol {
             Protocol::Unreplicated => "unreplicated",
             Protocol::Benaloh => "benaloh",
             Protocol::BenalohTimed => "benaloh-timed",
+            Protocol::Pbft => "pbft",
         }
     }
 
@@ -32,6 +36,7 @@ impl Protocol {
         match self {
             Protocol::Unreplicated => 1,
             Protocol::Benaloh | Protocol::BenalohTimed => 5,
+            Protocol::Pbft => 4,
         }
     }
 }
@@ -74,6 +79,13 @@ pub struct RunConfig {
     /// The run file the configuration came from, likewise.
     #[serde(skip)]
     pub config_origin: Option<String>,
+    /// PBFT: the signature scheme, `sim` (fast, unforgeable inside the simulator) or
+    /// `real` (Ed25519).
+    #[serde(default = "crypto_default", skip_serializing_if = "is_crypto_default")]
+    pub crypto: String,
+    /// PBFT: most requests per batch; 1 turns batching off.
+    #[serde(default = "batch_default", skip_serializing_if = "is_batch_default")]
+    pub batch: usize,
     /// Test-only: a deliberately broken variant of the protocol, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
@@ -85,6 +97,19 @@ pub struct RunConfig {
     /// (a shrunk run): it replays only from its trace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follow_schedule: bool,
+}
+
+fn crypto_default() -> String {
+    "sim".into()
+}
+fn is_crypto_default(crypto: &String) -> bool {
+    crypto == "sim"
+}
+fn batch_default() -> usize {
+    1
+}
+fn is_batch_default(batch: &usize) -> bool {
+    *batch == 1
 }
 
 /// A scenario as written: where it came from and its text.
@@ -152,6 +177,8 @@ impl RunConfig {
             swarm: false,
             net_origin: None,
             config_origin: None,
+            crypto: crypto_default(),
+            batch: batch_default(),
             mutant: None,
             scenario: None,
             follow_schedule: false,
@@ -172,12 +199,13 @@ impl RunConfig {
         match self.protocol {
             Protocol::Unreplicated => 1 + self.clients,
             Protocol::Benaloh | Protocol::BenalohTimed => self.nodes,
+            Protocol::Pbft => self.nodes + self.clients,
         }
     }
 
     /// Whether a crashed node of this protocol can come back (it keeps durable state).
     pub fn restarts(&self) -> bool {
-        false
+        self.protocol == Protocol::Pbft
     }
 
     /// Checks what the protocols cannot check for themselves.
@@ -205,6 +233,17 @@ impl RunConfig {
                     return Err("unreplicated needs at least 1 client (--clients)".into());
                 }
             }
+            Protocol::Pbft => {
+                if self.nodes < 4 || self.nodes % 3 != 1 {
+                    return Err(format!(
+                        "pbft needs n = 3f+1 replicas (4, 7, 10, ...), got --nodes {}",
+                        self.nodes
+                    ));
+                }
+                if self.clients == 0 {
+                    return Err("pbft needs at least 1 client (--clients)".into());
+                }
+            }
             Protocol::Benaloh | Protocol::BenalohTimed => {
                 if self.nodes < 2 {
                     return Err(format!(
@@ -213,6 +252,21 @@ impl RunConfig {
                     ));
                 }
             }
+        }
+        if self.protocol != Protocol::Pbft && (self.crypto != "sim" || self.batch != 1) {
+            return Err(format!(
+                "--crypto and --batch apply to pbft only, not to {}",
+                self.protocol
+            ));
+        }
+        if !["sim", "real"].contains(&self.crypto.as_str()) {
+            return Err(format!(
+                "--crypto must be `sim` or `real`, got `{}`",
+                self.crypto
+            ));
+        }
+        if self.batch == 0 {
+            return Err("--batch must be at least 1".into());
         }
         // Bound everything: a run this large would not fit in memory anyway.
         const NODES_MAX: u32 = 100_000;
@@ -233,8 +287,11 @@ impl RunConfig {
             cmd += &format!(" --config {file}");
         }
         cmd += &format!(" --protocol {} --nodes {}", self.protocol, self.nodes);
-        if self.protocol == Protocol::Unreplicated {
+        if matches!(self.protocol, Protocol::Unreplicated | Protocol::Pbft) {
             cmd += &format!(" --clients {} --requests {}", self.clients, self.requests);
+        }
+        if self.protocol == Protocol::Pbft {
+            cmd += &format!(" --crypto {} --batch {}", self.crypto, self.batch);
         }
         cmd += &format!(
             " --seed {} --duration {}",

@@ -2,7 +2,7 @@
 
 use crate::config::{Protocol, RunConfig};
 use rehearsal_net_models::{scenario, NetConfig, Network, NODES_MAX};
-use rehearsal_protocols::{benaloh, unreplicated};
+use rehearsal_protocols::{benaloh, pbft, unreplicated};
 use rehearsal_sim_core::{
     Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
     SimpleNetwork, Simulation, Time, TraceEvent,
@@ -30,6 +30,8 @@ pub struct RunSummary {
     pub trace: Vec<TraceEvent>,
     /// When the run followed a recorded schedule: how closely it could.
     pub follow: Option<FollowStats>,
+    /// Protocol figures (PBFT: completed requests, throughput, simulated latencies).
+    pub protocol: Option<serde_json::Value>,
 }
 
 impl RunSummary {
@@ -49,6 +51,7 @@ impl RunSummary {
             "wall_time_ns": u64::try_from(self.wall_time.as_nanos()).unwrap_or(u64::MAX),
             "trace_digest": self.digest.0,
             "nodes": self.nodes,
+            "protocol_figures": self.protocol,
         })
     }
 }
@@ -123,6 +126,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                 actors: unreplicated::actors_with_mutant(&proto, mutant),
                 invariants: vec![Box::new(unreplicated::RequestsAnswered::new(&proto))],
                 restart: Some(Box::new(move |node, _| fresh(node))),
+                summarize: None,
             };
             simulate(config, sim_config, network, setup)
         }
@@ -148,6 +152,47 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                 actors,
                 invariants: vec![Box::new(benaloh::CorrectSum::new(&proto))],
                 restart: None,
+                summarize: None,
+            };
+            simulate(config, sim_config, network, setup)
+        }
+        Protocol::Pbft => {
+            let mut proto = pbft::Config::with_replicas(config.nodes).map_err(|e| e.to_string())?;
+            proto.clients = config.clients;
+            proto.requests_per_client = config.requests;
+            proto.batch_max = config.batch;
+            proto.crypto = config.crypto.parse()?;
+            proto.key_seed = config.seed;
+            if let Some(mutant) = &config.mutant {
+                proto.mutant = mutant.parse()?;
+            }
+            let proto = proto
+                .timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&config.net_config())));
+            proto.validate().map_err(|e| e.to_string())?;
+            // Termination is owed once the last fault is over: every request must then
+            // complete within the bound.
+            let healed = config
+                .scenario
+                .as_ref()
+                .and_then(|s| scenario::parse(&s.text, &s.origin, config.actors()).ok())
+                .and_then(|s| s.entries.last().map(|e| e.at))
+                .unwrap_or(Time::ZERO);
+            let mut invariants: Vec<Box<dyn Invariant<pbft::Node>>> = pbft::safety_checks(&proto)
+                .into_iter()
+                .map(|c| Box::new(c) as Box<dyn Invariant<pbft::Node>>)
+                .collect();
+            invariants.push(Box::new(
+                pbft::Termination::new(&proto)
+                    .after(healed)
+                    .within(proto.termination_bound),
+            ));
+            let setup = Setup {
+                actors: pbft::actors(&proto).map_err(|e| e.to_string())?,
+                invariants,
+                restart: Some(Box::new(pbft::restart(&proto))),
+                summarize: Some(Box::new(|actors: &[pbft::Node]| {
+                    serde_json::to_value(pbft::Summary::of(actors)).unwrap_or_default()
+                })),
             };
             simulate(config, sim_config, network, setup)
         }
@@ -164,7 +209,12 @@ struct Setup<A: Actor> {
     invariants: Vec<Box<dyn Invariant<A>>>,
     /// Rebuilds a crashed node from its durable state, for `restart` faults.
     restart: Option<RestartFn<A>>,
+    /// Protocol figures read from the actors a run leaves (throughput, latencies).
+    summarize: Option<Summarize<A>>,
 }
+
+/// Reads protocol figures from the actors a run leaves.
+type Summarize<A> = Box<dyn Fn(&[A]) -> serde_json::Value>;
 
 /// The network model of a run: the composable model of `net-models`; for runs too large
 /// for its per-link state, the minimal model when nothing but latency and loss is asked.
@@ -181,9 +231,9 @@ pub fn network_model(config: &RunConfig) -> Result<Box<dyn NetworkModel>, String
         .map_err(|e| format!("network: {e}"))
 }
 
-/// A client retransmission timeout comfortably above the round trip the network allows,
-/// so a lossless network sees no needless retransmissions.
-pub fn retransmit_after(network: &NetConfig) -> Duration {
+/// A bound on one-way latency under `network`: the worst link, with 4 deviations of
+/// margin for unbounded distributions.
+pub fn one_way_bound_ns(network: &NetConfig) -> u64 {
     let bound = |latency: &Latency| match *latency {
         Latency::Constant { ns } => ns,
         Latency::Uniform { hi_ns, .. } => hi_ns,
@@ -207,7 +257,13 @@ pub fn retransmit_after(network: &NetConfig) -> Duration {
             one_way_ns = one_way_ns.max(bound(latency));
         }
     }
-    Duration::from_nanos(one_way_ns.saturating_mul(4).max(1_000_000))
+    one_way_ns
+}
+
+/// A client retransmission timeout comfortably above the round trip the network allows,
+/// so a lossless network sees no needless retransmissions.
+pub fn retransmit_after(network: &NetConfig) -> Duration {
+    Duration::from_nanos(one_way_bound_ns(network).saturating_mul(4).max(1_000_000))
 }
 
 fn simulate<A: Actor>(
@@ -235,6 +291,7 @@ fn simulate<A: Actor>(
     let started = Instant::now();
     let report = sim.run();
     let wall_time = started.elapsed();
+    let protocol = setup.summarize.map(|f| f(&report.actors));
     Ok(RunSummary {
         config: config.clone(),
         outcome: report.outcome,
@@ -250,5 +307,6 @@ fn simulate<A: Actor>(
         nodes: report.nodes,
         trace: report.trace,
         follow: None,
+        protocol,
     })
 }

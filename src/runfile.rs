@@ -39,6 +39,8 @@ pub struct RunFile {
     pub latency: Option<Latency>,
     pub loss: Option<f64>,
     pub mutant: Option<String>,
+    pub crypto: Option<String>,
+    pub batch: Option<usize>,
     pub swarm: Option<bool>,
     /// A scenario file, relative to the run file.
     pub scenario: Option<PathBuf>,

@@ -95,6 +95,10 @@ impl Subject for RunConfig {
             Protocol::Benaloh | Protocol::BenalohTimed => {
                 knobs.push(("nodes", u64::from(self.nodes), 2));
             }
+            Protocol::Pbft => {
+                knobs.push(("clients", u64::from(self.clients), 1));
+                knobs.push(("requests per client", self.requests, 1));
+            }
         }
         knobs
     }

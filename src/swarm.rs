@@ -3,16 +3,19 @@
 //!
 //! What is drawn: loss (0 to 30 %), duplication, reordering, whether cuts hold or drop
 //! messages, up to two partitions of random shape (split, isolate, majority/minority,
-//! ring, bridge) each healed later, up to two pauses, up to two clock skews, and crashes
-//! with restarts for protocols whose nodes keep durable state. Every fault happens in the
+//! ring, bridge) each healed later, up to two pauses, up to two clock skews, crashes
+//! with restarts for protocols whose nodes keep durable state, and up to f Byzantine
+//! replicas for PBFT. Every fault happens in the
 //! first half of the run, so the second half shows whether the protocol recovers.
 //!
 //! The draws become an ordinary network configuration and scenario text, recorded in the
 //! run configuration (and so in the trace header): a swarm run replays from its trace alone.
 
-use crate::config::{RunConfig, ScenarioSource};
+use crate::config::{Protocol, RunConfig, ScenarioSource};
 use rehearsal_net_models::InFlight;
+use rehearsal_protocols::pbft;
 use rehearsal_sim_core::rand::Rng;
+use rehearsal_sim_core::Actor;
 use rehearsal_sim_core::{derive_rng, format_ns, Latency, SimRng};
 use std::fmt::Write;
 
@@ -63,6 +66,17 @@ pub fn draw(base: &RunConfig) -> RunConfig {
             let back = at + rng.random_range(window / 50..=window / 5).max(1);
             lines.push((at, format!("{stop} {node}")));
             lines.push((back.min(window), format!("{start} {node}")));
+        }
+    }
+    // Byzantine replicas, for protocols that offer them: at most f, for good.
+    if base.protocol == Protocol::Pbft {
+        let f = base.nodes.saturating_sub(1) / 3;
+        let behaviors = <pbft::Node as Actor>::byzantine_behaviors();
+        for _ in 0..rng.random_range(0..=f) {
+            let node = rng.random_range(0..base.nodes);
+            let behavior = behaviors[rng.random_range(0..behaviors.len())];
+            let at = rng.random_range(0..window.max(1));
+            lines.push((at, format!("byzantine {node} {behavior}")));
         }
     }
     for _ in 0..rng.random_range(0..=2u32) {

@@ -3,4 +3,6 @@
 //! real transports drive the same values.
 
 pub mod benaloh;
+pub mod crypto;
+pub mod pbft;
 pub mod unreplicated;

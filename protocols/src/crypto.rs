@@ -1,0 +1,505 @@
+//! Authentication for Byzantine protocols: digests, and signatures behind one interface
+//! with two schemes.
+//!
+//! - [`CryptoKind::Real`]: Ed25519 signatures (`ed25519-dalek`), as a deployment would use.
+//! - [`CryptoKind::Sim`]: a keyed BLAKE3 MAC truncated to 128 bits, roughly a hundred
+//!   times cheaper, for large simulations. It is unforgeable *inside the simulator*: each
+//!   node's [`Crypto`] holds only its own key, and the keys of all nodes live in a shared
+//!   [`Verifier`] that can check a tag but offers no way to make one. (Outside the
+//!   simulator it is no signature at all: whoever holds the verifier could compute tags.)
+//!
+//! Keys are derived from a seed, so a run is reproducible and a restarted node gets its
+//! key back.
+//!
+//! ```
+//! use rehearsal_protocols::crypto::{Crypto, CryptoKind};
+//! use rehearsal_sim_core::NodeId;
+//!
+//! let nodes = Crypto::generate(CryptoKind::Sim, 7, 3);
+//! let sig = nodes[1].sign(b"prepare v0 n1");
+//! assert!(nodes[0].verify(NodeId(1), b"prepare v0 n1", &sig));
+//! assert!(!nodes[0].verify(NodeId(2), b"prepare v0 n1", &sig)); // not node 2's
+//! assert!(!nodes[0].verify(NodeId(1), b"prepare v0 n2", &sig)); // not this content
+//! ```
+
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use rehearsal_sim_core::NodeId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Which signature scheme a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CryptoKind {
+    /// Ed25519: real, slow (tens of microseconds per signature check).
+    Real,
+    /// Keyed BLAKE3 MAC whose keys only the shared verifier holds: fast, and unforgeable
+    /// by any actor inside the simulator.
+    #[default]
+    Sim,
+}
+
+impl CryptoKind {
+    pub const NAMES: &'static [&'static str] = &["real", "sim"];
+}
+
+impl fmt::Display for CryptoKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoKind::Real => "real",
+            CryptoKind::Sim => "sim",
+        })
+    }
+}
+
+impl FromStr for CryptoKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "real" => Ok(CryptoKind::Real),
+            "sim" => Ok(CryptoKind::Sim),
+            other => Err(format!("unknown crypto `{other}`: expected real or sim")),
+        }
+    }
+}
+
+/// A collision-resistant digest (BLAKE3, 256 bits). Printed as its first 8 hex digits;
+/// serialized as bytes (hex in human-readable formats such as trace JSON).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<blake3::Hash> for Digest {
+    fn from(hash: blake3::Hash) -> Self {
+        Digest(*hash.as_bytes())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A signature (or, for [`CryptoKind::Sim`], a tag) over some bytes by one node.
+/// Serialized as its bytes (16 for a MAC, 64 for Ed25519), hex in human-readable formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Keyed BLAKE3, truncated to 128 bits.
+    Mac([u8; 16]),
+    /// Ed25519: R and s.
+    Ed25519([u8; 32], [u8; 32]),
+}
+
+impl Signature {
+    /// Writes the signature's bytes into `out` and returns how many (16 or 64).
+    fn to_bytes(self, out: &mut [u8; 64]) -> usize {
+        match self {
+            Signature::Mac(tag) => {
+                out[..16].copy_from_slice(&tag);
+                16
+            }
+            Signature::Ed25519(r, s) => {
+                out[..32].copy_from_slice(&r);
+                out[32..].copy_from_slice(&s);
+                64
+            }
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Signature> {
+        match bytes.len() {
+            16 => {
+                let mut tag = [0u8; 16];
+                tag.copy_from_slice(bytes);
+                Some(Signature::Mac(tag))
+            }
+            64 => {
+                let (mut r, mut s) = ([0u8; 32], [0u8; 32]);
+                r.copy_from_slice(&bytes[..32]);
+                s.copy_from_slice(&bytes[32..]);
+                Some(Signature::Ed25519(r, s))
+            }
+            _ => None,
+        }
+    }
+}
+
+// Both types serialize as one byte string (a length and a copy: far cheaper than serde's
+// element-by-element arrays), or as hex where a human reads them.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Visits a byte string given as bytes, a sequence of bytes, or a hex string.
+struct BytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes or a hex string")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+        unhex(v).ok_or_else(|| E::custom("not a hex string"))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(b) = seq.next_element::<u8>()? {
+            if out.len() >= 64 {
+                return Err(serde::de::Error::custom("too many bytes"));
+            }
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    if d.is_human_readable() {
+        d.deserialize_str(BytesVisitor)
+    } else {
+        d.deserialize_bytes(BytesVisitor)
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = deserialize_bytes(d)?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a digest has 32 bytes"))?;
+        Ok(Digest(array))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        let len = self.to_bytes(&mut buf);
+        if s.is_human_readable() {
+            s.serialize_str(&hex(&buf[..len]))
+        } else {
+            s.serialize_bytes(&buf[..len])
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = deserialize_bytes(d)?;
+        Signature::from_bytes(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("a signature has 16 or 64 bytes"))
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, head) = match self {
+            Signature::Mac(tag) => ("mac", &tag[..3]),
+            Signature::Ed25519(r, _) => ("ed25519", &r[..3]),
+        };
+        write!(f, "{scheme}:")?;
+        for b in head {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One node's signing key: only its own.
+enum SigningSecret {
+    Mac([u8; 32]),
+    Ed25519(Box<SigningKey>),
+}
+
+/// Checks any node's signatures; shared by all nodes of a run. It holds every node's
+/// verification key (for the simulated scheme: the MAC keys themselves) and deliberately
+/// has no method that produces a signature.
+pub struct Verifier {
+    keys: VerifierKeys,
+}
+
+enum VerifierKeys {
+    Mac(Vec<[u8; 32]>),
+    Ed25519(Vec<VerifyingKey>),
+}
+
+impl Verifier {
+    /// Whether `sig` is `signer`'s signature over `bytes`. Unknown signers, and
+    /// signatures of the other scheme, are invalid.
+    pub fn verify(&self, signer: NodeId, bytes: &[u8], sig: &Signature) -> bool {
+        match (&self.keys, sig) {
+            (VerifierKeys::Mac(keys), Signature::Mac(tag)) => match keys.get(signer.index()) {
+                Some(key) => mac(key, bytes) == *tag,
+                None => false,
+            },
+            (VerifierKeys::Ed25519(keys), Signature::Ed25519(r, s)) => {
+                let Some(key) = keys.get(signer.index()) else {
+                    return false;
+                };
+                let mut raw = [0u8; 64];
+                raw[..32].copy_from_slice(r);
+                raw[32..].copy_from_slice(s);
+                key.verify(bytes, &ed25519_dalek::Signature::from_bytes(&raw))
+                    .is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// How many nodes have keys.
+    pub fn nodes(&self) -> usize {
+        match &self.keys {
+            VerifierKeys::Mac(keys) => keys.len(),
+            VerifierKeys::Ed25519(keys) => keys.len(),
+        }
+    }
+}
+
+fn mac(key: &[u8; 32], bytes: &[u8]) -> [u8; 16] {
+    let full = blake3::keyed_hash(key, bytes);
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&full.as_bytes()[..16]);
+    tag
+}
+
+/// One node's view of authentication: its own signing key and the shared verifier.
+pub struct Crypto {
+    me: NodeId,
+    secret: SigningSecret,
+    verifier: Arc<Verifier>,
+}
+
+impl Crypto {
+    /// The keys of nodes `0..nodes` for one run, derived from `seed`: entry `i` signs as
+    /// node `i`. The same kind, seed and count always give the same keys.
+    pub fn generate(kind: CryptoKind, seed: u64, nodes: u32) -> Vec<Crypto> {
+        let secrets: Vec<[u8; 32]> = (0..nodes).map(|i| derive_key(kind, seed, i)).collect();
+        let keys = match kind {
+            CryptoKind::Sim => VerifierKeys::Mac(secrets.clone()),
+            CryptoKind::Real => VerifierKeys::Ed25519(
+                secrets
+                    .iter()
+                    .map(|s| SigningKey::from_bytes(s).verifying_key())
+                    .collect(),
+            ),
+        };
+        let verifier = Arc::new(Verifier { keys });
+        secrets
+            .into_iter()
+            .enumerate()
+            .map(|(i, secret)| Crypto {
+                me: NodeId(i as u32),
+                secret: match kind {
+                    CryptoKind::Sim => SigningSecret::Mac(secret),
+                    CryptoKind::Real => {
+                        SigningSecret::Ed25519(Box::new(SigningKey::from_bytes(&secret)))
+                    }
+                },
+                verifier: Arc::clone(&verifier),
+            })
+            .collect()
+    }
+
+    /// The node whose key this is.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn kind(&self) -> CryptoKind {
+        match self.secret {
+            SigningSecret::Mac(_) => CryptoKind::Sim,
+            SigningSecret::Ed25519(_) => CryptoKind::Real,
+        }
+    }
+
+    /// Signs `bytes` as this node.
+    pub fn sign(&self, bytes: &[u8]) -> Signature {
+        match &self.secret {
+            SigningSecret::Mac(key) => Signature::Mac(mac(key, bytes)),
+            SigningSecret::Ed25519(key) => {
+                let raw = key.sign(bytes).to_bytes();
+                let (mut r, mut s) = ([0u8; 32], [0u8; 32]);
+                r.copy_from_slice(&raw[..32]);
+                s.copy_from_slice(&raw[32..]);
+                Signature::Ed25519(r, s)
+            }
+        }
+    }
+
+    /// Whether `sig` is `signer`'s signature over `bytes`.
+    pub fn verify(&self, signer: NodeId, bytes: &[u8], sig: &Signature) -> bool {
+        self.verifier.verify(signer, bytes, sig)
+    }
+
+    /// The shared verifier, for code that checks but never signs.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+}
+
+impl fmt::Debug for Crypto {
+    // Never prints key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Crypto({}, {})", self.me, self.kind())
+    }
+}
+
+fn derive_key(kind: CryptoKind, seed: u64, node: u32) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_derive_key("rehearsal 2026 crypto signing key v1");
+    hasher.update(kind.to_string().as_bytes());
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&node.to_le_bytes());
+    *hasher.finalize().as_bytes()
+}
+
+/// A fixed-capacity byte buffer for the canonical bytes a signature covers: built on the
+/// stack, so signing a vote allocates nothing. Fields are fixed-width little-endian.
+pub struct Transcript {
+    buf: [u8; Transcript::CAPACITY],
+    len: usize,
+}
+
+impl Transcript {
+    pub const CAPACITY: usize = 128;
+
+    /// A transcript starting with a domain tag, so that bytes signed for one message kind
+    /// never verify as another.
+    pub fn new(tag: &[u8]) -> Self {
+        let mut t = Transcript {
+            buf: [0; Self::CAPACITY],
+            len: 0,
+        };
+        t.bytes(tag);
+        t
+    }
+
+    /// Appends `data`. Panics past [`Transcript::CAPACITY`]: transcripts have a fixed
+    /// layout per message kind, so an overflow is a programming error, not an input error.
+    pub fn bytes(&mut self, data: &[u8]) -> &mut Self {
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        self
+    }
+
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+
+    pub fn digest(&mut self, d: &Digest) -> &mut Self {
+        self.bytes(&d.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_schemes_accept_their_own_signatures_and_nothing_else() {
+        for kind in [CryptoKind::Sim, CryptoKind::Real] {
+            let nodes = Crypto::generate(kind, 1, 4);
+            let sig = nodes[2].sign(b"hello");
+            assert!(nodes[0].verify(NodeId(2), b"hello", &sig), "{kind}");
+            assert!(!nodes[0].verify(NodeId(3), b"hello", &sig), "{kind}");
+            assert!(!nodes[0].verify(NodeId(2), b"hellO", &sig), "{kind}");
+            assert!(!nodes[0].verify(NodeId(9), b"hello", &sig), "{kind}");
+        }
+    }
+
+    #[test]
+    fn keys_depend_on_the_seed_and_schemes_do_not_mix() {
+        let a = Crypto::generate(CryptoKind::Sim, 1, 2);
+        let b = Crypto::generate(CryptoKind::Sim, 2, 2);
+        let again = Crypto::generate(CryptoKind::Sim, 1, 2);
+        let sig = a[0].sign(b"m");
+        assert!(again[1].verify(NodeId(0), b"m", &sig));
+        assert!(!b[1].verify(NodeId(0), b"m", &sig));
+        let real = Crypto::generate(CryptoKind::Real, 1, 2);
+        assert!(!real[1].verify(NodeId(0), b"m", &sig));
+        assert!(!a[1].verify(NodeId(0), b"m", &real[0].sign(b"m")));
+    }
+
+    #[test]
+    fn digests_and_signatures_round_trip_through_both_encodings() {
+        let nodes = Crypto::generate(CryptoKind::Real, 1, 1);
+        let sims = Crypto::generate(CryptoKind::Sim, 1, 1);
+        let value = (Digest::of(b"x"), nodes[0].sign(b"y"), sims[0].sign(b"z"));
+        let mut buf = Vec::new();
+        rehearsal_sim_core::codec::encode_into(&value, &mut buf).unwrap();
+        assert_eq!(buf.len(), 33 + 65 + 17, "length-prefixed bytes");
+        let back: (Digest, Signature, Signature) = rehearsal_sim_core::codec::decode(&buf).unwrap();
+        assert_eq!(back, value);
+        let json = serde_json::to_string(&value.0).unwrap();
+        assert_eq!(json.len(), 66, "hex in JSON: {json}");
+        let back: Digest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, value.0);
+    }
+
+    #[test]
+    fn transcripts_separate_domains() {
+        let nodes = Crypto::generate(CryptoKind::Sim, 3, 1);
+        let mut prepare = Transcript::new(b"prepare");
+        prepare.u64(1).u64(2);
+        let mut commit = Transcript::new(b"commit");
+        commit.u64(1).u64(2);
+        let sig = nodes[0].sign(prepare.as_bytes());
+        assert!(!nodes[0].verify(NodeId(0), commit.as_bytes(), &sig));
+    }
+}

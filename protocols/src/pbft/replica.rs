@@ -1,0 +1,1135 @@
+//! A PBFT replica: the normal case (pre-prepare, prepare, commit, execute, reply),
+//! batching, checkpoints with garbage collection and watermarks, and the housekeeping
+//! tick that drives retransmission, catch-up and view-change timers. View changes are in
+//! [`super::view_change`], catch-up in [`super::catch_up`], Byzantine sends in
+//! [`super::byzantine`].
+
+use super::app::{KvStore, ReplyCache, Snapshot};
+use super::byzantine::Behavior;
+use super::messages::{
+    batch_digest, check_batch, check_pre_prepare, primary_of, Batch, Checkpoint, CommitCert, Msg,
+    NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View, ViewChange, Vote,
+};
+use super::{Config, Execution, LoadReason, Mutant, Node, Output, Timer};
+use crate::crypto::{Crypto, Digest};
+use rehearsal_sim_core::{Context, NodeId, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Messages of views this replica has not entered yet, kept until it does.
+const FUTURE_MESSAGES_MAX: usize = 1024;
+/// Uncommitted log entries whose messages one tick retransmits.
+const RETRANSMIT_ENTRIES_MAX: usize = 16;
+/// View-change timeouts stop doubling after this many consecutive view changes.
+const VIEW_CHANGE_DOUBLINGS_MAX: u32 = 6;
+
+/// The parameters a replica runs with, resolved from [`Config`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Params {
+    pub n: u32,
+    pub f: u32,
+    pub clients: u32,
+    pub keys: u32,
+    pub batch_max: usize,
+    pub in_flight_max: u64,
+    /// K.
+    pub checkpoint_interval: u64,
+    /// L.
+    pub window: u64,
+    pub tick: Duration,
+    pub view_change_timeout: Duration,
+    pub mutant: Mutant,
+}
+
+/// One sequence number's state in the current view, and what survives view changes.
+#[derive(Default)]
+pub(super) struct Entry {
+    /// The pre-prepare accepted for this sequence number in the current view.
+    pub pre_prepare: Option<Arc<PrePrepare>>,
+    /// Prepares and commits of the current view, at most one per replica (bit masks).
+    pub prepares: Vec<Vote>,
+    pub prepare_mask: u128,
+    pub commits: Vec<Vote>,
+    pub commit_mask: u128,
+    pub prepared: bool,
+    pub sent_commit: bool,
+    /// Survives view changes: the highest-view prepared certificate, for view changes.
+    pub prepared_cert: Option<PreparedCert>,
+    /// Survives view changes: the batch this sequence number is decided on (committed,
+    /// or prepared under the `no-commit` mutant), with the commits that decided it.
+    pub decided: Option<Arc<PrePrepare>>,
+    pub commit_cert: Option<CommitCert>,
+}
+
+impl Entry {
+    /// Forgets the messages of the previous view; keeps certificates and decisions.
+    pub fn reset_for_new_view(&mut self) {
+        self.pre_prepare = None;
+        self.prepares.clear();
+        self.prepare_mask = 0;
+        self.commits.clear();
+        self.commit_mask = 0;
+        self.prepared = false;
+        self.sent_commit = false;
+    }
+
+    fn matching(votes: &[Vote], digest: &Digest) -> usize {
+        votes.iter().filter(|v| v.digest == *digest).count()
+    }
+}
+
+/// Checkpoint messages received for one sequence number, one per replica.
+#[derive(Default)]
+pub(super) struct CheckpointVotes {
+    pub votes: Vec<Checkpoint>,
+    pub mask: u128,
+}
+
+/// An ongoing view change.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Changing {
+    pub target: View,
+    pub since: Time,
+}
+
+/// What a replica saves with `Context::persist`: its view and its stable checkpoint.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Durable {
+    pub view: View,
+    pub changing_to: Option<View>,
+    pub low: Seq,
+    pub stable_digest: Digest,
+    pub stable_proof: Vec<Checkpoint>,
+    pub snapshot: Option<Arc<Snapshot>>,
+}
+
+/// A PBFT replica: its view, log, checkpoints, application state and timers. Build one
+/// with [`super::actors`] (or [`Replica::restore`] after a crash); it runs inside
+/// [`Node::Replica`].
+pub struct Replica {
+    pub(super) me: NodeId,
+    pub(super) p: Params,
+    pub(super) q: Quorums,
+    pub(super) crypto: Crypto,
+
+    // View.
+    pub(super) view: View,
+    pub(super) changing: Option<Changing>,
+    /// Consecutive view changes without an execution: the timeout doubles with each.
+    pub(super) view_changes_unproductive: u32,
+    /// Per replica: the view change for the highest view it sent us.
+    pub(super) latest_vc: Vec<Option<Arc<ViewChange>>>,
+    /// The new-view message of the current view (none for view 0), forwarded to laggards.
+    pub(super) new_view: Option<Arc<NewView>>,
+    pub(super) future: VecDeque<(NodeId, Msg)>,
+
+    // Log, checkpoints, watermarks.
+    /// h, the low watermark: the last stable checkpoint.
+    pub(super) low: Seq,
+    pub(super) stable_digest: Digest,
+    pub(super) stable_proof: Vec<Checkpoint>,
+    pub(super) log: BTreeMap<Seq, Entry>,
+    pub(super) checkpoints: BTreeMap<Seq, CheckpointVotes>,
+    /// Own state at each checkpoint above h, and at h (what state transfer ships).
+    pub(super) snapshots: BTreeMap<Seq, Arc<Snapshot>>,
+
+    // The primary's proposals.
+    pub(super) next_seq: Seq,
+    pub(super) queue: VecDeque<Arc<Request>>,
+    /// Per client index: the highest request number queued or proposed in this view.
+    pub(super) queued: Vec<u64>,
+
+    // Execution.
+    pub(super) last_executed: Seq,
+    pub(super) store: KvStore,
+    pub(super) replies: ReplyCache,
+
+    // Liveness.
+    /// Per client index: the highest request known and not yet executed, with its body
+    /// when a client sent it to us (so we can propose it if we become primary).
+    pub(super) pending: Vec<(u64, Option<Arc<Request>>)>,
+    pub(super) pending_count: usize,
+    pub(super) last_progress: Time,
+    pub(super) tick_armed: bool,
+    pub(super) executed_at_last_tick: Seq,
+    /// Per replica: the highest sequence number and view seen in its signed messages.
+    pub(super) claimed_seq: Vec<Seq>,
+    pub(super) claimed_view: Vec<View>,
+
+    /// Rebuilt after a crash: announce the state it restarted from, and catch up.
+    pub(super) restarted: bool,
+
+    // Test-only fault injection.
+    pub(super) byzantine: Option<Behavior>,
+    pub(super) announce_byzantine: bool,
+}
+
+impl Replica {
+    pub fn new(config: &Config, crypto: Crypto) -> Self {
+        let p = Params {
+            n: config.replicas(),
+            f: config.f,
+            clients: config.clients,
+            keys: config.keys,
+            batch_max: config.batch_max,
+            in_flight_max: config.in_flight_max(),
+            checkpoint_interval: config.checkpoint_interval,
+            window: config.watermark_window,
+            tick: config.tick,
+            view_change_timeout: config.view_change_timeout,
+            mutant: config.mutant,
+        };
+        let q = Quorums {
+            n: p.n,
+            f: p.f,
+            commit: if p.mutant == Mutant::SmallCommitQuorum {
+                2 * p.f as usize
+            } else {
+                2 * p.f as usize + 1
+            },
+            check_digest: p.mutant != Mutant::NoDigestCheck,
+        };
+        let n = p.n as usize;
+        let clients = p.clients as usize;
+        let store = KvStore::new(p.keys);
+        let replies = ReplyCache::new(p.clients);
+        let initial = Arc::new(Snapshot {
+            store: store.clone(),
+            replies: replies.clone(),
+        });
+        Replica {
+            me: crypto.me(),
+            p,
+            q,
+            crypto,
+            view: 0,
+            changing: None,
+            view_changes_unproductive: 0,
+            latest_vc: vec![None; n],
+            new_view: None,
+            future: VecDeque::new(),
+            low: 0,
+            stable_digest: initial.digest(),
+            stable_proof: Vec::new(),
+            log: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            snapshots: BTreeMap::from([(0, initial)]),
+            next_seq: 1,
+            queue: VecDeque::new(),
+            queued: vec![0; clients],
+            last_executed: 0,
+            store,
+            replies,
+            pending: vec![(0, None); clients],
+            pending_count: 0,
+            last_progress: Time::ZERO,
+            tick_armed: false,
+            executed_at_last_tick: 0,
+            claimed_seq: vec![0; n],
+            claimed_view: vec![0; n],
+            byzantine: None,
+            restarted: false,
+            announce_byzantine: false,
+        }
+    }
+
+    /// A replica rebuilt after a crash from what it saved (or from scratch).
+    pub fn restore(config: &Config, crypto: Crypto, durable: Option<&[u8]>) -> Self {
+        let mut r = Replica::new(config, crypto);
+        r.restarted = true;
+        let Some(d) = durable.and_then(|b| rehearsal_sim_core::codec::decode::<Durable>(b).ok())
+        else {
+            return r;
+        };
+        r.view = d.view;
+        r.changing = d.changing_to.map(|target| Changing {
+            target,
+            since: Time::ZERO,
+        });
+        if let Some(snapshot) = d.snapshot.filter(|s| s.digest() == d.stable_digest) {
+            r.low = d.low;
+            r.stable_digest = d.stable_digest;
+            r.stable_proof = d.stable_proof;
+            r.store = snapshot.store.clone();
+            r.replies = snapshot.replies.clone();
+            r.last_executed = d.low;
+            r.executed_at_last_tick = d.low;
+            r.next_seq = d.low + 1;
+            r.snapshots = BTreeMap::from([(d.low, snapshot)]);
+            for (i, number) in r.replies.executed().collect::<Vec<_>>() {
+                r.queued[i] = number;
+            }
+        } else if d.low > 0 {
+            // The checkpoint is known stable, but this replica never had its state: it
+            // starts from nothing and fetches that state from the others.
+            r.low = d.low;
+            r.stable_digest = d.stable_digest;
+            r.stable_proof = d.stable_proof;
+            r.next_seq = d.low + 1;
+            r.snapshots.clear();
+        }
+        r
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// Whether a view change is under way.
+    pub fn changing_view(&self) -> bool {
+        self.changing.is_some()
+    }
+
+    pub fn last_executed(&self) -> Seq {
+        self.last_executed
+    }
+
+    /// The low watermark: the last stable checkpoint.
+    pub fn low_watermark(&self) -> Seq {
+        self.low
+    }
+
+    /// Log entries held (at most about one watermark window once checkpoints are stable).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// The digest of the current application state (store and reply cache).
+    pub fn state_digest(&self) -> Digest {
+        Snapshot {
+            store: self.store.clone(),
+            replies: self.replies.clone(),
+        }
+        .digest()
+    }
+
+    pub fn byzantine(&self) -> Option<Behavior> {
+        self.byzantine
+    }
+
+    // ---- Roles and helpers --------------------------------------------------------------
+
+    pub(super) fn primary(&self) -> NodeId {
+        primary_of(self.view, self.p.n)
+    }
+
+    pub(super) fn is_primary(&self) -> bool {
+        self.primary() == self.me
+    }
+
+    pub(super) fn is_replica(&self, node: NodeId) -> bool {
+        node.0 < self.p.n
+    }
+
+    pub(super) fn is_client(&self, node: NodeId) -> bool {
+        node.0 >= self.p.n && node.0 - self.p.n < self.p.clients
+    }
+
+    pub(super) fn client_index(&self, client: NodeId) -> usize {
+        (client.0 - self.p.n) as usize
+    }
+
+    pub(super) fn others(&self) -> impl Iterator<Item = NodeId> + 'static {
+        let me = self.me;
+        (0..self.p.n).map(NodeId).filter(move |&r| r != me)
+    }
+
+    /// The high watermark H = h + L.
+    pub(super) fn high(&self) -> Seq {
+        self.low.saturating_add(self.p.window)
+    }
+
+    /// Whether `seq` lies within the watermarks (always, under the `no-watermarks` mutant).
+    pub(super) fn in_window(&self, seq: Seq) -> bool {
+        self.p.mutant == Mutant::NoWatermarks || (seq > self.low && seq <= self.high())
+    }
+
+    pub(super) fn drop_msg(&self, cx: &mut Context<Node>, kind: &str, from: NodeId, why: &str) {
+        cx.annotate(format!("drop {kind} from {from}: {why}"));
+    }
+
+    pub(super) fn view_change_timeout(&self) -> Duration {
+        let doublings = self
+            .view_changes_unproductive
+            .saturating_sub(1)
+            .min(VIEW_CHANGE_DOUBLINGS_MAX);
+        self.p.view_change_timeout * (1 << doublings)
+    }
+
+    /// Records what a replica's signed message says it has reached.
+    pub(super) fn note_claim(&mut self, replica: u32, view: View, seq: Seq) {
+        if let Some(s) = self.claimed_seq.get_mut(replica as usize) {
+            *s = (*s).max(seq);
+        }
+        if let Some(v) = self.claimed_view.get_mut(replica as usize) {
+            *v = (*v).max(view);
+        }
+    }
+
+    /// The (f+1)-th highest value among the other replicas' claims: at least one correct
+    /// replica has reached it.
+    pub(super) fn vouched(&self, claims: &[u64]) -> u64 {
+        let mut others: Vec<u64> = claims
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 != self.me.0)
+            .map(|(_, &c)| c)
+            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        others.get(self.p.f as usize).copied().unwrap_or(0)
+    }
+
+    // ---- Sending ------------------------------------------------------------------------
+
+    /// Sends to one node, through the Byzantine behaviour if any.
+    pub(super) fn send(&mut self, cx: &mut Context<Node>, to: NodeId, msg: Msg) {
+        match self.byzantine {
+            None => cx.send(to, msg),
+            Some(behavior) => self.send_byzantine(behavior, cx, vec![to], msg),
+        }
+    }
+
+    /// Sends to every other replica, through the Byzantine behaviour if any.
+    pub(super) fn multicast(&mut self, cx: &mut Context<Node>, msg: Msg) {
+        match self.byzantine {
+            None => cx.broadcast(self.others(), msg),
+            Some(behavior) => {
+                let to = self.others().collect();
+                self.send_byzantine(behavior, cx, to, msg)
+            }
+        }
+    }
+
+    /// Saves the view and the stable checkpoint (with its state, if this replica has it):
+    /// called whenever either changes.
+    pub(super) fn save(&self, cx: &mut Context<Node>) {
+        let durable = Durable {
+            view: self.view,
+            changing_to: self.changing.map(|c| c.target),
+            low: self.low,
+            stable_digest: self.stable_digest,
+            stable_proof: self.stable_proof.clone(),
+            snapshot: self.snapshots.get(&self.low).cloned(),
+        };
+        if let Err(e) = cx.persist(&durable) {
+            cx.annotate(format!("could not save durable state: {e}"));
+        }
+    }
+
+    // ---- Handlers -----------------------------------------------------------------------
+
+    pub(super) fn on_start(&mut self, cx: &mut Context<Node>) {
+        self.last_progress = cx.now();
+        if let Some(c) = self.changing.as_mut() {
+            c.since = cx.now();
+        }
+        if self.restarted {
+            // Say where this replica's state now stands (checks count from there), and
+            // ask the others what happened meanwhile.
+            let executed = self.executed_table();
+            cx.output(Output::StateLoaded {
+                seq: self.last_executed,
+                digest: self.state_digest(),
+                reason: LoadReason::Restart,
+                executed,
+            });
+            self.send_fetch(cx);
+            self.arm_tick(cx);
+        }
+    }
+
+    pub(super) fn executed_table(&self) -> Vec<(NodeId, u64)> {
+        self.replies
+            .executed()
+            .map(|(i, number)| (NodeId(self.p.n + i as u32), number))
+            .collect()
+    }
+
+    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
+        self.announce(cx);
+        self.dispatch(from, msg, cx);
+        self.after_event(cx);
+    }
+
+    pub(super) fn dispatch(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
+        match msg {
+            Msg::Request(request) => self.on_request(from, request, cx),
+            Msg::PrePrepare(pp) => self.on_pre_prepare(from, pp, cx),
+            Msg::Prepare(vote) => self.on_vote(from, Phase::Prepare, vote, cx),
+            Msg::Commit(vote) => self.on_vote(from, Phase::Commit, vote, cx),
+            Msg::Checkpoint(c) => self.on_checkpoint(from, *c, cx),
+            Msg::ViewChange(vc) => self.on_view_change(from, vc, cx),
+            Msg::NewView(nv) => self.on_new_view(from, nv, cx),
+            Msg::Fetch(f) => self.on_fetch(from, f, cx),
+            Msg::FetchReply(r) => self.on_fetch_reply(from, r, cx),
+            Msg::Reply(_) => self.drop_msg(cx, "reply", from, "replicas take no replies"),
+        }
+    }
+
+    /// After every event: keep the housekeeping tick running while there is work.
+    fn after_event(&mut self, cx: &mut Context<Node>) {
+        if !self.tick_armed && self.has_work() {
+            self.arm_tick(cx);
+        }
+    }
+
+    pub(super) fn arm_tick(&mut self, cx: &mut Context<Node>) {
+        if !self.tick_armed {
+            self.tick_armed = true;
+            cx.set_timer(self.p.tick, Timer::Tick);
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.changing.is_some()
+            || self.pending_count > 0
+            || !self.queue.is_empty()
+            // Entries holding only stray votes (a faulty replica's) are not work.
+            || self
+                .log
+                .range(self.last_executed + 1..)
+                .any(|(_, e)| e.pre_prepare.is_some() || e.decided.is_some())
+            || self.vouched(&self.claimed_seq) > self.last_executed
+            || self.vouched(&self.claimed_view) > self.view
+    }
+
+    // ---- Requests -----------------------------------------------------------------------
+
+    fn on_request(&mut self, from: NodeId, request: Arc<Request>, cx: &mut Context<Node>) {
+        if !self.is_client(request.client) {
+            return self.drop_msg(cx, "request", from, "not from a client");
+        }
+        if !self.is_replica(from) && from != request.client {
+            return self.drop_msg(cx, "request", from, "sent on behalf of another client");
+        }
+        if !request.verify(&self.crypto) {
+            return self.drop_msg(cx, "request", from, "bad client signature");
+        }
+        let ci = self.client_index(request.client);
+        let (last, result) = self.replies.get(ci).unwrap_or((0, 0));
+        if request.number <= last {
+            if request.number == last && from == request.client {
+                // The client missed our reply: send it again, do not execute again.
+                self.reply(cx, request.client, last, result);
+            }
+            return;
+        }
+        // Every replica, the primary included, suspects the current view once a request it
+        // knows of waits too long: a primary whose proposals cannot commit (its backups
+        // moved to another view while it was cut off, say) must give way too.
+        self.note_pending(ci, request.number, Some(Arc::clone(&request)), cx.now());
+        if self.changing.is_none() && self.is_primary() {
+            if request.number > self.queued[ci] {
+                self.queued[ci] = request.number;
+                self.queue.push_back(request);
+                self.try_propose(cx);
+            }
+            return;
+        }
+        // A backup: the client suspects the primary. Relay the request to it.
+        if from == request.client && self.changing.is_none() {
+            let primary = self.primary();
+            self.send(cx, primary, Msg::Request(request));
+        }
+    }
+
+    /// Records that request `number` of client `ci` waits to execute (with its body, to
+    /// propose it should this replica become primary).
+    pub(super) fn note_pending(
+        &mut self,
+        ci: usize,
+        number: u64,
+        body: Option<Arc<Request>>,
+        now: Time,
+    ) {
+        let executed = self.replies.get(ci).map_or(0, |e| e.0);
+        if number <= executed || ci >= self.pending.len() {
+            return;
+        }
+        // A slot is either empty (0) or holds a request above the executed one: executing
+        // or loading state empties every slot it covers.
+        if self.pending[ci].0 == 0 {
+            if self.pending_count == 0 {
+                // The view-change timer measures from when there is something to wait for.
+                self.last_progress = now;
+            }
+            self.pending_count += 1;
+        }
+        let slot = &mut self.pending[ci];
+        if number > slot.0 {
+            *slot = (number, body);
+        } else if number == slot.0 && slot.1.is_none() {
+            slot.1 = body;
+        }
+    }
+
+    /// The primary assigns sequence numbers to queued requests while the in-flight bound
+    /// and the high watermark allow.
+    pub(super) fn try_propose(&mut self, cx: &mut Context<Node>) {
+        while self.changing.is_none() && self.is_primary() && !self.queue.is_empty() {
+            let in_flight = (self.next_seq - 1).saturating_sub(self.last_executed);
+            if in_flight >= self.p.in_flight_max || !self.in_window(self.next_seq) {
+                return;
+            }
+            let mut batch = Vec::with_capacity(self.queue.len().min(self.p.batch_max));
+            while batch.len() < self.p.batch_max {
+                let Some(request) = self.queue.pop_front() else {
+                    break;
+                };
+                let ci = self.client_index(request.client);
+                if self.replies.get(ci).is_some_and(|e| e.0 >= request.number) {
+                    continue; // executed meanwhile (through another view's proposal)
+                }
+                batch.push(Arc::unwrap_or_clone(request));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let batch: Batch = batch.into();
+            let pp = Arc::new(PrePrepare::signed(&self.crypto, self.view, seq, batch));
+            let entry = self.log.entry(seq).or_default();
+            entry.pre_prepare = Some(Arc::clone(&pp));
+            self.multicast(cx, Msg::PrePrepare(pp));
+            self.advance(seq, cx);
+        }
+    }
+
+    // ---- Pre-prepare, prepare, commit ---------------------------------------------------
+
+    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+        if from != primary_of(pp.view, self.p.n) {
+            return self.drop_msg(cx, "pre-prepare", from, "not from the primary of its view");
+        }
+        if !pp.verify_signature(&self.crypto, self.p.n) {
+            return self.drop_msg(cx, "pre-prepare", from, "bad signature");
+        }
+        self.note_claim(from.0, pp.view, pp.seq);
+        if !self.in_current_view(from, pp.view, || Msg::PrePrepare(Arc::clone(&pp)), cx) {
+            return;
+        }
+        if from == self.me {
+            return;
+        }
+        if !self.in_window(pp.seq) {
+            let why = format!(
+                "sequence {} outside watermarks ({}, {}]",
+                pp.seq,
+                self.low,
+                self.high()
+            );
+            return self.drop_msg(cx, "pre-prepare", from, &why);
+        }
+        if let Some(existing) = self.log.get(&pp.seq).and_then(|e| e.pre_prepare.as_ref()) {
+            if existing.digest != pp.digest {
+                let why = format!(
+                    "conflicts with the accepted pre-prepare for {} in view {}",
+                    pp.seq, pp.view
+                );
+                return self.drop_msg(cx, "pre-prepare", from, &why);
+            }
+            return; // a retransmission of what we accepted
+        }
+        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q) {
+            return self.drop_msg(cx, "pre-prepare", from, &why);
+        }
+        if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c)) {
+            return self.drop_msg(cx, "pre-prepare", from, &why);
+        }
+        self.accept_pre_prepare(pp, cx);
+    }
+
+    /// Accepts a valid pre-prepare of the current view: log it, prepare it.
+    pub(super) fn accept_pre_prepare(&mut self, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+        // Requests learnt from a pre-prepare do not start the view-change timer: only a
+        // client's retransmission to every replica (the client suspects the primary) does.
+        // A backup cut off by a partition then does not start a view change on its own,
+        // which would leave it outside the others' view until their next view change.
+        let seq = pp.seq;
+        let entry = self.log.entry(seq).or_default();
+        entry.pre_prepare = Some(Arc::clone(&pp));
+        if primary_of(pp.view, self.p.n) != self.me {
+            let vote = Vote::signed(&self.crypto, Phase::Prepare, pp.view, seq, pp.digest);
+            Self::record_vote(entry, Phase::Prepare, vote);
+            self.multicast(cx, Msg::Prepare(Arc::new(vote)));
+        }
+        self.advance(seq, cx);
+    }
+
+    /// Whether a normal-case message of `view` can be processed now; messages of later
+    /// views wait until this replica enters them, earlier ones are dropped.
+    fn in_current_view(
+        &mut self,
+        from: NodeId,
+        view: View,
+        msg: impl FnOnce() -> Msg,
+        cx: &mut Context<Node>,
+    ) -> bool {
+        if view == self.view && self.changing.is_none() {
+            return true;
+        }
+        let msg = msg();
+        if view > self.view {
+            if self.future.len() < FUTURE_MESSAGES_MAX {
+                self.future.push_back((from, msg));
+            } else {
+                self.drop_msg(cx, msg.kind(), from, "too many messages of future views");
+            }
+            return false;
+        }
+        let why = if view < self.view {
+            format!("stale view {view} (in view {})", self.view)
+        } else {
+            format!("view {view} is being changed")
+        };
+        self.drop_msg(cx, msg.kind(), from, &why);
+        false
+    }
+
+    fn record_vote(entry: &mut Entry, phase: Phase, vote: Vote) -> bool {
+        let bit = 1u128 << vote.replica;
+        let (votes, mask) = match phase {
+            Phase::Prepare => (&mut entry.prepares, &mut entry.prepare_mask),
+            Phase::Commit => (&mut entry.commits, &mut entry.commit_mask),
+        };
+        if *mask & bit != 0 {
+            return false;
+        }
+        *mask |= bit;
+        votes.push(vote);
+        true
+    }
+
+    fn on_vote(&mut self, from: NodeId, phase: Phase, vote: Arc<Vote>, cx: &mut Context<Node>) {
+        let kind = match phase {
+            Phase::Prepare => "prepare",
+            Phase::Commit => "commit",
+        };
+        if !self.is_replica(from) || vote.replica != from.0 {
+            return self.drop_msg(cx, kind, from, "not the voter's own vote");
+        }
+        if phase == Phase::Prepare && from == primary_of(vote.view, self.p.n) {
+            return self.drop_msg(cx, kind, from, "the primary does not prepare");
+        }
+        if !vote.verify(&self.crypto, phase) {
+            return self.drop_msg(cx, kind, from, "bad signature");
+        }
+        self.note_claim(from.0, vote.view, vote.seq);
+        let msg = || match phase {
+            Phase::Prepare => Msg::Prepare(Arc::clone(&vote)),
+            Phase::Commit => Msg::Commit(Arc::clone(&vote)),
+        };
+        if !self.in_current_view(from, vote.view, msg, cx) {
+            return;
+        }
+        if !self.in_window(vote.seq) {
+            if vote.seq > self.last_executed {
+                let why = format!(
+                    "sequence {} outside watermarks ({}, {}]",
+                    vote.seq,
+                    self.low,
+                    self.high()
+                );
+                self.drop_msg(cx, kind, from, &why);
+            }
+            return; // a late vote for something garbage-collected: nothing to do
+        }
+        let entry = self.log.entry(vote.seq).or_default();
+        if Self::record_vote(entry, phase, *vote) {
+            self.advance(vote.seq, cx);
+        }
+    }
+
+    /// Moves one sequence number forward: prepared, committed, executed.
+    pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<Node>) {
+        let Some(entry) = self.log.get_mut(&seq) else {
+            return;
+        };
+        let Some(pp) = entry.pre_prepare.clone() else {
+            return;
+        };
+        let primary = primary_of(pp.view, self.p.n);
+        if !entry.prepared {
+            // The primary's pre-prepare stands for its vote; prepares come from backups.
+            let prepares = Entry::matching(&entry.prepares, &pp.digest);
+            if prepares < self.q.prepared() {
+                return;
+            }
+            entry.prepared = true;
+            let prepares: Vec<Vote> = entry
+                .prepares
+                .iter()
+                .filter(|v| v.digest == pp.digest && NodeId(v.replica) != primary)
+                .take(self.q.prepared())
+                .copied()
+                .collect();
+            entry.prepared_cert = Some(PreparedCert {
+                pre_prepare: Arc::clone(&pp),
+                prepares,
+            });
+            if self.p.mutant == Mutant::NoCommit && entry.decided.is_none() {
+                entry.decided = Some(Arc::clone(&pp));
+            }
+        }
+        if !entry.sent_commit {
+            entry.sent_commit = true;
+            let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
+            Self::record_vote(entry, Phase::Commit, vote);
+            self.multicast(cx, Msg::Commit(Arc::new(vote)));
+        }
+        let entry = self.log.get_mut(&seq).expect("present above");
+        if entry.commit_cert.is_none()
+            && Entry::matching(&entry.commits, &pp.digest) >= self.q.commit
+        {
+            let commits: Vec<Vote> = entry
+                .commits
+                .iter()
+                .filter(|v| v.digest == pp.digest)
+                .copied()
+                .collect();
+            entry.commit_cert = Some(CommitCert {
+                pre_prepare: Arc::clone(&pp),
+                commits,
+            });
+            if entry.decided.is_none() {
+                entry.decided = Some(pp);
+            }
+        }
+        self.execute_ready(cx);
+    }
+
+    // ---- Execution ----------------------------------------------------------------------
+
+    /// Executes decided batches in sequence order, as far as they go.
+    pub(super) fn execute_ready(&mut self, cx: &mut Context<Node>) {
+        let mut progressed = false;
+        loop {
+            let seq = self.last_executed + 1;
+            let Some(pp) = self.log.get(&seq).and_then(|e| e.decided.clone()) else {
+                break;
+            };
+            self.execute(seq, &pp, cx);
+            progressed = true;
+        }
+        if progressed {
+            self.last_progress = cx.now();
+            self.view_changes_unproductive = 0;
+            self.try_propose(cx);
+        }
+    }
+
+    fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<Node>) {
+        let mut executed = Vec::with_capacity(pp.batch.len());
+        for request in pp.batch.iter() {
+            if !self.is_client(request.client) {
+                continue; // unreachable for checked batches; never index out of range
+            }
+            let ci = self.client_index(request.client);
+            let (last, cached) = self.replies.get(ci).unwrap_or((0, 0));
+            if request.number > last {
+                let result = self.store.apply(&request.op);
+                self.replies.set(ci, request.number, result);
+                executed.push(Execution {
+                    client: request.client,
+                    number: request.number,
+                    op: request.op,
+                    result,
+                });
+                self.reply(cx, request.client, request.number, result);
+            } else if request.number == last {
+                self.reply(cx, request.client, last, cached);
+            }
+            if self.pending[ci].0 != 0 && self.pending[ci].0 <= request.number.max(last) {
+                self.pending[ci] = (0, None);
+                self.pending_count -= 1;
+            }
+        }
+        self.last_executed = seq;
+        // With the digest checked on arrival the claimed digest is the batch's; without
+        // (the `no-digest-check` mutant) report what was really executed.
+        let digest = if self.q.check_digest {
+            pp.digest
+        } else {
+            batch_digest(&pp.batch)
+        };
+        cx.output(Output::Executed {
+            seq,
+            view: pp.view,
+            digest,
+            requests: executed,
+        });
+        if seq % self.p.checkpoint_interval == 0 {
+            self.take_checkpoint(seq, cx);
+        }
+    }
+
+    pub(super) fn reply(
+        &mut self,
+        cx: &mut Context<Node>,
+        client: NodeId,
+        number: u64,
+        result: u64,
+    ) {
+        let reply = Reply::signed(&self.crypto, self.view, client, number, result);
+        self.send(cx, client, Msg::Reply(Arc::new(reply)));
+    }
+
+    // ---- Checkpoints and garbage collection ---------------------------------------------
+
+    fn take_checkpoint(&mut self, seq: Seq, cx: &mut Context<Node>) {
+        let snapshot = Arc::new(Snapshot {
+            store: self.store.clone(),
+            replies: self.replies.clone(),
+        });
+        let digest = snapshot.digest();
+        self.snapshots.insert(seq, snapshot);
+        cx.output(Output::Checkpointed { seq, digest });
+        let checkpoint = Checkpoint::signed(&self.crypto, seq, digest);
+        self.multicast(cx, Msg::Checkpoint(Arc::new(checkpoint)));
+        self.record_checkpoint(checkpoint, cx);
+    }
+
+    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<Node>) {
+        if !self.is_replica(from) || c.replica != from.0 {
+            return self.drop_msg(cx, "checkpoint", from, "not the replica's own checkpoint");
+        }
+        if c.seq % self.p.checkpoint_interval != 0 || c.seq == 0 {
+            return self.drop_msg(cx, "checkpoint", from, "not at a checkpoint interval");
+        }
+        if !c.verify(&self.crypto) {
+            return self.drop_msg(cx, "checkpoint", from, "bad signature");
+        }
+        self.note_claim(from.0, 0, c.seq);
+        self.record_checkpoint(c, cx);
+    }
+
+    fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<Node>) {
+        // Far-future checkpoints only count as evidence that we fell behind; storing them
+        // would let one replica fill our memory.
+        if c.seq <= self.low || c.seq > self.high().saturating_add(self.p.window) {
+            return;
+        }
+        let votes = self.checkpoints.entry(c.seq).or_default();
+        let bit = 1u128 << c.replica;
+        if votes.mask & bit != 0 {
+            return;
+        }
+        votes.mask |= bit;
+        votes.votes.push(c);
+        let matching: Vec<Checkpoint> = votes
+            .votes
+            .iter()
+            .filter(|v| v.digest == c.digest)
+            .copied()
+            .collect();
+        if matching.len() >= self.q.stable() {
+            self.make_stable(c.seq, c.digest, matching, cx);
+        }
+    }
+
+    /// A checkpoint became stable: move the low watermark and discard what it covers.
+    pub(super) fn make_stable(
+        &mut self,
+        seq: Seq,
+        digest: Digest,
+        proof: Vec<Checkpoint>,
+        cx: &mut Context<Node>,
+    ) {
+        if seq <= self.low {
+            return;
+        }
+        if let Some(own) = self.snapshots.get(&seq) {
+            if own.digest() != digest {
+                // Only a faulty replica (or a mutant) gets here; the checks report it.
+                cx.annotate(format!(
+                    "my state at checkpoint {seq} differs from the stable one"
+                ));
+                self.snapshots.remove(&seq);
+            }
+        }
+        self.low = seq;
+        self.stable_digest = digest;
+        self.stable_proof = proof;
+        self.log = self.log.split_off(&(seq + 1));
+        self.checkpoints = self.checkpoints.split_off(&(seq + 1));
+        self.snapshots = self.snapshots.split_off(&seq);
+        if self.next_seq <= seq {
+            self.next_seq = seq + 1;
+        }
+        self.save(cx);
+        if self.last_executed < seq {
+            // The others moved on without us: fetch the state at the stable checkpoint.
+            self.send_fetch(cx);
+        }
+        self.try_propose(cx);
+    }
+
+    // ---- Housekeeping -------------------------------------------------------------------
+
+    pub(super) fn on_tick(&mut self, cx: &mut Context<Node>) {
+        self.announce(cx);
+        self.tick_armed = false;
+        let now = cx.now();
+        let stalled = self.last_executed == self.executed_at_last_tick;
+        self.executed_at_last_tick = self.last_executed;
+        match self.changing {
+            Some(changing) => {
+                // A view change for a later view supports this one too: its sender has
+                // left every earlier view.
+                let supporters = self
+                    .latest_vc
+                    .iter()
+                    .flatten()
+                    .filter(|vc| vc.new_view >= changing.target)
+                    .count();
+                // As in PBFT, the timer that moves on to the next view runs only once
+                // 2f+1 replicas want this one; until then, keep asking.
+                if supporters >= self.q.stable()
+                    && now.saturating_sub(changing.since) >= self.view_change_timeout()
+                {
+                    self.start_view_change(changing.target.saturating_add(1), cx);
+                } else {
+                    self.resend_view_change(cx);
+                }
+            }
+            None => {
+                if self.pending_count > 0
+                    && now.saturating_sub(self.last_progress) >= self.view_change_timeout()
+                {
+                    cx.annotate(format!(
+                        "suspect primary {} of view {}: no request executed for {:?}",
+                        self.primary(),
+                        self.view,
+                        now.saturating_sub(self.last_progress)
+                    ));
+                    self.start_view_change(self.view.saturating_add(1), cx);
+                } else if stalled {
+                    self.retransmit(cx);
+                }
+            }
+        }
+        if stalled
+            && (self.vouched(&self.claimed_seq) > self.last_executed
+                || self.vouched(&self.claimed_view) > self.view)
+        {
+            self.send_fetch(cx);
+        }
+        if self.has_work() {
+            self.arm_tick(cx);
+        }
+    }
+
+    /// Re-sends this replica's messages for the first uncommitted log entries and its
+    /// checkpoints that are not stable yet, in case they were lost.
+    fn retransmit(&mut self, cx: &mut Context<Node>) {
+        let mut out = Vec::new();
+        for (_, entry) in self
+            .log
+            .range(self.last_executed + 1..)
+            .filter(|(_, e)| e.commit_cert.is_none())
+            .take(RETRANSMIT_ENTRIES_MAX)
+        {
+            let Some(pp) = &entry.pre_prepare else {
+                continue;
+            };
+            if self.is_primary() {
+                out.push(Msg::PrePrepare(Arc::clone(pp)));
+            }
+            for vote in entry.prepares.iter().filter(|v| v.replica == self.me.0) {
+                out.push(Msg::Prepare(Arc::new(*vote)));
+            }
+            for vote in entry.commits.iter().filter(|v| v.replica == self.me.0) {
+                out.push(Msg::Commit(Arc::new(*vote)));
+            }
+        }
+        // Our checkpoints that are not stable yet: lost checkpoint messages would otherwise
+        // hold the watermarks back for good.
+        for votes in self.checkpoints.values() {
+            for c in votes.votes.iter().filter(|c| c.replica == self.me.0) {
+                out.push(Msg::Checkpoint(Arc::new(*c)));
+            }
+        }
+        for msg in out {
+            self.multicast(cx, msg);
+        }
+    }
+
+    pub(super) fn waiting_for(&self) -> Option<String> {
+        if let Some(c) = self.changing {
+            return Some(format!(
+                "a new view {} (have view changes from {} replicas)",
+                c.target,
+                self.latest_vc
+                    .iter()
+                    .flatten()
+                    .filter(|vc| vc.new_view == c.target)
+                    .count()
+            ));
+        }
+        let next = self.last_executed + 1;
+        if let Some((entry, pp)) = self
+            .log
+            .get(&next)
+            .and_then(|e| e.pre_prepare.as_ref().map(|pp| (e, pp)))
+        {
+            return Some(format!(
+                "sequence {next} in view {}: {} of {} prepares, {} of {} commits",
+                self.view,
+                Entry::matching(&entry.prepares, &pp.digest),
+                self.q.prepared(),
+                Entry::matching(&entry.commits, &pp.digest),
+                self.q.commit
+            ));
+        }
+        let vouched = self.vouched(&self.claimed_seq);
+        if vouched > self.last_executed {
+            return Some(format!(
+                "catching up from sequence {next} to {vouched}, which f+1 replicas reached"
+            ));
+        }
+        if self.pending_count > 0 {
+            return Some(format!(
+                "{} pending requests to be ordered by primary {}",
+                self.pending_count,
+                self.primary()
+            ));
+        }
+        None
+    }
+
+    /// Installs the state at a stable checkpoint (state transfer or a new view's
+    /// checkpoint), discarding everything it covers.
+    pub(super) fn load_state(&mut self, seq: Seq, snapshot: Arc<Snapshot>, cx: &mut Context<Node>) {
+        self.store = snapshot.store.clone();
+        self.replies = snapshot.replies.clone();
+        self.last_executed = seq;
+        self.last_progress = cx.now();
+        self.snapshots.insert(seq, Arc::clone(&snapshot));
+        // Pending requests the state already covers are done.
+        for ci in 0..self.pending.len() {
+            let executed = self.replies.get(ci).map_or(0, |e| e.0);
+            if self.pending[ci].0 != 0 && self.pending[ci].0 <= executed {
+                self.pending[ci] = (0, None);
+                self.pending_count -= 1;
+            }
+            self.queued[ci] = self.queued[ci].max(executed);
+        }
+        let executed = self.executed_table();
+        cx.output(Output::StateLoaded {
+            seq,
+            digest: snapshot.digest(),
+            reason: LoadReason::Transfer,
+            executed,
+        });
+        cx.annotate(format!("state transfer: now at checkpoint {seq}"));
+        self.execute_ready(cx);
+    }
+}
