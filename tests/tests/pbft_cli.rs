@@ -60,7 +60,7 @@ fn every_mutant_is_caught_and_the_correct_protocol_passes_the_same_seeds() {
         let broken = run(scenario, Some(mutant));
         assert_eq!(broken.status, 1, "{mutant} not caught: {}", broken.stdout);
         assert!(
-            broken.stdout.contains(&format!("{invariant}")),
+            broken.stdout.contains(invariant),
             "{mutant}: expected {invariant}: {}",
             broken.stdout
         );
