@@ -1,7 +1,19 @@
-//! Real deployments: `rehearsal node` runs one node of a cluster file over TCP,
-//! `rehearsal cluster` launches a whole cluster of node processes on loopback, measures it
-//! and checks the protocol's invariants on what the nodes output, and `rehearsal bench tcp`
-//! measures what the node runtime costs against plain `std::net` sockets.
+//! Real deployments: `rehearsal node` runs one node of a cluster file over TCP or DPDK,
+//! `rehearsal cluster` launches a whole cluster of node processes on loopback (or, over
+//! DPDK, two nodes joined by a memif link), measures it and checks the protocol's
+//! invariants on what the nodes output, and `rehearsal bench tcp` measures what the node
+//! runtime costs against plain `std::net` sockets.
+//!
+//! # Nodes over DPDK
+//!
+//! With the `dpdk` feature, `rehearsal node --transport dpdk` runs a node on the device its
+//! `[[node]]` entry names in `dpdk = { port, mac, eal_args }` (see
+//! [`rehearsal_hardware::cluster`]): it initialises DPDK's EAL for its process, creates or
+//! finds the device, and sends to every other node of the file at that node's `mac`. It
+//! waits for the port's link (for memif, the other end's process) before it starts its
+//! actor, and otherwise behaves as over TCP: same `ready`, `done` and `summary` lines, same
+//! `--controlled` protocol, signals and outputs file. `rehearsal cluster --transport dpdk`
+//! launches two such nodes joined by a memif link in its working directory.
 //!
 //! # How the launcher talks to its nodes
 //!
@@ -27,10 +39,11 @@ use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
 use crate::config::Protocol;
 use clap::Args;
 use rehearsal_hardware::bench_tcp::{self, TcpBenchConfig, TcpBenchReport};
+use rehearsal_hardware::cluster::{DpdkNode, MacAddr};
 use rehearsal_hardware::{
     check_invariants, encode_message, ClusterConfig, ClusterError, LatencyHistogram,
     LatencySummary, NodeConfig, NodeRuntime, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
-    TcpMonitor, TcpTransport, TransportKind,
+    TcpMonitor, TcpTransport, Transport, TransportKind,
 };
 use rehearsal_protocols::{benaloh, unreplicated};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
@@ -70,7 +83,7 @@ impl TransportArg {
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
     /// The cluster file (TOML): protocol, seed, and one [[node]] per node with id, role,
-    /// address (tcp) and dpdk = { port, mac } (dpdk).
+    /// address (tcp) and dpdk = { port = "DEVICE", mac } (dpdk).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// This node's id in the cluster file.
@@ -79,7 +92,8 @@ pub struct NodeArgs {
     /// Transport to run over.
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
     pub transport: TransportArg,
-    /// Stop after this long (e.g. 30s) [default: run until SIGINT or SIGTERM].
+    /// Stop after this long (e.g. 30s), waits for the peer included [default: run until
+    /// SIGINT or SIGTERM].
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
     /// Write every output of the node to FILE, one JSON object per line.
@@ -95,6 +109,8 @@ pub struct NodeArgs {
 }
 
 /// Launch a cluster of node processes on loopback, measure it and check its invariants.
+/// Over DPDK the cluster is two nodes joined by a memif link (`--clients 1` for
+/// unreplicated, `--nodes 2` for benaloh).
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// Protocol to run.
@@ -161,16 +177,12 @@ fn bad(error: impl ToString) -> CliError {
     CliError::BadInput(error.to_string())
 }
 
-/// Why `--transport dpdk` cannot run here: the cluster file's DPDK settings (port, MAC,
-/// EAL arguments) are parsed and checked, but nodes are not yet started over DPDK.
+/// Why `--transport dpdk` cannot run here: the cluster file's DPDK settings (device, MAC,
+/// EAL arguments) are parsed and checked, but this build has no DPDK transport.
 #[cfg(not(feature = "dpdk"))]
 const DPDK_MISSING: &str = "this rehearsal was built without the dpdk feature: the dpdk \
                             transport is not available (use --transport tcp, or rebuild with \
                             `--features dpdk`)";
-#[cfg(feature = "dpdk")]
-const DPDK_MISSING: &str = "nodes over the dpdk transport are not supported by `rehearsal node` \
-                            and `rehearsal cluster` yet (the cluster file's dpdk settings are \
-                            valid): use --transport tcp, or `rehearsal bench dpdk`";
 
 // ---- Protocols over real transports -------------------------------------------------------
 
@@ -346,8 +358,14 @@ struct NodeSummary {
     latency_histogram: LatencyHistogram,
     /// [`RuntimeStats`](rehearsal_hardware::RuntimeStats), as JSON.
     runtime: serde_json::Value,
-    /// [`TcpStats`](rehearsal_hardware::TcpStats), as JSON.
+    /// The transport the node ran over.
+    transport: TransportKind,
+    /// [`TcpStats`](rehearsal_hardware::TcpStats), as JSON (over TCP).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     tcp: serde_json::Value,
+    /// `DpdkStats` of the DPDK transport, as JSON (over DPDK).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    dpdk: serde_json::Value,
     /// Why the node failed, if it did.
     error: Option<String>,
 }
@@ -448,6 +466,7 @@ pub fn node(args: &NodeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         .check_transport(args.transport.kind())
         .map_err(bad)?;
     let setup = Setup::of(&cluster).map_err(bad)?;
+    #[cfg(not(feature = "dpdk"))]
     if args.transport == TransportArg::Dpdk {
         return Err(bad(DPDK_MISSING));
     }
@@ -461,59 +480,20 @@ pub fn node(args: &NodeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                     config.retransmit_after,
                 ))
             };
-            run_node(
-                actor,
-                unreplicated_watch(&config),
-                &cluster,
-                entry,
-                args,
-                out,
-                err,
-            )
+            let watch = unreplicated_watch(&config);
+            run_node_over(actor, watch, &cluster, entry, args, out, err)
         }
         Setup::Benaloh(config) => {
             let actor = benaloh::actors(&config)
                 .map_err(bad)?
                 .swap_remove(me.0 as usize);
-            run_node(actor, benaloh_watch(), &cluster, entry, args, out, err)
+            run_node_over(actor, benaloh_watch(), &cluster, entry, args, out, err)
         }
     }
 }
 
-/// What the stdin of a controlled node says.
-enum Control {
-    Start,
-    Closed,
-}
-
-/// Reads a controlled node's stdin on a thread of its own: `start` lines, then the end.
-fn watch_stdin() -> Receiver<Control> {
-    let (tx, rx) = mpsc::channel();
-    let spawned = thread::Builder::new()
-        .name("node-stdin".into())
-        .spawn(move || {
-            let stdin = io::stdin();
-            for line in stdin.lock().lines() {
-                match line {
-                    Ok(line) if line.trim() == "start" => {
-                        let _ = tx.send(Control::Start);
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = tx.send(Control::Closed);
-        });
-    if spawned.is_err() {
-        // Without a reader the node could never be stopped through stdin: stop it now.
-        let (tx, rx) = mpsc::channel();
-        let _ = tx.send(Control::Closed);
-        return rx;
-    }
-    rx
-}
-
-fn run_node<A>(
+/// Runs `actor` over the transport `--transport` names.
+fn run_node_over<A>(
     actor: A,
     watch: Watch<A::Output>,
     cluster: &ClusterConfig,
@@ -525,6 +505,135 @@ fn run_node<A>(
 where
     A: Actor,
     A::Output: Serialize + Send + 'static,
+{
+    match args.transport {
+        TransportArg::Tcp => {
+            let open = |_: &mut dyn Write, _: &dyn Fn() -> bool| open_tcp(cluster, entry);
+            run_node(actor, watch, open, cluster, entry, args, out, err)
+        }
+        #[cfg(feature = "dpdk")]
+        TransportArg::Dpdk => {
+            let deadline = args.duration.map(|limit| Instant::now() + limit);
+            let open = |err: &mut dyn Write, stopped: &dyn Fn() -> bool| {
+                dpdk_node::open(cluster, entry, err, stopped, deadline)
+            };
+            run_node(actor, watch, open, cluster, entry, args, out, err)
+        }
+        // Refused by `node` before the actor was built.
+        #[cfg(not(feature = "dpdk"))]
+        TransportArg::Dpdk => Err(bad(DPDK_MISSING)),
+    }
+}
+
+/// What a node's run needs of its transport besides moving messages: where it is, whether
+/// it can reach its peers yet, the errors of its own threads, and its final counters.
+trait NodeTransport: Transport + Sized {
+    /// Which transport this is.
+    const KIND: TransportKind;
+
+    /// Where the node is, as fields of its `ready` line.
+    fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value>;
+
+    /// Where the node is, for people: `listening on 127.0.0.1:7000 (tcp)`.
+    fn describe(&self) -> String;
+
+    /// Whether the node can reach its peers now. TCP connects on demand, so it always can;
+    /// a DPDK port can once its link is up (for memif: the other end's process is there).
+    fn link_up(&self) -> bool {
+        true
+    }
+
+    /// Copies the errors the transport's own threads met to `err`, from the caller's
+    /// thread (which may hold the stderr lock).
+    fn forward_errors(&self, _forwarder: &mut ErrorForwarder, _err: &mut dyn Write) {}
+
+    /// Stops the transport and returns its final counters, as JSON.
+    fn finish(self) -> serde_json::Value;
+}
+
+impl NodeTransport for TcpTransport {
+    const KIND: TransportKind = TransportKind::Tcp;
+
+    fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("address".into(), self.local_addr().to_string().into());
+        fields
+    }
+
+    fn describe(&self) -> String {
+        format!("listening on {} (tcp)", self.local_addr())
+    }
+
+    fn forward_errors(&self, forwarder: &mut ErrorForwarder, err: &mut dyn Write) {
+        forwarder.forward(&self.monitor(), err);
+    }
+
+    fn finish(self) -> serde_json::Value {
+        let monitor = self.monitor();
+        // Stop the connections' threads first, so the counters are final.
+        drop(self);
+        serde_json::to_value(monitor.stats()).unwrap_or_default()
+    }
+}
+
+fn open_tcp(cluster: &ClusterConfig, entry: &NodeConfig) -> Result<TcpTransport, String> {
+    let table = cluster.tcp_peer_table().map_err(|e| e.to_string())?;
+    // The transport's threads must not print: the caller may hold the stderr lock for the
+    // whole command (the `rehearsal` binary does). Its errors are forwarded to `err` from
+    // the node's thread instead.
+    let tcp_config = TcpConfig {
+        log_errors: false,
+        ..TcpConfig::default()
+    };
+    TcpTransport::from_peer_table(entry.id, &table, tcp_config).map_err(|e| e.to_string())
+}
+
+/// Reads a controlled node's stdin on a thread of its own: sends `()` for every `start`
+/// line, and raises `closed` at the end of stdin (the channel then disconnects).
+fn watch_stdin(closed: &Arc<AtomicBool>) -> Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    let at_end = Arc::clone(closed);
+    let spawned = thread::Builder::new()
+        .name("node-stdin".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            for line in stdin.lock().lines() {
+                match line {
+                    Ok(line) if line.trim() == "start" => {
+                        let _ = tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            at_end.store(true, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        // Without a reader the node could never be stopped through stdin: stop it now.
+        closed.store(true, Ordering::SeqCst);
+    }
+    rx
+}
+
+/// Runs one node over the transport `open` makes (after the outputs file and the signal
+/// handlers are set up; `open` may wait while its second argument, "stopped by a signal
+/// or the end of stdin", is false): the `ready` line, the controlled start, the wait for
+/// the link, the run, and the summary.
+#[allow(clippy::too_many_arguments)]
+fn run_node<A, T>(
+    actor: A,
+    watch: Watch<A::Output>,
+    open: impl FnOnce(&mut dyn Write, &dyn Fn() -> bool) -> Result<T, String>,
+    cluster: &ClusterConfig,
+    entry: &NodeConfig,
+    args: &NodeArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError>
+where
+    A: Actor,
+    A::Output: Serialize + Send + 'static,
+    T: NodeTransport,
 {
     let json = args.json || args.controlled;
     let me = entry.id;
@@ -539,23 +648,23 @@ where
     };
     let stop = Arc::new(AtomicBool::new(false));
     let _signals = Signals::install(&stop, args.controlled)?;
-    let table = cluster.tcp_peer_table().map_err(bad)?;
-    // The transport's threads must not print: the caller may hold the stderr lock for the
-    // whole command (the `rehearsal` binary does). Its errors are forwarded to `err` from
-    // this thread instead.
-    let tcp_config = TcpConfig {
-        log_errors: false,
-        ..TcpConfig::default()
-    };
-    let transport = match TcpTransport::from_peer_table(me, &table, tcp_config) {
+    // A controlled node heeds the end of its stdin from the start, so that it stops even
+    // while its transport opens (a memif client waits for its server).
+    let stdin_closed = Arc::new(AtomicBool::new(false));
+    let control = args.controlled.then(|| watch_stdin(&stdin_closed));
+    let stopped = || stop.load(Ordering::Relaxed) || stdin_closed.load(Ordering::Relaxed);
+    // --duration counts from here (from `start` under --controlled): waits for the peer
+    // included.
+    let mut begun = Instant::now();
+    let transport = match open(err, &stopped) {
         Ok(transport) => transport,
         Err(error) => {
             writeln!(err, "error: node {}: {error}", me.0)?;
             return Ok(EXIT_FAILED);
         }
     };
-    let address = transport.local_addr();
-    let monitor = transport.monitor();
+    let whereabouts = transport.whereabouts();
+    let description = transport.describe();
     let done = Arc::new(AtomicBool::new(false));
     let observer = Arc::new(Mutex::new(Observer {
         watch,
@@ -577,57 +686,59 @@ where
         .with_output_sink(move |record| lock(&sink_observer).observe(&record));
 
     if json {
-        let ready = serde_json::json!({"event": "ready", "node": me.0, "address": address});
-        writeln!(out, "{ready}")?;
+        let mut ready = serde_json::Map::new();
+        ready.insert("event".into(), "ready".into());
+        ready.insert("node".into(), me.0.into());
+        ready.insert("transport".into(), T::KIND.name().into());
+        ready.extend(whereabouts);
+        writeln!(out, "{}", serde_json::Value::Object(ready))?;
     } else {
         writeln!(
             out,
-            "node {} ({} of {}) listening on {address} (tcp); stop it with Ctrl-C",
+            "node {} ({} of {}) {description}; stop it with Ctrl-C",
             me.0, entry.role, cluster.protocol
         )?;
     }
     out.flush()?;
 
-    let stdin_closed = Arc::new(AtomicBool::new(false));
-    if args.controlled {
-        let control = watch_stdin();
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
+    if let Some(control) = control {
+        // Wait for `start`; after it, the end of stdin (`stdin_closed`) stops the node.
+        while !stopped() {
             match control.recv_timeout(Duration::from_millis(20)) {
-                Ok(Control::Start) => break,
-                Ok(Control::Closed) | Err(RecvTimeoutError::Disconnected) => {
-                    stdin_closed.store(true, Ordering::SeqCst);
-                    break;
-                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        // After the start, the end of stdin stops the node.
-        let stdin_closed = Arc::clone(&stdin_closed);
-        thread::Builder::new()
-            .name("node-stdin-end".into())
-            .spawn(move || {
-                while let Ok(message) = control.recv() {
-                    if matches!(message, Control::Closed) {
-                        break;
-                    }
-                }
-                stdin_closed.store(true, Ordering::SeqCst);
-            })?;
+        begun = Instant::now();
     }
+
+    let duration = args
+        .duration
+        .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+    let left = || duration.saturating_sub(begun.elapsed());
+    // Messages sent before the link is up would wait in a bounded queue, and the first
+    // request's latency would include the peer's start: start the actor once it is up.
+    wait_for_link(runtime.transport(), left(), &stopped, || {
+        if json {
+            Ok(())
+        } else {
+            writeln!(
+                out,
+                "node {}: waiting for the link to come up (is the other node running?)",
+                me.0
+            )
+            .and_then(|()| out.flush())
+        }
+    })?;
+    let limit = left();
 
     let started = runtime.now();
     lock(&observer).last_completion = started;
-    let limit = args
-        .duration
-        .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
     let mut done_reported = false;
     let mut report_error = None;
     let mut forwarder = ErrorForwarder::default();
-    let result = runtime.run_until(limit, |_| {
-        forwarder.forward(&monitor, err);
+    let result = runtime.run_until(limit, |node| {
+        node.transport().forward_errors(&mut forwarder, err);
         if !done_reported && done.load(Ordering::Relaxed) {
             done_reported = true;
             if json {
@@ -635,7 +746,7 @@ where
                 report_error = writeln!(out, "{line}").and_then(|()| out.flush()).err();
             }
         }
-        stop.load(Ordering::Relaxed) || stdin_closed.load(Ordering::Relaxed)
+        stopped()
     });
     let elapsed_ns = runtime.now().0.saturating_sub(started.0);
     let (stop_cause, error) = match result {
@@ -645,10 +756,11 @@ where
         Err(error) => (StopCause::Failed, Some(format!("node {}: {error}", me.0))),
     };
     forwarder.last_check = None;
-    forwarder.forward(&monitor, err);
+    runtime.transport().forward_errors(&mut forwarder, err);
     let runtime_stats = runtime.stats().clone();
     // Stop the transport before reporting, so its counters are final.
-    drop(runtime);
+    let (_, transport) = runtime.into_parts();
+    let transport_stats = transport.finish();
     let mut observer = lock(&observer);
     let mut error = error;
     if let Some(file) = &mut observer.outputs_file {
@@ -659,6 +771,10 @@ where
     if let Some(e) = observer.write_error.take() {
         error.get_or_insert(format!("node {}: cannot write its outputs: {e}", me.0));
     }
+    let (tcp, dpdk) = match T::KIND {
+        TransportKind::Tcp => (transport_stats, serde_json::Value::Null),
+        TransportKind::Dpdk => (serde_json::Value::Null, transport_stats),
+    };
     let summary = NodeSummary {
         node: me.0,
         role: entry.role,
@@ -676,7 +792,9 @@ where
         },
         latency_histogram: std::mem::take(&mut observer.latencies),
         runtime: serde_json::to_value(&runtime_stats).map_err(io::Error::from)?,
-        tcp: serde_json::to_value(monitor.stats()).map_err(io::Error::from)?,
+        transport: T::KIND,
+        tcp,
+        dpdk,
         error: error.clone(),
     };
     if json {
@@ -695,6 +813,341 @@ where
         return Ok(EXIT_FAILED);
     }
     Ok(EXIT_OK)
+}
+
+/// How often a node looks at its link while it waits for it.
+const LINK_POLL: Duration = Duration::from_millis(5);
+
+/// How long a node waits for its link before it says it is waiting.
+const LINK_NOTICE_AFTER: Duration = Duration::from_secs(2);
+
+/// Waits until `transport`'s link is up, `stopped()` holds or `limit` passes; calls
+/// `notice` once if the wait lasts longer than [`LINK_NOTICE_AFTER`].
+fn wait_for_link<T: NodeTransport>(
+    transport: &T,
+    limit: Duration,
+    stopped: &dyn Fn() -> bool,
+    mut notice: impl FnMut() -> io::Result<()>,
+) -> io::Result<()> {
+    let begun = Instant::now();
+    let mut noticed = false;
+    while !transport.link_up() && !stopped() && begun.elapsed() < limit {
+        if !noticed && begun.elapsed() >= LINK_NOTICE_AFTER {
+            noticed = true;
+            notice()?;
+        }
+        thread::sleep(LINK_POLL);
+    }
+    Ok(())
+}
+
+/// Nodes over DPDK: opening a node's device as its endpoint.
+#[cfg(feature = "dpdk")]
+mod dpdk_node {
+    use super::NodeTransport;
+    use rehearsal_hardware::cluster::{DpdkDevice, DpdkNode};
+    use rehearsal_hardware::dpdk::{
+        Dpdk, DpdkConfig, DpdkError, DpdkPort, DpdkTransport, EalConfig, MacAddress,
+    };
+    use rehearsal_hardware::{ClusterConfig, NodeConfig, TransportKind};
+    use std::io::Write;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    impl NodeTransport for DpdkTransport {
+        const KIND: TransportKind = TransportKind::Dpdk;
+
+        fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value> {
+            let mut fields = serde_json::Map::new();
+            fields.insert("port".into(), self.port().name().into());
+            fields.insert("mac".into(), self.mac().to_string().into());
+            fields
+        }
+
+        fn describe(&self) -> String {
+            format!(
+                "on DPDK port {}, mac {} (dpdk)",
+                self.port().name(),
+                self.mac()
+            )
+        }
+
+        fn link_up(&self) -> bool {
+            DpdkTransport::link_up(self)
+        }
+
+        fn finish(self) -> serde_json::Value {
+            // Counted by this thread alone: final once the run is over.
+            let stats = serde_json::to_value(self.stats()).unwrap_or_default();
+            drop(self);
+            stats
+        }
+    }
+
+    /// Opens node `entry`'s DPDK device as its endpoint: initialises the EAL of this
+    /// process, creates the device (or finds it among those the EAL probed), and starts it
+    /// with every other node of the cluster as a peer, reached at that node's MAC.
+    ///
+    /// A memif client's port cannot start before its server listens, and is refused until
+    /// the server's port has started: the node waits for the server's socket, and starts
+    /// over if the link does not come up, until `stopped()` or `deadline`.
+    pub(super) fn open(
+        cluster: &ClusterConfig,
+        entry: &NodeConfig,
+        err: &mut dyn Write,
+        stopped: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<DpdkTransport, String> {
+        let settings = entry.dpdk.as_ref().ok_or_else(|| {
+            cluster
+                .node_error(entry, "has no `dpdk` settings")
+                .to_string()
+        })?;
+        let eal = eal_config(entry, settings);
+        let dpdk = Dpdk::init(&eal).map_err(|error| {
+            if settings.eal_args.is_empty() {
+                error.to_string()
+            } else {
+                format!(
+                    "{error} (a node's eal_args replace the default EAL arguments: on a \
+                     machine without hugepages or NIC, start them with --no-huge -m 256 \
+                     --no-pci --no-shconf, or leave eal_args out)"
+                )
+            }
+        })?;
+        let peers = cluster
+            .dpdk_peer_table()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(id, _)| *id != entry.id)
+            .map(|(id, mac)| (id, MacAddress(mac.0)))
+            .collect();
+        let config = DpdkConfig {
+            peers,
+            ..DpdkConfig::default()
+        };
+        let device = &settings.port;
+        let memif_client = device.is_memif() && device.arg("role") == Some("client");
+        let mut attempt = 0;
+        let transport = loop {
+            attempt += 1;
+            if memif_client {
+                wait_for_memif_server(device, entry, err, stopped, deadline)?;
+            }
+            let port = open_port(dpdk, settings)?;
+            let transport =
+                DpdkTransport::new(port, entry.id, config.clone()).map_err(|e| e.to_string())?;
+            // A memif server refuses clients until its port has started, a moment after
+            // its socket appears, and the driver never tries again: a client whose link
+            // does not come up starts over with a new port.
+            if !memif_client || handshake_done(&transport, stopped, deadline)? {
+                break transport;
+            }
+            drop(transport);
+            let socket = device.arg("socket").unwrap_or("its default socket");
+            if attempt == MEMIF_CONNECT_ATTEMPTS_MAX {
+                return Err(format!(
+                    "the memif server at {socket} did not take this client in \
+                     {MEMIF_CONNECT_ATTEMPTS_MAX} attempts: is another client connected to it, \
+                     or are its id and secret other than this one's?"
+                ));
+            }
+            if attempt == 1 {
+                let _ = writeln!(
+                    err,
+                    "node {}: the memif server at {socket} has not taken this client yet; \
+                     connecting again",
+                    entry.id.0
+                );
+            }
+        };
+        if transport.mac().0 != settings.mac.0 {
+            // Frames carry node ids and ports run promiscuous, so a point-to-point link
+            // works anyway; a switch would not deliver the peers' frames.
+            let _ = writeln!(
+                err,
+                "warning: node {}: port {} has MAC {}, but the cluster file gives the node mac = \
+                 \"{}\", where its peers send its frames: set mac to the port's",
+                entry.id.0,
+                transport.port().name(),
+                transport.mac(),
+                settings.mac
+            );
+        }
+        Ok(transport)
+    }
+
+    /// How long a memif client gives the handshake with its server (milliseconds when the
+    /// server is ready) before it starts over.
+    const MEMIF_HANDSHAKE_WAIT: Duration = Duration::from_secs(1);
+
+    /// Attempts of a memif client to be taken by its server, at most.
+    const MEMIF_CONNECT_ATTEMPTS_MAX: u32 = 30;
+
+    /// Waits up to [`MEMIF_HANDSHAKE_WAIT`] for `transport`'s link; fails if `stopped()`
+    /// or `deadline` passes.
+    fn handshake_done(
+        transport: &DpdkTransport,
+        stopped: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool, String> {
+        let begun = Instant::now();
+        while begun.elapsed() < MEMIF_HANDSHAKE_WAIT {
+            if transport.link_up() {
+                return Ok(true);
+            }
+            if stopped() {
+                return Err("stopped while connecting to the memif server".into());
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err("the memif link did not come up within --duration".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(transport.link_up())
+    }
+
+    /// How often a memif client looks for its server's socket.
+    const MEMIF_SERVER_POLL: Duration = Duration::from_millis(20);
+
+    /// How long a memif client lets a server whose socket it has just seen start its port
+    /// before it connects (it is refused before, and has to start over).
+    const MEMIF_SERVER_GRACE: Duration = Duration::from_millis(100);
+
+    /// How long a memif client waits for its server before it says it is waiting.
+    const MEMIF_SERVER_NOTICE_AFTER: Duration = Duration::from_secs(2);
+
+    /// If `device` (a memif client) has a `socket`, waits until a server listens there.
+    fn wait_for_memif_server(
+        device: &DpdkDevice,
+        entry: &NodeConfig,
+        err: &mut dyn Write,
+        stopped: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), String> {
+        let Some(socket) = device.arg("socket") else {
+            return Ok(());
+        };
+        let begun = Instant::now();
+        let mut noticed = false;
+        let mut waited = false;
+        while !unix_socket_listening(socket) {
+            waited = true;
+            if stopped() {
+                return Err(format!(
+                    "stopped while waiting for a memif server at {socket}"
+                ));
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(format!(
+                    "no memif server listened at {socket} within --duration"
+                ));
+            }
+            if !noticed && begun.elapsed() >= MEMIF_SERVER_NOTICE_AFTER {
+                noticed = true;
+                let _ = writeln!(
+                    err,
+                    "node {}: waiting for a memif server at {socket} (is the other node running?)",
+                    entry.id.0
+                );
+            }
+            std::thread::sleep(MEMIF_SERVER_POLL);
+        }
+        if waited {
+            std::thread::sleep(MEMIF_SERVER_GRACE);
+        }
+        Ok(())
+    }
+
+    /// Whether a Unix socket listens at `path`, as a file or in the abstract namespace
+    /// (memif's default), as `/proc/net/unix` lists them. Says yes if that list cannot be
+    /// read, so that the caller tries to connect rather than waits forever.
+    fn unix_socket_listening(path: &str) -> bool {
+        /// `__SO_ACCEPTCON` in the Flags column: the socket listens.
+        const LISTENING: u32 = 0x0001_0000;
+        let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+            return true;
+        };
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields
+                .get(3)
+                .and_then(|flags| u32::from_str_radix(flags, 16).ok())
+                .is_some_and(|flags| flags & LISTENING != 0);
+            let here = fields
+                .get(7)
+                .is_some_and(|p| *p == path || p.strip_prefix('@') == Some(path));
+            listening && here
+        })
+    }
+
+    /// The node's EAL arguments: its `eal_args`, or, without them, arguments that need no
+    /// hugepages and no NIC, with a file prefix of this process's own (several nodes run
+    /// on one machine; nothing is left in DPDK's runtime directory).
+    fn eal_config(entry: &NodeConfig, settings: &DpdkNode) -> EalConfig {
+        if settings.eal_args.is_empty() {
+            EalConfig::without_hardware(&format!(
+                "rehearsal-node{}-{}",
+                entry.id.0,
+                std::process::id()
+            ))
+        } else {
+            let program = std::iter::once("rehearsal".to_string());
+            EalConfig::from_args(program.chain(settings.eal_args.iter().cloned()))
+        }
+    }
+
+    /// Creates the virtual device the node's `port` names, or, if it gives no driver
+    /// arguments, takes the device of that name the EAL probed (a NIC, a `--vdev` of
+    /// `eal_args`).
+    fn open_port(dpdk: &'static Dpdk, settings: &DpdkNode) -> Result<DpdkPort, String> {
+        let device = &settings.port;
+        if device.args().is_empty() {
+            if let Ok(port) = dpdk.probed_port(device.name()) {
+                return Ok(port);
+            }
+        }
+        dpdk.vdev_port(device.name(), &vdev_args(device, settings))
+            .map_err(|error| describe_vdev_error(device, error))
+    }
+
+    /// The driver arguments the device is created with: as written, plus, for a memif
+    /// port, the node's MAC (both ends of a link otherwise get the driver's default, one
+    /// and the same multicast address).
+    fn vdev_args(device: &DpdkDevice, settings: &DpdkNode) -> String {
+        let mut args = device.args().to_string();
+        if device.is_memif() && device.arg("mac").is_none() {
+            if !args.is_empty() {
+                args.push(',');
+            }
+            args.push_str(&format!("mac={}", settings.mac));
+        }
+        args
+    }
+
+    fn describe_vdev_error(device: &DpdkDevice, error: DpdkError) -> String {
+        let mut text = if device.args().is_empty() {
+            format!(
+                "`{device}` is neither a device the EAL probed (a NIC allowed with -a in \
+                 eal_args, a --vdev there) nor a virtual device that could be created: {error}"
+            )
+        } else {
+            error.to_string()
+        };
+        // A memif server that was killed leaves its socket file behind, and the next one
+        // cannot listen there.
+        let stale_socket = device.is_memif()
+            && device.arg("role").unwrap_or("server") == "server"
+            && device.arg("socket-abstract") == Some("no")
+            && device
+                .arg("socket")
+                .is_some_and(|path| Path::new(path).exists());
+        if stale_socket {
+            text += " (the memif socket file exists already: if no other node serves it, \
+                     it was left by an earlier run; remove it)";
+        }
+        text
+    }
 }
 
 /// Copies the transport's connection errors to `err`, from the thread that owns `err`.
@@ -976,6 +1429,7 @@ impl Processes {
         dir: &Path,
         config: &Path,
         node: &NodeConfig,
+        transport: TransportKind,
         record_outputs: bool,
     ) -> io::Result<()> {
         let index = self.nodes.len();
@@ -989,7 +1443,7 @@ impl Processes {
             .arg("--id")
             .arg(node.id.0.to_string())
             .arg("--transport")
-            .arg("tcp")
+            .arg(transport.name())
             .arg("--controlled");
         if record_outputs {
             command.arg("--outputs").arg(&outputs);
@@ -1171,20 +1625,15 @@ fn node_binary(args: &ClusterArgs) -> Result<PathBuf, CliError> {
     Ok(exe)
 }
 
-/// Builds the cluster of a launch: the nodes on free loopback ports.
-fn launch_config(args: &ClusterArgs, nodes: u32, clients: u32) -> Result<ClusterConfig, CliError> {
+/// Builds the cluster of a launch: the nodes on free loopback ports, or, over DPDK, the
+/// two ends of a memif link whose socket is in `dir`.
+fn launch_config(
+    args: &ClusterArgs,
+    nodes: u32,
+    clients: u32,
+    dir: &Path,
+) -> Result<ClusterConfig, CliError> {
     let count = nodes + clients;
-    // Ask the system for free ports, all at once so none repeats; the nodes bind them a
-    // moment later (another program could take one meanwhile: the node then fails to
-    // listen, and the launch fails with its message).
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<io::Result<Vec<_>>>()?;
-    let addresses = listeners
-        .iter()
-        .map(TcpListener::local_addr)
-        .collect::<io::Result<Vec<SocketAddr>>>()?;
-    drop(listeners);
     let (protocol, params) = match args.protocol {
         Protocol::Unreplicated => {
             let params = UnreplicatedParams {
@@ -1200,12 +1649,63 @@ fn launch_config(args: &ClusterArgs, nodes: u32, clients: u32) -> Result<Cluster
         Protocol::Unreplicated => Role::Client,
         _ => Role::Peer,
     };
+    if args.transport == TransportArg::Dpdk {
+        let node_configs = memif_pair(dir)?
+            .into_iter()
+            .zip(0..)
+            .map(|(settings, i)| NodeConfig::dpdk(NodeId(i), role(i), settings))
+            .collect();
+        return ClusterConfig::new("cluster.toml", protocol, args.seed, params, node_configs)
+            .map_err(bad);
+    }
+    // Ask the system for free ports, all at once so none repeats; the nodes bind them a
+    // moment later (another program could take one meanwhile: the node then fails to
+    // listen, and the launch fails with its message).
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<io::Result<Vec<_>>>()?;
+    let addresses = listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<io::Result<Vec<SocketAddr>>>()?;
+    drop(listeners);
     let node_configs = addresses
         .into_iter()
         .enumerate()
         .map(|(i, address)| NodeConfig::tcp(NodeId(i as u32), role(i as u32), address))
         .collect();
     ClusterConfig::new("cluster.toml", protocol, args.seed, params, node_configs).map_err(bad)
+}
+
+/// Longest path of a Unix socket (`sun_path`, its final NUL excluded).
+const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
+
+/// The DPDK settings of a launch's two nodes: the ends of one memif link, whose socket
+/// file is in the working directory (removed with it), with the default EAL arguments.
+fn memif_pair(dir: &Path) -> Result<[DpdkNode; 2], CliError> {
+    let socket = dir.join("memif.sock");
+    let socket = socket
+        .to_str()
+        .filter(|path| path.len() <= UNIX_SOCKET_PATH_BYTES_MAX && !path.contains(','))
+        .ok_or_else(|| {
+            bad(format!(
+                "the memif socket path `{}` is not UTF-8, contains a comma or is longer than \
+                 {UNIX_SOCKET_PATH_BYTES_MAX} bytes: set TMPDIR to a short directory",
+                socket.display()
+            ))
+        })?;
+    let end = |role: &str, mac: [u8; 6]| -> Result<DpdkNode, CliError> {
+        let spec = format!("net_memif0,role={role},id=0,socket={socket},socket-abstract=no");
+        Ok(DpdkNode {
+            port: spec.parse().map_err(bad)?,
+            mac: MacAddr(mac),
+            eal_args: Vec::new(),
+        })
+    };
+    Ok([
+        end("server", [0x02, 0, 0, 0, 0, 0x01])?,
+        end("client", [0x02, 0, 0, 0, 0, 0x02])?,
+    ])
 }
 
 fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
@@ -1253,6 +1753,14 @@ fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
     if args.duration.is_zero() {
         return Err(bad("--duration must be longer than 0"));
     }
+    if args.transport == TransportArg::Dpdk && nodes + clients != 2 {
+        return Err(bad(format!(
+            "over dpdk, `rehearsal cluster` runs two nodes joined by one memif link, not {}: use \
+             --clients 1 (unreplicated) or --nodes 2 (benaloh), or use --transport tcp for more \
+             nodes",
+            nodes + clients
+        )));
+    }
     Ok((nodes, clients))
 }
 
@@ -1265,22 +1773,31 @@ pub fn cluster(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
-    let (nodes, clients) = check_cluster_args(args)?;
+    #[cfg(not(feature = "dpdk"))]
     if args.transport == TransportArg::Dpdk {
         return Err(bad(DPDK_MISSING));
     }
+    let (nodes, clients) = check_cluster_args(args)?;
     let binary = node_binary(args)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let _signals = Signals::install(&interrupted, false)?;
     let dir = WorkDir::create(args.keep)?;
-    let config = launch_config(args, nodes, clients)?;
+    let config = launch_config(args, nodes, clients, &dir.path)?;
     let config_path = dir.path.join("cluster.toml");
     fs::write(&config_path, config.to_toml())?;
 
     let mut processes = Processes::new();
     let mut failures: Vec<String> = Vec::new();
     for node in &config.nodes {
-        if let Err(e) = processes.spawn(&binary, &dir.path, &config_path, node, !args.no_check) {
+        let spawned = processes.spawn(
+            &binary,
+            &dir.path,
+            &config_path,
+            node,
+            args.transport.kind(),
+            !args.no_check,
+        );
+        if let Err(e) = spawned {
             return Err(bad(format!(
                 "cannot launch `{} node`: {e}",
                 binary.display()
@@ -1481,7 +1998,7 @@ fn cluster_report(
     };
     ClusterReport {
         protocol: args.protocol.name().to_string(),
-        transport: "tcp".into(),
+        transport: args.transport.kind().name().into(),
         nodes,
         clients,
         duration_ns: duration_ns(args.duration),
@@ -1644,12 +2161,14 @@ fn read_outputs<V: serde::de::DeserializeOwned>(
     Ok(lines)
 }
 
-/// Checks [`unreplicated::RequestsAnswered`] on the outputs of a cluster run. The nodes'
-/// clocks are not comparable, so the outputs are put in the one order causality allows
-/// in a closed loop: per client, request by request, the server's execution before the
-/// client's completion. With no request limit, every client must have completed at least
-/// one request.
-fn check_unreplicated(
+/// Checks [`unreplicated::RequestsAnswered`] on the outputs of a cluster run: `files` are
+/// the nodes' `--outputs` files (a missing one reads as empty), `clients` the number of
+/// clients and `requests` their request budget. The nodes' clocks are not comparable, so
+/// the outputs are put in the one order causality allows in a closed loop: per client,
+/// request by request, the server's execution before the client's completion. With no
+/// request limit, every client must have completed at least one request. Returns the
+/// number of outputs checked and the violations found.
+pub fn check_unreplicated(
     files: &[PathBuf],
     clients: u32,
     requests: Option<u64>,

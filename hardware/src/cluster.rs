@@ -12,18 +12,43 @@
 //! [[node]]
 //! id = 0
 //! role = "server"
-//! address = "127.0.0.1:7000"                       # TCP: where the node listens
-//! dpdk = { port = 0, mac = "02:00:00:00:00:01" }   # DPDK: port id and MAC address
+//! address = "127.0.0.1:7000"           # TCP: where the node listens
+//! # DPDK: the device the node runs on, and its MAC address.
+//! dpdk = { port = "net_memif0,role=server,socket=/tmp/rehearsal.sock", mac = "02:00:00:00:00:01" }
 //!
 //! [[node]]
 //! id = 1
 //! role = "client"
 //! address = "127.0.0.1:7001"
-//! dpdk = { port = 0, mac = "02:00:00:00:00:02" }
+//! dpdk = { port = "net_memif0,role=client,socket=/tmp/rehearsal.sock", mac = "02:00:00:00:00:02" }
 //! ```
 //!
 //! Node ids are `0..N` without gaps, because protocols number their nodes from 0. Every
 //! error names the file, and the line and column (or the node) where the problem is.
+//!
+//! # DPDK settings
+//!
+//! `dpdk = { port, mac, eal_args }` says how a node runs over DPDK (`rehearsal node
+//! --transport dpdk`); every node process initialises DPDK's EAL for itself.
+//!
+//! - `port` names the device, as DPDK does ([`DpdkDevice`]): a virtual device the node
+//!   creates when it starts, written as for `--vdev` (`net_memif0,role=server,socket=...`,
+//!   `net_af_packet0,iface=veth0`), or a device the EAL probed at initialisation (the
+//!   PCI address of a NIC allowed with `-a` in `eal_args`, or the name of a `--vdev` there).
+//! - `mac` is the node's address on the link: peers send its frames to this MAC, so it
+//!   must be the port's (a memif port is given it; an af_packet port or a NIC has its
+//!   interface's own, which `mac` must repeat). Frames carry node ids, so on
+//!   point-to-point links the MACs only need to be distinct unicast addresses.
+//! - `eal_args` (optional) replace the EAL arguments of the node's process. Without them
+//!   the node runs without hugepages or NIC (`--no-huge -m 256 --no-pci --no-shconf`, a
+//!   file prefix of its own, one lcore), which is what memif and af_packet need. A NIC
+//!   needs its own, e.g. `["-l", "2", "-a", "0000:3b:00.0", "--file-prefix=node0"]`.
+//!
+//! A memif link joins exactly two ports, one `role=server` and one `role=client` on the
+//! same socket, so a cluster over memif is two nodes (one unreplicated server and one
+//! client, or two Benaloh peers); [`ClusterConfig::check_transport`] refuses more. More
+//! nodes need one Ethernet segment between them: af_packet ports on veths of one Linux
+//! bridge, or NICs behind a switch.
 //!
 //! ```
 //! use rehearsal_hardware::{ClusterConfig, Role, TransportKind};
@@ -74,7 +99,8 @@ pub const CLUSTER_FILE_BYTES_MAX: u64 = 16 << 20;
 pub enum TransportKind {
     /// [`TcpTransport`](crate::TcpTransport): every node needs an `address`.
     Tcp,
-    /// A DPDK poll-mode transport: every node needs `dpdk = { port, mac }`.
+    /// A DPDK poll-mode transport: every node needs `dpdk = { port, mac }` (see
+    /// [`DpdkNode`]).
     Dpdk,
 }
 
@@ -182,18 +208,167 @@ impl<'de> Deserialize<'de> for MacAddr {
     }
 }
 
-/// A node's DPDK settings.
+/// A node's DPDK settings: see [DPDK settings](self#dpdk-settings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DpdkNode {
-    /// The DPDK port id the node sends and receives on.
-    pub port: u16,
-    /// The node's MAC address: frames to the node are addressed to it.
+    /// The device the node sends and receives on.
+    pub port: DpdkDevice,
+    /// The node's MAC address: its peers send its frames to it.
     pub mac: MacAddr,
-    /// Extra EAL arguments of this node's process (for example a distinct
-    /// `--file-prefix` per process, or a `--vdev`).
+    /// The EAL arguments of this node's process, program name excluded; empty: arguments
+    /// that need no hugepages and no NIC, with a file prefix unique to the process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub eal_args: Vec<String>,
+}
+
+/// Longest device spec accepted, in bytes: far above any real one (a memif socket path
+/// is at most 108 bytes), and a bound on what the EAL's argument parser is given.
+pub const DPDK_DEVICE_BYTES_MAX: usize = 1024;
+
+/// A DPDK device as a node's `port` names it: `name`, or `name,key=value,...` for a
+/// virtual device with its driver arguments, exactly as DPDK's `--vdev` option takes it.
+///
+/// ```
+/// use rehearsal_hardware::cluster::DpdkDevice;
+///
+/// let memif: DpdkDevice = "net_memif0,role=client,socket=/tmp/a.sock".parse().unwrap();
+/// assert_eq!(memif.name(), "net_memif0");
+/// assert_eq!(memif.args(), "role=client,socket=/tmp/a.sock");
+/// assert_eq!(memif.arg("role"), Some("client"));
+/// assert!(memif.is_memif());
+///
+/// let nic: DpdkDevice = "0000:3b:00.0".parse().unwrap();
+/// assert_eq!((nic.name(), nic.args()), ("0000:3b:00.0", ""));
+///
+/// assert!("net_memif0,,id=1".parse::<DpdkDevice>().is_err());
+/// assert!("".parse::<DpdkDevice>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DpdkDevice {
+    spec: String,
+}
+
+impl DpdkDevice {
+    /// The device's name: a virtual device's (whose prefix names the driver, e.g.
+    /// `net_memif0`), or a probed device's (a PCI address).
+    pub fn name(&self) -> &str {
+        self.spec.split(',').next().unwrap_or_default()
+    }
+
+    /// The driver arguments after the name (`role=server,socket=...`); empty if none.
+    pub fn args(&self) -> &str {
+        self.spec.split_once(',').map_or("", |(_, args)| args)
+    }
+
+    /// The value of driver argument `key`, if given.
+    pub fn arg(&self, key: &str) -> Option<&str> {
+        self.args()
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value)
+    }
+
+    /// Whether this is a `net_memif` virtual device: one end of a point-to-point link.
+    pub fn is_memif(&self) -> bool {
+        self.name().starts_with("net_memif")
+    }
+
+    /// The spec as written.
+    pub fn as_str(&self) -> &str {
+        &self.spec
+    }
+}
+
+impl FromStr for DpdkDevice {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let example =
+            "name a device such as \"net_memif0,role=server,socket=/tmp/rehearsal.sock\", \
+                       \"net_af_packet0,iface=veth0\" or a NIC's PCI address \"0000:3b:00.0\"";
+        if spec.is_empty() {
+            return Err(format!("the DPDK device is empty: {example}"));
+        }
+        if spec.len() > DPDK_DEVICE_BYTES_MAX {
+            return Err(format!(
+                "the DPDK device has {} bytes, more than the {DPDK_DEVICE_BYTES_MAX} accepted",
+                spec.len()
+            ));
+        }
+        if let Some(c) = spec.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "the DPDK device `{spec}` contains {c:?}: DPDK device specs have no spaces"
+            ));
+        }
+        let mut parts = spec.split(',');
+        let name = parts.next().unwrap_or_default();
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
+        if !name_ok {
+            return Err(format!(
+                "`{name}` is not a DPDK device name (letters, digits, `_`, `-`, `:` and `.`): {example}"
+            ));
+        }
+        for pair in parts {
+            let well_formed = matches!(pair.split_once('='), Some((key, _)) if !key.is_empty());
+            if !well_formed {
+                return Err(format!(
+                    "`{spec}`: driver argument `{pair}` is not `key=value` (arguments are \
+                     separated by commas, as in \"net_memif0,role=client,id=0\")"
+                ));
+            }
+        }
+        Ok(DpdkDevice {
+            spec: spec.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for DpdkDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+impl Serialize for DpdkDevice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.spec)
+    }
+}
+
+impl<'de> Deserialize<'de> for DpdkDevice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Spec;
+        impl serde::de::Visitor<'_> for Spec {
+            type Value = DpdkDevice;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a DPDK device such as \"net_memif0,role=server,socket=/tmp/rehearsal.sock\"",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DpdkDevice, E> {
+                text.parse().map_err(E::custom)
+            }
+            // A port id depends on the order in which the EAL finds devices: the file
+            // names the device instead, and says so to whoever writes a number.
+            fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<DpdkDevice, E> {
+                Err(E::custom(format!(
+                    "port = {id}: name the device instead of a port id, e.g. \
+                     port = \"net_memif0,role=server,socket=/tmp/rehearsal.sock\", \
+                     port = \"net_af_packet0,iface=veth0\" or the PCI address of a NIC allowed \
+                     with -a in eal_args"
+                )))
+            }
+            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<DpdkDevice, E> {
+                self.visit_i64(id.min(i64::MAX as u64) as i64)
+            }
+        }
+        deserializer.deserialize_any(Spec)
+    }
 }
 
 /// Where in a file something is: 1-based line and column.
@@ -214,7 +389,7 @@ pub struct NodeConfig {
     pub role: Role,
     /// Where it listens for TCP connections (required by `--transport tcp`).
     pub address: Option<SocketAddr>,
-    /// Its DPDK port and MAC (required by `--transport dpdk`).
+    /// Its DPDK device and MAC (required by `--transport dpdk`).
     pub dpdk: Option<DpdkNode>,
     /// Where the node's `[[node]]` entry starts in the file (zero for a built config).
     pub location: Location,
@@ -228,6 +403,17 @@ impl NodeConfig {
             role,
             address: Some(address),
             dpdk: None,
+            location: Location::default(),
+        }
+    }
+
+    /// A node reached over DPDK with `settings`.
+    pub fn dpdk(id: NodeId, role: Role, settings: DpdkNode) -> Self {
+        NodeConfig {
+            id,
+            role,
+            address: None,
+            dpdk: Some(settings),
             location: Location::default(),
         }
     }
@@ -526,10 +712,83 @@ impl ClusterConfig {
                     return Err(self.node_error(
                         node,
                         "has no `dpdk` settings: the dpdk transport needs one per node, e.g. \
-                         dpdk = { port = 0, mac = \"02:00:00:00:00:01\" }",
+                         dpdk = { port = \"net_memif0,role=server,socket=/tmp/rehearsal.sock\", \
+                         mac = \"02:00:00:00:00:01\" }",
                     ))
                 }
                 _ => {}
+            }
+        }
+        if transport == TransportKind::Dpdk {
+            self.check_memif_links()?;
+        }
+        Ok(())
+    }
+
+    /// A memif port is one end of a link to one other port: a cluster with a memif node
+    /// has two nodes, and if both are on memif, they are the two ends of one link (one
+    /// server and one client, same interface id, same socket).
+    fn check_memif_links(&self) -> Result<(), ClusterError> {
+        let memif: Vec<(&NodeConfig, &DpdkDevice)> = self
+            .nodes
+            .iter()
+            .filter_map(|node| Some((node, &node.dpdk.as_ref()?.port)))
+            .filter(|(_, device)| device.is_memif())
+            .collect();
+        let Some(&(first, device)) = memif.first() else {
+            return Ok(());
+        };
+        if self.nodes.len() != 2 {
+            return Err(self.node_error(
+                first,
+                format!(
+                    "its port `{}` is a memif link, which joins exactly two nodes, but this cluster \
+                     has {}: over memif, a cluster is two nodes (one unreplicated server and one \
+                     client, or two Benaloh peers); more nodes need one Ethernet segment, such as \
+                     net_af_packet ports on the veths of one Linux bridge, or NICs behind a switch",
+                    device.name(),
+                    self.nodes.len()
+                ),
+            ));
+        }
+        let [(a, a_dev), (b, b_dev)] = memif[..] else {
+            return Ok(());
+        };
+        // DPDK's defaults when an argument is left out.
+        let role = |d: &DpdkDevice| d.arg("role").unwrap_or("server").to_string();
+        let id = |d: &DpdkDevice| d.arg("id").unwrap_or("0").to_string();
+        if role(a_dev) == role(b_dev) {
+            return Err(self.node_error(
+                b,
+                format!(
+                    "both ends of the memif link are role={} (node {}'s too): make one \
+                     role=server and the other role=client",
+                    role(b_dev),
+                    a.id.0
+                ),
+            ));
+        }
+        if id(a_dev) != id(b_dev) {
+            return Err(self.node_error(
+                b,
+                format!(
+                    "memif id={} differs from node {}'s id={}: the two ends of a link share one id",
+                    id(b_dev),
+                    a.id.0,
+                    id(a_dev)
+                ),
+            ));
+        }
+        if let (Some(a_socket), Some(b_socket)) = (a_dev.arg("socket"), b_dev.arg("socket")) {
+            if a_socket != b_socket {
+                return Err(self.node_error(
+                    b,
+                    format!(
+                        "memif socket {b_socket} differs from node {}'s socket {a_socket}: \
+                         the two ends of a link meet on one socket",
+                        a.id.0
+                    ),
+                ));
             }
         }
         Ok(())
@@ -557,6 +816,16 @@ impl ClusterConfig {
             .nodes
             .iter()
             .filter_map(|node| Some((node.id, node.address?)))
+            .collect())
+    }
+
+    /// Every node's MAC address, for the peers of a DPDK transport (leave out your own).
+    pub fn dpdk_peer_table(&self) -> Result<BTreeMap<NodeId, MacAddr>, ClusterError> {
+        self.check_transport(TransportKind::Dpdk)?;
+        Ok(self
+            .nodes
+            .iter()
+            .filter_map(|node| Some((node.id, node.dpdk.as_ref()?.mac)))
             .collect())
     }
 
@@ -619,6 +888,104 @@ mod tests {
             .parse::<MacAddr>()
             .unwrap()
             .is_multicast());
+    }
+
+    const MEMIF_PAIR: &str = r#"
+protocol = "unreplicated"
+[[node]]
+id = 0
+role = "server"
+dpdk = { port = "net_memif0,role=server,socket=/tmp/r.sock", mac = "02:00:00:00:00:01" }
+[[node]]
+id = 1
+role = "client"
+dpdk = { port = "net_memif0,role=client,socket=/tmp/r.sock", mac = "02:00:00:00:00:02" }
+"#;
+
+    fn dpdk_error(text: &str) -> String {
+        match ClusterConfig::parse(text, "c.toml") {
+            Err(error) => error.to_string(),
+            Ok(cluster) => cluster
+                .check_transport(TransportKind::Dpdk)
+                .expect_err("the file should be refused for dpdk")
+                .to_string(),
+        }
+    }
+
+    #[test]
+    fn a_memif_pair_is_a_dpdk_cluster_with_a_peer_table() {
+        let cluster = ClusterConfig::parse(MEMIF_PAIR, "c.toml").unwrap();
+        cluster.check_transport(TransportKind::Dpdk).unwrap();
+        let table = cluster.dpdk_peer_table().unwrap();
+        assert_eq!(table[&NodeId(1)], "02:00:00:00:00:02".parse().unwrap());
+        let port = &cluster.nodes[0].dpdk.as_ref().unwrap().port;
+        assert_eq!(port.arg("socket"), Some("/tmp/r.sock"));
+        let again = ClusterConfig::parse(&cluster.to_toml(), "again.toml").unwrap();
+        assert_eq!(
+            again.nodes,
+            cluster
+                .nodes
+                .iter()
+                .cloned()
+                .map(|mut n| {
+                    n.location = again.node(n.id).unwrap().location;
+                    n
+                })
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_port_id_is_refused_with_the_way_to_name_the_device() {
+        let text = MEMIF_PAIR.replace("\"net_memif0,role=server,socket=/tmp/r.sock\"", "0");
+        let error = dpdk_error(&text);
+        assert!(error.starts_with("c.toml:6:"), "{error}");
+        assert!(error.contains("port = 0: name the device"), "{error}");
+        let error = dpdk_error(&MEMIF_PAIR.replace("role=client,", "role client,"));
+        assert!(error.contains("no spaces"), "{error}");
+        let error = dpdk_error(&MEMIF_PAIR.replace("role=client,", "role,"));
+        assert!(error.contains("`role` is not `key=value`"), "{error}");
+    }
+
+    #[test]
+    fn memif_links_join_two_nodes_one_server_one_client_on_one_socket() {
+        let third = "[[node]]\nid = 2\nrole = \"client\"\n\
+                     dpdk = { port = \"net_af_packet0,iface=veth2\", mac = \"02:00:00:00:00:03\" }\n";
+        let error = dpdk_error(&format!("{MEMIF_PAIR}{third}"));
+        assert!(
+            error.starts_with("c.toml:3:1: node 0: its port `net_memif0` is a memif link, which joins exactly two nodes, but this cluster has 3"),
+            "{error}"
+        );
+        let error = dpdk_error(&MEMIF_PAIR.replace("role=client", "role=server"));
+        assert!(
+            error.contains("node 1: both ends of the memif link are role=server"),
+            "{error}"
+        );
+        // DPDK's default role is server.
+        let error = dpdk_error(&MEMIF_PAIR.replace("role=client,", ""));
+        assert!(
+            error.contains("both ends of the memif link are role=server"),
+            "{error}"
+        );
+        let error = dpdk_error(&MEMIF_PAIR.replace("role=client,", "role=client,id=1,"));
+        assert!(
+            error.contains("memif id=1 differs from node 0's id=0"),
+            "{error}"
+        );
+        let error = dpdk_error(
+            &MEMIF_PAIR.replace("role=client,socket=/tmp/r", "role=client,socket=/tmp/q"),
+        );
+        assert!(
+            error.contains("memif socket /tmp/q.sock differs"),
+            "{error}"
+        );
+        // Over TCP, the DPDK settings' links do not matter.
+        let tcp = format!("{MEMIF_PAIR}{third}").replace(
+            "[[node]]\nid = 1\n",
+            "[[node]]\nid = 1\naddress = \"127.0.0.1:7001\"\n",
+        );
+        let cluster = ClusterConfig::parse(&tcp, "c.toml").unwrap();
+        assert!(cluster.check_transport(TransportKind::Tcp).is_err()); // nodes 0 and 2 lack an address
     }
 
     #[test]

@@ -16,19 +16,19 @@ retransmit_after = "200ms"
 id = 1
 role = "client"
 address = "127.0.0.1:7001"
-dpdk = { port = 0, mac = "02:00:00:00:00:02", eal_args = ["--file-prefix=n1"] }
+dpdk = { port = "net_af_packet0,iface=veth1", mac = "02:00:00:00:00:02", eal_args = ["--file-prefix=n1"] }
 
 [[node]]
 id = 0
 role = "server"
 address = "127.0.0.1:7000"
-dpdk = { port = 0, mac = "02:00:00:00:00:01" }
+dpdk = { port = "net_af_packet0,iface=veth0", mac = "02:00:00:00:00:01" }
 
 [[node]]
 id = 2
 role = "client"
 address = "[::1]:7002"
-dpdk = { port = 1, mac = "02-00-00-00-00-03" }
+dpdk = { port = "net_af_packet0,iface=veth2", mac = "02-00-00-00-00-03" }
 "#;
 
 fn parse(text: &str) -> Result<ClusterConfig, String> {
@@ -57,7 +57,7 @@ fn a_full_file_parses_with_nodes_ordered_by_id() {
     assert_eq!(
         dpdk,
         DpdkNode {
-            port: 1,
+            port: "net_af_packet0,iface=veth2".parse().unwrap(),
             mac: MacAddr([2, 0, 0, 0, 0, 3]),
             eal_args: vec![],
         }
@@ -200,7 +200,7 @@ fn node_errors_name_the_node_and_its_entry() {
 fn each_transport_needs_its_own_fields_on_every_node() {
     let tcp_only = "protocol = \"benaloh\"\n\
                     [[node]]\nid = 0\nrole = \"peer\"\naddress = \"127.0.0.1:7000\"\n\
-                    [[node]]\nid = 1\nrole = \"peer\"\ndpdk = { port = 0, mac = \"02:00:00:00:00:01\" }\n";
+                    [[node]]\nid = 1\nrole = \"peer\"\ndpdk = { port = \"net_memif0\", mac = \"02:00:00:00:00:01\" }\n";
     let cluster = parse(tcp_only).unwrap();
     let message = cluster
         .check_transport(TransportKind::Tcp)
