@@ -1,29 +1,55 @@
-//! A TCP transport on `std::net` and threads.
+//! A TCP transport whose socket i/o runs on the thread that calls it.
 //!
 //! Each node listens on one address and dials every peer in its peer table. Connections are
 //! one-way (see [`crate::wire`]): the connection a node dials carries its frames to that
-//! peer, and the connections it accepts carry frames to it. Per peer there is one writer
-//! thread, fed by a bounded send queue, that dials, handshakes, writes frames in batches,
-//! and reconnects with exponential backoff when the connection fails. Per accepted
-//! connection there is one reader thread that checks the handshake and feeds frames into
-//! one bounded receive queue, which [`Transport::poll`] drains.
+//! peer, and the connections it accepts carry frames to it.
+//!
+//! There are no threads. Every socket is non-blocking and the node's own thread does all
+//! the work inside the [`Transport`] calls, so a frame goes from one node's handler to the
+//! other's with no hand-off between threads:
+//!
+//! - [`send`](Transport::send) appends the length-prefixed frame to the peer's bounded send
+//!   queue (one buffer per peer);
+//! - [`flush`](Transport::flush) writes each queue with one `write`, as much as the socket
+//!   takes; the rest stays queued, in order, and goes out as the socket drains;
+//! - [`poll`](Transport::poll) reads the readable connections into one buffer each and hands
+//!   complete frames to the callback straight from those buffers;
+//! - [`wait`](Transport::wait) blocks on the listener and every socket at once (epoll on
+//!   Linux, `poll(2)` elsewhere), and meanwhile accepts connections, runs handshakes, dials
+//!   and redials peers (with exponential backoff), and writes what `flush` left over.
+//!
+//! A transport therefore makes progress only while its owner calls it, as the node runtime
+//! does all the time; a frame sent without any later `flush`, `poll` or `wait` may never
+//! leave.
+//!
+//! Per round trip this costs, on each side, one `write`, one wait and one `read`: fewer
+//! system calls than a blocking echo, which reads header and payload separately. What
+//! remains between the two is structural: a wait for readiness followed by a read costs
+//! more than a blocking read, and one-way connections cannot piggyback TCP
+//! acknowledgements on replies, so every frame is answered by a bare ACK segment.
 //!
 //! Nothing a remote party sends can stop the node: a bad handshake (wrong magic or version,
-//! unknown node id, wrong destination), an oversized or truncated frame, or an i/o error
-//! closes that one connection, is counted in [`TcpStats`] and logged, and the node goes on
-//! serving everyone else. Node ids in handshakes are not authenticated: this transport is
-//! for trusted networks.
+//! unknown node id, wrong destination, silence), an oversized or truncated frame, or an i/o
+//! error closes that one connection, is counted in [`TcpStats`] and kept in
+//! [`TcpMonitor::recent_errors`], and the node goes on serving everyone else. Node ids in
+//! handshakes are not authenticated: this transport is for trusted networks.
+
+mod inbound;
+mod outbound;
+mod socket;
 
 use crate::transport::{SendError, Transport, TransportError};
-use crate::wire::{self, Ack, ConnectionError, Hello, ACK_BYTES, HELLO_BYTES};
+use crate::wire::ConnectionError;
+use inbound::{Fate, FrameStatus, InboundConn};
+use outbound::Peer;
 use rehearsal_sim_core::NodeId;
+use socket::{Interest, Poller, Readiness};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::thread::{self, JoinHandle};
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Default largest frame payload, in bytes (16 MiB).
@@ -33,18 +59,23 @@ pub const TCP_FRAME_BYTES_MAX_DEFAULT: u32 = 16 << 20;
 /// [`TcpMonitor::recent_errors`].
 pub const RECENT_ERRORS_MAX: usize = 256;
 
-/// Frames a writer thread writes before it flushes the socket, at most.
-const WRITE_BATCH_FRAMES_MAX: usize = 64;
+/// Connections accepted per pass over the sockets, at most, so that a flood of connects
+/// cannot starve the established connections.
+const ACCEPTS_PER_TURN_MAX: usize = 64;
 
-/// Socket buffer size of readers and writers, in bytes.
-const SOCKET_BUFFER_BYTES: usize = 64 << 10;
+/// How long accepting pauses after `accept` failed (say, out of file descriptors): the
+/// listener stays readable meanwhile, and retrying at once would spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
-/// How often an idle writer checks that its connection is still open and that the
-/// transport is not shutting down.
-const WRITER_IDLE_TICK: Duration = Duration::from_millis(100);
+/// [`Transport::poll`] hands out what is buffered without looking at the sockets again if
+/// they were looked at less than this ago. This saves the runtime's loop one `poll(2)`
+/// per message: after handling a batch it polls once more, finds nothing, and waits,
+/// which looks anyway. A node that never runs out of work, and so never waits, still
+/// looks this often.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_micros(50);
 
-/// Longest sleep between checks of the shutdown flag.
-const SHUTDOWN_TICK: Duration = Duration::from_millis(10);
+/// Longest wait when the caller asks for an unbounded one.
+const WAIT_MAX: Duration = Duration::from_secs(3600);
 
 /// Settings of a [`TcpTransport`].
 #[derive(Debug, Clone)]
@@ -52,12 +83,15 @@ pub struct TcpConfig {
     /// Largest frame payload sent or accepted, in bytes. A larger outgoing frame is refused
     /// by [`Transport::send`]; a larger incoming length prefix closes the connection.
     pub frame_bytes_max: u32,
-    /// Bound of each peer's send queue, in frames. When it is full (the peer is slow,
-    /// unreachable or reconnecting), [`Transport::send`] drops the frame and returns
-    /// [`SendError::QueueFull`], as a lossy network would; protocols retransmit.
+    /// Bound of each peer's send queue, in frames. Frames wait there while the peer is
+    /// being dialed, reconnecting, or reading more slowly than this node writes. When it is
+    /// full, [`Transport::send`] drops the frame and returns [`SendError::QueueFull`], as a
+    /// lossy network would; protocols retransmit.
     pub send_queue_frames_max: usize,
-    /// Bound of the receive queue shared by all inbound connections, in frames. When it is
-    /// full, readers stop reading, and TCP flow control slows the senders down.
+    /// Bound of the queue of frames this node sends to itself, in frames. (Frames from
+    /// peers wait in the kernel: a connection is read only once the frames read from it
+    /// before were handed to [`Transport::poll`], so TCP flow control slows down the
+    /// senders a node cannot keep up with.)
     pub recv_queue_frames_max: usize,
     /// Inbound connections open at once, at most; more are closed at once.
     pub inbound_connections_max: usize,
@@ -65,13 +99,15 @@ pub struct TcpConfig {
     pub connect_timeout: Duration,
     /// Time allowed for either side of the handshake.
     pub handshake_timeout: Duration,
-    /// Time a write may block before the connection counts as failed.
+    /// Time a peer may leave this node's writes stuck (its socket full, nothing taken)
+    /// before the connection counts as failed and is redialed.
     pub write_timeout: Duration,
-    /// First delay before redialing a peer after a failure.
+    /// First delay before redialing a peer after a failed dial.
     pub reconnect_backoff_min: Duration,
     /// Largest delay between redials; the delay doubles after each failure up to this.
     pub reconnect_backoff_max: Duration,
-    /// Print connection errors to stderr (they are counted and kept either way).
+    /// Print connection errors to stderr, from the thread that calls the transport (they
+    /// are counted and kept either way).
     pub log_errors: bool,
 }
 
@@ -148,13 +184,14 @@ pub struct TcpStats {
     pub frames_sent: u64,
     /// Payload bytes written to sockets.
     pub bytes_sent: u64,
-    /// Frames received and queued for [`Transport::poll`].
+    /// Frames received from peers and handed to [`Transport::poll`]'s callback.
     pub frames_received: u64,
     /// Payload bytes received.
     pub bytes_received: u64,
     /// Frames dropped by [`Transport::send`] because the peer's send queue was full.
     pub frames_dropped_queue_full: u64,
-    /// Frames lost because their connection failed while writing them.
+    /// Frames lost because their connection failed while writing them (a frame partly
+    /// written; frames queued behind it wait for the next connection).
     pub frames_lost: u64,
 }
 
@@ -178,6 +215,8 @@ struct Counters {
     frames_lost: AtomicU64,
 }
 
+/// Adds to a counter. Only the transport's thread writes the counters; the atomics let a
+/// [`TcpMonitor`] read them from another thread.
 fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
 }
@@ -207,46 +246,27 @@ impl Counters {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent at every await point, so a lock poisoned by a
-    // panicking thread is taken over rather than propagated.
+    // The guarded values stay consistent at every point a panic could occur, so a lock
+    // poisoned by a panicking thread is taken over rather than propagated.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-struct InboundConn {
-    /// The peer, once its handshake passed.
-    peer: Option<NodeId>,
-    /// A handle to shut the socket down from another thread.
-    stream: TcpStream,
-}
-
-#[derive(Default)]
-struct Inbound {
-    next_id: u64,
-    conns: BTreeMap<u64, InboundConn>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-/// State shared by the transport and its threads.
+/// What a [`TcpMonitor`] can see from another thread. The transport's thread writes it when
+/// something changes (a connection comes or goes, an error happens), never per frame.
 struct Shared {
     me: NodeId,
-    config: TcpConfig,
-    shutdown: AtomicBool,
-    /// Node ids whose handshakes are accepted: the peer table.
-    known: RwLock<BTreeSet<NodeId>>,
-    inbound: Mutex<Inbound>,
-    /// Established outbound connections, to report them and shut them down.
-    outbound: Mutex<BTreeMap<NodeId, TcpStream>>,
+    log_errors: bool,
     counters: Counters,
     errors: Mutex<VecDeque<String>>,
+    /// Peers with an established outbound connection.
+    connected: Mutex<BTreeSet<NodeId>>,
+    /// Peers with an established inbound connection.
+    inbound_peers: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Shared {
-    fn is_shutting_down(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
-    }
-
     fn log(&self, message: String) {
-        if self.config.log_errors {
+        if self.log_errors {
             eprintln!("rehearsal-hardware tcp {}: {message}", self.me);
         }
         let mut errors = lock(&self.errors);
@@ -256,27 +276,12 @@ impl Shared {
         errors.push_back(message);
     }
 
-    fn is_known(&self, id: NodeId) -> bool {
-        id != self.me
-            && self
-                .known
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&id)
-    }
-
-    /// Sleeps for `duration`, waking early (returning `false`) if the transport shuts down.
-    fn sleep(&self, duration: Duration) -> bool {
-        let until = Instant::now() + duration;
-        loop {
-            if self.is_shutting_down() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            thread::sleep((until - now).min(SHUTDOWN_TICK));
+    fn set_connected(&self, peer: NodeId, connected: bool) {
+        let mut peers = lock(&self.connected);
+        if connected {
+            peers.insert(peer);
+        } else {
+            peers.remove(&peer);
         }
     }
 }
@@ -301,29 +306,23 @@ impl TcpMonitor {
 
     /// Peers this node currently has an established outbound connection to.
     pub fn connected_peers(&self) -> BTreeSet<NodeId> {
-        lock(&self.shared.outbound).keys().copied().collect()
+        lock(&self.shared.connected).clone()
     }
 
     /// Peers with an established inbound connection to this node.
     pub fn inbound_peers(&self) -> BTreeSet<NodeId> {
-        lock(&self.shared.inbound)
-            .conns
-            .values()
-            .filter_map(|conn| conn.peer)
-            .collect()
+        lock(&self.shared.inbound_peers).clone()
     }
 }
 
-struct Peer {
-    addr: SocketAddr,
-    queue: Option<SyncSender<Vec<u8>>>,
-    writer: Option<JoinHandle<()>>,
-}
-
-type Frame = (NodeId, Vec<u8>);
+/// Poller token of the listener; peers are `PEER_TOKEN | index`; inbound connections are
+/// their accept sequence number (below `PEER_TOKEN`).
+const LISTENER_TOKEN: u64 = u64::MAX;
+const PEER_TOKEN: u64 = 1 << 62;
 
 /// A [`Transport`] over TCP: length-prefixed frames on one outbound connection per peer,
-/// with reconnection, bounded queues and a frame size limit (see the module docs).
+/// with reconnection, bounded queues and a frame size limit, all driven by the calling
+/// thread (see the module docs).
 ///
 /// ```no_run
 /// use rehearsal_hardware::{TcpConfig, TcpTransport};
@@ -341,13 +340,34 @@ type Frame = (NodeId, Vec<u8>);
 pub struct TcpTransport {
     me: NodeId,
     local_addr: SocketAddr,
+    config: TcpConfig,
     shared: Arc<Shared>,
+    poller: Poller,
+    /// What the last wait found ready, by token (kept to reuse its allocation).
+    events: Vec<(u64, Readiness)>,
     /// `None` once shut down.
-    inbox: Option<Receiver<Frame>>,
-    /// Frames taken out of the inbox by `wait`, and frames sent to this node itself.
-    stash: VecDeque<Frame>,
-    peers: BTreeMap<NodeId, Peer>,
-    acceptor: Option<JoinHandle<()>>,
+    listener: Option<TcpListener>,
+    listener_watched: bool,
+    /// Set while accepting pauses after a failed `accept`.
+    accept_paused_until: Option<Instant>,
+    peers: Vec<Peer>,
+    peer_index: BTreeMap<NodeId, usize>,
+    /// Peers whose empty send queue got a frame since the last flush (indices into
+    /// `peers`).
+    unflushed: Vec<usize>,
+    /// Accepted connections by accept sequence number (their poller token).
+    inbound: BTreeMap<u64, InboundConn>,
+    next_inbound_seq: u64,
+    /// Some inbound connection has its fate decided and waits to be removed.
+    reap_due: bool,
+    /// Frames this node sent to itself.
+    loopback: VecDeque<Vec<u8>>,
+    /// When `wait` or `poll` last looked at the sockets.
+    looked_at: Option<Instant>,
+    /// Where the next `poll` starts handing out frames (an accept sequence number), for
+    /// fairness among connections.
+    deliver_from: u64,
+    closed: bool,
 }
 
 impl TcpTransport {
@@ -391,32 +411,43 @@ impl TcpTransport {
         let local_addr = listener
             .local_addr()
             .map_err(|error| TransportError::io("cannot read the listening address", error))?;
-        let (inbox_tx, inbox) = mpsc::sync_channel(config.recv_queue_frames_max);
-        let known = peers.keys().copied().filter(|&id| id != me).collect();
+        listener
+            .set_nonblocking(true)
+            .map_err(|error| TransportError::io("cannot configure the listener", error))?;
+        let poller =
+            Poller::new().map_err(|error| TransportError::io("cannot create a poller", error))?;
         let shared = Arc::new(Shared {
             me,
-            config,
-            shutdown: AtomicBool::new(false),
-            known: RwLock::new(known),
-            inbound: Mutex::new(Inbound::default()),
-            outbound: Mutex::new(BTreeMap::new()),
+            log_errors: config.log_errors,
             counters: Counters::default(),
             errors: Mutex::new(VecDeque::new()),
+            connected: Mutex::new(BTreeSet::new()),
+            inbound_peers: Mutex::new(BTreeSet::new()),
         });
-        let acceptor_shared = Arc::clone(&shared);
-        let acceptor = thread::Builder::new()
-            .name(format!("tcp-accept-{me}"))
-            .spawn(move || accept_loop(&acceptor_shared, &listener, &inbox_tx))
-            .map_err(|error| TransportError::io("cannot start the acceptor thread", error))?;
         let mut transport = TcpTransport {
             me,
             local_addr,
+            config,
             shared,
-            inbox: Some(inbox),
-            stash: VecDeque::new(),
-            peers: BTreeMap::new(),
-            acceptor: Some(acceptor),
+            poller,
+            events: Vec::new(),
+            listener: Some(listener),
+            listener_watched: false,
+            accept_paused_until: None,
+            peers: Vec::new(),
+            peer_index: BTreeMap::new(),
+            unflushed: Vec::new(),
+            inbound: BTreeMap::new(),
+            next_inbound_seq: 0,
+            reap_due: false,
+            loopback: VecDeque::new(),
+            looked_at: None,
+            deliver_from: 0,
+            closed: false,
         };
+        transport
+            .watch_listener()
+            .map_err(|error| TransportError::io("cannot watch the listener", error))?;
         for (&id, &addr) in peers {
             if id != me {
                 transport.add_peer(id, addr)?;
@@ -432,40 +463,27 @@ impl TcpTransport {
 
     /// The address of a peer, if configured.
     pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
-        self.peers.get(&id).map(|peer| peer.addr)
+        self.peer_index.get(&id).map(|&i| self.peers[i].addr)
     }
 
-    /// Adds a peer: its handshakes are accepted from now on, and a writer thread starts
-    /// dialing `addr` (retrying with backoff until the peer is up).
+    /// Adds a peer: its handshakes are accepted from now on, and dialing `addr` starts at
+    /// once (it goes on, with backoff, while the transport is called, until the peer is
+    /// up).
     pub fn add_peer(&mut self, id: NodeId, addr: SocketAddr) -> Result<(), TransportError> {
         if id == self.me {
             return Err(TransportError::OwnId(id));
         }
-        if self.peers.contains_key(&id) {
+        if self.peer_index.contains_key(&id) {
             return Err(TransportError::PeerExists(id));
         }
-        if self.inbox.is_none() {
+        if self.closed {
             return Err(TransportError::Closed);
         }
-        let (queue, frames) = mpsc::sync_channel(self.shared.config.send_queue_frames_max);
-        let shared = Arc::clone(&self.shared);
-        let writer = thread::Builder::new()
-            .name(format!("tcp-out-{}-{id}", self.me))
-            .spawn(move || outbound_loop(&shared, id, addr, &frames))
-            .map_err(|error| TransportError::io("cannot start a writer thread", error))?;
-        self.shared
-            .known
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id);
-        self.peers.insert(
-            id,
-            Peer {
-                addr,
-                queue: Some(queue),
-                writer: Some(writer),
-            },
-        );
+        let now = Instant::now();
+        let mut peer = Peer::new(id, addr, &self.config, now);
+        peer.on_time(now, &self.config, &self.shared);
+        self.peer_index.insert(id, self.peers.len());
+        self.peers.push(peer);
         Ok(())
     }
 
@@ -481,48 +499,444 @@ impl TcpTransport {
         self.shared.counters.snapshot()
     }
 
-    /// Closes every connection and stops every thread, waiting for them (at most about the
-    /// connect or write timeout, for a thread caught in one). Frames still queued are lost.
-    /// Called by `drop`; calling it twice does nothing.
+    /// Closes the listener and every connection. Frames still queued are lost. Called by
+    /// `drop`; calling it twice does nothing.
     pub fn shutdown(&mut self) {
-        if self.shared.shutdown.swap(true, Ordering::SeqCst) {
+        if self.closed {
             return;
         }
-        // Readers blocked on a full receive queue wake up when the queue goes away.
-        self.inbox = None;
-        self.stash.clear();
-        for peer in self.peers.values_mut() {
-            peer.queue = None;
+        self.closed = true;
+        self.listener = None;
+        for (_, conn) in std::mem::take(&mut self.inbound) {
+            let _ = conn.stream.shutdown(Shutdown::Both);
         }
-        // The acceptor blocks in `accept`: wake it with a connection of our own.
-        let wake_ip = match self.local_addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
+        let now = Instant::now();
+        for peer in &mut self.peers {
+            peer.close(now);
+            peer.watched = None;
+        }
+        self.unflushed.clear();
+        self.loopback.clear();
+        lock(&self.shared.connected).clear();
+        lock(&self.shared.inbound_peers).clear();
+    }
+
+    /// Whether a frame is ready to be handed out by `poll`.
+    fn frames_ready(&self) -> bool {
+        let frame_bytes_max = self.config.frame_bytes_max;
+        !self.loopback.is_empty()
+            || self
+                .inbound
+                .values()
+                .any(|conn| conn.has_frame(frame_bytes_max))
+    }
+
+    /// One pass over the sockets: runs what is due, waits at most `timeout` for a socket to
+    /// be ready, then accepts, advances dials and handshakes, reads and writes. Returns the
+    /// time after the wait.
+    fn turn(&mut self, timeout: Duration) -> Result<Instant, TransportError> {
+        let now = Instant::now();
+        self.on_time(now);
+        let timeout = match self.next_deadline() {
+            Some(deadline) => timeout.min(deadline.saturating_duration_since(now)),
+            None => timeout,
         };
-        let wake_addr = SocketAddr::new(wake_ip, self.local_addr.port());
-        let _ = TcpStream::connect_timeout(&wake_addr, self.shared.config.connect_timeout);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        let readers = {
-            let mut inbound = lock(&self.shared.inbound);
-            for conn in inbound.conns.values() {
-                let _ = conn.stream.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut inbound.threads)
+        self.watch_peers()
+            .and_then(|()| self.watch_listener())
+            .map_err(|error| TransportError::io("cannot watch the sockets", error))?;
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        self.poller
+            .wait(timeout, &mut events)
+            .map_err(|error| TransportError::io("cannot wait for the sockets", error))?;
+        let now = if timeout.is_zero() {
+            now
+        } else {
+            Instant::now()
         };
-        for stream in lock(&self.shared.outbound).values() {
-            let _ = stream.shutdown(Shutdown::Both);
+        self.service(&events, now);
+        self.events = events;
+        self.looked_at = Some(now);
+        Ok(now)
+    }
+
+    /// Dials peers whose backoff is over, and gives up dials, handshakes and writes that
+    /// took too long.
+    fn on_time(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|until| now >= until) {
+            self.accept_paused_until = None;
         }
-        for reader in readers {
-            let _ = reader.join();
+        for peer in &mut self.peers {
+            peer.on_time(now, &self.config, &self.shared);
         }
-        for peer in self.peers.values_mut() {
-            if let Some(writer) = peer.writer.take() {
-                let _ = writer.join();
+        let me = self.me;
+        let peers = &self.peer_index;
+        let mut handshaken = Vec::new();
+        for conn in self.inbound.values_mut() {
+            if conn.peer.is_none() && now >= conn.handshake_deadline {
+                // Fails it (silence), unless the hello arrived meanwhile.
+                if let Some(from) =
+                    conn.handshake(me, now, |id| id != me && peers.contains_key(&id))
+                {
+                    handshaken.push((conn.seq, from));
+                }
+                self.reap_due |= conn.fate.is_some();
             }
         }
+        self.after_handshakes(&handshaken);
+        self.reap();
+    }
+
+    /// The next instant at which [`on_time`](TcpTransport::on_time) has something to do.
+    fn next_deadline(&self) -> Option<Instant> {
+        let peers = self
+            .peers
+            .iter()
+            .filter_map(|peer| peer.deadline(&self.config));
+        let handshakes = self
+            .inbound
+            .values()
+            .filter(|conn| conn.peer.is_none())
+            .map(|conn| conn.handshake_deadline);
+        peers
+            .chain(handshakes)
+            .chain(self.accept_paused_until)
+            .min()
+    }
+
+    /// Brings the poller's registration of each peer's socket up to date (a system call
+    /// only where it changed: a dial, a handshake, a full socket).
+    fn watch_peers(&mut self) -> io::Result<()> {
+        for (i, peer) in self.peers.iter_mut().enumerate() {
+            let token = PEER_TOKEN | i as u64;
+            let wanted = peer.interest();
+            if wanted == peer.watched {
+                continue;
+            }
+            let mut was = None;
+            if let Some((generation, fd, interest)) = peer.watched {
+                if wanted.is_some_and(|(now, _, _)| now == generation) {
+                    was = Some(interest);
+                } else {
+                    // The link closed that socket since, which took it out of the poller.
+                    self.poller.unwatch(token, fd, false);
+                }
+            }
+            peer.watched = None;
+            if let Some((_, fd, interest)) = wanted {
+                self.poller.watch(token, fd, interest, was)?;
+            }
+            peer.watched = wanted;
+        }
+        Ok(())
+    }
+
+    fn watch_listener(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let wanted = self.accept_paused_until.is_none();
+        if wanted != self.listener_watched {
+            let fd = listener.as_raw_fd();
+            if wanted {
+                let interest = Interest {
+                    read: true,
+                    write: false,
+                };
+                self.poller.watch(LISTENER_TOKEN, fd, interest, None)?;
+            } else {
+                self.poller.unwatch(LISTENER_TOKEN, fd, true);
+            }
+            self.listener_watched = wanted;
+        }
+        Ok(())
+    }
+
+    /// Acts on what the last wait found ready.
+    fn service(&mut self, events: &[(u64, Readiness)], now: Instant) {
+        let mut handshaken = Vec::new();
+        for &(token, ready) in events {
+            if token == LISTENER_TOKEN {
+                self.accept(now, &mut handshaken);
+            } else if token & PEER_TOKEN != 0 {
+                if let Some(peer) = self.peers.get_mut((token & !PEER_TOKEN) as usize) {
+                    peer.on_ready(ready, now, &self.config, &self.shared);
+                }
+            } else {
+                self.serve_inbound(token, ready, now, &mut handshaken);
+            }
+        }
+        self.after_handshakes(&handshaken);
+        self.reap();
+    }
+
+    /// Reads from an inbound connection, answers its handshake, and decides its fate once
+    /// its end or a bad frame shows.
+    fn serve_inbound(
+        &mut self,
+        seq: u64,
+        ready: Readiness,
+        now: Instant,
+        handshaken: &mut Vec<(u64, NodeId)>,
+    ) {
+        let Some(conn) = self.inbound.get_mut(&seq) else {
+            return;
+        };
+        let frame_bytes_max = self.config.frame_bytes_max;
+        if ready.writable && conn.wants_write() {
+            conn.write_ack();
+        }
+        if ready.readable && conn.wants_read(frame_bytes_max) {
+            conn.read();
+        }
+        if conn.peer.is_none() {
+            let me = self.me;
+            let peers = &self.peer_index;
+            if let Some(from) = conn.handshake(me, now, |id| id != me && peers.contains_key(&id)) {
+                handshaken.push((seq, from));
+            }
+        }
+        conn.settle(frame_bytes_max);
+        if conn.fate.is_some() {
+            self.reap_due = true;
+            return;
+        }
+        let interest = conn.interest();
+        if conn.watched != Some(interest) {
+            let fd = conn.stream.as_raw_fd();
+            match self.poller.watch(seq, fd, interest, conn.watched) {
+                Ok(()) => conn.watched = Some(interest),
+                Err(error) => {
+                    conn.fate = Some(Fate::Failed(ConnectionError::Io(error)));
+                    self.reap_due = true;
+                }
+            }
+        }
+    }
+
+    /// Accepts pending connections, and reads the handshakes that came with them.
+    fn accept(&mut self, now: Instant, handshaken: &mut Vec<(u64, NodeId)>) {
+        for _ in 0..ACCEPTS_PER_TURN_MAX {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (stream, remote) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) => match error.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    _ => {
+                        // Usually transient (out of file descriptors): report, and pause
+                        // rather than spin on a listener that stays readable.
+                        self.shared.log(format!("accept failed: {error}"));
+                        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                        return;
+                    }
+                },
+            };
+            bump(&self.shared.counters.inbound_accepted, 1);
+            if self.inbound.len() >= self.config.inbound_connections_max {
+                bump(&self.shared.counters.inbound_rejected, 1);
+                let error =
+                    ConnectionError::TooManyConnections(self.config.inbound_connections_max);
+                self.shared
+                    .log(format!("closed inbound connection from {remote}: {error}"));
+                continue;
+            }
+            if let Err(error) = stream.set_nonblocking(true) {
+                self.shared.log(format!(
+                    "cannot serve inbound connection from {remote}: {error}"
+                ));
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let seq = self.next_inbound_seq;
+            self.next_inbound_seq += 1;
+            let deadline = now + self.config.handshake_timeout;
+            let conn = InboundConn::new(seq, stream, remote.to_string(), deadline);
+            self.inbound.insert(seq, conn);
+            // The hello often follows the connect at once: read it in this pass. This also
+            // registers the connection with the poller.
+            let ready = Readiness {
+                readable: true,
+                writable: false,
+            };
+            self.serve_inbound(seq, ready, now, handshaken);
+        }
+    }
+
+    /// Counts the handshakes that passed and retires older connections of the same peers
+    /// (a peer that reconnects replaces its older connection, which may be half-open).
+    fn after_handshakes(&mut self, handshaken: &[(u64, NodeId)]) {
+        if handshaken.is_empty() {
+            return;
+        }
+        for &(seq, from) in handshaken {
+            bump(&self.shared.counters.inbound_handshakes, 1);
+            for conn in self.inbound.range_mut(..seq).map(|(_, conn)| conn) {
+                if conn.peer == Some(from) && conn.fate.is_none() {
+                    conn.fate = Some(Fate::Replaced);
+                    self.reap_due = true;
+                }
+            }
+        }
+        self.publish_inbound_peers();
+    }
+
+    fn publish_inbound_peers(&self) {
+        let peers = self
+            .inbound
+            .values()
+            .filter(|conn| conn.fate.is_none())
+            .filter_map(|conn| conn.peer)
+            .collect();
+        *lock(&self.shared.inbound_peers) = peers;
+    }
+
+    /// Removes the inbound connections whose fate is decided, counting and reporting why.
+    fn reap(&mut self) {
+        if !std::mem::take(&mut self.reap_due) {
+            return;
+        }
+        let doomed: Vec<u64> = self
+            .inbound
+            .iter()
+            .filter(|(_, conn)| conn.fate.is_some())
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in doomed {
+            let Some(mut conn) = self.inbound.remove(&seq) else {
+                continue;
+            };
+            self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            let counters = &self.shared.counters;
+            let error = match conn.fate.take() {
+                None | Some(Fate::Replaced) => continue,
+                Some(Fate::Closed) => {
+                    bump(&counters.inbound_closed, 1);
+                    continue;
+                }
+                Some(Fate::Failed(error)) => error,
+            };
+            match &error {
+                ConnectionError::FrameTooLarge { .. } => {
+                    bump(&counters.frames_oversized, 1);
+                    bump(&counters.inbound_failed, 1);
+                }
+                ConnectionError::Truncated { .. } => {
+                    bump(&counters.frames_truncated, 1);
+                    bump(&counters.inbound_failed, 1);
+                }
+                ConnectionError::Io(_) => bump(&counters.inbound_failed, 1),
+                ConnectionError::BadMagic { .. }
+                | ConnectionError::BadVersion { .. }
+                | ConnectionError::UnknownPeer(_)
+                | ConnectionError::WrongDestination { .. }
+                | ConnectionError::WrongPeer { .. }
+                | ConnectionError::Handshake(_)
+                | ConnectionError::TooManyConnections(_) => bump(&counters.inbound_rejected, 1),
+            }
+            let who = match conn.peer {
+                Some(peer) => format!("{peer} at {}", conn.remote),
+                None => conn.remote.clone(),
+            };
+            self.shared
+                .log(format!("closed inbound connection from {who}: {error}"));
+        }
+        self.publish_inbound_peers();
+    }
+
+    /// Hands out at most `frames_max` buffered frames, taking connections in turn.
+    fn deliver_buffered(
+        &mut self,
+        frames_max: usize,
+        deliver: &mut dyn FnMut(NodeId, &[u8]),
+    ) -> usize {
+        if self.inbound.is_empty() || frames_max == 0 {
+            return 0;
+        }
+        let frame_bytes_max = self.config.frame_bytes_max;
+        let from = self.deliver_from;
+        let mut handed = Handed::default();
+        let mut first = None;
+        for (&seq, conn) in self.inbound.range_mut(from..) {
+            first.get_or_insert(seq);
+            handed.take(conn, frames_max, frame_bytes_max, deliver);
+            if handed.frames == frames_max {
+                break;
+            }
+        }
+        if handed.frames < frames_max {
+            for (&seq, conn) in self.inbound.range_mut(..from) {
+                first.get_or_insert(seq);
+                handed.take(conn, frames_max, frame_bytes_max, deliver);
+                if handed.frames == frames_max {
+                    break;
+                }
+            }
+        }
+        // The next call starts one connection further on.
+        self.deliver_from = first.map_or(0, |seq| seq + 1);
+        self.reap_due |= handed.settled;
+        if handed.frames > 0 {
+            bump(&self.shared.counters.frames_received, handed.frames as u64);
+            bump(&self.shared.counters.bytes_received, handed.payload_bytes);
+        }
+        self.reap();
+        handed.frames
+    }
+
+    /// Writes the queues filled since the last flush.
+    fn write_unflushed(&mut self) {
+        if self.unflushed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for &i in &unflushed {
+            self.peers[i].write(now, &self.shared);
+        }
+        unflushed.clear();
+        self.unflushed = unflushed;
+    }
+}
+
+/// What one [`Transport::poll`] handed out so far.
+#[derive(Default)]
+struct Handed {
+    frames: usize,
+    payload_bytes: u64,
+    /// Some connection's fate was decided on the way.
+    settled: bool,
+}
+
+impl Handed {
+    /// Hands out the frames buffered for one connection, up to the call's bound.
+    fn take(
+        &mut self,
+        conn: &mut InboundConn,
+        frames_max: usize,
+        frame_bytes_max: u32,
+        deliver: &mut dyn FnMut(NodeId, &[u8]),
+    ) {
+        let Some(peer) = conn.peer else {
+            return;
+        };
+        if conn.fate.is_some() {
+            return;
+        }
+        while self.frames < frames_max {
+            let FrameStatus::Ready(length) = conn.buf.status(frame_bytes_max) else {
+                break;
+            };
+            deliver(peer, conn.buf.payload(length));
+            conn.buf.pop_frame(length);
+            self.frames += 1;
+            self.payload_bytes += length as u64;
+        }
+        conn.settle(frame_bytes_max);
+        self.settled |= conn.fate.is_some();
     }
 }
 
@@ -537,45 +951,50 @@ impl Transport for TcpTransport {
         self.me
     }
 
-    /// Queues the frame on the peer's bounded send queue; if the queue is full the frame is
-    /// dropped ([`SendError::QueueFull`]). A frame to this node itself is delivered to its
-    /// own receive side without a socket.
+    /// Appends the frame to the peer's bounded send queue, for the next
+    /// [`flush`](Transport::flush); if the queue is full the frame is dropped
+    /// ([`SendError::QueueFull`]). A frame to this node itself goes to its own receive side
+    /// without a socket.
     fn send(&mut self, to: NodeId, payload: &[u8]) -> Result<(), SendError> {
-        let frame_bytes_max = self.shared.config.frame_bytes_max as usize;
+        let frame_bytes_max = self.config.frame_bytes_max as usize;
         if payload.len() > frame_bytes_max {
             return Err(SendError::FrameTooLarge {
                 frame_bytes: payload.len(),
                 frame_bytes_max,
             });
         }
-        if self.inbox.is_none() {
+        if self.closed {
             return Err(SendError::Closed);
         }
         if to == self.me {
-            if self.stash.len() >= self.shared.config.recv_queue_frames_max {
+            if self.loopback.len() >= self.config.recv_queue_frames_max {
                 return Err(SendError::QueueFull(to));
             }
-            self.stash.push_back((to, payload.to_vec()));
+            self.loopback.push_back(payload.to_vec());
             return Ok(());
         }
-        let queue = self
-            .peers
-            .get(&to)
-            .and_then(|peer| peer.queue.as_ref())
-            .ok_or(SendError::UnknownPeer(to))?;
-        let mut frame = Vec::new();
-        wire::encode_frame(payload, &mut frame).map_err(|_| SendError::FrameTooLarge {
-            frame_bytes: payload.len(),
-            frame_bytes_max,
-        })?;
-        match queue.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => {
-                bump(&self.shared.counters.frames_dropped_queue_full, 1);
-                Err(SendError::QueueFull(to))
-            }
-            Err(TrySendError::Disconnected(_)) => Err(SendError::Closed),
+        let &i = self.peer_index.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let queue = &mut self.peers[i].queue;
+        if queue.frames() >= self.config.send_queue_frames_max {
+            bump(&self.shared.counters.frames_dropped_queue_full, 1);
+            return Err(SendError::QueueFull(to));
         }
+        if queue.is_empty() {
+            self.unflushed.push(i);
+        }
+        queue.push(payload);
+        Ok(())
+    }
+
+    /// Writes every queue filled since the last flush, as much as each socket takes
+    /// without blocking; what it does not take goes out during later calls, in order.
+    /// Queues of peers still being dialed go out once their connection is up.
+    fn flush(&mut self) -> Result<(), TransportError> {
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
+        self.write_unflushed();
+        Ok(())
     }
 
     fn poll(
@@ -583,386 +1002,49 @@ impl Transport for TcpTransport {
         frames_max: usize,
         deliver: &mut dyn FnMut(NodeId, &[u8]),
     ) -> Result<usize, TransportError> {
-        let inbox = self.inbox.as_ref().ok_or(TransportError::Closed)?;
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
         let mut count = 0;
         while count < frames_max {
-            let (from, payload) = match self.stash.pop_front() {
-                Some(frame) => frame,
-                None => match inbox.try_recv() {
-                    Ok(frame) => frame,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return Err(TransportError::Closed),
-                },
+            let Some(frame) = self.loopback.pop_front() else {
+                break;
             };
-            deliver(from, &payload);
+            deliver(self.me, &frame);
             count += 1;
+        }
+        if count < frames_max {
+            let stale = self
+                .looked_at
+                .is_none_or(|at| at.elapsed() >= LOOK_AGAIN_AFTER);
+            if stale {
+                self.turn(Duration::ZERO)?;
+            }
+            count += self.deliver_buffered(frames_max - count, deliver);
         }
         Ok(count)
     }
 
+    /// Services the sockets (accepts, handshakes, dials, writes left over by `flush`, reads)
+    /// until a frame is ready or `timeout` passes.
     fn wait(&mut self, timeout: Duration) -> Result<bool, TransportError> {
-        if !self.stash.is_empty() {
-            return Ok(true);
+        if self.closed {
+            return Err(TransportError::Closed);
         }
-        let inbox = self.inbox.as_ref().ok_or(TransportError::Closed)?;
-        match inbox.recv_timeout(timeout) {
-            Ok(frame) => {
-                self.stash.push_back(frame);
-                Ok(true)
+        self.write_unflushed();
+        let timeout = timeout.min(WAIT_MAX);
+        let deadline = Instant::now() + timeout;
+        let mut left = timeout;
+        loop {
+            let ready = self.frames_ready();
+            let now = self.turn(if ready { Duration::ZERO } else { left })?;
+            if ready || self.frames_ready() {
+                return Ok(true);
             }
-            Err(RecvTimeoutError::Timeout) => Ok(false),
-            Err(RecvTimeoutError::Disconnected) => Err(TransportError::Closed),
-        }
-    }
-}
-
-// ---- Inbound side ---------------------------------------------------------------------
-
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener, inbox: &SyncSender<Frame>) {
-    for incoming in listener.incoming() {
-        if shared.is_shutting_down() {
-            return;
-        }
-        match incoming {
-            Ok(stream) => {
-                bump(&shared.counters.inbound_accepted, 1);
-                start_reader(shared, stream, inbox);
-            }
-            Err(error) => {
-                // Usually transient (out of file descriptors, a connection reset before
-                // accept): report and carry on, without spinning.
-                shared.log(format!("accept failed: {error}"));
-                shared.sleep(SHUTDOWN_TICK);
+            left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                return Ok(false);
             }
         }
-    }
-}
-
-fn start_reader(shared: &Arc<Shared>, stream: TcpStream, inbox: &SyncSender<Frame>) {
-    let remote = stream.peer_addr().map_or_else(
-        |_| "an unknown address".to_string(),
-        |addr| addr.to_string(),
-    );
-    let mut inbound = lock(&shared.inbound);
-    inbound.threads.retain(|thread| !thread.is_finished());
-    if inbound.conns.len() >= shared.config.inbound_connections_max {
-        drop(inbound);
-        bump(&shared.counters.inbound_rejected, 1);
-        let error = ConnectionError::TooManyConnections(shared.config.inbound_connections_max);
-        shared.log(format!("closed inbound connection from {remote}: {error}"));
-        return;
-    }
-    let handle = match stream.try_clone() {
-        Ok(handle) => handle,
-        Err(error) => {
-            drop(inbound);
-            shared.log(format!(
-                "cannot serve inbound connection from {remote}: {error}"
-            ));
-            return;
-        }
-    };
-    let id = inbound.next_id;
-    inbound.next_id += 1;
-    inbound.conns.insert(
-        id,
-        InboundConn {
-            peer: None,
-            stream: handle,
-        },
-    );
-    let reader_shared = Arc::clone(shared);
-    let reader_inbox = inbox.clone();
-    let spawned = thread::Builder::new()
-        .name(format!("tcp-in-{}", shared.me))
-        .spawn(move || serve_inbound(&reader_shared, &stream, id, &remote, &reader_inbox));
-    match spawned {
-        Ok(thread) => inbound.threads.push(thread),
-        Err(error) => {
-            inbound.conns.remove(&id);
-            drop(inbound);
-            shared.log(format!("cannot start a reader thread: {error}"));
-        }
-    }
-}
-
-fn serve_inbound(
-    shared: &Shared,
-    stream: &TcpStream,
-    id: u64,
-    remote: &str,
-    inbox: &SyncSender<Frame>,
-) {
-    let mut peer = None;
-    let result = inbound_session(shared, stream, id, inbox, &mut peer);
-    let still_registered = lock(&shared.inbound).conns.remove(&id).is_some();
-    let _ = stream.shutdown(Shutdown::Both);
-    if shared.is_shutting_down() {
-        return;
-    }
-    let who = match peer {
-        Some(peer) => format!("{peer} at {remote}"),
-        None => remote.to_string(),
-    };
-    let error = match result {
-        Ok(()) => {
-            if peer.is_some() {
-                bump(&shared.counters.inbound_closed, 1);
-            }
-            return;
-        }
-        // A newer connection from the same peer replaced this one: not an error.
-        Err(_) if !still_registered => return,
-        Err(error) => error,
-    };
-    let counters = &shared.counters;
-    match &error {
-        ConnectionError::FrameTooLarge { .. } => {
-            bump(&counters.frames_oversized, 1);
-            bump(&counters.inbound_failed, 1);
-        }
-        ConnectionError::Truncated { .. } => {
-            bump(&counters.frames_truncated, 1);
-            bump(&counters.inbound_failed, 1);
-        }
-        ConnectionError::Io(_) => bump(&counters.inbound_failed, 1),
-        ConnectionError::BadMagic { .. }
-        | ConnectionError::BadVersion { .. }
-        | ConnectionError::UnknownPeer(_)
-        | ConnectionError::WrongDestination { .. }
-        | ConnectionError::WrongPeer { .. }
-        | ConnectionError::Handshake(_)
-        | ConnectionError::TooManyConnections(_) => bump(&counters.inbound_rejected, 1),
-    }
-    shared.log(format!("closed inbound connection from {who}: {error}"));
-}
-
-/// Checks the handshake, then moves frames into the receive queue until the connection
-/// ends. `Ok` means a clean end (or the transport went away).
-fn inbound_session(
-    shared: &Shared,
-    stream: &TcpStream,
-    id: u64,
-    inbox: &SyncSender<Frame>,
-    peer: &mut Option<NodeId>,
-) -> Result<(), ConnectionError> {
-    let me = shared.me;
-    let _ = stream.set_nodelay(true);
-    stream.set_read_timeout(Some(shared.config.handshake_timeout))?;
-    stream.set_write_timeout(Some(shared.config.handshake_timeout))?;
-    let mut hello = [0u8; HELLO_BYTES];
-    let mut reader = stream;
-    reader
-        .read_exact(&mut hello)
-        .map_err(ConnectionError::Handshake)?;
-    let hello = Hello::decode(&hello)?;
-    if hello.to != me {
-        return Err(ConnectionError::WrongDestination { to: hello.to, me });
-    }
-    if !shared.is_known(hello.from) {
-        return Err(ConnectionError::UnknownPeer(hello.from));
-    }
-    let from = hello.from;
-    *peer = Some(from);
-    let mut writer = stream;
-    writer
-        .write_all(&Ack { from: me }.encode())
-        .map_err(ConnectionError::Handshake)?;
-    stream.set_read_timeout(None)?;
-    {
-        let mut inbound = lock(&shared.inbound);
-        // A peer that reconnects replaces its older connection, which may be half-open.
-        let older: Vec<u64> = inbound
-            .conns
-            .iter()
-            .filter(|&(&other, conn)| other != id && conn.peer == Some(from))
-            .map(|(&other, _)| other)
-            .collect();
-        for other in older {
-            if let Some(conn) = inbound.conns.remove(&other) {
-                let _ = conn.stream.shutdown(Shutdown::Both);
-            }
-        }
-        match inbound.conns.get_mut(&id) {
-            Some(conn) => conn.peer = Some(from),
-            None => return Ok(()), // closed meanwhile
-        }
-    }
-    bump(&shared.counters.inbound_handshakes, 1);
-
-    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, stream);
-    loop {
-        let mut payload = Vec::new();
-        if !wire::read_frame(&mut reader, shared.config.frame_bytes_max, &mut payload)? {
-            return Ok(());
-        }
-        let payload_bytes = payload.len() as u64;
-        if inbox.send((from, payload)).is_err() {
-            return Ok(()); // the transport is gone
-        }
-        bump(&shared.counters.frames_received, 1);
-        bump(&shared.counters.bytes_received, payload_bytes);
-    }
-}
-
-// ---- Outbound side --------------------------------------------------------------------
-
-/// How a connection's pumping ended.
-enum PumpEnd {
-    /// The transport is shutting down: stop.
-    Shutdown,
-    /// The connection failed; `frames_lost` frames went with it. Redial.
-    Failed { error: io::Error, frames_lost: u64 },
-}
-
-fn outbound_loop(shared: &Shared, peer: NodeId, addr: SocketAddr, frames: &Receiver<Vec<u8>>) {
-    let mut backoff = shared.config.reconnect_backoff_min;
-    let mut failures_in_a_row: u64 = 0;
-    while !shared.is_shutting_down() {
-        let stream = match dial(shared, peer, addr) {
-            Ok(stream) => stream,
-            Err(error) => {
-                bump(&shared.counters.outbound_connect_failures, 1);
-                if failures_in_a_row == 0 {
-                    shared.log(format!(
-                        "cannot connect to {peer} at {addr}: {error}; retrying with backoff"
-                    ));
-                }
-                failures_in_a_row += 1;
-                if !shared.sleep(backoff) {
-                    return;
-                }
-                backoff = (backoff * 2).min(shared.config.reconnect_backoff_max);
-                continue;
-            }
-        };
-        if failures_in_a_row > 0 {
-            shared.log(format!(
-                "connected to {peer} at {addr} after {failures_in_a_row} failed attempts"
-            ));
-        }
-        failures_in_a_row = 0;
-        backoff = shared.config.reconnect_backoff_min;
-        bump(&shared.counters.outbound_connects, 1);
-        if let Ok(handle) = stream.try_clone() {
-            lock(&shared.outbound).insert(peer, handle);
-        }
-        let end = pump(shared, stream, frames);
-        lock(&shared.outbound).remove(&peer);
-        match end {
-            PumpEnd::Shutdown => return,
-            PumpEnd::Failed { error, frames_lost } => {
-                if shared.is_shutting_down() {
-                    return;
-                }
-                bump(&shared.counters.outbound_failures, 1);
-                bump(&shared.counters.frames_lost, frames_lost);
-                shared.log(format!(
-                    "connection to {peer} at {addr} failed ({frames_lost} frames lost): {error}; \
-                     reconnecting"
-                ));
-            }
-        }
-    }
-}
-
-/// Connects to `peer` and completes the handshake.
-fn dial(shared: &Shared, peer: NodeId, addr: SocketAddr) -> Result<TcpStream, ConnectionError> {
-    let config = &shared.config;
-    let stream = TcpStream::connect_timeout(&addr, config.connect_timeout)?;
-    let _ = stream.set_nodelay(true);
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
-    stream.set_read_timeout(Some(config.handshake_timeout))?;
-    let mut writer = &stream;
-    writer.write_all(
-        &Hello {
-            from: shared.me,
-            to: peer,
-        }
-        .encode(),
-    )?;
-    let mut ack = [0u8; ACK_BYTES];
-    let mut reader = &stream;
-    reader
-        .read_exact(&mut ack)
-        .map_err(ConnectionError::Handshake)?;
-    let ack = Ack::decode(&ack)?;
-    if ack.from != peer {
-        return Err(ConnectionError::WrongPeer {
-            expected: peer,
-            found: ack.from,
-        });
-    }
-    stream.set_write_timeout(Some(config.write_timeout))?;
-    Ok(stream)
-}
-
-/// Writes queued frames to `stream` in batches until the connection fails or the transport
-/// shuts down.
-fn pump(shared: &Shared, stream: TcpStream, frames: &Receiver<Vec<u8>>) -> PumpEnd {
-    let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, stream);
-    loop {
-        let first = match frames.recv_timeout(WRITER_IDLE_TICK) {
-            Ok(frame) => frame,
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.is_shutting_down() {
-                    return PumpEnd::Shutdown;
-                }
-                if let Err(error) = check_open(writer.get_ref()) {
-                    return PumpEnd::Failed {
-                        error,
-                        frames_lost: 0,
-                    };
-                }
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return PumpEnd::Shutdown,
-        };
-        let mut batch_frames: u64 = 0;
-        let mut batch_bytes: u64 = 0;
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            batch_frames += 1;
-            batch_bytes += (frame.len() - wire::FRAME_HEADER_BYTES) as u64;
-            if let Err(error) = writer.write_all(&frame) {
-                return PumpEnd::Failed {
-                    error,
-                    frames_lost: batch_frames,
-                };
-            }
-            if batch_frames < WRITE_BATCH_FRAMES_MAX as u64 {
-                next = frames.try_recv().ok();
-            }
-        }
-        if let Err(error) = writer.flush() {
-            return PumpEnd::Failed {
-                error,
-                frames_lost: batch_frames,
-            };
-        }
-        bump(&shared.counters.frames_sent, batch_frames);
-        bump(&shared.counters.bytes_sent, batch_bytes);
-    }
-}
-
-/// Checks, without blocking, that the acceptor has not closed an idle connection (it never
-/// sends anything after its handshake answer), so that a restarted peer is redialed before
-/// the next frame is written into the dead connection.
-fn check_open(stream: &TcpStream) -> io::Result<()> {
-    stream.set_nonblocking(true)?;
-    let mut probe = [0u8; 1];
-    let result = stream.peek(&mut probe);
-    stream.set_nonblocking(false)?;
-    match result {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "the peer closed the connection",
-        )),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the peer sent data on a send-only connection",
-        )),
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
-        Err(error) => Err(error),
     }
 }

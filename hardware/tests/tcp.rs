@@ -176,8 +176,11 @@ fn frames_keep_their_order_and_content_and_self_sends_arrive() {
     a.send(NodeId(0), b"self").unwrap();
     a.flush().unwrap();
 
+    // The transports have no threads: the sender dials, handshakes and writes what its
+    // socket did not take while it is called, as a runtime calls it all the time.
     let mut got = Vec::new();
     assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(1)).unwrap();
         b.wait(Duration::from_millis(10)).unwrap();
         b.poll(64, &mut |from, bytes| got.push((from, bytes.to_vec())))
             .unwrap();
@@ -237,13 +240,17 @@ fn sends_that_cannot_be_queued_are_refused_and_counted() {
         })
     );
     let monitor = transport.monitor();
-    assert!(wait_until(TEST_LIMIT, || monitor
-        .stats()
-        .outbound_connect_failures
-        >= 2));
+    assert!(wait_until(TEST_LIMIT, || {
+        assert!(!transport.wait(Duration::from_millis(10)).unwrap());
+        monitor.stats().outbound_connect_failures >= 2
+    }));
     assert!(monitor.connected_peers().is_empty());
+    let errors = monitor.recent_errors();
+    // Redials with backoff are counted, but reported once.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("cannot connect to n1"), "{errors:?}");
 
-    // Shutting down is prompt even while a writer is backing off.
+    // Shutting down is prompt even while a dial is backing off.
     let begun = Instant::now();
     drop(transport);
     assert!(begun.elapsed() < Duration::from_secs(5));
@@ -507,8 +514,10 @@ fn a_peer_table_configures_listening_and_dialing() {
     assert_eq!(a.local_addr(), ports[0]);
     assert_eq!(a.peer_addr(NodeId(1)), Some(ports[1]));
     b.send(NodeId(0), b"hi").unwrap();
+    b.flush().unwrap();
     let mut got = Vec::new();
     assert!(wait_until(TEST_LIMIT, || {
+        b.wait(Duration::from_millis(1)).unwrap();
         a.wait(Duration::from_millis(10)).unwrap();
         a.poll(8, &mut |from, bytes| got.push((from, bytes.to_vec())))
             .unwrap();
@@ -520,4 +529,248 @@ fn a_peer_table_configures_listening_and_dialing() {
         TcpTransport::from_peer_table(NodeId(0), &missing, config()),
         Err(TransportError::Config(_))
     ));
+}
+
+/// Frames tagged with their index, to check order and content at the other end.
+fn tagged(index: u32, bytes: usize) -> Vec<u8> {
+    let mut frame = index.to_be_bytes().to_vec();
+    frame.resize(bytes, (index % 251) as u8);
+    frame
+}
+
+#[test]
+fn a_slow_reader_gets_every_frame_in_order_while_the_rest_waits_queued() {
+    let frames = 64u32;
+    let frame_bytes = 512 << 10;
+    let config = TcpConfig {
+        send_queue_frames_max: frames as usize,
+        log_errors: false,
+        ..config()
+    };
+    let mut transports = mesh(2, &config);
+    let mut b = transports.pop().unwrap();
+    let mut a = transports.pop().unwrap();
+    // Connect first, so that the flush below meets an established connection.
+    a.send(NodeId(1), b"hello").unwrap();
+    a.flush().unwrap();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(1)).unwrap();
+        b.wait(Duration::from_millis(1)).unwrap();
+        b.poll(8, &mut |_, bytes| got.push(bytes.to_vec())).unwrap();
+        !got.is_empty()
+    }));
+    assert_eq!(got, vec![b"hello".to_vec()]);
+    got.clear();
+
+    // 32 MiB at once: more than the two socket buffers of a loopback connection hold while
+    // the reader reads nothing (by default Linux grows a send buffer to 4 MiB at most, and
+    // a receive buffer only as its reader reads). The queue's bound refuses the frame
+    // after them.
+    for i in 0..frames {
+        a.send(NodeId(1), &tagged(i, frame_bytes)).unwrap();
+    }
+    assert_eq!(
+        a.send(NodeId(1), b"one too many"),
+        Err(SendError::QueueFull(NodeId(1)))
+    );
+    a.flush().unwrap();
+    let sent_by_flush = a.stats().frames_sent - 1;
+    assert!(
+        sent_by_flush < u64::from(frames),
+        "the socket took all {sent_by_flush} frames at once"
+    );
+
+    // The reader takes two frames per call; the writer goes on as the socket drains.
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::ZERO).unwrap();
+        b.wait(Duration::from_millis(1)).unwrap();
+        b.poll(2, &mut |_, bytes| got.push(bytes.to_vec())).unwrap();
+        got.len() >= frames as usize
+    }));
+    assert_eq!(got.len(), frames as usize);
+    for (i, frame) in got.iter().enumerate() {
+        assert!(*frame == tagged(i as u32, frame_bytes), "frame {i} differs");
+    }
+    let stats = a.stats();
+    assert_eq!(stats.frames_sent, u64::from(frames) + 1, "{stats:?}");
+    assert_eq!(stats.frames_dropped_queue_full, 1, "{stats:?}");
+    assert_eq!(stats.frames_lost + stats.outbound_failures, 0, "{stats:?}");
+    // The queue has room again.
+    a.send(NodeId(1), b"room again").unwrap();
+}
+
+#[test]
+fn a_peer_that_takes_nothing_is_disconnected_after_the_write_timeout() {
+    // A raw peer that answers the handshake and then never reads.
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let raw_addr = listener.local_addr().unwrap();
+    let config = TcpConfig {
+        write_timeout: Duration::from_millis(300),
+        send_queue_frames_max: 16,
+        log_errors: false,
+        ..config()
+    };
+    let mut transport = TcpTransport::bind(SERVER, loopback(), config).unwrap();
+    transport.add_peer(RAW, raw_addr).unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    // The transport writes its hello only while it is called.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    let mut hello = [0u8; 14];
+    let mut hello_got = 0;
+    assert!(wait_until(TEST_LIMIT, || {
+        transport.wait(Duration::from_millis(1)).unwrap();
+        if let Ok(count) = stream.read(&mut hello[hello_got..]) {
+            hello_got += count;
+        }
+        hello_got == hello.len()
+    }));
+    assert_eq!(
+        Hello::decode(&hello).unwrap(),
+        Hello {
+            from: SERVER,
+            to: RAW
+        }
+    );
+    stream.write_all(&Ack { from: RAW }.encode()).unwrap();
+    let monitor = transport.monitor();
+    assert!(wait_until(TEST_LIMIT, || {
+        transport.wait(Duration::from_millis(1)).unwrap();
+        monitor.connected_peers().contains(&RAW)
+    }));
+
+    // Fill the socket buffers, then wait for the timeout to give up on the connection.
+    let frame = vec![0u8; 1 << 20];
+    assert!(wait_until(TEST_LIMIT, || {
+        let _ = transport.send(RAW, &frame);
+        transport.flush().unwrap();
+        transport.wait(Duration::from_millis(5)).unwrap();
+        monitor.stats().outbound_failures >= 1
+    }));
+    assert!(monitor.connected_peers().is_empty());
+    let errors = monitor.recent_errors().join("\n");
+    assert!(errors.contains("took nothing"), "{errors}");
+    drop(stream);
+}
+
+#[test]
+fn many_peers_are_served_by_one_node_on_one_thread() {
+    let clients = 40u32;
+    let listeners: Vec<TcpListener> = (0..=clients)
+        .map(|_| TcpListener::bind(loopback()).unwrap())
+        .collect();
+    let table: BTreeMap<NodeId, SocketAddr> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| (NodeId(i as u32), listener.local_addr().unwrap()))
+        .collect();
+    let quiet_config = TcpConfig {
+        log_errors: false,
+        ..config()
+    };
+    let mut listeners = listeners.into_iter();
+    // The server knows every client; each client knows only the server.
+    let mut server = TcpTransport::with_listener(
+        SERVER,
+        listeners.next().unwrap(),
+        &table,
+        quiet_config.clone(),
+    )
+    .unwrap();
+    let mut nodes: Vec<TcpTransport> = listeners
+        .enumerate()
+        .map(|(i, listener)| {
+            let me = NodeId(i as u32 + 1);
+            let own: BTreeMap<NodeId, SocketAddr> =
+                [(SERVER, table[&SERVER]), (me, table[&me])].into();
+            TcpTransport::with_listener(me, listener, &own, quiet_config.clone()).unwrap()
+        })
+        .collect();
+    for node in &mut nodes {
+        let me = node.local_id();
+        node.send(SERVER, &me.0.to_be_bytes()).unwrap();
+        node.flush().unwrap();
+    }
+
+    // One thread drives everyone: the server echoes every frame to its sender.
+    let mut answered: BTreeMap<NodeId, Vec<u8>> = BTreeMap::new();
+    let mut requests = Vec::new();
+    assert!(wait_until(TEST_LIMIT, || {
+        server.wait(Duration::ZERO).unwrap();
+        server
+            .poll(16, &mut |from, bytes| requests.push((from, bytes.to_vec())))
+            .unwrap();
+        for (from, bytes) in requests.drain(..) {
+            server.send(from, &bytes).unwrap();
+        }
+        server.flush().unwrap();
+        for node in &mut nodes {
+            node.wait(Duration::ZERO).unwrap();
+            let me = node.local_id();
+            node.poll(4, &mut |from, bytes| {
+                assert_eq!(from, SERVER);
+                answered.insert(me, bytes.to_vec());
+            })
+            .unwrap();
+        }
+        answered.len() == clients as usize
+    }));
+    for (node, answer) in &answered {
+        assert_eq!(answer, &node.0.to_be_bytes());
+    }
+    let everyone: std::collections::BTreeSet<NodeId> = (1..=clients).map(NodeId).collect();
+    assert_eq!(server.monitor().inbound_peers(), everyone);
+    assert_eq!(server.monitor().connected_peers(), everyone);
+    let stats = server.stats();
+    assert_eq!(stats.frames_received, u64::from(clients), "{stats:?}");
+    assert_eq!(stats.frames_sent, u64::from(clients), "{stats:?}");
+    assert_eq!(
+        stats.inbound_rejected + stats.inbound_failed,
+        0,
+        "{stats:?}"
+    );
+}
+
+/// `rehearsal bench tcp` through its library function, for when the command line is not at
+/// hand: `cargo test --release -p rehearsal-hardware --test tcp -- --ignored --nocapture
+/// bench`. `BENCH_TCP_CLIENTS` lists the client counts (default `1,8`); one JSON report
+/// per count is printed.
+#[test]
+#[ignore = "a benchmark: run it in release mode"]
+fn bench_unreplicated_against_a_std_net_echo() {
+    use rehearsal_hardware::bench_tcp::{self, TcpBenchConfig};
+    use rehearsal_protocols::unreplicated;
+
+    let counts = std::env::var("BENCH_TCP_CLIENTS").unwrap_or_else(|_| "1,8".into());
+    for clients in counts.split(',').map(|n| n.trim().parse::<u32>().unwrap()) {
+        let proto = unreplicated::Config {
+            clients,
+            requests_per_client: u64::MAX,
+            retransmit_after: Duration::from_millis(500),
+        };
+        let mut sample = Vec::new();
+        encode_message(
+            &unreplicated::Msg::Request {
+                request: 100_000,
+                operand: 500,
+            },
+            &mut sample,
+        )
+        .unwrap();
+        let config = TcpBenchConfig {
+            clients,
+            message_bytes: sample.len(),
+            ..TcpBenchConfig::default()
+        };
+        let report = bench_tcp::run(
+            "unreplicated",
+            unreplicated::actors(&proto),
+            |o| matches!(o, unreplicated::Output::Completed { .. }),
+            &config,
+        )
+        .unwrap();
+        println!("{}", serde_json::to_string(&report).unwrap());
+    }
 }

@@ -1,0 +1,391 @@
+//! Accepted connections: the acceptor's side of the handshake, then frames read into one
+//! buffer per connection and handed to [`Transport::poll`](crate::Transport::poll) straight
+//! from it, without a copy.
+
+use super::socket::Interest;
+use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
+use rehearsal_sim_core::NodeId;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+/// Size of a connection's receive buffer, in bytes. A frame larger than this grows the
+/// buffer as its bytes arrive (never ahead of them: an announced length costs nothing until
+/// the bytes come), and the buffer shrinks back once the frame is handed out.
+pub(super) const RECV_BUFFER_BYTES: usize = 64 << 10;
+
+/// A read into less free space than this first moves the unread bytes to the front.
+const READ_BYTES_MIN: usize = 4 << 10;
+
+/// What the unread bytes of a connection start with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FrameStatus {
+    /// A complete frame with a payload of this many bytes.
+    Ready(usize),
+    /// Part of a frame, or nothing.
+    Incomplete,
+    /// A length prefix above the maximum.
+    TooLarge(u32),
+}
+
+/// Bytes read from one connection and not yet handed out: `bytes[start..end]`.
+pub(super) struct RecvBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl RecvBuffer {
+    fn new() -> Self {
+        RecvBuffer {
+            bytes: vec![0; RECV_BUFFER_BYTES],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn unread(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    fn consume(&mut self, count: usize) {
+        debug_assert!(count <= self.end - self.start);
+        self.start += count;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.bytes.len() > RECV_BUFFER_BYTES {
+                self.bytes.truncate(RECV_BUFFER_BYTES);
+                self.bytes.shrink_to_fit();
+            }
+        }
+    }
+
+    pub fn status(&self, frame_bytes_max: u32) -> FrameStatus {
+        let unread = self.unread();
+        let Some(header) = unread.first_chunk::<FRAME_HEADER_BYTES>() else {
+            return FrameStatus::Incomplete;
+        };
+        let length = u32::from_be_bytes(*header);
+        if length > frame_bytes_max {
+            return FrameStatus::TooLarge(length);
+        }
+        if unread.len() - FRAME_HEADER_BYTES >= length as usize {
+            FrameStatus::Ready(length as usize)
+        } else {
+            FrameStatus::Incomplete
+        }
+    }
+
+    /// The payload of the first frame, which [`status`](RecvBuffer::status) found
+    /// complete with `payload_bytes`.
+    pub fn payload(&self, payload_bytes: usize) -> &[u8] {
+        let from = self.start + FRAME_HEADER_BYTES;
+        &self.bytes[from..from + payload_bytes]
+    }
+
+    /// Drops the first frame, after its payload was handed out.
+    pub fn pop_frame(&mut self, payload_bytes: usize) {
+        self.consume(FRAME_HEADER_BYTES + payload_bytes);
+    }
+
+    /// The connection ended inside the frame that the unread bytes start.
+    fn truncation(&self) -> ConnectionError {
+        let unread = self.unread();
+        let expected = match unread.first_chunk::<FRAME_HEADER_BYTES>() {
+            Some(header) => FRAME_HEADER_BYTES as u64 + u64::from(u32::from_be_bytes(*header)),
+            None => FRAME_HEADER_BYTES as u64,
+        };
+        ConnectionError::Truncated {
+            got_bytes: unread.len() as u64,
+            expected_bytes: expected,
+        }
+    }
+
+    /// Reads once from `stream` into the free space, making room first. Only called while
+    /// the unread bytes hold no complete frame (so growing is for a frame in progress, whose
+    /// announced length is at most the maximum).
+    fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        if self.bytes.len() - self.end < READ_BYTES_MIN && self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.bytes.len() {
+            // Full of one frame in progress: grow towards its size, doubling, so memory
+            // follows the bytes that actually arrived.
+            let announced = match self.unread().first_chunk::<FRAME_HEADER_BYTES>() {
+                Some(header) => FRAME_HEADER_BYTES + u32::from_be_bytes(*header) as usize,
+                None => FRAME_HEADER_BYTES,
+            };
+            let grown = (self.bytes.len() * 2).min(announced).max(self.end + 1);
+            self.bytes.resize(grown, 0);
+        }
+        let count = stream.read(&mut self.bytes[self.end..])?;
+        self.end += count;
+        Ok(count)
+    }
+}
+
+/// How the remote end of a connection finished. Noted when read, and acted on once the
+/// frames that came before it have been handed out.
+pub(super) enum End {
+    /// End of stream.
+    Closed,
+    /// A read failed.
+    Failed(io::Error),
+}
+
+/// Why an inbound connection is to be closed.
+pub(super) enum Fate {
+    /// The peer closed it cleanly, between frames.
+    Closed,
+    /// A handshake, framing or i/o error.
+    Failed(ConnectionError),
+    /// The same peer connected again; this older connection is obsolete (often half-open).
+    Replaced,
+}
+
+/// One accepted connection.
+pub(super) struct InboundConn {
+    /// Accept order: of two connections of one peer, the later one wins.
+    pub seq: u64,
+    pub stream: TcpStream,
+    /// The remote address, for error messages.
+    pub remote: String,
+    /// The peer, once its handshake passed.
+    pub peer: Option<NodeId>,
+    /// When a handshake still missing counts as silence.
+    pub handshake_deadline: Instant,
+    ack: [u8; ACK_BYTES],
+    /// Bytes at the end of `ack` not written yet.
+    ack_unsent: usize,
+    pub buf: RecvBuffer,
+    pub end: Option<End>,
+    /// Set once the connection is to be closed; it is then removed.
+    pub fate: Option<Fate>,
+    /// What the poller watches it for, once registered.
+    pub watched: Option<Interest>,
+}
+
+impl InboundConn {
+    pub fn new(seq: u64, stream: TcpStream, remote: String, handshake_deadline: Instant) -> Self {
+        InboundConn {
+            seq,
+            stream,
+            remote,
+            peer: None,
+            handshake_deadline,
+            ack: [0; ACK_BYTES],
+            ack_unsent: 0,
+            buf: RecvBuffer::new(),
+            end: None,
+            fate: None,
+            watched: None,
+        }
+    }
+
+    /// Whether to read when the socket is readable: not after its end, nor while a complete
+    /// frame waits to be handed out (the kernel keeps the rest, and TCP flow control slows
+    /// the sender down).
+    pub fn wants_read(&self, frame_bytes_max: u32) -> bool {
+        self.fate.is_none()
+            && self.end.is_none()
+            && (self.peer.is_none() || self.buf.status(frame_bytes_max) == FrameStatus::Incomplete)
+    }
+
+    pub fn wants_write(&self) -> bool {
+        self.fate.is_none() && self.ack_unsent > 0
+    }
+
+    /// What to watch the socket for. Reading stays on even while a frame waits to be handed
+    /// out: the wait returns at once then anyway, and toggling would cost a system call per
+    /// frame.
+    pub fn interest(&self) -> Interest {
+        Interest {
+            read: true,
+            write: self.wants_write(),
+        }
+    }
+
+    /// Whether a frame is ready to be handed out.
+    pub fn has_frame(&self, frame_bytes_max: u32) -> bool {
+        self.fate.is_none()
+            && self.peer.is_some()
+            && matches!(self.buf.status(frame_bytes_max), FrameStatus::Ready(_))
+    }
+
+    /// Reads once; notes the end of the stream or a failure.
+    pub fn read(&mut self) {
+        match self.buf.read_from(&mut self.stream) {
+            Ok(0) => self.end = Some(End::Closed),
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => self.end = Some(End::Failed(error)),
+        }
+    }
+
+    /// Writes what is left of the handshake answer.
+    pub fn write_ack(&mut self) {
+        while self.ack_unsent > 0 {
+            let from = ACK_BYTES - self.ack_unsent;
+            match self.stream.write(&self.ack[from..]) {
+                Ok(0) => {
+                    let error = io::Error::from(io::ErrorKind::WriteZero);
+                    self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
+                    return;
+                }
+                Ok(count) => self.ack_unsent -= count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Checks the handshake once it has arrived and answers it. Returns the peer when it
+    /// passed just now; sets the fate when it failed, or when the connection ended or fell
+    /// silent before it.
+    pub fn handshake(
+        &mut self,
+        me: NodeId,
+        now: Instant,
+        is_known: impl Fn(NodeId) -> bool,
+    ) -> Option<NodeId> {
+        if self.peer.is_some() || self.fate.is_some() {
+            return None;
+        }
+        let Some(hello) = self.buf.unread().first_chunk::<HELLO_BYTES>() else {
+            let error = match self.end.take() {
+                Some(End::Closed) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection closed during the handshake",
+                ),
+                Some(End::Failed(error)) => error,
+                None if now >= self.handshake_deadline => {
+                    io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")
+                }
+                None => return None,
+            };
+            self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
+            return None;
+        };
+        let checked = Hello::decode(hello).and_then(|hello| {
+            if hello.to != me {
+                Err(ConnectionError::WrongDestination { to: hello.to, me })
+            } else if !is_known(hello.from) {
+                Err(ConnectionError::UnknownPeer(hello.from))
+            } else {
+                Ok(hello.from)
+            }
+        });
+        match checked {
+            Ok(from) => {
+                self.buf.consume(HELLO_BYTES);
+                self.peer = Some(from);
+                self.ack = Ack { from: me }.encode();
+                self.ack_unsent = ACK_BYTES;
+                self.write_ack();
+                if self.fate.is_some() {
+                    return None;
+                }
+                Some(from)
+            }
+            Err(error) => {
+                self.fate = Some(Fate::Failed(error));
+                None
+            }
+        }
+    }
+
+    /// Decides the fate of an established connection whose unread bytes start no complete
+    /// frame: closed if its end came, failed if the next frame is too large or cut short.
+    pub fn settle(&mut self, frame_bytes_max: u32) {
+        if self.fate.is_some() || self.peer.is_none() {
+            return;
+        }
+        match self.buf.status(frame_bytes_max) {
+            FrameStatus::Ready(_) => {}
+            FrameStatus::TooLarge(length) => {
+                self.fate = Some(Fate::Failed(ConnectionError::FrameTooLarge {
+                    frame_bytes: u64::from(length),
+                    frame_bytes_max: u64::from(frame_bytes_max),
+                }));
+            }
+            FrameStatus::Incomplete => {
+                self.fate = match self.end.take() {
+                    None => None,
+                    Some(End::Failed(error)) => Some(Fate::Failed(ConnectionError::Io(error))),
+                    Some(End::Closed) if self.buf.unread().is_empty() => Some(Fate::Closed),
+                    Some(End::Closed) => Some(Fate::Failed(self.buf.truncation())),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer_with(bytes: &[u8]) -> RecvBuffer {
+        let mut buf = RecvBuffer::new();
+        let mut reader = bytes;
+        while !reader.is_empty() {
+            buf.read_from(&mut reader).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn frames_are_found_and_handed_out_in_order() {
+        let mut wire = Vec::new();
+        crate::wire::encode_frame(b"abc", &mut wire).unwrap();
+        crate::wire::encode_frame(b"", &mut wire).unwrap();
+        wire.extend_from_slice(&[0, 0]);
+        let mut buf = buffer_with(&wire);
+        assert_eq!(buf.status(16), FrameStatus::Ready(3));
+        assert_eq!(buf.payload(3), b"abc");
+        buf.pop_frame(3);
+        assert_eq!(buf.status(16), FrameStatus::Ready(0));
+        buf.pop_frame(0);
+        assert_eq!(buf.status(16), FrameStatus::Incomplete);
+        assert!(matches!(
+            buf.truncation(),
+            ConnectionError::Truncated {
+                got_bytes: 2,
+                expected_bytes: 4
+            }
+        ));
+        assert_eq!(buffer_with(&wire).status(2), FrameStatus::TooLarge(3));
+    }
+
+    #[test]
+    fn a_large_frame_grows_the_buffer_as_it_arrives_and_it_shrinks_after() {
+        let payload = vec![7u8; 5 * RECV_BUFFER_BYTES];
+        let mut wire = Vec::new();
+        crate::wire::encode_frame(&payload, &mut wire).unwrap();
+        let mut buf = RecvBuffer::new();
+        let mut reader = &wire[..RECV_BUFFER_BYTES + 10];
+        while !reader.is_empty() {
+            buf.read_from(&mut reader).unwrap();
+        }
+        // Grown by doubling for the bytes that came, not to the announced size.
+        assert_eq!(buf.bytes.len(), 2 * RECV_BUFFER_BYTES);
+        let mut reader = &wire[RECV_BUFFER_BYTES + 10..];
+        while !reader.is_empty() {
+            buf.read_from(&mut reader).unwrap();
+        }
+        assert_eq!(buf.status(u32::MAX), FrameStatus::Ready(payload.len()));
+        assert_eq!(buf.payload(payload.len()), &payload[..]);
+        buf.pop_frame(payload.len());
+        assert_eq!(buf.bytes.len(), RECV_BUFFER_BYTES);
+    }
+}
