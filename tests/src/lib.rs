@@ -1,5 +1,7 @@
 //! Shared helpers of Rehearsal's cross-crate tests.
 
+pub mod process;
+
 use std::path::PathBuf;
 
 /// What one in-process run of the `rehearsal` command printed and returned.

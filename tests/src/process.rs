@@ -1,0 +1,110 @@
+//! For test binaries that launch `rehearsal node` processes (`harness = false`): Cargo does
+//! not build the `rehearsal` program for this package's tests, so such a binary plays it.
+//! Run with `node ...` or `cluster ...` arguments it runs that command, through the same
+//! library functions the `rehearsal` binary calls; run otherwise it runs its tests one at
+//! a time and prints the usual `test result:` line. An argument that is not a flag
+//! filters tests by name.
+
+use clap::{Parser, Subcommand};
+use rehearsal::cluster::{self, ClusterArgs, NodeArgs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Program {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    Node(NodeArgs),
+    Cluster(ClusterArgs),
+}
+
+/// The running test binary, which plays `rehearsal`.
+pub fn this_program() -> PathBuf {
+    std::env::current_exe().expect("the test binary knows its path")
+}
+
+/// The `main` of such a test binary: plays `rehearsal`, or runs `tests`.
+pub fn main(tests: &[(&str, fn())]) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("node" | "cluster")) {
+        return play_rehearsal();
+    }
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    // Cargo passes libtest's flags (--nocapture, --test-threads, ...): ignore them, keep
+    // name filters.
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let begun = Instant::now();
+    let selected: Vec<&(&str, fn())> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    // One at a time: each test starts processes, and the machine may have two cores.
+    for (name, test) in &selected {
+        let outcome = std::panic::catch_unwind(test);
+        println!(
+            "test {name} ... {}",
+            if outcome.is_ok() { "ok" } else { "FAILED" }
+        );
+        if outcome.is_err() {
+            failed.push(*name);
+        }
+    }
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        selected.len() - failed.len(),
+        failed.len(),
+        tests.len() - selected.len(),
+        begun.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs `node` or `cluster` as the `rehearsal` program would.
+fn play_rehearsal() -> ExitCode {
+    let program = match Program::try_parse() {
+        Ok(program) => program,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let result = match program.command {
+        Commands::Node(args) => cluster::node(&args, &mut out, &mut err),
+        Commands::Cluster(mut args) => {
+            args.node_binary.get_or_insert_with(this_program);
+            cluster::cluster(&args, &mut out, &mut err)
+        }
+    };
+    match result {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
