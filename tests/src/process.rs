@@ -23,6 +23,46 @@ enum Commands {
     Cluster(ClusterArgs),
 }
 
+/// Runs `rehearsal cluster` in this process; returns the status, the JSON report and
+/// what it wrote to stderr.
+pub fn run_cluster(args: &ClusterArgs) -> (u8, serde_json::Value, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let status = cluster::cluster(args, &mut out, &mut err).expect("the arguments are valid");
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    let stderr = String::from_utf8_lossy(&err).into_owned();
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}"));
+    (status, report, stderr)
+}
+
+/// The ids of the live processes whose parent is `parent` (from `/proc`).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit(')').next()?.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// A fresh directory for one test of this process, under the system's temporary directory.
+pub fn scratch_named(kind: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rehearsal-{kind}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The running test binary, which plays `rehearsal`.
 pub fn this_program() -> PathBuf {
     std::env::current_exe().expect("the test binary knows its path")

@@ -11,11 +11,10 @@ use rehearsal::cluster::{self, ClusterArgs, NodeArgs, TransportArg};
 use rehearsal::Protocol;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use rehearsal_tests::process::this_program;
+use rehearsal_tests::process::{children_of, run_cluster, scratch_named, this_program};
 
 // ---- Helpers ------------------------------------------------------------------------------
 
@@ -38,25 +37,6 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
     }
 }
 
-/// Runs `rehearsal cluster` in this process; returns the status and the JSON report.
-fn run_cluster(args: &ClusterArgs) -> (u8, Value, String) {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let status = cluster::cluster(args, &mut out, &mut err).expect("the arguments are valid");
-    let stdout = String::from_utf8_lossy(&out).into_owned();
-    let stderr = String::from_utf8_lossy(&err).into_owned();
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}"));
-    (status, report, stderr)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rehearsal-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Whether process `pid` still exists (and is not a zombie waiting to be reaped).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -67,25 +47,6 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
-}
-
-/// The processes whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let rest = stat.rsplit(')').next()?.to_string();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
 }
 
 fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -186,7 +147,7 @@ fn benaloh_cluster_agrees_on_the_sum() {
 }
 
 fn a_node_that_dies_fails_the_launch_and_leaves_no_process() {
-    let dir = scratch("dying-node");
+    let dir = scratch_named("test", "dying-node");
     // A "rehearsal" that prints that it is ready and then dies.
     let fake = dir.join("rehearsal");
     std::fs::write(
@@ -267,7 +228,7 @@ fn ctrl_c_stops_every_node_and_reports_what_ran() {
 }
 
 fn a_standalone_node_runs_until_its_duration_and_prints_a_summary() {
-    let dir = scratch("standalone");
+    let dir = scratch_named("test", "standalone");
     let ports: Vec<u16> = (0..2)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -340,7 +301,7 @@ fn a_standalone_node_runs_until_its_duration_and_prints_a_summary() {
 }
 
 fn node_rejects_a_bad_cluster_file_naming_the_place() {
-    let dir = scratch("bad-file");
+    let dir = scratch_named("test", "bad-file");
     let file = dir.join("cluster.toml");
     std::fs::write(
         &file,

@@ -19,7 +19,7 @@ use std::process::{Child, ChildStdin, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use rehearsal_tests::process::this_program;
+use rehearsal_tests::process::{children_of, run_cluster, scratch_named, this_program};
 
 // ---- Helpers ------------------------------------------------------------------------------
 
@@ -27,13 +27,6 @@ use rehearsal_tests::process::this_program;
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
 const REQUESTS: u64 = 200;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rehearsal-dpdk-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A cluster file of one unreplicated server and one client, the two ends of a memif link
 /// whose socket file is in `dir`.
@@ -165,25 +158,6 @@ impl Drop for NodeProcess {
     }
 }
 
-/// The processes whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let rest = stat.rsplit(')').next()?.to_string();
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
-}
-
 /// What the nodes' EALs left in DPDK's runtime directories (root's, or the user's).
 fn dpdk_runtime_files() -> BTreeSet<PathBuf> {
     let mut roots = vec![PathBuf::from("/var/run/dpdk"), PathBuf::from("/tmp/dpdk")];
@@ -221,23 +195,11 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
     }
 }
 
-/// Runs `rehearsal cluster` in this process; returns the status and the JSON report.
-fn run_cluster(args: &ClusterArgs) -> (u8, Value, String) {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let status = cluster::cluster(args, &mut out, &mut err).expect("the arguments are valid");
-    let stdout = String::from_utf8_lossy(&out).into_owned();
-    let stderr = String::from_utf8_lossy(&err).into_owned();
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\nstderr:\n{stderr}"));
-    (status, report, stderr)
-}
-
 // ---- Tests --------------------------------------------------------------------------------
 
 fn a_server_and_a_client_over_memif_answer_every_request() {
     let files_before = dpdk_runtime_files();
-    let dir = scratch("memif-pair");
+    let dir = scratch_named("dpdk", "memif-pair");
     let config = memif_cluster_file(&dir, Some(REQUESTS));
     let outputs = [dir.join("outputs-0.jsonl"), dir.join("outputs-1.jsonl")];
     let node = |id: u32| {
@@ -303,7 +265,7 @@ fn a_server_and_a_client_over_memif_answer_every_request() {
 }
 
 fn a_standalone_node_waits_for_its_peer_and_stops_on_sigterm() {
-    let dir = scratch("standalone");
+    let dir = scratch_named("dpdk", "standalone");
     let config = memif_cluster_file(&dir, None);
     let mut server = NodeProcess::spawn(&config, 0, &[], dir.join("node-0.log"));
     let first = server.next_line();
@@ -354,7 +316,7 @@ fn a_standalone_node_waits_for_its_peer_and_stops_on_sigterm() {
 }
 
 fn a_controlled_client_without_its_server_stops_at_the_end_of_stdin() {
-    let dir = scratch("no-server");
+    let dir = scratch_named("dpdk", "no-server");
     let config = memif_cluster_file(&dir, None);
     let mut client = NodeProcess::spawn(&config, 1, &["--controlled"], dir.join("node-1.log"));
     std::thread::sleep(Duration::from_millis(300));
@@ -431,7 +393,7 @@ fn dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts() {
     );
     assert!(error.contains("use --transport tcp"), "{error}");
 
-    let dir = scratch("refused");
+    let dir = scratch_named("dpdk", "refused");
     let config = memif_cluster_file(&dir, None);
     let text = std::fs::read_to_string(&config).unwrap();
     let node = |id| NodeArgs {
