@@ -273,7 +273,7 @@ fn simulate<A: Actor>(
     setup: Setup<A>,
 ) -> Result<RunSummary, String> {
     let nodes = setup.actors.len() as u32;
-    let mut sim = Simulation::new(sim_config, setup.actors, network);
+    let mut sim = Simulation::with_boxed_network(sim_config, setup.actors, network);
     for invariant in setup.invariants {
         sim.add_boxed_invariant(invariant);
     }

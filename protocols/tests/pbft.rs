@@ -192,8 +192,15 @@ fn run_keeping_trace(
     sim.run()
 }
 
-#[test]
-fn a_restarted_backup_reloads_its_checkpoint_and_catches_up() {
+/// Two clients of 60 requests; replica `node` crashes at `crash_ms` and restarts at
+/// `restart_ms`. The run must pass every check and complete every request.
+fn crash_and_restart(
+    seed: u64,
+    node: u32,
+    crash_ms: u64,
+    restart_ms: u64,
+    what: &str,
+) -> (rehearsal_sim_core::RunReport<pbft::Node>, Tally) {
     let config = Config {
         clients: 2,
         requests_per_client: 60,
@@ -202,18 +209,24 @@ fn a_restarted_backup_reloads_its_checkpoint_and_catches_up() {
     let tally = Tally::default();
     let mut sim = simulation(
         &config,
-        5,
+        seed,
         TestNet::new("uniform:1ms..20ms"),
         Some(Duration::from_secs(120)),
         Some(Termination::new(&config)),
     );
     sim.add_invariant(tally.clone());
-    sim.schedule_fault(Time::from_millis(1500), Fault::Crash(NodeId(2)))
+    sim.schedule_fault(Time::from_millis(crash_ms), Fault::Crash(NodeId(node)))
         .unwrap();
-    sim.schedule_fault(Time::from_millis(2500), Fault::Restart(NodeId(2)))
+    sim.schedule_fault(Time::from_millis(restart_ms), Fault::Restart(NodeId(node)))
         .unwrap();
-    let report = expect_ok(sim, "restart");
+    let report = expect_ok(sim, what);
     assert_eq!(completed(&report), 120);
+    (report, tally)
+}
+
+#[test]
+fn a_restarted_backup_reloads_its_checkpoint_and_catches_up() {
+    let (report, tally) = crash_and_restart(5, 2, 1500, 2500, "restart");
     assert_eq!(
         tally.get().restarts.get(&NodeId(2)),
         Some(&1),
@@ -228,26 +241,7 @@ fn a_restarted_backup_reloads_its_checkpoint_and_catches_up() {
 
 #[test]
 fn a_restarted_primary_rejoins_after_the_view_change_it_caused() {
-    let config = Config {
-        clients: 2,
-        requests_per_client: 60,
-        ..Config::default()
-    };
-    let tally = Tally::default();
-    let mut sim = simulation(
-        &config,
-        6,
-        TestNet::new("uniform:1ms..20ms"),
-        Some(Duration::from_secs(120)),
-        Some(Termination::new(&config)),
-    );
-    sim.add_invariant(tally.clone());
-    sim.schedule_fault(Time::from_millis(1000), Fault::Crash(NodeId(0)))
-        .unwrap();
-    sim.schedule_fault(Time::from_millis(4000), Fault::Restart(NodeId(0)))
-        .unwrap();
-    let report = expect_ok(sim, "primary restart");
-    assert_eq!(completed(&report), 120);
+    let (report, _) = crash_and_restart(6, 0, 1000, 4000, "primary restart");
     let states = replica_states(&report);
     assert!(
         states.iter().all(|s| *s == states[1]),

@@ -221,6 +221,16 @@ pub struct Simulation<A: Actor> {
 impl<A: Actor> Simulation<A> {
     /// A simulation of `actors`, node `i` being `actors[i]`; every node starts at time 0.
     pub fn new(config: SimConfig, actors: Vec<A>, network: impl NetworkModel + 'static) -> Self {
+        Self::with_boxed_network(config, actors, Box::new(network))
+    }
+
+    /// [`Simulation::new`] for a network model chosen at run time, already boxed (boxing it
+    /// again would add an indirection to every message).
+    pub fn with_boxed_network(
+        config: SimConfig,
+        actors: Vec<A>,
+        network: Box<dyn NetworkModel>,
+    ) -> Self {
         let nodes = (0..actors.len() as u64)
             .map(|i| NodeSlot {
                 rng: derive_rng(config.seed, "node", i),
@@ -241,7 +251,7 @@ impl<A: Actor> Simulation<A> {
             config,
             actors,
             nodes,
-            network: Box::new(network),
+            network,
             invariants: Vec::new(),
             restart: None,
             queue: BinaryHeap::new(),
