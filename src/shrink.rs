@@ -54,6 +54,9 @@ pub trait Trial {
     fn end(&self) -> EndReason;
     fn violations(&self) -> &[String];
     fn events(&self) -> &[TraceEvent];
+    /// The run's trace digest, in hex (for trace footers).
+    fn digest_hex(&self) -> String;
+    fn sim_time_ns(&self) -> u64;
 }
 
 impl Trial for RunSummary {
@@ -68,6 +71,12 @@ impl Trial for RunSummary {
     }
     fn events(&self) -> &[TraceEvent] {
         &self.trace
+    }
+    fn digest_hex(&self) -> String {
+        self.digest.0.clone()
+    }
+    fn sim_time_ns(&self) -> u64 {
+        self.sim_time.as_nanos()
     }
 }
 

@@ -25,7 +25,7 @@
 //! FILE of this test by following its recorded schedule. Traces go to `target/rehearsal/`.
 
 use crate::config::RunConfig;
-use crate::run::{run, RunSummary};
+use crate::run::run;
 use crate::shrink::{failure_of, shrink, ShrinkLimits, Subject, Trial};
 use rehearsal_sim_core::{Actor, EndReason, Outcome, RunReport, Simulation, Time, TraceEvent};
 use rehearsal_traces::{read_trace, write_trace, Footer, Header, ScheduleFollower};
@@ -43,6 +43,12 @@ impl<A: Actor> Trial for RunReport<A> {
     }
     fn events(&self) -> &[TraceEvent] {
         &self.trace
+    }
+    fn digest_hex(&self) -> String {
+        self.digest.0.clone()
+    }
+    fn sim_time_ns(&self) -> u64 {
+        self.sim_time.as_nanos()
     }
 }
 
@@ -218,10 +224,7 @@ fn report_failure<S: Subject>(
     header: Header,
     shrunk_header: impl Fn(&S) -> Header,
     rerun: impl Fn(&Path) -> Vec<String>,
-) -> Failure
-where
-    S::Run: HasDigest,
-{
+) -> Failure {
     let dir = trace_dir();
     let _ = std::fs::create_dir_all(&dir);
     let stem = format!("{}-seed-{seed}", file_safe(test));
@@ -255,31 +258,7 @@ where
     }
 }
 
-/// What a trace footer needs beyond [`Trial`].
-pub trait HasDigest {
-    fn digest_hex(&self) -> String;
-    fn sim_time_ns(&self) -> u64;
-}
-
-impl HasDigest for RunSummary {
-    fn digest_hex(&self) -> String {
-        self.digest.0.clone()
-    }
-    fn sim_time_ns(&self) -> u64 {
-        self.sim_time.as_nanos()
-    }
-}
-
-impl<A: Actor> HasDigest for RunReport<A> {
-    fn digest_hex(&self) -> String {
-        self.digest.0.clone()
-    }
-    fn sim_time_ns(&self) -> u64 {
-        self.sim_time.as_nanos()
-    }
-}
-
-fn save(path: &Path, header: Header, run: &(impl Trial + HasDigest)) {
+fn save(path: &Path, header: Header, run: &impl Trial) {
     let footer = Footer {
         outcome: run.outcome().as_str().to_string(),
         violations: run.violations().to_vec(),
