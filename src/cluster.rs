@@ -1348,8 +1348,7 @@ impl From<&NodeSummary> for NodeSummaryBrief {
             messages_received: counter(&s.runtime, &["node", "messages_received"]),
             messages_dropped: counter(&s.runtime, &["node", "messages_dropped"]),
             tcp_frames_lost: counter(&s.tcp, &["frames_lost"]),
-            tcp_connection_failures: counter(&s.tcp, &["outbound_failures"])
-                + counter(&s.tcp, &["inbound_failed"]),
+            tcp_connection_failures: counter(&s.tcp, &["connections_failed"]),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! A TCP transport whose socket i/o runs on the thread that calls it.
 //!
-//! Each node listens on one address and dials every peer in its peer table. Connections are
-//! one-way (see [`crate::wire`]): the connection a node dials carries its frames to that
-//! peer, and the connections it accepts carry frames to it.
+//! Each node listens on one address. Two nodes share one connection, which carries frames
+//! both ways (see [`crate::wire`]): of each pair in the peer table, the node with the lower
+//! id dials, with backoff and redials, and the other waits for it. Frames to a peer wait
+//! in its send queue while there is no connection. Both nodes must have each other as
+//! peers for frames to flow.
 //!
 //! There are no threads. Every socket is non-blocking and the node's own thread does all
 //! the work inside the [`Transport`] calls, so a frame goes from one node's handler to the
@@ -23,25 +25,27 @@
 //! leave.
 //!
 //! Per round trip this costs, on each side, one `write`, one wait and one `read`: fewer
-//! system calls than a blocking echo, which reads header and payload separately. What
-//! remains between the two is structural: a wait for readiness followed by a read costs
-//! more than a blocking read, and one-way connections cannot piggyback TCP
-//! acknowledgements on replies, so every frame is answered by a bare ACK segment.
+//! system calls than a blocking echo, which reads header and payload separately; and as a
+//! reply travels on the request's connection, TCP acknowledges the request with it rather
+//! than with a segment of its own.
 //!
 //! Nothing a remote party sends can stop the node: a bad handshake (wrong magic or version,
 //! unknown node id, wrong destination, silence), an oversized or truncated frame, or an i/o
 //! error closes that one connection, is counted in [`TcpStats`] and kept in
-//! [`TcpMonitor::recent_errors`], and the node goes on serving everyone else. Node ids in
+//! [`TcpMonitor::recent_errors`], and the node goes on serving everyone else. Frames
+//! complete before a connection's end are still handed out; the frame the sender was
+//! writing when it failed is lost (counted), and the rest of its queue waits for the next
+//! connection. Node ids in
 //! handshakes are not authenticated: this transport is for trusted networks.
 
 mod inbound;
-mod outbound;
+mod peer;
 mod socket;
 
 use crate::transport::{SendError, Transport, TransportError};
 use crate::wire::ConnectionError;
-use inbound::{Fate, FrameStatus, InboundConn};
-use outbound::Peer;
+use inbound::{FrameStatus, InboundConn};
+use peer::Peer;
 use rehearsal_sim_core::NodeId;
 use socket::{Interest, Poller, Readiness};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -93,7 +97,8 @@ pub struct TcpConfig {
     /// before were handed to [`Transport::poll`], so TCP flow control slows down the
     /// senders a node cannot keep up with.)
     pub recv_queue_frames_max: usize,
-    /// Inbound connections open at once, at most; more are closed at once.
+    /// Accepted connections still in their handshake, at most; more are closed at once.
+    /// (Once its handshake passes, a connection belongs to its peer, which keeps one.)
     pub inbound_connections_max: usize,
     /// Time allowed to establish an outbound TCP connection.
     pub connect_timeout: Duration,
@@ -165,11 +170,6 @@ pub struct TcpStats {
     /// Inbound connections closed because of their handshake: bad magic or version,
     /// unknown node id, wrong destination, silence, or too many connections.
     pub inbound_rejected: u64,
-    /// Established inbound connections closed by an error (oversized or truncated frame,
-    /// i/o error).
-    pub inbound_failed: u64,
-    /// Established inbound connections the peer closed cleanly.
-    pub inbound_closed: u64,
     /// Frames whose length prefix exceeded the maximum (their connection was closed).
     pub frames_oversized: u64,
     /// Frames cut short by the end of their connection.
@@ -178,8 +178,14 @@ pub struct TcpStats {
     pub outbound_connects: u64,
     /// Outbound dials or handshakes that failed.
     pub outbound_connect_failures: u64,
-    /// Established outbound connections that failed (and were redialed).
-    pub outbound_failures: u64,
+    /// Established connections (dialed or accepted) closed by an error: an oversized or
+    /// truncated frame, an i/o error, or a peer that took nothing for the write timeout.
+    pub connections_failed: u64,
+    /// Established connections the peer closed cleanly, between frames.
+    pub connections_closed: u64,
+    /// Established connections replaced by a newer one of the same peer (it restarted, or
+    /// its end of the old one broke unnoticed here).
+    pub connections_replaced: u64,
     /// Frames written to sockets.
     pub frames_sent: u64,
     /// Payload bytes written to sockets.
@@ -200,13 +206,13 @@ struct Counters {
     inbound_accepted: AtomicU64,
     inbound_handshakes: AtomicU64,
     inbound_rejected: AtomicU64,
-    inbound_failed: AtomicU64,
-    inbound_closed: AtomicU64,
     frames_oversized: AtomicU64,
     frames_truncated: AtomicU64,
     outbound_connects: AtomicU64,
     outbound_connect_failures: AtomicU64,
-    outbound_failures: AtomicU64,
+    connections_failed: AtomicU64,
+    connections_closed: AtomicU64,
+    connections_replaced: AtomicU64,
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     frames_received: AtomicU64,
@@ -228,13 +234,13 @@ impl Counters {
             inbound_accepted: get(&self.inbound_accepted),
             inbound_handshakes: get(&self.inbound_handshakes),
             inbound_rejected: get(&self.inbound_rejected),
-            inbound_failed: get(&self.inbound_failed),
-            inbound_closed: get(&self.inbound_closed),
             frames_oversized: get(&self.frames_oversized),
             frames_truncated: get(&self.frames_truncated),
             outbound_connects: get(&self.outbound_connects),
             outbound_connect_failures: get(&self.outbound_connect_failures),
-            outbound_failures: get(&self.outbound_failures),
+            connections_failed: get(&self.connections_failed),
+            connections_closed: get(&self.connections_closed),
+            connections_replaced: get(&self.connections_replaced),
             frames_sent: get(&self.frames_sent),
             bytes_sent: get(&self.bytes_sent),
             frames_received: get(&self.frames_received),
@@ -258,10 +264,8 @@ struct Shared {
     log_errors: bool,
     counters: Counters,
     errors: Mutex<VecDeque<String>>,
-    /// Peers with an established outbound connection.
+    /// Peers with an established connection.
     connected: Mutex<BTreeSet<NodeId>>,
-    /// Peers with an established inbound connection.
-    inbound_peers: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Shared {
@@ -304,14 +308,10 @@ impl TcpMonitor {
         lock(&self.shared.errors).iter().cloned().collect()
     }
 
-    /// Peers this node currently has an established outbound connection to.
+    /// Peers this node currently has an established connection with (dialed or
+    /// accepted).
     pub fn connected_peers(&self) -> BTreeSet<NodeId> {
         lock(&self.shared.connected).clone()
-    }
-
-    /// Peers with an established inbound connection to this node.
-    pub fn inbound_peers(&self) -> BTreeSet<NodeId> {
-        lock(&self.shared.inbound_peers).clone()
     }
 }
 
@@ -320,9 +320,9 @@ impl TcpMonitor {
 const LISTENER_TOKEN: u64 = u64::MAX;
 const PEER_TOKEN: u64 = 1 << 62;
 
-/// A [`Transport`] over TCP: length-prefixed frames on one outbound connection per peer,
-/// with reconnection, bounded queues and a frame size limit, all driven by the calling
-/// thread (see the module docs).
+/// A [`Transport`] over TCP: length-prefixed frames on one connection per peer, carrying
+/// both directions, with reconnection, bounded queues and a frame size limit, all driven by
+/// the calling thread (see the module docs).
 ///
 /// ```no_run
 /// use rehearsal_hardware::{TcpConfig, TcpTransport};
@@ -364,9 +364,9 @@ pub struct TcpTransport {
     loopback: VecDeque<Vec<u8>>,
     /// When `wait` or `poll` last looked at the sockets.
     looked_at: Option<Instant>,
-    /// Where the next `poll` starts handing out frames (an accept sequence number), for
-    /// fairness among connections.
-    deliver_from: u64,
+    /// Where the next `poll` starts handing out frames (an index into `peers`), for
+    /// fairness among peers.
+    deliver_from: usize,
     closed: bool,
 }
 
@@ -374,8 +374,8 @@ impl TcpTransport {
     /// Listens on `listen` as node `me` (port 0 picks a free port; see
     /// [`local_addr`](TcpTransport::local_addr)), with no peers yet: add them with
     /// [`add_peer`](TcpTransport::add_peer). Until a peer is added its handshakes are
-    /// refused (it retries with backoff); to know every peer from the first connection
-    /// on, use [`from_peer_table`](TcpTransport::from_peer_table) or
+    /// refused (it retries with backoff, if it is the one that dials); to know every peer
+    /// from the first connection on, use [`from_peer_table`](TcpTransport::from_peer_table) or
     /// [`with_listener`](TcpTransport::with_listener).
     pub fn bind(me: NodeId, listen: SocketAddr, config: TcpConfig) -> Result<Self, TransportError> {
         let listener = TcpListener::bind(listen)
@@ -422,7 +422,6 @@ impl TcpTransport {
             counters: Counters::default(),
             errors: Mutex::new(VecDeque::new()),
             connected: Mutex::new(BTreeSet::new()),
-            inbound_peers: Mutex::new(BTreeSet::new()),
         });
         let mut transport = TcpTransport {
             me,
@@ -466,9 +465,9 @@ impl TcpTransport {
         self.peer_index.get(&id).map(|&i| self.peers[i].addr)
     }
 
-    /// Adds a peer: its handshakes are accepted from now on, and dialing `addr` starts at
-    /// once (it goes on, with backoff, while the transport is called, until the peer is
-    /// up).
+    /// Adds a peer: its handshakes are accepted from now on, and if its id is above this
+    /// node's, dialing `addr` starts at once (it goes on, with backoff, while the transport
+    /// is called, until the peer is up). A peer with a lower id dials this node instead.
     pub fn add_peer(&mut self, id: NodeId, addr: SocketAddr) -> Result<(), TransportError> {
         if id == self.me {
             return Err(TransportError::OwnId(id));
@@ -480,7 +479,7 @@ impl TcpTransport {
             return Err(TransportError::Closed);
         }
         let now = Instant::now();
-        let mut peer = Peer::new(id, addr, &self.config, now);
+        let mut peer = Peer::new(self.me, id, addr, &self.config, now);
         peer.on_time(now, &self.config, &self.shared);
         self.peer_index.insert(id, self.peers.len());
         self.peers.push(peer);
@@ -518,7 +517,6 @@ impl TcpTransport {
         self.unflushed.clear();
         self.loopback.clear();
         lock(&self.shared.connected).clear();
-        lock(&self.shared.inbound_peers).clear();
     }
 
     /// Whether a frame is ready to be handed out by `poll`.
@@ -526,9 +524,9 @@ impl TcpTransport {
         let frame_bytes_max = self.config.frame_bytes_max;
         !self.loopback.is_empty()
             || self
-                .inbound
-                .values()
-                .any(|conn| conn.has_frame(frame_bytes_max))
+                .peers
+                .iter()
+                .any(|peer| peer.has_frame(frame_bytes_max))
     }
 
     /// One pass over the sockets: runs what is due, waits at most `timeout` for a socket to
@@ -571,19 +569,13 @@ impl TcpTransport {
         }
         let me = self.me;
         let peers = &self.peer_index;
-        let mut handshaken = Vec::new();
         for conn in self.inbound.values_mut() {
-            if conn.peer.is_none() && now >= conn.handshake_deadline {
-                // Fails it (silence), unless the hello arrived meanwhile.
-                if let Some(from) =
-                    conn.handshake(me, now, |id| id != me && peers.contains_key(&id))
-                {
-                    handshaken.push((conn.seq, from));
-                }
+            if now >= conn.handshake_deadline {
+                // Fails it (silence), unless the handshake completed meanwhile.
+                conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
                 self.reap_due |= conn.fate.is_some();
             }
         }
-        self.after_handshakes(&handshaken);
         self.reap();
     }
 
@@ -593,11 +585,7 @@ impl TcpTransport {
             .peers
             .iter()
             .filter_map(|peer| peer.deadline(&self.config));
-        let handshakes = self
-            .inbound
-            .values()
-            .filter(|conn| conn.peer.is_none())
-            .map(|conn| conn.handshake_deadline);
+        let handshakes = self.inbound.values().map(|conn| conn.handshake_deadline);
         peers
             .chain(handshakes)
             .chain(self.accept_paused_until)
@@ -666,39 +654,37 @@ impl TcpTransport {
                 self.serve_inbound(token, ready, now, &mut handshaken);
             }
         }
-        self.after_handshakes(&handshaken);
+        self.hand_over(&handshaken, now);
         self.reap();
     }
 
-    /// Reads from an inbound connection, answers its handshake, and decides its fate once
-    /// its end or a bad frame shows.
+    /// Advances the handshake of an accepted connection: reads the hello, writes the
+    /// acknowledgement. Notes the connection in `handshaken` once both are done.
     fn serve_inbound(
         &mut self,
         seq: u64,
         ready: Readiness,
         now: Instant,
-        handshaken: &mut Vec<(u64, NodeId)>,
+        handshaken: &mut Vec<u64>,
     ) {
         let Some(conn) = self.inbound.get_mut(&seq) else {
             return;
         };
-        let frame_bytes_max = self.config.frame_bytes_max;
         if ready.writable && conn.wants_write() {
             conn.write_ack();
         }
-        if ready.readable && conn.wants_read(frame_bytes_max) {
+        if ready.readable && conn.wants_read() {
             conn.read();
         }
-        if conn.peer.is_none() {
-            let me = self.me;
-            let peers = &self.peer_index;
-            if let Some(from) = conn.handshake(me, now, |id| id != me && peers.contains_key(&id)) {
-                handshaken.push((seq, from));
-            }
-        }
-        conn.settle(frame_bytes_max);
+        let me = self.me;
+        let peers = &self.peer_index;
+        conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
         if conn.fate.is_some() {
             self.reap_due = true;
+            return;
+        }
+        if conn.complete().is_some() {
+            handshaken.push(seq);
             return;
         }
         let interest = conn.interest();
@@ -707,7 +693,7 @@ impl TcpTransport {
             match self.poller.watch(seq, fd, interest, conn.watched) {
                 Ok(()) => conn.watched = Some(interest),
                 Err(error) => {
-                    conn.fate = Some(Fate::Failed(ConnectionError::Io(error)));
+                    conn.fate = Some(ConnectionError::Io(error));
                     self.reap_due = true;
                 }
             }
@@ -715,7 +701,7 @@ impl TcpTransport {
     }
 
     /// Accepts pending connections, and reads the handshakes that came with them.
-    fn accept(&mut self, now: Instant, handshaken: &mut Vec<(u64, NodeId)>) {
+    fn accept(&mut self, now: Instant, handshaken: &mut Vec<u64>) {
         for _ in 0..ACCEPTS_PER_TURN_MAX {
             let Some(listener) = &self.listener else {
                 return;
@@ -753,7 +739,7 @@ impl TcpTransport {
             let seq = self.next_inbound_seq;
             self.next_inbound_seq += 1;
             let deadline = now + self.config.handshake_timeout;
-            let conn = InboundConn::new(seq, stream, remote.to_string(), deadline);
+            let conn = InboundConn::new(stream, remote.to_string(), deadline);
             self.inbound.insert(seq, conn);
             // The hello often follows the connect at once: read it in this pass. This also
             // registers the connection with the poller.
@@ -765,35 +751,26 @@ impl TcpTransport {
         }
     }
 
-    /// Counts the handshakes that passed and retires older connections of the same peers
-    /// (a peer that reconnects replaces its older connection, which may be half-open).
-    fn after_handshakes(&mut self, handshaken: &[(u64, NodeId)]) {
-        if handshaken.is_empty() {
-            return;
-        }
-        for &(seq, from) in handshaken {
-            bump(&self.shared.counters.inbound_handshakes, 1);
-            for conn in self.inbound.range_mut(..seq).map(|(_, conn)| conn) {
-                if conn.peer == Some(from) && conn.fate.is_none() {
-                    conn.fate = Some(Fate::Replaced);
-                    self.reap_due = true;
-                }
+    /// Hands the connections whose handshake completed to their peers, each replacing the
+    /// peer's connection or dial, if any (a peer that reconnects replaces its older
+    /// connection, which may be half-open).
+    fn hand_over(&mut self, handshaken: &[u64], now: Instant) {
+        for &seq in handshaken {
+            let Some(conn) = self.inbound.remove(&seq) else {
+                continue;
+            };
+            if conn.watched.is_some() {
+                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
             }
+            let Some(&i) = conn.complete().and_then(|from| self.peer_index.get(&from)) else {
+                continue;
+            };
+            bump(&self.shared.counters.inbound_handshakes, 1);
+            self.peers[i].accepted(conn.stream, conn.buf, now, &self.config, &self.shared);
         }
-        self.publish_inbound_peers();
     }
 
-    fn publish_inbound_peers(&self) {
-        let peers = self
-            .inbound
-            .values()
-            .filter(|conn| conn.fate.is_none())
-            .filter_map(|conn| conn.peer)
-            .collect();
-        *lock(&self.shared.inbound_peers) = peers;
-    }
-
-    /// Removes the inbound connections whose fate is decided, counting and reporting why.
+    /// Removes the accepted connections whose handshake failed, counting and reporting why.
     fn reap(&mut self) {
         if !std::mem::take(&mut self.reap_due) {
             return;
@@ -808,35 +785,14 @@ impl TcpTransport {
             let Some(mut conn) = self.inbound.remove(&seq) else {
                 continue;
             };
-            self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
-            let _ = conn.stream.shutdown(Shutdown::Both);
-            let counters = &self.shared.counters;
-            let error = match conn.fate.take() {
-                None | Some(Fate::Replaced) => continue,
-                Some(Fate::Closed) => {
-                    bump(&counters.inbound_closed, 1);
-                    continue;
-                }
-                Some(Fate::Failed(error)) => error,
-            };
-            match &error {
-                ConnectionError::FrameTooLarge { .. } => {
-                    bump(&counters.frames_oversized, 1);
-                    bump(&counters.inbound_failed, 1);
-                }
-                ConnectionError::Truncated { .. } => {
-                    bump(&counters.frames_truncated, 1);
-                    bump(&counters.inbound_failed, 1);
-                }
-                ConnectionError::Io(_) => bump(&counters.inbound_failed, 1),
-                ConnectionError::BadMagic { .. }
-                | ConnectionError::BadVersion { .. }
-                | ConnectionError::UnknownPeer(_)
-                | ConnectionError::WrongDestination { .. }
-                | ConnectionError::WrongPeer { .. }
-                | ConnectionError::Handshake(_)
-                | ConnectionError::TooManyConnections(_) => bump(&counters.inbound_rejected, 1),
+            if conn.watched.is_some() {
+                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
             }
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            bump(&self.shared.counters.inbound_rejected, 1);
+            let Some(error) = conn.fate.take() else {
+                continue;
+            };
             let who = match conn.peer {
                 Some(peer) => format!("{peer} at {}", conn.remote),
                 None => conn.remote.clone(),
@@ -844,46 +800,40 @@ impl TcpTransport {
             self.shared
                 .log(format!("closed inbound connection from {who}: {error}"));
         }
-        self.publish_inbound_peers();
     }
 
-    /// Hands out at most `frames_max` buffered frames, taking connections in turn.
+    /// Hands out at most `frames_max` buffered frames, taking peers in turn.
     fn deliver_buffered(
         &mut self,
         frames_max: usize,
         deliver: &mut dyn FnMut(NodeId, &[u8]),
     ) -> usize {
-        if self.inbound.is_empty() || frames_max == 0 {
+        let count = self.peers.len();
+        if count == 0 || frames_max == 0 {
             return 0;
         }
-        let frame_bytes_max = self.config.frame_bytes_max;
-        let from = self.deliver_from;
+        let first = self.deliver_from % count;
+        let now = Instant::now();
         let mut handed = Handed::default();
-        let mut first = None;
-        for (&seq, conn) in self.inbound.range_mut(from..) {
-            first.get_or_insert(seq);
-            handed.take(conn, frames_max, frame_bytes_max, deliver);
+        for i in (first..count).chain(0..first) {
+            handed.take(
+                &mut self.peers[i],
+                frames_max,
+                now,
+                &self.config,
+                &self.shared,
+                deliver,
+            );
             if handed.frames == frames_max {
                 break;
             }
         }
-        if handed.frames < frames_max {
-            for (&seq, conn) in self.inbound.range_mut(..from) {
-                first.get_or_insert(seq);
-                handed.take(conn, frames_max, frame_bytes_max, deliver);
-                if handed.frames == frames_max {
-                    break;
-                }
-            }
-        }
-        // The next call starts one connection further on.
-        self.deliver_from = first.map_or(0, |seq| seq + 1);
-        self.reap_due |= handed.settled;
+        // The next call starts one peer further on.
+        self.deliver_from = first + 1;
         if handed.frames > 0 {
             bump(&self.shared.counters.frames_received, handed.frames as u64);
             bump(&self.shared.counters.bytes_received, handed.payload_bytes);
         }
-        self.reap();
         handed.frames
     }
 
@@ -895,7 +845,7 @@ impl TcpTransport {
         let now = Instant::now();
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for &i in &unflushed {
-            self.peers[i].write(now, &self.shared);
+            self.peers[i].write(now, &self.config, &self.shared);
         }
         unflushed.clear();
         self.unflushed = unflushed;
@@ -907,36 +857,34 @@ impl TcpTransport {
 struct Handed {
     frames: usize,
     payload_bytes: u64,
-    /// Some connection's fate was decided on the way.
-    settled: bool,
 }
 
 impl Handed {
-    /// Hands out the frames buffered for one connection, up to the call's bound.
+    /// Hands out the frames buffered for one peer, up to the call's bound; then ends its
+    /// connection if what follows them is its end or a bad frame.
     fn take(
         &mut self,
-        conn: &mut InboundConn,
+        peer: &mut Peer,
         frames_max: usize,
-        frame_bytes_max: u32,
+        now: Instant,
+        config: &TcpConfig,
+        shared: &Shared,
         deliver: &mut dyn FnMut(NodeId, &[u8]),
     ) {
-        let Some(peer) = conn.peer else {
-            return;
-        };
-        if conn.fate.is_some() {
-            return;
-        }
+        let mut took = false;
         while self.frames < frames_max {
-            let FrameStatus::Ready(length) = conn.buf.status(frame_bytes_max) else {
+            let FrameStatus::Ready(length) = peer.buf.status(config.frame_bytes_max) else {
                 break;
             };
-            deliver(peer, conn.buf.payload(length));
-            conn.buf.pop_frame(length);
+            deliver(peer.id, peer.buf.payload(length));
+            peer.buf.pop_frame(length);
             self.frames += 1;
             self.payload_bytes += length as u64;
+            took = true;
         }
-        conn.settle(frame_bytes_max);
-        self.settled |= conn.fate.is_some();
+        if took {
+            peer.settle(now, config, shared);
+        }
     }
 }
 

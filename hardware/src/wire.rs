@@ -4,11 +4,14 @@
 //! ```text
 //! dialer -> acceptor   hello: magic "RHRS" | version u16 | from u32 | to u32   (14 bytes)
 //! acceptor -> dialer   ack:   magic "RHRS" | version u16 | acceptor id u32     (10 bytes)
-//! dialer -> acceptor   frame: length u32 | payload (length bytes), repeated
+//! both ways            frame: length u32 | payload (length bytes), repeated
 //! ```
 //!
-//! Connections are one-way: a node dials each peer it sends to and only writes frames on
-//! that connection; it reads frames only on connections it accepted.
+//! Two nodes share one connection, which carries frames both ways, so that TCP's
+//! acknowledgements ride on the frames going back. The node with the lower id dials it;
+//! the other waits for it. The dialer writes frames only once the acknowledgement came;
+//! the acceptor writes them right after its acknowledgement. An acceptor takes a valid
+//! hello from any known peer, and a newer connection of a peer replaces the older one.
 
 use rehearsal_sim_core::NodeId;
 use std::io::{self, Read};
@@ -17,7 +20,7 @@ use std::io::{self, Read};
 pub const MAGIC: [u8; 4] = *b"RHRS";
 
 /// Version of this wire format; a handshake with any other version is refused.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// Size of [`Hello`] on the wire, in bytes.
 pub const HELLO_BYTES: usize = 14;

@@ -25,7 +25,18 @@ fn under_a_partition_and_heal_timed_benaloh_fails_and_robust_benaloh_succeeds() 
     );
     assert!(robust.stdout.contains("scenario"), "{}", robust.stdout);
 
-    let timed = cli(&["sim", "--config", &run_file, "--protocol", "benaloh-timed"]);
+    // The failure's trace goes to a scratch directory, not the working directory.
+    let trace = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "partition-timed").join("seed.jsonl");
+    let trace = trace.to_str().unwrap();
+    let timed = cli(&[
+        "sim",
+        "--config",
+        &run_file,
+        "--protocol",
+        "benaloh-timed",
+        "--trace",
+        trace,
+    ]);
     assert_eq!(timed.status, 1, "{}{}", timed.stdout, timed.stderr);
     assert!(timed.stdout.contains("correct-sum"), "{}", timed.stdout);
     // The printed command re-runs the failure.
@@ -43,6 +54,8 @@ fn under_a_partition_and_heal_timed_benaloh_fails_and_robust_benaloh_succeeds() 
         "{command}: {}{}",
         again.stdout, again.stderr
     );
+    assert!(command.contains(trace), "{command}");
+    assert!(std::fs::metadata(trace).is_ok_and(|m| m.len() > 0));
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Accepted connections: the acceptor's side of the handshake, then frames read into one
-//! buffer per connection and handed to [`Transport::poll`](crate::Transport::poll) straight
-//! from it, without a copy.
+//! The receive side: frames read into one buffer per connection and handed to
+//! [`Transport::poll`](crate::Transport::poll) straight from it, without a copy; and accepted
+//! connections during the acceptor's side of the handshake.
 
 use super::socket::Interest;
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
@@ -36,7 +36,7 @@ pub(super) struct RecvBuffer {
 }
 
 impl RecvBuffer {
-    fn new() -> Self {
+    pub fn new() -> Self {
         RecvBuffer {
             bytes: vec![0; RECV_BUFFER_BYTES],
             start: 0,
@@ -44,7 +44,7 @@ impl RecvBuffer {
         }
     }
 
-    fn unread(&self) -> &[u8] {
+    pub fn unread(&self) -> &[u8] {
         &self.bytes[self.start..self.end]
     }
 
@@ -89,8 +89,42 @@ impl RecvBuffer {
         self.consume(FRAME_HEADER_BYTES + payload_bytes);
     }
 
+    /// Drops what follows the last complete frame (the start of a frame whose connection is
+    /// gone), keeping the complete frames to be handed out. Returns the bytes dropped.
+    pub fn drop_incomplete(&mut self, frame_bytes_max: u32) -> usize {
+        let mut at = self.start;
+        while let Some(header) = self.bytes[at..self.end].first_chunk::<FRAME_HEADER_BYTES>() {
+            let length = u32::from_be_bytes(*header);
+            let next = at + FRAME_HEADER_BYTES + length as usize;
+            if length > frame_bytes_max || next > self.end {
+                break;
+            }
+            at = next;
+        }
+        let dropped = self.end - at;
+        self.end = at;
+        self.consume(0);
+        dropped
+    }
+
+    /// Takes over what `other` read and did not hand out, after this buffer's own bytes
+    /// (a connection's first bytes, read during its handshake, joining its peer's buffer).
+    pub fn absorb(&mut self, other: RecvBuffer) {
+        if self.start == self.end {
+            *self = other;
+        } else {
+            let unread = other.unread();
+            self.bytes.truncate(self.end);
+            self.bytes.extend_from_slice(unread);
+            self.end = self.bytes.len();
+            if self.bytes.len() < RECV_BUFFER_BYTES {
+                self.bytes.resize(RECV_BUFFER_BYTES, 0);
+            }
+        }
+    }
+
     /// The connection ended inside the frame that the unread bytes start.
-    fn truncation(&self) -> ConnectionError {
+    pub fn truncation(&self) -> ConnectionError {
         let unread = self.unread();
         let expected = match unread.first_chunk::<FRAME_HEADER_BYTES>() {
             Some(header) => FRAME_HEADER_BYTES as u64 + u64::from(u32::from_be_bytes(*header)),
@@ -102,10 +136,29 @@ impl RecvBuffer {
         }
     }
 
+    /// Reads once from a non-blocking `stream` (see [`read_from`](RecvBuffer::read_from)).
+    /// Returns how the stream ended, if this read found its end or failed; nothing if it
+    /// read bytes or there were none yet.
+    pub fn read_once(&mut self, stream: &mut impl Read) -> Option<End> {
+        match self.read_from(stream) {
+            Ok(0) => Some(End::Closed),
+            Ok(_) => None,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(error) => Some(End::Failed(error)),
+        }
+    }
+
     /// Reads once from `stream` into the free space, making room first. Only called while
     /// the unread bytes hold no complete frame (so growing is for a frame in progress, whose
     /// announced length is at most the maximum).
-    fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+    pub fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         if self.bytes.len() - self.end < READ_BYTES_MIN && self.start > 0 {
             self.bytes.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -136,42 +189,32 @@ pub(super) enum End {
     Failed(io::Error),
 }
 
-/// Why an inbound connection is to be closed.
-pub(super) enum Fate {
-    /// The peer closed it cleanly, between frames.
-    Closed,
-    /// A handshake, framing or i/o error.
-    Failed(ConnectionError),
-    /// The same peer connected again; this older connection is obsolete (often half-open).
-    Replaced,
-}
-
-/// One accepted connection.
+/// A connection accepted and still in its handshake. Once the hello names a known peer
+/// and the acknowledgement is written, the connection is handed to that peer's
+/// [`Peer`](super::peer::Peer), which carries frames both ways on it.
 pub(super) struct InboundConn {
-    /// Accept order: of two connections of one peer, the later one wins.
-    pub seq: u64,
     pub stream: TcpStream,
     /// The remote address, for error messages.
     pub remote: String,
-    /// The peer, once its handshake passed.
+    /// The peer, once its hello passed.
     pub peer: Option<NodeId>,
     /// When a handshake still missing counts as silence.
     pub handshake_deadline: Instant,
     ack: [u8; ACK_BYTES],
     /// Bytes at the end of `ack` not written yet.
     ack_unsent: usize,
+    /// What was read: the hello, and anything the dialer sent after it.
     pub buf: RecvBuffer,
-    pub end: Option<End>,
-    /// Set once the connection is to be closed; it is then removed.
-    pub fate: Option<Fate>,
+    end: Option<End>,
+    /// Set when the handshake failed; the connection is then closed and removed.
+    pub fate: Option<ConnectionError>,
     /// What the poller watches it for, once registered.
     pub watched: Option<Interest>,
 }
 
 impl InboundConn {
-    pub fn new(seq: u64, stream: TcpStream, remote: String, handshake_deadline: Instant) -> Self {
+    pub fn new(stream: TcpStream, remote: String, handshake_deadline: Instant) -> Self {
         InboundConn {
-            seq,
             stream,
             remote,
             peer: None,
@@ -185,22 +228,20 @@ impl InboundConn {
         }
     }
 
-    /// Whether to read when the socket is readable: not after its end, nor while a complete
-    /// frame waits to be handed out (the kernel keeps the rest, and TCP flow control slows
-    /// the sender down).
-    pub fn wants_read(&self, frame_bytes_max: u32) -> bool {
+    /// Whether to read when the socket is readable: until the hello is complete.
+    pub fn wants_read(&self) -> bool {
         self.fate.is_none()
             && self.end.is_none()
-            && (self.peer.is_none() || self.buf.status(frame_bytes_max) == FrameStatus::Incomplete)
+            && self.peer.is_none()
+            && self.buf.unread().len() < HELLO_BYTES
     }
 
     pub fn wants_write(&self) -> bool {
         self.fate.is_none() && self.ack_unsent > 0
     }
 
-    /// What to watch the socket for. Reading stays on even while a frame waits to be handed
-    /// out: the wait returns at once then anyway, and toggling would cost a system call per
-    /// frame.
+    /// What to watch the socket for: reading (the hello, or the connection's end), and
+    /// writing while the acknowledgement is not out.
     pub fn interest(&self) -> Interest {
         Interest {
             read: true,
@@ -208,25 +249,18 @@ impl InboundConn {
         }
     }
 
-    /// Whether a frame is ready to be handed out.
-    pub fn has_frame(&self, frame_bytes_max: u32) -> bool {
-        self.fate.is_none()
-            && self.peer.is_some()
-            && matches!(self.buf.status(frame_bytes_max), FrameStatus::Ready(_))
+    /// The handshake passed and its acknowledgement is out: the connection goes to its
+    /// peer.
+    pub fn complete(&self) -> Option<NodeId> {
+        match self.peer {
+            Some(peer) if self.fate.is_none() && self.ack_unsent == 0 => Some(peer),
+            _ => None,
+        }
     }
 
     /// Reads once; notes the end of the stream or a failure.
     pub fn read(&mut self) {
-        match self.buf.read_from(&mut self.stream) {
-            Ok(0) => self.end = Some(End::Closed),
-            Ok(_) => {}
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(error) => self.end = Some(End::Failed(error)),
-        }
+        self.end = self.buf.read_once(&mut self.stream);
     }
 
     /// Writes what is left of the handshake answer.
@@ -236,46 +270,49 @@ impl InboundConn {
             match self.stream.write(&self.ack[from..]) {
                 Ok(0) => {
                     let error = io::Error::from(io::ErrorKind::WriteZero);
-                    self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
+                    self.fate = Some(ConnectionError::Handshake(error));
                     return;
                 }
                 Ok(count) => self.ack_unsent -= count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) => {
-                    self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
+                    self.fate = Some(ConnectionError::Handshake(error));
                     return;
                 }
             }
         }
     }
 
-    /// Checks the handshake once it has arrived and answers it. Returns the peer when it
-    /// passed just now; sets the fate when it failed, or when the connection ended or fell
-    /// silent before it.
-    pub fn handshake(
-        &mut self,
-        me: NodeId,
-        now: Instant,
-        is_known: impl Fn(NodeId) -> bool,
-    ) -> Option<NodeId> {
-        if self.peer.is_some() || self.fate.is_some() {
-            return None;
+    /// Checks the hello once it has arrived and answers it. Sets the fate when it failed,
+    /// or when the connection ended or fell silent before the handshake completed.
+    pub fn handshake(&mut self, me: NodeId, now: Instant, is_known: impl Fn(NodeId) -> bool) {
+        if self.fate.is_some() {
+            return;
+        }
+        if self.peer.is_some() {
+            if self.ack_unsent > 0 {
+                // Only the acknowledgement is missing: the dialer must take it in time.
+                if let Some(end) = self.end.take() {
+                    self.fate = Some(ConnectionError::Handshake(end.into_error()));
+                } else if now >= self.handshake_deadline {
+                    let error =
+                        io::Error::new(io::ErrorKind::TimedOut, "the dialer took no answer");
+                    self.fate = Some(ConnectionError::Handshake(error));
+                }
+            }
+            return;
         }
         let Some(hello) = self.buf.unread().first_chunk::<HELLO_BYTES>() else {
             let error = match self.end.take() {
-                Some(End::Closed) => io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the connection closed during the handshake",
-                ),
-                Some(End::Failed(error)) => error,
+                Some(end) => end.into_error(),
                 None if now >= self.handshake_deadline => {
                     io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")
                 }
-                None => return None,
+                None => return,
             };
-            self.fate = Some(Fate::Failed(ConnectionError::Handshake(error)));
-            return None;
+            self.fate = Some(ConnectionError::Handshake(error));
+            return;
         };
         let checked = Hello::decode(hello).and_then(|hello| {
             if hello.to != me {
@@ -293,40 +330,20 @@ impl InboundConn {
                 self.ack = Ack { from: me }.encode();
                 self.ack_unsent = ACK_BYTES;
                 self.write_ack();
-                if self.fate.is_some() {
-                    return None;
-                }
-                Some(from)
             }
-            Err(error) => {
-                self.fate = Some(Fate::Failed(error));
-                None
-            }
+            Err(error) => self.fate = Some(error),
         }
     }
+}
 
-    /// Decides the fate of an established connection whose unread bytes start no complete
-    /// frame: closed if its end came, failed if the next frame is too large or cut short.
-    pub fn settle(&mut self, frame_bytes_max: u32) {
-        if self.fate.is_some() || self.peer.is_none() {
-            return;
-        }
-        match self.buf.status(frame_bytes_max) {
-            FrameStatus::Ready(_) => {}
-            FrameStatus::TooLarge(length) => {
-                self.fate = Some(Fate::Failed(ConnectionError::FrameTooLarge {
-                    frame_bytes: u64::from(length),
-                    frame_bytes_max: u64::from(frame_bytes_max),
-                }));
-            }
-            FrameStatus::Incomplete => {
-                self.fate = match self.end.take() {
-                    None => None,
-                    Some(End::Failed(error)) => Some(Fate::Failed(ConnectionError::Io(error))),
-                    Some(End::Closed) if self.buf.unread().is_empty() => Some(Fate::Closed),
-                    Some(End::Closed) => Some(Fate::Failed(self.buf.truncation())),
-                };
-            }
+impl End {
+    fn into_error(self) -> io::Error {
+        match self {
+            End::Closed => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed during the handshake",
+            ),
+            End::Failed(error) => error,
         }
     }
 }
@@ -365,6 +382,35 @@ mod tests {
             }
         ));
         assert_eq!(buffer_with(&wire).status(2), FrameStatus::TooLarge(3));
+    }
+
+    #[test]
+    fn a_lost_connection_keeps_its_complete_frames_and_the_next_one_follows_them() {
+        let mut wire = Vec::new();
+        crate::wire::encode_frame(b"abc", &mut wire).unwrap();
+        crate::wire::encode_frame(b"de", &mut wire).unwrap();
+        wire.extend_from_slice(&[0, 0, 0, 9, 1, 2]);
+        let mut buf = buffer_with(&wire);
+        buf.pop_frame(3);
+        assert_eq!(buf.drop_incomplete(16), 6);
+        assert_eq!(buf.drop_incomplete(16), 0);
+
+        let mut next = Vec::new();
+        crate::wire::encode_frame(b"f", &mut next).unwrap();
+        buf.absorb(buffer_with(&next));
+        assert_eq!(buf.status(16), FrameStatus::Ready(2));
+        assert_eq!(buf.payload(2), b"de");
+        buf.pop_frame(2);
+        assert_eq!(buf.status(16), FrameStatus::Ready(1));
+        assert_eq!(buf.payload(1), b"f");
+        buf.pop_frame(1);
+        assert!(buf.unread().is_empty());
+
+        // Past an oversized length prefix nothing counts as a frame.
+        let mut buf = buffer_with(&[0, 0, 0, 99, 1]);
+        assert_eq!(buf.drop_incomplete(16), 5);
+        buf.absorb(buffer_with(&next));
+        assert_eq!(buf.payload(1), b"f");
     }
 
     #[test]

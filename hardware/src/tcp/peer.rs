@@ -1,6 +1,8 @@
-//! The connection a node dials to each peer: a bounded queue of outgoing frames, and the
-//! link that carries them (dial, handshake, established; redial with backoff).
+//! Each peer's connection, which carries frames both ways: a bounded queue of outgoing
+//! frames, a buffer of incoming ones, and the link (dialed: connect, handshake,
+//! established, redial with backoff; or accepted: waiting, established).
 
+use super::inbound::{End, FrameStatus, RecvBuffer};
 use super::socket::{self, Interest, Readiness};
 use super::{bump, Shared, TcpConfig};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
@@ -128,10 +130,12 @@ impl SendQueue {
     }
 }
 
-/// The state of the connection to one peer.
+/// The state of the connection with one peer.
 pub(super) enum Link {
-    /// No connection; dial at `retry_at`.
+    /// No connection; this node dials at `retry_at`.
     Idle { retry_at: Instant },
+    /// No connection; the peer dials (its id is the lower one).
+    Waiting,
     /// TCP connect in progress.
     Connecting {
         stream: TcpStream,
@@ -146,23 +150,43 @@ pub(super) enum Link {
         ack_got: usize,
         deadline: Instant,
     },
-    /// Carrying frames. `stalled_since` is when a write last found the socket full.
+    /// Carrying frames both ways. `stalled_since` is when a write last found the socket
+    /// full.
     Established {
         stream: TcpStream,
         stalled_since: Option<Instant>,
     },
 }
 
-/// A peer this node sends to.
+/// How an established connection ended.
+enum Loss {
+    /// The peer closed it cleanly, between frames.
+    Closed,
+    /// A framing or i/o error, or a write timeout.
+    Failed(ConnectionError),
+    /// A newer connection of the same peer took its place.
+    Replaced,
+}
+
+/// A peer, and the one connection that carries frames to and from it.
 pub(super) struct Peer {
     pub id: NodeId,
     pub addr: SocketAddr,
+    /// Whether this node dials the peer: the node with the lower id dials, the other waits
+    /// for it, so that a pair needs one connection.
+    dials: bool,
     pub link: Link,
+    /// Frames waiting to be written.
     pub queue: SendQueue,
+    /// Frames read and not yet handed out. Frames complete when a connection ends stay here
+    /// until handed out; the start of a frame cut short is dropped.
+    pub buf: RecvBuffer,
+    /// How the remote end of the current connection finished, once read.
+    end: Option<End>,
     backoff: Duration,
     failures_in_a_row: u64,
-    /// Counts the sockets this peer has dialed, to tell a new one from an old one that
-    /// happens to get the same descriptor number.
+    /// Counts the sockets this peer has had, to tell a new one from an old one that happens
+    /// to get the same descriptor number.
     socket_generation: u64,
     /// The socket (generation and descriptor) and interest the poller watches for this
     /// peer, if any.
@@ -170,12 +194,20 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub fn new(id: NodeId, addr: SocketAddr, config: &TcpConfig, now: Instant) -> Self {
+    pub fn new(me: NodeId, id: NodeId, addr: SocketAddr, config: &TcpConfig, now: Instant) -> Self {
+        let dials = me < id;
         Peer {
             id,
             addr,
-            link: Link::Idle { retry_at: now },
+            dials,
+            link: if dials {
+                Link::Idle { retry_at: now }
+            } else {
+                Link::Waiting
+            },
             queue: SendQueue::default(),
+            buf: RecvBuffer::new(),
+            end: None,
             backoff: config.reconnect_backoff_min,
             failures_in_a_row: 0,
             socket_generation: 0,
@@ -186,14 +218,15 @@ impl Peer {
     /// The socket to watch (generation and descriptor), and what for.
     pub fn interest(&self) -> Option<(u64, RawFd, Interest)> {
         let (stream, read, write) = match &self.link {
-            Link::Idle { .. } => return None,
+            Link::Idle { .. } | Link::Waiting => return None,
             Link::Connecting { stream, .. } => (stream, false, true),
             Link::Handshaking {
                 stream, hello_sent, ..
             } => (stream, true, *hello_sent < HELLO_BYTES),
-            // Reading an established link only notices its end: the acceptor never writes
-            // after its acknowledgement. Writing waits only when the socket was full:
-            // queued frames go out with the next flush.
+            // Reading stays watched even while a frame waits to be handed out: the wait
+            // returns at once then anyway, and toggling would cost a system call per
+            // frame. Writing waits only when the socket was full: queued frames go out
+            // with the next flush.
             Link::Established {
                 stream,
                 stalled_since,
@@ -210,6 +243,7 @@ impl Peer {
     pub fn deadline(&self, config: &TcpConfig) -> Option<Instant> {
         match &self.link {
             Link::Idle { retry_at } => Some(*retry_at),
+            Link::Waiting => None,
             Link::Connecting { deadline, .. } | Link::Handshaking { deadline, .. } => {
                 Some(*deadline)
             }
@@ -217,6 +251,11 @@ impl Peer {
                 stalled_since.map(|since| since + config.write_timeout)
             }
         }
+    }
+
+    /// Whether a frame is ready to be handed out.
+    pub fn has_frame(&self, frame_bytes_max: u32) -> bool {
+        matches!(self.buf.status(frame_bytes_max), FrameStatus::Ready(_))
     }
 
     /// Dials when the backoff is over; gives up a dial, handshake or stalled write that
@@ -240,7 +279,12 @@ impl Peer {
                     io::ErrorKind::TimedOut,
                     format!("the peer took nothing for {:?}", config.write_timeout),
                 );
-                self.failed(error, now, shared);
+                self.lost(
+                    Loss::Failed(ConnectionError::Io(error)),
+                    now,
+                    config,
+                    shared,
+                );
             }
             _ => {}
         }
@@ -299,7 +343,7 @@ impl Peer {
             return;
         }
         match &mut self.link {
-            Link::Idle { .. } => {}
+            Link::Idle { .. } | Link::Waiting => {}
             Link::Connecting { stream, .. } => match socket::connect_outcome(stream) {
                 Ok(false) => {}
                 Ok(true) => {
@@ -327,69 +371,133 @@ impl Peer {
                     else {
                         unreachable!("matched above")
                     };
-                    self.established(stream, now, shared);
+                    if self.failures_in_a_row > 0 {
+                        shared.log(format!(
+                            "connected to {} at {} after {} failed attempts",
+                            self.id, self.addr, self.failures_in_a_row
+                        ));
+                    }
+                    self.failures_in_a_row = 0;
+                    self.backoff = config.reconnect_backoff_min;
+                    bump(&shared.counters.outbound_connects, 1);
+                    self.established(stream, now, config, shared);
                 }
                 Err(error) => self.connect_failed(error, now, config, shared),
             },
             Link::Established { stream, .. } => {
-                if ready.readable {
-                    if let Err(error) = check_open(stream) {
-                        self.failed(error, now, shared);
-                        return;
-                    }
+                let wants_read = self.end.is_none()
+                    && self.buf.status(config.frame_bytes_max) == FrameStatus::Incomplete;
+                if ready.readable && wants_read {
+                    self.end = self.buf.read_once(stream);
                 }
                 if ready.writable {
-                    self.write(now, shared);
+                    self.write(now, config, shared);
                 }
+                self.settle(now, config, shared);
             }
         }
     }
 
-    fn established(&mut self, stream: TcpStream, now: Instant, shared: &Shared) {
-        if self.failures_in_a_row > 0 {
-            shared.log(format!(
-                "connected to {} at {} after {} failed attempts",
-                self.id, self.addr, self.failures_in_a_row
-            ));
+    /// Takes a connection the peer dialed, whose handshake passed (`buf` holds what came
+    /// after its hello). It replaces the current connection or dial, if any.
+    pub fn accepted(
+        &mut self,
+        stream: TcpStream,
+        buf: RecvBuffer,
+        now: Instant,
+        config: &TcpConfig,
+        shared: &Shared,
+    ) {
+        if matches!(self.link, Link::Established { .. }) {
+            self.lost(Loss::Replaced, now, config, shared);
         }
-        self.failures_in_a_row = 0;
-        bump(&shared.counters.outbound_connects, 1);
+        self.socket_generation += 1;
+        self.buf.absorb(buf);
+        self.established(stream, now, config, shared);
+    }
+
+    fn established(
+        &mut self,
+        stream: TcpStream,
+        now: Instant,
+        config: &TcpConfig,
+        shared: &Shared,
+    ) {
         shared.set_connected(self.id, true);
+        self.end = None;
         self.link = Link::Established {
             stream,
             stalled_since: None,
         };
-        self.write(now, shared);
+        self.write(now, config, shared);
     }
 
-    /// Writes queued frames, as many as the socket takes.
-    pub fn write(&mut self, now: Instant, shared: &Shared) {
+    /// Writes queued frames, as many as the socket takes; a write that fails ends the
+    /// connection.
+    pub fn write(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+        if let Err(error) = self.write_queued(now, shared) {
+            self.lost(
+                Loss::Failed(ConnectionError::Io(error)),
+                now,
+                config,
+                shared,
+            );
+        }
+    }
+
+    fn write_queued(&mut self, now: Instant, shared: &Shared) -> io::Result<()> {
         let Link::Established {
             stream,
             stalled_since,
         } = &mut self.link
         else {
-            return;
+            return Ok(());
         };
         if self.queue.is_empty() {
             *stalled_since = None;
+            return Ok(());
+        }
+        let written = self.queue.write_to(stream)?;
+        if written.frames > 0 {
+            bump(&shared.counters.frames_sent, written.frames);
+            bump(&shared.counters.bytes_sent, written.payload_bytes);
+        }
+        if !written.blocked {
+            *stalled_since = None;
+        } else if written.bytes > 0 || stalled_since.is_none() {
+            // Progress restarts the clock of the write timeout.
+            *stalled_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Ends an established connection whose unread bytes start no complete frame: closed
+    /// if its end came, failed if the next frame is too large or cut short.
+    pub fn settle(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+        if !matches!(self.link, Link::Established { .. }) {
             return;
         }
-        match self.queue.write_to(stream) {
-            Ok(written) => {
-                if written.frames > 0 {
-                    bump(&shared.counters.frames_sent, written.frames);
-                    bump(&shared.counters.bytes_sent, written.payload_bytes);
-                }
-                if !written.blocked {
-                    *stalled_since = None;
-                } else if written.bytes > 0 || stalled_since.is_none() {
-                    // Progress restarts the clock of the write timeout.
-                    *stalled_since = Some(now);
-                }
+        let frame_bytes_max = config.frame_bytes_max;
+        let loss = match self.buf.status(frame_bytes_max) {
+            FrameStatus::Ready(_) => return,
+            FrameStatus::TooLarge(length) => {
+                bump(&shared.counters.frames_oversized, 1);
+                Loss::Failed(ConnectionError::FrameTooLarge {
+                    frame_bytes: u64::from(length),
+                    frame_bytes_max: u64::from(frame_bytes_max),
+                })
             }
-            Err(error) => self.failed(error, now, shared),
-        }
+            FrameStatus::Incomplete => match self.end.take() {
+                None => return,
+                Some(End::Failed(error)) => Loss::Failed(ConnectionError::Io(error)),
+                Some(End::Closed) if self.buf.unread().is_empty() => Loss::Closed,
+                Some(End::Closed) => {
+                    bump(&shared.counters.frames_truncated, 1);
+                    Loss::Failed(self.buf.truncation())
+                }
+            },
+        };
+        self.lost(loss, now, config, shared);
     }
 
     /// A dial or handshake failed: retry after the backoff, which doubles.
@@ -414,23 +522,52 @@ impl Peer {
         self.backoff = (self.backoff * 2).min(config.reconnect_backoff_max);
     }
 
-    /// An established connection failed: redial at once.
-    fn failed(&mut self, error: io::Error, now: Instant, shared: &Shared) {
+    /// The established connection is gone: the dialer redials at once, the other side
+    /// waits to be dialed again. Queued frames wait for the next connection, but for one
+    /// partly written (its remainder cannot go on another connection); complete frames read
+    /// stay to be handed out, and the start of one cut short is dropped.
+    fn lost(&mut self, loss: Loss, now: Instant, config: &TcpConfig, shared: &Shared) {
         let frames_lost = self.queue.drop_partial();
-        self.link = Link::Idle { retry_at: now };
+        self.buf.drop_incomplete(config.frame_bytes_max);
+        self.end = None;
+        self.link = if self.dials {
+            Link::Idle { retry_at: now }
+        } else {
+            Link::Waiting
+        };
         shared.set_connected(self.id, false);
-        bump(&shared.counters.outbound_failures, 1);
-        bump(&shared.counters.frames_lost, frames_lost);
+        let counters = &shared.counters;
+        bump(&counters.frames_lost, frames_lost);
+        let error = match loss {
+            Loss::Closed => {
+                bump(&counters.connections_closed, 1);
+                return;
+            }
+            Loss::Replaced => {
+                bump(&counters.connections_replaced, 1);
+                return;
+            }
+            Loss::Failed(error) => error,
+        };
+        bump(&counters.connections_failed, 1);
+        let next = if self.dials {
+            "redialing"
+        } else {
+            "waiting for it to redial"
+        };
         shared.log(format!(
-            "connection to {} at {} failed ({frames_lost} frames lost): {error}; reconnecting",
+            "connection with {} at {} failed ({frames_lost} frames lost): {error}; {next}",
             self.id, self.addr
         ));
     }
 
-    /// Closes the connection and forgets queued frames (the transport shuts down).
+    /// Closes the connection and forgets queued and unread frames (the transport shuts
+    /// down).
     pub fn close(&mut self, now: Instant) {
         self.link = Link::Idle { retry_at: now };
         self.queue.clear();
+        self.buf = RecvBuffer::new();
+        self.end = None;
     }
 }
 
@@ -476,32 +613,6 @@ fn handshake_step(
         });
     }
     Ok(true)
-}
-
-/// Checks, on an established link that polled readable, that the acceptor has not closed
-/// it (it never sends anything after its acknowledgement), so that a restarted peer is
-/// redialed before the next frame goes into a dead connection.
-fn check_open(stream: &mut TcpStream) -> io::Result<()> {
-    let mut probe = [0u8; 1];
-    match stream.read(&mut probe) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "the peer closed the connection",
-        )),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the peer sent data on a send-only connection",
-        )),
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(())
-        }
-        Err(error) => Err(error),
-    }
 }
 
 #[cfg(test)]
