@@ -164,6 +164,11 @@ pub struct BenchTcpArgs {
     /// Warm-up before each window.
     #[arg(long, default_value = "500ms", value_parser = parse_duration_arg)]
     pub warmup: Duration,
+    /// Nice value (0-19) of the client threads of both sides: above 0, the load
+    /// generators yield the CPU to the servers sharing the machine with them (Linux;
+    /// elsewhere only 0 runs)
+    #[arg(long, default_value_t = bench_tcp::BENCH_CLIENT_NICE_DEFAULT, value_name = "N")]
+    pub client_nice: u8,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -2282,6 +2287,7 @@ pub fn bench_tcp(
         message_bytes: sample.len(),
         warmup: args.warmup,
         duration: args.duration,
+        client_nice: args.client_nice,
     };
     config.validate().map_err(bad)?;
     let workload = format!(
@@ -2325,9 +2331,13 @@ fn write_bench_tcp(r: &TcpBenchReport, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "bench tcp: {}", r.workload)?;
     writeln!(
         out,
-        "  window {} after {} warm-up, per side",
+        "  window {} after {} warm-up, per side{}",
         short_ns(duration_ns(r.config.duration)),
-        short_ns(duration_ns(r.config.warmup))
+        short_ns(duration_ns(r.config.warmup)),
+        match r.config.client_nice {
+            0 => String::new(),
+            nice => format!("; client threads of both sides at nice {nice}"),
+        }
     )?;
     for (name, side) in [("runtime ", &r.runtime), ("baseline", &r.baseline)] {
         writeln!(

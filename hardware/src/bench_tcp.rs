@@ -7,7 +7,9 @@
 //! through [`NodeRuntime`] over [`TcpTransport`], one thread per node; the baseline echoes
 //! length-prefixed frames of the same size with blocking sockets, one thread per client
 //! and one per server connection. Each side warms up, then counts the requests completed
-//! in a fixed window and records their latencies.
+//! in a fixed window and records their latencies. The client threads of both sides run at
+//! the same nice value ([`TcpBenchConfig::client_nice`]), so that the load generators do
+//! not take the CPU from the servers.
 //!
 //! This module knows no protocol: the dependency rule keeps `hardware` below `protocols`.
 
@@ -46,7 +48,21 @@ pub struct TcpBenchConfig {
     /// Length of the measurement window of each side.
     #[serde(rename = "duration_ns", serialize_with = "as_ns")]
     pub duration: Duration,
+    /// Nice value of the client threads of both sides (0 to [`BENCH_CLIENT_NICE_MAX`];
+    /// Linux only; default [`BENCH_CLIENT_NICE_DEFAULT`]). Above 0, the load generators
+    /// yield the CPU to the servers they share the machine with, as clients on other
+    /// machines would. At 0, a woken client often takes the CPU from the runtime's one
+    /// server thread (which goes on to the next ready connection rather than sleeping as
+    /// a thread-per-connection server does), so the comparison then measures the
+    /// scheduler as much as the runtime.
+    pub client_nice: u8,
 }
+
+/// Largest [`TcpBenchConfig::client_nice`].
+pub const BENCH_CLIENT_NICE_MAX: u8 = 19;
+
+/// Default [`TcpBenchConfig::client_nice`] (on Linux; 0 elsewhere).
+pub const BENCH_CLIENT_NICE_DEFAULT: u8 = if cfg!(target_os = "linux") { 5 } else { 0 };
 
 fn as_ns<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX))
@@ -59,6 +75,7 @@ impl Default for TcpBenchConfig {
             message_bytes: 8,
             warmup: Duration::from_millis(500),
             duration: Duration::from_secs(3),
+            client_nice: BENCH_CLIENT_NICE_DEFAULT,
         }
     }
 }
@@ -80,6 +97,15 @@ impl TcpBenchConfig {
         }
         if self.duration.is_zero() {
             return Err("the measurement window must be longer than 0".into());
+        }
+        if self.client_nice > BENCH_CLIENT_NICE_MAX {
+            return Err(format!(
+                "client nice value must be between 0 and {BENCH_CLIENT_NICE_MAX}, got {}",
+                self.client_nice
+            ));
+        }
+        if self.client_nice > 0 && !cfg!(target_os = "linux") {
+            return Err("a client nice value is supported on Linux only".into());
         }
         Ok(())
     }
@@ -232,7 +258,7 @@ fn window_ns(config: &TcpBenchConfig) -> (u64, u64) {
     (start, start.saturating_add(length))
 }
 
-type NodeThread = JoinHandle<Result<(), RuntimeError>>;
+type NodeThread = JoinHandle<Result<(), BenchError>>;
 
 fn runtime_side<A>(
     actors: Vec<A>,
@@ -285,12 +311,19 @@ where
         );
         stops.push(node.stop_handle());
         recorders.push(recorder);
+        let (is_client, client_nice) = (i > 0, config.client_nice);
         let thread = thread::Builder::new()
             .name(format!("bench-node-{i}"))
             .spawn(move || {
+                if is_client {
+                    lower_priority(client_nice)
+                        .map_err(io_error("cannot lower a client's priority"))?;
+                }
                 let mut node = node;
                 // The stop handle ends the run; the limit only bounds a forgotten one.
-                node.run_for(Duration::from_secs(24 * 3600)).map(drop)
+                node.run_for(Duration::from_secs(24 * 3600))
+                    .map(drop)
+                    .map_err(BenchError::Runtime)
             })
             .map_err(io_error("cannot start a node thread"))?;
         threads.push(thread);
@@ -303,7 +336,7 @@ where
     for thread in threads {
         match thread.join() {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => failure = failure.or(Some(BenchError::Runtime(error))),
+            Ok(Err(error)) => failure = failure.or(Some(error)),
             Err(_) => failure = failure.or(Some(BenchError::Panicked)),
         }
     }
@@ -315,6 +348,28 @@ where
         .map(|recorder| std::mem::take(&mut *lock(&recorder)))
         .collect();
     Ok(side_report(&recorders, config.duration))
+}
+
+/// Sets the calling thread's nice value (0 leaves it alone). On Linux the nice value
+/// belongs to the thread, not the process, and raising it needs no privilege.
+fn lower_priority(nice: u8) -> io::Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a plain system call on the calling thread (who = 0); the result is
+        // checked.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "per-thread nice values need Linux",
+    ))
 }
 
 fn sleep_until(deadline: Instant) {
@@ -423,9 +478,11 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
     for i in 0..clients {
         let stop = Arc::clone(&stop);
         let message_bytes = config.message_bytes;
+        let client_nice = config.client_nice;
         let thread = thread::Builder::new()
             .name(format!("bench-echo-client-{i}"))
             .spawn(move || -> io::Result<Recorder> {
+                lower_priority(client_nice)?;
                 let mut stream = TcpStream::connect(server_addr)?;
                 stream.set_nodelay(true)?;
                 let mut recorder = Recorder::default();

@@ -241,6 +241,45 @@ fn bench_sim_prints_its_figures_as_json() {
 }
 
 #[test]
+fn bench_tcp_runs_both_sides_briefly_and_refuses_a_bad_nice_value() {
+    let run = cli(&[
+        "bench",
+        "tcp",
+        "--clients",
+        "2",
+        "--warmup",
+        "100ms",
+        "--duration",
+        "300ms",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(report["config"]["clients"], 2);
+    let nice = if cfg!(target_os = "linux") { 5 } else { 0 };
+    assert_eq!(report["config"]["client_nice"], nice);
+    for side in ["runtime", "baseline"] {
+        assert!(report[side]["requests"].as_u64().unwrap() > 0, "{report}");
+        assert!(
+            report[side]["latency"]["p50_ns"].as_u64().unwrap() > 0,
+            "{report}"
+        );
+    }
+    let ratio = report["throughput_ratio"].as_f64().unwrap();
+    let runtime = report["runtime"]["requests_per_second"].as_f64().unwrap();
+    let baseline = report["baseline"]["requests_per_second"].as_f64().unwrap();
+    assert!((ratio - runtime / baseline).abs() < 1e-9, "{report}");
+
+    let bad = cli(&["bench", "tcp", "--client-nice", "20"]);
+    assert_eq!(bad.status, 2, "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("nice value must be between 0 and 19"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn export_and_plot_turn_a_trace_into_each_format() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "export_and_plot");
     let trace = dir.join("t.jsonl");
