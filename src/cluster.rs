@@ -45,7 +45,7 @@ use rehearsal_hardware::{
     LatencySummary, NodeConfig, NodeRuntime, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
     TcpMonitor, TcpTransport, Transport, TransportKind,
 };
-use rehearsal_protocols::{benaloh, unreplicated};
+use rehearsal_protocols::{benaloh, pbft, unreplicated};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -121,14 +121,15 @@ pub struct ClusterArgs {
     pub transport: TransportArg,
     /// Protocol nodes. unreplicated: the servers, which must be 1 (the one server is node
     /// 0; the clients are added on top, see --clients). benaloh: the peers, at least 2.
-    /// [default: 1 for unreplicated, 5 for benaloh]
+    /// pbft: the replicas, 3f+1 (nodes 0 to n-1; Ed25519 signatures).
+    /// [default: 1 for unreplicated, 5 for benaloh, 4 for pbft]
     #[arg(long)]
     pub nodes: Option<u32>,
-    /// Closed-loop client processes (unreplicated only).
+    /// Closed-loop client processes (unreplicated and pbft).
     #[arg(long, default_value_t = 4)]
     pub clients: u32,
-    /// How long the clients run (unreplicated), or the longest wait for every peer's
-    /// total (benaloh), e.g. 10s.
+    /// How long the clients run (unreplicated, pbft), or the longest wait for every
+    /// peer's total (benaloh), e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub duration: Duration,
     /// Requests per client; a client that has sent them all stops early [default: as many
@@ -211,6 +212,23 @@ struct BenalohParams {
     modulus: Option<u64>,
 }
 
+/// Parameters of PBFT in a cluster file's `[params]`. The replicas are the nodes with role
+/// `replica` (ids 0 to n-1, n = 3f+1), the clients the rest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PbftParams {
+    /// Requests per client; absent: unbounded (the client runs until stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests_per_client: Option<u64>,
+    /// Most requests in one batch [default 1: no batching].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_max: Option<usize>,
+    /// `real` (Ed25519, the default) or `sim` (keyed BLAKE3, for a trusted setting only:
+    /// every node derives every key from the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    crypto: Option<String>,
+}
+
 /// Retransmission timeout of unreplicated clients over TCP: far above a loopback round
 /// trip even on a loaded machine, so a retransmission means a lost connection.
 const RETRANSMIT_AFTER_DEFAULT: Duration = Duration::from_millis(500);
@@ -219,6 +237,7 @@ const RETRANSMIT_AFTER_DEFAULT: Duration = Duration::from_millis(500);
 enum Setup {
     Unreplicated(unreplicated::Config),
     Benaloh(benaloh::Config),
+    Pbft(pbft::Config),
 }
 
 impl Setup {
@@ -227,7 +246,7 @@ impl Setup {
         let protocol =
             <Protocol as clap::ValueEnum>::from_str(&cluster.protocol, false).map_err(|_| {
                 cluster.error(format!(
-                    "protocol `{}` cannot run on real transports: use unreplicated or benaloh",
+                    "protocol `{}` cannot run on real transports: use unreplicated, benaloh or pbft",
                     cluster.protocol
                 ))
             })?;
@@ -245,22 +264,17 @@ impl Setup {
                             ))
                         })?,
                 };
-                for node in &cluster.nodes {
-                    let expected = if node.id == unreplicated::SERVER {
-                        Role::Server
-                    } else {
-                        Role::Client
-                    };
-                    if node.role != expected {
-                        return Err(cluster.node_error(
-                            node,
-                            format!(
-                                "role `{}` is wrong for unreplicated, whose node 0 is the server and every other node a client: use role = \"{expected}\"",
-                                node.role
-                            ),
-                        ));
-                    }
-                }
+                check_roles(
+                    cluster,
+                    "unreplicated, whose node 0 is the server and every other node a client",
+                    |id| {
+                        if id == unreplicated::SERVER {
+                            Role::Server
+                        } else {
+                            Role::Client
+                        }
+                    },
+                )?;
                 Ok(Setup::Unreplicated(unreplicated::Config {
                     clients: cluster.nodes.len() as u32 - 1,
                     requests_per_client: params.requests_per_client.unwrap_or(u64::MAX),
@@ -269,15 +283,9 @@ impl Setup {
             }
             Protocol::Benaloh => {
                 let params: BenalohParams = cluster.params()?;
-                if let Some(node) = cluster.nodes.iter().find(|n| n.role != Role::Peer) {
-                    return Err(cluster.node_error(
-                        node,
-                        format!(
-                            "role `{}` is wrong for benaloh, whose nodes are all equals: use role = \"peer\"",
-                            node.role
-                        ),
-                    ));
-                }
+                check_roles(cluster, "benaloh, whose nodes are all equals", |_| {
+                    Role::Peer
+                })?;
                 let config = benaloh::Config {
                     nodes: cluster.nodes.len() as u32,
                     modulus: params.modulus.unwrap_or(benaloh::MODULUS_DEFAULT),
@@ -290,19 +298,79 @@ impl Setup {
                 "protocol `benaloh-timed` is the simulator's racy 90-second workshop schedule; \
                  use benaloh (robust) on real transports",
             )),
-            Protocol::Pbft => Err(cluster.error(
-                "protocol `pbft` runs in the simulator only for now; clusters run unreplicated or benaloh",
-            )),
+            Protocol::Pbft => {
+                let params: PbftParams = cluster.params()?;
+                let replicas = cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| n.role == Role::Replica)
+                    .count() as u32;
+                check_roles(
+                    cluster,
+                    "pbft, whose replicas are nodes 0 to n-1 and clients the rest",
+                    |id| {
+                        if id.0 < replicas {
+                            Role::Replica
+                        } else {
+                            Role::Client
+                        }
+                    },
+                )?;
+                let crypto = match params.crypto.as_deref() {
+                    None | Some("real") => pbft::CryptoKind::Real,
+                    Some("sim") => pbft::CryptoKind::Sim,
+                    Some(other) => {
+                        return Err(cluster.error(format!(
+                            "[params] crypto = {other:?}: use \"real\" (Ed25519) or \"sim\""
+                        )))
+                    }
+                };
+                let config = pbft::Config {
+                    clients: cluster.nodes.len() as u32 - replicas,
+                    requests_per_client: params.requests_per_client.unwrap_or(u64::MAX),
+                    batch_max: params.batch_max.unwrap_or(1),
+                    crypto,
+                    key_seed: cluster.seed,
+                    ..pbft::Config::with_replicas(replicas)
+                        .map_err(|e| cluster.error(format!("{replicas} replicas: {e}")))?
+                };
+                config
+                    .validate()
+                    .map_err(|e| cluster.error(e.to_string()))?;
+                Ok(Setup::Pbft(config))
+            }
         }
     }
+}
+
+/// Checks that every node of `cluster` has the role `expected` gives its id; the error
+/// names the node's entry and the protocol's rule (`protocol` says which and what it is).
+fn check_roles(
+    cluster: &ClusterConfig,
+    protocol: &str,
+    expected: impl Fn(NodeId) -> Role,
+) -> Result<(), ClusterError> {
+    for node in &cluster.nodes {
+        let expected = expected(node.id);
+        if node.role != expected {
+            return Err(cluster.node_error(
+                node,
+                format!(
+                    "role `{}` is wrong for {protocol}: use role = \"{expected}\"",
+                    node.role
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a node watches in its own outputs.
 struct Watch<O> {
     /// A client's output that completes a request.
     is_completion: fn(&O) -> bool,
-    /// A server's output that executes a request.
-    is_execution: fn(&O) -> bool,
+    /// How many requests a server's output executes.
+    executions: fn(&O) -> u64,
     /// An output after which the node has reached its goal.
     is_final: fn(&O) -> bool,
     /// Completions after which the node has reached its goal.
@@ -312,7 +380,20 @@ struct Watch<O> {
 fn unreplicated_watch(config: &unreplicated::Config) -> Watch<unreplicated::Output> {
     Watch {
         is_completion: |o| matches!(o, unreplicated::Output::Completed { .. }),
-        is_execution: |o| matches!(o, unreplicated::Output::Executed { .. }),
+        executions: |o| matches!(o, unreplicated::Output::Executed { .. }).into(),
+        is_final: |_| false,
+        completions_goal: (config.requests_per_client != u64::MAX)
+            .then_some(config.requests_per_client),
+    }
+}
+
+fn pbft_watch(config: &pbft::Config) -> Watch<pbft::Output> {
+    Watch {
+        is_completion: |o| matches!(o, pbft::Output::Completed { .. }),
+        executions: |o| match o {
+            pbft::Output::Executed { requests, .. } => requests.len() as u64,
+            _ => 0,
+        },
         is_final: |_| false,
         completions_goal: (config.requests_per_client != u64::MAX)
             .then_some(config.requests_per_client),
@@ -322,7 +403,7 @@ fn unreplicated_watch(config: &unreplicated::Config) -> Watch<unreplicated::Outp
 fn benaloh_watch() -> Watch<benaloh::Output> {
     Watch {
         is_completion: |_| false,
-        is_execution: |_| false,
+        executions: |_| 0,
         is_final: |o| matches!(o, benaloh::Output::Total { .. }),
         completions_goal: None,
     }
@@ -411,9 +492,7 @@ impl<O: Serialize> Observer<O> {
                 self.done.store(true, Ordering::SeqCst);
             }
         }
-        if (self.watch.is_execution)(&record.value) {
-            self.executions += 1;
-        }
+        self.executions += (self.watch.executions)(&record.value);
         if (self.watch.is_final)(&record.value) {
             self.done.store(true, Ordering::SeqCst);
         }
@@ -493,6 +572,13 @@ pub fn node(args: &NodeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 .map_err(bad)?
                 .swap_remove(me.0 as usize);
             run_node_over(actor, benaloh_watch(), &cluster, entry, args, out, err)
+        }
+        Setup::Pbft(config) => {
+            let actor = pbft::actors(&config)
+                .map_err(bad)?
+                .swap_remove(me.0 as usize);
+            let watch = pbft_watch(&config);
+            run_node_over(actor, watch, &cluster, entry, args, out, err)
         }
     }
 }
@@ -1646,11 +1732,21 @@ fn launch_config(
             };
             ("unreplicated", toml::Table::try_from(params).map_err(bad)?)
         }
+        Protocol::Pbft => {
+            let params = PbftParams {
+                requests_per_client: args.requests,
+                batch_max: None,
+                crypto: None,
+            };
+            ("pbft", toml::Table::try_from(params).map_err(bad)?)
+        }
         _ => ("benaloh", toml::Table::new()),
     };
     let role = |i: u32| match args.protocol {
         Protocol::Unreplicated if i == 0 => Role::Server,
         Protocol::Unreplicated => Role::Client,
+        Protocol::Pbft if i < nodes => Role::Replica,
+        Protocol::Pbft => Role::Client,
         _ => Role::Peer,
     };
     if args.transport == TransportArg::Dpdk {
@@ -1743,9 +1839,15 @@ fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
             ))
         }
         Protocol::Pbft => {
-            return Err(bad(
-                "pbft runs in the simulator only for now; clusters run unreplicated or benaloh",
-            ))
+            pbft::Config::with_replicas(nodes)
+                .map_err(|e| bad(format!("--nodes {nodes}: {e}")))?;
+            if args.clients == 0 {
+                return Err(bad("pbft needs at least 1 client (--clients)"));
+            }
+            if args.requests == Some(0) {
+                return Err(bad("--requests must be at least 1"));
+            }
+            args.clients
         }
     };
     if nodes.saturating_add(clients) > CLUSTER_PROCESSES_MAX {
@@ -1761,7 +1863,7 @@ fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
         return Err(bad(format!(
             "over dpdk, `rehearsal cluster` runs two nodes joined by one memif link, not {}: use \
              --clients 1 (unreplicated) or --nodes 2 (benaloh), or use --transport tcp for more \
-             nodes",
+             nodes (pbft needs 5 at least)",
             nodes + clients
         )));
     }
@@ -1845,11 +1947,9 @@ pub fn cluster(
         }
     }
     if let Some(start) = started_at {
-        let goal_nodes: &[usize] = match args.protocol {
-            Protocol::Unreplicated => &clients_idx,
-            _ => &all,
-        };
-        let stop_when_done = args.requests.is_some() || args.protocol != Protocol::Unreplicated;
+        let with_clients = matches!(args.protocol, Protocol::Unreplicated | Protocol::Pbft);
+        let goal_nodes: &[usize] = if with_clients { &clients_idx } else { &all };
+        let stop_when_done = args.requests.is_some() || !with_clients;
         loop {
             if interrupted.load(Ordering::SeqCst) {
                 break;
@@ -1866,7 +1966,7 @@ pub fn cluster(
             }
             let left = args.duration.saturating_sub(start.elapsed());
             if left.is_zero() {
-                if args.protocol != Protocol::Unreplicated {
+                if !with_clients {
                     failures.push(format!(
                         "not every peer output its total within {}",
                         short_ns(duration_ns(args.duration))
@@ -1929,6 +2029,7 @@ pub fn cluster(
         let files: Vec<PathBuf> = processes.nodes.iter().map(|n| n.outputs.clone()).collect();
         let result = match args.protocol {
             Protocol::Unreplicated => check_unreplicated(&files, clients, args.requests),
+            Protocol::Pbft => check_pbft(&files, nodes, clients),
             _ => check_benaloh(&files, nodes, benaloh::MODULUS_DEFAULT),
         };
         match result {
@@ -2033,10 +2134,10 @@ fn cluster_report(
 }
 
 fn write_cluster_table(r: &ClusterReport, out: &mut dyn Write) -> io::Result<()> {
-    let size = if r.protocol == "unreplicated" {
-        format!("1 server, {} clients", r.clients)
-    } else {
-        format!("{} peers", r.nodes)
+    let size = match r.protocol.as_str() {
+        "unreplicated" => format!("1 server, {} clients", r.clients),
+        "pbft" => format!("{} replicas, {} clients", r.nodes, r.clients),
+        _ => format!("{} peers", r.nodes),
     };
     writeln!(
         out,
@@ -2209,6 +2310,63 @@ pub fn check_unreplicated(
     };
     let mut invariant = unreplicated::RequestsAnswered::new(&config);
     let violations = run_invariant::<unreplicated::Node>(&outputs, &mut invariant);
+    Ok((outputs.len() as u64, violations))
+}
+
+/// Checks PBFT's safety invariants ([`pbft::safety_checks`]: agreement, validity,
+/// integrity, in-order execution, client consistency) on the outputs of a cluster run of
+/// `replicas` replicas and `clients` clients. The nodes' clocks are not comparable, so the
+/// outputs are put in an order causality allows: every client's submissions (in its own
+/// order), then every replica's outputs (each in its own order), then every client's
+/// completions; a request is submitted before any replica executes it, and completes after
+/// f+1 replicas did. Termination is not checked (its bound is in the nodes' own times);
+/// instead every client must have completed a request. Returns the number of outputs
+/// checked and the violations found.
+pub fn check_pbft(
+    files: &[PathBuf],
+    replicas: u32,
+    clients: u32,
+) -> Result<(u64, Vec<String>), String> {
+    let config = pbft::Config {
+        clients,
+        ..pbft::Config::with_replicas(replicas).map_err(|e| e.to_string())?
+    };
+    let lines: Vec<OutputLine<pbft::Output>> = read_outputs(files)?;
+    let mut outputs: Vec<(u8, NodeId, OutputRecord<pbft::Output>)> = lines
+        .into_iter()
+        .map(|line| {
+            let phase = match line.value {
+                pbft::Output::Submitted { .. } => 0,
+                pbft::Output::Completed { .. } => 2,
+                _ => 1,
+            };
+            let record = OutputRecord {
+                node: line.node,
+                at: line.at,
+                value: line.value,
+            };
+            (phase, line.node, record)
+        })
+        .collect();
+    // Stable: each node's outputs keep their order.
+    outputs.sort_by_key(|(phase, node, _)| (*phase, *node));
+    let outputs: Vec<OutputRecord<pbft::Output>> =
+        outputs.into_iter().map(|(_, _, record)| record).collect();
+    let mut violations = Vec::new();
+    for mut check in pbft::safety_checks(&config) {
+        violations.extend(run_invariant::<pbft::Node>(&outputs, &mut check));
+    }
+    for client in replicas..replicas + clients {
+        let completed = outputs
+            .iter()
+            .any(|r| r.node == NodeId(client) && matches!(r.value, pbft::Output::Completed { .. }));
+        if !completed {
+            violations.push(format!(
+                "progress: client {} completed no request",
+                NodeId(client)
+            ));
+        }
+    }
     Ok((outputs.len() as u64, violations))
 }
 

@@ -146,6 +146,77 @@ fn benaloh_cluster_agrees_on_the_sum() {
     }
 }
 
+fn pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
+    let args = ClusterArgs {
+        nodes: Some(4),
+        requests: Some(10),
+        duration: TEST_LIMIT,
+        keep: true,
+        ..cluster_args(Protocol::Pbft)
+    };
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["invariants_checked"], true);
+    assert_eq!(report["requests"], 20, "{report:#}");
+    let roles: Vec<&Value> = report["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| &node["role"])
+        .collect();
+    assert_eq!(
+        roles,
+        ["replica", "replica", "replica", "replica", "client", "client"]
+    );
+    let summaries = node_summaries(&report);
+    for summary in &summaries[4..] {
+        assert_eq!(summary["done"], true);
+        assert_eq!(summary["requests_completed"], 10);
+    }
+    // A client completes after f+1 = 2 matching replies: at least two replicas executed
+    // every request.
+    let caught_up = summaries[..4]
+        .iter()
+        .filter(|s| s["requests_executed"].as_u64() >= Some(20))
+        .count();
+    assert!(caught_up >= 2, "{report:#}");
+
+    // The same outputs with one replica's result changed: client consistency fails.
+    let dir = std::path::PathBuf::from(report["directory"].as_str().unwrap());
+    let files: Vec<_> = (0..6)
+        .map(|i| dir.join(format!("outputs-{i}.jsonl")))
+        .collect();
+    let (checked, violations) = cluster::check_pbft(&files, 4, 2).unwrap();
+    assert_eq!(checked, report["outputs_checked"].as_u64().unwrap());
+    assert!(violations.is_empty(), "{violations:?}");
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    let mut tampered = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            if !tampered && record["value"]["event"] == "executed" {
+                let requests = record["value"]["requests"].as_array_mut().unwrap();
+                if let Some(first) = requests.first_mut() {
+                    let result = first["result"].as_u64().unwrap();
+                    first["result"] = (result + 1).into();
+                    tampered = true;
+                }
+            }
+            record.to_string()
+        })
+        .collect();
+    assert!(tampered, "replica 1 executed nothing");
+    std::fs::write(&files[1], lines.join("\n") + "\n").unwrap();
+    let (_, violations) = cluster::check_pbft(&files, 4, 2).unwrap();
+    assert!(
+        violations.iter().any(|v| v.contains("client-consistency")),
+        "{violations:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn a_node_that_dies_fails_the_launch_and_leaves_no_process() {
     let dir = scratch_named("test", "dying-node");
     // A "rehearsal" that prints that it is ready and then dies.
@@ -361,7 +432,7 @@ fn node_rejects_a_bad_cluster_file_naming_the_place() {
 fn cluster_rejects_bad_arguments_before_launching_anything() {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let cases: [(ClusterArgs, &str); 4] = [
+    let cases: [(ClusterArgs, &str); 6] = [
         (
             ClusterArgs {
                 nodes: Some(3),
@@ -390,6 +461,20 @@ fn cluster_rejects_bad_arguments_before_launching_anything() {
             },
             "use --transport tcp",
         ),
+        (
+            ClusterArgs {
+                nodes: Some(5),
+                ..cluster_args(Protocol::Pbft)
+            },
+            "n = 3f+1",
+        ),
+        (
+            ClusterArgs {
+                clients: 0,
+                ..cluster_args(Protocol::Pbft)
+            },
+            "pbft needs at least 1 client",
+        ),
     ];
     for (args, expected) in cases {
         let error = cluster::cluster(&args, &mut out, &mut err)
@@ -414,6 +499,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "benaloh_cluster_agrees_on_the_sum",
         benaloh_cluster_agrees_on_the_sum,
+    ),
+    (
+        "pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught",
+        pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught,
     ),
     (
         "a_node_that_dies_fails_the_launch_and_leaves_no_process",

@@ -84,7 +84,7 @@ pub use replica::Replica;
 
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -360,7 +360,7 @@ impl Config {
 // ---- Outputs and timers -----------------------------------------------------------------
 
 /// One request a replica executed, and its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Execution {
     pub client: NodeId,
     pub number: u64,
@@ -369,7 +369,7 @@ pub struct Execution {
 }
 
 /// Why a replica's state jumped instead of advancing one batch at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadReason {
     /// State transfer of a stable checkpoint from other replicas.
@@ -379,7 +379,7 @@ pub enum LoadReason {
 }
 
 /// What the checkers observe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Output {
     /// A client sent request `number` for the first time.
