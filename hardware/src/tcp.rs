@@ -33,9 +33,12 @@
 //! unknown node id, wrong destination, silence), an oversized or truncated frame, or an i/o
 //! error closes that one connection, is counted in [`TcpStats`] and kept in
 //! [`TcpMonitor::recent_errors`], and the node goes on serving everyone else. Frames
-//! complete before a connection's end are still handed out; the frame the sender was
-//! writing when it failed is lost (counted), and the rest of its queue waits for the next
-//! connection. Node ids in
+//! read before a connection's end are still handed out, and the start of one cut short is
+//! dropped (counted); the frame a node was writing when its connection ended is lost
+//! (counted), and the rest of its queue waits for the next connection. As on any TCP
+//! connection that is reset, frames still in the kernel's buffers of a connection given
+//! up (replaced by a newer one, or stuck past the write timeout) are lost. TCP keepalive
+//! notices a peer that vanished without closing its connection. Node ids in
 //! handshakes are not authenticated: this transport is for trusted networks.
 
 mod inbound;
@@ -104,9 +107,15 @@ pub struct TcpConfig {
     pub connect_timeout: Duration,
     /// Time allowed for either side of the handshake.
     pub handshake_timeout: Duration,
-    /// Time a peer may leave this node's writes stuck (its socket full, nothing taken)
-    /// before the connection counts as failed and is redialed.
+    /// Time a peer may leave this node's writes stuck (its socket full, nothing taken; or,
+    /// on Linux, bytes written and not acknowledged) before the connection counts as
+    /// failed (the dialing side then redials, the other waits to be dialed again).
     pub write_timeout: Duration,
+    /// Time a connection may be silent before TCP keepalive probes its peer (at least
+    /// 1 s; then a probe a second, given up after 3 unanswered). This notices a peer that
+    /// vanished without closing its connection, so that the dialing side redials and the
+    /// waiting side is not left waiting behind a dead connection.
+    pub keepalive_idle: Duration,
     /// First delay before redialing a peer after a failed dial.
     pub reconnect_backoff_min: Duration,
     /// Largest delay between redials; the delay doubles after each failure up to this.
@@ -126,6 +135,7 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(10),
+            keepalive_idle: Duration::from_secs(5),
             reconnect_backoff_min: Duration::from_millis(10),
             reconnect_backoff_max: Duration::from_secs(1),
             log_errors: true,
@@ -151,6 +161,9 @@ impl TcpConfig {
         {
             return fail("timeouts must be positive");
         }
+        if self.keepalive_idle < Duration::from_secs(1) {
+            return fail("keepalive_idle must be at least 1 s");
+        }
         if self.reconnect_backoff_min.is_zero()
             || self.reconnect_backoff_min > self.reconnect_backoff_max
         {
@@ -172,7 +185,8 @@ pub struct TcpStats {
     pub inbound_rejected: u64,
     /// Frames whose length prefix exceeded the maximum (their connection was closed).
     pub frames_oversized: u64,
-    /// Frames cut short by the end of their connection.
+    /// Frames cut short by the end of their connection (the bytes of them that arrived
+    /// are dropped).
     pub frames_truncated: u64,
     /// Outbound connections established (handshake acknowledged).
     pub outbound_connects: u64,
@@ -196,8 +210,9 @@ pub struct TcpStats {
     pub bytes_received: u64,
     /// Frames dropped by [`Transport::send`] because the peer's send queue was full.
     pub frames_dropped_queue_full: u64,
-    /// Frames lost because their connection failed while writing them (a frame partly
-    /// written; frames queued behind it wait for the next connection).
+    /// Frames lost because their connection ended (failed, closed or replaced) while
+    /// writing them (a frame partly written; frames queued behind it wait for the next
+    /// connection).
     pub frames_lost: u64,
 }
 
@@ -534,7 +549,6 @@ impl TcpTransport {
     /// time after the wait.
     fn turn(&mut self, timeout: Duration) -> Result<Instant, TransportError> {
         let now = Instant::now();
-        self.on_time(now);
         let timeout = match self.next_deadline() {
             Some(deadline) => timeout.min(deadline.saturating_duration_since(now)),
             None => timeout,
@@ -553,6 +567,9 @@ impl TcpTransport {
             Instant::now()
         };
         self.service(&events, now);
+        // Deadlines after what the wait found: after a stall of this thread, a handshake
+        // whose answer has arrived meanwhile completes rather than times out.
+        self.on_time(now);
         self.events = events;
         self.looked_at = Some(now);
         Ok(now)
@@ -736,6 +753,16 @@ impl TcpTransport {
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            if let Err(error) = socket::set_keepalive(
+                &stream,
+                self.config.keepalive_idle,
+                self.config.write_timeout,
+            ) {
+                self.shared.log(format!(
+                    "cannot serve inbound connection from {remote}: {error}"
+                ));
+                continue;
+            }
             let seq = self.next_inbound_seq;
             self.next_inbound_seq += 1;
             let deadline = now + self.config.handshake_timeout;

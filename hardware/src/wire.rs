@@ -31,7 +31,8 @@ pub const ACK_BYTES: usize = 10;
 /// Size of a frame's length prefix, in bytes.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
-/// Why an inbound connection was closed, or an outbound handshake failed.
+/// Why a connection was closed: a handshake (accepted or dialed) that failed, or a frame
+/// or i/o error on an established connection (either side's).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     /// The handshake does not start with [`MAGIC`]: not a Rehearsal peer.

@@ -604,6 +604,7 @@ fn a_newer_connection_replaces_the_older_and_no_complete_frame_is_lost() {
     let stats = monitor.stats();
     assert_eq!(stats.connections_replaced, 1, "{stats:?}");
     assert_eq!(stats.frames_received, 3, "{stats:?}");
+    assert_eq!(stats.frames_truncated, 1, "{stats:?}");
 
     // Frames go back on the newer connection.
     transport.send(RAW, b"back").unwrap();

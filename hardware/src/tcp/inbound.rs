@@ -1,6 +1,6 @@
-//! The receive side: frames read into one buffer per connection and handed to
-//! [`Transport::poll`](crate::Transport::poll) straight from it, without a copy; and accepted
-//! connections during the acceptor's side of the handshake.
+//! The receive side: frames read into one buffer per peer (its connections' bytes in turn)
+//! and handed to [`Transport::poll`](crate::Transport::poll) straight from it, without a
+//! copy; and accepted connections during the acceptor's side of the handshake.
 
 use super::socket::Interest;
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-/// Size of a connection's receive buffer, in bytes. A frame larger than this grows the
+/// Size of a peer's receive buffer, in bytes. A frame larger than this grows the
 /// buffer as its bytes arrive (never ahead of them: an announced length costs nothing until
 /// the bytes come), and the buffer shrinks back once the frame is handed out.
 pub(super) const RECV_BUFFER_BYTES: usize = 64 << 10;

@@ -312,6 +312,12 @@ impl Peer {
         shared: &Shared,
     ) {
         let _ = stream.set_nodelay(true);
+        if let Err(error) =
+            socket::set_keepalive(&stream, config.keepalive_idle, config.write_timeout)
+        {
+            self.connect_failed(ConnectionError::Io(error), now, config, shared);
+            return;
+        }
         let hello = Hello {
             from: shared.me,
             to: self.id,
@@ -414,6 +420,8 @@ impl Peer {
         self.socket_generation += 1;
         self.buf.absorb(buf);
         self.established(stream, now, config, shared);
+        // What the dialer sent along with its hello may already end the connection.
+        self.settle(now, config, shared);
     }
 
     fn established(
@@ -491,10 +499,7 @@ impl Peer {
                 None => return,
                 Some(End::Failed(error)) => Loss::Failed(ConnectionError::Io(error)),
                 Some(End::Closed) if self.buf.unread().is_empty() => Loss::Closed,
-                Some(End::Closed) => {
-                    bump(&shared.counters.frames_truncated, 1);
-                    Loss::Failed(self.buf.truncation())
-                }
+                Some(End::Closed) => Loss::Failed(self.buf.truncation()),
             },
         };
         self.lost(loss, now, config, shared);
@@ -528,7 +533,11 @@ impl Peer {
     /// stay to be handed out, and the start of one cut short is dropped.
     fn lost(&mut self, loss: Loss, now: Instant, config: &TcpConfig, shared: &Shared) {
         let frames_lost = self.queue.drop_partial();
-        self.buf.drop_incomplete(config.frame_bytes_max);
+        let oversized = matches!(loss, Loss::Failed(ConnectionError::FrameTooLarge { .. }));
+        if self.buf.drop_incomplete(config.frame_bytes_max) > 0 && !oversized {
+            // The start of a frame whose connection ended: its rest will not come.
+            bump(&shared.counters.frames_truncated, 1);
+        }
         self.end = None;
         self.link = if self.dials {
             Link::Idle { retry_at: now }

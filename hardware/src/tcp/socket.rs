@@ -61,6 +61,74 @@ pub(super) fn connect_outcome(stream: &TcpStream) -> io::Result<bool> {
     }
 }
 
+/// Keepalive probes sent, one a second, before an unanswered peer counts as gone.
+pub(super) const KEEPALIVE_PROBES: u32 = 3;
+
+/// Makes the kernel notice a peer that vanished without a word (a crashed host, a lost
+/// FIN), which the next read then reports:
+///
+/// - TCP keepalive: after `idle` without traffic the kernel probes the peer every second,
+///   and ends the connection after [`KEEPALIVE_PROBES`] unanswered probes, or at once when
+///   the peer answers with a reset (it restarted and forgot the connection);
+/// - a user timeout (Linux): data written but unacknowledged for `unacknowledged` ends the
+///   connection too, rather than after the many minutes of TCP's own retransmissions.
+///
+/// (Elsewhere than on Linux only keepalive, with the system's default timing, applies.)
+pub(super) fn set_keepalive(
+    stream: &TcpStream,
+    idle: Duration,
+    unacknowledged: Duration,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let idle_s = libc::c_int::try_from(idle.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle_s)?;
+        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1)?;
+        set_int_option(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPCNT,
+            KEEPALIVE_PROBES as libc::c_int,
+        )?;
+        let unacknowledged_ms =
+            libc::c_int::try_from(unacknowledged.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+        set_int_option(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            unacknowledged_ms,
+        )?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (idle, unacknowledged);
+    Ok(())
+}
+
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `fd` is open; the option value is a c_int that outlives the call.
+    let done = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SOCKET_FLAGS: libc::c_int = libc::SOCK_CLOEXEC;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -362,5 +430,54 @@ impl Poller {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+
+    fn int_option(stream: &TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut value: libc::c_int = -1;
+        let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the socket is open; value and length outlive the call.
+        let done = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                level,
+                name,
+                std::ptr::addr_of_mut!(value).cast(),
+                &mut length,
+            )
+        };
+        assert_eq!(done, 0, "{}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn keepalive_is_on_with_the_idle_time_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+        set_keepalive(&stream, Duration::from_secs(7), Duration::from_millis(2500)).unwrap();
+        assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(
+            int_option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+            7
+        );
+        assert_eq!(
+            int_option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            1
+        );
+        assert_eq!(
+            int_option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            KEEPALIVE_PROBES as libc::c_int
+        );
+        assert_eq!(
+            int_option(&stream, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+            2500
+        );
     }
 }
