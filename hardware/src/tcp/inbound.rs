@@ -36,9 +36,11 @@ pub(super) struct RecvBuffer {
 }
 
 impl RecvBuffer {
+    /// An empty buffer that holds no memory until its first read (a node keeps one per
+    /// peer, connected or not).
     pub fn new() -> Self {
         RecvBuffer {
-            bytes: vec![0; RECV_BUFFER_BYTES],
+            bytes: Vec::new(),
             start: 0,
             end: 0,
         }
@@ -159,6 +161,9 @@ impl RecvBuffer {
     /// the unread bytes hold no complete frame (so growing is for a frame in progress, whose
     /// announced length is at most the maximum).
     pub fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        if self.bytes.len() < RECV_BUFFER_BYTES {
+            self.bytes.resize(RECV_BUFFER_BYTES, 0);
+        }
         if self.bytes.len() - self.end < READ_BYTES_MIN && self.start > 0 {
             self.bytes.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -411,6 +416,19 @@ mod tests {
         assert_eq!(buf.drop_incomplete(16), 5);
         buf.absorb(buffer_with(&next));
         assert_eq!(buf.payload(1), b"f");
+    }
+
+    #[test]
+    fn a_buffer_takes_memory_at_its_first_read() {
+        let mut buf = RecvBuffer::new();
+        assert_eq!(buf.bytes.capacity(), 0);
+        assert_eq!(buf.status(16), FrameStatus::Incomplete);
+        assert_eq!(buf.drop_incomplete(16), 0);
+        let mut wire = Vec::new();
+        crate::wire::encode_frame(b"abc", &mut wire).unwrap();
+        buf.read_from(&mut &wire[..]).unwrap();
+        assert_eq!(buf.bytes.len(), RECV_BUFFER_BYTES);
+        assert_eq!(buf.payload(3), b"abc");
     }
 
     #[test]
