@@ -86,6 +86,13 @@ pub trait Actor: Sized + 'static {
         &[]
     }
 
+    /// Test-only: whether this node may switch to `behavior` (one this protocol offers), asked
+    /// when a scenario schedules the switch, so that naming a node that cannot (a client,
+    /// say) is an error in the scenario rather than a failure of the run.
+    fn can_turn_byzantine(&self, _behavior: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Test-only: switches this node to `behavior`, one of
     /// [`byzantine_behaviors`](Actor::byzantine_behaviors) or `correct`. An `Err` says why
     /// this node cannot (a client, say); the simulator reports it as a scenario error.

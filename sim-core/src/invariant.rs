@@ -38,6 +38,12 @@ pub trait Invariant<A: Actor> {
         Ok(())
     }
 
+    /// A fault struck at `now`: a scheduled fault (crash, restart, pause, partition, skew,
+    /// Byzantine switch, network change) or a fault imposed on one message
+    /// ([`Fate::FaultDrop`](crate::Fate::FaultDrop)). Liveness properties owed "once the
+    /// faults are over" count from the last one; annotations and `stop` are not faults.
+    fn on_fault(&mut self, _now: Time) {}
+
     /// Liveness and end state: called once when the run ends other than by a violation.
     fn at_end(&mut self, _end: &RunEnd<'_, A>) -> Result<(), String> {
         Ok(())

@@ -33,6 +33,11 @@ pub enum Fate {
     Corrupt { delay_ns: u64 },
     /// Lost; the reason appears in the trace.
     Drop { reason: &'static str },
+    /// Lost by a fault imposed on this one message (a shrinker's forced drop), not by the
+    /// link's own loss: dropped like [`Fate::Drop`], and, like a scenario fault, it tells
+    /// the invariants ([`Invariant::on_fault`](crate::Invariant::on_fault)) that the
+    /// network was faulty until now, so liveness bounds run from here.
+    FaultDrop { reason: &'static str },
 }
 
 /// Whether a message may reach its receiver now, asked at its delivery time (so a cut made

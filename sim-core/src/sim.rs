@@ -372,7 +372,7 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        if let Fault::Byzantine { behavior, .. } = &fault {
+        if let Fault::Byzantine { node, behavior } = &fault {
             let offered = A::byzantine_behaviors();
             if offered.is_empty() {
                 return Err(format!(
@@ -385,6 +385,9 @@ impl<A: Actor> Simulation<A> {
                     offered.join(", ")
                 ));
             }
+            self.actors[node.index()]
+                .can_turn_byzantine(behavior)
+                .map_err(|why| format!("`{fault}`: {why}"))?;
         }
         if let Fault::Restart(_) = fault {
             if self.restart.is_none() {
@@ -708,6 +711,10 @@ impl<A: Actor> Simulation<A> {
                 None => self.drop_message(from, to, id, "corrupted: undecodable"),
             },
             Fate::Drop { reason } => self.drop_message(from, to, id, reason),
+            Fate::FaultDrop { reason } => {
+                self.drop_message(from, to, id, reason);
+                self.fault_struck();
+            }
         }
     }
 
@@ -764,6 +771,9 @@ impl<A: Actor> Simulation<A> {
                 .keep_event(seq, self.now, node, EventKind::Fault { fault: label });
         }
         let now = self.now;
+        if !matches!(fault, Fault::Annotate(_) | Fault::Stop) {
+            self.fault_struck();
+        }
         match fault {
             Fault::Crash(n) => {
                 let slot = &mut self.nodes[n.index()];
@@ -811,6 +821,14 @@ impl<A: Actor> Simulation<A> {
             }
             Fault::Annotate(_) => {}
             Fault::Stop => self.stopped = true,
+        }
+    }
+
+    /// Tells every invariant that a fault struck now (see [`Invariant::on_fault`]).
+    fn fault_struck(&mut self) {
+        let now = self.now;
+        for invariant in &mut self.invariants {
+            invariant.on_fault(now);
         }
     }
 

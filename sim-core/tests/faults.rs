@@ -334,3 +334,58 @@ fn corrupted_messages_are_delivered_altered_or_dropped_as_undecodable() {
     // Same seed, same damage.
     assert_eq!(switched(false, "corrupt").run().digest, report.digest);
 }
+
+/// Records when invariants hear of faults.
+struct FaultTimes(std::rc::Rc<std::cell::RefCell<Vec<Time>>>);
+impl rehearsal_sim_core::Invariant<Ticker> for FaultTimes {
+    fn name(&self) -> &str {
+        "fault-times"
+    }
+    fn on_fault(&mut self, now: Time) {
+        self.0.borrow_mut().push(now);
+    }
+}
+
+/// Drops the third message it routes as an imposed fault, delivers the rest in 1 ms.
+struct ImposeThird(u32);
+impl NetworkModel for ImposeThird {
+    fn route(&mut self, _: &Packet, _: &mut SimRng) -> Fate {
+        self.0 += 1;
+        if self.0 == 3 {
+            Fate::FaultDrop { reason: "imposed" }
+        } else {
+            Fate::Deliver {
+                delay_ns: 1_000_000,
+            }
+        }
+    }
+}
+
+#[test]
+fn invariants_hear_of_scheduled_faults_and_imposed_drops_but_not_of_annotations() {
+    let times = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let config = SimConfig {
+        keep_trace: true,
+        ..SimConfig::new(1)
+    };
+    let mut sim = Simulation::new(config, vec![Ticker::new(), Ticker::new()], ImposeThird(0));
+    sim.add_invariant(FaultTimes(times.clone()));
+    sim.schedule_fault(Time(5_000_000), Fault::Pause(NodeId(1)))
+        .unwrap();
+    sim.schedule_fault(Time(6_000_000), Fault::Annotate("note".into()))
+        .unwrap();
+    sim.schedule_fault(Time(7_000_000), Fault::Resume(NodeId(1)))
+        .unwrap();
+    let report = sim.run();
+    // The pause, the resume, and the third tick (sent at 30 ms) dropped by the network.
+    assert_eq!(
+        *times.borrow(),
+        vec![Time(5_000_000), Time(7_000_000), Time(30_000_000)]
+    );
+    let drops = report
+        .trace
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Drop { reason, .. } if reason == "imposed"))
+        .count();
+    assert_eq!(drops, 1);
+}

@@ -133,3 +133,30 @@ fn a_run_reports_throughput_and_latency_percentiles() {
         assert!(bad.stderr.contains(needle), "{all:?}: {}", bad.stderr);
     }
 }
+
+#[test]
+fn a_scenario_that_makes_a_client_byzantine_is_a_scenario_error() {
+    let dir = std::env::temp_dir().join(format!("rehearsal-bzclient-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("client.scenario");
+    // Nodes 0..4 are the replicas; node 5 is a client.
+    std::fs::write(
+        &scenario,
+        "# a client cannot misbehave\n@0 byzantine 5 silent\n",
+    )
+    .unwrap();
+    let run = cli(&[
+        "sim",
+        "--protocol",
+        "pbft",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("client.scenario:2") && run.stderr.contains("PBFT client"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -220,7 +220,7 @@ impl NetworkModel for ScheduleFollower {
         };
         if self.forced.contains(&key) {
             stats.forced_drops += 1;
-            return Fate::Drop {
+            return Fate::FaultDrop {
                 reason: FORCED_DROP_REASON,
             };
         }

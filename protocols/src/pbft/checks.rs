@@ -48,6 +48,9 @@ impl Invariant<Node> for Check {
     fn on_output(&mut self, node: NodeId, now: Time, output: &Output) -> Result<(), String> {
         self.0.on_output(node, now, output)
     }
+    fn on_fault(&mut self, now: Time) {
+        self.0.on_fault(now)
+    }
     fn at_end(&mut self, end: &RunEnd<'_, Node>) -> Result<(), String> {
         self.0.at_end(end)
     }
@@ -482,6 +485,12 @@ impl Termination {
 impl Invariant<Node> for Termination {
     fn name(&self) -> &str {
         "termination"
+    }
+
+    fn on_fault(&mut self, now: Time) {
+        // The bound runs from the last fault, whether a scenario's or one a shrinker
+        // imposed on a message: a request the faults held up is owed nothing before then.
+        self.stable_from = self.stable_from.max(now);
     }
 
     fn on_output(&mut self, node: NodeId, now: Time, output: &Output) -> Result<(), String> {

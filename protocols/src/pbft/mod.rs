@@ -524,6 +524,15 @@ impl Actor for Node {
         Behavior::NAMES
     }
 
+    fn can_turn_byzantine(&self, behavior: &str) -> Result<(), String> {
+        match self {
+            Node::Replica(_) => Ok(()),
+            Node::Client(_) => Err(format!(
+                "that node is a PBFT client and cannot be Byzantine (`{behavior}`): only replicas 0..n can"
+            )),
+        }
+    }
+
     fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
         match self {
             Node::Replica(r) => r.set_byzantine(behavior),
