@@ -100,8 +100,8 @@ enum Command {
         file: PathBuf,
         #[arg(short, long, value_name = "FILE.svg")]
         output: PathBuf,
-        /// Picture width in pixels.
-        #[arg(long, default_value_t = 1200)]
+        /// Picture width in pixels, 300 to 20000.
+        #[arg(long, default_value_t = 1200, value_parser = parse_width_arg)]
         width: u32,
     },
     /// Run one node of a cluster file over a real transport until stopped; print a summary.
@@ -300,6 +300,19 @@ fn parse_duration_arg(text: &str) -> Result<u64, String> {
     parse_duration(text)
         .map(duration_ns)
         .map_err(|e| e.to_string())
+}
+
+fn parse_width_arg(text: &str) -> Result<u32, String> {
+    use rehearsal_traces::plot::{WIDTH_MAX, WIDTH_MIN};
+    match text.parse::<u64>() {
+        Ok(w) if (u64::from(WIDTH_MIN)..=u64::from(WIDTH_MAX)).contains(&w) => Ok(w as u32),
+        Ok(w) => Err(format!(
+            "{w} pixels is outside {WIDTH_MIN} to {WIDTH_MAX}, the widths a plot may have"
+        )),
+        Err(_) => Err(format!(
+            "expected a whole number of pixels, {WIDTH_MIN} to {WIDTH_MAX}"
+        )),
+    }
 }
 
 fn parse_latency_arg(text: &str) -> Result<Latency, String> {

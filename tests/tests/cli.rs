@@ -147,12 +147,15 @@ fn bad_trace_files_exit_2_naming_file_and_line() {
 
     let corrupt = dir.join("corrupt.jsonl");
     std::fs::write(&corrupt, text.replacen("\"deliver\"", "\"delivre\"", 1)).unwrap();
-    assert_bad_input(&["replay", corrupt.to_str().unwrap()], "malformed event");
+    assert_bad_input(
+        &["replay", corrupt.to_str().unwrap()],
+        "unknown event kind `delivre`",
+    );
 
     let edited = dir.join("edited.jsonl");
     std::fs::write(
         &edited,
-        text.replacen("\"t\":10000000", "\"t\":10000001", 1),
+        text.replacen("Share { value: ", "Share { value: 1", 1),
     )
     .unwrap();
     assert_bad_input(&["replay", edited.to_str().unwrap()], "is corrupt");

@@ -2,7 +2,9 @@
 //!
 //! A trace is JSON Lines: a header (format, version, seed, the full run configuration),
 //! one line per event, and a footer (outcome, event count, digest, and a checksum of every
-//! line before it, so a truncated or edited file is refused rather than misread).
+//! line before it and of its own fields, so a truncated or edited file is refused rather than
+//! misread). Reading checks every field's type and the events against each other and the
+//! footer, and caps each line and the whole file (see [`read_trace_from`]).
 //!
 //! Besides reading and writing traces, this crate renders them: as aligned text
 //! ([`render_text`]), as a space-time diagram in SVG ([`render_svg`]), and for outside
@@ -22,7 +24,8 @@ pub use plot::{render_svg, PlotOptions};
 
 pub use file::{
     first_difference, read_trace, read_trace_from, write_trace, Divergence, Footer, Header,
-    TraceError, TraceFile, FORMAT_NAME, FORMAT_VERSION,
+    TraceError, TraceFile, FORMAT_NAME, FORMAT_VERSION, TRACE_EVENTS_MAX, TRACE_FILE_BYTES_MAX,
+    TRACE_LINE_BYTES_MAX,
 };
 pub use render::{render_text, render_timeline, Filter};
 pub mod follow;

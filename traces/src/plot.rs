@@ -26,7 +26,8 @@ use std::fmt::Write;
 /// How to draw a space-time diagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlotOptions {
-    /// Width of the image in pixels; the height follows from the number of nodes.
+    /// Width of the image in pixels, [`WIDTH_MIN`] to [`WIDTH_MAX`] (others are clamped);
+    /// the height follows from the number of nodes.
     pub width: u32,
     /// Squeeze long idle stretches into narrow breaks (see the [module docs](self)).
     pub compress_gaps: bool,
@@ -44,6 +45,12 @@ impl Default for PlotOptions {
         }
     }
 }
+
+/// Narrowest picture: room for the margins, a legend row and a few ticks.
+pub const WIDTH_MIN: u32 = 300;
+/// Widest picture. The cost of a plot grows with its width (ticks, labels), never with the
+/// time span of the trace; this keeps it to a moment and the file to its events' size.
+pub const WIDTH_MAX: u32 = 20_000;
 
 /// Left margin, where the lane labels are.
 const LEFT: f64 = 56.0;
@@ -77,7 +84,7 @@ const ORANGE: &str = "#ff9f1c";
 /// Renders the events as a space-time diagram (see the [module docs](self)). The same events
 /// and options always give the same SVG text.
 pub fn render_svg(events: &[TraceEvent], options: &PlotOptions) -> String {
-    let width = f64::from(options.width.max(300));
+    let width = f64::from(options.width.clamp(WIDTH_MIN, WIDTH_MAX));
     let nodes = node_count(events);
     let messages = Messages::index(events);
 
@@ -750,14 +757,19 @@ impl TimeScale {
             ticks.insert(s.t0, place(s.t0, s.x0, short_time(s.t0), anchor));
         }
         if self.px_per_ns > 0.0 {
+            // Ticks at multiples k * step. k is counted in integers from the first multiple
+            // in the segment to the last, so the work is the number of ticks (about the
+            // segment's width over TICK_PX), whatever the times, and nothing overflows near
+            // u64::MAX.
             let step = nice_step(TICK_PX / self.px_per_ns);
             for s in &self.segments {
-                let mut t = s.t0.div_ceil(step).saturating_mul(step);
-                while t <= s.t1 {
+                let first = s.t0.div_ceil(step);
+                let last = s.t1 / step;
+                for k in first..=last {
+                    let t = k * step;
                     ticks
                         .entry(t)
                         .or_insert_with(|| place(t, self.x(t), format_ns(t), "middle"));
-                    t = t.saturating_add(step);
                 }
             }
         }
@@ -861,6 +873,39 @@ mod tests {
         let plain = TimeScale::new(times, 0.0, 1000.0, false);
         assert!(plain.breaks.is_empty());
         assert!(plain.x(10 * ms) < 1.0);
+    }
+
+    #[test]
+    fn ticks_are_few_whatever_the_time_span() {
+        // Times near the end of u64: a step that saturates must not loop forever.
+        for times in [
+            vec![0, u64::MAX],
+            vec![u64::MAX - 10, u64::MAX],
+            vec![0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX],
+        ] {
+            let scale = TimeScale::new(times, 0.0, 1000.0, true);
+            let ticks = scale.ticks();
+            assert!(!ticks.is_empty() && ticks.len() < 40, "{}", ticks.len());
+            assert!(ticks.windows(2).all(|w| w[0].t < w[1].t));
+        }
+    }
+
+    #[test]
+    fn widths_are_clamped_to_the_documented_range() {
+        let events = vec![TraceEvent {
+            seq: 0,
+            t: 0,
+            node: NodeId(0),
+            kind: EventKind::Start,
+        }];
+        for (asked, drawn) in [(0, WIDTH_MIN), (u32::MAX, WIDTH_MAX), (640, 640)] {
+            let options = PlotOptions {
+                width: asked,
+                ..PlotOptions::default()
+            };
+            let svg = render_svg(&events, &options);
+            assert!(svg.contains(&format!("width=\"{drawn}\"")), "{asked}");
+        }
     }
 
     #[test]
