@@ -537,7 +537,7 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
 }
 
 fn read_scenario(path: &Path) -> Result<crate::config::ScenarioSource, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = rehearsal_net_models::scenario::read_text_file(path).map_err(|e| {
         CliError::BadInput(format!("cannot read scenario `{}`: {e}", path.display()))
     })?;
     Ok(crate::config::ScenarioSource {

@@ -55,7 +55,7 @@ pub struct RunFile {
 
 /// Reads and checks a run file.
 pub fn read(path: &Path) -> Result<RunFile, String> {
-    let text = std::fs::read_to_string(path)
+    let text = rehearsal_net_models::scenario::read_text_file(path)
         .map_err(|e| format!("cannot read run file `{}`: {e}", path.display()))?;
     parse(
         &text,

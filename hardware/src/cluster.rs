@@ -552,8 +552,34 @@ impl ClusterConfig {
                 "the file has {bytes} bytes, more than the {CLUSTER_FILE_BYTES_MAX} a cluster file may have"
             )));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| fail(format!("cannot read the cluster file: {error}")))?;
+        // Read at most one byte past the cap: a device (`/dev/zero`) reports no size, so
+        // the metadata check above cannot stop it.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(
+                std::fs::File::open(path)
+                    .map_err(|error| fail(format!("cannot read the cluster file: {error}")))?,
+                CLUSTER_FILE_BYTES_MAX + 1,
+            ),
+            &mut bytes,
+        )
+        .map_err(|error| fail(format!("cannot read the cluster file: {error}")))?;
+        if bytes.len() as u64 > CLUSTER_FILE_BYTES_MAX {
+            return Err(fail(format!(
+                "the file holds more than the {CLUSTER_FILE_BYTES_MAX} bytes a cluster file may have (an endless input such as /dev/zero?)"
+            )));
+        }
+        if let Some(at) = bytes.iter().position(|&b| b == 0) {
+            return Err(fail(format!(
+                "the file holds binary data, not text (a NUL byte at byte {at})"
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|error| {
+            fail(format!(
+                "the file is not UTF-8 text (an invalid byte at byte {})",
+                error.utf8_error().valid_up_to()
+            ))
+        })?;
         ClusterConfig::parse(&text, &origin)
     }
 

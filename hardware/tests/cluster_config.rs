@@ -272,3 +272,22 @@ fn loading_names_the_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn endless_and_binary_inputs_are_refused_after_a_bounded_read() {
+    // Devices report no size: the cap and the text check hold while reading.
+    for device in ["/dev/zero", "/dev/urandom"] {
+        let path = std::path::Path::new(device);
+        if !path.exists() {
+            continue;
+        }
+        let message = ClusterConfig::load(path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("{device}: "))
+                && (message.contains("NUL byte")
+                    || message.contains("not UTF-8")
+                    || message.contains("more than the")),
+            "{message}"
+        );
+    }
+}

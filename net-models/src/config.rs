@@ -392,10 +392,11 @@ impl NetConfig {
     /// Reads a TOML file; a `matrix_csv` path in it is relative to the file's directory.
     pub fn from_toml_file(path: &Path) -> Result<NetConfig, NetConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| NetConfigError::Read {
-            file: file.clone(),
-            problem: e.to_string(),
-        })?;
+        let text =
+            crate::scenario::read_text_file(path).map_err(|problem| NetConfigError::Read {
+                file: file.clone(),
+                problem,
+            })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         NetConfig::from_toml_str(&text, &file, base_dir)
     }

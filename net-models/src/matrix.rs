@@ -110,10 +110,11 @@ impl LatencyMatrix {
     /// Reads a CSV file: see [`LatencyMatrix::from_csv_str`].
     pub fn from_csv_file(path: &Path) -> Result<LatencyMatrix, NetConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| NetConfigError::Read {
-            file: file.clone(),
-            problem: e.to_string(),
-        })?;
+        let text =
+            crate::scenario::read_text_file(path).map_err(|problem| NetConfigError::Read {
+                file: file.clone(),
+                problem,
+            })?;
         LatencyMatrix::from_csv_str(&text, &file)
     }
 

@@ -123,6 +123,88 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// Largest text input file (scenario, network, latency matrix, run file), in bytes: far
+/// above any real one (a 1024 x 1024 latency matrix is about 8 MiB), and a bound on what a
+/// wrong path (a log, a device such as `/dev/zero`) makes the reader hold.
+pub const TEXT_FILE_BYTES_MAX: u64 = 16 << 20;
+
+/// Reads a whole text input file of at most [`TEXT_FILE_BYTES_MAX`] bytes. The cap is
+/// checked while reading, not only against the file's size (a device reports none), and
+/// binary data (a NUL byte, bytes that are not UTF-8) is refused as soon as it is read.
+/// The error is what is wrong, for the caller to prefix with what the file is and its name.
+pub fn read_text_file(path: &std::path::Path) -> Result<String, String> {
+    read_text_capped(path, TEXT_FILE_BYTES_MAX)
+}
+
+fn read_text_capped(path: &std::path::Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if metadata.is_dir() {
+        return Err("it is a directory".into());
+    }
+    if metadata.len() > max {
+        return Err(format!(
+            "it has {} bytes, more than the {max} a text input file may have",
+            metadata.len()
+        ));
+    }
+    let line_of = |bytes: &[u8], at: usize| bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    // Bytes before this offset are known to be whole UTF-8 characters.
+    let mut valid = 0;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        if (bytes.len() + n) as u64 > max {
+            return Err(format!(
+                "it holds more than the {max} bytes a text input file may have (an endless input such as /dev/zero?)"
+            ));
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        // The first of a NUL byte and a byte that is not UTF-8, whichever comes first.
+        let nul = bytes[bytes.len() - n..]
+            .iter()
+            .position(|&b| b == 0)
+            .map(|at| bytes.len() - n + at);
+        let invalid = match std::str::from_utf8(&bytes[valid..]) {
+            Ok(_) => {
+                valid = bytes.len();
+                None
+            }
+            Err(e) if e.error_len().is_none() => {
+                valid += e.valid_up_to();
+                None
+            }
+            Err(e) => Some(valid + e.valid_up_to()),
+        };
+        match (nul, invalid) {
+            (Some(at), invalid) if invalid.is_none_or(|i| at < i) => {
+                return Err(format!(
+                    "it holds binary data, not text (a NUL byte at line {}, byte {at})",
+                    line_of(&bytes, at)
+                ));
+            }
+            (_, Some(at)) => {
+                return Err(format!(
+                    "it is not UTF-8 text (an invalid byte at line {}, byte {at})",
+                    line_of(&bytes, at)
+                ));
+            }
+            _ => {}
+        }
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!("it is not UTF-8 text (it ends inside a character, byte {at})")
+    })
+}
+
 /// Parses a scenario for a run of `nodes` nodes. `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str, nodes: u32) -> Result<Scenario, ScenarioError> {
     let mut entries = Vec::new();
@@ -673,6 +755,43 @@ fn parse_ppm(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_files_are_read_within_their_cap() {
+        let dir = std::env::temp_dir().join(format!("scenario-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ok.scenario");
+        std::fs::write(&file, "@0 heal\n").unwrap();
+        assert_eq!(read_text_capped(&file, 8).unwrap(), "@0 heal\n");
+        let err = read_text_capped(&file, 7).unwrap_err();
+        assert!(err.contains("has 8 bytes, more than the 7"), "{err}");
+        std::fs::write(&file, b"ok\nb\xffd\n").unwrap();
+        let err = read_text_capped(&file, 100).unwrap_err();
+        assert!(
+            err.contains("not UTF-8") && err.contains("line 2, byte 4"),
+            "{err}"
+        );
+        std::fs::write(&file, "a\0").unwrap();
+        assert!(read_text_capped(&file, 100)
+            .unwrap_err()
+            .contains("NUL byte at line 1, byte 1"));
+        assert!(read_text_capped(&dir, 100)
+            .unwrap_err()
+            .contains("directory"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Devices have no size: the cap holds while reading.
+        if std::path::Path::new("/dev/zero").exists() {
+            let err = read_text_file("/dev/zero".as_ref()).unwrap_err();
+            assert!(err.contains("NUL byte at line 1, byte 0"), "{err}");
+            let err = read_text_file("/dev/urandom".as_ref()).unwrap_err();
+            assert!(err.contains("NUL") || err.contains("not UTF-8"), "{err}");
+        }
+        // A text file that reports no size (as /proc files do) is stopped by the cap too.
+        if std::path::Path::new("/proc/self/status").exists() {
+            let err = read_text_capped("/proc/self/status".as_ref(), 10).unwrap_err();
+            assert!(err.contains("more than the 10 bytes"), "{err}");
+        }
+    }
 
     #[test]
     fn times_parse_in_each_form() {

@@ -445,7 +445,7 @@ fn fifo_links_never_schedule_a_message_before_an_earlier_one() {
                 assert!(copy_delay_ns >= delay_ns, "the copy follows the original");
                 vec![sent + delay_ns, sent + copy_delay_ns]
             }
-            Fate::Drop { .. } => vec![],
+            Fate::Drop { .. } | Fate::FaultDrop { .. } => vec![],
         };
         for arrival in arrivals {
             assert!(
