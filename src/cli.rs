@@ -232,13 +232,41 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
     let protocol = args.protocol.or(file.protocol).unwrap_or(Protocol::Benaloh);
     let mut config = RunConfig::new(protocol);
     config.config_origin = args.config.as_deref().map(shell_word);
+    // The settings the run file gives and no flag overrides: errors about them name their
+    // place in the file.
+    let flags = [
+        ("nodes", args.nodes.is_some()),
+        ("clients", args.clients.is_some()),
+        ("requests", args.requests.is_some()),
+        ("seed", args.seed.is_some()),
+        ("seeds", args.seeds.is_some()),
+        ("duration", args.duration.is_some()),
+        ("latency", args.latency.is_some()),
+        ("loss", args.loss.is_some()),
+        ("crypto", args.crypto.is_some()),
+        ("batch", args.batch.is_some()),
+        ("mutant", args.mutant.is_some()),
+        ("scenario", args.scenario.is_some()),
+        ("net", args.net.is_some()),
+    ];
+    for (key, flag) in flags {
+        if let (false, Some(at)) = (flag, file.positions.get(key)) {
+            config.file_positions.insert(key.to_string(), at.clone());
+        }
+    }
+    let at = |key: &str| {
+        config
+            .file_positions
+            .get(key)
+            .map_or(String::new(), |p| format!("{p}: "))
+    };
     config.nodes = args.nodes.or(file.nodes).unwrap_or(config.nodes);
     config.clients = args.clients.or(file.clients).unwrap_or(config.clients);
     config.requests = args.requests.or(file.requests).unwrap_or(config.requests);
     config.seed = args.seed.or(file.seed).unwrap_or(config.seed);
     if let Some(text) = &file.duration {
         config.duration_ns = parse_duration_arg(text)
-            .map_err(|e| CliError::BadInput(format!("run file: duration: {e}")))?;
+            .map_err(|e| CliError::BadInput(format!("{}duration: {e}", at("duration"))))?;
     }
     config.duration_ns = args.duration.unwrap_or(config.duration_ns);
     config.mutant = args.mutant.clone().or(file.mutant.clone());
@@ -290,7 +318,12 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
                 "--swarm draws its own fault schedule: leave out --scenario".into(),
             ));
         }
-        config.scenario = Some(read_scenario(&path)?);
+        let from_file = at("scenario");
+        config.scenario = Some(read_scenario(&path).map_err(|e| match e {
+            // A scenario named in the run file: say where it is named.
+            CliError::BadInput(message) => CliError::BadInput(format!("{from_file}{message}")),
+            other => other,
+        })?);
     }
     let seeds = args.seeds.or(file.seeds).unwrap_or(1);
     Ok((config, seeds))
@@ -419,8 +452,22 @@ pub enum CliError {
 fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
     let (base, seeds) = sim_config(&args)?;
     base.validate().map_err(CliError::BadInput)?;
+    // A run-file value is named by its place and key, a flag's by the flag.
+    let at = |key: &str| {
+        base.file_positions
+            .get(key)
+            .map_or(String::new(), |p| format!("{p}: "))
+    };
+    let given = |key: &str, value: u64| match base.file_positions.get(key) {
+        Some(_) => format!("{key} = {value}"),
+        None => format!("--{key} {value}"),
+    };
     if seeds == 0 {
-        return Err(CliError::BadInput("--seeds must be at least 1".into()));
+        return Err(CliError::BadInput(format!(
+            "{}the seed count must be at least 1, got {}",
+            at("seeds"),
+            given("seeds", seeds)
+        )));
     }
     if let Some(scenario) = &base.scenario {
         // Check the scenario once, before any run, against the run's size.
@@ -428,9 +475,16 @@ fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Cl
             .map_err(|e| CliError::BadInput(e.to_string()))?;
     }
     let last_seed = base.seed.checked_add(seeds - 1).ok_or_else(|| {
+        let place = if base.file_positions.contains_key("seeds") {
+            at("seeds")
+        } else {
+            at("seed")
+        };
         CliError::BadInput(format!(
-            "--seed {} with --seeds {seeds} runs past the largest seed",
-            base.seed
+            "{place}{} with {} runs past the largest seed, {}",
+            given("seed", base.seed),
+            given("seeds", seeds),
+            u64::MAX
         ))
     })?;
     if !args.json {

@@ -1,9 +1,10 @@
 //! The configuration of one simulated run: everything needed to re-run it, as recorded in
 //! trace headers and rebuilt by `rehearsal replay`.
 
-use rehearsal_net_models::NetConfig;
+use rehearsal_net_models::{NetConfig, NetConfigError};
 use rehearsal_sim_core::{format_ns, Latency};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The protocols `rehearsal sim` can run.
@@ -79,6 +80,11 @@ pub struct RunConfig {
     /// The run file the configuration came from, likewise.
     #[serde(skip)]
     pub config_origin: Option<String>,
+    /// For each setting the run file gave (by its key there: `nodes`, `loss`, ...), where:
+    /// `run.toml:3:9`. Errors found after parsing then name the place, as parse errors do;
+    /// a setting without an entry came from a flag or a default.
+    #[serde(skip)]
+    pub file_positions: BTreeMap<String, String>,
     /// PBFT: the signature scheme, `sim` (fast, unforgeable inside the simulator) or
     /// `real` (Ed25519).
     #[serde(default = "crypto_default", skip_serializing_if = "is_crypto_default")]
@@ -177,6 +183,7 @@ impl RunConfig {
             swarm: false,
             net_origin: None,
             config_origin: None,
+            file_positions: BTreeMap::new(),
             crypto: crypto_default(),
             batch: batch_default(),
             mutant: None,
@@ -208,72 +215,122 @@ impl RunConfig {
         self.protocol == Protocol::Pbft
     }
 
-    /// Checks what the protocols cannot check for themselves.
+    /// Checks what the protocols cannot check for themselves. A setting from a run file is
+    /// named by its place there (`run.toml:2:9: ... got nodes = 0`), one from a flag by the
+    /// flag (`got --nodes 0`).
     pub fn validate(&self) -> Result<(), String> {
+        // Where the error is, as a prefix, and how the value was given.
+        let at = |key: &str| {
+            self.file_positions
+                .get(key)
+                .map_or(String::new(), |p| format!("{p}: "))
+        };
+        let given = |key: &str, value: &dyn fmt::Display| match self.file_positions.get(key) {
+            Some(_) => format!("{key} = {value}"),
+            None => format!("--{key} {value}"),
+        };
+        // Before the network: a --loss flag or run-file `loss` overrides the network's loss,
+        // so an error about it belongs to where it was given, not to the network file.
+        if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
+            return Err(format!(
+                "{}loss must be a probability between 0 and 1, got {}",
+                at("loss"),
+                given("loss", &self.loss)
+            ));
+        }
         if let Some(network) = &self.network {
             network
                 .validate(self.actors() as usize)
-                .map_err(|e| format!("network: {e}"))?;
-        }
-        if !(0.0..=1.0).contains(&self.loss) || self.loss.is_nan() {
-            return Err(format!(
-                "loss must be a probability between 0 and 1, got {}",
-                self.loss
-            ));
+                .map_err(|e| match e {
+                    // Already names its file, line and column.
+                    NetConfigError::At { .. } => e.to_string(),
+                    other => format!("network: {other}"),
+                })?;
         }
         match self.protocol {
             Protocol::Unreplicated => {
                 if self.nodes != 1 {
                     return Err(format!(
-                        "unreplicated runs exactly one server: --nodes must be 1, got {} (use --clients for more clients)",
-                        self.nodes
+                        "{}unreplicated runs exactly one server: --nodes must be 1, got {} (use --clients for more clients)",
+                        at("nodes"),
+                        given("nodes", &self.nodes)
                     ));
                 }
                 if self.clients == 0 {
-                    return Err("unreplicated needs at least 1 client (--clients)".into());
+                    return Err(format!(
+                        "{}unreplicated needs at least 1 client, got {}",
+                        at("clients"),
+                        given("clients", &self.clients)
+                    ));
                 }
             }
             Protocol::Pbft => {
                 if self.nodes < 4 || self.nodes % 3 != 1 {
                     return Err(format!(
-                        "pbft needs n = 3f+1 replicas (4, 7, 10, ...), got --nodes {}",
-                        self.nodes
+                        "{}pbft needs n = 3f+1 replicas (4, 7, 10, ...), got {}",
+                        at("nodes"),
+                        given("nodes", &self.nodes)
                     ));
                 }
                 if self.clients == 0 {
-                    return Err("pbft needs at least 1 client (--clients)".into());
+                    return Err(format!(
+                        "{}pbft needs at least 1 client, got {}",
+                        at("clients"),
+                        given("clients", &self.clients)
+                    ));
                 }
             }
             Protocol::Benaloh | Protocol::BenalohTimed => {
                 if self.nodes < 2 {
                     return Err(format!(
-                        "benaloh needs at least 2 nodes to share a secret, got --nodes {}",
-                        self.nodes
+                        "{}benaloh needs at least 2 nodes to share a secret, got {}",
+                        at("nodes"),
+                        given("nodes", &self.nodes)
                     ));
                 }
             }
         }
         if self.protocol != Protocol::Pbft && (self.crypto != "sim" || self.batch != 1) {
+            let key = if self.crypto != "sim" {
+                "crypto"
+            } else {
+                "batch"
+            };
             return Err(format!(
-                "--crypto and --batch apply to pbft only, not to {}",
-                self.protocol
+                "{}crypto and batch apply to pbft only, not to {} (got {})",
+                at(key),
+                self.protocol,
+                if key == "crypto" {
+                    given(key, &self.crypto)
+                } else {
+                    given(key, &self.batch)
+                }
             ));
         }
         if !["sim", "real"].contains(&self.crypto.as_str()) {
             return Err(format!(
-                "--crypto must be `sim` or `real`, got `{}`",
-                self.crypto
+                "{}crypto must be `sim` or `real`, got {}",
+                at("crypto"),
+                given("crypto", &self.crypto)
             ));
         }
         if self.batch == 0 {
-            return Err("--batch must be at least 1".into());
+            return Err(format!(
+                "{}the batch size must be at least 1, got {}",
+                at("batch"),
+                given("batch", &self.batch)
+            ));
         }
         // Bound everything: a run this large would not fit in memory anyway.
         const NODES_MAX: u32 = 100_000;
-        if self.nodes > NODES_MAX || self.clients > NODES_MAX {
-            return Err(format!(
-                "at most {NODES_MAX} nodes and {NODES_MAX} clients per run"
-            ));
+        for (key, value) in [("nodes", self.nodes), ("clients", self.clients)] {
+            if value > NODES_MAX {
+                return Err(format!(
+                    "{}at most {NODES_MAX} nodes and {NODES_MAX} clients per run, got {}",
+                    at(key),
+                    given(key, &value)
+                ));
+            }
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::config::Protocol;
 use rehearsal_net_models::{line_column, NetConfig, NetConfigError};
 use rehearsal_sim_core::Latency;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What a run file may say; every field is optional (flags and defaults fill the rest).
@@ -51,6 +52,10 @@ pub struct RunFile {
     /// The run file's directory, against which its paths resolve.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Where each key's value is, as `file:line:column`, so that errors found after
+    /// parsing (`nodes = 0` for this protocol) name the place.
+    #[serde(skip)]
+    pub positions: BTreeMap<String, String>,
 }
 
 /// Reads and checks a run file.
@@ -73,10 +78,26 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<RunFile, Strin
         format!("{origin}:{line}:{column}: {message}")
     })?;
     file.base_dir = base_dir.to_path_buf();
+    let mut positions = BTreeMap::new();
+    if let Ok(table) = toml::de::DeTable::parse(&run_part) {
+        for (key, value) in table.get_ref().iter() {
+            let (line, column) = line_column(&run_part, value.span().start);
+            positions.insert(
+                key.get_ref().to_string(),
+                format!("{origin}:{line}:{column}"),
+            );
+        }
+    }
+    let at = |key: &str| {
+        positions
+            .get(key)
+            .map_or(String::new(), |p| format!("{p}: "))
+    };
     if let Some(network_text) = network_part {
         if let Some(net) = &file.net {
             return Err(format!(
-                "{origin}: both `net = \"{}\"` and a [network] table: give the network one way",
+                "{}both `net = \"{}\"` and a [network] table: give the network one way",
+                at("net"),
                 net.display()
             ));
         }
@@ -86,8 +107,14 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<RunFile, Strin
     }
     if let Some(net) = &file.net {
         let path = base_dir.join(net);
-        file.network = Some(NetConfig::from_toml_file(&path).map_err(|e| e.to_string())?);
+        let network = NetConfig::from_toml_file(&path).map_err(|e| match e {
+            // The file named by `net = "..."` cannot be read: say where it is named.
+            NetConfigError::Read { .. } => format!("{}{e}", at("net")),
+            other => other.to_string(),
+        })?;
+        file.network = Some(network);
     }
+    file.positions = positions;
     Ok(file)
 }
 

@@ -166,6 +166,32 @@ pub struct NetConfig {
     /// Per-link overrides, applied in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkOverride>,
+    /// The text this configuration was read from, so that checks made later, against the
+    /// run's size ([`NetConfig::validate`]), still name the file, line and column. Not part
+    /// of the configuration: never serialized, and ignored by `==`.
+    #[serde(skip)]
+    pub source: SourceText,
+}
+
+/// The origin (file name) and text a [`NetConfig`] was read from, if it was read.
+#[derive(Debug, Clone, Default)]
+pub struct SourceText(Option<std::sync::Arc<(String, String)>>);
+
+impl SourceText {
+    /// The text `text` of the file `origin`.
+    pub fn new(origin: &str, text: &str) -> SourceText {
+        SourceText(Some(std::sync::Arc::new((
+            origin.to_string(),
+            text.to_string(),
+        ))))
+    }
+}
+
+impl PartialEq for SourceText {
+    /// Where a configuration came from is not what it says: two equal settings are equal.
+    fn eq(&self, _: &SourceText) -> bool {
+        true
+    }
 }
 
 impl Default for NetConfig {
@@ -186,6 +212,7 @@ impl Default for NetConfig {
             matrix: None,
             jitter: None,
             links: Vec::new(),
+            source: SourceText::default(),
         }
     }
 }
@@ -316,11 +343,44 @@ impl NetConfig {
     /// Checks the configuration for a run of `nodes` nodes: probabilities within 0..=1, a
     /// matrix of `nodes × nodes`, jitter only with a matrix, and overrides that name existing
     /// nodes and change something.
+    /// A configuration read from a file names the file, line and column of the value at
+    /// fault (for a matrix read from `matrix_csv`, that key).
     pub fn validate(&self, nodes: usize) -> Result<(), NetConfigError> {
-        self.check(Some(nodes))
-            .map_err(|p| NetConfigError::Invalid {
-                message: p.describe(),
-            })
+        self.check(Some(nodes)).map_err(|p| self.locate_problem(p))
+    }
+
+    /// The error for `problem`, at its place in the source text when there is one that
+    /// holds the value (a value set afterwards, by a flag, has no place in the file).
+    fn locate_problem(&self, problem: Problem) -> NetConfigError {
+        let invalid = |problem: &Problem| NetConfigError::Invalid {
+            message: problem.describe(),
+        };
+        let Some(source) = &self.source.0 else {
+            return invalid(&problem);
+        };
+        let (origin, text) = &**source;
+        let Ok(root) = DeTable::parse(text) else {
+            return invalid(&problem);
+        };
+        let table = root.get_ref();
+        let mut path = problem.path.clone();
+        if path.first() == Some(&Step::Key("matrix")) && table.get("matrix").is_none() {
+            path = vec![Step::Key("matrix_csv")];
+        }
+        let Some(Step::Key(first)) = path.first() else {
+            return invalid(&problem);
+        };
+        if table.get(*first).is_none() {
+            return invalid(&problem);
+        }
+        let span = locate(table, &path).unwrap_or(0..0);
+        let (line, column) = line_column(text, span.start);
+        NetConfigError::At {
+            file: origin.clone(),
+            line,
+            column,
+            message: problem.describe(),
+        }
     }
 
     /// The first problem; with `nodes`, also the checks that depend on the run's size.
@@ -495,6 +555,7 @@ impl NetConfig {
             let span = locate(table, &problem.path).unwrap_or(0..0);
             at(span, problem.describe())
         })?;
+        config.source = SourceText::new(origin, text);
         Ok(config)
     }
 }

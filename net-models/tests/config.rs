@@ -149,6 +149,28 @@ fn mistakes_that_depend_on_the_run_are_found_by_validate() {
 }
 
 #[test]
+fn validate_names_the_place_only_of_values_the_file_holds() {
+    // Built in code: no file to name.
+    let config = NetConfig {
+        matrix: parse("matrix = [[0, 1], [1, 0]]\n").unwrap().matrix,
+        ..NetConfig::default()
+    };
+    let err = config.validate(3).unwrap_err();
+    assert!(matches!(err, NetConfigError::Invalid { .. }), "{err}");
+    // A value set after reading (a --loss flag) is not blamed on the file's first line.
+    let mut config = parse("[[links]]\nto = [1]\nloss = 0.5\n").unwrap();
+    config.loss = 2.0;
+    let err = config.validate(3).unwrap_err();
+    assert!(matches!(err, NetConfigError::Invalid { .. }), "{err}");
+    // A matrix from a CSV file is named by its `matrix_csv` key.
+    let config =
+        NetConfig::from_toml_str("\nmatrix_csv = \"geo.csv\"\n", "x.toml", &data_dir()).unwrap();
+    let nodes = config.matrix.as_ref().unwrap().nodes();
+    let err = config.validate(nodes + 1).unwrap_err().to_string();
+    assert!(err.starts_with("x.toml:2:14: the latency matrix"), "{err}");
+}
+
+#[test]
 fn errors_count_columns_in_characters() {
     let err = parse("loss = 0.1 # é\njitter = \"é\" ;\n").unwrap_err();
     let NetConfigError::At { line, column, .. } = err else {

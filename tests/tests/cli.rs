@@ -120,7 +120,7 @@ fn bad_arguments_exit_2_with_a_message_naming_the_problem() {
     assert_bad_input(&["sim", "--latency", "constant:10"], "no unit");
     assert_bad_input(&["sim", "--duration", "soon"], "duration");
     assert_bad_input(&["sim", "--loss", "1.5"], "loss must be a probability");
-    assert_bad_input(&["sim", "--seeds", "0"], "--seeds must be at least 1");
+    assert_bad_input(&["sim", "--seeds", "0"], "at least 1, got --seeds 0");
     assert_bad_input(
         &["sim", "--protocol", "unreplicated", "--nodes", "3"],
         "exactly one server",
