@@ -122,7 +122,7 @@ pub enum TraceError {
     },
     #[error("trace `{path}` is truncated: it ends after line {lines} without its `end` footer")]
     Truncated { path: String, lines: usize },
-    #[error("trace `{path}` is corrupt: the checksum in its footer (line {line}) does not match the file (a line, or the footer itself, was changed after it was written)")]
+    #[error("trace `{path}` line {line}: the file is corrupt: the checksum in this footer does not match the file (a line, or the footer itself, was changed after it was written)")]
     Checksum { path: String, line: usize },
     #[error("trace `{path}` is too large: {problem}")]
     TooLarge { path: String, problem: String },
