@@ -309,6 +309,18 @@ fn messages_sharing_an_id_are_refused_before_the_follower_sees_them() {
         *id = 1_000_000;
     }
     let ghost = write("ghost.jsonl", &events);
+    // A node number far beyond any run: a lane or track per node would never end.
+    let mut events = recorded.events.clone();
+    events[0].node = rehearsal_sim_core::NodeId(u32::MAX);
+    let far = write("far.jsonl", &events);
+    for args in [
+        vec!["plot", text(&far), "-o", text(&dir.join("far.svg"))],
+        vec!["export", text(&far), "--format", "chrome"],
+        vec!["export", text(&far), "--format", "dot"],
+        vec!["export", text(&far), "--format", "mermaid"],
+    ] {
+        refused(&args, &[text(&far), "line 2:", "field `node`"]);
+    }
     let line = format!("line {}:", deliver + 2);
     for args in [
         vec!["replay", text(&ghost), "--follow-trace"],

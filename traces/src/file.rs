@@ -24,6 +24,10 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const TRACE_LINE_BYTES_MAX: usize = 32 << 20;
 /// Largest trace file, in bytes: a run of about 20 million events.
 pub const TRACE_FILE_BYTES_MAX: u64 = 4 << 30;
+/// Node numbers in a trace are below this. Runs of the command line have at most 1024
+/// nodes (the network model's limit); the bound keeps what reads a trace (a lane or a
+/// track per node in the plot and the exporters) proportionate to a real run.
+pub const TRACE_NODES_MAX: u32 = 1 << 16;
 /// Most events in a trace (the simulator keeps a traced run's events in memory, so a real
 /// trace is far smaller than what would exhaust it).
 pub const TRACE_EVENTS_MAX: u64 = 20_000_000;
@@ -303,9 +307,15 @@ impl Fields {
         let value = self.take(name)?;
         value
             .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .map(NodeId)
-            .ok_or_else(|| self.wrong(name, &value, "a node number (0 to 4294967295)"))
+            .filter(|&n| n < u64::from(TRACE_NODES_MAX))
+            .map(|n| NodeId(n as u32))
+            .ok_or_else(|| {
+                self.wrong(
+                    name,
+                    &value,
+                    &format!("a node number, 0 to {}", TRACE_NODES_MAX - 1),
+                )
+            })
     }
 
     fn string(&mut self, name: &str) -> Result<String, String> {
@@ -1068,6 +1078,19 @@ mod tests {
             let err = error(&with_line(line_no, &serde_json::to_string(&extra).unwrap()));
             assert!(err.contains("unknown field `colour`"), "{err}");
         }
+    }
+
+    #[test]
+    fn node_numbers_stay_within_what_a_run_can_have() {
+        let (header, mut events, footer) = parts();
+        events[3].node = NodeId(u32::MAX);
+        let err = error(&write(&header, &events, &footer));
+        assert!(
+            err.contains("line 5:") && err.contains("field `node`") && err.contains("0 to 65535"),
+            "{err}"
+        );
+        events[3].node = NodeId(TRACE_NODES_MAX - 1);
+        read(&write(&header, &events, &footer)).unwrap();
     }
 
     #[test]

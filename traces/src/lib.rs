@@ -25,7 +25,7 @@ pub use plot::{render_svg, PlotOptions};
 pub use file::{
     first_difference, read_trace, read_trace_from, write_trace, Divergence, Footer, Header,
     TraceError, TraceFile, FORMAT_NAME, FORMAT_VERSION, TRACE_EVENTS_MAX, TRACE_FILE_BYTES_MAX,
-    TRACE_LINE_BYTES_MAX,
+    TRACE_LINE_BYTES_MAX, TRACE_NODES_MAX,
 };
 pub use render::{render_text, render_timeline, Filter};
 pub mod follow;
