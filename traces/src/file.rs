@@ -62,7 +62,8 @@ pub struct Footer {
     pub sim_time_ns: u64,
     pub digest: String,
     /// blake3 of every byte of the file before this line, then of the footer's other
-    /// fields (see [`footer_fields_json`]).
+    /// fields as compact JSON in this order (`{"outcome":..,"violations":..,"events":..,
+    /// "sim_time_ns":..,"digest":..}`), so editing the footer breaks it too.
     pub checksum: String,
 }
 
