@@ -7,6 +7,7 @@
 
 use rehearsal::run::{run_with, RunOptions};
 use rehearsal::{swarm, Protocol, RunConfig};
+use rehearsal_net_models::LinkMode;
 use rehearsal_traces::{first_difference, ScheduleFollower};
 
 /// A small swarm configuration of `protocol` for `seed`: quick, yet with room for every
@@ -71,10 +72,31 @@ fn departure(config: &RunConfig) -> Option<String> {
     None
 }
 
+/// What the swarm does not draw: damaged messages, a narrow link whose queue delays what
+/// follows (lost messages too), and FIFO links on odd seeds.
+fn harsher(mut config: RunConfig) -> RunConfig {
+    let network = config.network.as_mut().expect("swarm draws a network");
+    network.corrupt = 0.05;
+    network.bandwidth = Some("2Mbit/s".parse().unwrap());
+    if config.seed % 2 == 1 {
+        network.mode = LinkMode::Fifo;
+    }
+    config
+}
+
 fn check(protocol: Protocol, seeds: std::ops::Range<u64>, mutant: Option<&str>) {
+    check_with(protocol, seeds, mutant, |c| c)
+}
+
+fn check_with(
+    protocol: Protocol,
+    seeds: std::ops::Range<u64>,
+    mutant: Option<&str>,
+    adjust: impl Fn(RunConfig) -> RunConfig,
+) {
     let mut departed = Vec::new();
     for seed in seeds.clone() {
-        if let Some(how) = departure(&small(protocol, seed, mutant)) {
+        if let Some(how) = departure(&adjust(small(protocol, seed, mutant))) {
             departed.push(format!("seed {seed}: {how}"));
         }
     }
@@ -105,6 +127,13 @@ fn timed_benaloh_swarm_runs_follow_their_own_recordings() {
 #[test]
 fn pbft_swarm_runs_follow_their_own_recordings() {
     check(Protocol::Pbft, 1..501, None);
+}
+
+#[test]
+fn swarm_runs_over_damaging_narrow_fifo_links_follow_their_own_recordings() {
+    for protocol in [Protocol::Unreplicated, Protocol::Benaloh, Protocol::Pbft] {
+        check_with(protocol, 1..101, None, harsher);
+    }
 }
 
 /// Violations end runs early and take other paths (the termination check after faults).
