@@ -106,13 +106,21 @@ enum Pending<A: Actor> {
     Fault {
         fault: Box<Fault>,
     },
+    /// A message that was waiting in a paused node's backlog when the node crashed: lost
+    /// with the node, recorded as a `receiver crashed` drop when its turn comes (even if
+    /// the node restarts in the meantime).
+    Lost {
+        from: NodeId,
+        to: NodeId,
+        id: u64,
+    },
 }
 
 impl<A: Actor> Pending<A> {
     fn node(&self) -> NodeId {
         match self {
             Pending::Start { node } | Pending::Timer { node, .. } => *node,
-            Pending::Deliver { to, .. } => *to,
+            Pending::Deliver { to, .. } | Pending::Lost { to, .. } => *to,
             Pending::Fault { fault } => fault.node(),
         }
     }
@@ -120,7 +128,12 @@ impl<A: Actor> Pending<A> {
 
 struct Entry<A: Actor> {
     time: Time,
-    /// Tie-breaker among events at one time: the order they were scheduled in.
+    /// Tie-breaker among events at one time: the order the events were created in (a
+    /// message when sent, a timer when set, a fault when scheduled). An event keeps it
+    /// when it is queued again (it waited for a busy node, a paused node's backlog, or a
+    /// cut to heal), so same-time order never depends on *when* an event was re-queued:
+    /// a model that follows a recorded schedule delivers such a message straight at its
+    /// recorded time, and the two runs still order it the same way among the others.
     order: u64,
     event: Pending<A>,
 }
@@ -154,8 +167,8 @@ struct NodeSlot<A: Actor> {
     busy_until: Time,
     crashed: bool,
     paused: bool,
-    /// Events that arrived while paused, in arrival order.
-    parked: VecDeque<Pending<A>>,
+    /// Events that arrived while paused, in arrival order (each keeps its tie-breaker).
+    parked: VecDeque<Entry<A>>,
     /// The last state the node saved with `Context::persist`: survives crashes.
     durable: Option<Vec<u8>>,
     skew: ClockSkew,
@@ -164,15 +177,6 @@ struct NodeSlot<A: Actor> {
 
 /// Rebuilds a crashed node's actor from its last durable state.
 pub type RestartFn<A> = Box<dyn FnMut(NodeId, Option<&[u8]>) -> A>;
-
-/// A message the network holds back (e.g. across a partition) until a change admits it.
-struct Held<A: Actor> {
-    from: NodeId,
-    to: NodeId,
-    id: u64,
-    bytes: u32,
-    msg: A::Msg,
-}
 
 /// A simulation of actors of type `A` over a network model.
 ///
@@ -207,7 +211,8 @@ pub struct Simulation<A: Actor> {
     invariants: Vec<Box<dyn Invariant<A>>>,
     restart: Option<RestartFn<A>>,
     queue: BinaryHeap<Entry<A>>,
-    held: Vec<Held<A>>,
+    /// Deliveries the network holds back (e.g. across a partition) until a change.
+    held: Vec<Entry<A>>,
     next_order: u64,
     now: Time,
     effects: Vec<Effect<A>>,
@@ -449,7 +454,7 @@ impl<A: Actor> Simulation<A> {
             }
             if let Pending::Fault { fault } = entry.event {
                 self.now = entry.time;
-                self.apply_fault(*fault);
+                self.apply_fault(*fault, entry.order);
                 continue;
             }
             let slot = &self.nodes[entry.event.node().index()];
@@ -466,62 +471,41 @@ impl<A: Actor> Simulation<A> {
                 continue;
             }
             self.now = entry.time;
-            self.dispatch(entry.event);
+            self.dispatch(entry);
         }
     }
 
-    fn dispatch(&mut self, event: Pending<A>) {
+    fn dispatch(&mut self, entry: Entry<A>) {
         let now = self.now;
-        let node = event.node();
-        let slot = &mut self.nodes[node.index()];
-        if slot.crashed {
-            if let Pending::Deliver { from, to, id, .. } = event {
+        if let Pending::Lost { from, to, id } = entry.event {
+            return self.drop_message(from, to, id, "receiver crashed");
+        }
+        if self.nodes[entry.event.node().index()].crashed {
+            if let Pending::Deliver { from, to, id, .. } = entry.event {
                 self.drop_message(from, to, id, "receiver crashed");
             }
             return; // a crashed node's own start and timers are gone with it
         }
-        if let Pending::Deliver {
-            from,
-            to,
-            id,
-            bytes,
-            msg,
-        } = event
-        {
+        if let Pending::Deliver { from, to, id, .. } = entry.event {
             match self.network.admit_message(id, from, to, now) {
                 Admit::Deliver => {}
                 Admit::Drop { reason } => return self.drop_message(from, to, id, reason),
-                Admit::Hold => {
-                    return self.held.push(Held {
-                        from,
-                        to,
-                        id,
-                        bytes,
-                        msg,
-                    })
-                }
+                Admit::Hold => return self.held.push(entry),
             }
-            return self.handle(Pending::Deliver {
-                from,
-                to,
-                id,
-                bytes,
-                msg,
-            });
         }
-        self.handle(event);
+        self.handle(entry);
     }
 
     /// Runs one handler of a live node (or parks the event if the node is paused).
-    fn handle(&mut self, event: Pending<A>) {
+    fn handle(&mut self, entry: Entry<A>) {
         let now = self.now;
-        let node = event.node();
+        let node = entry.event.node();
         let slot = &mut self.nodes[node.index()];
         if slot.paused {
-            slot.parked.push_back(event);
+            slot.parked.push_back(entry);
             return;
         }
-        let handler = match event {
+        let handler = match entry.event {
             Pending::Start { node } => {
                 let seq = self.recorder.begin(trace::TAG_START, now, node);
                 if self.recorder.keep {
@@ -563,7 +547,9 @@ impl<A: Actor> Simulation<A> {
                 self.nodes[node.index()].stats.timers_fired += 1;
                 Handler::Timer(timer)
             }
-            Pending::Fault { .. } => unreachable!("faults are applied by the event loop"),
+            Pending::Fault { .. } | Pending::Lost { .. } => {
+                unreachable!("faults are applied by the event loop, lost messages by dispatch")
+            }
         };
         let slot = &mut self.nodes[node.index()];
         let actor = &mut self.actors[node.index()];
@@ -718,10 +704,13 @@ impl<A: Actor> Simulation<A> {
         }
     }
 
-    /// Damages the encoded message in `encode_buf` (1 to 3 bytes, from the sender's network
-    /// stream) and decodes what is left, as a receiver would.
+    /// Damages the encoded message in `encode_buf` (1 to 3 bytes) and decodes what is left,
+    /// as a receiver would. The damage comes from a stream of this message's own (seed and
+    /// message id), not from the sender's network stream: it is the same whichever network
+    /// model decided the corruption, so a model that follows a recorded schedule (and draws
+    /// nothing) damages the message exactly as the recording did.
     fn corrupt(&mut self, from: NodeId, to: NodeId, id: u64) -> Option<A::Msg> {
-        let rng = &mut self.nodes[from.index()].net_rng;
+        let rng = &mut derive_rng(self.config.seed, "corrupt", id);
         if self.encode_buf.is_empty() {
             return None;
         }
@@ -761,7 +750,8 @@ impl<A: Actor> Simulation<A> {
         }
     }
 
-    fn apply_fault(&mut self, fault: Fault) {
+    /// Applies `fault`, whose queue tie-breaker is `order` (a restart's start takes it).
+    fn apply_fault(&mut self, fault: Fault, order: u64) {
         let node = fault.node();
         let label = fault.to_string();
         let seq = self.recorder.begin(trace::TAG_FAULT, self.now, node);
@@ -781,10 +771,17 @@ impl<A: Actor> Simulation<A> {
                 slot.paused = false;
                 slot.live_timers.clear();
                 slot.busy_until = now;
-                let parked = std::mem::take(&mut slot.parked);
-                for event in parked {
-                    if let Pending::Deliver { from, to, id, .. } = event {
-                        self.drop_message(from, to, id, "receiver crashed");
+                // The backlog is lost with the node. Its messages are dropped when their
+                // turn comes at this instant, not here: ordered like messages that arrive
+                // at a crashed node, which a model following a recorded schedule (that
+                // never saw the pause) reproduces.
+                for entry in std::mem::take(&mut slot.parked) {
+                    if let Pending::Deliver { from, to, id, .. } = entry.event {
+                        self.queue.push(Entry {
+                            time: now,
+                            order: entry.order,
+                            event: Pending::Lost { from, to, id },
+                        });
                     }
                 }
             }
@@ -798,15 +795,21 @@ impl<A: Actor> Simulation<A> {
                 let slot = &mut self.nodes[n.index()];
                 self.actors[n.index()] = rebuild(n, slot.durable.as_deref());
                 slot.crashed = false;
-                self.handle(Pending::Start { node: n });
+                self.handle(Entry {
+                    time: now,
+                    order,
+                    event: Pending::Start { node: n },
+                });
             }
             Fault::Pause(n) => self.nodes[n.index()].paused = true,
             Fault::Resume(n) => {
                 let slot = &mut self.nodes[n.index()];
                 slot.paused = false;
-                // Everything that queued up runs now, in the order it arrived.
-                for event in std::mem::take(&mut slot.parked) {
-                    self.schedule(now, event);
+                // Everything that queued up runs now, each event with its own tie-breaker
+                // (in the order the events were created, which is the order they arrived
+                // on any one FIFO link).
+                for entry in std::mem::take(&mut slot.parked) {
+                    self.queue.push(Entry { time: now, ..entry });
                 }
             }
             Fault::Skew { node, skew } => self.nodes[node.index()].skew = skew,
@@ -832,33 +835,13 @@ impl<A: Actor> Simulation<A> {
         }
     }
 
-    /// After a network change, delivers (now) or drops what the network was holding.
+    /// After a network change, queues what the network was holding again at this instant
+    /// (each message with its own tie-breaker); the network then admits, drops or holds
+    /// each one again as its turn comes.
     fn release_held(&mut self) {
         let now = self.now;
-        for held in std::mem::take(&mut self.held) {
-            match self.network.admit_message(held.id, held.from, held.to, now) {
-                Admit::Deliver => {
-                    let Held {
-                        from,
-                        to,
-                        id,
-                        bytes,
-                        msg,
-                    } = held;
-                    self.schedule(
-                        now,
-                        Pending::Deliver {
-                            from,
-                            to,
-                            id,
-                            bytes,
-                            msg,
-                        },
-                    );
-                }
-                Admit::Drop { reason } => self.drop_message(held.from, held.to, held.id, reason),
-                Admit::Hold => self.held.push(held),
-            }
+        for entry in std::mem::take(&mut self.held) {
+            self.queue.push(Entry { time: now, ..entry });
         }
     }
 

@@ -159,6 +159,47 @@ fn a_paused_node_queues_its_events_and_handles_them_in_order_on_resume() {
 }
 
 #[test]
+fn a_paused_nodes_backlog_is_lost_in_a_crash_even_if_it_restarts_at_once() {
+    let mut s = sim(true);
+    s.schedule_fault(Time::from_millis(15), Fault::Pause(NodeId(1)))
+        .unwrap();
+    s.schedule_fault(Time::from_millis(50), Fault::Crash(NodeId(1)))
+        .unwrap();
+    s.schedule_fault(Time::from_millis(50), Fault::Restart(NodeId(1)))
+        .unwrap();
+    let report = s.run();
+    // Ticks 2, 3, 4 (due at 21, 31, 41 ms) waited in the backlog: dropped at the crash,
+    // after the restart's start (the crash and restart come first at their instant).
+    let at_crash: Vec<String> = report
+        .trace
+        .iter()
+        .filter(|e| e.t == 50_000_000)
+        .map(|e| match &e.kind {
+            EventKind::Drop { id, reason, .. } => format!("drop {id} {reason}"),
+            other => format!("{other:?}").split(' ').next().unwrap().to_string(),
+        })
+        .collect();
+    let ids: Vec<u64> = report
+        .trace
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Send { id, .. } if (20_000_000..50_000_000).contains(&e.t) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let drops: Vec<String> = ids
+        .iter()
+        .map(|id| format!("drop {id} receiver crashed"))
+        .collect();
+    let mut expected = vec!["Fault".to_string(), "Fault".into(), "Start".into()];
+    expected.extend(drops);
+    assert_eq!(at_crash[..expected.len()], expected[..], "{at_crash:?}");
+    // Only ticks 5..=10 reach the restarted node (the first tick's count was saved).
+    assert_eq!(report.actors[1].count, 1 + 6);
+}
+
+#[test]
 fn skew_and_drift_show_through_now_and_stretch_timers() {
     let mut s = sim(false);
     // Node 0's clock: +1 s and 2x fast from t=0 (applied just after the starts).

@@ -7,16 +7,23 @@
 //! code changes (an extra message, a different payload), the rest of the schedule still
 //! lines up, and the new run can be compared with the recording event by event.
 //!
+//! Each message arrives (or is dropped on arrival) at the time the recording shows it
+//! handled, even if it got there in a roundabout way (held across a cut until heal, waiting
+//! in a paused node's backlog until resume, waiting for a busy node): the simulator orders
+//! events at one instant by when they were created, not by when they were queued last, so
+//! delivering such a message straight at its recorded time puts it in the same place among
+//! that instant's events. Same code therefore re-enacts its own recording exactly.
+//!
 //! What the recording cannot say is re-enacted as closely as it allows: a message the new
 //! code sends beyond those recorded on its link arrives after the link's last recorded
-//! delay (or `fallback_delay_ns`); a corrupted message is damaged again by the simulator
-//! (the damaged bytes need not match); a message held across a partition arrives at the
-//! time it arrived in the recording.
+//! delay (or `fallback_delay_ns`); a damaged message is damaged again by the simulator
+//! (from the seed and the message's id, so with changed code that shifts ids the damaged
+//! bytes need not match).
 
 use rehearsal_sim_core::{Admit, EventKind, Fate, NetChange, NetworkModel, Packet, SimRng, Time};
 use rehearsal_sim_core::{NodeId, TraceEvent};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Mutex;
 
@@ -24,19 +31,16 @@ use std::sync::Mutex;
 pub const FORCED_DROP_REASON: &str = "shrink: dropped";
 
 /// What became of one recorded message.
-#[derive(Debug, Clone, PartialEq)]
-enum Recorded {
-    /// Lost as it was sent.
-    Dropped { reason: &'static str },
-    /// Arrived (at one or two absolute times), possibly damaged; or reached its due time
-    /// and was then dropped there (`dropped_at_arrival`).
-    Arrived {
-        at: Vec<u64>,
-        corrupt: bool,
-        dropped_at_arrival: Option<&'static str>,
-    },
-    /// Sent, but the recording ended before it arrived.
-    InFlight,
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Recorded {
+    /// Lost as it was sent (recorded right after its send).
+    dropped: Option<&'static str>,
+    /// Delivered damaged (the recording has its `corrupt` event).
+    corrupt: bool,
+    /// Each time a copy reached its receiver, in the recording's order: the time, and the
+    /// drop reason if it was dropped there rather than delivered. Empty: the recording
+    /// ended with the message in flight (or held).
+    arrivals: Vec<(u64, Option<&'static str>)>,
 }
 
 /// Counters of a follow run, readable after the simulation took the model.
@@ -64,8 +68,10 @@ pub struct ScheduleFollower {
     links: BTreeMap<(NodeId, NodeId), Vec<Recorded>>,
     /// Messages sent so far per link in the new run.
     sent: BTreeMap<(NodeId, NodeId), u32>,
-    /// New-run message id → drop reason to apply when it falls due.
-    drop_on_arrival: BTreeMap<u64, &'static str>,
+    /// What each copy of a new-run message meets when it falls due, by (message id,
+    /// recorded time): `Some(reason)` to drop it, `None` to deliver it. Only for messages
+    /// with a copy dropped on arrival.
+    on_arrival: BTreeMap<(u64, u64), VecDeque<Option<&'static str>>>,
     forced: BTreeSet<LinkMessage>,
     /// Delay for unscheduled messages on links with no recorded delay.
     pub fallback_delay_ns: u64,
@@ -75,62 +81,49 @@ pub struct ScheduleFollower {
 
 impl ScheduleFollower {
     /// A follower of the schedule recorded in `events` (the events of one trace).
+    ///
+    /// A send whose id an earlier send already has (only a hand-edited trace has one) is
+    /// left out: the events that name the id cannot be told apart, so they go to the first
+    /// send, and the later one's message is followed as unscheduled.
     pub fn from_events(events: &[TraceEvent]) -> Self {
         // Each send's id is its event's sequence number; index the fates by it.
         let mut by_id: BTreeMap<u64, (NodeId, NodeId, Recorded)> = BTreeMap::new();
         let mut order: Vec<u64> = Vec::new();
+        // Send times, to tell drops decided at sending from drops on arrival.
+        let mut sent_at: BTreeMap<u64, u64> = BTreeMap::new();
+        // Drops recorded right after their send, at its time: decided as it was sent,
+        // unless a copy of the same message arrives later (then it was a copy dropped on
+        // arrival after no delay, which re-enacts alike).
+        let mut at_send: BTreeSet<u64> = BTreeSet::new();
         for e in events {
             match &e.kind {
                 EventKind::Send { to, id, .. } => {
-                    by_id.insert(*id, (e.node, *to, Recorded::InFlight));
-                    order.push(*id);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = by_id.entry(*id) {
+                        slot.insert((e.node, *to, Recorded::default()));
+                        order.push(*id);
+                        sent_at.insert(*id, e.t);
+                    }
                 }
                 EventKind::Drop { id, reason, .. } => {
                     if let Some((_, _, fate)) = by_id.get_mut(id) {
-                        let reason = intern(reason);
-                        // A drop recorded right after its send was decided at sending time.
-                        *fate = match &*fate {
-                            Recorded::InFlight if e.seq == id + 1 => Recorded::Dropped { reason },
-                            Recorded::InFlight => Recorded::Arrived {
-                                at: vec![e.t],
-                                corrupt: false,
-                                dropped_at_arrival: Some(reason),
-                            },
-                            Recorded::Arrived {
-                                at,
-                                corrupt: true,
-                                dropped_at_arrival: None,
-                            } if at.is_empty() => Recorded::Arrived {
-                                at: vec![e.t],
-                                corrupt: true,
-                                dropped_at_arrival: Some(reason),
-                            },
-                            other => other.clone(),
-                        };
+                        if fate.arrivals.is_empty()
+                            && !fate.corrupt
+                            && e.seq == id.wrapping_add(1)
+                            && sent_at.get(id) == Some(&e.t)
+                        {
+                            at_send.insert(*id);
+                        }
+                        fate.arrivals.push((e.t, Some(intern(reason))));
                     }
                 }
                 EventKind::Corrupt { id, .. } => {
                     if let Some((_, _, fate)) = by_id.get_mut(id) {
-                        *fate = Recorded::Arrived {
-                            at: Vec::new(),
-                            corrupt: true,
-                            dropped_at_arrival: None,
-                        };
+                        fate.corrupt = true;
                     }
                 }
                 EventKind::Deliver { id, .. } => {
                     if let Some((_, _, fate)) = by_id.get_mut(id) {
-                        match fate {
-                            Recorded::InFlight => {
-                                *fate = Recorded::Arrived {
-                                    at: vec![e.t],
-                                    corrupt: false,
-                                    dropped_at_arrival: None,
-                                }
-                            }
-                            Recorded::Arrived { at, .. } => at.push(e.t),
-                            Recorded::Dropped { .. } => {}
-                        }
+                        fate.arrivals.push((e.t, None));
                     }
                 }
                 _ => {}
@@ -138,13 +131,18 @@ impl ScheduleFollower {
         }
         let mut links: BTreeMap<(NodeId, NodeId), Vec<Recorded>> = BTreeMap::new();
         for id in order {
-            let (from, to, fate) = by_id.remove(&id).expect("indexed above");
+            let Some((from, to, mut fate)) = by_id.remove(&id) else {
+                continue;
+            };
+            if at_send.contains(&id) && fate.arrivals.len() == 1 {
+                fate.dropped = fate.arrivals.pop().and_then(|(_, reason)| reason);
+            }
             links.entry((from, to)).or_default().push(fate);
         }
         ScheduleFollower {
             links,
             sent: BTreeMap::new(),
-            drop_on_arrival: BTreeMap::new(),
+            on_arrival: BTreeMap::new(),
             forced: BTreeSet::new(),
             fallback_delay_ns: 1_000_000,
             last_delay: BTreeMap::new(),
@@ -157,17 +155,13 @@ impl ScheduleFollower {
         self.forced.extend(messages);
     }
 
-    /// Every recorded message that arrived at least once: the candidates a shrinker may
-    /// turn into drops.
+    /// Every recorded message that was delivered at least once: the candidates a shrinker
+    /// may turn into drops.
     pub fn delivered_messages(&self) -> Vec<LinkMessage> {
         let mut out = Vec::new();
         for (&(from, to), fates) in &self.links {
             for (index, fate) in fates.iter().enumerate() {
-                if let Recorded::Arrived {
-                    dropped_at_arrival: None,
-                    ..
-                } = fate
-                {
+                if fate.arrivals.iter().any(|(_, dropped)| dropped.is_none()) {
                     out.push(LinkMessage {
                         from,
                         to,
@@ -184,6 +178,10 @@ impl ScheduleFollower {
         Rc::clone(&self.stats)
     }
 }
+
+/// The delay of a message that never arrives within the run (the recording ended with it
+/// in flight).
+const NEVER_NS: u64 = u64::MAX / 4;
 
 impl NetworkModel for ScheduleFollower {
     fn route(&mut self, packet: &Packet, _rng: &mut SimRng) -> Fate {
@@ -225,41 +223,68 @@ impl NetworkModel for ScheduleFollower {
             };
         }
         stats.followed += 1;
-        match recorded {
-            Recorded::Dropped { reason } => Fate::Drop { reason },
-            Recorded::InFlight => Fate::Deliver {
-                // Past the end of the recording: it never arrives within the run.
-                delay_ns: u64::MAX / 4,
-            },
-            Recorded::Arrived {
-                at,
-                corrupt,
-                dropped_at_arrival,
-            } => {
-                let delay = |t: u64| t.saturating_sub(departs);
-                let first = at.first().map_or(0, |&t| delay(t));
-                self.last_delay.insert(link, first);
-                if let Some(reason) = dropped_at_arrival {
-                    if *reason != "receiver crashed" {
-                        self.drop_on_arrival.insert(id, reason);
-                    }
-                }
-                if *corrupt {
-                    return Fate::Corrupt { delay_ns: first };
-                }
-                match at.as_slice() {
-                    [_, second, ..] => Fate::Duplicate {
-                        delay_ns: first,
-                        copy_delay_ns: delay(*second),
-                    },
-                    _ => Fate::Deliver { delay_ns: first },
-                }
+        if let Some(reason) = recorded.dropped {
+            // A shrinker's forced drop was a fault when recorded: it stays one, so the
+            // invariants hear of it as they did.
+            if reason == FORCED_DROP_REASON {
+                return Fate::FaultDrop { reason };
             }
+            return Fate::Drop { reason };
+        }
+        let delay = |t: u64| t.saturating_sub(departs);
+        let (first, second) = match recorded.arrivals.as_slice() {
+            [] => (NEVER_NS, None),
+            [(t, _)] => (delay(*t), None),
+            [(t, _), (u, _), ..] => (delay(*t), Some(delay(*u))),
+        };
+        if !recorded.arrivals.is_empty() {
+            self.last_delay.insert(link, first);
+        }
+        if recorded
+            .arrivals
+            .iter()
+            .any(|(_, dropped)| dropped.is_some())
+        {
+            // Both copies of a duplicate are queued as the message is sent, so the one
+            // handled first here is the one recorded first.
+            for &(t, dropped) in recorded.arrivals.iter().take(2) {
+                self.on_arrival
+                    .entry((id, t))
+                    .or_default()
+                    .push_back(dropped);
+            }
+        }
+        if recorded.corrupt {
+            return Fate::Corrupt { delay_ns: first };
+        }
+        match second {
+            Some(copy_delay_ns) => Fate::Duplicate {
+                delay_ns: first,
+                copy_delay_ns,
+            },
+            None => Fate::Deliver { delay_ns: first },
         }
     }
 
-    fn admit_message(&mut self, id: u64, _from: NodeId, _to: NodeId, _now: Time) -> Admit {
-        match self.drop_on_arrival.remove(&id) {
+    fn admit_message(&mut self, id: u64, _from: NodeId, _to: NodeId, now: Time) -> Admit {
+        // The copy due now; if the new run (changed code) handles it at another time than
+        // recorded, the earliest copy still expected.
+        let key = if self.on_arrival.contains_key(&(id, now.as_nanos())) {
+            (id, now.as_nanos())
+        } else {
+            match self.on_arrival.range((id, 0)..=(id, u64::MAX)).next() {
+                Some((&key, _)) => key,
+                None => return Admit::Deliver,
+            }
+        };
+        let Some(copies) = self.on_arrival.get_mut(&key) else {
+            return Admit::Deliver;
+        };
+        let dropped = copies.pop_front().flatten();
+        if copies.is_empty() {
+            self.on_arrival.remove(&key);
+        }
+        match dropped {
             Some(reason) => Admit::Drop { reason },
             None => Admit::Deliver,
         }
@@ -282,4 +307,246 @@ fn intern(reason: &str) -> &'static str {
     let leaked: &'static str = Box::leak(reason.to_string().into_boxed_str());
     known.insert(leaked);
     leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rehearsal_sim_core::derive_rng;
+
+    fn event(seq: u64, t: u64, node: u32, kind: EventKind) -> TraceEvent {
+        TraceEvent {
+            seq,
+            t,
+            node: NodeId(node),
+            kind,
+        }
+    }
+    fn send(seq: u64, t: u64, from: u32, to: u32) -> TraceEvent {
+        let kind = EventKind::Send {
+            to: NodeId(to),
+            id: seq,
+            bytes: 1,
+            msg: "m".into(),
+        };
+        event(seq, t, from, kind)
+    }
+    fn deliver(seq: u64, t: u64, id: u64, from: u32, to: u32) -> TraceEvent {
+        let kind = EventKind::Deliver {
+            from: NodeId(from),
+            id,
+        };
+        event(seq, t, to, kind)
+    }
+    fn drop(seq: u64, t: u64, id: u64, from: u32, to: u32, reason: &str) -> TraceEvent {
+        let kind = EventKind::Drop {
+            to: NodeId(to),
+            id,
+            reason: reason.into(),
+        };
+        event(seq, t, from, kind)
+    }
+    /// The fate the follower gives the next message from n0 to n1, sent at `t` as `id`.
+    fn route(follower: &mut ScheduleFollower, id: u64, t: u64) -> Fate {
+        let packet = Packet {
+            from: NodeId(0),
+            to: NodeId(1),
+            sent_at: Time(t),
+            bytes: 1,
+        };
+        follower.route_message(id, &packet, &mut derive_rng(0, "test", 0))
+    }
+    fn admit(follower: &mut ScheduleFollower, id: u64, t: u64) -> Admit {
+        follower.admit_message(id, NodeId(0), NodeId(1), Time(t))
+    }
+
+    #[test]
+    fn sends_sharing_an_id_do_not_panic_and_the_first_keeps_the_id() {
+        let events = [
+            send(0, 0, 0, 1),
+            send(0, 5, 0, 1),
+            deliver(1, 10, 0, 0, 1),
+            send(2, 20, 0, 1),
+            drop(3, 20, 2, 0, 1, "loss"),
+        ];
+        let mut follower = ScheduleFollower::from_events(&events);
+        assert_eq!(route(&mut follower, 0, 0), Fate::Deliver { delay_ns: 10 });
+        // The later send of id 0 is left out: the message sent at 20 is the second one.
+        assert_eq!(route(&mut follower, 2, 20), Fate::Drop { reason: "loss" });
+        assert_eq!(follower.stats().borrow().followed, 2);
+    }
+
+    #[test]
+    fn each_copy_of_a_duplicate_meets_its_own_recorded_fate() {
+        // Copy one delivered, copy two dropped when it fell due across a cut: the old
+        // reading kept only the delivery, and the copy arrived.
+        let events = [
+            send(0, 0, 0, 1),
+            deliver(1, 10, 0, 0, 1),
+            drop(2, 30, 0, 0, 1, "partition"),
+        ];
+        let mut follower = ScheduleFollower::from_events(&events);
+        let fate = route(&mut follower, 0, 0);
+        let duplicate = Fate::Duplicate {
+            delay_ns: 10,
+            copy_delay_ns: 30,
+        };
+        assert_eq!(fate, duplicate);
+        assert_eq!(admit(&mut follower, 0, 10), Admit::Deliver);
+        let partition = Admit::Drop {
+            reason: "partition",
+        };
+        assert_eq!(admit(&mut follower, 0, 30), partition);
+
+        // Copy one dropped on arrival right after its send (no delay, nothing between),
+        // copy two delivered: the drop was not decided at sending.
+        let events = [
+            send(0, 0, 0, 1),
+            drop(1, 0, 0, 0, 1, "partition"),
+            deliver(2, 40, 0, 0, 1),
+        ];
+        let mut follower = ScheduleFollower::from_events(&events);
+        let duplicate = Fate::Duplicate {
+            delay_ns: 0,
+            copy_delay_ns: 40,
+        };
+        assert_eq!(route(&mut follower, 0, 0), duplicate);
+        assert_eq!(admit(&mut follower, 0, 0), partition);
+        assert_eq!(admit(&mut follower, 0, 40), Admit::Deliver);
+    }
+
+    #[test]
+    fn a_drop_right_after_the_send_but_later_happened_on_arrival() {
+        // Nothing else happened for 10 ns: the drop is the next event, yet on arrival.
+        let events = [send(0, 0, 0, 1), drop(1, 10, 0, 0, 1, "receiver crashed")];
+        let mut follower = ScheduleFollower::from_events(&events);
+        assert_eq!(route(&mut follower, 0, 0), Fate::Deliver { delay_ns: 10 });
+        let crashed = Admit::Drop {
+            reason: "receiver crashed",
+        };
+        assert_eq!(admit(&mut follower, 0, 10), crashed);
+        // At its send's time it was decided at sending.
+        let events = [send(0, 0, 0, 1), drop(1, 0, 0, 0, 1, "loss")];
+        let mut follower = ScheduleFollower::from_events(&events);
+        assert_eq!(route(&mut follower, 0, 0), Fate::Drop { reason: "loss" });
+    }
+
+    #[test]
+    fn a_forced_drop_stays_a_fault() {
+        // So the invariants hear of it when a shrunk trace is followed, as they did when
+        // the shrinker forced it.
+        let events = [send(0, 0, 0, 1), drop(1, 0, 0, 0, 1, FORCED_DROP_REASON)];
+        let mut follower = ScheduleFollower::from_events(&events);
+        let forced = Fate::FaultDrop {
+            reason: FORCED_DROP_REASON,
+        };
+        assert_eq!(route(&mut follower, 0, 0), forced);
+    }
+
+    #[test]
+    fn a_damaged_message_in_flight_at_the_end_stays_in_flight() {
+        let corrupt = EventKind::Corrupt {
+            to: NodeId(1),
+            id: 0,
+            msg: "m".into(),
+        };
+        let events = [send(0, 5, 0, 1), event(1, 5, 0, corrupt)];
+        let mut follower = ScheduleFollower::from_events(&events);
+        let fate = route(&mut follower, 0, 5);
+        assert_eq!(fate, Fate::Corrupt { delay_ns: NEVER_NS });
+    }
+
+    /// Each node charges a random CPU cost per message and keeps gossiping, so messages
+    /// and timers often wait for a busy node (no protocol charges CPU yet).
+    struct Busy {
+        peers: u32,
+        left: u32,
+    }
+
+    impl rehearsal_sim_core::Actor for Busy {
+        type Msg = u32;
+        type Timer = ();
+        type Output = u32;
+        fn on_start(&mut self, cx: &mut rehearsal_sim_core::Context<Self>) {
+            cx.set_timer(std::time::Duration::from_millis(3), ());
+        }
+        fn on_message(&mut self, _: NodeId, n: u32, cx: &mut rehearsal_sim_core::Context<Self>) {
+            use rehearsal_sim_core::rand::Rng;
+            let cost = cx.rng().random_range(0..4_000_000u64);
+            cx.charge(std::time::Duration::from_nanos(cost));
+            cx.output(n);
+            if self.left > 0 {
+                self.left -= 1;
+                let to = cx.rng().random_range(0..self.peers);
+                cx.send(NodeId(to), n + 1);
+            }
+        }
+        fn on_timer(&mut self, _: (), cx: &mut rehearsal_sim_core::Context<Self>) {
+            use rehearsal_sim_core::rand::Rng;
+            if self.left > 0 {
+                let to = cx.rng().random_range(0..self.peers);
+                cx.send(NodeId(to), 0);
+                cx.set_timer(std::time::Duration::from_millis(3), ());
+            }
+        }
+    }
+
+    #[test]
+    fn busy_paused_and_crashed_nodes_re_enact_their_recording_exactly() {
+        use rehearsal_sim_core::{Fault, SimConfig, SimpleNetwork, Simulation};
+        let build = |seed: u64| {
+            let actors = (0..4).map(|_| Busy { peers: 4, left: 40 }).collect();
+            let net = SimpleNetwork {
+                latency: "uniform:0ms..3ms".parse().unwrap(),
+                loss: 0.1,
+            };
+            let config = SimConfig {
+                keep_trace: true,
+                ..SimConfig::new(seed)
+            };
+            let mut sim = Simulation::new(config, actors, net);
+            sim.on_restart(|_, _| Busy { peers: 4, left: 10 });
+            for (ms, fault) in [
+                (10, Fault::Pause(NodeId(1))),
+                (30, Fault::Resume(NodeId(1))),
+                (40, Fault::Pause(NodeId(2))),
+                (50, Fault::Crash(NodeId(2))),
+                (70, Fault::Restart(NodeId(2))),
+            ] {
+                sim.schedule_fault(Time::from_millis(ms), fault).unwrap();
+            }
+            sim
+        };
+        let mut waited = 0;
+        for seed in 1..=30 {
+            let recorded = build(seed).run();
+            let mut follow = build(seed);
+            follow.set_network(ScheduleFollower::from_events(&recorded.trace));
+            let followed = follow.run();
+            let departs = crate::first_difference(&recorded.trace, &followed.trace);
+            assert!(departs.is_none(), "seed {seed}: {departs:?}");
+            assert_eq!(followed.digest, recorded.digest, "seed {seed}");
+            // Deliveries handled later than any draw of the latency allows waited.
+            let sent: BTreeMap<u64, u64> = recorded
+                .trace
+                .iter()
+                .filter_map(|e| match e.kind {
+                    EventKind::Send { id, .. } => Some((id, e.t)),
+                    _ => None,
+                })
+                .collect();
+            waited += recorded
+                .trace
+                .iter()
+                .filter(|e| match e.kind {
+                    EventKind::Deliver { id, .. } => e.t > sent[&id] + 7_000_000,
+                    _ => false,
+                })
+                .count();
+        }
+        assert!(
+            waited > 30,
+            "only {waited} deliveries waited for their node"
+        );
+    }
 }
