@@ -667,3 +667,27 @@ fn timeouts_scaled_to_a_slow_network_survive_a_primary_crash() {
     let views: Vec<u64> = replica_states(&report)[1..].iter().map(|s| s.1).collect();
     assert_eq!(views, vec![1, 1, 1], "one view change, no spurious ones");
 }
+
+/// The termination bound covers the client's retries at its capped backoff: more loss
+/// needs more attempts, none suffice when nothing gets through, and the bound never
+/// drops below the configured one.
+#[test]
+fn the_termination_bound_grows_with_loss_from_the_capped_backoff() {
+    let config = Config::default();
+    assert_eq!(config.client_retransmit_max(), Duration::from_secs(4));
+    assert_eq!(config.view_change_timeout_max(), Duration::from_secs(64));
+    let attempts: Vec<u32> = [0.0, 0.1, 0.26, 0.3, 0.9]
+        .iter()
+        .map(|&loss| config.client_attempts_under_loss(loss).unwrap())
+        .collect();
+    assert!(attempts.windows(2).all(|w| w[0] < w[1]), "{attempts:?}");
+    assert_eq!(attempts[0], 1);
+    assert_eq!(config.client_attempts_under_loss(1.0), None);
+    let lossy = config.clone().termination_bound_under_loss(0.26);
+    assert_eq!(
+        lossy.termination_bound,
+        Duration::from_secs(64) + Duration::from_secs(4) * attempts[2]
+    );
+    let hopeless = config.clone().termination_bound_under_loss(1.0);
+    assert_eq!(hopeless.termination_bound, config.termination_bound);
+}

@@ -439,3 +439,11 @@ fn assert_swarm_seed_passes(seed: u64) {
 fn swarm_seed_3848_a_replica_restarted_during_a_view_change_rejoins_it() {
     assert_swarm_seed_passes(3848);
 }
+
+/// Swarm seed 4720: 26 % loss, a silent replica and a partition. A request sent during
+/// the partition had backed off to 32 s between retries and completed 75 s after the
+/// heal; with the backoff capped and the bound derived from it and the loss, it passes.
+#[test]
+fn swarm_seed_4720_a_request_backed_off_during_a_partition_completes_within_the_bound() {
+    assert_swarm_seed_passes(4720);
+}

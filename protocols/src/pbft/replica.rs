@@ -23,7 +23,7 @@ const FUTURE_MESSAGES_MAX: usize = 1024;
 /// Uncommitted log entries whose messages one tick retransmits.
 const RETRANSMIT_ENTRIES_MAX: usize = 16;
 /// View-change timeouts stop doubling after this many consecutive view changes.
-const VIEW_CHANGE_DOUBLINGS_MAX: u32 = 6;
+pub(super) const VIEW_CHANGE_DOUBLINGS_MAX: u32 = 6;
 
 /// The parameters a replica runs with, resolved from [`Config`].
 #[derive(Debug, Clone, Copy)]
