@@ -147,7 +147,14 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                     config.protocol
                 ));
             }
-            let actors = benaloh::actors(&proto).map_err(|e| e.to_string())?;
+            // Robust nodes retransmit until acknowledged; the first retry waits for a round
+            // trip, as the unreplicated clients do.
+            let after = retransmit_after(&config.net_config());
+            let actors = benaloh::actors(&proto)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|node| node.retransmitting_after(after))
+                .collect();
             let setup = Setup {
                 actors,
                 invariants: vec![Box::new(benaloh::CorrectSum::new(&proto))],
