@@ -30,7 +30,7 @@
 //!   others' stable checkpoint, the checkpointed state itself.
 //! - **Clients** ([`client`]): closed-loop, one request outstanding; after a timeout a
 //!   client retransmits to every replica, which forward it to the primary and start
-//!   suspecting it.
+//!   suspecting it. The timeout doubles with each retry, up to 8 times its first value.
 //! - **Retransmission**: a replica whose execution stalls re-sends, every
 //!   [`Config::tick`], its own messages for the sequence numbers it waits on and its
 //!   checkpoints that are not stable yet, so lost messages cost time, not liveness.
@@ -186,7 +186,8 @@ pub struct Config {
     pub key_seed: u64,
     /// Keys of the replicated key-value store.
     pub keys: u32,
-    /// A client retransmits (to every replica) after this, doubling on every retry.
+    /// A client retransmits (to every replica) after this, doubling on every retry up to
+    /// [`Config::client_retransmit_max`].
     pub client_retransmit: Duration,
     /// Replicas' housekeeping period: retransmission of stuck messages, catch-up, and
     /// view-change timers are checked this often while there is work outstanding.
@@ -195,7 +196,8 @@ pub struct Config {
     /// long; doubles with each consecutive view change that brings no progress.
     pub view_change_timeout: Duration,
     /// The termination check's bound: once faults have healed, every request must
-    /// complete within this.
+    /// complete within this. On a lossy network, raise it to what the protocol's timers
+    /// need with [`Config::termination_bound_under_loss`] (the `rehearsal` runner does).
     pub termination_bound: Duration,
     /// Test-only: a deliberately broken variant.
     pub mutant: Mutant,
