@@ -147,7 +147,14 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
                     config.protocol
                 ));
             }
-            let actors = benaloh::actors(&proto).map_err(|e| e.to_string())?;
+            // Robust nodes retransmit until acknowledged; the first retry waits for a round
+            // trip, as the unreplicated clients do.
+            let after = retransmit_after(&config.net_config());
+            let actors = benaloh::actors(&proto)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|node| node.retransmitting_after(after))
+                .collect();
             let setup = Setup {
                 actors,
                 invariants: vec![Box::new(benaloh::CorrectSum::new(&proto))],
@@ -166,8 +173,10 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
             if let Some(mutant) = &config.mutant {
                 proto.mutant = mutant.parse()?;
             }
+            let net = config.net_config();
             let proto = proto
-                .timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&config.net_config())));
+                .timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&net)))
+                .termination_bound_under_loss(worst_loss(&net));
             proto.validate().map_err(|e| e.to_string())?;
             // Termination is owed once the last fault is over: every request must then
             // complete within the bound.
@@ -258,6 +267,22 @@ pub fn one_way_bound_ns(network: &NetConfig) -> u64 {
         }
     }
     one_way_ns
+}
+
+/// The chance that a message is lost on the network's worst link, counting a damaged
+/// message as lost (receivers drop it).
+pub fn worst_loss(network: &NetConfig) -> f64 {
+    let lost = |loss: f64, corrupt: f64| 1.0 - (1.0 - loss) * (1.0 - corrupt);
+    network
+        .links
+        .iter()
+        .map(|link| {
+            lost(
+                link.loss.unwrap_or(network.loss),
+                link.corrupt.unwrap_or(network.corrupt),
+            )
+        })
+        .fold(lost(network.loss, network.corrupt), f64::max)
 }
 
 /// A client retransmission timeout comfortably above the round trip the network allows,

@@ -8,15 +8,21 @@
 //!
 //! Two modes:
 //! - [`Mode::Robust`]: each phase advances when what it needs has arrived, so the result is
-//!   correct under any finite delay, reordering and duplication.
+//!   correct under any finite delay, reordering and duplication; and every share and
+//!   subset sum is acknowledged and retransmitted until it is, so the run completes under
+//!   any loss below 1 once the network heals. Retransmission backs off, doubling up to
+//!   [`BACKOFF_DOUBLINGS_MAX`] times while no acknowledgement comes, and one period resends
+//!   at most [`RETRANSMITS_PER_PERIOD_MAX`] messages, taking turns, so a node never floods
+//!   a network that is down.
 //! - [`Mode::Timed`]: faithful to the workshop's scenario file, phases fire on timers at
 //!   fixed times (share at 30 s, subset sum at 45 s, output at 90 s) using whatever has
 //!   arrived. Correct on a fast network; wrong when a message is slower than a phase gap.
 
 use rehearsal_sim_core::rand::Rng;
-use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, RunEnd, Time};
+use rehearsal_sim_core::{Actor, Context, EndReason, Invariant, NodeId, RunEnd, Time, TimerId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
 use std::time::Duration;
 
 // ---- Messages -------------------------------------------------------------------------
@@ -27,6 +33,11 @@ pub enum Msg {
     Share { value: u64 },
     /// The sender's subset sum (the workshop's `broadcast-share`).
     SubsetSum { value: u64 },
+    /// Robust mode: the receiver's share arrived (sent for every copy, since an earlier
+    /// acknowledgement may have been lost).
+    ShareAck,
+    /// Robust mode: the receiver's subset sum arrived.
+    SubsetSumAck,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +45,20 @@ pub enum Timer {
     Share,
     BroadcastSubsetSum,
     Output,
+    /// Robust mode: resend what is not acknowledged yet.
+    Retransmit,
 }
+
+/// Robust mode: the first retransmission comes this long after a send, unless
+/// [`Node::retransmitting_after`] says otherwise (runners derive it from the network).
+pub const RETRANSMIT_AFTER_DEFAULT: Duration = Duration::from_secs(1);
+/// Robust mode: the retransmission period doubles while no acknowledgement arrives, at
+/// most this many times (64 times the first period), and starts over at the first period
+/// once one does: once a network heals, a node retries within that cap.
+pub const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+/// Robust mode: messages one retransmission period resends at most. Those left over go
+/// first in the next period, so every unacknowledged message gets its turn.
+pub const RETRANSMITS_PER_PERIOD_MAX: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -129,6 +153,44 @@ pub struct Node {
     subset_sums: BTreeMap<NodeId, u64>,
     broadcast_done: bool,
     total: Option<u64>,
+    /// Robust mode: what is sent and not acknowledged yet, and when to resend it.
+    unacked: Unacked,
+}
+
+/// Robust mode: the shares and subset sum a node sent that no acknowledgement answered yet.
+struct Unacked {
+    /// Per peer: the share sent to it (resent unchanged: a new share would break the sum).
+    shares: BTreeMap<NodeId, u64>,
+    /// Peers that have not acknowledged our subset sum.
+    subset_sum: BTreeSet<NodeId>,
+    retransmit_after: Duration,
+    /// Doublings of the retransmission period so far.
+    backoff: u32,
+    /// The retransmission timer, while one is set; cancelled once everything is
+    /// acknowledged, so a finished node goes quiet at once.
+    timer: Option<TimerId>,
+    /// An acknowledgement arrived since the last retransmission: the network works.
+    acked_since_retransmit: bool,
+    /// Where the next retransmission period starts in the list of unacknowledged messages.
+    turn: usize,
+}
+
+impl Unacked {
+    fn new() -> Self {
+        Unacked {
+            shares: BTreeMap::new(),
+            subset_sum: BTreeSet::new(),
+            retransmit_after: RETRANSMIT_AFTER_DEFAULT,
+            backoff: 0,
+            timer: None,
+            acked_since_retransmit: false,
+            turn: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shares.is_empty() && self.subset_sum.is_empty()
+    }
 }
 
 impl Node {
@@ -142,7 +204,15 @@ impl Node {
             subset_sums: BTreeMap::new(),
             broadcast_done: false,
             total: None,
+            unacked: Unacked::new(),
         }
+    }
+
+    /// Robust mode: the first retransmission comes `after` a send (it should exceed a
+    /// round trip, or messages are resent needlessly: harmless, but wasteful).
+    pub fn retransmitting_after(mut self, after: Duration) -> Self {
+        self.unacked.retransmit_after = after.max(Duration::from_nanos(1));
+        self
     }
 
     fn add(&self, a: u64, b: u64) -> u64 {
@@ -162,9 +232,13 @@ impl Node {
             let share = cx.rng().random_range(0..m);
             rest = (rest + m - share) % m;
             cx.send(peer, Msg::Share { value: share });
+            if self.robust() {
+                self.unacked.shares.insert(peer, share);
+            }
         }
         self.kept_share = Some(rest);
         cx.annotate("shares sent");
+        self.arm_retransmit(cx);
     }
 
     fn broadcast_subset_sum(&mut self, cx: &mut Context<Self>) {
@@ -173,12 +247,81 @@ impl Node {
         self.subset_sums.insert(cx.me(), subset);
         self.broadcast_done = true;
         let peers: Vec<NodeId> = self.peers(cx.me()).collect();
+        if self.robust() {
+            self.unacked.subset_sum.extend(peers.iter().copied());
+        }
         cx.broadcast(peers, Msg::SubsetSum { value: subset });
         cx.annotate(format!(
             "subset sum broadcast ({} of {} shares)",
             self.shares.len() + 1,
             self.config.nodes
         ));
+        self.arm_retransmit(cx);
+    }
+
+    /// Robust mode: keep one retransmission timer running while anything is unacknowledged.
+    fn arm_retransmit(&mut self, cx: &mut Context<Self>) {
+        if !self.robust() || self.unacked.timer.is_some() || self.unacked.is_empty() {
+            return;
+        }
+        let period = self.unacked.retransmit_after * (1 << self.unacked.backoff);
+        self.unacked.timer = Some(cx.set_timer(period, Timer::Retransmit));
+    }
+
+    /// Robust mode: an acknowledgement from `from` of what `acked` says.
+    fn on_ack(&mut self, from: NodeId, acked: Msg, cx: &mut Context<Self>) {
+        let fresh = match acked {
+            Msg::ShareAck => self.unacked.shares.remove(&from).is_some(),
+            _ => self.unacked.subset_sum.remove(&from),
+        };
+        self.unacked.acked_since_retransmit |= fresh;
+        if self.unacked.is_empty() {
+            if let Some(timer) = self.unacked.timer.take() {
+                cx.cancel_timer(timer);
+            }
+        }
+    }
+
+    /// Robust mode: resend up to [`RETRANSMITS_PER_PERIOD_MAX`] unacknowledged messages,
+    /// taking turns with those left over last time; back off if nothing was acknowledged
+    /// since the last period, start over from the first period if something was.
+    fn retransmit(&mut self, cx: &mut Context<Self>) {
+        self.unacked.timer = None;
+        // Our subset sum is known from the moment it is broadcast, before anyone owes us
+        // an acknowledgement of it.
+        let own_sum = self.subset_sums.get(&cx.me()).copied();
+        assert!(
+            own_sum.is_some() || self.unacked.subset_sum.is_empty(),
+            "a subset sum awaits acknowledgement before it was computed"
+        );
+        let pending: Vec<(NodeId, Msg)> = self
+            .unacked
+            .shares
+            .iter()
+            .map(|(&peer, &value)| (peer, Msg::Share { value }))
+            .chain(
+                self.unacked
+                    .subset_sum
+                    .iter()
+                    .filter_map(|&peer| own_sum.map(|value| (peer, Msg::SubsetSum { value }))),
+            )
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let start = self.unacked.turn % pending.len();
+        let count = pending.len().min(RETRANSMITS_PER_PERIOD_MAX);
+        for (peer, msg) in pending.iter().cycle().skip(start).take(count) {
+            cx.send(*peer, msg.clone());
+        }
+        self.unacked.turn = start + count;
+        self.unacked.backoff = if self.unacked.acked_since_retransmit {
+            0
+        } else {
+            (self.unacked.backoff + 1).min(BACKOFF_DOUBLINGS_MAX)
+        };
+        self.unacked.acked_since_retransmit = false;
+        self.arm_retransmit(cx);
     }
 
     fn output_total(&mut self, cx: &mut Context<Self>) {
@@ -239,16 +382,29 @@ impl Actor for Node {
             cx.annotate(format!("ignored {msg:?} from {from}, not a peer"));
             return;
         }
-        // At most one share and one subset sum count per peer: duplicates are ignored.
+        // At most one share and one subset sum count per peer: duplicates are ignored,
+        // but acknowledged again (the first acknowledgement may have been lost).
         let fresh = match msg {
-            Msg::Share { value } => self
-                .shares
-                .insert(from, value % self.config.modulus)
-                .is_none(),
-            Msg::SubsetSum { value } => self
-                .subset_sums
-                .insert(from, value % self.config.modulus)
-                .is_none(),
+            Msg::Share { value } => {
+                if self.robust() {
+                    cx.send(from, Msg::ShareAck);
+                }
+                self.shares
+                    .insert(from, value % self.config.modulus)
+                    .is_none()
+            }
+            Msg::SubsetSum { value } => {
+                if self.robust() {
+                    cx.send(from, Msg::SubsetSumAck);
+                }
+                self.subset_sums
+                    .insert(from, value % self.config.modulus)
+                    .is_none()
+            }
+            ack @ (Msg::ShareAck | Msg::SubsetSumAck) => {
+                self.on_ack(from, ack, cx);
+                false
+            }
         };
         if fresh && self.robust() {
             self.advance(cx);
@@ -260,6 +416,7 @@ impl Actor for Node {
             Timer::Share => self.share(cx),
             Timer::BroadcastSubsetSum => self.broadcast_subset_sum(cx),
             Timer::Output => self.output_total(cx),
+            Timer::Retransmit => self.retransmit(cx),
         }
     }
 
@@ -344,16 +501,36 @@ impl Invariant<Node> for CorrectSum {
         Ok(())
     }
 
-    fn at_end(&mut self, _end: &RunEnd<'_, Node>) -> Result<(), String> {
-        let silent: Vec<String> = (0..self.nodes)
+    fn at_end(&mut self, end: &RunEnd<'_, Node>) -> Result<(), String> {
+        let silent: Vec<NodeId> = (0..self.nodes)
             .map(NodeId)
             .filter(|n| !self.totals.contains_key(n))
-            .map(|n| n.to_string())
             .collect();
         if silent.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("no total from {}", silent.join(", ")))
+            return Ok(());
         }
+        let names: Vec<String> = silent.iter().map(NodeId::to_string).collect();
+        let mut report = format!("no total from {}", names.join(", "));
+        // A run that went quiet gets a stall report of what each node waits for; one that
+        // ran into its deadline (robust nodes retransmit into a network that stays down)
+        // gets the same account here.
+        if end.reason != EndReason::Quiescent {
+            let waiting: Vec<String> = silent
+                .iter()
+                .filter_map(|&n| {
+                    let what = end.actors.get(n.index())?.waiting_for()?;
+                    Some(format!("{n} waits for {what}"))
+                })
+                .collect();
+            let when = match end.reason {
+                EndReason::Deadline => "at the deadline",
+                EndReason::EventLimit => "at the event limit",
+                _ => "at the end",
+            };
+            if !waiting.is_empty() {
+                let _ = write!(report, "; {when}, {}", waiting.join("; "));
+            }
+        }
+        Err(report)
     }
 }

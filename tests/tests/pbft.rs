@@ -410,3 +410,40 @@ fn swarm_of_random_fault_mixes_stays_safe_and_live() {
         assert_eq!(completed(&report), 30 * u64::from(config.clients));
     }
 }
+
+/// `rehearsal sim --protocol pbft --swarm --seed SEED` (the default workload: 4 replicas,
+/// 4 clients of 100 requests), run in process: the network and faults drawn from the seed.
+fn swarm_run(seed: u64) -> rehearsal::RunSummary {
+    let base = rehearsal::RunConfig {
+        seed,
+        ..rehearsal::RunConfig::new(rehearsal::Protocol::Pbft)
+    };
+    rehearsal::run(&rehearsal::swarm::draw(&base), false).unwrap()
+}
+
+fn assert_swarm_seed_passes(seed: u64) {
+    let run = swarm_run(seed);
+    assert_eq!(
+        run.outcome,
+        Outcome::Ok,
+        "swarm seed {seed} ({}): {:?}",
+        rehearsal::swarm::describe(&run.config),
+        run.violations
+    );
+    assert_eq!(run.protocol.unwrap()["completed"], 400);
+}
+
+/// Swarm seed 3848: replica n0 crashes during a view change and restarts while it lasts;
+/// it must send its view change again, or the new view never gathers its 2f+1.
+#[test]
+fn swarm_seed_3848_a_replica_restarted_during_a_view_change_rejoins_it() {
+    assert_swarm_seed_passes(3848);
+}
+
+/// Swarm seed 4720: 26 % loss, a silent replica and a partition. A request sent during
+/// the partition had backed off to 32 s between retries and completed 75 s after the
+/// heal; with the backoff capped and the bound derived from it and the loss, it passes.
+#[test]
+fn swarm_seed_4720_a_request_backed_off_during_a_partition_completes_within_the_bound() {
+    assert_swarm_seed_passes(4720);
+}

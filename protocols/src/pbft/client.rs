@@ -19,8 +19,12 @@ pub struct Completion {
     pub completed_at: Time,
 }
 
-/// Retransmission backoff stops doubling after this many retries.
-const BACKOFF_DOUBLINGS_MAX: u32 = 6;
+/// Retransmission backoff stops doubling after this many retries: a client then retries
+/// every 8 base timeouts (4 s by default). Backoff spares the replicas during a long
+/// outage, but once it heals a request waits for the client's next retry, so the gap is
+/// capped low enough that a lossy network gets many retries within the termination bound
+/// (see [`Config::termination_bound_under_loss`]).
+pub(super) const BACKOFF_DOUBLINGS_MAX: u32 = 3;
 
 pub struct Client {
     crypto: Crypto,

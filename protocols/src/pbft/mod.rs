@@ -30,7 +30,7 @@
 //!   others' stable checkpoint, the checkpointed state itself.
 //! - **Clients** ([`client`]): closed-loop, one request outstanding; after a timeout a
 //!   client retransmits to every replica, which forward it to the primary and start
-//!   suspecting it.
+//!   suspecting it. The timeout doubles with each retry, up to 8 times its first value.
 //! - **Retransmission**: a replica whose execution stalls re-sends, every
 //!   [`Config::tick`], its own messages for the sequence numbers it waits on and its
 //!   checkpoints that are not stable yet, so lost messages cost time, not liveness.
@@ -186,7 +186,8 @@ pub struct Config {
     pub key_seed: u64,
     /// Keys of the replicated key-value store.
     pub keys: u32,
-    /// A client retransmits (to every replica) after this, doubling on every retry.
+    /// A client retransmits (to every replica) after this, doubling on every retry up to
+    /// [`Config::client_retransmit_max`].
     pub client_retransmit: Duration,
     /// Replicas' housekeeping period: retransmission of stuck messages, catch-up, and
     /// view-change timers are checked this often while there is work outstanding.
@@ -195,7 +196,8 @@ pub struct Config {
     /// long; doubles with each consecutive view change that brings no progress.
     pub view_change_timeout: Duration,
     /// The termination check's bound: once faults have healed, every request must
-    /// complete within this.
+    /// complete within this. On a lossy network, raise it to what the protocol's timers
+    /// need with [`Config::termination_bound_under_loss`] (the `rehearsal` runner does).
     pub termination_bound: Duration,
     /// Test-only: a deliberately broken variant.
     pub mutant: Mutant,
@@ -222,6 +224,13 @@ impl Default for Config {
         }
     }
 }
+
+/// The termination check's accepted chance of failing a correct run by bad luck, per
+/// request, on a lossy network: see [`Config::client_attempts_under_loss`].
+pub const TERMINATION_FALSE_ALARM: f64 = 1e-9;
+
+/// A bound on [`Config::client_attempts_under_loss`], for losses just below 1.
+const ATTEMPTS_MAX: u32 = 10_000;
 
 /// Largest group: certificate checks keep one bit per replica in a `u128`.
 pub const REPLICAS_MAX: u32 = 127;
@@ -325,6 +334,65 @@ impl Config {
         self.client_retransmit = defaults.client_retransmit.max(latency_max * 25);
         self.view_change_timeout = defaults.view_change_timeout.max(latency_max * 50);
         self.termination_bound = defaults.termination_bound.max(latency_max * 3_000);
+        self
+    }
+
+    /// The longest a client waits between two retransmissions of a request: its backoff
+    /// stops doubling there.
+    pub fn client_retransmit_max(&self) -> Duration {
+        self.client_retransmit * (1 << client::BACKOFF_DOUBLINGS_MAX)
+    }
+
+    /// The longest view-change timeout: it stops doubling there.
+    pub fn view_change_timeout_max(&self) -> Duration {
+        self.view_change_timeout * (1 << replica::VIEW_CHANGE_DOUBLINGS_MAX)
+    }
+
+    /// How many retransmissions of one request a client may need on a network that loses
+    /// each message with probability `loss`, before the chance that fewer than f+1 correct
+    /// replicas have answered it falls below [`TERMINATION_FALSE_ALARM`]. Each attempt
+    /// reaches a given replica and brings its reply back with probability (1-loss)²,
+    /// independently, and a client keeps the replies of earlier attempts; the request
+    /// lacks f+1 replies after k attempts only if some f+1 of the 2f+1 correct replicas
+    /// all failed k times, which has probability at most C(2f+1, f+1)·(1-(1-loss)²)^(k(f+1)).
+    /// `None` when no number of attempts does (loss 1).
+    pub fn client_attempts_under_loss(&self, loss: f64) -> Option<u32> {
+        let fail = 1.0 - (1.0 - loss.clamp(0.0, 1.0)).powi(2);
+        if fail <= 0.0 {
+            return Some(1);
+        }
+        if fail >= 1.0 {
+            return None;
+        }
+        let f = u64::from(self.f);
+        // ln C(2f+1, f+1), summed to stay finite for large f.
+        let ln_choose: f64 = (1..=f + 1).map(|i| ((f + i) as f64 / i as f64).ln()).sum();
+        let k = (TERMINATION_FALSE_ALARM.ln() - ln_choose) / ((f + 1) as f64 * fail.ln());
+        Some((k.ceil().max(1.0) as u32).min(ATTEMPTS_MAX))
+    }
+
+    /// Raises [`Config::termination_bound`] to what the protocol's own timers need once
+    /// faults have healed on a network that loses `loss` of its messages: f view changes
+    /// at the longest view-change timeout (f faulty primaries in a row, each suspected
+    /// only after the timeout its replicas have backed off to), then the client's
+    /// attempts ([`Config::client_attempts_under_loss`]) at its longest retransmission gap.
+    /// Never lowers the bound; leaves it alone when nothing can get through (loss 1).
+    ///
+    /// ```
+    /// use rehearsal_protocols::pbft::Config;
+    /// use std::time::Duration;
+    /// let lossless = Config::default().termination_bound_under_loss(0.0);
+    /// // One view change at 64 s, one attempt 4 s later.
+    /// assert_eq!(lossless.termination_bound, Duration::from_secs(68));
+    /// let lossy = Config::default().termination_bound_under_loss(0.3);
+    /// assert_eq!(lossy.termination_bound, Duration::from_secs(64 + 17 * 4));
+    /// ```
+    pub fn termination_bound_under_loss(mut self, loss: f64) -> Config {
+        if let Some(attempts) = self.client_attempts_under_loss(loss) {
+            let needed =
+                self.view_change_timeout_max() * self.f + self.client_retransmit_max() * attempts;
+            self.termination_bound = self.termination_bound.max(needed);
+        }
         self
     }
 

@@ -23,7 +23,7 @@ const FUTURE_MESSAGES_MAX: usize = 1024;
 /// Uncommitted log entries whose messages one tick retransmits.
 const RETRANSMIT_ENTRIES_MAX: usize = 16;
 /// View-change timeouts stop doubling after this many consecutive view changes.
-const VIEW_CHANGE_DOUBLINGS_MAX: u32 = 6;
+pub(super) const VIEW_CHANGE_DOUBLINGS_MAX: u32 = 6;
 
 /// The parameters a replica runs with, resolved from [`Config`].
 #[derive(Debug, Clone, Copy)]
@@ -94,11 +94,17 @@ pub(super) struct Changing {
     pub since: Time,
 }
 
-/// What a replica saves with `Context::persist`: its view and its stable checkpoint.
+/// What a replica saves with `Context::persist`: its view, the view change it is in the
+/// middle of, and its stable checkpoint.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Durable {
     pub view: View,
-    pub changing_to: Option<View>,
+    /// Our own view-change message while a view change lasts: its `new_view` is the view
+    /// we are changing to. Saved whole, not just that view, because the others may need
+    /// it again after we restart (it is what we resend until the new view comes), and a
+    /// restarted replica cannot rebuild it: the prepared certificates it carries were in
+    /// the log that the crash lost.
+    pub view_change: Option<Arc<ViewChange>>,
     pub low: Seq,
     pub stable_digest: Digest,
     pub stable_proof: Vec<Checkpoint>,
@@ -244,10 +250,6 @@ impl Replica {
             return r;
         };
         r.view = d.view;
-        r.changing = d.changing_to.map(|target| Changing {
-            target,
-            since: Time::ZERO,
-        });
         if let Some(snapshot) = d.snapshot.filter(|s| s.digest() == d.stable_digest) {
             r.low = d.low;
             r.stable_digest = d.stable_digest;
@@ -269,6 +271,18 @@ impl Replica {
             r.stable_proof = d.stable_proof;
             r.next_seq = d.low + 1;
             r.snapshots.clear();
+        }
+        if let Some(vc) = d.view_change.filter(|vc| vc.new_view > d.view) {
+            r.changing = Some(Changing {
+                target: vc.new_view,
+                since: Time::ZERO,
+            });
+            // What prepared here before the crash still prepared: keep the certificates,
+            // so that a later view change of ours carries them too.
+            for cert in vc.prepared.iter().filter(|c| c.pre_prepare.seq > r.low) {
+                r.log.entry(cert.pre_prepare.seq).or_default().prepared_cert = Some(cert.clone());
+            }
+            r.latest_vc[r.me.index()] = Some(vc);
         }
         r
     }
@@ -412,7 +426,11 @@ impl Replica {
     pub(super) fn save(&self, cx: &mut Context<Node>) {
         let durable = Durable {
             view: self.view,
-            changing_to: self.changing.map(|c| c.target),
+            view_change: self.changing.and_then(|c| {
+                self.latest_vc[self.me.index()]
+                    .clone()
+                    .filter(|vc| vc.new_view == c.target)
+            }),
             low: self.low,
             stable_digest: self.stable_digest,
             stable_proof: self.stable_proof.clone(),
