@@ -254,7 +254,8 @@ struct PbftParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     crypto: Option<String>,
     /// The slowest a message may take, from its sending to the end of its handling, that
-    /// the timers must allow for (`pbft::Config::timeouts_for_latency`) [default: 200ms].
+    /// the timers must allow for (`pbft::Config::timeouts_for_latency`, which never goes
+    /// below the simulator's timers) [default: 200ms].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_max: Option<ParamDuration>,
 }
