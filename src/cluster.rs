@@ -201,7 +201,33 @@ struct UnreplicatedParams {
     requests_per_client: Option<u64>,
     /// First retransmission timeout, e.g. "200ms".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    retransmit_after: Option<String>,
+    retransmit_after: Option<ParamDuration>,
+}
+
+/// A positive duration in a cluster file's `[params]`, written as text such as "200ms".
+/// Parsed while the table is read, so that a bad one is reported at its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ParamDuration(Duration);
+
+impl Serialize for ParamDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ns", duration_ns(self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for ParamDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(ParamDuration)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a positive duration such as \"200ms\""
+                ))
+            })
+    }
 }
 
 /// Parameters of Benaloh in a cluster file's `[params]`.
@@ -227,7 +253,27 @@ struct PbftParams {
     /// every node derives every key from the seed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     crypto: Option<String>,
+    /// The slowest a message may take, from its sending to the end of its handling, that
+    /// the timers must allow for (`pbft::Config::timeouts_for_latency`, which never goes
+    /// below the simulator's timers) [default: 200ms].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_max: Option<ParamDuration>,
 }
+
+/// PBFT's timers on real transports allow for messages that take up to this long, from
+/// their sending to the end of their handling: a 1 s tick, 5 s client retransmission and
+/// a 10 s view-change timeout. The simulator's defaults (100 ms, 500 ms, 1 s) suit its
+/// network, not a loaded machine's CPU: in a debug build each Ed25519 signature or check
+/// takes milliseconds, a request costs the cluster dozens of them, and a 2-core machine
+/// shared with other work gives the cluster a fraction of a core. A round then lasted
+/// longer than a tick, so every tick retransmitted; each retransmitted message costs each
+/// receiver a signature check (before it can tell a duplicate), which slowed the rounds
+/// further; and backups started view changes against a correct primary, which cost more
+/// checks still: 4 of 20 requests done in 120 s. TCP loses frames only with a connection
+/// (which takes seconds to notice anyway), so retransmitting after a second costs nothing
+/// in a healthy cluster, and a view change after 10 s only delays the recovery from a
+/// failed primary, which no cluster run provokes.
+const PBFT_LATENCY_MAX_REAL: Duration = Duration::from_millis(200);
 
 /// Retransmission timeout of unreplicated clients over TCP: far above a loopback round
 /// trip even on a loaded machine, so a retransmission means a lost connection.
@@ -253,17 +299,9 @@ impl Setup {
         match protocol {
             Protocol::Unreplicated => {
                 let params: UnreplicatedParams = cluster.params()?;
-                let retransmit_after = match &params.retransmit_after {
-                    None => RETRANSMIT_AFTER_DEFAULT,
-                    Some(text) => parse_duration(text)
-                        .ok()
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            cluster.error(format!(
-                                "[params] retransmit_after = {text:?} is not a positive duration such as \"200ms\""
-                            ))
-                        })?,
-                };
+                let retransmit_after = params
+                    .retransmit_after
+                    .map_or(RETRANSMIT_AFTER_DEFAULT, |d| d.0);
                 check_roles(
                     cluster,
                     "unreplicated, whose node 0 is the server and every other node a client",
@@ -333,7 +371,8 @@ impl Setup {
                     key_seed: cluster.seed,
                     ..pbft::Config::with_replicas(replicas)
                         .map_err(|e| cluster.error(format!("{replicas} replicas: {e}")))?
-                };
+                }
+                .timeouts_for_latency(params.latency_max.map_or(PBFT_LATENCY_MAX_REAL, |d| d.0));
                 config
                     .validate()
                     .map_err(|e| cluster.error(e.to_string()))?;
@@ -1737,6 +1776,7 @@ fn launch_config(
                 requests_per_client: args.requests,
                 batch_max: None,
                 crypto: None,
+                latency_max: None,
             };
             ("pbft", toml::Table::try_from(params).map_err(bad)?)
         }
@@ -2517,6 +2557,69 @@ fn write_bench_tcp(r: &TcpBenchReport, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PBFT cluster file of 4 replicas and 1 client, with `params` as its `[params]`.
+    fn pbft_file(params: &str) -> String {
+        let mut text = format!("protocol = \"pbft\"\n[params]\n{params}\n");
+        for id in 0..5 {
+            let role = if id < 4 { "replica" } else { "client" };
+            text += &format!(
+                "[[node]]\nid = {id}\nrole = \"{role}\"\naddress = \"127.0.0.1:{}\"\n",
+                7000 + id
+            );
+        }
+        text
+    }
+
+    fn pbft_setup(params: &str) -> Result<pbft::Config, String> {
+        let cluster =
+            ClusterConfig::parse(&pbft_file(params), "c.toml").map_err(|e| e.to_string())?;
+        match Setup::of(&cluster).map_err(|e| e.to_string())? {
+            Setup::Pbft(config) => Ok(config),
+            _ => panic!("not a pbft setup"),
+        }
+    }
+
+    #[test]
+    fn pbft_on_real_transports_has_timers_for_a_loaded_machine() {
+        // The simulator's 100 ms tick retransmitted every round of a cluster on a busy
+        // machine, and its 1 s view-change timeout deposed a correct primary.
+        let config = pbft_setup("").unwrap();
+        assert_eq!(config.tick, Duration::from_secs(1));
+        assert_eq!(config.client_retransmit, Duration::from_secs(5));
+        assert_eq!(config.view_change_timeout, Duration::from_secs(10));
+        let config = pbft_setup("latency_max = \"1s\"").unwrap();
+        assert_eq!(config.tick, Duration::from_secs(5));
+        assert_eq!(config.view_change_timeout, Duration::from_secs(50));
+    }
+
+    #[test]
+    fn a_bad_duration_parameter_is_reported_at_its_line() {
+        let error = pbft_setup("latency_max = \"fast\"").unwrap_err();
+        assert!(error.starts_with("c.toml:3:"), "{error}");
+        assert!(
+            error.contains("\"fast\" is not a positive duration such as \"200ms\""),
+            "{error}"
+        );
+        let text = "protocol = \"unreplicated\"\n[params]\nretransmit_after = \"0s\"\n\
+                    [[node]]\nid = 0\nrole = \"server\"\naddress = \"127.0.0.1:7000\"\n\
+                    [[node]]\nid = 1\nrole = \"client\"\naddress = \"127.0.0.1:7001\"\n";
+        let cluster = ClusterConfig::parse(text, "u.toml").unwrap();
+        let error = Setup::of(&cluster).err().unwrap().to_string();
+        assert!(error.starts_with("u.toml:3:"), "{error}");
+        assert!(
+            error.contains("\"0s\" is not a positive duration"),
+            "{error}"
+        );
+        // Written back (as the launcher writes its cluster file), a duration reads the same.
+        let params = PbftParams {
+            latency_max: Some(ParamDuration(Duration::from_millis(250))),
+            ..PbftParams::default()
+        };
+        let table = toml::Table::try_from(&params).unwrap();
+        let read: PbftParams = table.try_into().unwrap();
+        assert_eq!(read.latency_max, params.latency_max);
+    }
 
     #[test]
     fn short_durations_keep_three_digits() {

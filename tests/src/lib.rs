@@ -32,3 +32,15 @@ pub fn scratch_dir(target_tmp: &str, test: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// Says that test `test` cannot run on this machine, and why (it needs root, or a package
+/// it cannot get): call it, then return from the test. It prints `SKIPPED: <test>: <why>`
+/// straight to stderr, not through `eprintln!`, which libtest captures and shows only for
+/// failing tests; `.ci/run` lists these lines in its summary and does not count the test
+/// as passed.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {test}: {why}\n");
+    // One write, so that tests running in parallel do not interleave their lines.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
