@@ -2,18 +2,29 @@
 //!
 //! The shrinker works on a run's configuration and its recorded schedule. Every attempt
 //! re-runs the protocol while following the best schedule found so far (see
-//! [`ScheduleFollower`]), so the attempts do not re-draw the network from the seed and a
-//! reduction found once stays found. It tries, in order:
+//! [`follower_of`]), so the attempts do not re-draw the network from the seed and a
+//! reduction found once stays found. The drops it imposed on earlier schedules are imposed
+//! again as faults ([`Fate::FaultDrop`](rehearsal_sim_core::Fate::FaultDrop)), so liveness
+//! checks count from the last of them. It first checks that the recording, re-enacted,
+//! fails as recorded (the same invariant), and refuses otherwise. Then it tries:
 //!
-//! 1. fewer client operations (clients, requests per client) and fewer nodes where the
-//!    protocol allows;
-//! 2. fewer faults (scenario commands), by delta debugging;
-//! 3. deliveries turned into drops, by delta debugging over the delivered messages;
-//! 4. a shorter run (an earlier deadline).
+//! 1. for a failure found at the end of the run (liveness), an earlier deadline first, so
+//!    that every later attempt is cheaper;
+//! 2. fewer client operations (clients, requests per client) and fewer nodes where the
+//!    protocol allows, each at its floor first;
+//! 3. fewer faults (scenario commands), by delta debugging;
+//! 4. a plainer network: the recorded schedule only up to a cut, later messages arriving
+//!    after their link's last recorded delay;
+//! 5. deliveries turned into drops: whole links, then chunks of messages down to one;
+//! 6. a shorter run (an earlier deadline).
 //!
-//! A reduction is kept only if the run still violates the same invariant (or stalls, for a
-//! stalled run). The minimal run is self-contained: its trace header marks it as following
-//! its own recorded schedule, so `rehearsal replay` re-enacts it from the file alone.
+//! Steps 2 to 5 repeat while they make progress. A reduction is kept only if the run still
+//! violates the same invariant (or stalls, for a stalled run). For a liveness failure of a
+//! mutant, a reduction on which the correct protocol, following the same schedule, fails
+//! too is not genuine: a genuine one is preferred to any other (see
+//! [`Subject::reference`]). The minimal run is self-contained: its trace header marks it
+//! as following its own recorded schedule, so `rehearsal replay` re-enacts it from the
+//! file alone.
 
 use crate::config::{Protocol, RunConfig};
 use crate::run::{run_with, RunOptions, RunSummary};
