@@ -8,8 +8,8 @@
 //! checks count from the last of them. It first checks that the recording, re-enacted,
 //! fails as recorded (the same invariant), and refuses otherwise. Then it tries:
 //!
-//! 1. for a failure found at the end of the run (liveness), an earlier deadline first, so
-//!    that every later attempt is cheaper;
+//! 1. the earliest deadline that still fails, first, so that every later attempt is
+//!    cheaper (one that no longer fails stops there too);
 //! 2. fewer client operations (clients, requests per client) and fewer nodes where the
 //!    protocol allows, each at its floor first;
 //! 3. fewer faults (scenario commands), by delta debugging;
@@ -515,11 +515,10 @@ pub fn shrink<S: Subject>(
     let mut drops_forced = 0;
     let mut faults_removed = 0;
 
-    // A failure found at the end of the run (a liveness check) is found as early as the
-    // run may end: ending there first makes every later re-run cheaper.
-    if best.run.end() != EndReason::Violation {
-        shorten(&mut search, &mut best);
-    }
+    // The earliest deadline that still fails, first: every later attempt then ends there
+    // at the latest, so one that no longer fails costs no more than the failure did
+    // (rather than running on to the original deadline).
+    shorten(&mut search, &mut best);
 
     // The steps enable each other (a dropped reply lets fewer clients fail): repeat them
     // while they make progress.
