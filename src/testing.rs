@@ -26,7 +26,7 @@
 
 use crate::config::RunConfig;
 use crate::run::run;
-use crate::shrink::{failure_of, shrink, ShrinkLimits, Subject, Trial};
+use crate::shrink::{failure_of, follower_of, shrink, ShrinkLimits, Subject, Trial};
 use rehearsal_sim_core::{Actor, EndReason, Outcome, RunReport, Simulation, Time, TraceEvent};
 use rehearsal_traces::{read_trace, write_trace, Footer, Header, ScheduleFollower};
 use std::path::{Path, PathBuf};
@@ -342,7 +342,8 @@ pub fn follow_trace_of_test<A: Actor>(
         seed,
         deadline_ns: config["deadline_ns"].as_u64(),
     };
-    let run = subject.run(ScheduleFollower::from_events(&recorded.events))?;
+    // The shrinker's drops are faults again, as when the trace was written.
+    let run = subject.run(follower_of(&recorded.events))?;
     let problem = failure_of(run.outcome, run.end, &run.violations)?;
     Some(Failure {
         test: test.to_string(),
