@@ -1027,6 +1027,12 @@ fn shrink(
         kept.push(format!("{} faults removed", shrunk.faults_removed));
     }
     writeln!(out, "minimal run: {}", kept.join(", "))?;
+    if shrunk.genuine == Some(false) {
+        writeln!(
+            out,
+            "warning: the correct protocol fails this schedule too; the failure may be the schedule's, not the mutant's"
+        )?;
+    }
     writeln!(
         out,
         "wrote {}; check it with:\n  rehearsal replay {}",

@@ -59,7 +59,18 @@ fn recorded_traces(dir: &Path) -> Vec<PathBuf> {
     let runs: [(&str, Vec<&str>); 3] = [
         (
             "lossy.jsonl",
-            vec!["--nodes", "3", "--net", text(&net), "--seed", "1"],
+            // Timed Benaloh sends each message once, so its traces stay short: every case
+            // below re-reads a whole trace, once per field of every line.
+            vec![
+                "--protocol",
+                "benaloh-timed",
+                "--nodes",
+                "3",
+                "--net",
+                text(&net),
+                "--seed",
+                "1",
+            ],
         ),
         (
             "timed.jsonl",
@@ -67,7 +78,14 @@ fn recorded_traces(dir: &Path) -> Vec<PathBuf> {
         ),
         (
             "faults.jsonl",
-            vec!["--nodes", "3", "--scenario", text(&scenario)],
+            vec![
+                "--protocol",
+                "benaloh-timed",
+                "--nodes",
+                "3",
+                "--scenario",
+                text(&scenario),
+            ],
         ),
     ];
     let mut kinds = std::collections::BTreeSet::new();

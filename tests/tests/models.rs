@@ -67,7 +67,8 @@ fn robust_benaloh_with_200_nodes_completes() {
     };
     let report = run(&config, false).unwrap();
     assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);
-    assert_eq!(report.messages_delivered, 2 * 200 * 199);
+    // Every share and subset sum, and an acknowledgement of each; no retries without loss.
+    assert_eq!(report.messages_delivered, 4 * 200 * 199);
     let totals: u64 = report.nodes.iter().map(|n| n.outputs).sum();
     assert_eq!(totals, 400, "a secret and a total per node");
 }
@@ -153,12 +154,21 @@ fn swarm_draws_per_seed_prints_what_it_drew_and_replays_from_the_trace_alone() {
         .collect();
     assert_eq!(draws, again, "the same seed draws the same environment");
 
-    // Benaloh does not retransmit: swarm finds loss stalling it, and the trace alone
-    // (which records the drawn network and faults) replays the failure.
+    // Timed Benaloh sends each message once: swarm finds loss breaking it, and the trace
+    // alone (which records the drawn network and faults) replays the failure.
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "swarm_replay");
     let trace = dir.join("swarm.jsonl");
     let trace = trace.to_str().unwrap();
-    let failing = cli(&["sim", "--swarm", "--seeds", "10", "--trace", trace]);
+    let failing = cli(&[
+        "sim",
+        "--protocol",
+        "benaloh-timed",
+        "--swarm",
+        "--seeds",
+        "10",
+        "--trace",
+        trace,
+    ]);
     assert_eq!(failing.status, 1, "{}", failing.stdout);
     let header: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(trace)
