@@ -7,10 +7,8 @@
 //! (default 10000; long PBFT runs take a fiftieth), from seed FIRST (default 1001, past the
 //! seeds the property test `follow_property` checks).
 
-use rehearsal::run::{run_with, RunOptions};
 use rehearsal::{swarm, Protocol, RunConfig};
-use rehearsal_net_models::LinkMode;
-use rehearsal_traces::{first_difference, ScheduleFollower};
+use rehearsal_tests::follow::{departure, harsher, small};
 use std::time::Instant;
 
 /// One group of runs: a name and the configuration of each seed.
@@ -18,70 +16,6 @@ struct Group {
     name: &'static str,
     seeds: u64,
     config: Box<dyn Fn(u64) -> RunConfig>,
-}
-
-fn small(protocol: Protocol, seed: u64) -> RunConfig {
-    let mut base = RunConfig::new(protocol);
-    base.seed = seed;
-    match protocol {
-        Protocol::Unreplicated => {
-            base.clients = 2;
-            base.requests = 4;
-            base.duration_ns = 4_000_000_000;
-        }
-        Protocol::Benaloh => {
-            base.nodes = 3;
-            base.duration_ns = 4_000_000_000;
-        }
-        Protocol::BenalohTimed => {
-            base.nodes = 3;
-            base.duration_ns = 100_000_000_000;
-        }
-        Protocol::Pbft => {
-            base.clients = 1;
-            base.requests = 3;
-            base.duration_ns = 4_000_000_000;
-        }
-    }
-    base
-}
-
-fn harsher(mut config: RunConfig) -> RunConfig {
-    let network = config.network.as_mut().expect("swarm draws a network");
-    network.corrupt = 0.05;
-    network.bandwidth = Some("2Mbit/s".parse().unwrap());
-    if config.seed % 2 == 1 {
-        network.mode = LinkMode::Fifo;
-    }
-    config
-}
-
-fn departure(config: &RunConfig) -> Option<String> {
-    let keep = RunOptions {
-        keep_trace: true,
-        ..RunOptions::default()
-    };
-    let recorded = match run_with(config, keep) {
-        Ok(run) => run,
-        Err(e) => return Some(format!("cannot run: {e}")),
-    };
-    let options = RunOptions {
-        keep_trace: true,
-        follow: Some(ScheduleFollower::from_events(&recorded.trace)),
-        ..RunOptions::default()
-    };
-    let followed = match run_with(config, options) {
-        Ok(run) => run,
-        Err(e) => return Some(format!("cannot follow: {e}")),
-    };
-    if let Some(d) = first_difference(&recorded.trace, &followed.trace) {
-        return Some(format!(
-            "departs at event {}: recorded {:?}, now {:?}",
-            d.index, d.recorded, d.replayed
-        ));
-    }
-    (followed.digest != recorded.digest || followed.outcome != recorded.outcome)
-        .then(|| format!("digest {} vs {}", recorded.digest, followed.digest))
 }
 
 fn main() {
@@ -92,7 +26,7 @@ fn main() {
     let seeds = numbers.first().copied().unwrap_or(10_000);
     let first = numbers.get(1).copied().unwrap_or(1001);
     let swarm_of = |protocol: Protocol| {
-        Box::new(move |seed| swarm::draw(&small(protocol, seed))) as Box<dyn Fn(u64) -> RunConfig>
+        Box::new(move |seed| small(protocol, seed, None)) as Box<dyn Fn(u64) -> RunConfig>
     };
     let groups = [
         Group {
@@ -118,11 +52,7 @@ fn main() {
         Group {
             name: "pbft --mutant no-commit",
             seeds,
-            config: Box::new(|seed| {
-                let mut base = small(Protocol::Pbft, seed);
-                base.mutant = Some("no-commit".into());
-                swarm::draw(&base)
-            }),
+            config: Box::new(|seed| small(Protocol::Pbft, seed, Some("no-commit"))),
         },
         Group {
             name: "pbft --duration 2m --mutant no-commit",
@@ -138,12 +68,12 @@ fn main() {
         Group {
             name: "unreplicated, corrupt+bandwidth+fifo",
             seeds,
-            config: Box::new(|seed| harsher(swarm::draw(&small(Protocol::Unreplicated, seed)))),
+            config: Box::new(|seed| harsher(small(Protocol::Unreplicated, seed, None))),
         },
         Group {
             name: "pbft, corrupt+bandwidth+fifo",
             seeds,
-            config: Box::new(|seed| harsher(swarm::draw(&small(Protocol::Pbft, seed)))),
+            config: Box::new(|seed| harsher(small(Protocol::Pbft, seed, None))),
         },
     ];
     let (mut checked, mut departed) = (0u64, 0u64);

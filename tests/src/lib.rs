@@ -1,5 +1,6 @@
 //! Shared helpers of Rehearsal's cross-crate tests.
 
+pub mod follow;
 pub mod process;
 
 use std::path::PathBuf;

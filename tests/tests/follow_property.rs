@@ -5,84 +5,8 @@
 //!
 //! Thousands more seeds: `cargo bench -p rehearsal-tests --bench follow`.
 
-use rehearsal::run::{run_with, RunOptions};
 use rehearsal::{swarm, Protocol, RunConfig};
-use rehearsal_net_models::LinkMode;
-use rehearsal_traces::{first_difference, ScheduleFollower};
-
-/// A small swarm configuration of `protocol` for `seed`: quick, yet with room for every
-/// kind of fault the swarm draws.
-fn small(protocol: Protocol, seed: u64, mutant: Option<&str>) -> RunConfig {
-    let mut base = RunConfig::new(protocol);
-    base.seed = seed;
-    base.mutant = mutant.map(str::to_string);
-    match protocol {
-        Protocol::Unreplicated => {
-            base.clients = 2;
-            base.requests = 4;
-            base.duration_ns = 4_000_000_000;
-        }
-        Protocol::Benaloh => {
-            base.nodes = 3;
-            base.duration_ns = 4_000_000_000;
-        }
-        // Its phases run at 30 s, 45 s and 90 s.
-        Protocol::BenalohTimed => {
-            base.nodes = 3;
-            base.duration_ns = 100_000_000_000;
-        }
-        Protocol::Pbft => {
-            base.clients = 1;
-            base.requests = 3;
-            base.duration_ns = 4_000_000_000;
-        }
-    }
-    swarm::draw(&base)
-}
-
-/// Records the run of `config`, follows the recording, and says how the two differ, if
-/// they do.
-fn departure(config: &RunConfig) -> Option<String> {
-    let keep = RunOptions {
-        keep_trace: true,
-        ..RunOptions::default()
-    };
-    let recorded = run_with(config, keep).expect("a valid configuration");
-    let options = RunOptions {
-        keep_trace: true,
-        follow: Some(ScheduleFollower::from_events(&recorded.trace)),
-        ..RunOptions::default()
-    };
-    let followed = run_with(config, options).expect("a valid configuration");
-    if let Some(d) = first_difference(&recorded.trace, &followed.trace) {
-        return Some(format!(
-            "departs at event {}: recorded {:?}, now {:?}",
-            d.index, d.recorded, d.replayed
-        ));
-    }
-    if followed.digest != recorded.digest || followed.outcome != recorded.outcome {
-        return Some(format!(
-            "same events but recorded {} {}, now {} {}",
-            recorded.outcome.as_str(),
-            recorded.digest,
-            followed.outcome.as_str(),
-            followed.digest
-        ));
-    }
-    None
-}
-
-/// What the swarm does not draw: damaged messages, a narrow link whose queue delays what
-/// follows (lost messages too), and FIFO links on odd seeds.
-fn harsher(mut config: RunConfig) -> RunConfig {
-    let network = config.network.as_mut().expect("swarm draws a network");
-    network.corrupt = 0.05;
-    network.bandwidth = Some("2Mbit/s".parse().unwrap());
-    if config.seed % 2 == 1 {
-        network.mode = LinkMode::Fifo;
-    }
-    config
-}
+use rehearsal_tests::follow::{departure, harsher, small};
 
 fn check(protocol: Protocol, seeds: std::ops::Range<u64>, mutant: Option<&str>) {
     check_with(protocol, seeds, mutant, |c| c)
