@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Simulate a protocol under a seeded network model and check its invariants.
-    Sim(SimArgs),
+    Sim(Box<SimArgs>),
     /// Re-run a recorded trace from its header and check that every event matches.
     Replay {
         /// A trace file written by `rehearsal sim --trace`.
@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
         time_limit: u64,
         /// Stop searching after this many re-runs.
-        #[arg(long, default_value_t = 5_000, value_name = "N")]
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
         runs_max: u64,
     },
     /// Convert a trace for another tool: chrome (Perfetto), shiviz, mermaid or dot.
@@ -215,6 +215,10 @@ struct SimArgs {
     /// Test-only: run a deliberately broken variant of the protocol (see the README).
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
+    /// PBFT: set a protocol timer, e.g. `view-change=200ms` (repeatable): client-retransmit,
+    /// tick, view-change [default: scaled to the network's latency].
+    #[arg(long, value_name = "NAME=DURATION", value_parser = parse_timer_arg)]
+    timer: Vec<(String, u64)>,
     /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -274,6 +278,7 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
         config.crypto = crypto;
     }
     config.batch = args.batch.or(file.batch).unwrap_or(config.batch);
+    config.timers = args.timer.iter().cloned().collect();
     config.swarm = args.swarm || file.swarm.unwrap_or(false);
     // The network: a --net file, else the run file's; --latency and --loss override either.
     let network = match &args.net {
@@ -335,6 +340,16 @@ fn parse_duration_arg(text: &str) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
+fn parse_timer_arg(text: &str) -> Result<(String, u64), String> {
+    let Some((name, duration)) = text.split_once('=') else {
+        return Err(format!(
+            "expected NAME=DURATION such as `view-change=200ms`, got `{text}`"
+        ));
+    };
+    let ns = parse_duration_arg(duration)?;
+    Ok((name.trim().to_string(), ns))
+}
+
 fn parse_width_arg(text: &str) -> Result<u32, String> {
     use rehearsal_traces::plot::{WIDTH_MAX, WIDTH_MIN};
     match text.parse::<u64>() {
@@ -377,7 +392,7 @@ pub fn run(
         }
     };
     let result = match cli.command {
-        Command::Sim(args) => sim(args, out, err),
+        Command::Sim(args) => sim(*args, out, err),
         Command::Replay {
             file,
             follow_trace,
@@ -666,6 +681,9 @@ fn describe(config: &RunConfig) -> String {
     if config.swarm {
         text += " · swarm: network and faults drawn from each seed";
     }
+    for part in timer_changes(config) {
+        text += &format!(" · {part}");
+    }
     if let Some(mutant) = &config.mutant {
         text += &format!(" · MUTANT {mutant}");
     }
@@ -871,7 +889,10 @@ fn follow_trace(
     recorded: &rehearsal_traces::TraceFile,
     out: &mut dyn Write,
 ) -> Result<u8, CliError> {
-    let follower = rehearsal_traces::ScheduleFollower::from_events(&recorded.events);
+    let follower = rehearsal_traces::ScheduleFollower::from_recording(
+        &recorded.events,
+        recorded.footer.sim_time_ns,
+    );
     let options = crate::run::RunOptions {
         keep_trace: true,
         follow: Some(follower),
@@ -989,8 +1010,14 @@ fn shrink(
     let mut progress = |line: &str| {
         let _ = writeln!(err, "  {line}");
     };
-    let shrunk = crate::shrink::shrink(&config, &recorded.events, limits, &mut progress)
-        .map_err(|e| CliError::BadInput(format!("cannot shrink `{}`: {e}", path.display())))?;
+    let shrunk = crate::shrink::shrink(
+        &config,
+        &recorded.events,
+        recorded.footer.sim_time_ns,
+        limits,
+        &mut progress,
+    )
+    .map_err(|e| CliError::BadInput(format!("cannot shrink `{}`: {e}", path.display())))?;
     save_trace(output, &shrunk.run)?;
     let c = &shrunk.run.config;
     writeln!(
@@ -1015,8 +1042,13 @@ fn shrink(
         Protocol::Unreplicated => {
             kept.push(format!("{} clients x {} requests", c.clients, c.requests))
         }
+        Protocol::Pbft => kept.push(format!(
+            "{} nodes, {} clients x {} requests",
+            c.nodes, c.clients, c.requests
+        )),
         _ => kept.push(format!("{} nodes", c.nodes)),
     }
+    kept.extend(timer_changes(c));
     if shrunk.drops_forced > 0 {
         kept.push(format!(
             "{} deliveries turned into drops",
@@ -1040,6 +1072,27 @@ fn shrink(
         shell_word(output)
     )?;
     Ok(EXIT_OK)
+}
+
+/// What a run changes of its protocol's timers, for summaries: timers set by hand, and
+/// timer firings put off.
+fn timer_changes(config: &RunConfig) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !config.timers.is_empty() {
+        let timers: Vec<String> = config
+            .timers
+            .iter()
+            .map(|(name, &ns)| format!("{name}={}", format_ns(ns)))
+            .collect();
+        parts.push(format!("timers {}", timers.join(" ")));
+    }
+    if !config.postponed_timers.is_empty() {
+        parts.push(format!(
+            "{} timer firings put off",
+            config.postponed_timers.len()
+        ));
+    }
+    parts
 }
 
 fn read_events(path: &Path) -> Result<Vec<rehearsal_sim_core::TraceEvent>, CliError> {

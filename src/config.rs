@@ -32,6 +32,15 @@ impl Protocol {
         }
     }
 
+    /// The protocol timers a run may set by name (`--timer NAME=DURATION`); the others
+    /// keep their defaults, scaled to the network's latency.
+    pub fn timer_names(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Pbft => &["client-retransmit", "tick", "view-change"],
+            Protocol::Unreplicated | Protocol::Benaloh | Protocol::BenalohTimed => &[],
+        }
+    }
+
     /// Default node count: one server for unreplicated, five participants for Benaloh.
     pub fn nodes_default(self) -> u32 {
         match self {
@@ -95,6 +104,15 @@ pub struct RunConfig {
     /// Test-only: a deliberately broken variant of the protocol, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
+    /// Protocol timers set by hand (`--timer NAME=DURATION`, or by the shrinker), by name
+    /// (see [`Protocol::timer_names`]), in nanoseconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<String, u64>,
+    /// Timer firings put off by one period each, as `(node, timer id)` (a timer listed k
+    /// times is put off k times): how a shrunk safety failure drops housekeeping rounds it
+    /// does not need. Set by `rehearsal shrink` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub postponed_timers: Vec<(u32, u64)>,
     /// Timed faults and network changes (a scenario file's text, kept whole so a trace
     /// replays without the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +157,47 @@ impl ScenarioSource {
             })
             .map(|(i, _)| i + 1)
             .collect()
+    }
+
+    /// When each command line (1-based) runs, as written (`@TIME` at its start); lines
+    /// whose time does not parse are left out.
+    pub fn command_times(&self) -> Vec<(usize, u64)> {
+        let lines: Vec<&str> = self.text.lines().collect();
+        self.command_lines()
+            .into_iter()
+            .filter_map(|n| {
+                let word = lines.get(n - 1)?.split_whitespace().next()?;
+                let at =
+                    rehearsal_net_models::scenario::parse_time(word.strip_prefix('@')?).ok()?;
+                Some((n, at.as_nanos()))
+            })
+            .collect()
+    }
+
+    /// The same scenario with command line `line` (1-based) moved to `at_ns`.
+    pub fn moving(&self, line: usize, at_ns: u64) -> ScenarioSource {
+        let text = self
+            .text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i + 1 != line {
+                    return l.to_string();
+                }
+                let body = l.trim_start();
+                let rest = body.find(char::is_whitespace).map_or("", |at| &body[at..]);
+                format!(
+                    "@{}.{:09}{rest}",
+                    at_ns / 1_000_000_000,
+                    at_ns % 1_000_000_000
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        ScenarioSource {
+            origin: self.origin.clone(),
+            text: text + "\n",
+        }
     }
 
     /// The same scenario with only the command lines in `keep`; the others are commented
@@ -187,6 +246,8 @@ impl RunConfig {
             crypto: crypto_default(),
             batch: batch_default(),
             mutant: None,
+            timers: BTreeMap::new(),
+            postponed_timers: Vec::new(),
             scenario: None,
             follow_schedule: false,
         }
@@ -307,6 +368,35 @@ impl RunConfig {
                 }
             ));
         }
+        let names = self.protocol.timer_names();
+        for (name, &ns) in &self.timers {
+            if names.is_empty() {
+                return Err(format!(
+                    "--timer: {} has no timers to set (got `{name}`)",
+                    self.protocol
+                ));
+            }
+            if !names.contains(&name.as_str()) {
+                return Err(format!(
+                    "--timer: {} has no timer `{name}`; expected one of {}",
+                    self.protocol,
+                    names.join(", ")
+                ));
+            }
+            if ns == 0 {
+                return Err(format!("--timer {name}: the duration must be above 0"));
+            }
+        }
+        if let Some(&(node, id)) = self
+            .postponed_timers
+            .iter()
+            .find(|&&(node, _)| node >= self.actors())
+        {
+            return Err(format!(
+                "postponed_timers names timer {id} of node {node}, but the run has nodes 0..{}",
+                self.actors()
+            ));
+        }
         if !["sim", "real"].contains(&self.crypto.as_str()) {
             return Err(format!(
                 "{}crypto must be `sim` or `real`, got {}",
@@ -365,6 +455,9 @@ impl RunConfig {
             cmd += " --swarm";
         } else if let (Some(scenario), None) = (&self.scenario, &self.config_origin) {
             cmd += &format!(" --scenario {}", scenario.origin);
+        }
+        for (name, &ns) in &self.timers {
+            cmd += &format!(" --timer {name}={}", format_ns(ns));
         }
         if let Some(mutant) = &self.mutant {
             cmd += &format!(" --mutant {mutant}");

@@ -164,19 +164,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
             simulate(config, sim_config, network, setup)
         }
         Protocol::Pbft => {
-            let mut proto = pbft::Config::with_replicas(config.nodes).map_err(|e| e.to_string())?;
-            proto.clients = config.clients;
-            proto.requests_per_client = config.requests;
-            proto.batch_max = config.batch;
-            proto.crypto = config.crypto.parse()?;
-            proto.key_seed = config.seed;
-            if let Some(mutant) = &config.mutant {
-                proto.mutant = mutant.parse()?;
-            }
-            let net = config.net_config();
-            let proto = proto
-                .timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&net)))
-                .termination_bound_under_loss(worst_loss(&net));
+            let proto = pbft_config(config)?;
             proto.validate().map_err(|e| e.to_string())?;
             // Termination is owed once the last fault is over: every request must then
             // complete within the bound.
@@ -313,6 +301,12 @@ fn simulate<A: Actor>(
                 .map_err(|e| format!("{}:{}: {e}", source.origin, entry.line))?;
         }
     }
+    sim.postpone_timers(
+        config
+            .postponed_timers
+            .iter()
+            .map(|&(node, id)| (NodeId(node), rehearsal_sim_core::TimerId(id))),
+    );
     let started = Instant::now();
     let report = sim.run();
     let wall_time = started.elapsed();
@@ -334,4 +328,49 @@ fn simulate<A: Actor>(
         follow: None,
         protocol,
     })
+}
+
+/// The PBFT configuration `config` runs: its sizes, crypto and mutant, timeouts scaled to
+/// the network's latency, then the timers it sets by hand, and the termination bound those
+/// timers need on its network.
+pub fn pbft_config(config: &RunConfig) -> Result<pbft::Config, String> {
+    let mut proto = pbft::Config::with_replicas(config.nodes).map_err(|e| e.to_string())?;
+    proto.clients = config.clients;
+    proto.requests_per_client = config.requests;
+    proto.batch_max = config.batch;
+    proto.crypto = config.crypto.parse()?;
+    proto.key_seed = config.seed;
+    if let Some(mutant) = &config.mutant {
+        proto.mutant = mutant.parse()?;
+    }
+    let net = config.net_config();
+    let mut proto = proto.timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&net)));
+    for (name, &ns) in &config.timers {
+        let slot = match name.as_str() {
+            "client-retransmit" => &mut proto.client_retransmit,
+            "tick" => &mut proto.tick,
+            "view-change" => &mut proto.view_change_timeout,
+            other => return Err(format!("pbft has no timer `{other}`")),
+        };
+        *slot = Duration::from_nanos(ns);
+    }
+    // The bound follows the timers as set.
+    Ok(proto.termination_bound_under_loss(worst_loss(&net)))
+}
+
+/// The timers of a PBFT run as it runs them (see [`pbft_config`]), by the names
+/// `--timer` takes, in nanoseconds.
+pub fn pbft_timers(config: &RunConfig) -> Result<Vec<(&'static str, u64)>, String> {
+    let proto = pbft_config(config)?;
+    Ok(vec![
+        (
+            "client-retransmit",
+            rehearsal_sim_core::duration_ns(proto.client_retransmit),
+        ),
+        ("tick", rehearsal_sim_core::duration_ns(proto.tick)),
+        (
+            "view-change",
+            rehearsal_sim_core::duration_ns(proto.view_change_timeout),
+        ),
+    ])
 }

@@ -30,6 +30,44 @@ use crate::config::{Protocol, RunConfig};
 use crate::run::{run_with, RunOptions, RunSummary};
 use rehearsal_sim_core::{EndReason, EventKind, NodeId, Outcome, Time, TraceEvent};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+/// A size or setting a shrinker may lower: clients, requests, nodes, a protocol timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knob {
+    pub name: String,
+    pub current: u64,
+    /// The value that would make the run smallest (the fewest clients, the longest
+    /// housekeeping period): the search goes from `current` towards it.
+    pub target: u64,
+    /// The value is a duration in nanoseconds (for messages).
+    pub nanos: bool,
+    /// Lowered only when shrinking a failure found during the run (a safety violation):
+    /// a protocol timer changes how fast the protocol recovers, which a liveness failure
+    /// depends on, but no safety property may.
+    pub safety_only: bool,
+}
+
+impl Knob {
+    /// A count (clients, requests, nodes).
+    pub fn count(name: &str, current: u64, floor: u64) -> Knob {
+        Knob {
+            name: name.to_string(),
+            current,
+            target: floor.min(current),
+            nanos: false,
+            safety_only: false,
+        }
+    }
+
+    fn show(&self, value: u64) -> String {
+        if self.nanos {
+            Time(value).to_string()
+        } else {
+            value.to_string()
+        }
+    }
+}
 
 /// What a shrinker can re-run and reduce: a built-in run configuration, or a simulation a
 /// test builds (see [`crate::testing`]).
@@ -38,8 +76,13 @@ pub trait Subject: Clone {
     type Run: Trial;
     /// Runs this subject following `schedule`; `None` if it cannot run as it is.
     fn run(&self, schedule: ScheduleFollower) -> Option<Self::Run>;
-    /// The sizes that may be lowered: name, current value, smallest value allowed.
-    fn knobs(&self) -> Vec<(&'static str, u64, u64)> {
+    /// Runs this subject with its network drawn from its seed, as a recording is made;
+    /// `None` if it cannot.
+    fn run_drawn(&self) -> Option<Self::Run> {
+        None
+    }
+    /// The sizes and settings that may be lowered.
+    fn knobs(&self) -> Vec<Knob> {
         Vec::new()
     }
     /// This subject with knob `name` set to `value`.
@@ -53,6 +96,21 @@ pub trait Subject: Clone {
     /// This subject with only the faults in `keep`.
     fn keeping_faults(&self, _keep: &[usize]) -> Self {
         self.clone()
+    }
+    /// When each fault strikes, by its id, in virtual nanoseconds.
+    fn fault_times(&self) -> Vec<(usize, u64)> {
+        Vec::new()
+    }
+    /// This subject with fault `id` striking at `at_ns` instead.
+    fn with_fault_at(&self, _id: usize, _at_ns: u64) -> Self {
+        self.clone()
+    }
+    /// This subject with these timer firings, each named by node and timer id, put off
+    /// by one period more (see
+    /// [`Simulation::postpone_timers`](rehearsal_sim_core::Simulation::postpone_timers));
+    /// `None` if it cannot put off timers.
+    fn postponing(&self, _firings: &[(NodeId, u64)]) -> Option<Self> {
+        None
     }
     /// The run's deadline, in virtual nanoseconds.
     fn deadline_ns(&self) -> u64;
@@ -114,19 +172,53 @@ impl Subject for RunConfig {
         run_with(&config, options).ok()
     }
 
-    fn knobs(&self) -> Vec<(&'static str, u64, u64)> {
+    fn run_drawn(&self) -> Option<RunSummary> {
+        let mut config = self.clone();
+        config.follow_schedule = false;
+        let options = RunOptions {
+            keep_trace: true,
+            follow: None,
+            minimal_network: false,
+        };
+        run_with(&config, options).ok()
+    }
+
+    fn knobs(&self) -> Vec<Knob> {
         let mut knobs = Vec::new();
         match self.protocol {
             Protocol::Unreplicated => {
-                knobs.push(("clients", u64::from(self.clients), 1));
-                knobs.push(("requests per client", self.requests, 1));
+                knobs.push(Knob::count("clients", u64::from(self.clients), 1));
+                knobs.push(Knob::count("requests per client", self.requests, 1));
             }
             Protocol::Benaloh | Protocol::BenalohTimed => {
-                knobs.push(("nodes", u64::from(self.nodes), 2));
+                knobs.push(Knob::count("nodes", u64::from(self.nodes), 2));
             }
             Protocol::Pbft => {
-                knobs.push(("clients", u64::from(self.clients), 1));
-                knobs.push(("requests per client", self.requests, 1));
+                knobs.push(Knob::count("clients", u64::from(self.clients), 1));
+                knobs.push(Knob::count("requests per client", self.requests, 1));
+                // Shorter timers: a view change or retransmission the failure needs comes
+                // sooner, and fewer housekeeping rounds pass before it.
+                // A longer housekeeping period: fewer rounds of retransmissions, up to one
+                // per view-change timeout.
+                let timers = crate::run::pbft_timers(self).unwrap_or_default();
+                let view_change = timers
+                    .iter()
+                    .find(|(name, _)| *name == "view-change")
+                    .map_or(0, |&(_, ns)| ns);
+                for (name, current) in timers {
+                    let target = if name == "tick" {
+                        view_change.max(current)
+                    } else {
+                        TIMER_FLOOR_NS.min(current)
+                    };
+                    knobs.push(Knob {
+                        name: format!("timer {name}"),
+                        current,
+                        target,
+                        nanos: true,
+                        safety_only: true,
+                    });
+                }
             }
         }
         knobs
@@ -138,7 +230,11 @@ impl Subject for RunConfig {
             "clients" => c.clients = value as u32,
             "requests per client" => c.requests = value,
             "nodes" => c.nodes = value as u32,
-            _ => {}
+            other => {
+                if let Some(timer) = other.strip_prefix("timer ") {
+                    c.timers.insert(timer.to_string(), value);
+                }
+            }
         }
         c
     }
@@ -154,6 +250,31 @@ impl Subject for RunConfig {
         let mut c = self.clone();
         c.scenario = self.scenario.as_ref().map(|s| s.keeping(keep));
         c
+    }
+
+    fn fault_times(&self) -> Vec<(usize, u64)> {
+        self.scenario
+            .as_ref()
+            .map(|s| s.command_times())
+            .unwrap_or_default()
+    }
+
+    fn with_fault_at(&self, id: usize, at_ns: u64) -> Self {
+        let mut c = self.clone();
+        c.scenario = self.scenario.as_ref().map(|s| s.moving(id, at_ns));
+        c
+    }
+
+    fn postponing(&self, firings: &[(NodeId, u64)]) -> Option<Self> {
+        // The timed Benaloh is a synchronous protocol: its results depend on when its
+        // phase timers fire, so putting them off would be a fault, not a simplification.
+        if self.protocol == Protocol::BenalohTimed {
+            return None;
+        }
+        let mut c = self.clone();
+        c.postponed_timers
+            .extend(firings.iter().map(|&(node, id)| (node.0, id)));
+        Some(c)
     }
 
     fn deadline_ns(&self) -> u64 {
@@ -177,6 +298,9 @@ impl Subject for RunConfig {
     }
 }
 use rehearsal_traces::follow::FORCED_DROP_REASON;
+
+/// The shortest protocol timer a shrink tries.
+const TIMER_FLOOR_NS: u64 = 1_000_000;
 use rehearsal_traces::{LinkMessage, ScheduleFollower};
 use std::time::{Duration, Instant};
 
@@ -192,7 +316,7 @@ pub struct ShrinkLimits {
 impl Default for ShrinkLimits {
     fn default() -> Self {
         ShrinkLimits {
-            runs_max: 5_000,
+            runs_max: 100_000,
             time_max: Duration::from_secs(60),
         }
     }
@@ -304,55 +428,54 @@ pub fn forced_drops_in(events: &[TraceEvent]) -> Vec<LinkMessage> {
     forced
 }
 
-/// A follower of a recording that imposes the shrinker's drops again as faults
-/// ([`Fate::FaultDrop`](rehearsal_sim_core::Fate::FaultDrop)), so that liveness checks
-/// count from the last of them as they did when the recording was made. A plain
+/// A follower of a recording that ended at `end_ns`, imposing the shrinker's drops again
+/// as faults ([`Fate::FaultDrop`](rehearsal_sim_core::Fate::FaultDrop)), so that liveness
+/// checks count from the last of them as they did when the recording was made. A plain
 /// [`ScheduleFollower::from_events`] re-enacts them as ordinary losses, which the
 /// invariants do not hear of.
 ///
-/// Messages still in flight when the recording ended are left out of the schedule when
-/// nothing after them on their link was recorded: a follower would hold them forever (a
-/// loss nobody imposed), while left out they arrive after their link's last delay.
-pub fn follower_of(events: &[TraceEvent]) -> ScheduleFollower {
-    let schedule = without_trailing_in_flight(events);
-    let mut follower = ScheduleFollower::from_events(&schedule);
+/// Messages still in flight when the recording ended arrive just after its end (see
+/// [`ScheduleFollower::from_recording`]): held forever they would be a loss nobody imposed
+/// once an attempt runs longer than the recording.
+pub fn follower_of(events: &[TraceEvent], end_ns: u64) -> ScheduleFollower {
+    let mut follower = ScheduleFollower::from_recording(events, end_ns);
     follower.force_drops(forced_drops_in(events));
     follower
 }
 
-/// `events` without the sends that never met their fate and come after the last send of
-/// their link that did (so no other message's index on the link moves).
-fn without_trailing_in_flight(events: &[TraceEvent]) -> Vec<TraceEvent> {
-    let mut fated: BTreeSet<u64> = BTreeSet::new();
+/// `events` with the shrinker's drops turned back into deliveries, each after the delay
+/// of the last message delivered before it on its link (1 ms if none was).
+fn without_forced_drops(events: &[TraceEvent]) -> Vec<TraceEvent> {
+    let mut sent: BTreeMap<u64, (NodeId, NodeId, u64)> = BTreeMap::new();
+    let mut delay: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(events.len());
     for e in events {
         match &e.kind {
-            EventKind::Deliver { id, .. }
-            | EventKind::Drop { id, .. }
-            | EventKind::Corrupt { id, .. } => {
-                fated.insert(*id);
+            EventKind::Send { to, id, .. } => {
+                sent.insert(*id, (e.node, *to, e.t));
+            }
+            EventKind::Deliver { id, .. } => {
+                if let Some(&(from, to, at)) = sent.get(id) {
+                    delay.insert((from, to), e.t.saturating_sub(at));
+                }
+            }
+            EventKind::Drop { id, reason, .. } if reason == FORCED_DROP_REASON => {
+                if let Some(&(from, to, at)) = sent.get(id) {
+                    let after = delay.get(&(from, to)).copied().unwrap_or(1_000_000);
+                    out.push(TraceEvent {
+                        t: at.saturating_add(after),
+                        node: to,
+                        kind: EventKind::Deliver { from, id: *id },
+                        ..e.clone()
+                    });
+                    continue;
+                }
             }
             _ => {}
         }
+        out.push(e.clone());
     }
-    // The last send with a fate, per link.
-    let mut last_fated: BTreeMap<(NodeId, NodeId), u64> = BTreeMap::new();
-    for e in events {
-        if let EventKind::Send { to, id, .. } = &e.kind {
-            if fated.contains(id) {
-                last_fated.insert((e.node, *to), *id);
-            }
-        }
-    }
-    events
-        .iter()
-        .filter(|e| match &e.kind {
-            EventKind::Send { to, id, .. } => {
-                fated.contains(id) || last_fated.get(&(e.node, *to)).is_some_and(|&l| *id < l)
-            }
-            _ => true,
-        })
-        .cloned()
-        .collect()
+    out
 }
 
 /// The part of a recording a follower needs to re-enact its network up to `cut_ns`: the
@@ -382,6 +505,8 @@ struct Search<'p> {
     /// Whether candidates are checked against the correct protocol (liveness failures of
     /// a mutant).
     check_reference: bool,
+    /// The failure is found during the run (a safety violation), not at its end.
+    safety: bool,
     limits: ShrinkLimits,
     started: Instant,
     runs: u64,
@@ -403,15 +528,21 @@ impl Search<'_> {
         &mut self,
         subject: &S,
         schedule: &[TraceEvent],
+        end_ns: u64,
         drops: &[LinkMessage],
     ) -> Option<Best<S>> {
         if self.out_of_budget() {
             return None;
         }
         self.runs += 1;
-        let mut follower = follower_of(schedule);
+        let mut follower = follower_of(schedule, end_ns);
         follower.force_drops(drops.iter().copied());
         let run = subject.run(follower)?;
+        self.keep_if_failing(subject, run)
+    }
+
+    /// `run` of `subject` as a candidate, if it fails the same way.
+    fn keep_if_failing<S: Subject>(&mut self, subject: &S, run: S::Run) -> Option<Best<S>> {
         if failure_of(run.outcome(), run.end(), run.violations()).as_deref() != Some(&self.failure)
         {
             return None;
@@ -419,9 +550,47 @@ impl Search<'_> {
         let genuine = self.genuine(subject, &run);
         Some(Best {
             subject: subject.clone(),
-            run,
+            run: Rc::new(run),
             genuine,
         })
+    }
+
+    /// Runs `changed` (a reduced configuration of `best`'s subject) following `best`'s
+    /// schedule; if that no longer fails the same way, following it without the drops the
+    /// shrink imposed (they were chosen for the old configuration, and land on other
+    /// messages in the new one). The run if either fails the same way and beats `best`
+    /// (`strict`: only if it is smaller).
+    fn attempt_changed<S: Subject>(
+        &mut self,
+        changed: &S,
+        best: &Best<S>,
+        strict: bool,
+    ) -> Option<Best<S>> {
+        let end = best.run.sim_time_ns();
+        let schedule = best.run.events();
+        if let Some(found) = self
+            .attempt(changed, schedule, end, &[])
+            .filter(|found| better(found, best, strict))
+        {
+            return Some(found);
+        }
+        if !forced_drops_in(schedule).is_empty() {
+            if let Some(found) = self
+                .attempt(changed, &without_forced_drops(schedule), end, &[])
+                .filter(|found| better(found, best, strict))
+            {
+                return Some(found);
+            }
+        }
+        // Last, the network drawn from the seed, as the original failure was found: a
+        // reduced configuration often fails there too, where no recorded schedule fits it.
+        if self.out_of_budget() {
+            return None;
+        }
+        self.runs += 1;
+        let run = changed.run_drawn()?;
+        self.keep_if_failing(changed, run)
+            .filter(|found| better(found, best, strict))
     }
 
     /// Whether the correct protocol passes following `run`'s schedule (true when there is
@@ -435,7 +604,7 @@ impl Search<'_> {
         };
         self.runs += 1;
         reference
-            .run(follower_of(run.events()))
+            .run(follower_of(run.events(), run.sim_time_ns()))
             .is_some_and(|r| r.outcome() == Outcome::Ok)
     }
 }
@@ -443,12 +612,23 @@ impl Search<'_> {
 /// The best reduction so far: a subject, its run, and whether its failure is genuine.
 struct Best<S: Subject> {
     subject: S,
-    run: S::Run,
+    /// Shared: a reduction pass starts from a copy of the best so far.
+    run: Rc<S::Run>,
     genuine: bool,
 }
 
 fn size<S: Subject>(best: &Best<S>) -> usize {
     best.run.events().len()
+}
+
+impl<S: Subject> Clone for Best<S> {
+    fn clone(&self) -> Self {
+        Best {
+            subject: self.subject.clone(),
+            run: Rc::clone(&self.run),
+            genuine: self.genuine,
+        }
+    }
 }
 
 /// Whether `found` replaces `best`: a genuine failure beats one that is not; otherwise the
@@ -470,12 +650,14 @@ fn better<S: Subject>(found: &Best<S>, best: &Best<S>, strict: bool) -> bool {
 pub fn shrink<S: Subject>(
     subject: &S,
     events: &[TraceEvent],
+    end_ns: u64,
     limits: ShrinkLimits,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Shrunk<S>, ShrinkError> {
     let mut search = Search {
         failure: String::new(),
         check_reference: false,
+        safety: false,
         limits,
         started: Instant::now(),
         runs: 0,
@@ -485,7 +667,7 @@ pub fn shrink<S: Subject>(
     // The starting point: the recording, re-enacted.
     search.runs += 1;
     let first = subject
-        .run(follower_of(events))
+        .run(follower_of(events, end_ns))
         .ok_or_else(|| ShrinkError::Config("the recorded run cannot be re-run".into()))?;
     search.failure = match failure_of(first.outcome(), first.end(), first.violations()) {
         Some(f) => f,
@@ -505,34 +687,102 @@ pub fn shrink<S: Subject>(
     let events_before = events.len() as u64;
     // Safety failures cannot be the schedule's doing (no network makes correct replicas
     // disagree); liveness failures can.
-    search.check_reference = first.end() != EndReason::Violation && subject.reference().is_some();
+    search.safety = first.end() == EndReason::Violation;
+    search.check_reference = !search.safety && subject.reference().is_some();
     let genuine = search.genuine(subject, &first);
     let mut best = Best {
         subject: subject.clone(),
-        run: first,
+        run: Rc::new(first),
         genuine,
     };
-    let mut drops_forced = 0;
-    let mut faults_removed = 0;
+    let faults_before = subject.faults().len();
 
     // The earliest deadline that still fails, first: every later attempt then ends there
     // at the latest, so one that no longer fails costs no more than the failure did
     // (rather than running on to the original deadline).
     shorten(&mut search, &mut best);
 
-    // The steps enable each other (a dropped reply lets fewer clients fail): repeat them
-    // while they make progress.
-    for _round in 0..8 {
-        let events_at_start = size(&best);
-        fewer_operations(&mut search, &mut best);
-        faults_removed += fewer_faults(&mut search, &mut best);
-        plainer_network(&mut search, &mut best);
-        drops_forced += more_drops(&mut search, &mut best);
-        if size(&best) >= events_at_start || search.limited {
-            break;
+    // Greedy reduction gets stuck in different places depending on what it changes first.
+    // Protocol timers change the run the most, so they come in last, each pass going on
+    // from the smallest run so far; with budget left it starts again from here changing
+    // them first, and keeps the smallest run found.
+    let start = best;
+    // Each chain: whether faults are removed after the other cheap steps rather than
+    // before (removing a cut early can close the way to a smaller run through it), whether
+    // it leaps (see [`leap`]), and the timers each of its passes may change. The chains run
+    // in this order while the budget lasts.
+    let timers_change =
+        start.subject.knobs().iter().any(|k| k.nanos) || start.subject.postponing(&[]).is_some();
+    let timer_chains: &[&[Timers]] = if search.safety && timers_change {
+        &[
+            &[Timers::Untouched, Timers::Shorter, Timers::All],
+            &[Timers::All, Timers::Untouched],
+            &[Timers::Shorter, Timers::All],
+        ]
+    } else {
+        &[&[Timers::Untouched]]
+    };
+    let orders: &[bool] = if start.subject.faults().is_empty() {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    let mut chains: Vec<(bool, bool, &[Timers])> = Vec::new();
+    for leaps in [true, false] {
+        for &timers in timer_chains {
+            for &faults_last in orders {
+                chains.push((faults_last, leaps, timers));
+            }
         }
     }
-    shorten(&mut search, &mut best);
+    let mut overall: Option<Best<S>> = None;
+    for &(faults_last, leaps, chain) in &chains {
+        let mut candidate = start.clone();
+        if let Some(so_far) = &overall {
+            if search.limited {
+                break;
+            }
+            (search.progress)(&format!(
+                "again from {} events (smallest so far {} events)",
+                size(&start),
+                size(so_far)
+            ));
+        }
+        for &timers in chain.iter() {
+            if search.limited {
+                break;
+            }
+            if timer_chains.len() > 1 {
+                (search.progress)(&format!("{}:", timers.describe()));
+            }
+            reduce(&mut search, &mut candidate, timers, faults_last, leaps);
+        }
+        if overall
+            .as_ref()
+            .is_none_or(|so_far| better(&candidate, so_far, true))
+        {
+            overall = Some(candidate);
+        }
+    }
+    let mut best = overall.unwrap_or_else(|| start.clone());
+    // With budget left, every step again from the smallest run, in each order, while that
+    // still helps.
+    let last: Timers = chains
+        .last()
+        .and_then(|c| c.2.last().copied())
+        .unwrap_or(Timers::Untouched);
+    let mut polishing = true;
+    while polishing && !search.limited {
+        let before = size(&best);
+        (search.progress)(&format!("again from the smallest, {} events:", before));
+        for faults_last in [false, true] {
+            reduce(&mut search, &mut best, last, faults_last, true);
+        }
+        polishing = size(&best) < before;
+    }
+    drop(start);
+    let drops_forced = forced_drops_in(best.run.events()).len();
+    let faults_removed = faults_before.saturating_sub(best.subject.faults().len());
 
     Ok(Shrunk {
         events_after: size(&best) as u64,
@@ -544,42 +794,267 @@ pub fn shrink<S: Subject>(
         limited: search.limited,
         genuine: search.check_reference.then_some(best.genuine),
         subject: best.subject,
-        run: best.run,
+        run: Rc::try_unwrap(best.run)
+            .unwrap_or_else(|_| unreachable!("the other copies of the best run are dropped")),
     })
+}
+
+/// Which protocol timers a reduction pass may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timers {
+    /// Shorter timeouts and a longer housekeeping period.
+    All,
+    /// Shorter timeouts only.
+    Shorter,
+    /// None.
+    Untouched,
+}
+
+impl Timers {
+    fn allows(self, knob: &Knob) -> bool {
+        match self {
+            _ if !knob.nanos => true,
+            Timers::All => true,
+            Timers::Shorter => knob.target < knob.current,
+            Timers::Untouched => false,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Timers::All => "changing every protocol timer",
+            Timers::Shorter => "only shortening protocol timers",
+            Timers::Untouched => "leaving protocol timers alone",
+        }
+    }
+}
+
+/// One greedy reduction of `best`: the steps enable each other (a dropped reply lets fewer
+/// clients fail), so they repeat while they make progress; then the earliest deadline.
+fn reduce<S: Subject>(
+    search: &mut Search<'_>,
+    best: &mut Best<S>,
+    timers: Timers,
+    faults_last: bool,
+    leaps: bool,
+) {
+    for round in 0..8 {
+        let events_at_start = size(best);
+        // The cheap steps (a few re-runs each) until they stop helping, so that the
+        // costly ones (a re-run per chunk of firings or messages) work on a smaller run.
+        for _ in 0..8 {
+            let before = size(best);
+            if leaps {
+                leap(search, best, timers);
+            }
+            if !faults_last {
+                fewer_faults(search, best);
+            }
+            earlier_faults(search, best);
+            fewer_operations(search, best, timers);
+            if faults_last {
+                fewer_faults(search, best);
+            }
+            plainer_network(search, best);
+            if size(best) >= before || search.limited {
+                break;
+            }
+        }
+        if search.safety && timers != Timers::Untouched {
+            fewer_firings(search, best);
+        }
+        // Coarse on the first round, while the run is large: single messages only once the
+        // other steps have had another go.
+        more_drops(search, best, if round == 0 { 32 } else { 1 });
+        if size(best) >= events_at_start || search.limited {
+            break;
+        }
+    }
+    shorten(search, best);
+}
+
+/// Every size at its smallest and the faults earlier at once: one re-run each that, when
+/// it still fails, skips steps that one at a time would fail (a fault moved earlier may
+/// need fewer requests, and fewer requests an earlier fault). The faults move all by the
+/// time of the first (so a cut and its heal stay as far apart), or all to time 0; the
+/// timers, as `timers` allows, go to their targets too, or stay.
+fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers) {
+    let safety = search.safety;
+    // The subject after the jump, and what it changed (empty: nothing). `keep` of the way
+    // between each size's target and its current value stays, in sixteenths (0: the
+    // target).
+    let jump = |best: &Best<S>, with_timers: bool, all_at_zero: bool, keep: u64| {
+        let mut subject = best.subject.clone();
+        let mut changed: Vec<String> = Vec::new();
+        for knob in best.subject.knobs() {
+            let allowed = if knob.nanos {
+                with_timers && timers.allows(&knob) && (!knob.safety_only || safety)
+            } else {
+                true
+            };
+            let value = if knob.nanos || knob.target > knob.current {
+                knob.target
+            } else {
+                knob.target + (knob.current - knob.target) * keep / 16
+            };
+            if allowed && value != knob.current {
+                subject = subject.with_knob(&knob.name, value);
+                changed.push(format!(
+                    "{} {} -> {}",
+                    knob.name,
+                    knob.show(knob.current),
+                    knob.show(value)
+                ));
+            }
+        }
+        let times = best.subject.fault_times();
+        let first = times.iter().map(|&(_, at)| at).min().unwrap_or(0);
+        let mut moved = false;
+        for (id, at) in times {
+            let to = if all_at_zero { 0 } else { at - first };
+            if to != at {
+                subject = subject.with_fault_at(id, to);
+                moved = true;
+            }
+        }
+        if moved {
+            changed.push(if all_at_zero {
+                "every fault at 0s".to_string()
+            } else {
+                format!("every fault {} earlier", Time(first))
+            });
+        }
+        (subject, changed)
+    };
+    let mut tried: Vec<Vec<String>> = Vec::new();
+    for (with_timers, all_at_zero, keep) in [
+        (true, false, 0),
+        (false, false, 0),
+        (false, true, 0),
+        (false, false, 1),
+        (false, false, 4),
+    ] {
+        if search.limited || (with_timers && timers == Timers::Untouched) {
+            continue;
+        }
+        let (subject, changed) = jump(best, with_timers, all_at_zero, keep);
+        // Nothing, or one change alone (the single steps try those), or a repeat.
+        if changed.len() < 2 || tried.contains(&changed) {
+            continue;
+        }
+        tried.push(changed.clone());
+        if let Some(found) = search.attempt_changed(&subject, best, true) {
+            *best = found;
+            (search.progress)(&format!(
+                "at once: {} ({} events)",
+                changed.join(", "),
+                size(best)
+            ));
+            return;
+        }
+    }
 }
 
 /// Fewer client operations and nodes: for each knob, the smallest value that fails (its
 /// floor first, then by bisection), keeping only runs no larger than the best.
-fn fewer_operations<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
-    for (name, current, floor) in best.subject.knobs() {
-        let accept = |search: &mut Search<'_>, best: &mut Best<S>, value: u64| {
-            let schedule = best.run.events().to_vec();
-            match search.attempt(&best.subject.with_knob(name, value), &schedule, &[]) {
-                Some(found) if better(&found, best, false) => {
+fn fewer_operations<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers) {
+    for knob in best.subject.knobs() {
+        if (knob.safety_only && !search.safety)
+            || knob.target == knob.current
+            || !timers.allows(&knob)
+        {
+            continue;
+        }
+        let (current, target) = (knob.current, knob.target);
+        // The value `step` away from `current` towards `target`.
+        let value = |step: u64| {
+            if target < current {
+                current - step
+            } else {
+                current + step
+            }
+        };
+        let accept = |search: &mut Search<'_>, best: &mut Best<S>, step: u64| {
+            let subject = best.subject.with_knob(&knob.name, value(step));
+            // A count may stay as large (fewer clients is simpler in itself); a duration
+            // must make the run smaller.
+            match search.attempt_changed(&subject, best, knob.nanos) {
+                Some(found) => {
                     *best = found;
                     true
                 }
-                _ => false,
+                None => false,
             }
         };
-        let mut lowest = current;
-        if floor < current && accept(search, best, floor) {
-            lowest = floor;
+        // The furthest step that fails: all the way first, then by bisection between the
+        // furthest found and the nearest known not to.
+        let whole = current.abs_diff(target);
+        let mut reached = 0;
+        if accept(search, best, whole) {
+            reached = whole;
         } else {
-            let (mut lo, mut hi) = (floor.saturating_add(1), current);
-            while lo < hi && !search.limited {
+            let mut refused = whole;
+            // A duration is found to within a 64th of the way.
+            let close = if knob.nanos { (whole / 64).max(1) } else { 1 };
+            while refused - reached > close && !search.limited {
+                let mid = reached + (refused - reached) / 2;
+                if accept(search, best, mid) {
+                    reached = mid;
+                } else {
+                    refused = mid;
+                }
+            }
+        }
+        if reached > 0 {
+            (search.progress)(&format!(
+                "{}: {} -> {} ({} events)",
+                knob.name,
+                knob.show(current),
+                knob.show(value(reached)),
+                size(best)
+            ));
+        }
+    }
+}
+
+/// Faults that strike earlier: for each fault, the earliest time that still fails (time 0
+/// first, then by bisection), so that the run reaches its failure without the fault-free
+/// stretch before it.
+fn earlier_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+    for (id, at) in best.subject.fault_times() {
+        if at == 0 || search.limited {
+            continue;
+        }
+        let accept = |search: &mut Search<'_>, best: &mut Best<S>, value: u64| {
+            let subject = best.subject.with_fault_at(id, value);
+            match search.attempt_changed(&subject, best, false) {
+                Some(found) => {
+                    *best = found;
+                    true
+                }
+                None => false,
+            }
+        };
+        let mut earliest = at;
+        if accept(search, best, 0) {
+            earliest = 0;
+        } else {
+            let (mut lo, mut hi) = (1, at);
+            while lo < hi && hi - lo >= (at / 16).max(1) && !search.limited {
                 let mid = lo + (hi - lo) / 2;
                 if accept(search, best, mid) {
                     hi = mid;
+                    earliest = mid;
                 } else {
                     lo = mid + 1;
                 }
             }
-            lowest = lowest.min(hi);
         }
-        if lowest < current {
+        if earliest < at {
             (search.progress)(&format!(
-                "{name}: {current} -> {lowest} ({} events)",
+                "fault on line {id}: {} -> {} ({} events)",
+                Time(at),
+                Time(earliest),
                 size(best)
             ));
         }
@@ -595,7 +1070,8 @@ fn fewer_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usiz
     let base = best.subject.clone();
     let kept = ddmin(&faults, &mut |keep: &[usize]| {
         let schedule = best.run.events().to_vec();
-        match search.attempt(&base.keeping_faults(keep), &schedule, &[]) {
+        let end = best.run.sim_time_ns();
+        match search.attempt(&base.keeping_faults(keep), &schedule, end, &[]) {
             Some(found) if better(&found, best, false) => {
                 *best = found;
                 true
@@ -625,7 +1101,7 @@ fn plainer_network<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
         let cut = end / 8 * eighths;
         let schedule = schedule_before(best.run.events(), cut);
         if let Some(found) = search
-            .attempt(&best.subject, &schedule, &[])
+            .attempt(&best.subject, &schedule, best.run.sim_time_ns(), &[])
             .filter(|found| better(found, best, true))
         {
             *best = found;
@@ -640,14 +1116,14 @@ fn plainer_network<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
 }
 
 /// Deliveries turned into drops: first every delivery of a link at once, then chunks of
-/// the delivered messages, halving the chunk size; a removal is kept if the run still
-/// fails and is smaller. How many messages were turned into drops.
-fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usize {
+/// the delivered messages, halving the chunk size down to a `parts_max`-th of them; a
+/// removal is kept if the run still fails and is smaller. How many messages were turned into drops.
+fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, parts_max: usize) -> usize {
     let mut forced = 0;
     let mut try_drop = |search: &mut Search<'_>, best: &mut Best<S>, drops: &[LinkMessage]| {
         let schedule = best.run.events().to_vec();
         match search
-            .attempt(&best.subject, &schedule, drops)
+            .attempt(&best.subject, &schedule, best.run.sim_time_ns(), drops)
             .filter(|found| better(found, best, true))
         {
             Some(found) => {
@@ -663,7 +1139,8 @@ fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usize 
             None => false,
         }
     };
-    let delivered = |best: &Best<S>| follower_of(best.run.events()).delivered_messages();
+    let delivered =
+        |best: &Best<S>| ScheduleFollower::from_events(best.run.events()).delivered_messages();
 
     // Whole links.
     let links: BTreeSet<(NodeId, NodeId)> =
@@ -681,9 +1158,10 @@ fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usize 
         }
     }
 
-    // Chunks, down to single messages.
+    // Chunks, down to single messages (or to a `parts_max`-th of the messages).
     let mut chunk = delivered(best).len() / 2;
-    while chunk >= 1 && !search.limited {
+    let finest = (delivered(best).len() / parts_max.max(1)).max(1);
+    while chunk >= finest && !search.limited {
         let mut at = 0;
         loop {
             let messages = delivered(best);
@@ -700,6 +1178,53 @@ fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usize 
     forced
 }
 
+/// Timer firings put off by a period (safety failures only: no safety property may depend
+/// on when a node's timers fire): housekeeping rounds whose retransmissions the failure
+/// does not need. Chunks of the run's firings, halving the chunk size; a chunk is kept
+/// if the run still fails and is smaller.
+fn fewer_firings<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+    let firings = |best: &Best<S>| -> Vec<(NodeId, u64)> {
+        best.run
+            .events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Timer { timer_id, .. } => Some((e.node, timer_id.0)),
+                _ => None,
+            })
+            .collect()
+    };
+    let before = size(best);
+    let mut put_off = 0;
+    let mut chunk = firings(best).len().div_ceil(2);
+    while chunk >= 1 && !search.limited {
+        let mut at = 0;
+        loop {
+            let all = firings(best);
+            if at >= all.len() || search.limited {
+                break;
+            }
+            let end = (at + chunk).min(all.len());
+            let Some(changed) = best.subject.postponing(&all[at..end]) else {
+                return;
+            };
+            match search.attempt_changed(&changed, best, true) {
+                Some(found) => {
+                    *best = found;
+                    put_off += end - at;
+                }
+                None => at = end,
+            }
+        }
+        chunk /= 2;
+    }
+    if size(best) < before {
+        (search.progress)(&format!(
+            "put off {put_off} timer firings ({} events)",
+            size(best)
+        ));
+    }
+}
+
 /// A shorter run: the earliest deadline that still fails.
 fn shorten<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
     let (mut lo, mut hi) = (0, best.subject.deadline_ns());
@@ -708,7 +1233,12 @@ fn shorten<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
         let mid = lo + (hi - lo) / 2;
         let schedule = best.run.events().to_vec();
         match search
-            .attempt(&best.subject.with_deadline(mid), &schedule, &[])
+            .attempt(
+                &best.subject.with_deadline(mid),
+                &schedule,
+                best.run.sim_time_ns(),
+                &[],
+            )
             .filter(|found| better(found, best, false))
         {
             Some(found) => {

@@ -241,12 +241,18 @@ fn report_failure<S: Subject>(
         runs_max: 2_000,
         time_max: std::time::Duration::from_secs(30),
     };
-    let shrunk = shrink(subject, recorded.events(), limits, &mut quiet)
-        .ok()
-        .map(|s| {
-            save(&shrunk_path, shrunk_header(&s.subject), &s.run);
-            (shrunk_path.clone(), s.events_after)
-        });
+    let shrunk = shrink(
+        subject,
+        recorded.events(),
+        recorded.sim_time_ns(),
+        limits,
+        &mut quiet,
+    )
+    .ok()
+    .map(|s| {
+        save(&shrunk_path, shrunk_header(&s.subject), &s.run);
+        (shrunk_path.clone(), s.events_after)
+    });
     Failure {
         test: test.to_string(),
         seed,
@@ -343,7 +349,7 @@ pub fn follow_trace_of_test<A: Actor>(
         deadline_ns: config["deadline_ns"].as_u64(),
     };
     // The shrinker's drops are faults again, as when the trace was written.
-    let run = subject.run(follower_of(&recorded.events))?;
+    let run = subject.run(follower_of(&recorded.events, recorded.footer.sim_time_ns))?;
     let problem = failure_of(run.outcome, run.end, &run.violations)?;
     Some(Failure {
         test: test.to_string(),

@@ -127,6 +127,19 @@ pub trait NetworkModel {
         self.route(packet, rng)
     }
 
+    /// [`route_message`](NetworkModel::route_message) with the message's trace label (its
+    /// `msg` text in the trace, when the run keeps a trace), for models that follow a
+    /// recording and match messages by what they say. The simulator calls this one.
+    fn route_labeled(
+        &mut self,
+        id: u64,
+        packet: &Packet,
+        _label: Option<&str>,
+        rng: &mut SimRng,
+    ) -> Fate {
+        self.route_message(id, packet, rng)
+    }
+
     /// [`admit`](NetworkModel::admit) for the message that traces name `id`.
     fn admit_message(&mut self, _id: u64, from: NodeId, to: NodeId, now: Time) -> Admit {
         self.admit(from, to, now)
@@ -147,6 +160,15 @@ impl<N: NetworkModel + ?Sized> NetworkModel for Box<N> {
     }
     fn route_message(&mut self, id: u64, packet: &Packet, rng: &mut SimRng) -> Fate {
         (**self).route_message(id, packet, rng)
+    }
+    fn route_labeled(
+        &mut self,
+        id: u64,
+        packet: &Packet,
+        label: Option<&str>,
+        rng: &mut SimRng,
+    ) -> Fate {
+        (**self).route_labeled(id, packet, label, rng)
     }
     fn admit_message(&mut self, id: u64, from: NodeId, to: NodeId, now: Time) -> Admit {
         (**self).admit_message(id, from, to, now)

@@ -13,7 +13,7 @@ use crate::trace::{self, summarize, Digest, EventKind, Recorder, TraceEvent};
 use rand::Rng;
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 /// How one run is driven.
 #[derive(Debug, Clone)]
@@ -101,6 +101,8 @@ enum Pending<A: Actor> {
         node: NodeId,
         id: TimerId,
         timer: A::Timer,
+        /// How long after it was set it falls due, in real (unskewed) nanoseconds.
+        after_ns: u64,
     },
     /// Boxed: faults are rare, and inline they would bloat every queue entry.
     Fault {
@@ -221,6 +223,9 @@ pub struct Simulation<A: Actor> {
     violations: Vec<String>,
     stopped: bool,
     messages_delivered: u64,
+    /// Timer firings to put off, by node and timer: how many more times each is due
+    /// again one period later instead of firing (see [`Simulation::postpone_timers`]).
+    postponed: BTreeMap<(NodeId, TimerId), u32>,
 }
 
 impl<A: Actor> Simulation<A> {
@@ -269,6 +274,7 @@ impl<A: Actor> Simulation<A> {
             violations: Vec::new(),
             stopped: false,
             messages_delivered: 0,
+            postponed: BTreeMap::new(),
         };
         // Starts come first among time-0 events, so a fault at time 0 follows them.
         for i in 0..sim.actors.len() {
@@ -285,6 +291,22 @@ impl<A: Actor> Simulation<A> {
     /// Adds an invariant checked during and at the end of the run.
     pub fn add_invariant(&mut self, invariant: impl Invariant<A> + 'static) -> &mut Self {
         self.invariants.push(Box::new(invariant));
+        self
+    }
+
+    /// Puts off these timer firings (before the run starts): when timer `id` of `node`
+    /// falls due, it does not fire but falls due again as long after as it was set for,
+    /// once per time it is listed. Its handler does not run and no event is recorded, as
+    /// if the node's clock had lagged; a periodic timer that re-arms itself in its handler
+    /// thus loses one firing and keeps its later ones. For shrinking safety failures (no
+    /// safety property may depend on when timers fire); liveness checks do not hear of it.
+    pub fn postpone_timers(
+        &mut self,
+        firings: impl IntoIterator<Item = (NodeId, TimerId)>,
+    ) -> &mut Self {
+        for firing in firings {
+            *self.postponed.entry(firing).or_insert(0) += 1;
+        }
         self
     }
 
@@ -452,6 +474,17 @@ impl<A: Actor> Simulation<A> {
                     return EndReason::Deadline;
                 }
             }
+            if let Pending::Timer {
+                node, id, after_ns, ..
+            } = &entry.event
+            {
+                if let Some(left) = self.postponed.get_mut(&(*node, *id)).filter(|n| **n > 0) {
+                    *left -= 1;
+                    let at = Time(entry.time.as_nanos().saturating_add((*after_ns).max(1)));
+                    self.schedule(at, entry.event);
+                    continue;
+                }
+            }
             if let Pending::Fault { fault } = entry.event {
                 self.now = entry.time;
                 self.apply_fault(*fault, entry.order);
@@ -533,7 +566,9 @@ impl<A: Actor> Simulation<A> {
                 stats.bytes_received += u64::from(bytes);
                 Handler::Message(from, msg)
             }
-            Pending::Timer { node, id, timer } => {
+            Pending::Timer {
+                node, id, timer, ..
+            } => {
                 self.nodes[node.index()].live_timers.remove(&id);
                 let seq = self.recorder.begin(trace::TAG_TIMER, now, node);
                 self.recorder.field(id.0);
@@ -580,8 +615,18 @@ impl<A: Actor> Simulation<A> {
                     let slot = &mut self.nodes[node.index()];
                     slot.live_timers.insert(id);
                     // `after` is measured by the node's own (possibly skewed) clock.
-                    let at = self.now.after(slot.skew.real_after(after));
-                    self.schedule(at, Pending::Timer { node, id, timer });
+                    let real_after = slot.skew.real_after(after);
+                    let at = self.now.after(real_after);
+                    let after_ns = crate::time::duration_ns(real_after);
+                    self.schedule(
+                        at,
+                        Pending::Timer {
+                            node,
+                            id,
+                            timer,
+                            after_ns,
+                        },
+                    );
                 }
                 Effect::CancelTimer { id } => {
                     self.nodes[node.index()].live_timers.remove(&id);
@@ -613,12 +658,13 @@ impl<A: Actor> Simulation<A> {
         let id = self.recorder.begin(trace::TAG_SEND, self.now, from);
         self.recorder.field(u64::from(to.0));
         self.recorder.bytes(&self.encode_buf);
-        if self.recorder.keep {
+        let label = self.recorder.keep.then(|| summarize(format!("{msg:?}")));
+        if let Some(label) = &label {
             let kind = EventKind::Send {
                 to,
                 id,
                 bytes,
-                msg: summarize(format!("{msg:?}")),
+                msg: label.clone(),
             };
             self.recorder.keep_event(id, self.now, from, kind);
         }
@@ -641,8 +687,12 @@ impl<A: Actor> Simulation<A> {
                 sent_at: departs,
                 bytes: bytes as usize,
             };
-            self.network
-                .route_message(id, &packet, &mut self.nodes[from.index()].net_rng)
+            self.network.route_labeled(
+                id,
+                &packet,
+                label.as_deref(),
+                &mut self.nodes[from.index()].net_rng,
+            )
         };
         let at = |delay_ns: u64| Time(departs.as_nanos().saturating_add(delay_ns));
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);

@@ -430,3 +430,42 @@ fn invariants_hear_of_scheduled_faults_and_imposed_drops_but_not_of_annotations(
         .count();
     assert_eq!(drops, 1);
 }
+
+#[test]
+fn a_postponed_timer_firing_is_put_off_by_one_period_and_later_ones_keep_their_times() {
+    // Node 0's ticks fire at 10, 20, ..., 100 ms, timer ids 0..10. Putting off the firing
+    // of timer 2 (due at 30 ms) twice: it fires at 50 ms instead, with no event at 30 or
+    // 40 ms; its handler then arms the next tick, which fires at 60 ms.
+    let fired = |report: &rehearsal_sim_core::RunReport<Ticker>| -> Vec<(u64, u64)> {
+        report
+            .trace
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Timer { timer_id, .. } if e.node == NodeId(0) => {
+                    Some((e.t / 1_000_000, timer_id.0))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let plain = sim(true).run();
+    assert_eq!(
+        fired(&plain)[..4],
+        [(10, 0), (20, 1), (30, 2), (40, 3)],
+        "{:?}",
+        fired(&plain)
+    );
+    let mut put_off = sim(true);
+    let timer = rehearsal_sim_core::TimerId(2);
+    put_off.postpone_timers([(NodeId(0), timer), (NodeId(0), timer)]);
+    let report = put_off.run();
+    assert_eq!(
+        fired(&report)[..4],
+        [(10, 0), (20, 1), (50, 2), (60, 3)],
+        "{:?}",
+        fired(&report)
+    );
+    // Every tick still fires once: ten in all, the last 20 ms later.
+    assert_eq!(fired(&report).len(), 10);
+    assert_eq!(fired(&report).last(), Some(&(120, 9)));
+}

@@ -45,3 +45,31 @@ pub fn skip(test: &str, why: &str) {
     // One write, so that tests running in parallel do not interleave their lines.
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
+
+/// The path of `examples/pbft/NAME`.
+pub fn pbft_example(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pbft")
+        .join(name);
+    path.to_str().unwrap_or_default().to_string()
+}
+
+/// The `rehearsal sim` flags of the README's PBFT mutant setting: 2 clients x 40 requests
+/// over `examples/pbft/hold.toml`, under `examples/pbft/SCENARIO`.
+pub fn pbft_readme_setting(scenario: &str) -> Vec<String> {
+    [
+        "--protocol",
+        "pbft",
+        "--clients",
+        "2",
+        "--requests",
+        "40",
+        "--net",
+        &pbft_example("hold.toml"),
+        "--scenario",
+        &pbft_example(scenario),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}

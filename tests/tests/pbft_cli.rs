@@ -15,25 +15,10 @@ fn example(name: &str) -> String {
 
 /// `rehearsal sim --protocol pbft` under `scenario` for seeds 1..=10, with `mutant`.
 fn run(scenario: &str, mutant: Option<&str>) -> rehearsal_tests::CliRun {
-    let net = example("hold.toml");
-    let scenario = example(scenario);
-    let mut args = vec![
-        "sim",
-        "--protocol",
-        "pbft",
-        "--clients",
-        "2",
-        "--requests",
-        "40",
-        "--net",
-        &net,
-        "--scenario",
-        &scenario,
-        "--seeds",
-        "10",
-        "--duration",
-        "2m",
-    ];
+    let setting = rehearsal_tests::pbft_readme_setting(scenario);
+    let mut args = vec!["sim"];
+    args.extend(setting.iter().map(String::as_str));
+    args.extend_from_slice(&["--seeds", "10", "--duration", "2m"]);
     if let Some(m) = mutant {
         args.extend_from_slice(&["--mutant", m]);
     }
@@ -159,4 +144,56 @@ fn a_scenario_that_makes_a_client_byzantine_is_a_scenario_error() {
         run.stderr
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn protocol_timers_are_set_by_name_and_bad_ones_are_refused() {
+    // A shorter view-change timeout: a crashed primary is replaced sooner.
+    let crash = example("primary-crash.scenario");
+    let view_change_at = |timer: Option<&str>| -> String {
+        let mut args = vec![
+            "sim",
+            "--protocol",
+            "pbft",
+            "--clients",
+            "1",
+            "--requests",
+            "20",
+            "--scenario",
+            &crash,
+            "--json",
+        ];
+        if let Some(t) = timer {
+            args.extend_from_slice(&["--timer", t]);
+        }
+        let run = cli(&args);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        json["sim_time_ns"].to_string()
+    };
+    let default = view_change_at(None);
+    let short = view_change_at(Some("view-change=200ms"));
+    assert!(
+        short.parse::<u64>().unwrap() < default.parse::<u64>().unwrap(),
+        "200 ms view change ends at {short} ns, the default at {default} ns"
+    );
+    for (timer, error) in [
+        (
+            "nope=1s",
+            "pbft has no timer `nope`; expected one of client-retransmit, tick, view-change",
+        ),
+        ("tick=0s", "--timer tick: the duration must be above 0"),
+        ("tick", "expected NAME=DURATION"),
+    ] {
+        let run = cli(&["sim", "--protocol", "pbft", "--timer", timer]);
+        assert_eq!(run.status, 2, "{timer}: {}", run.stdout);
+        assert!(run.stderr.contains(error), "{timer}: {}", run.stderr);
+    }
+    let run = cli(&["sim", "--protocol", "benaloh", "--timer", "tick=1s"]);
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr.contains("benaloh has no timers to set"),
+        "{}",
+        run.stderr
+    );
 }

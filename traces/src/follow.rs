@@ -2,10 +2,13 @@
 //! recorded — which message arrived when, which were lost, duplicated or damaged — instead
 //! of drawing them from the seed.
 //!
-//! Messages are matched by link and order: the k-th message node A sends to node B in the
-//! new run gets the fate of the k-th message A sent to B in the recording. So when protocol
-//! code changes (an extra message, a different payload), the rest of the schedule still
-//! lines up, and the new run can be compared with the recording event by event.
+//! Messages are matched by link and content: the k-th message node A sends to node B that
+//! reads as some text (its `msg` in the trace) gets the fate of the k-th message A sent to B
+//! that read the same in the recording. So when the run changes (a retransmission fewer, an
+//! extra message, a request less), every other message still meets its own recorded fate,
+//! and a shrinker's drop stays on the message it chose. A message whose text the recording
+//! does not have on its link is unscheduled (see below). Without labels (a run that keeps
+//! no trace) messages are matched by link and order alone.
 //!
 //! Each message arrives (or is dropped on arrival) at the time the recording shows it
 //! handled, even if it got there in a roundabout way (held across a cut until heal, waiting
@@ -33,13 +36,18 @@ pub const FORCED_DROP_REASON: &str = "shrink: dropped";
 /// What became of one recorded message.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Recorded {
+    /// The hash of its `msg` text.
+    label: u64,
+    /// When it was sent, in the recording.
+    sent_ns: u64,
     /// Lost as it was sent (recorded right after its send).
     dropped: Option<&'static str>,
     /// Delivered damaged (the recording has its `corrupt` event).
     corrupt: bool,
     /// Each time a copy reached its receiver, in the recording's order: the time, and the
     /// drop reason if it was dropped there rather than delivered. Empty: the recording
-    /// ended with the message in flight (or held).
+    /// ended with the message in flight (or held), so it arrives after the recording's
+    /// end, if that is known.
     arrivals: Vec<(u64, Option<&'static str>)>,
 }
 
@@ -66,8 +74,10 @@ pub struct LinkMessage {
 #[derive(Debug)]
 pub struct ScheduleFollower {
     links: BTreeMap<(NodeId, NodeId), Vec<Recorded>>,
-    /// Messages sent so far per link in the new run.
+    /// Messages sent so far per link in the new run (for matching without labels).
     sent: BTreeMap<(NodeId, NodeId), u32>,
+    /// The recorded messages not yet matched, by link and label hash, in recorded order.
+    unmatched: BTreeMap<(NodeId, NodeId, u64), VecDeque<u32>>,
     /// What each copy of a new-run message meets when it falls due, by (message id,
     /// recorded time): `Some(reason)` to drop it, `None` to deliver it. Only for messages
     /// with a copy dropped on arrival.
@@ -76,6 +86,9 @@ pub struct ScheduleFollower {
     /// Delay for unscheduled messages on links with no recorded delay.
     pub fallback_delay_ns: u64,
     last_delay: BTreeMap<(NodeId, NodeId), u64>,
+    /// When the recording ended (its virtual time), if known: messages still in flight
+    /// then arrive just after it. Unknown: they never arrive.
+    end_ns: Option<u64>,
     stats: Rc<RefCell<FollowStats>>,
 }
 
@@ -99,7 +112,16 @@ impl ScheduleFollower {
             match &e.kind {
                 EventKind::Send { to, id, .. } => {
                     if let std::collections::btree_map::Entry::Vacant(slot) = by_id.entry(*id) {
-                        slot.insert((e.node, *to, Recorded::default()));
+                        let label = match &e.kind {
+                            EventKind::Send { msg, .. } => label_hash(msg),
+                            _ => 0,
+                        };
+                        let fate = Recorded {
+                            label,
+                            sent_ns: e.t,
+                            ..Recorded::default()
+                        };
+                        slot.insert((e.node, *to, fate));
                         order.push(*id);
                         sent_at.insert(*id, e.t);
                     }
@@ -139,15 +161,36 @@ impl ScheduleFollower {
             }
             links.entry((from, to)).or_default().push(fate);
         }
+        let mut unmatched: BTreeMap<(NodeId, NodeId, u64), VecDeque<u32>> = BTreeMap::new();
+        for (&(from, to), fates) in &links {
+            for (index, fate) in fates.iter().enumerate() {
+                unmatched
+                    .entry((from, to, fate.label))
+                    .or_default()
+                    .push_back(index as u32);
+            }
+        }
         ScheduleFollower {
             links,
             sent: BTreeMap::new(),
+            unmatched,
             on_arrival: BTreeMap::new(),
             forced: BTreeSet::new(),
             fallback_delay_ns: 1_000_000,
             last_delay: BTreeMap::new(),
+            end_ns: None,
             stats: Rc::new(RefCell::new(FollowStats::default())),
         }
+    }
+
+    /// A follower of a recording that ended at virtual time `end_ns` (a trace footer's
+    /// `sim_time_ns`): the messages still in flight then arrive just after it, as the
+    /// recording allows, rather than never (which would be a loss nobody imposed, once a
+    /// changed run goes on longer than the recording did).
+    pub fn from_recording(events: &[TraceEvent], end_ns: u64) -> Self {
+        let mut follower = Self::from_events(events);
+        follower.end_ns = Some(end_ns);
+        follower
     }
 
     /// Turns these recorded messages into drops (for shrinking).
@@ -189,12 +232,31 @@ impl NetworkModel for ScheduleFollower {
         self.route_message(u64::MAX, packet, _rng)
     }
 
-    fn route_message(&mut self, id: u64, packet: &Packet, _rng: &mut SimRng) -> Fate {
+    fn route_message(&mut self, id: u64, packet: &Packet, rng: &mut SimRng) -> Fate {
+        self.route_labeled(id, packet, None, rng)
+    }
+
+    fn route_labeled(
+        &mut self,
+        id: u64,
+        packet: &Packet,
+        label: Option<&str>,
+        _rng: &mut SimRng,
+    ) -> Fate {
         let link = (packet.from, packet.to);
-        let index = {
-            let n = self.sent.entry(link).or_insert(0);
-            *n += 1;
-            *n - 1
+        let index = match label {
+            // The first recorded message on this link that read the same and is not yet
+            // matched; none: past anything recorded (unscheduled).
+            Some(label) => self
+                .unmatched
+                .get_mut(&(packet.from, packet.to, label_hash(label)))
+                .and_then(VecDeque::pop_front)
+                .unwrap_or(u32::MAX),
+            None => {
+                let n = self.sent.entry(link).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
         };
         let departs = packet.sent_at.as_nanos();
         let key = LinkMessage {
@@ -231,9 +293,18 @@ impl NetworkModel for ScheduleFollower {
             }
             return Fate::Drop { reason };
         }
-        let delay = |t: u64| t.saturating_sub(departs);
+        // A copy arrives at its recorded time, but never after a longer delay than the
+        // recording gave it: when changed code sends this link's k-th message earlier than
+        // the recording did, it keeps its recorded delay rather than waiting for the
+        // recorded arrival (a delay no network model drew). Same code sends it at the
+        // recorded time, so both agree.
+        let recorded_delay = |t: u64| t.saturating_sub(recorded.sent_ns);
+        let delay = |t: u64| t.saturating_sub(departs).min(recorded_delay(t));
         let (first, second) = match recorded.arrivals.as_slice() {
-            [] => (NEVER_NS, None),
+            [] => match self.end_ns {
+                Some(end) => (delay(end.saturating_add(1)), None),
+                None => (NEVER_NS, None),
+            },
             [(t, _)] => (delay(*t), None),
             [(t, _), (u, _), ..] => (delay(*t), Some(delay(*u))),
         };
@@ -296,6 +367,13 @@ impl NetworkModel for ScheduleFollower {
     }
 }
 
+/// A message's `msg` text, hashed (FNV-1a: the same in every process).
+fn label_hash(label: &str) -> u64 {
+    label.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Drop reasons are `&'static str` in the engine; those read from a trace are interned
 /// once per process (there are only a handful of distinct reasons).
 fn intern(reason: &str) -> &'static str {
@@ -356,8 +434,87 @@ mod tests {
         };
         follower.route_message(id, &packet, &mut derive_rng(0, "test", 0))
     }
+    /// A send from n0 to n1 that reads `msg`.
+    fn send_text(seq: u64, t: u64, msg: &str) -> TraceEvent {
+        let kind = EventKind::Send {
+            to: NodeId(1),
+            id: seq,
+            bytes: 1,
+            msg: msg.into(),
+        };
+        event(seq, t, 0, kind)
+    }
+    /// [`route`] for a message that reads `msg`.
+    fn route_text(follower: &mut ScheduleFollower, id: u64, t: u64, msg: &str) -> Fate {
+        let packet = Packet {
+            from: NodeId(0),
+            to: NodeId(1),
+            sent_at: Time(t),
+            bytes: 1,
+        };
+        follower.route_labeled(id, &packet, Some(msg), &mut derive_rng(0, "test", 0))
+    }
     fn admit(follower: &mut ScheduleFollower, id: u64, t: u64) -> Admit {
         follower.admit_message(id, NodeId(0), NodeId(1), Time(t))
+    }
+
+    #[test]
+    fn messages_meet_the_fate_of_the_recorded_message_that_reads_the_same() {
+        // Recorded on n0 -> n1: a (delivered after 5), b (lost), a again (after 7).
+        let events = [
+            send_text(0, 0, "a"),
+            deliver(1, 5, 0, 0, 1),
+            send_text(2, 10, "b"),
+            drop(3, 10, 2, 0, 1, "loss"),
+            send_text(4, 20, "a"),
+            deliver(5, 27, 4, 0, 1),
+        ];
+        let mut follower = ScheduleFollower::from_events(&events);
+        // The new run skips b: the second a still gets the second a's fate, not b's.
+        assert_eq!(
+            route_text(&mut follower, 0, 0, "a"),
+            Fate::Deliver { delay_ns: 5 }
+        );
+        assert_eq!(
+            route_text(&mut follower, 1, 20, "a"),
+            Fate::Deliver { delay_ns: 7 }
+        );
+        // Text the recording does not have on the link: after the link's last delay.
+        assert_eq!(
+            route_text(&mut follower, 2, 30, "c"),
+            Fate::Deliver { delay_ns: 7 }
+        );
+        // b, sent late, is still lost.
+        assert_eq!(
+            route_text(&mut follower, 3, 40, "b"),
+            Fate::Drop { reason: "loss" }
+        );
+        let stats = follower.stats().borrow().clone();
+        assert_eq!((stats.followed, stats.unscheduled), (3, 1));
+    }
+
+    #[test]
+    fn a_message_sent_earlier_than_recorded_keeps_its_recorded_delay() {
+        // Recorded: sent at 100, arrived at 110. Sent at 0 now, it arrives at 10, not 110
+        // (a 110 ns delay no network drew); sent at 105, it arrives at 110 as recorded.
+        let events = [send(0, 100, 0, 1), deliver(1, 110, 0, 0, 1)];
+        let mut early = ScheduleFollower::from_events(&events);
+        assert_eq!(route(&mut early, 0, 0), Fate::Deliver { delay_ns: 10 });
+        let mut late = ScheduleFollower::from_events(&events);
+        assert_eq!(route(&mut late, 0, 105), Fate::Deliver { delay_ns: 5 });
+    }
+
+    #[test]
+    fn a_message_in_flight_when_the_recording_ended_arrives_just_after_its_end() {
+        let events = [send(0, 100, 0, 1)];
+        let mut ended = ScheduleFollower::from_recording(&events, 500);
+        assert_eq!(route(&mut ended, 0, 100), Fate::Deliver { delay_ns: 401 });
+        // Without the end, it never arrives.
+        let mut open = ScheduleFollower::from_events(&events);
+        assert_eq!(
+            route(&mut open, 0, 100),
+            Fate::Deliver { delay_ns: NEVER_NS }
+        );
     }
 
     #[test]
