@@ -953,6 +953,41 @@ fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers)
             return;
         }
     }
+    // Time compressed: every protocol timer and every fault time scaled down together, so
+    // that what the timers and faults did in order they still do, sooner.
+    if !safety || timers == Timers::Untouched {
+        return;
+    }
+    for divisor in [2u64, 4, 8] {
+        if search.limited {
+            return;
+        }
+        let mut subject = best.subject.clone();
+        let mut scaled = 0;
+        for knob in best.subject.knobs() {
+            if knob.nanos && knob.current / divisor > 0 {
+                subject = subject.with_knob(&knob.name, knob.current / divisor);
+                scaled += 1;
+            }
+        }
+        for (id, at) in best.subject.fault_times() {
+            if at > 0 {
+                subject = subject.with_fault_at(id, at / divisor);
+                scaled += 1;
+            }
+        }
+        if scaled < 2 {
+            return;
+        }
+        if let Some(found) = search.attempt_changed(&subject, best, true) {
+            *best = found;
+            (search.progress)(&format!(
+                "at once: every timer and fault time divided by {divisor} ({} events)",
+                size(best)
+            ));
+            return;
+        }
+    }
 }
 
 /// Fewer client operations and nodes: for each knob, the smallest value that fails (its
