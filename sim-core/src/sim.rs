@@ -658,16 +658,9 @@ impl<A: Actor> Simulation<A> {
         let id = self.recorder.begin(trace::TAG_SEND, self.now, from);
         self.recorder.field(u64::from(to.0));
         self.recorder.bytes(&self.encode_buf);
+        // The trace's text of the message, also shown to the network model (a follower
+        // matches messages by it); kept as the send event once the model has routed it.
         let label = self.recorder.keep.then(|| summarize(format!("{msg:?}")));
-        if let Some(label) = &label {
-            let kind = EventKind::Send {
-                to,
-                id,
-                bytes,
-                msg: label.clone(),
-            };
-            self.recorder.keep_event(id, self.now, from, kind);
-        }
         let stats = &mut self.nodes[from.index()].stats;
         stats.messages_sent += 1;
         stats.bytes_sent += bytes;
@@ -694,6 +687,15 @@ impl<A: Actor> Simulation<A> {
                 &mut self.nodes[from.index()].net_rng,
             )
         };
+        if let Some(label) = label {
+            let kind = EventKind::Send {
+                to,
+                id,
+                bytes,
+                msg: label,
+            };
+            self.recorder.keep_event(id, self.now, from, kind);
+        }
         let at = |delay_ns: u64| Time(departs.as_nanos().saturating_add(delay_ns));
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         match fate {
