@@ -73,3 +73,18 @@ pub fn pbft_readme_setting(scenario: &str) -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// The `rehearsal sim` flags of the README's lossy unreplicated run: loss, jitter and
+/// retransmissions, a schedule the seed alone would not survive.
+pub const UNREPLICATED_LOSSY: &[&str] = &[
+    "--protocol",
+    "unreplicated",
+    "--clients",
+    "3",
+    "--requests",
+    "20",
+    "--loss",
+    "0.3",
+    "--latency",
+    "uniform:1ms..30ms",
+];

@@ -3,19 +3,7 @@
 
 use rehearsal_tests::{cli, scratch_dir};
 
-/// Loss, jitter and retransmissions: a schedule the seed alone would not survive.
-const LOSSY: &[&str] = &[
-    "--protocol",
-    "unreplicated",
-    "--clients",
-    "3",
-    "--requests",
-    "20",
-    "--loss",
-    "0.3",
-    "--latency",
-    "uniform:1ms..30ms",
-];
+use rehearsal_tests::UNREPLICATED_LOSSY as LOSSY;
 
 fn record(dir: &std::path::Path, name: &str, args: &[&str]) -> String {
     let path = dir.join(name);

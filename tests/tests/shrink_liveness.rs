@@ -118,23 +118,9 @@ fn forced_drops_are_faults_when_the_shrunk_trace_is_followed() {
     // A shrunk run's drops are recorded as plain drop events; following the trace must
     // impose them again as faults, or a liveness check counts from too early.
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "shrink_forced_faults");
-    let (config, events, end) = record(
-        &dir,
-        &[
-            "--protocol",
-            "unreplicated",
-            "--clients",
-            "3",
-            "--requests",
-            "20",
-            "--loss",
-            "0.3",
-            "--latency",
-            "uniform:1ms..30ms",
-            "--mutant",
-            "execute-retransmissions",
-        ],
-    );
+    let mut args = rehearsal_tests::UNREPLICATED_LOSSY.to_vec();
+    args.extend_from_slice(&["--mutant", "execute-retransmissions"]);
+    let (config, events, end) = record(&dir, &args);
     let shrunk = shrink(&config, &events, end, ShrinkLimits::default(), &mut |_| {}).unwrap();
     let forced = forced_drops_in(&shrunk.run.trace);
     assert_eq!(forced.len(), shrunk.drops_forced.min(forced.len()));

@@ -788,16 +788,8 @@ pub fn first_difference(recorded: &[TraceEvent], replayed: &[TraceEvent]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_events::event;
     use std::io::Read;
-
-    fn event(seq: u64, t: u64, node: u32, kind: EventKind) -> TraceEvent {
-        TraceEvent {
-            seq,
-            t,
-            node: NodeId(node),
-            kind,
-        }
-    }
 
     /// A small run with one message of every fate and one event of every kind.
     fn parts() -> (Header, Vec<TraceEvent>, Footer) {

@@ -390,16 +390,9 @@ fn intern(reason: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_events::event;
     use rehearsal_sim_core::derive_rng;
 
-    fn event(seq: u64, t: u64, node: u32, kind: EventKind) -> TraceEvent {
-        TraceEvent {
-            seq,
-            t,
-            node: NodeId(node),
-            kind,
-        }
-    }
     fn send(seq: u64, t: u64, from: u32, to: u32) -> TraceEvent {
         let kind = EventKind::Send {
             to: NodeId(to),

@@ -29,4 +29,6 @@ pub use file::{
 };
 pub use render::{render_text, render_timeline, Filter};
 pub mod follow;
+#[cfg(test)]
+mod test_events;
 pub use follow::{FollowStats, LinkMessage, ScheduleFollower};
