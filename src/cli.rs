@@ -1049,6 +1049,9 @@ fn shrink(
         _ => kept.push(format!("{} nodes", c.nodes)),
     }
     kept.extend(timer_changes(c));
+    if c.seed != config.seed {
+        kept.push(format!("seed {} (another network)", c.seed));
+    }
     if shrunk.drops_forced > 0 {
         kept.push(format!(
             "{} deliveries turned into drops",

@@ -124,6 +124,14 @@ pub trait Subject: Clone {
     fn reference(&self) -> Option<Self> {
         None
     }
+    /// The seed the subject's network and nodes draw from, if it can take another.
+    fn seed(&self) -> Option<u64> {
+        None
+    }
+    /// This subject drawing from another seed.
+    fn with_seed(&self, _seed: u64) -> Self {
+        self.clone()
+    }
 }
 
 /// What the shrinker reads of one run.
@@ -287,6 +295,17 @@ impl Subject for RunConfig {
         c
     }
 
+    fn seed(&self) -> Option<u64> {
+        Some(self.seed)
+    }
+
+    fn with_seed(&self, seed: u64) -> Self {
+        RunConfig {
+            seed,
+            ..self.clone()
+        }
+    }
+
     fn reference(&self) -> Option<Self> {
         match self.mutant.as_deref() {
             None | Some("none") => None,
@@ -298,6 +317,9 @@ impl Subject for RunConfig {
     }
 }
 use rehearsal_traces::follow::FORCED_DROP_REASON;
+
+/// How many other seeds a shrink tries for its smallest configuration.
+const RESEED_TRIES: u64 = 32;
 
 /// The shortest protocol timer a shrink tries.
 const TIMER_FLOOR_NS: u64 = 1_000_000;
@@ -500,7 +522,7 @@ fn schedule_before(events: &[TraceEvent], cut_ns: u64) -> Vec<TraceEvent> {
         .collect()
 }
 
-struct Search<'p> {
+struct Search<'p, S: Subject> {
     failure: String,
     /// Whether candidates are checked against the correct protocol (liveness failures of
     /// a mutant).
@@ -511,10 +533,16 @@ struct Search<'p> {
     started: Instant,
     runs: u64,
     limited: bool,
+    /// The reduced configurations already tried on other seeds (see [`leap`]).
+    reseeded: Vec<Vec<String>>,
+    /// The first run found on another seed (the first chain changes the fewest timers),
+    /// as it was found: a fresh start for the chains, which may reduce it further than the
+    /// chain that found it did.
+    landing: Option<Best<S>>,
     progress: &'p mut dyn FnMut(&str),
 }
 
-impl Search<'_> {
+impl<S: Subject> Search<'_, S> {
     fn out_of_budget(&mut self) -> bool {
         if self.runs >= self.limits.runs_max || self.started.elapsed() >= self.limits.time_max {
             self.limited = true;
@@ -524,7 +552,7 @@ impl Search<'_> {
 
     /// Runs `subject` following `schedule` (with the drops a shrink imposed on it imposed
     /// again) and with `drops` forced too; the run if it still fails the same way.
-    fn attempt<S: Subject>(
+    fn attempt(
         &mut self,
         subject: &S,
         schedule: &[TraceEvent],
@@ -542,7 +570,7 @@ impl Search<'_> {
     }
 
     /// `run` of `subject` as a candidate, if it fails the same way.
-    fn keep_if_failing<S: Subject>(&mut self, subject: &S, run: S::Run) -> Option<Best<S>> {
+    fn keep_if_failing(&mut self, subject: &S, run: S::Run) -> Option<Best<S>> {
         if failure_of(run.outcome(), run.end(), run.violations()).as_deref() != Some(&self.failure)
         {
             return None;
@@ -560,12 +588,7 @@ impl Search<'_> {
     /// shrink imposed (they were chosen for the old configuration, and land on other
     /// messages in the new one). The run if either fails the same way and beats `best`
     /// (`strict`: only if it is smaller).
-    fn attempt_changed<S: Subject>(
-        &mut self,
-        changed: &S,
-        best: &Best<S>,
-        strict: bool,
-    ) -> Option<Best<S>> {
+    fn attempt_changed(&mut self, changed: &S, best: &Best<S>, strict: bool) -> Option<Best<S>> {
         let end = best.run.sim_time_ns();
         let schedule = best.run.events();
         if let Some(found) = self
@@ -595,7 +618,7 @@ impl Search<'_> {
 
     /// Whether the correct protocol passes following `run`'s schedule (true when there is
     /// nothing to check).
-    fn genuine<S: Subject>(&mut self, subject: &S, run: &S::Run) -> bool {
+    fn genuine(&mut self, subject: &S, run: &S::Run) -> bool {
         if !self.check_reference {
             return true;
         }
@@ -662,6 +685,8 @@ pub fn shrink<S: Subject>(
         started: Instant::now(),
         runs: 0,
         limited: false,
+        reseeded: Vec::new(),
+        landing: None,
         progress,
     };
     // The starting point: the recording, re-enacted.
@@ -705,72 +730,129 @@ pub fn shrink<S: Subject>(
     // Greedy reduction gets stuck in different places depending on what it changes first.
     // Protocol timers change the run the most, so they come in last, each pass going on
     // from the smallest run so far; with budget left it starts again from here changing
-    // them first, and keeps the smallest run found.
-    let start = best;
-    // Each chain: whether faults are removed after the other cheap steps rather than
-    // before (removing a cut early can close the way to a smaller run through it), whether
-    // it leaps (see [`leap`]), and the timers each of its passes may change. The chains run
-    // in this order while the budget lasts.
-    let timers_change =
-        start.subject.knobs().iter().any(|k| k.nanos) || start.subject.postponing(&[]).is_some();
-    let timer_chains: &[&[Timers]] = if search.safety && timers_change {
-        &[
-            &[Timers::Untouched, Timers::Shorter, Timers::All],
-            &[Timers::All, Timers::Untouched],
-            &[Timers::Shorter, Timers::All],
-        ]
-    } else {
-        &[&[Timers::Untouched]]
-    };
-    let orders: &[bool] = if start.subject.faults().is_empty() {
-        &[false]
-    } else {
-        &[false, true]
-    };
-    let mut chains: Vec<(bool, bool, &[Timers])> = Vec::new();
-    for leaps in [true, false] {
-        for &timers in timer_chains {
-            for &faults_last in orders {
-                chains.push((faults_last, leaps, timers));
+    // them first, and keeps the smallest run found. The chains run again from the smallest
+    // run they found, while that gets smaller (a leap onto another seed's network, say,
+    // leaves a small run that every chain can then work on), at most three times.
+    let mut start = best;
+    // A smaller configuration first: the fewest operations and nodes, with the faults
+    // moved earlier, on the recorded schedule or another seed's network (see
+    // [`on_other_seeds`]). A run that fails there is a fresh recording of a smaller
+    // configuration, and the chains start from it.
+    if start
+        .subject
+        .knobs()
+        .iter()
+        .any(|k| !k.nanos && k.current > k.target)
+    {
+        for all_at_zero in [false, true] {
+            let (subject, changed) = jumped(&start.subject, &|_| false, all_at_zero, 0);
+            let found = match search.attempt_changed(&subject, &start, false) {
+                Some(found) => Some((None, found)),
+                None => on_other_seeds(&mut search, &start, &subject, &changed)
+                    .map(|(seed, found)| (Some(seed), found)),
+            };
+            if let Some((seed, found)) = found {
+                (search.progress)(&format!(
+                    "first, {}{} ({} events)",
+                    seed.map_or(String::new(), |s| format!("on the network of seed {s}: ")),
+                    changed.join(", "),
+                    size(&found)
+                ));
+                start = found;
+                break;
             }
         }
     }
-    let mut overall: Option<Best<S>> = None;
-    for &(faults_last, leaps, chain) in &chains {
-        let mut candidate = start.clone();
-        if let Some(so_far) = &overall {
-            if search.limited {
+    // The timers the last chain's last pass changed: the polishing passes change them too.
+    let mut last = Timers::Untouched;
+    let mut best_so_far: Option<Best<S>> = None;
+    for _ in 0..3 {
+        // Each chain: whether faults are removed after the other cheap steps rather than
+        // before (removing a cut early can close the way to a smaller run through it), whether
+        // it leaps (see [`leap`]), and the timers each of its passes may change. The chains run
+        // in this order while the budget lasts.
+        let timers_change = start.subject.knobs().iter().any(|k| k.nanos)
+            || start.subject.postponing(&[]).is_some();
+        let timer_chains: &[&[Timers]] = if search.safety && timers_change {
+            &[
+                &[Timers::Untouched, Timers::Shorter, Timers::All],
+                &[Timers::All, Timers::Untouched],
+                &[Timers::Shorter, Timers::All],
+            ]
+        } else {
+            &[&[Timers::Untouched]]
+        };
+        let orders: &[bool] = if start.subject.faults().is_empty() {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        let mut chains: Vec<(bool, bool, &[Timers])> = Vec::new();
+        for leaps in [true, false] {
+            for &timers in timer_chains {
+                for &faults_last in orders {
+                    chains.push((faults_last, leaps, timers));
+                }
+            }
+        }
+        last = chains
+            .last()
+            .and_then(|c| c.2.last().copied())
+            .unwrap_or(Timers::Untouched);
+        let mut overall: Option<Best<S>> = None;
+        for &(faults_last, leaps, chain) in &chains {
+            let mut candidate = start.clone();
+            if let Some(so_far) = &overall {
+                if search.limited {
+                    break;
+                }
+                (search.progress)(&format!(
+                    "again from {} events (smallest so far {} events)",
+                    size(&start),
+                    size(so_far)
+                ));
+            }
+            for &timers in chain.iter() {
+                if search.limited {
+                    break;
+                }
+                if timer_chains.len() > 1 {
+                    (search.progress)(&format!("{}:", timers.describe()));
+                }
+                reduce(&mut search, &mut candidate, timers, faults_last, leaps);
+            }
+            if overall
+                .as_ref()
+                .is_none_or(|so_far| better(&candidate, so_far, true))
+            {
+                overall = Some(candidate);
+            }
+            // A leap onto another seed's network: the other chains start from there.
+            if search.landing.is_some() {
                 break;
             }
-            (search.progress)(&format!(
-                "again from {} events (smallest so far {} events)",
-                size(&start),
-                size(so_far)
-            ));
         }
-        for &timers in chain.iter() {
-            if search.limited {
-                break;
-            }
-            if timer_chains.len() > 1 {
-                (search.progress)(&format!("{}:", timers.describe()));
-            }
-            reduce(&mut search, &mut candidate, timers, faults_last, leaps);
-        }
-        if overall
+        let found = overall.unwrap_or_else(|| start.clone());
+        let again = (size(&found) < size(&start) || search.landing.is_some()) && !search.limited;
+        if best_so_far
             .as_ref()
-            .is_none_or(|so_far| better(&candidate, so_far, true))
+            .is_none_or(|so_far| better(&found, so_far, true))
         {
-            overall = Some(candidate);
+            best_so_far = Some(found.clone());
         }
+        if !again {
+            break;
+        }
+        // From where a leap onto another seed's network landed, if it did (the run as it
+        // was found, before the chain that found it went on with it), else from the
+        // smallest run.
+        start = search.landing.take().unwrap_or(found);
+        (search.progress)(&format!("chains again from {} events:", size(&start)));
     }
-    let mut best = overall.unwrap_or_else(|| start.clone());
+    drop(start);
+    let mut best = best_so_far.unwrap_or_else(|| unreachable!("every round keeps its best"));
     // With budget left, every step again from the smallest run, in each order, while that
     // still helps.
-    let last: Timers = chains
-        .last()
-        .and_then(|c| c.2.last().copied())
-        .unwrap_or(Timers::Untouched);
     let mut polishing = true;
     while polishing && !search.limited {
         let before = size(&best);
@@ -780,7 +862,8 @@ pub fn shrink<S: Subject>(
         }
         polishing = size(&best) < before;
     }
-    drop(start);
+    // The last copies of runs other than the best (whose run is taken below).
+    search.landing = None;
     let drops_forced = forced_drops_in(best.run.events()).len();
     let faults_removed = faults_before.saturating_sub(best.subject.faults().len());
 
@@ -832,7 +915,7 @@ impl Timers {
 /// One greedy reduction of `best`: the steps enable each other (a dropped reply lets fewer
 /// clients fail), so they repeat while they make progress; then the earliest deadline.
 fn reduce<S: Subject>(
-    search: &mut Search<'_>,
+    search: &mut Search<'_, S>,
     best: &mut Best<S>,
     timers: Timers,
     faults_last: bool,
@@ -873,60 +956,103 @@ fn reduce<S: Subject>(
     shorten(search, best);
 }
 
+/// `from` after a jump, and what the jump changed (empty: nothing): every size goes to its
+/// target, but for `keep` sixteenths of the way from there to its current value; the
+/// protocol timers `timer_allowed` lets go to their targets; the faults move all by the
+/// time of the first, or all to time 0.
+fn jumped<S: Subject>(
+    from: &S,
+    timer_allowed: &dyn Fn(&Knob) -> bool,
+    all_at_zero: bool,
+    keep: u64,
+) -> (S, Vec<String>) {
+    let mut subject = from.clone();
+    let mut changed: Vec<String> = Vec::new();
+    for knob in from.knobs() {
+        let allowed = !knob.nanos || timer_allowed(&knob);
+        let value = if knob.nanos || knob.target > knob.current {
+            knob.target
+        } else {
+            knob.target + (knob.current - knob.target) * keep / 16
+        };
+        if allowed && value != knob.current {
+            subject = subject.with_knob(&knob.name, value);
+            changed.push(format!(
+                "{} {} -> {}",
+                knob.name,
+                knob.show(knob.current),
+                knob.show(value)
+            ));
+        }
+    }
+    let times = from.fault_times();
+    let first = times.iter().map(|&(_, at)| at).min().unwrap_or(0);
+    let mut moved = false;
+    for (id, at) in times {
+        let to = if all_at_zero { 0 } else { at - first };
+        if to != at {
+            subject = subject.with_fault_at(id, to);
+            moved = true;
+        }
+    }
+    if moved {
+        changed.push(if all_at_zero {
+            "every fault at 0s".to_string()
+        } else {
+            format!("every fault {} earlier", Time(first))
+        });
+    }
+    (subject, changed)
+}
+
+/// `subject` (a reduced configuration of `best`'s, described by `changed`) with its
+/// network and nodes drawn from the next [`RESEED_TRIES`] seeds after its own, in order (so
+/// a shrink stays reproducible), once per description: the seed and run of the first that
+/// fails the same way, and is genuine if `best` is.
+fn on_other_seeds<S: Subject>(
+    search: &mut Search<'_, S>,
+    best: &Best<S>,
+    subject: &S,
+    changed: &[String],
+) -> Option<(u64, Best<S>)> {
+    let seed = subject.seed()?;
+    if changed.is_empty() || search.reseeded.iter().any(|c| c == changed) {
+        return None;
+    }
+    search.reseeded.push(changed.to_vec());
+    for k in 1..=RESEED_TRIES {
+        if search.out_of_budget() {
+            return None;
+        }
+        let other = seed.wrapping_add(k);
+        let candidate = subject.with_seed(other);
+        search.runs += 1;
+        let run = candidate.run_drawn()?;
+        if let Some(found) = search.keep_if_failing(&candidate, run) {
+            if found.genuine >= best.genuine {
+                return Some((other, found));
+            }
+        }
+    }
+    None
+}
+
 /// Every size at its smallest and the faults earlier at once: one re-run each that, when
 /// it still fails, skips steps that one at a time would fail (a fault moved earlier may
 /// need fewer requests, and fewer requests an earlier fault). The faults move all by the
 /// time of the first (so a cut and its heal stay as far apart), or all to time 0; the
-/// timers, as `timers` allows, go to their targets too, or stay.
-fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers) {
+/// timers, as `timers` allows, go to their targets too, or stay. When none of those fails,
+/// the smallest configurations are tried on the networks of a few other seeds.
+fn leap<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>, timers: Timers) {
     let safety = search.safety;
-    // The subject after the jump, and what it changed (empty: nothing). `keep` of the way
-    // between each size's target and its current value stays, in sixteenths (0: the
-    // target).
+    let timer_allowed = |knob: &Knob| timers.allows(knob) && (!knob.safety_only || safety);
     let jump = |best: &Best<S>, with_timers: bool, all_at_zero: bool, keep: u64| {
-        let mut subject = best.subject.clone();
-        let mut changed: Vec<String> = Vec::new();
-        for knob in best.subject.knobs() {
-            let allowed = if knob.nanos {
-                with_timers && timers.allows(&knob) && (!knob.safety_only || safety)
-            } else {
-                true
-            };
-            let value = if knob.nanos || knob.target > knob.current {
-                knob.target
-            } else {
-                knob.target + (knob.current - knob.target) * keep / 16
-            };
-            if allowed && value != knob.current {
-                subject = subject.with_knob(&knob.name, value);
-                changed.push(format!(
-                    "{} {} -> {}",
-                    knob.name,
-                    knob.show(knob.current),
-                    knob.show(value)
-                ));
-            }
-        }
-        let times = best.subject.fault_times();
-        let first = times.iter().map(|&(_, at)| at).min().unwrap_or(0);
-        let mut moved = false;
-        for (id, at) in times {
-            let to = if all_at_zero { 0 } else { at - first };
-            if to != at {
-                subject = subject.with_fault_at(id, to);
-                moved = true;
-            }
-        }
-        if moved {
-            changed.push(if all_at_zero {
-                "every fault at 0s".to_string()
-            } else {
-                format!("every fault {} earlier", Time(first))
-            });
-        }
-        (subject, changed)
+        let allowed = |knob: &Knob| with_timers && timer_allowed(knob);
+        jumped(&best.subject, &allowed, all_at_zero, keep)
     };
     let mut tried: Vec<Vec<String>> = Vec::new();
+    // The smallest configurations tried, for other seeds below.
+    let mut smallest: Vec<(S, Vec<String>)> = Vec::new();
     for (with_timers, all_at_zero, keep) in [
         (true, false, 0),
         (false, false, 0),
@@ -938,6 +1064,9 @@ fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers)
             continue;
         }
         let (subject, changed) = jump(best, with_timers, all_at_zero, keep);
+        if keep == 0 && !changed.is_empty() && !tried.contains(&changed) {
+            smallest.push((subject.clone(), changed.clone()));
+        }
         // Nothing, or one change alone (the single steps try those), or a repeat.
         if changed.len() < 2 || tried.contains(&changed) {
             continue;
@@ -947,6 +1076,48 @@ fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers)
             *best = found;
             (search.progress)(&format!(
                 "at once: {} ({} events)",
+                changed.join(", "),
+                size(best)
+            ));
+            return;
+        }
+    }
+    // Other networks: a smallest configuration that fits no recorded schedule, and does
+    // not fail on its own seed's network, may fail on another seed's. A run found there
+    // replaces the best if it is smaller; if it is not, but has fewer operations or nodes
+    // than the best, it is a landing: the next round of chains starts from it (see
+    // [`shrink`]), as from a fresh recording of a smaller configuration.
+    let fewer_operations = best
+        .subject
+        .knobs()
+        .iter()
+        .any(|k| !k.nanos && k.current > k.target);
+    for (subject, changed) in smallest {
+        if search.limited {
+            return;
+        }
+        let Some((seed, found)) = on_other_seeds(search, best, &subject, &changed) else {
+            continue;
+        };
+        let smaller = better(&found, best, true);
+        if !smaller && !fewer_operations {
+            continue;
+        }
+        if search.landing.is_none() {
+            search.landing = Some(found.clone());
+            if !smaller {
+                (search.progress)(&format!(
+                    "on the network of seed {seed}: {} ({} events; the next round starts there)",
+                    changed.join(", "),
+                    size(&found)
+                ));
+                return;
+            }
+        }
+        if smaller {
+            *best = found;
+            (search.progress)(&format!(
+                "at once, on the network of seed {seed}: {} ({} events)",
                 changed.join(", "),
                 size(best)
             ));
@@ -992,7 +1163,7 @@ fn leap<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers)
 
 /// Fewer client operations and nodes: for each knob, the smallest value that fails (its
 /// floor first, then by bisection), keeping only runs no larger than the best.
-fn fewer_operations<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, timers: Timers) {
+fn fewer_operations<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>, timers: Timers) {
     for knob in best.subject.knobs() {
         if (knob.safety_only && !search.safety)
             || knob.target == knob.current
@@ -1009,7 +1180,7 @@ fn fewer_operations<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, tim
                 current + step
             }
         };
-        let accept = |search: &mut Search<'_>, best: &mut Best<S>, step: u64| {
+        let accept = |search: &mut Search<'_, S>, best: &mut Best<S>, step: u64| {
             let subject = best.subject.with_knob(&knob.name, value(step));
             // A count may stay as large (fewer clients is simpler in itself); a duration
             // must make the run smaller.
@@ -1055,12 +1226,12 @@ fn fewer_operations<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, tim
 /// Faults that strike earlier: for each fault, the earliest time that still fails (time 0
 /// first, then by bisection), so that the run reaches its failure without the fault-free
 /// stretch before it.
-fn earlier_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+fn earlier_faults<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>) {
     for (id, at) in best.subject.fault_times() {
         if at == 0 || search.limited {
             continue;
         }
-        let accept = |search: &mut Search<'_>, best: &mut Best<S>, value: u64| {
+        let accept = |search: &mut Search<'_, S>, best: &mut Best<S>, value: u64| {
             let subject = best.subject.with_fault_at(id, value);
             match search.attempt_changed(&subject, best, false) {
                 Some(found) => {
@@ -1097,7 +1268,7 @@ fn earlier_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
 }
 
 /// Fewer faults (scenario commands), by delta debugging; how many were removed.
-fn fewer_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usize {
+fn fewer_faults<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>) -> usize {
     let faults = best.subject.faults();
     if faults.is_empty() {
         return 0;
@@ -1127,7 +1298,7 @@ fn fewer_faults<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) -> usiz
 
 /// A plainer network: the recorded schedule only up to a cut, every later message
 /// arriving after its link's last delay. The earliest cut whose run is smaller wins.
-fn plainer_network<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+fn plainer_network<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>) {
     let end = best.run.sim_time_ns();
     for eighths in 0..8u64 {
         if search.limited {
@@ -1153,9 +1324,13 @@ fn plainer_network<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
 /// Deliveries turned into drops: first every delivery of a link at once, then chunks of
 /// the delivered messages, halving the chunk size down to a `parts_max`-th of them; a
 /// removal is kept if the run still fails and is smaller. How many messages were turned into drops.
-fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, parts_max: usize) -> usize {
+fn more_drops<S: Subject>(
+    search: &mut Search<'_, S>,
+    best: &mut Best<S>,
+    parts_max: usize,
+) -> usize {
     let mut forced = 0;
-    let mut try_drop = |search: &mut Search<'_>, best: &mut Best<S>, drops: &[LinkMessage]| {
+    let mut try_drop = |search: &mut Search<'_, S>, best: &mut Best<S>, drops: &[LinkMessage]| {
         let schedule = best.run.events().to_vec();
         match search
             .attempt(&best.subject, &schedule, best.run.sim_time_ns(), drops)
@@ -1217,7 +1392,7 @@ fn more_drops<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>, parts_max
 /// on when a node's timers fire): housekeeping rounds whose retransmissions the failure
 /// does not need. Chunks of the run's firings, halving the chunk size; a chunk is kept
 /// if the run still fails and is smaller.
-fn fewer_firings<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+fn fewer_firings<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>) {
     let firings = |best: &Best<S>| -> Vec<(NodeId, u64)> {
         best.run
             .events()
@@ -1261,7 +1436,7 @@ fn fewer_firings<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
 }
 
 /// A shorter run: the earliest deadline that still fails.
-fn shorten<S: Subject>(search: &mut Search<'_>, best: &mut Best<S>) {
+fn shorten<S: Subject>(search: &mut Search<'_, S>, best: &mut Best<S>) {
     let (mut lo, mut hi) = (0, best.subject.deadline_ns());
     let before = hi;
     while lo < hi && !search.limited {
