@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 /// Exit status: every run was ok.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: a run violated an invariant or stalled, or a replay diverged.
+/// Exit status: a run violated an invariant or stalled, or a replay diverged (a replay of
+/// a failing run exits with it too, however faithful).
 pub const EXIT_FAILED: u8 = 1;
 /// Exit status: bad arguments or bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -36,6 +37,10 @@ enum Command {
     /// Simulate a protocol under a seeded network model and check its invariants.
     Sim(Box<SimArgs>),
     /// Re-run a recorded trace from its header and check that every event matches.
+    ///
+    /// Exits 0 only when the run is identical to the recording and its outcome is ok; 1
+    /// when it departs from the recording or fails (a violation or a stall); 2 for bad
+    /// input.
     Replay {
         /// A trace file written by `rehearsal sim --trace`.
         file: PathBuf,
@@ -869,7 +874,34 @@ fn replay(
     for v in &replayed.violations {
         writeln!(out, "  {v}")?;
     }
-    Ok(EXIT_OK)
+    replay_verdict(true, replayed.outcome, out)
+}
+
+/// A replay's exit status, and the line that says why: 0 only for a run identical to its
+/// recording whose outcome is `ok`; 1 when it departs, or fails (a violation or a stall),
+/// so that a script can ask whether a fix removes a recorded failure.
+fn replay_verdict(identical: bool, outcome: Outcome, out: &mut dyn Write) -> Result<u8, CliError> {
+    let fails = outcome != Outcome::Ok;
+    let line = match (identical, fails) {
+        (true, false) => "exit 0: identical, and the run is ok".to_string(),
+        (true, true) => format!(
+            "exit 1: identical, but the run fails ({})",
+            outcome.as_str()
+        ),
+        (false, false) => {
+            "exit 1: the run departs from the recording (its outcome is ok)".to_string()
+        }
+        (false, true) => format!(
+            "exit 1: the run departs from the recording, and fails ({})",
+            outcome.as_str()
+        ),
+    };
+    writeln!(out, "{line}")?;
+    Ok(if identical && !fails {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 /// One event as a timeline line, or what its absence means.
@@ -912,7 +944,7 @@ fn follow_trace(
         stats.followed,
         stats.unscheduled
     )?;
-    let status = match first_difference(&recorded.events, &now.trace) {
+    let identical = match first_difference(&recorded.events, &now.trace) {
         None => {
             writeln!(
                 out,
@@ -921,7 +953,7 @@ fn follow_trace(
                 now.outcome.as_str(),
                 now.digest
             )?;
-            EXIT_OK
+            true
         }
         Some(d) => {
             writeln!(
@@ -932,7 +964,7 @@ fn follow_trace(
             )?;
             writeln!(out, "  recorded: {}", one_event(&d.recorded))?;
             writeln!(out, "  now:      {}", one_event(&d.replayed))?;
-            EXIT_FAILED
+            false
         }
     };
     writeln!(
@@ -944,7 +976,7 @@ fn follow_trace(
     for v in &now.violations {
         writeln!(out, "  {v}")?;
     }
-    Ok(status)
+    replay_verdict(identical, now.outcome, out)
 }
 
 fn trace_config(

@@ -56,8 +56,16 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
     assert!(found.stdout.contains(&format!(
         "rehearsal sim --protocol benaloh-timed --nodes 5 --seed {seed}"
     )));
+    // Exit 1: the replay is identical, and the run it re-enacts fails.
     let replay = cli(&["replay", trace]);
-    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
+    assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        replay.stdout
+    );
     assert!(
         replay.stdout.contains("identical (outcome violation"),
         "{}",
@@ -106,8 +114,14 @@ fn the_cargo_test_harness_reports_a_timed_benaloh_failure_shrunk_with_its_comman
     // its own schedule; both still fail.
     for trace in [&failure.trace, &shrunk] {
         let replay = cli(&["replay", trace.to_str().unwrap()]);
-        assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
-        assert!(replay.stdout.contains("violation"), "{}", replay.stdout);
+        assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+        assert!(
+            replay
+                .stdout
+                .contains("exit 1: identical, but the run fails (violation)"),
+            "{}",
+            replay.stdout
+        );
     }
 }
 

@@ -87,7 +87,16 @@ fn many_seeds_report_the_failing_ones_and_the_command_that_replays_the_first() {
     words.extend(["--trace", trace.to_str().unwrap()]);
     let again = cli(&words);
     assert_eq!(again.status, 1, "{}", again.stdout);
-    assert_eq!(cli(&["replay", trace.to_str().unwrap()]).status, 0);
+    // The failing seed's trace replays identically, and fails again: exit 1.
+    let replay = cli(&["replay", trace.to_str().unwrap()]);
+    assert_eq!(replay.status, 1, "{}", replay.stdout);
+    assert!(
+        replay
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        replay.stdout
+    );
 }
 
 fn assert_bad_input(args: &[&str], needle: &str) {

@@ -23,6 +23,11 @@ fn following_an_unchanged_run_reproduces_every_event() {
     let run = cli(&["replay", "--follow-trace", &lossy]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("identical: all"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("exit 0: identical, and the run is ok"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains(", 0 unscheduled"), "{}", run.stdout);
 
     // A failing run follows to the same failure.
@@ -37,7 +42,13 @@ fn following_an_unchanged_run_reproduces_every_event() {
         ],
     );
     let run = cli(&["replay", "--follow-trace", &failing]);
-    assert_eq!(run.status, 0, "{}", run.stdout);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("now violation"), "{}", run.stdout);
     assert!(run.stdout.contains("correct-sum"), "{}", run.stdout);
 }

@@ -185,8 +185,14 @@ fn swarm_draws_per_seed_prints_what_it_drew_and_replays_from_the_trace_alone() {
         .unwrap()
         .contains("drawn by --swarm"));
     let replay = cli(&["replay", trace]);
-    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
-    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        replay.stdout
+    );
 }
 
 #[test]

@@ -56,8 +56,14 @@ fn a_failing_timed_benaloh_run_shrinks_and_still_fails() {
 
     // Replay re-enacts the minimal run from the file alone, and it still fails.
     let replay = cli(&["replay", min]);
-    assert_eq!(replay.status, 0, "{}{}", replay.stdout, replay.stderr);
-    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+    assert!(
+        replay
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        replay.stdout
+    );
     assert!(replay.stdout.contains("now violation"), "{}", replay.stdout);
     // Every trace tool reads it.
     assert_eq!(cli(&["show", min]).status, 0);
@@ -92,7 +98,15 @@ fn a_broken_server_shrinks_to_one_client_and_few_requests() {
     assert!(config["requests"].as_u64().unwrap() <= 3, "{config}");
     assert!(trace.footer.violations[0].contains("executed twice"));
     assert!(events_in(min) * 3 < events_in(big));
-    assert_eq!(cli(&["replay", min]).status, 0);
+    let replay = cli(&["replay", min]);
+    assert_eq!(replay.status, 1, "{}", replay.stdout);
+    assert!(
+        replay
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        replay.stdout
+    );
 }
 
 #[test]

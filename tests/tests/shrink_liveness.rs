@@ -231,9 +231,16 @@ fn a_shrunk_forget_prepared_termination_failure_is_genuine_for_the_replay_comman
         "the correct protocol fails the minimal schedule too:\n{}",
         shrunk.stdout
     );
-    // Exit 0: the re-enactment is identical, a termination failure included.
+    // Exit 1: the re-enactment is identical, and fails `termination` again.
     let with_mutant = cli(&["replay", "--follow-trace", min]);
-    assert_eq!(with_mutant.status, 0, "{}", with_mutant.stdout);
+    assert_eq!(with_mutant.status, 1, "{}", with_mutant.stdout);
+    assert!(
+        with_mutant
+            .stdout
+            .contains("exit 1: identical, but the run fails (violation)"),
+        "{}",
+        with_mutant.stdout
+    );
     assert!(
         with_mutant
             .stdout
@@ -248,7 +255,10 @@ fn a_shrunk_forget_prepared_termination_failure_is_genuine_for_the_replay_comman
     assert!(
         correct
             .stdout
-            .contains("recorded outcome violation, now ok"),
+            .contains("recorded outcome violation, now ok")
+            && correct
+                .stdout
+                .contains("exit 1: the run departs from the recording (its outcome is ok)"),
         "{}",
         correct.stdout
     );
