@@ -493,6 +493,14 @@ impl<A: Actor> Simulation<A> {
                 self.schedule(at, entry.event);
                 continue;
             }
+            // The engine's own invariant: virtual time never goes backwards. A broken
+            // queue or scheduler stops the run here rather than reporting a wrong result.
+            assert!(
+                entry.time >= self.now,
+                "simulator bug: an event due at {} was taken after {}",
+                entry.time,
+                self.now
+            );
             if let Pending::Fault { fault } = entry.event {
                 self.now = entry.time;
                 self.apply_fault(*fault, entry.order);
@@ -561,6 +569,12 @@ impl<A: Actor> Simulation<A> {
                 bytes,
                 msg,
             } => {
+                // Only a message that was sent is delivered: its id is its send event's.
+                assert!(
+                    id < self.recorder.next_seq,
+                    "simulator bug: message #{id} delivered to n{} before it was sent",
+                    to.0
+                );
                 let seq = self.recorder.begin(trace::TAG_DELIVER, now, to);
                 self.recorder.field(u64::from(from.0));
                 self.recorder.field(id);
@@ -1010,4 +1024,66 @@ enum Handler<A: Actor> {
     Start,
     Message(NodeId, A::Msg),
     Timer(A::Timer),
+}
+
+#[cfg(test)]
+mod engine_assertions {
+    //! The engine's own invariants stop a broken run at once: each test breaks the
+    //! engine's state the way a scheduler bug would, and expects the run to panic.
+
+    use super::*;
+    use crate::{Actor, Context, Latency, NodeId, SimpleNetwork};
+
+    /// Sends one message to node 1 on start.
+    struct Ping;
+
+    impl Actor for Ping {
+        type Msg = u64;
+        type Timer = ();
+        type Output = u64;
+
+        fn on_start(&mut self, cx: &mut Context<Self>) {
+            cx.send(NodeId(1), 7);
+        }
+        fn on_message(&mut self, _from: NodeId, _msg: u64, _cx: &mut Context<Self>) {}
+        fn on_timer(&mut self, _timer: (), _cx: &mut Context<Self>) {}
+    }
+
+    fn two_pings() -> Simulation<Ping> {
+        let network = SimpleNetwork {
+            latency: Latency::Constant { ns: 1_000_000 },
+            loss: 0.0,
+        };
+        Simulation::new(SimConfig::new(1), vec![Ping, Ping], network)
+    }
+
+    #[test]
+    fn an_intact_engine_runs_to_the_end() {
+        assert_eq!(two_pings().run().end, EndReason::Quiescent);
+    }
+
+    #[test]
+    #[should_panic(expected = "simulator bug: an event due at")]
+    fn an_event_due_before_the_current_time_stops_the_run() {
+        let mut sim = two_pings();
+        sim.now = Time(5_000_000);
+        sim.run();
+    }
+
+    #[test]
+    #[should_panic(expected = "delivered to n1 before it was sent")]
+    fn a_delivery_of_a_message_never_sent_stops_the_run() {
+        let mut sim = two_pings();
+        sim.schedule(
+            Time(1),
+            Pending::Deliver {
+                from: NodeId(0),
+                to: NodeId(1),
+                id: 1_000,
+                bytes: 8,
+                msg: 7,
+            },
+        );
+        sim.run();
+    }
 }
