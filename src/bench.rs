@@ -15,7 +15,7 @@ pub fn sim(round_trips: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliE
         requests: round_trips,
         latency: Latency::constant_ms(10),
         duration_ns: u64::MAX,
-        ..RunConfig::new(Protocol::Unreplicated)
+        ..RunConfig::new(Protocol::of("unreplicated"))
     };
     let mut figures = Vec::new();
     let mut ok = true;
@@ -107,11 +107,15 @@ pub fn pbft(requests: u64, json: bool, out: &mut dyn Write) -> Result<u8, CliErr
             nodes: 4,
             clients,
             requests: per_client.max(1),
-            crypto: crypto.into(),
-            batch,
+            params: [
+                ("crypto".to_string(), serde_json::Value::from(crypto)),
+                ("batch".to_string(), serde_json::Value::from(batch)),
+            ]
+            .into_iter()
+            .collect(),
             latency: Latency::constant_ms(10),
             duration_ns: u64::MAX,
-            ..RunConfig::new(Protocol::Pbft)
+            ..RunConfig::new(Protocol::of("pbft"))
         };
         let summary = run_with(&config, RunOptions::default()).map_err(CliError::BadInput)?;
         ok &= summary.outcome == Outcome::Ok;

@@ -36,6 +36,9 @@ struct Cli {
 enum Command {
     /// Simulate a protocol under a seeded network model and check its invariants.
     Sim(Box<SimArgs>),
+    /// List every protocol with its parameters, roles, timers, mutants and Byzantine
+    /// behaviours (the same as `rehearsal sim --protocol help`).
+    Protocols,
     /// Re-run a recorded trace from its header and check that every event matches.
     ///
     /// Exits 0 only when the run is identical to the recording and its outcome is ok; 1
@@ -171,16 +174,18 @@ struct SimArgs {
     /// A run file (TOML) describing the whole run; flags given here override it.
     #[arg(long, value_name = "RUN.toml")]
     config: Option<PathBuf>,
-    /// Protocol to run [default: benaloh].
-    #[arg(long, value_enum)]
-    protocol: Option<Protocol>,
-    /// Protocol nodes [default: 5 for benaloh, 1 server for unreplicated].
+    /// Protocol to run [default: benaloh]; `help` lists every protocol with its
+    /// parameters, roles, timers, mutants and Byzantine behaviours.
+    #[arg(long, value_parser = protocol_value_parser())]
+    protocol: Option<String>,
+    /// Protocol nodes (servers, replicas, peers) [default: the protocol's, e.g. 5 for
+    /// benaloh, 1 server for unreplicated, 4 replicas for pbft].
     #[arg(long)]
     nodes: Option<u32>,
-    /// Unreplicated clients [default: 4].
+    /// Clients, for protocols that have them [default: 4].
     #[arg(long)]
     clients: Option<u32>,
-    /// Requests per unreplicated client [default: 100].
+    /// Requests per client [default: 100].
     #[arg(long)]
     requests: Option<u64>,
     /// Master seed; every random choice of the run derives from it [default: 1].
@@ -210,18 +215,22 @@ struct SimArgs {
     /// trace, so a failure replays from its trace alone).
     #[arg(long)]
     swarm: bool,
-    /// PBFT: signatures, `sim` (fast, unforgeable inside the simulator) or `real`
-    /// (Ed25519) [default: sim].
+    /// A protocol parameter (repeatable); `--protocol help` lists each protocol's.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_param_arg)]
+    param: Vec<(String, serde_json::Value)>,
+    /// Shorthand for `--param crypto=...`: signatures, `sim` (fast, unforgeable inside
+    /// the simulator) or `real` (Ed25519) [default: sim] (pbft).
     #[arg(long, value_name = "real|sim")]
     crypto: Option<String>,
-    /// PBFT: most requests per batch; 1 turns batching off [default: 1].
+    /// Shorthand for `--param batch=N`: most requests per batch; 1 turns batching off
+    /// [default: 1] (pbft).
     #[arg(long, value_name = "N")]
     batch: Option<usize>,
     /// Test-only: run a deliberately broken variant of the protocol (see the README).
     #[arg(long, value_name = "NAME")]
     mutant: Option<String>,
-    /// PBFT: set a protocol timer, e.g. `view-change=200ms` (repeatable): client-retransmit,
-    /// tick, view-change [default: scaled to the network's latency].
+    /// Set a protocol timer, e.g. `view-change=200ms` (repeatable; `--protocol help` lists
+    /// each protocol's) [default: scaled to the network's latency].
     #[arg(long, value_name = "NAME=DURATION", value_parser = parse_timer_arg)]
     timer: Vec<(String, u64)>,
     /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
@@ -232,13 +241,42 @@ struct SimArgs {
     json: bool,
 }
 
+/// `--protocol`'s values: every registered protocol, and `help`.
+fn protocol_value_parser() -> clap::builder::PossibleValuesParser {
+    let mut names = Protocol::names();
+    names.push("help");
+    clap::builder::PossibleValuesParser::new(names)
+}
+
+/// `--param NAME=VALUE`: the value as TOML reads it (`4`, `true`, `"x"`), bare text
+/// otherwise (`real`, `200ms`).
+pub(crate) fn parse_param_arg(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("expected NAME=VALUE, got `{text}`"));
+    }
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
+    Ok((name.to_string(), parsed))
+}
+
 /// The run a `sim` command describes (file, then flags, then defaults) and its seed count.
 fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
     let file = match &args.config {
         Some(path) => crate::runfile::read(path).map_err(CliError::BadInput)?,
         None => crate::runfile::RunFile::default(),
     };
-    let protocol = args.protocol.or(file.protocol).unwrap_or(Protocol::Benaloh);
+    let protocol = match &args.protocol {
+        Some(name) => Protocol::named(name).map_err(CliError::BadInput)?,
+        None => file.protocol.unwrap_or_else(|| Protocol::of("benaloh")),
+    };
     let mut config = RunConfig::new(protocol);
     config.config_origin = args.config.as_deref().map(shell_word);
     // The settings the run file gives and no flag overrides: errors about them name their
@@ -263,6 +301,24 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
             config.file_positions.insert(key.to_string(), at.clone());
         }
     }
+    // Parameters: the file's, then the flags'; a flag drops the file's place.
+    config.params = file.param_map().map_err(CliError::BadInput)?;
+    for name in config.params.keys() {
+        if let Some(at) = file.positions.get(name) {
+            config.file_positions.insert(name.clone(), at.clone());
+        }
+    }
+    let mut flag_params = args.param.clone();
+    if let Some(crypto) = &args.crypto {
+        flag_params.push(("crypto".into(), crypto.clone().into()));
+    }
+    if let Some(batch) = args.batch {
+        flag_params.push(("batch".into(), batch.into()));
+    }
+    for (name, value) in flag_params {
+        config.file_positions.remove(&name);
+        config.params.insert(name, value);
+    }
     let at = |key: &str| {
         config
             .file_positions
@@ -279,10 +335,6 @@ fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
     }
     config.duration_ns = args.duration.unwrap_or(config.duration_ns);
     config.mutant = args.mutant.clone().or(file.mutant.clone());
-    if let Some(crypto) = args.crypto.clone().or(file.crypto.clone()) {
-        config.crypto = crypto;
-    }
-    config.batch = args.batch.or(file.batch).unwrap_or(config.batch);
     config.timers = args.timer.iter().cloned().collect();
     config.swarm = args.swarm || file.swarm.unwrap_or(false);
     // The network: a --net file, else the run file's; --latency and --loss override either.
@@ -398,6 +450,9 @@ pub fn run(
     };
     let result = match cli.command {
         Command::Sim(args) => sim(*args, out, err),
+        Command::Protocols => crate::registry::write_protocols(out)
+            .map(|()| EXIT_OK)
+            .map_err(CliError::from),
         Command::Replay {
             file,
             follow_trace,
@@ -470,6 +525,10 @@ pub enum CliError {
 }
 
 fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+    if args.protocol.as_deref() == Some("help") {
+        crate::registry::write_protocols(out)?;
+        return Ok(EXIT_OK);
+    }
     let (base, seeds) = sim_config(&args)?;
     base.validate().map_err(CliError::BadInput)?;
     // A run-file value is named by its place and key, a flag's by the flag.
@@ -651,22 +710,14 @@ fn shell_word(path: &Path) -> String {
 }
 
 fn describe(config: &RunConfig) -> String {
-    let size = match config.protocol {
-        Protocol::Unreplicated => format!(
-            "1 server, {} clients x {} requests",
-            config.clients, config.requests
-        ),
-        Protocol::Pbft => format!(
-            "{} replicas (f = {}), {} clients x {} requests, {} crypto, batch {}",
-            config.nodes,
-            config.nodes.saturating_sub(1) / 3,
-            config.clients,
-            config.requests,
-            config.crypto,
-            config.batch
-        ),
-        _ => format!("{} nodes", config.nodes),
-    };
+    let mut size = config.protocol.describe_sizes(&config.sizes());
+    let params = config.protocol.describe_params(
+        &config.params,
+        rehearsal_sim_core::protocol::Target::Simulator,
+    );
+    if !params.is_empty() {
+        size = format!("{size}, {params}");
+    }
     let network = match &config.network {
         Some(network) => format!("network {network}"),
         None => format!("latency {} · loss {}", config.latency, config.loss),
@@ -1070,16 +1121,7 @@ fn shrink(
             .map_or(shrunk.failure.as_str(), |v| v.as_str())
     )?;
     let mut kept = vec![format!("deadline {}", format_ns(c.duration_ns))];
-    match c.protocol {
-        Protocol::Unreplicated => {
-            kept.push(format!("{} clients x {} requests", c.clients, c.requests))
-        }
-        Protocol::Pbft => kept.push(format!(
-            "{} nodes, {} clients x {} requests",
-            c.nodes, c.clients, c.requests
-        )),
-        _ => kept.push(format!("{} nodes", c.nodes)),
-    }
+    kept.push(c.protocol.describe_sizes(&c.sizes()));
     kept.extend(timer_changes(c));
     if c.seed != config.seed {
         kept.push(format!("seed {} (another network)", c.seed));

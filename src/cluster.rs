@@ -36,16 +36,18 @@
 //! keep it.
 
 use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
-use crate::config::Protocol;
+use crate::config::{ParamMap, Protocol};
+use crate::registry::NodeRun;
 use clap::Args;
 use rehearsal_hardware::bench_tcp::{self, TcpBenchConfig, TcpBenchReport};
 use rehearsal_hardware::cluster::{DpdkNode, MacAddr};
 use rehearsal_hardware::{
-    check_invariants, encode_message, ClusterConfig, ClusterError, LatencyHistogram,
-    LatencySummary, NodeConfig, NodeRuntime, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
-    TcpMonitor, TcpTransport, Transport, TransportKind,
+    check_invariants, encode_message, ClusterConfig, LatencyHistogram, LatencySummary, NodeConfig,
+    NodeRuntime, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig, TcpMonitor, TcpTransport,
+    Transport, TransportKind,
 };
-use rehearsal_protocols::{benaloh, pbft, unreplicated};
+use rehearsal_protocols::unreplicated;
+use rehearsal_sim_core::protocol::{Sizes, Target};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -113,8 +115,8 @@ pub struct NodeArgs {
 /// unreplicated, `--nodes 2` for benaloh).
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
-    /// Protocol to run.
-    #[arg(long, value_enum, default_value_t = Protocol::Unreplicated)]
+    /// Protocol to run (`rehearsal protocols` lists them).
+    #[arg(long, value_parser = protocol_value_parser(), default_value = "unreplicated")]
     pub protocol: Protocol,
     /// Transport to run over.
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
@@ -151,6 +153,37 @@ pub struct ClusterArgs {
     /// Do not record outputs nor check the protocol's invariants (for pure throughput).
     #[arg(long)]
     pub no_check: bool,
+    /// A protocol parameter, written to the cluster file's `[params]` (repeatable;
+    /// `rehearsal protocols` lists each protocol's).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::cli::parse_param_arg)]
+    pub param: Vec<(String, serde_json::Value)>,
+    /// Shorthand for `--param crypto=...`: `real` (Ed25519) or `sim` (pbft) [default:
+    /// real on real transports].
+    #[arg(long, value_name = "real|sim")]
+    pub crypto: Option<String>,
+    /// Shorthand for `--param batch=N`: most requests per batch (pbft) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+}
+
+impl ClusterArgs {
+    /// The protocol parameters the flags set, by name.
+    pub fn params(&self) -> ParamMap {
+        let mut params: ParamMap = self.param.iter().cloned().collect();
+        if let Some(crypto) = &self.crypto {
+            params.insert("crypto".into(), crypto.clone().into());
+        }
+        if let Some(batch) = self.batch {
+            params.insert("batch".into(), batch.into());
+        }
+        params
+    }
+}
+
+/// `--protocol`'s values: every registered protocol.
+fn protocol_value_parser() -> impl clap::builder::TypedValueParser<Value = Protocol> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Protocol::names()).map(|name| Protocol::of(&name))
 }
 
 /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
@@ -192,260 +225,16 @@ const DPDK_MISSING: &str = "this rehearsal was built without the dpdk feature: t
 
 // ---- Protocols over real transports -------------------------------------------------------
 
-/// Parameters of unreplicated in a cluster file's `[params]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnreplicatedParams {
-    /// Requests per client; absent: unbounded (the client runs until stopped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    requests_per_client: Option<u64>,
-    /// First retransmission timeout, e.g. "200ms".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    retransmit_after: Option<ParamDuration>,
-}
-
-/// A positive duration in a cluster file's `[params]`, written as text such as "200ms".
-/// Parsed while the table is read, so that a bad one is reported at its line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ParamDuration(Duration);
-
-impl Serialize for ParamDuration {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("{}ns", duration_ns(self.0)))
-    }
-}
-
-impl<'de> Deserialize<'de> for ParamDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .map(ParamDuration)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not a positive duration such as \"200ms\""
-                ))
-            })
-    }
-}
-
-/// Parameters of Benaloh in a cluster file's `[params]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BenalohParams {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    modulus: Option<u64>,
-}
-
-/// Parameters of PBFT in a cluster file's `[params]`. The replicas are the nodes with role
-/// `replica` (ids 0 to n-1, n = 3f+1), the clients the rest.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PbftParams {
-    /// Requests per client; absent: unbounded (the client runs until stopped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    requests_per_client: Option<u64>,
-    /// Most requests in one batch [default 1: no batching].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    batch_max: Option<usize>,
-    /// `real` (Ed25519, the default) or `sim` (keyed BLAKE3, for a trusted setting only:
-    /// every node derives every key from the seed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    crypto: Option<String>,
-    /// The slowest a message may take, from its sending to the end of its handling, that
-    /// the timers must allow for (`pbft::Config::timeouts_for_latency`, which never goes
-    /// below the simulator's timers) [default: 200ms].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    latency_max: Option<ParamDuration>,
-}
-
-/// PBFT's timers on real transports allow for messages that take up to this long, from
-/// their sending to the end of their handling: a 1 s tick, 5 s client retransmission and
-/// a 10 s view-change timeout. The simulator's defaults (100 ms, 500 ms, 1 s) suit its
-/// network, not a loaded machine's CPU: in a debug build each Ed25519 signature or check
-/// takes milliseconds, a request costs the cluster dozens of them, and a 2-core machine
-/// shared with other work gives the cluster a fraction of a core. A round then lasted
-/// longer than a tick, so every tick retransmitted; each retransmitted message costs each
-/// receiver a signature check (before it can tell a duplicate), which slowed the rounds
-/// further; and backups started view changes against a correct primary, which cost more
-/// checks still: 4 of 20 requests done in 120 s. TCP loses frames only with a connection
-/// (which takes seconds to notice anyway), so retransmitting after a second costs nothing
-/// in a healthy cluster, and a view change after 10 s only delays the recovery from a
-/// failed primary, which no cluster run provokes.
-const PBFT_LATENCY_MAX_REAL: Duration = Duration::from_millis(200);
-
-/// Retransmission timeout of unreplicated clients over TCP: far above a loopback round
-/// trip even on a loaded machine, so a retransmission means a lost connection.
-const RETRANSMIT_AFTER_DEFAULT: Duration = Duration::from_millis(500);
-
-/// A protocol of a cluster file, with its parameters.
-enum Setup {
-    Unreplicated(unreplicated::Config),
-    Benaloh(benaloh::Config),
-    Pbft(pbft::Config),
-}
-
-impl Setup {
-    /// Reads the protocol and its parameters, and checks every node's role.
-    fn of(cluster: &ClusterConfig) -> Result<Setup, ClusterError> {
-        let protocol =
-            <Protocol as clap::ValueEnum>::from_str(&cluster.protocol, false).map_err(|_| {
-                cluster.error(format!(
-                    "protocol `{}` cannot run on real transports: use unreplicated, benaloh or pbft",
-                    cluster.protocol
-                ))
-            })?;
-        match protocol {
-            Protocol::Unreplicated => {
-                let params: UnreplicatedParams = cluster.params()?;
-                let retransmit_after = params
-                    .retransmit_after
-                    .map_or(RETRANSMIT_AFTER_DEFAULT, |d| d.0);
-                check_roles(
-                    cluster,
-                    "unreplicated, whose node 0 is the server and every other node a client",
-                    |id| {
-                        if id == unreplicated::SERVER {
-                            Role::Server
-                        } else {
-                            Role::Client
-                        }
-                    },
-                )?;
-                Ok(Setup::Unreplicated(unreplicated::Config {
-                    clients: cluster.nodes.len() as u32 - 1,
-                    requests_per_client: params.requests_per_client.unwrap_or(u64::MAX),
-                    retransmit_after,
-                }))
-            }
-            Protocol::Benaloh => {
-                let params: BenalohParams = cluster.params()?;
-                check_roles(cluster, "benaloh, whose nodes are all equals", |_| {
-                    Role::Peer
-                })?;
-                let config = benaloh::Config {
-                    nodes: cluster.nodes.len() as u32,
-                    modulus: params.modulus.unwrap_or(benaloh::MODULUS_DEFAULT),
-                    mode: benaloh::Mode::Robust,
-                };
-                benaloh::actors(&config).map_err(|e| cluster.error(e.to_string()))?;
-                Ok(Setup::Benaloh(config))
-            }
-            Protocol::BenalohTimed => Err(cluster.error(
-                "protocol `benaloh-timed` is the simulator's racy 90-second workshop schedule; \
-                 use benaloh (robust) on real transports",
-            )),
-            Protocol::Pbft => {
-                let params: PbftParams = cluster.params()?;
-                let replicas = cluster
-                    .nodes
-                    .iter()
-                    .filter(|n| n.role == Role::Replica)
-                    .count() as u32;
-                check_roles(
-                    cluster,
-                    "pbft, whose replicas are nodes 0 to n-1 and clients the rest",
-                    |id| {
-                        if id.0 < replicas {
-                            Role::Replica
-                        } else {
-                            Role::Client
-                        }
-                    },
-                )?;
-                let crypto = match params.crypto.as_deref() {
-                    None | Some("real") => pbft::CryptoKind::Real,
-                    Some("sim") => pbft::CryptoKind::Sim,
-                    Some(other) => {
-                        return Err(cluster.error(format!(
-                            "[params] crypto = {other:?}: use \"real\" (Ed25519) or \"sim\""
-                        )))
-                    }
-                };
-                let config = pbft::Config {
-                    clients: cluster.nodes.len() as u32 - replicas,
-                    requests_per_client: params.requests_per_client.unwrap_or(u64::MAX),
-                    batch_max: params.batch_max.unwrap_or(1),
-                    crypto,
-                    key_seed: cluster.seed,
-                    ..pbft::Config::with_replicas(replicas)
-                        .map_err(|e| cluster.error(format!("{replicas} replicas: {e}")))?
-                }
-                .timeouts_for_latency(params.latency_max.map_or(PBFT_LATENCY_MAX_REAL, |d| d.0));
-                config
-                    .validate()
-                    .map_err(|e| cluster.error(e.to_string()))?;
-                Ok(Setup::Pbft(config))
-            }
-        }
-    }
-}
-
-/// Checks that every node of `cluster` has the role `expected` gives its id; the error
-/// names the node's entry and the protocol's rule (`protocol` says which and what it is).
-fn check_roles(
-    cluster: &ClusterConfig,
-    protocol: &str,
-    expected: impl Fn(NodeId) -> Role,
-) -> Result<(), ClusterError> {
-    for node in &cluster.nodes {
-        let expected = expected(node.id);
-        if node.role != expected {
-            return Err(cluster.node_error(
-                node,
-                format!(
-                    "role `{}` is wrong for {protocol}: use role = \"{expected}\"",
-                    node.role
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// What a node watches in its own outputs.
-struct Watch<O> {
+/// What a node watches in its own outputs (from its protocol's registry entry).
+pub(crate) struct Watch<O> {
     /// A client's output that completes a request.
-    is_completion: fn(&O) -> bool,
+    pub is_completion: fn(&O) -> bool,
     /// How many requests a server's output executes.
-    executions: fn(&O) -> u64,
+    pub executions: fn(&O) -> u64,
     /// An output after which the node has reached its goal.
-    is_final: fn(&O) -> bool,
+    pub is_final: fn(&O) -> bool,
     /// Completions after which the node has reached its goal.
-    completions_goal: Option<u64>,
-}
-
-fn unreplicated_watch(config: &unreplicated::Config) -> Watch<unreplicated::Output> {
-    Watch {
-        is_completion: |o| matches!(o, unreplicated::Output::Completed { .. }),
-        executions: |o| matches!(o, unreplicated::Output::Executed { .. }).into(),
-        is_final: |_| false,
-        completions_goal: (config.requests_per_client != u64::MAX)
-            .then_some(config.requests_per_client),
-    }
-}
-
-fn pbft_watch(config: &pbft::Config) -> Watch<pbft::Output> {
-    Watch {
-        is_completion: |o| matches!(o, pbft::Output::Completed { .. }),
-        executions: |o| match o {
-            pbft::Output::Executed { requests, .. } => requests.len() as u64,
-            _ => 0,
-        },
-        is_final: |_| false,
-        completions_goal: (config.requests_per_client != u64::MAX)
-            .then_some(config.requests_per_client),
-    }
-}
-
-fn benaloh_watch() -> Watch<benaloh::Output> {
-    Watch {
-        is_completion: |_| false,
-        executions: |_| 0,
-        is_final: |o| matches!(o, benaloh::Output::Total { .. }),
-        completions_goal: None,
-    }
+    pub completions_goal: Option<u64>,
 }
 
 // ---- rehearsal node -----------------------------------------------------------------------
@@ -588,54 +377,37 @@ pub fn node(args: &NodeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     cluster
         .check_transport(args.transport.kind())
         .map_err(bad)?;
-    let setup = Setup::of(&cluster).map_err(bad)?;
+    let protocol = Protocol::named(&cluster.protocol).map_err(|e| bad(cluster.error(e)))?;
     #[cfg(not(feature = "dpdk"))]
     if args.transport == TransportArg::Dpdk {
         return Err(bad(DPDK_MISSING));
     }
-    match setup {
-        Setup::Unreplicated(config) => {
-            let actor = if me == unreplicated::SERVER {
-                unreplicated::Node::Server(unreplicated::Server::default())
-            } else {
-                unreplicated::Node::Client(unreplicated::Client::new(
-                    config.requests_per_client,
-                    config.retransmit_after,
-                ))
-            };
-            let watch = unreplicated_watch(&config);
-            run_node_over(actor, watch, &cluster, entry, args, out, err)
-        }
-        Setup::Benaloh(config) => {
-            let actor = benaloh::actors(&config)
-                .map_err(bad)?
-                .swap_remove(me.0 as usize);
-            run_node_over(actor, benaloh_watch(), &cluster, entry, args, out, err)
-        }
-        Setup::Pbft(config) => {
-            let actor = pbft::actors(&config)
-                .map_err(bad)?
-                .swap_remove(me.0 as usize);
-            let watch = pbft_watch(&config);
-            run_node_over(actor, watch, &cluster, entry, args, out, err)
-        }
-    }
+    protocol.run_node(NodeRun {
+        cluster: &cluster,
+        entry,
+        args,
+        out,
+        err,
+    })
 }
 
 /// Runs `actor` over the transport `--transport` names.
-fn run_node_over<A>(
+pub(crate) fn run_node_over<A>(
     actor: A,
     watch: Watch<A::Output>,
-    cluster: &ClusterConfig,
-    entry: &NodeConfig,
-    args: &NodeArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
+    run: NodeRun<'_>,
 ) -> Result<u8, CliError>
 where
     A: Actor,
     A::Output: Serialize + Send + 'static,
 {
+    let NodeRun {
+        cluster,
+        entry,
+        args,
+        out,
+        err,
+    } = run;
     match args.transport {
         TransportArg::Tcp => {
             let open = |_: &mut dyn Write, _: &dyn Fn() -> bool| open_tcp(cluster, entry);
@@ -1763,32 +1535,16 @@ fn launch_config(
     dir: &Path,
 ) -> Result<ClusterConfig, CliError> {
     let count = nodes + clients;
-    let (protocol, params) = match args.protocol {
-        Protocol::Unreplicated => {
-            let params = UnreplicatedParams {
-                requests_per_client: args.requests,
-                retransmit_after: None,
-            };
-            ("unreplicated", toml::Table::try_from(params).map_err(bad)?)
-        }
-        Protocol::Pbft => {
-            let params = PbftParams {
-                requests_per_client: args.requests,
-                batch_max: None,
-                crypto: None,
-                latency_max: None,
-            };
-            ("pbft", toml::Table::try_from(params).map_err(bad)?)
-        }
-        _ => ("benaloh", toml::Table::new()),
+    let protocol = args.protocol.name();
+    let params =
+        crate::registry::cluster_params_table(args.protocol, args.requests, &args.params())
+            .map_err(bad)?;
+    let sizes = Sizes {
+        nodes,
+        clients,
+        requests: args.requests,
     };
-    let role = |i: u32| match args.protocol {
-        Protocol::Unreplicated if i == 0 => Role::Server,
-        Protocol::Unreplicated => Role::Client,
-        Protocol::Pbft if i < nodes => Role::Replica,
-        Protocol::Pbft => Role::Client,
-        _ => Role::Peer,
-    };
+    let role = |i: u32| args.protocol.role(&sizes, NodeId(i));
     if args.transport == TransportArg::Dpdk {
         let node_configs = memif_pair(dir)?
             .into_iter()
@@ -1849,47 +1605,36 @@ fn memif_pair(dir: &Path) -> Result<[DpdkNode; 2], CliError> {
 }
 
 fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliError> {
-    let nodes = args.nodes.unwrap_or(args.protocol.nodes_default());
-    let clients = match args.protocol {
-        Protocol::Unreplicated => {
-            if nodes != 1 {
-                return Err(bad(format!(
-                    "unreplicated has exactly one server: --nodes must be 1, got {nodes} (use --clients for more client processes)"
-                )));
-            }
-            if args.clients == 0 {
-                return Err(bad("unreplicated needs at least 1 client (--clients)"));
-            }
-            if args.requests == Some(0) {
-                return Err(bad("--requests must be at least 1"));
-            }
-            args.clients
-        }
-        Protocol::Benaloh => {
-            if nodes < 2 {
-                return Err(bad(format!(
-                    "benaloh needs at least 2 peers to share a secret, got --nodes {nodes}"
-                )));
-            }
-            0
-        }
-        Protocol::BenalohTimed => {
-            return Err(bad(
-                "benaloh-timed is the simulator's racy 90-second workshop schedule; run benaloh (robust) on a cluster",
-            ))
-        }
-        Protocol::Pbft => {
-            pbft::Config::with_replicas(nodes)
-                .map_err(|e| bad(format!("--nodes {nodes}: {e}")))?;
-            if args.clients == 0 {
-                return Err(bad("pbft needs at least 1 client (--clients)"));
-            }
-            if args.requests == Some(0) {
-                return Err(bad("--requests must be at least 1"));
-            }
-            args.clients
-        }
+    let protocol = args.protocol;
+    if let Some(refusal) = protocol.real_refusal() {
+        return Err(bad(refusal));
+    }
+    let nodes = args.nodes.unwrap_or(protocol.nodes_default());
+    let clients = if protocol.has_clients() {
+        args.clients
+    } else {
+        0
     };
+    let sizes = Sizes {
+        nodes,
+        clients,
+        requests: args.requests,
+    };
+    protocol.check_sizes(&sizes).map_err(|e| {
+        let value = if e.key == "clients" { clients } else { nodes };
+        bad(format!(
+            "{}, got --{} {value}{}",
+            e.rule,
+            e.key,
+            e.hint.as_deref().unwrap_or("")
+        ))
+    })?;
+    if protocol.has_clients() && args.requests == Some(0) {
+        return Err(bad("--requests must be at least 1"));
+    }
+    protocol
+        .check_params(&args.params(), Target::Real)
+        .map_err(|e| bad(format!("--param {}: {}", e.key, e.rule)))?;
     if nodes.saturating_add(clients) > CLUSTER_PROCESSES_MAX {
         return Err(bad(format!(
             "at most {CLUSTER_PROCESSES_MAX} node processes per cluster, asked for {}",
@@ -1987,7 +1732,7 @@ pub fn cluster(
         }
     }
     if let Some(start) = started_at {
-        let with_clients = matches!(args.protocol, Protocol::Unreplicated | Protocol::Pbft);
+        let with_clients = args.protocol.has_clients();
         let goal_nodes: &[usize] = if with_clients { &clients_idx } else { &all };
         let stop_when_done = args.requests.is_some() || !with_clients;
         loop {
@@ -2067,11 +1812,7 @@ pub fn cluster(
     let check = !args.no_check && failures.is_empty() && !was_interrupted && started_at.is_some();
     if check {
         let files: Vec<PathBuf> = processes.nodes.iter().map(|n| n.outputs.clone()).collect();
-        let result = match args.protocol {
-            Protocol::Unreplicated => check_unreplicated(&files, clients, args.requests),
-            Protocol::Pbft => check_pbft(&files, nodes, clients),
-            _ => check_benaloh(&files, nodes, benaloh::MODULUS_DEFAULT),
-        };
+        let result = args.protocol.check_outputs(&config, &files);
         match result {
             Ok((count, found)) => {
                 outputs_checked = count;
@@ -2281,9 +2022,9 @@ struct OutputLine<V> {
 }
 
 /// Reads every outputs file; a missing file (a node that output nothing) reads as empty.
-fn read_outputs<V: serde::de::DeserializeOwned>(
+pub(crate) fn read_outputs<V: serde::de::DeserializeOwned>(
     files: &[PathBuf],
-) -> Result<Vec<OutputLine<V>>, String> {
+) -> Result<Vec<OutputRecord<V>>, String> {
     let mut lines = Vec::new();
     for path in files {
         let file = match File::open(path) {
@@ -2293,161 +2034,30 @@ fn read_outputs<V: serde::de::DeserializeOwned>(
         };
         for (number, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            let parsed = serde_json::from_str(&line).map_err(|e| {
+            let parsed: OutputLine<V> = serde_json::from_str(&line).map_err(|e| {
                 format!(
                     "`{}` line {}: not an output: {e}",
                     path.display(),
                     number + 1
                 )
             })?;
-            lines.push(parsed);
+            let OutputLine { node, at, value } = parsed;
+            lines.push(OutputRecord { node, at, value });
         }
     }
     Ok(lines)
 }
 
-/// Checks [`unreplicated::RequestsAnswered`] on the outputs of a cluster run: `files` are
-/// the nodes' `--outputs` files (a missing one reads as empty), `clients` the number of
-/// clients and `requests` their request budget. The nodes' clocks are not comparable, so
-/// the outputs are put in the one order causality allows in a closed loop: per client,
-/// request by request, the server's execution before the client's completion. With no
-/// request limit, every client must have completed at least one request. Returns the
-/// number of outputs checked and the violations found.
-pub fn check_unreplicated(
-    files: &[PathBuf],
-    clients: u32,
-    requests: Option<u64>,
-) -> Result<(u64, Vec<String>), String> {
-    let lines: Vec<OutputLine<unreplicated::Output>> = read_outputs(files)?;
-    let mut records: Vec<(NodeId, u64, u8, OutputRecord<unreplicated::Output>)> = lines
-        .into_iter()
-        .map(|line| {
-            let (client, request, kind) = match line.value {
-                unreplicated::Output::Executed {
-                    client, request, ..
-                } => (client, request, 0),
-                unreplicated::Output::Completed { request, .. } => (line.node, request, 1),
-            };
-            let record = OutputRecord {
-                node: line.node,
-                at: line.at,
-                value: line.value,
-            };
-            (client, request, kind, record)
-        })
-        .collect();
-    // A stable sort keeps a request executed twice as two adjacent executions, which the
-    // invariant reports.
-    records.sort_by_key(|(client, request, kind, _)| (*client, *request, *kind));
-    let outputs: Vec<OutputRecord<unreplicated::Output>> = records
-        .into_iter()
-        .map(|(_, _, _, record)| record)
-        .collect();
-    let config = unreplicated::Config {
-        clients,
-        requests_per_client: requests.unwrap_or(1),
-        retransmit_after: RETRANSMIT_AFTER_DEFAULT,
-    };
-    let mut invariant = unreplicated::RequestsAnswered::new(&config);
-    let violations = run_invariant::<unreplicated::Node>(&outputs, &mut invariant);
-    Ok((outputs.len() as u64, violations))
+/// Checks the outputs files of a run of the cluster file `path` against its protocol's
+/// invariants (a missing file reads as empty): the number of outputs checked, and the
+/// violations found.
+pub fn check_outputs(path: &Path, files: &[PathBuf]) -> Result<(u64, Vec<String>), String> {
+    let cluster = ClusterConfig::load(path).map_err(|e| e.to_string())?;
+    let protocol = Protocol::named(&cluster.protocol).map_err(|e| cluster.error(e).to_string())?;
+    protocol.check_outputs(&cluster, files)
 }
 
-/// Checks PBFT's safety invariants ([`pbft::safety_checks`]: agreement, validity,
-/// integrity, in-order execution, client consistency) on the outputs of a cluster run of
-/// `replicas` replicas and `clients` clients. The nodes' clocks are not comparable, so the
-/// outputs are put in an order causality allows: every client's submissions (in its own
-/// order), then every replica's outputs (each in its own order), then every client's
-/// completions; a request is submitted before any replica executes it, and completes after
-/// f+1 replicas did. Termination is not checked (its bound is in the nodes' own times);
-/// instead every client must have completed a request. Returns the number of outputs
-/// checked and the violations found.
-pub fn check_pbft(
-    files: &[PathBuf],
-    replicas: u32,
-    clients: u32,
-) -> Result<(u64, Vec<String>), String> {
-    let config = pbft::Config {
-        clients,
-        ..pbft::Config::with_replicas(replicas).map_err(|e| e.to_string())?
-    };
-    let lines: Vec<OutputLine<pbft::Output>> = read_outputs(files)?;
-    let mut outputs: Vec<(u8, NodeId, OutputRecord<pbft::Output>)> = lines
-        .into_iter()
-        .map(|line| {
-            let phase = match line.value {
-                pbft::Output::Submitted { .. } => 0,
-                pbft::Output::Completed { .. } => 2,
-                _ => 1,
-            };
-            let record = OutputRecord {
-                node: line.node,
-                at: line.at,
-                value: line.value,
-            };
-            (phase, line.node, record)
-        })
-        .collect();
-    // Stable: each node's outputs keep their order.
-    outputs.sort_by_key(|(phase, node, _)| (*phase, *node));
-    let outputs: Vec<OutputRecord<pbft::Output>> =
-        outputs.into_iter().map(|(_, _, record)| record).collect();
-    let mut violations = Vec::new();
-    for mut check in pbft::safety_checks(&config) {
-        violations.extend(run_invariant::<pbft::Node>(&outputs, &mut check));
-    }
-    for client in replicas..replicas + clients {
-        let completed = outputs
-            .iter()
-            .any(|r| r.node == NodeId(client) && matches!(r.value, pbft::Output::Completed { .. }));
-        if !completed {
-            violations.push(format!(
-                "progress: client {} completed no request",
-                NodeId(client)
-            ));
-        }
-    }
-    Ok((outputs.len() as u64, violations))
-}
-
-/// Checks [`benaloh::CorrectSum`] on the outputs of a cluster run: every private value
-/// is announced at a node's start, before any share leaves it, so every `Secret` comes
-/// before every `Total`.
-fn check_benaloh(
-    files: &[PathBuf],
-    nodes: u32,
-    modulus: u64,
-) -> Result<(u64, Vec<String>), String> {
-    let lines: Vec<OutputLine<benaloh::Output>> = read_outputs(files)?;
-    let mut outputs: Vec<(u8, OutputRecord<benaloh::Output>)> = lines
-        .into_iter()
-        .map(|line| {
-            let kind = match line.value {
-                benaloh::Output::Secret { .. } => 0,
-                benaloh::Output::Total { .. } => 1,
-            };
-            let record = OutputRecord {
-                node: line.node,
-                at: line.at,
-                value: line.value,
-            };
-            (kind, record)
-        })
-        .collect();
-    outputs.sort_by_key(|(kind, record)| (*kind, record.node));
-    let outputs: Vec<OutputRecord<benaloh::Output>> =
-        outputs.into_iter().map(|(_, record)| record).collect();
-    let config = benaloh::Config {
-        nodes,
-        modulus,
-        mode: benaloh::Mode::Robust,
-    };
-    let mut invariant = benaloh::CorrectSum::new(&config);
-    let violations = run_invariant::<benaloh::Node>(&outputs, &mut invariant);
-    Ok((outputs.len() as u64, violations))
-}
-
-fn run_invariant<A: Actor>(
+pub(crate) fn run_invariant<A: Actor>(
     outputs: &[OutputRecord<A::Output>],
     invariant: &mut dyn Invariant<A>,
 ) -> Vec<String> {
@@ -2467,7 +2077,7 @@ pub fn bench_tcp(
     let proto = unreplicated::Config {
         clients: args.clients,
         requests_per_client: u64::MAX,
-        retransmit_after: RETRANSMIT_AFTER_DEFAULT,
+        retransmit_after: unreplicated::RETRANSMIT_AFTER_REAL,
     };
     // The baseline moves frames as large as a typical request of the runtime side: a
     // request number in the hundreds of thousands and an operand below 1000.
@@ -2557,69 +2167,6 @@ fn write_bench_tcp(r: &TcpBenchReport, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A PBFT cluster file of 4 replicas and 1 client, with `params` as its `[params]`.
-    fn pbft_file(params: &str) -> String {
-        let mut text = format!("protocol = \"pbft\"\n[params]\n{params}\n");
-        for id in 0..5 {
-            let role = if id < 4 { "replica" } else { "client" };
-            text += &format!(
-                "[[node]]\nid = {id}\nrole = \"{role}\"\naddress = \"127.0.0.1:{}\"\n",
-                7000 + id
-            );
-        }
-        text
-    }
-
-    fn pbft_setup(params: &str) -> Result<pbft::Config, String> {
-        let cluster =
-            ClusterConfig::parse(&pbft_file(params), "c.toml").map_err(|e| e.to_string())?;
-        match Setup::of(&cluster).map_err(|e| e.to_string())? {
-            Setup::Pbft(config) => Ok(config),
-            _ => panic!("not a pbft setup"),
-        }
-    }
-
-    #[test]
-    fn pbft_on_real_transports_has_timers_for_a_loaded_machine() {
-        // The simulator's 100 ms tick retransmitted every round of a cluster on a busy
-        // machine, and its 1 s view-change timeout deposed a correct primary.
-        let config = pbft_setup("").unwrap();
-        assert_eq!(config.tick, Duration::from_secs(1));
-        assert_eq!(config.client_retransmit, Duration::from_secs(5));
-        assert_eq!(config.view_change_timeout, Duration::from_secs(10));
-        let config = pbft_setup("latency_max = \"1s\"").unwrap();
-        assert_eq!(config.tick, Duration::from_secs(5));
-        assert_eq!(config.view_change_timeout, Duration::from_secs(50));
-    }
-
-    #[test]
-    fn a_bad_duration_parameter_is_reported_at_its_line() {
-        let error = pbft_setup("latency_max = \"fast\"").unwrap_err();
-        assert!(error.starts_with("c.toml:3:"), "{error}");
-        assert!(
-            error.contains("\"fast\" is not a positive duration such as \"200ms\""),
-            "{error}"
-        );
-        let text = "protocol = \"unreplicated\"\n[params]\nretransmit_after = \"0s\"\n\
-                    [[node]]\nid = 0\nrole = \"server\"\naddress = \"127.0.0.1:7000\"\n\
-                    [[node]]\nid = 1\nrole = \"client\"\naddress = \"127.0.0.1:7001\"\n";
-        let cluster = ClusterConfig::parse(text, "u.toml").unwrap();
-        let error = Setup::of(&cluster).err().unwrap().to_string();
-        assert!(error.starts_with("u.toml:3:"), "{error}");
-        assert!(
-            error.contains("\"0s\" is not a positive duration"),
-            "{error}"
-        );
-        // Written back (as the launcher writes its cluster file), a duration reads the same.
-        let params = PbftParams {
-            latency_max: Some(ParamDuration(Duration::from_millis(250))),
-            ..PbftParams::default()
-        };
-        let table = toml::Table::try_from(&params).unwrap();
-        let read: PbftParams = table.try_into().unwrap();
-        assert_eq!(read.latency_max, params.latency_max);
-    }
 
     #[test]
     fn short_durations_keep_three_digits() {

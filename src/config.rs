@@ -2,71 +2,29 @@
 //! trace headers and rebuilt by `rehearsal replay`.
 
 use rehearsal_net_models::{NetConfig, NetConfigError};
+use rehearsal_sim_core::protocol::{SettingError, Sizes, Target};
 use rehearsal_sim_core::{format_ns, Latency};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The protocols `rehearsal sim` can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    /// Closed-loop clients and one server: the baseline.
-    Unreplicated,
-    /// Additive secret sharing of private values and agreement on their sum (robust).
-    Benaloh,
-    /// The workshop's time-triggered Benaloh: phases at 30 s, 45 s and 90 s (racy).
-    BenalohTimed,
-    /// PBFT: n = 3f+1 replicas and closed-loop clients, with checkpoints, view changes and
-    /// catch-up.
-    Pbft,
-}
+pub use crate::registry::{ParamMap, Protocol};
 
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Unreplicated => "unreplicated",
-            Protocol::Benaloh => "benaloh",
-            Protocol::BenalohTimed => "benaloh-timed",
-            Protocol::Pbft => "pbft",
-        }
-    }
-
-    /// The protocol timers a run may set by name (`--timer NAME=DURATION`); the others
-    /// keep their defaults, scaled to the network's latency.
-    pub fn timer_names(self) -> &'static [&'static str] {
-        match self {
-            Protocol::Pbft => &["client-retransmit", "tick", "view-change"],
-            Protocol::Unreplicated | Protocol::Benaloh | Protocol::BenalohTimed => &[],
-        }
-    }
-
-    /// Default node count: one server for unreplicated, five participants for Benaloh.
-    pub fn nodes_default(self) -> u32 {
-        match self {
-            Protocol::Unreplicated => 1,
-            Protocol::Benaloh | Protocol::BenalohTimed => 5,
-            Protocol::Pbft => 4,
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Parameters with a flag (`--crypto real`) and a run-file key (`crypto = "real"`) of
+/// their own, as well as `--param NAME=VALUE` and `[params]`: the ones most protocols
+/// with signatures and batches share.
+pub const PARAM_SHORTHANDS: &[&str] = &["crypto", "batch"];
 
 /// One simulated run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     pub protocol: Protocol,
-    /// Protocol nodes: unreplicated servers (exactly 1) or Benaloh participants.
+    /// Protocol nodes (servers, replicas, peers): ids `0..nodes`.
     pub nodes: u32,
-    /// Unreplicated clients.
+    /// Clients, for protocols that have them: ids after the nodes.
     pub clients: u32,
-    /// Requests per unreplicated client.
+    /// Requests per client.
     pub requests: u64,
     pub seed: u64,
     /// Virtual-time deadline of the run.
@@ -94,18 +52,15 @@ pub struct RunConfig {
     /// a setting without an entry came from a flag or a default.
     #[serde(skip)]
     pub file_positions: BTreeMap<String, String>,
-    /// PBFT: the signature scheme, `sim` (fast, unforgeable inside the simulator) or
-    /// `real` (Ed25519).
-    #[serde(default = "crypto_default", skip_serializing_if = "is_crypto_default")]
-    pub crypto: String,
-    /// PBFT: most requests per batch; 1 turns batching off.
-    #[serde(default = "batch_default", skip_serializing_if = "is_batch_default")]
-    pub batch: usize,
+    /// The protocol's parameters that were set (`--param NAME=VALUE`, a run file's
+    /// `[params]`), by name; the others keep the protocol's defaults.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: ParamMap,
     /// Test-only: a deliberately broken variant of the protocol, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<String>,
     /// Protocol timers set by hand (`--timer NAME=DURATION`, or by the shrinker), by name
-    /// (see [`Protocol::timer_names`]), in nanoseconds.
+    /// (see [`crate::registry::Registered::timer_names`]), in nanoseconds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timers: BTreeMap<String, u64>,
     /// Timer firings put off by one period each, as `(node, timer id)` (a timer listed k
@@ -121,19 +76,6 @@ pub struct RunConfig {
     /// (a shrunk run): it replays only from its trace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follow_schedule: bool,
-}
-
-fn crypto_default() -> String {
-    "sim".into()
-}
-fn is_crypto_default(crypto: &String) -> bool {
-    crypto == "sim"
-}
-fn batch_default() -> usize {
-    1
-}
-fn is_batch_default(batch: &usize) -> bool {
-    *batch == 1
 }
 
 /// A scenario as written: where it came from and its text.
@@ -243,8 +185,7 @@ impl RunConfig {
             net_origin: None,
             config_origin: None,
             file_positions: BTreeMap::new(),
-            crypto: crypto_default(),
-            batch: batch_default(),
+            params: ParamMap::new(),
             mutant: None,
             timers: BTreeMap::new(),
             postponed_timers: Vec::new(),
@@ -262,18 +203,18 @@ impl RunConfig {
         })
     }
 
-    /// How many actors (nodes the network sees) the run has.
-    pub fn actors(&self) -> u32 {
-        match self.protocol {
-            Protocol::Unreplicated => 1 + self.clients,
-            Protocol::Benaloh | Protocol::BenalohTimed => self.nodes,
-            Protocol::Pbft => self.nodes + self.clients,
+    /// Who is in the run.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            nodes: self.nodes,
+            clients: self.clients,
+            requests: Some(self.requests),
         }
     }
 
-    /// Whether a crashed node of this protocol can come back (it keeps durable state).
-    pub fn restarts(&self) -> bool {
-        self.protocol == Protocol::Pbft
+    /// How many actors (nodes the network sees) the run has.
+    pub fn actors(&self) -> u32 {
+        self.protocol.actors(&self.sizes())
     }
 
     /// Checks what the protocols cannot check for themselves. A setting from a run file is
@@ -308,65 +249,43 @@ impl RunConfig {
                     other => format!("network: {other}"),
                 })?;
         }
-        match self.protocol {
-            Protocol::Unreplicated => {
-                if self.nodes != 1 {
-                    return Err(format!(
-                        "{}unreplicated runs exactly one server: --nodes must be 1, got {} (use --clients for more clients)",
-                        at("nodes"),
-                        given("nodes", &self.nodes)
-                    ));
-                }
-                if self.clients == 0 {
-                    return Err(format!(
-                        "{}unreplicated needs at least 1 client, got {}",
-                        at("clients"),
-                        given("clients", &self.clients)
-                    ));
-                }
-            }
-            Protocol::Pbft => {
-                if self.nodes < 4 || self.nodes % 3 != 1 {
-                    return Err(format!(
-                        "{}pbft needs n = 3f+1 replicas (4, 7, 10, ...), got {}",
-                        at("nodes"),
-                        given("nodes", &self.nodes)
-                    ));
-                }
-                if self.clients == 0 {
-                    return Err(format!(
-                        "{}pbft needs at least 1 client, got {}",
-                        at("clients"),
-                        given("clients", &self.clients)
-                    ));
-                }
-            }
-            Protocol::Benaloh | Protocol::BenalohTimed => {
-                if self.nodes < 2 {
-                    return Err(format!(
-                        "{}benaloh needs at least 2 nodes to share a secret, got {}",
-                        at("nodes"),
-                        given("nodes", &self.nodes)
-                    ));
-                }
-            }
-        }
-        if self.protocol != Protocol::Pbft && (self.crypto != "sim" || self.batch != 1) {
-            let key = if self.crypto != "sim" {
-                "crypto"
-            } else {
-                "batch"
+        let setting_error = |e: SettingError, value: &dyn fmt::Display| {
+            format!(
+                "{}{}, got {}{}",
+                at(&e.key),
+                e.rule,
+                given(&e.key, value),
+                e.hint.as_deref().unwrap_or("")
+            )
+        };
+        if let Err(e) = self.protocol.check_sizes(&self.sizes()) {
+            let value = match e.key.as_str() {
+                "nodes" => self.nodes.to_string(),
+                "clients" => self.clients.to_string(),
+                _ => self.requests.to_string(),
             };
-            return Err(format!(
-                "{}crypto and batch apply to pbft only, not to {} (got {})",
-                at(key),
-                self.protocol,
-                if key == "crypto" {
-                    given(key, &self.crypto)
-                } else {
-                    given(key, &self.batch)
+            return Err(setting_error(e, &value));
+        }
+        if let Err(e) = self.protocol.check_params(&self.params, Target::Simulator) {
+            return Err(match self.params.get(&e.key) {
+                Some(value) => {
+                    let value = ParamText(value);
+                    let given = match self.file_positions.get(&e.key) {
+                        Some(_) => format!("{} = {value}", e.key),
+                        None if PARAM_SHORTHANDS.contains(&e.key.as_str()) => {
+                            format!("--{} {value}", e.key)
+                        }
+                        None => format!("--param {}={value}", e.key),
+                    };
+                    format!(
+                        "{}{}, got {given}{}",
+                        at(&e.key),
+                        e.rule,
+                        e.hint.as_deref().unwrap_or("")
+                    )
                 }
-            ));
+                None => format!("{}{}", at(&e.key), e.rule),
+            });
         }
         let names = self.protocol.timer_names();
         for (name, &ns) in &self.timers {
@@ -397,20 +316,6 @@ impl RunConfig {
                 self.actors()
             ));
         }
-        if !["sim", "real"].contains(&self.crypto.as_str()) {
-            return Err(format!(
-                "{}crypto must be `sim` or `real`, got {}",
-                at("crypto"),
-                given("crypto", &self.crypto)
-            ));
-        }
-        if self.batch == 0 {
-            return Err(format!(
-                "{}the batch size must be at least 1, got {}",
-                at("batch"),
-                given("batch", &self.batch)
-            ));
-        }
         // Bound everything: a run this large would not fit in memory anyway.
         const NODES_MAX: u32 = 100_000;
         for (key, value) in [("nodes", self.nodes), ("clients", self.clients)] {
@@ -434,11 +339,16 @@ impl RunConfig {
             cmd += &format!(" --config {file}");
         }
         cmd += &format!(" --protocol {} --nodes {}", self.protocol, self.nodes);
-        if matches!(self.protocol, Protocol::Unreplicated | Protocol::Pbft) {
+        if self.protocol.has_clients() {
             cmd += &format!(" --clients {} --requests {}", self.clients, self.requests);
         }
-        if self.protocol == Protocol::Pbft {
-            cmd += &format!(" --crypto {} --batch {}", self.crypto, self.batch);
+        for (name, value) in &self.params {
+            let value = ParamText(value);
+            if PARAM_SHORTHANDS.contains(&name.as_str()) {
+                cmd += &format!(" --{name} {value}");
+            } else {
+                cmd += &format!(" --param {name}={value}");
+            }
         }
         cmd += &format!(
             " --seed {} --duration {}",
@@ -463,5 +373,17 @@ impl RunConfig {
             cmd += &format!(" --mutant {mutant}");
         }
         cmd
+    }
+}
+
+/// A parameter's value as written on a command line: text bare, anything else as JSON.
+pub struct ParamText<'a>(pub &'a serde_json::Value);
+
+impl fmt::Display for ParamText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            serde_json::Value::String(text) => f.write_str(text),
+            other => write!(f, "{other}"),
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Builds a simulation from a [`RunConfig`] and runs it, whatever the protocol.
 
-use crate::config::{Protocol, RunConfig};
+use crate::config::RunConfig;
 use rehearsal_net_models::{scenario, NetConfig, Network, NODES_MAX};
-use rehearsal_protocols::{benaloh, pbft, unreplicated};
+use rehearsal_sim_core::protocol::NetBound;
 use rehearsal_sim_core::{
     Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
     SimpleNetwork, Simulation, Time, TraceEvent,
@@ -104,96 +104,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
         }),
         None => network_model(config)?,
     };
-    let run = match config.protocol {
-        Protocol::Unreplicated => {
-            let proto = unreplicated::Config {
-                clients: config.clients,
-                requests_per_client: config.requests,
-                retransmit_after: retransmit_after(&config.net_config()),
-            };
-            let mutant = config
-                .mutant
-                .as_deref()
-                .map(str::parse::<unreplicated::Mutant>)
-                .transpose()?;
-            let rebuilt = proto.clone();
-            let fresh = move |node: NodeId| {
-                // A restarted node comes back empty: these protocols keep no durable state.
-                let mut all = unreplicated::actors_with_mutant(&rebuilt, mutant);
-                all.swap_remove(node.index())
-            };
-            let setup = Setup {
-                actors: unreplicated::actors_with_mutant(&proto, mutant),
-                invariants: vec![Box::new(unreplicated::RequestsAnswered::new(&proto))],
-                restart: Some(Box::new(move |node, _| fresh(node))),
-                summarize: None,
-            };
-            simulate(config, sim_config, network, setup)
-        }
-        Protocol::Benaloh | Protocol::BenalohTimed => {
-            let mode = if config.protocol == Protocol::Benaloh {
-                benaloh::Mode::Robust
-            } else {
-                benaloh::Mode::WORKSHOP
-            };
-            let proto = benaloh::Config {
-                nodes: config.nodes,
-                modulus: benaloh::MODULUS_DEFAULT,
-                mode,
-            };
-            if let Some(mutant) = &config.mutant {
-                return Err(format!(
-                    "{} has no mutant `{mutant}`; it has none",
-                    config.protocol
-                ));
-            }
-            // Robust nodes retransmit until acknowledged; the first retry waits for a round
-            // trip, as the unreplicated clients do.
-            let after = retransmit_after(&config.net_config());
-            let actors = benaloh::actors(&proto)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|node| node.retransmitting_after(after))
-                .collect();
-            let setup = Setup {
-                actors,
-                invariants: vec![Box::new(benaloh::CorrectSum::new(&proto))],
-                restart: None,
-                summarize: None,
-            };
-            simulate(config, sim_config, network, setup)
-        }
-        Protocol::Pbft => {
-            let proto = pbft_config(config)?;
-            proto.validate().map_err(|e| e.to_string())?;
-            // Termination is owed once the last fault is over: every request must then
-            // complete within the bound.
-            let healed = config
-                .scenario
-                .as_ref()
-                .and_then(|s| scenario::parse(&s.text, &s.origin, config.actors()).ok())
-                .and_then(|s| s.entries.last().map(|e| e.at))
-                .unwrap_or(Time::ZERO);
-            let mut invariants: Vec<Box<dyn Invariant<pbft::Node>>> = pbft::safety_checks(&proto)
-                .into_iter()
-                .map(|c| Box::new(c) as Box<dyn Invariant<pbft::Node>>)
-                .collect();
-            invariants.push(Box::new(
-                pbft::Termination::new(&proto)
-                    .after(healed)
-                    .within(proto.termination_bound),
-            ));
-            let setup = Setup {
-                actors: pbft::actors(&proto).map_err(|e| e.to_string())?,
-                invariants,
-                restart: Some(Box::new(pbft::restart(&proto))),
-                summarize: Some(Box::new(|actors: &[pbft::Node]| {
-                    serde_json::to_value(pbft::Summary::of(actors)).unwrap_or_default()
-                })),
-            };
-            simulate(config, sim_config, network, setup)
-        }
-    }?;
+    let run = config.protocol.simulate(config, sim_config, network)?;
     Ok(RunSummary {
         follow: follow_stats.map(|s| s.borrow().clone()),
         ..run
@@ -201,17 +112,17 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
 }
 
 /// What a protocol contributes to a run.
-struct Setup<A: Actor> {
-    actors: Vec<A>,
-    invariants: Vec<Box<dyn Invariant<A>>>,
+pub(crate) struct Setup<A: Actor> {
+    pub actors: Vec<A>,
+    pub invariants: Vec<Box<dyn Invariant<A>>>,
     /// Rebuilds a crashed node from its durable state, for `restart` faults.
-    restart: Option<RestartFn<A>>,
+    pub restart: Option<RestartFn<A>>,
     /// Protocol figures read from the actors a run leaves (throughput, latencies).
-    summarize: Option<Summarize<A>>,
+    pub summarize: Option<Summarize<A>>,
 }
 
 /// Reads protocol figures from the actors a run leaves.
-type Summarize<A> = Box<dyn Fn(&[A]) -> serde_json::Value>;
+type Summarize<A> = Box<dyn Fn(&[A]) -> Option<serde_json::Value>>;
 
 /// The network model of a run: the composable model of `net-models`; for runs too large
 /// for its per-link state, the minimal model when nothing but latency and loss is asked.
@@ -273,13 +184,26 @@ pub fn worst_loss(network: &NetConfig) -> f64 {
         .fold(lost(network.loss, network.corrupt), f64::max)
 }
 
-/// A client retransmission timeout comfortably above the round trip the network allows,
-/// so a lossless network sees no needless retransmissions.
-pub fn retransmit_after(network: &NetConfig) -> Duration {
-    Duration::from_nanos(one_way_bound_ns(network).saturating_mul(4).max(1_000_000))
+/// What the protocol is told of the network of a run: its worst link's latency and loss.
+pub fn net_bound(network: &NetConfig) -> NetBound {
+    NetBound {
+        one_way_ns_max: one_way_bound_ns(network),
+        loss_worst: worst_loss(network),
+    }
 }
 
-fn simulate<A: Actor>(
+/// When the last scheduled fault is over: termination is owed from then on (every
+/// request must then complete within its bound).
+pub fn healed_at(config: &RunConfig) -> Time {
+    config
+        .scenario
+        .as_ref()
+        .and_then(|s| scenario::parse(&s.text, &s.origin, config.actors()).ok())
+        .and_then(|s| s.entries.last().map(|e| e.at))
+        .unwrap_or(Time::ZERO)
+}
+
+pub(crate) fn simulate<A: Actor>(
     config: &RunConfig,
     sim_config: SimConfig,
     network: Box<dyn NetworkModel>,
@@ -310,7 +234,7 @@ fn simulate<A: Actor>(
     let started = Instant::now();
     let report = sim.run();
     let wall_time = started.elapsed();
-    let protocol = setup.summarize.map(|f| f(&report.actors));
+    let protocol = setup.summarize.and_then(|f| f(&report.actors));
     Ok(RunSummary {
         config: config.clone(),
         outcome: report.outcome,
@@ -328,49 +252,4 @@ fn simulate<A: Actor>(
         follow: None,
         protocol,
     })
-}
-
-/// The PBFT configuration `config` runs: its sizes, crypto and mutant, timeouts scaled to
-/// the network's latency, then the timers it sets by hand, and the termination bound those
-/// timers need on its network.
-pub fn pbft_config(config: &RunConfig) -> Result<pbft::Config, String> {
-    let mut proto = pbft::Config::with_replicas(config.nodes).map_err(|e| e.to_string())?;
-    proto.clients = config.clients;
-    proto.requests_per_client = config.requests;
-    proto.batch_max = config.batch;
-    proto.crypto = config.crypto.parse()?;
-    proto.key_seed = config.seed;
-    if let Some(mutant) = &config.mutant {
-        proto.mutant = mutant.parse()?;
-    }
-    let net = config.net_config();
-    let mut proto = proto.timeouts_for_latency(Duration::from_nanos(one_way_bound_ns(&net)));
-    for (name, &ns) in &config.timers {
-        let slot = match name.as_str() {
-            "client-retransmit" => &mut proto.client_retransmit,
-            "tick" => &mut proto.tick,
-            "view-change" => &mut proto.view_change_timeout,
-            other => return Err(format!("pbft has no timer `{other}`")),
-        };
-        *slot = Duration::from_nanos(ns);
-    }
-    // The bound follows the timers as set.
-    Ok(proto.termination_bound_under_loss(worst_loss(&net)))
-}
-
-/// The timers of a PBFT run as it runs them (see [`pbft_config`]), by the names
-/// `--timer` takes, in nanoseconds.
-pub fn pbft_timers(config: &RunConfig) -> Result<Vec<(&'static str, u64)>, String> {
-    let proto = pbft_config(config)?;
-    Ok(vec![
-        (
-            "client-retransmit",
-            rehearsal_sim_core::duration_ns(proto.client_retransmit),
-        ),
-        ("tick", rehearsal_sim_core::duration_ns(proto.tick)),
-        (
-            "view-change",
-            rehearsal_sim_core::duration_ns(proto.view_change_timeout),
-        ),
-    ])
 }

@@ -19,6 +19,7 @@
 //! the file, line and column and say what was expected.
 
 use crate::config::Protocol;
+
 use rehearsal_net_models::{line_column, NetConfig, NetConfigError};
 use rehearsal_sim_core::Latency;
 use serde::Deserialize;
@@ -40,8 +41,12 @@ pub struct RunFile {
     pub latency: Option<Latency>,
     pub loss: Option<f64>,
     pub mutant: Option<String>,
+    /// Shorthand for `[params] crypto = ...`.
     pub crypto: Option<String>,
+    /// Shorthand for `[params] batch = ...`.
     pub batch: Option<usize>,
+    /// The protocol's parameters (`rehearsal protocols` lists them).
+    pub params: Option<toml::Table>,
     pub swarm: Option<bool>,
     /// A scenario file, relative to the run file.
     pub scenario: Option<PathBuf>,
@@ -86,6 +91,30 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<RunFile, Strin
                 key.get_ref().to_string(),
                 format!("{origin}:{line}:{column}"),
             );
+            // A parameter's place is kept under its own name, as the shorthands' are.
+            if key.get_ref() == "params" {
+                if let Some(params) = value.get_ref().as_table() {
+                    for (name, value) in params.iter() {
+                        let (line, column) = line_column(&run_part, value.span().start);
+                        positions.insert(
+                            name.get_ref().to_string(),
+                            format!("{origin}:{line}:{column}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let in_params = |name: &str| file.params.as_ref().is_some_and(|p| p.contains_key(name));
+    for (shorthand, given) in [
+        ("crypto", file.crypto.is_some()),
+        ("batch", file.batch.is_some()),
+    ] {
+        if given && in_params(shorthand) {
+            return Err(format!(
+                "{}: `{shorthand}` is given twice, at the top and in [params]: give it once",
+                positions.get(shorthand).map_or(origin, String::as_str)
+            ));
         }
     }
     let at = |key: &str| {
@@ -119,6 +148,32 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<RunFile, Strin
 }
 
 impl RunFile {
+    /// The protocol parameters the file sets, shorthands (`crypto`, `batch`) included.
+    pub fn param_map(&self) -> Result<crate::config::ParamMap, String> {
+        let mut map = crate::config::ParamMap::new();
+        for (name, value) in self.params.iter().flatten() {
+            let value = serde_json::to_value(value)
+                .map_err(|e| format!("{}: [params] {name}: {e}", self.origin()))?;
+            map.insert(name.clone(), value);
+        }
+        if let Some(crypto) = &self.crypto {
+            map.insert("crypto".into(), crypto.clone().into());
+        }
+        if let Some(batch) = self.batch {
+            map.insert("batch".into(), batch.into());
+        }
+        Ok(map)
+    }
+
+    fn origin(&self) -> String {
+        self.positions
+            .values()
+            .next()
+            .and_then(|p| p.split(':').next())
+            .unwrap_or("run file")
+            .to_string()
+    }
+
     /// The scenario file's path, resolved against the run file's directory.
     pub fn scenario_path(&self) -> Option<PathBuf> {
         self.scenario.as_ref().map(|s| self.base_dir.join(s))

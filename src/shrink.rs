@@ -26,11 +26,25 @@
 //! as following its own recorded schedule, so `rehearsal replay` re-enacts it from the
 //! file alone.
 
-use crate::config::{Protocol, RunConfig};
+use crate::config::RunConfig;
 use crate::run::{run_with, RunOptions, RunSummary};
 use rehearsal_sim_core::{EndReason, EventKind, NodeId, Outcome, Time, TraceEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+
+impl RunConfig {
+    /// The fewest nodes the protocol runs with, other sizes as they are.
+    fn smallest_nodes(&self) -> Option<u32> {
+        (1..=self.nodes).find(|&nodes| {
+            self.protocol
+                .check_sizes(&rehearsal_sim_core::protocol::Sizes {
+                    nodes,
+                    ..self.sizes()
+                })
+                .is_ok()
+        })
+    }
+}
 
 /// A size or setting a shrinker may lower: clients, requests, nodes, a protocol timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,41 +207,35 @@ impl Subject for RunConfig {
 
     fn knobs(&self) -> Vec<Knob> {
         let mut knobs = Vec::new();
-        match self.protocol {
-            Protocol::Unreplicated => {
-                knobs.push(Knob::count("clients", u64::from(self.clients), 1));
-                knobs.push(Knob::count("requests per client", self.requests, 1));
+        // Sizes, down to the smallest the protocol runs with: fewer clients, fewer
+        // requests each, fewer nodes.
+        if self.protocol.has_clients() {
+            knobs.push(Knob::count("clients", u64::from(self.clients), 1));
+            knobs.push(Knob::count("requests per client", self.requests, 1));
+        }
+        if let Some(floor) = self.smallest_nodes() {
+            if floor < self.nodes {
+                knobs.push(Knob::count(
+                    "nodes",
+                    u64::from(self.nodes),
+                    u64::from(floor),
+                ));
             }
-            Protocol::Benaloh | Protocol::BenalohTimed => {
-                knobs.push(Knob::count("nodes", u64::from(self.nodes), 2));
-            }
-            Protocol::Pbft => {
-                knobs.push(Knob::count("clients", u64::from(self.clients), 1));
-                knobs.push(Knob::count("requests per client", self.requests, 1));
-                // Shorter timers: a view change or retransmission the failure needs comes
-                // sooner, and fewer housekeeping rounds pass before it.
-                // A longer housekeeping period: fewer rounds of retransmissions, up to one
-                // per view-change timeout.
-                let timers = crate::run::pbft_timers(self).unwrap_or_default();
-                let view_change = timers
-                    .iter()
-                    .find(|(name, _)| *name == "view-change")
-                    .map_or(0, |&(_, ns)| ns);
-                for (name, current) in timers {
-                    let target = if name == "tick" {
-                        view_change.max(current)
-                    } else {
-                        TIMER_FLOOR_NS.min(current)
-                    };
-                    knobs.push(Knob {
-                        name: format!("timer {name}"),
-                        current,
-                        target,
-                        nanos: true,
-                        safety_only: true,
-                    });
-                }
-            }
+        }
+        // Timers toward what the protocol says (shorter, mostly: a view change or
+        // retransmission the failure needs comes sooner), for safety failures only.
+        for timer in self
+            .protocol
+            .timer_knobs(self, TIMER_FLOOR_NS)
+            .unwrap_or_default()
+        {
+            knobs.push(Knob {
+                name: format!("timer {}", timer.name),
+                current: timer.current_ns,
+                target: timer.target_ns,
+                nanos: true,
+                safety_only: true,
+            });
         }
         knobs
     }
@@ -274,9 +282,9 @@ impl Subject for RunConfig {
     }
 
     fn postponing(&self, firings: &[(NodeId, u64)]) -> Option<Self> {
-        // The timed Benaloh is a synchronous protocol: its results depend on when its
-        // phase timers fire, so putting them off would be a fault, not a simplification.
-        if self.protocol == Protocol::BenalohTimed {
+        // A synchronous protocol's results depend on when its timers fire: putting them
+        // off would be a fault, not a simplification.
+        if !self.protocol.timers_postponable() {
             return None;
         }
         let mut c = self.clone();

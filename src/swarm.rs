@@ -11,11 +11,9 @@
 //! The draws become an ordinary network configuration and scenario text, recorded in the
 //! run configuration (and so in the trace header): a swarm run replays from its trace alone.
 
-use crate::config::{Protocol, RunConfig, ScenarioSource};
+use crate::config::{RunConfig, ScenarioSource};
 use rehearsal_net_models::InFlight;
-use rehearsal_protocols::pbft;
 use rehearsal_sim_core::rand::Rng;
-use rehearsal_sim_core::Actor;
 use rehearsal_sim_core::{derive_rng, format_ns, Latency, SimRng};
 use std::fmt::Write;
 
@@ -56,7 +54,7 @@ pub fn draw(base: &RunConfig) -> RunConfig {
     }
     // Up to two pauses; crashes with restarts where nodes keep durable state.
     let mut pairs = vec![("pause", "resume")];
-    if base.restarts() {
+    if base.protocol.durable() {
         pairs.push(("crash", "restart"));
     }
     for (stop, start) in pairs {
@@ -69,11 +67,13 @@ pub fn draw(base: &RunConfig) -> RunConfig {
         }
     }
     // Byzantine replicas, for protocols that offer them: at most f, for good.
-    if base.protocol == Protocol::Pbft {
-        let f = base.nodes.saturating_sub(1) / 3;
-        let behaviors = <pbft::Node as Actor>::byzantine_behaviors();
-        for _ in 0..rng.random_range(0..=f) {
-            let node = rng.random_range(0..base.nodes);
+    let behaviors = base.protocol.byzantine_behaviors();
+    if let (Some(room), false) = (
+        base.protocol.byzantine_room(&base.sizes()),
+        behaviors.is_empty(),
+    ) {
+        for _ in 0..rng.random_range(0..=room.max) {
+            let node = rng.random_range(0..room.among);
             let behavior = behaviors[rng.random_range(0..behaviors.len())];
             let at = rng.random_range(0..window.max(1));
             lines.push((at, format!("byzantine {node} {behavior}")));

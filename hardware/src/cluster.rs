@@ -121,37 +121,8 @@ impl fmt::Display for TransportKind {
 }
 
 /// What a node does in its protocol. Which roles a protocol accepts is the protocol's
-/// business; the file only names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The server of a client/server protocol (unreplicated).
-    Server,
-    /// A client, sending requests.
-    Client,
-    /// A replica of a replicated service (PBFT, HotStuff).
-    Replica,
-    /// A participant among equals (Benaloh).
-    Peer,
-}
-
-impl Role {
-    /// The role's name as written in cluster files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Client => "client",
-            Role::Replica => "replica",
-            Role::Peer => "peer",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// business (its registry entry); the file only names them.
+pub use rehearsal_sim_core::protocol::Role;
 
 /// An Ethernet MAC address, written `02:00:00:00:00:01` (colons or dashes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

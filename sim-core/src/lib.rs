@@ -10,6 +10,7 @@ pub mod codec;
 mod fault;
 mod invariant;
 mod network;
+pub mod protocol;
 mod rng;
 mod sim;
 mod stats;

@@ -32,33 +32,33 @@ fn main() {
         Group {
             name: "unreplicated",
             seeds,
-            config: swarm_of(Protocol::Unreplicated),
+            config: swarm_of(Protocol::of("unreplicated")),
         },
         Group {
             name: "benaloh",
             seeds,
-            config: swarm_of(Protocol::Benaloh),
+            config: swarm_of(Protocol::of("benaloh")),
         },
         Group {
             name: "benaloh-timed",
             seeds,
-            config: swarm_of(Protocol::BenalohTimed),
+            config: swarm_of(Protocol::of("benaloh-timed")),
         },
         Group {
             name: "pbft",
             seeds,
-            config: swarm_of(Protocol::Pbft),
+            config: swarm_of(Protocol::of("pbft")),
         },
         Group {
             name: "pbft --mutant no-commit",
             seeds,
-            config: Box::new(|seed| small(Protocol::Pbft, seed, Some("no-commit"))),
+            config: Box::new(|seed| small(Protocol::of("pbft"), seed, Some("no-commit"))),
         },
         Group {
             name: "pbft --duration 2m --mutant no-commit",
             seeds: (seeds / 50).max(1),
             config: Box::new(|seed| {
-                let mut base = RunConfig::new(Protocol::Pbft);
+                let mut base = RunConfig::new(Protocol::of("pbft"));
                 base.seed = seed;
                 base.duration_ns = 120_000_000_000;
                 base.mutant = Some("no-commit".into());
@@ -68,12 +68,12 @@ fn main() {
         Group {
             name: "unreplicated, corrupt+bandwidth+fifo",
             seeds,
-            config: Box::new(|seed| harsher(small(Protocol::Unreplicated, seed, None))),
+            config: Box::new(|seed| harsher(small(Protocol::of("unreplicated"), seed, None))),
         },
         Group {
             name: "pbft, corrupt+bandwidth+fifo",
             seeds,
-            config: Box::new(|seed| harsher(small(Protocol::Pbft, seed, None))),
+            config: Box::new(|seed| harsher(small(Protocol::of("pbft"), seed, None))),
         },
     ];
     let (mut checked, mut departed) = (0u64, 0u64);

@@ -12,24 +12,31 @@ pub fn small(protocol: Protocol, seed: u64, mutant: Option<&str>) -> RunConfig {
     let mut base = RunConfig::new(protocol);
     base.seed = seed;
     base.mutant = mutant.map(str::to_string);
-    match protocol {
-        Protocol::Unreplicated => {
+    match protocol.name() {
+        "unreplicated" => {
             base.clients = 2;
             base.requests = 4;
             base.duration_ns = 4_000_000_000;
         }
-        Protocol::Benaloh => {
+        "benaloh" => {
             base.nodes = 3;
             base.duration_ns = 4_000_000_000;
         }
         // Its phases run at 30 s, 45 s and 90 s.
-        Protocol::BenalohTimed => {
+        "benaloh-timed" => {
             base.nodes = 3;
             base.duration_ns = 100_000_000_000;
         }
-        Protocol::Pbft => {
+        "pbft" => {
             base.clients = 1;
             base.requests = 3;
+            base.duration_ns = 4_000_000_000;
+        }
+        // A protocol without a small setting of its own: two clients of four requests,
+        // or its default nodes, in four seconds.
+        _ => {
+            base.clients = base.clients.min(2);
+            base.requests = 4;
             base.duration_ns = 4_000_000_000;
         }
     }

@@ -457,7 +457,11 @@ fn values_wrong_for_the_run_name_file_line_and_column() {
             ":2:10:",
             "crypto = rsa",
         ),
-        ("crypto = \"real\"\n", ":1:10:", "pbft only"),
+        (
+            "crypto = \"real\"\n",
+            ":1:10:",
+            "benaloh has no parameter `crypto`",
+        ),
         ("loss = 2.0\n", ":1:8:", "loss = 2"),
         ("duration = \"soon\"\n", ":1:12:", "duration"),
         (

@@ -21,7 +21,7 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
     let failing: Vec<u64> = (1..=100)
         .filter(|&seed| {
             run(
-                &benaloh(Protocol::BenalohTimed, 5, seed, "uniform:1s..40s"),
+                &benaloh(Protocol::of("benaloh-timed"), 5, seed, "uniform:1s..40s"),
                 false,
             )
             .unwrap()
@@ -76,7 +76,7 @@ fn timed_benaloh_is_caught_under_slow_links_and_the_failure_replays() {
 #[test]
 fn timed_benaloh_passes_on_a_fast_network() {
     check_config_seeds("timed_benaloh_passes_on_a_fast_network", 20, |seed| {
-        benaloh(Protocol::BenalohTimed, 5, seed, "constant:10ms")
+        benaloh(Protocol::of("benaloh-timed"), 5, seed, "constant:10ms")
     });
 }
 
@@ -85,14 +85,14 @@ fn robust_benaloh_survives_the_latencies_that_break_the_timed_one() {
     check_config_seeds(
         "robust_benaloh_survives_the_latencies_that_break_the_timed_one",
         100,
-        |seed| benaloh(Protocol::Benaloh, 5, seed, "uniform:1s..40s"),
+        |seed| benaloh(Protocol::of("benaloh"), 5, seed, "uniform:1s..40s"),
     );
 }
 
 #[test]
 fn the_cargo_test_harness_reports_a_timed_benaloh_failure_shrunk_with_its_commands() {
     let failure = find_config_failure("timed_benaloh_harness", 20, |seed| {
-        benaloh(Protocol::BenalohTimed, 6, seed, "uniform:1s..40s")
+        benaloh(Protocol::of("benaloh-timed"), 6, seed, "uniform:1s..40s")
     })
     .expect("the timed race must be found within 20 seeds");
     let report = failure.to_string();
@@ -129,7 +129,7 @@ fn the_cargo_test_harness_reports_a_timed_benaloh_failure_shrunk_with_its_comman
 fn benaloh_with_every_message_lost_reports_what_each_node_waits_for() {
     let config = RunConfig {
         loss: 1.0,
-        ..benaloh(Protocol::Benaloh, 3, 1, "constant:10ms")
+        ..benaloh(Protocol::of("benaloh"), 3, 1, "constant:10ms")
     };
     let report = run(&config, false).unwrap();
     // Robust nodes retransmit into the void until the deadline; the report still says
@@ -150,7 +150,7 @@ fn robust_benaloh_completes_under_every_swarm_draw() {
     for seed in 1..=300 {
         let base = RunConfig {
             seed,
-            ..RunConfig::new(Protocol::Benaloh)
+            ..RunConfig::new(Protocol::of("benaloh"))
         };
         let config = rehearsal::swarm::draw(&base);
         let report = run(&config, false).unwrap();
@@ -185,7 +185,7 @@ proptest! {
         nodes in 2u32..20,
         latency in latency_strategy(),
     ) {
-        let config = RunConfig { seed, nodes, latency, ..RunConfig::new(Protocol::Benaloh) };
+        let config = RunConfig { seed, nodes, latency, ..RunConfig::new(Protocol::of("benaloh")) };
         let report = run(&config, false).unwrap();
         prop_assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);
         // Every node's total was checked: n secrets + n totals.

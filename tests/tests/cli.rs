@@ -451,3 +451,65 @@ fn every_trace_command_refuses_a_malformed_trace_with_its_line() {
     }
     assert!(cli(&["show", bad]).stderr.contains("line 4"));
 }
+
+#[test]
+fn protocols_are_listed_from_the_registry_by_both_commands() {
+    let listed = cli(&["protocols"]);
+    assert_eq!(listed.status, 0, "{}", listed.stderr);
+    for protocol in rehearsal::Protocol::all() {
+        assert!(
+            listed.stdout.contains(&format!("{}: ", protocol.name())),
+            "{} missing:\n{}",
+            protocol.name(),
+            listed.stdout
+        );
+    }
+    // What PBFT offers, as its registry entry says.
+    for word in [
+        "crypto=sim|real",
+        "batch=N",
+        "small-commit-quorum",
+        "equivocate",
+        "view-change",
+    ] {
+        assert!(listed.stdout.contains(word), "{word}:\n{}", listed.stdout);
+    }
+    let help = cli(&["sim", "--protocol", "help"]);
+    assert_eq!(help.status, 0, "{}", help.stderr);
+    assert_eq!(help.stdout, listed.stdout);
+}
+
+#[test]
+fn a_parameter_given_as_param_or_shorthand_or_run_file_is_the_same_run() {
+    let digest = |args: &[&str]| {
+        let run = cli(args);
+        assert_eq!(run.status, 0, "{args:?}: {}", run.stderr);
+        let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        json["trace_digest"].as_str().unwrap().to_string()
+    };
+    let base = ["sim", "--protocol", "pbft", "--requests", "5", "--json"];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    let shorthand = digest(&with(&["--batch", "4"]));
+    assert_eq!(digest(&with(&["--param", "batch=4"])), shorthand);
+    assert_ne!(digest(&base), shorthand, "batching changes the run");
+    let dir = scratch_dir("cli", "params_run_file");
+    let file = dir.join("run.toml");
+    std::fs::write(&file, "protocol = \"pbft\"\n[params]\nbatch = 4\n").unwrap();
+    let path = file.to_str().unwrap();
+    assert_eq!(
+        digest(&["sim", "--config", path, "--requests", "5", "--json"]),
+        shorthand
+    );
+    // A parameter the protocol does not have is refused by name, with what it has.
+    let wrong = cli(&["sim", "--protocol", "benaloh", "--param", "batch=4"]);
+    assert_eq!(wrong.status, 2);
+    assert!(
+        wrong
+            .stderr
+            .contains("benaloh has no parameter `batch` (it has modulus), got --batch 4"),
+        "{}",
+        wrong.stderr
+    );
+}

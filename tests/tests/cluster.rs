@@ -34,6 +34,9 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
         node_binary: Some(this_program()),
         keep: false,
         no_check: false,
+        param: Vec::new(),
+        crypto: None,
+        batch: None,
     }
 }
 
@@ -75,7 +78,7 @@ fn node_summaries(report: &Value) -> Vec<&Value> {
 // ---- Tests --------------------------------------------------------------------------------
 
 fn unreplicated_cluster_serves_every_client_and_passes_its_invariant() {
-    let (status, report, stderr) = run_cluster(&cluster_args(Protocol::Unreplicated));
+    let (status, report, stderr) = run_cluster(&cluster_args(Protocol::of("unreplicated")));
     assert_eq!(status, 0, "{report:#}\n{stderr}");
     assert_eq!(report["outcome"], "ok");
     assert_eq!(report["invariants_checked"], true);
@@ -114,7 +117,7 @@ fn clients_with_a_request_budget_stop_the_cluster_when_done() {
         requests: Some(40),
         clients: 3,
         duration: TEST_LIMIT,
-        ..cluster_args(Protocol::Unreplicated)
+        ..cluster_args(Protocol::of("unreplicated"))
     };
     let begun = Instant::now();
     let (status, report, stderr) = run_cluster(&args);
@@ -134,7 +137,7 @@ fn benaloh_cluster_agrees_on_the_sum() {
     let args = ClusterArgs {
         nodes: Some(4),
         duration: TEST_LIMIT,
-        ..cluster_args(Protocol::Benaloh)
+        ..cluster_args(Protocol::of("benaloh"))
     };
     let (status, report, stderr) = run_cluster(&args);
     assert_eq!(status, 0, "{report:#}\n{stderr}");
@@ -152,7 +155,7 @@ fn pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
         requests: Some(10),
         duration: TEST_LIMIT,
         keep: true,
-        ..cluster_args(Protocol::Pbft)
+        ..cluster_args(Protocol::of("pbft"))
     };
     let (status, report, stderr) = run_cluster(&args);
     assert_eq!(status, 0, "{report:#}\n{stderr}");
@@ -187,7 +190,7 @@ fn pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
     let files: Vec<_> = (0..6)
         .map(|i| dir.join(format!("outputs-{i}.jsonl")))
         .collect();
-    let (checked, violations) = cluster::check_pbft(&files, 4, 2).unwrap();
+    let (checked, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert_eq!(checked, report["outputs_checked"].as_u64().unwrap());
     assert!(violations.is_empty(), "{violations:?}");
     let text = std::fs::read_to_string(&files[1]).unwrap();
@@ -209,7 +212,7 @@ fn pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
         .collect();
     assert!(tampered, "replica 1 executed nothing");
     std::fs::write(&files[1], lines.join("\n") + "\n").unwrap();
-    let (_, violations) = cluster::check_pbft(&files, 4, 2).unwrap();
+    let (_, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert!(
         violations.iter().any(|v| v.contains("client-consistency")),
         "{violations:?}"
@@ -230,7 +233,7 @@ fn a_node_that_dies_fails_the_launch_and_leaves_no_process() {
     let args = ClusterArgs {
         node_binary: Some(fake),
         duration: TEST_LIMIT,
-        ..cluster_args(Protocol::Unreplicated)
+        ..cluster_args(Protocol::of("unreplicated"))
     };
     let begun = Instant::now();
     let (status, report, _) = run_cluster(&args);
@@ -436,42 +439,42 @@ fn cluster_rejects_bad_arguments_before_launching_anything() {
         (
             ClusterArgs {
                 nodes: Some(3),
-                ..cluster_args(Protocol::Unreplicated)
+                ..cluster_args(Protocol::of("unreplicated"))
             },
             "--nodes must be 1",
         ),
         (
             ClusterArgs {
                 clients: 0,
-                ..cluster_args(Protocol::Unreplicated)
+                ..cluster_args(Protocol::of("unreplicated"))
             },
             "at least 1 client",
         ),
         (
             ClusterArgs {
                 nodes: Some(1),
-                ..cluster_args(Protocol::Benaloh)
+                ..cluster_args(Protocol::of("benaloh"))
             },
-            "at least 2 peers",
+            "benaloh needs at least 2 nodes to share a secret, got --nodes 1",
         ),
         (
             ClusterArgs {
                 transport: TransportArg::Dpdk,
-                ..cluster_args(Protocol::Unreplicated)
+                ..cluster_args(Protocol::of("unreplicated"))
             },
             "use --transport tcp",
         ),
         (
             ClusterArgs {
                 nodes: Some(5),
-                ..cluster_args(Protocol::Pbft)
+                ..cluster_args(Protocol::of("pbft"))
             },
             "n = 3f+1",
         ),
         (
             ClusterArgs {
                 clients: 0,
-                ..cluster_args(Protocol::Pbft)
+                ..cluster_args(Protocol::of("pbft"))
             },
             "pbft needs at least 1 client",
         ),

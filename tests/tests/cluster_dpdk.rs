@@ -192,6 +192,9 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
         node_binary: Some(this_program()),
         keep: false,
         no_check: false,
+        param: Vec::new(),
+        crypto: None,
+        batch: None,
     }
 }
 
@@ -254,7 +257,7 @@ fn a_server_and_a_client_over_memif_answer_every_request() {
 
     // Every request was executed by the server and answered, once.
     let (checked, violations) =
-        cluster::check_unreplicated(&outputs, 1, Some(REQUESTS)).expect("the outputs read back");
+        cluster::check_outputs(&config, &outputs).expect("the outputs read back");
     assert!(violations.is_empty(), "{violations:?}");
     assert_eq!(checked, executed + REQUESTS);
 
@@ -340,7 +343,7 @@ fn a_controlled_client_without_its_server_stops_at_the_end_of_stdin() {
 fn rehearsal_cluster_over_dpdk_serves_one_client_and_checks_its_outputs() {
     let files_before = dpdk_runtime_files();
     let begun = Instant::now();
-    let (status, report, stderr) = run_cluster(&cluster_args(Protocol::Unreplicated));
+    let (status, report, stderr) = run_cluster(&cluster_args(Protocol::of("unreplicated")));
     assert_eq!(status, 0, "{report:#}\n{stderr}");
     assert_eq!(report["outcome"], "ok");
     assert_eq!(report["transport"], "dpdk");
@@ -368,7 +371,7 @@ fn benaloh_peers_over_dpdk_agree_on_the_sum() {
         nodes: Some(2),
         clients: 0,
         requests: None,
-        ..cluster_args(Protocol::Benaloh)
+        ..cluster_args(Protocol::of("benaloh"))
     };
     let (status, report, stderr) = run_cluster(&args);
     assert_eq!(status, 0, "{report:#}\n{stderr}");
@@ -382,7 +385,7 @@ fn dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts() {
     let mut err = Vec::new();
     let args = ClusterArgs {
         clients: 2,
-        ..cluster_args(Protocol::Unreplicated)
+        ..cluster_args(Protocol::of("unreplicated"))
     };
     let error = cluster::cluster(&args, &mut out, &mut err)
         .unwrap_err()

@@ -39,7 +39,7 @@ fn same_seed_gives_byte_identical_traces_in_one_process() {
         a.len()
     );
     assert_eq!(a, b);
-    let mut config = RunConfig::new(Protocol::Unreplicated);
+    let mut config = RunConfig::new(Protocol::of("unreplicated"));
     config.loss = 0.1;
     config.latency = "uniform:1ms..20ms".parse().unwrap();
     let first = run(&config, false).unwrap();
@@ -88,7 +88,7 @@ fn same_seed_gives_byte_identical_traces_across_processes() {
 
 #[test]
 fn different_seeds_give_different_traces_where_randomness_matters() {
-    let mut config = RunConfig::new(Protocol::Benaloh);
+    let mut config = RunConfig::new(Protocol::of("benaloh"));
     config.latency = Latency::Uniform {
         lo_ns: 1_000_000,
         hi_ns: 50_000_000,
@@ -114,7 +114,7 @@ fn different_seeds_give_different_traces_where_randomness_matters() {
 fn digest_is_the_same_whether_or_not_the_trace_is_kept() {
     let config = RunConfig {
         seed: 5,
-        ..RunConfig::new(Protocol::BenalohTimed)
+        ..RunConfig::new(Protocol::of("benaloh-timed"))
     };
     let kept = run(&config, true).unwrap();
     let digest_only = run(&config, false).unwrap();

@@ -185,7 +185,7 @@ mod same_code_follows_exactly {
 
     /// Clients whose requests reach the server in another order than they were sent.
     fn jittery_clients() -> RunConfig {
-        let mut config = RunConfig::new(Protocol::Unreplicated);
+        let mut config = RunConfig::new(Protocol::of("unreplicated"));
         config.clients = 4;
         config.requests = 5;
         config.duration_ns = 20_000_000_000;
@@ -221,7 +221,7 @@ mod same_code_follows_exactly {
 
     #[test]
     fn a_paused_nodes_backlog_lost_in_a_crash_is_dropped_in_its_recorded_order() {
-        let mut config = RunConfig::new(Protocol::Pbft);
+        let mut config = RunConfig::new(Protocol::of("pbft"));
         config.clients = 3;
         config.requests = 3;
         config.duration_ns = 20_000_000_000;

@@ -35,27 +35,31 @@ fn check_with(
 
 #[test]
 fn unreplicated_swarm_runs_follow_their_own_recordings() {
-    check(Protocol::Unreplicated, 1..501, None);
+    check(Protocol::of("unreplicated"), 1..501, None);
 }
 
 #[test]
 fn benaloh_swarm_runs_follow_their_own_recordings() {
-    check(Protocol::Benaloh, 1..501, None);
+    check(Protocol::of("benaloh"), 1..501, None);
 }
 
 #[test]
 fn timed_benaloh_swarm_runs_follow_their_own_recordings() {
-    check(Protocol::BenalohTimed, 1..501, None);
+    check(Protocol::of("benaloh-timed"), 1..501, None);
 }
 
 #[test]
 fn pbft_swarm_runs_follow_their_own_recordings() {
-    check(Protocol::Pbft, 1..501, None);
+    check(Protocol::of("pbft"), 1..501, None);
 }
 
 #[test]
 fn swarm_runs_over_damaging_narrow_fifo_links_follow_their_own_recordings() {
-    for protocol in [Protocol::Unreplicated, Protocol::Benaloh, Protocol::Pbft] {
+    for protocol in [
+        Protocol::of("unreplicated"),
+        Protocol::of("benaloh"),
+        Protocol::of("pbft"),
+    ] {
         check_with(protocol, 1..101, None, harsher);
     }
 }
@@ -63,7 +67,7 @@ fn swarm_runs_over_damaging_narrow_fifo_links_follow_their_own_recordings() {
 /// Violations end runs early and take other paths (the termination check after faults).
 #[test]
 fn pbft_mutant_swarm_runs_follow_their_own_recordings() {
-    check(Protocol::Pbft, 1..101, Some("no-commit"));
+    check(Protocol::of("pbft"), 1..101, Some("no-commit"));
 }
 
 /// Long runs: many pauses' backlogs, holds across cuts and restarts along the way.
@@ -71,7 +75,7 @@ fn pbft_mutant_swarm_runs_follow_their_own_recordings() {
 fn long_pbft_swarm_runs_follow_their_own_recordings() {
     let mut departed = Vec::new();
     for seed in 1..21 {
-        let mut base = RunConfig::new(Protocol::Pbft);
+        let mut base = RunConfig::new(Protocol::of("pbft"));
         base.seed = seed;
         base.duration_ns = 120_000_000_000;
         base.mutant = Some("no-commit".into());

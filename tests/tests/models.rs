@@ -63,7 +63,7 @@ fn robust_benaloh_with_200_nodes_completes() {
     let config = RunConfig {
         nodes: 200,
         latency: "uniform:1ms..50ms".parse().unwrap(),
-        ..RunConfig::new(Protocol::Benaloh)
+        ..RunConfig::new(Protocol::of("benaloh"))
     };
     let report = run(&config, false).unwrap();
     assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);

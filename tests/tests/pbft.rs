@@ -416,7 +416,7 @@ fn swarm_of_random_fault_mixes_stays_safe_and_live() {
 fn swarm_run(seed: u64) -> rehearsal::RunSummary {
     let base = rehearsal::RunConfig {
         seed,
-        ..rehearsal::RunConfig::new(rehearsal::Protocol::Pbft)
+        ..rehearsal::RunConfig::new(rehearsal::Protocol::of("pbft"))
     };
     rehearsal::run(&rehearsal::swarm::draw(&base), false).unwrap()
 }

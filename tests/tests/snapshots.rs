@@ -9,7 +9,7 @@ fn short_benaloh_trace_renders_as_a_readable_timeline() {
         nodes: 3,
         latency: "uniform:1ms..5ms".parse().unwrap(),
         seed: 42,
-        ..RunConfig::new(Protocol::Benaloh)
+        ..RunConfig::new(Protocol::of("benaloh"))
     };
     let summary = run(&config, true).unwrap();
     insta::assert_snapshot!(render_text(&summary.trace));

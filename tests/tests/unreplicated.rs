@@ -8,7 +8,7 @@ fn lossless_network_completes_every_request_without_retransmission() {
     let config = RunConfig {
         clients: 4,
         requests: 200,
-        ..RunConfig::new(Protocol::Unreplicated)
+        ..RunConfig::new(Protocol::of("unreplicated"))
     };
     let report = run(&config, false).unwrap();
     assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);
@@ -27,7 +27,7 @@ fn clients_retransmit_through_loss_and_complete_all_requests() {
             requests: 100,
             loss: 0.3,
             latency: "uniform:1ms..30ms".parse().unwrap(),
-            ..RunConfig::new(Protocol::Unreplicated)
+            ..RunConfig::new(Protocol::of("unreplicated"))
         };
         let report = run(&config, false).unwrap();
         assert_eq!(
@@ -52,7 +52,7 @@ fn a_deadline_before_completion_is_a_liveness_violation() {
     let config = RunConfig {
         requests: 1_000,
         duration_ns: 100_000_000,
-        ..RunConfig::new(Protocol::Unreplicated)
+        ..RunConfig::new(Protocol::of("unreplicated"))
     };
     let report = run(&config, false).unwrap();
     assert_eq!(report.outcome, Outcome::Violation);

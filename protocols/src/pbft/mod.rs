@@ -69,8 +69,10 @@ pub mod catch_up;
 pub mod checks;
 pub mod client;
 pub mod messages;
+mod protocol;
 pub mod replica;
 pub mod view_change;
+pub use protocol::{Params, Pbft, LATENCY_MAX_REAL};
 
 pub use crate::crypto::CryptoKind;
 pub use byzantine::Behavior;

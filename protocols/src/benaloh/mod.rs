@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::time::Duration;
 
+mod protocol;
+pub use protocol::{Benaloh, BenalohTimed, Form, Params, Setup};
+
 // ---- Messages -------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod protocol;
+pub use protocol::{Params, Setup, Unreplicated, RETRANSMIT_AFTER_REAL};
+
 // ---- Messages -------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,430 @@
+//! The protocol registry's contract: what a protocol tells every runner about itself.
+//!
+//! A protocol implements [`Protocol`] once, on a unit struct, and is registered by one
+//! line in the runner's list. The simulator, the shrinker, swarm mode, the node runtime
+//! over TCP and DPDK, the cluster launcher and the help text all learn from this trait
+//! alone: its name, its typed [`Protocol::Params`], its sizes and roles, how to build
+//! each node, its invariants, mutants and Byzantine behaviours, and how to read its
+//! outputs. No runner matches on a protocol's name.
+//!
+//! ```
+//! use rehearsal_sim_core::protocol::{NoParams, Protocol, Setting, Sizes, SettingError};
+//! use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, Time};
+//!
+//! /// Node 0 counts down from 3 with node 1.
+//! #[derive(Clone)]
+//! pub struct Pinger;
+//! impl Actor for Pinger {
+//!     type Msg = u32;
+//!     type Timer = ();
+//!     type Output = u32;
+//!     fn on_start(&mut self, cx: &mut Context<Self>) {
+//!         if cx.me() == NodeId(0) {
+//!             cx.send(NodeId(1), 3)
+//!         }
+//!     }
+//!     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) {
+//!         cx.output(n);
+//!         if n > 0 {
+//!             cx.send(from, n - 1)
+//!         }
+//!     }
+//!     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+//! }
+//!
+//! pub struct PingPong;
+//! impl Protocol for PingPong {
+//!     const NAME: &'static str = "ping-pong";
+//!     const ABOUT: &'static str = "two nodes count down together";
+//!     type Params = NoParams;
+//!     type Config = ();
+//!     type Node = Pinger;
+//!     fn nodes_default() -> u32 {
+//!         2
+//!     }
+//!     fn check_sizes(sizes: &Sizes) -> Result<(), SettingError> {
+//!         match sizes.nodes {
+//!             2 => Ok(()),
+//!             _ => Err(SettingError::new("nodes", "ping-pong runs exactly 2 nodes")),
+//!         }
+//!     }
+//!     fn configure(_: &Setting<'_, NoParams>) -> Result<(), String> {
+//!         Ok(())
+//!     }
+//!     fn node(_: &(), _: NodeId) -> Result<Pinger, String> {
+//!         Ok(Pinger)
+//!     }
+//!     fn invariants(_: &(), _healed: Time) -> Vec<Box<dyn Invariant<Pinger>>> {
+//!         Vec::new()
+//!     }
+//!     /// Each count comes after the one before it.
+//!     fn causal_key(_node: NodeId, n: &u32) -> [u64; 3] {
+//!         [u64::from(u32::MAX - n), 0, 0]
+//!     }
+//!     fn output_invariants(_: &()) -> Vec<Box<dyn Invariant<Pinger>>> {
+//!         Vec::new()
+//!     }
+//! }
+//!
+//! let sizes = Sizes { nodes: 2, clients: 0, requests: None };
+//! assert!(PingPong::check_sizes(&sizes).is_ok());
+//! assert_eq!(PingPong::actors(&sizes), 2);
+//! ```
+
+use crate::{Actor, Invariant, NodeId, RestartFn, Time};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Who runs the protocol: the simulator, or real transports (`rehearsal node`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Simulator,
+    Real,
+}
+
+/// Who is in a run: protocol nodes (servers, replicas, peers), clients, and each client's
+/// request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Protocol nodes: ids `0..nodes`.
+    pub nodes: u32,
+    /// Clients: ids `nodes..nodes + clients` (protocols without clients have none).
+    pub clients: u32,
+    /// Requests per client; `None`: unbounded (a real client runs until stopped).
+    pub requests: Option<u64>,
+}
+
+/// A size or parameter a protocol cannot run with: which one (`nodes`, `clients`,
+/// `crypto`, ...), the rule it breaks, and a hint to print after the value given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub key: String,
+    pub rule: String,
+    pub hint: Option<String>,
+}
+
+impl SettingError {
+    pub fn new(key: impl Into<String>, rule: impl Into<String>) -> SettingError {
+        SettingError {
+            key: key.into(),
+            rule: rule.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> SettingError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// What a node does in its protocol, as cluster files name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The server of a client/server protocol (unreplicated).
+    Server,
+    /// A client, sending requests.
+    Client,
+    /// A replica of a replicated service (PBFT, HotStuff).
+    Replica,
+    /// A participant among equals (Benaloh).
+    Peer,
+}
+
+impl Role {
+    /// The role's name as written in cluster files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+            Role::Replica => "replica",
+            Role::Peer => "peer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the network of a simulated run allows: the protocol scales its timers to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetBound {
+    /// The slowest a message may take on the worst link, in nanoseconds.
+    pub one_way_ns_max: u64,
+    /// The chance that a message is lost on the worst link.
+    pub loss_worst: f64,
+}
+
+impl NetBound {
+    /// A retransmission timeout comfortably above the round trip this network allows, so
+    /// a lossless network sees no needless retransmissions: four one-way bounds, at least
+    /// 1 ms.
+    pub fn retransmit_after(&self) -> Duration {
+        Duration::from_nanos(self.one_way_ns_max.saturating_mul(4).max(1_000_000))
+    }
+}
+
+/// Everything a runner tells a protocol when it configures a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting<'a, P> {
+    pub target: Target,
+    pub sizes: Sizes,
+    pub params: &'a P,
+    /// The run's seed (keys derived from it, in a testbed).
+    pub seed: u64,
+    /// Test-only: a deliberately broken variant, by name (one of [`Protocol::mutants`]).
+    pub mutant: Option<&'a str>,
+    /// Timers set by hand, by name (one of [`Protocol::TIMERS`]), in nanoseconds.
+    pub timers: &'a BTreeMap<String, u64>,
+    /// The simulated network's bounds; `None` on real transports.
+    pub network: Option<NetBound>,
+}
+
+/// One parameter of a protocol's [`Protocol::Params`], for help texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamDoc {
+    pub name: &'static str,
+    /// What it takes, e.g. `sim|real` or `N`.
+    pub values: &'static str,
+    pub default: &'static str,
+    pub about: &'static str,
+}
+
+/// A timer the shrinker may move: its value as the run sets it, and the value it tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerKnob {
+    pub name: &'static str,
+    pub current_ns: u64,
+    pub target_ns: u64,
+}
+
+/// Byzantine nodes swarm mode may draw: at most `max` of them, among ids `0..among`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByzantineRoom {
+    pub max: u32,
+    pub among: u32,
+}
+
+/// A protocol, as every runner sees it. Implement it on a unit struct in the protocol's
+/// folder and add one line to the registry.
+///
+/// The simulator builds every node with [`Protocol::node`] (or [`Protocol::nodes`]) from
+/// the [`Protocol::Config`] that [`Protocol::configure`] derived from the run's setting;
+/// real transports build one node per process with [`Protocol::real_node`].
+pub trait Protocol: 'static {
+    /// The name run files, cluster files and `--protocol` use.
+    const NAME: &'static str;
+    /// One line for `rehearsal protocols`.
+    const ABOUT: &'static str;
+    /// Whether the protocol has closed-loop clients (ids after the protocol nodes).
+    const CLIENTS: bool = false;
+    /// The timers a run may set by name (`--timer NAME=DURATION`).
+    const TIMERS: &'static [&'static str] = &[];
+
+    /// Protocol parameters beyond the sizes, as run files (`[params]`), cluster files
+    /// (`[params]`) and `--param NAME=VALUE` give them. Deny unknown fields.
+    type Params: Serialize + DeserializeOwned + Default + Clone + fmt::Debug + 'static;
+    /// Everything the protocol derived from a setting, shared by all its nodes.
+    type Config: Clone + 'static;
+    /// The node the simulator runs (with its test hooks).
+    type Node: Actor;
+
+    /// The parameters, for help texts.
+    fn params_doc() -> &'static [ParamDoc] {
+        &[]
+    }
+
+    /// Checks parameters that deserialized; `target` says who will run them.
+    fn check_params(_params: &Self::Params, _target: Target) -> Result<(), SettingError> {
+        Ok(())
+    }
+
+    /// The default count of protocol nodes.
+    fn nodes_default() -> u32;
+
+    /// Checks the sizes; the error names the size at fault.
+    fn check_sizes(sizes: &Sizes) -> Result<(), SettingError>;
+
+    /// How many actors a run of these sizes has.
+    fn actors(sizes: &Sizes) -> u32 {
+        if Self::CLIENTS {
+            sizes.nodes.saturating_add(sizes.clients)
+        } else {
+            sizes.nodes
+        }
+    }
+
+    /// The sizes in words (`4 replicas (f = 1), 4 clients x 100 requests`).
+    fn describe_sizes(sizes: &Sizes) -> String {
+        match (Self::CLIENTS, sizes.requests) {
+            (true, Some(requests)) => format!(
+                "{} nodes, {} clients x {requests} requests",
+                sizes.nodes, sizes.clients
+            ),
+            (true, None) => format!("{} nodes, {} clients", sizes.nodes, sizes.clients),
+            (false, _) => format!("{} nodes", sizes.nodes),
+        }
+    }
+
+    /// The parameters in words, for a run's description (empty: none worth saying).
+    fn describe_params(_params: &Self::Params, _target: Target) -> String {
+        String::new()
+    }
+
+    /// The role of node `id`.
+    fn role(sizes: &Sizes, id: NodeId) -> Role {
+        if Self::CLIENTS && id.0 >= sizes.nodes {
+            Role::Client
+        } else {
+            Role::Peer
+        }
+    }
+
+    /// The rule [`Protocol::role`] follows, in words, for errors about cluster files.
+    fn roles_doc() -> &'static str {
+        "every node is a peer"
+    }
+
+    /// Test-only mutants: `(name, what is broken)`.
+    fn mutants() -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+
+    /// Derives the shared configuration of a run. Errors say what is wrong.
+    fn configure(setting: &Setting<'_, Self::Params>) -> Result<Self::Config, String>;
+
+    /// Builds node `id` from the configuration.
+    fn node(config: &Self::Config, id: NodeId) -> Result<Self::Node, String>;
+
+    /// Builds every node of a run, in id order.
+    fn nodes(config: &Self::Config, sizes: &Sizes) -> Result<Vec<Self::Node>, String> {
+        (0..Self::actors(sizes))
+            .map(|id| Self::node(config, NodeId(id)))
+            .collect()
+    }
+
+    /// The invariants a simulated run must satisfy; termination is owed from `healed` on,
+    /// when the last scheduled fault is over.
+    fn invariants(config: &Self::Config, healed: Time) -> Vec<Box<dyn Invariant<Self::Node>>>;
+
+    /// Rebuilds a crashed node from its durable state, for `restart` faults; `None`: the
+    /// protocol does not come back from a crash.
+    fn restart(_config: &Self::Config) -> Option<RestartFn<Self::Node>> {
+        None
+    }
+
+    /// Whether a node keeps durable state, so that swarm mode may crash and restart it.
+    fn durable() -> bool {
+        false
+    }
+
+    /// The Byzantine nodes swarm mode may draw (behaviours from
+    /// [`Actor::byzantine_behaviors`]); `None`: none.
+    fn byzantine_room(_sizes: &Sizes) -> Option<ByzantineRoom> {
+        None
+    }
+
+    /// Whether putting a timer firing off is a simplification (the shrinker's
+    /// `postpone`), not a fault: false for protocols whose results depend on when their
+    /// timers fire.
+    fn timers_postponable() -> bool {
+        true
+    }
+
+    /// The timers as a run of `config` sets them, by [`Protocol::TIMERS`] name, in ns.
+    fn timers(_config: &Self::Config) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// The timers the shrinker tries to move, and where to: by default each toward
+    /// `floor_ns` (a failure that needs a timeout then comes sooner).
+    fn timer_knobs(config: &Self::Config, floor_ns: u64) -> Vec<TimerKnob> {
+        Self::timers(config)
+            .into_iter()
+            .map(|(name, current_ns)| TimerKnob {
+                name,
+                current_ns,
+                target_ns: floor_ns.min(current_ns),
+            })
+            .collect()
+    }
+
+    /// Protocol figures read from the nodes a simulated run leaves (throughput, latency).
+    fn summary(_config: &Self::Config, _nodes: &[Self::Node]) -> Option<serde_json::Value> {
+        None
+    }
+
+    // ---- real transports --------------------------------------------------------------
+
+    /// Why the protocol cannot run on real transports, if it cannot.
+    fn real_refusal() -> Option<&'static str> {
+        None
+    }
+
+    /// Builds node `id` for a real transport: only its own state.
+    fn real_node(config: &Self::Config, id: NodeId) -> Result<Self::Node, String> {
+        Self::node(config, id)
+    }
+
+    /// A client's output that completes one of its requests.
+    fn is_completion(_output: &<Self::Node as Actor>::Output) -> bool {
+        false
+    }
+
+    /// How many requests a node's output executes (a server's or replica's figure).
+    fn executions(_output: &<Self::Node as Actor>::Output) -> u64 {
+        0
+    }
+
+    /// An output after which a node without clients has reached its goal.
+    fn is_final(_output: &<Self::Node as Actor>::Output) -> bool {
+        false
+    }
+
+    /// Where an output of `node` goes in the one order causality allows for the outputs
+    /// of a real run, whose nodes' clocks are not comparable: outputs are sorted by this
+    /// key, stably (each node's outputs keep their order).
+    fn causal_key(node: NodeId, output: &<Self::Node as Actor>::Output) -> [u64; 3];
+
+    /// The invariants a real run's outputs must satisfy, checked after the run in
+    /// [`Protocol::causal_key`] order (no termination: its bounds are in virtual time).
+    fn output_invariants(config: &Self::Config) -> Vec<Box<dyn Invariant<Self::Node>>>;
+}
+
+/// A positive duration in a parameter table, written as text such as `"200ms"`; a bad one
+/// is reported where the table is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamDuration(pub Duration);
+
+impl Serialize for ParamDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ns", crate::duration_ns(self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for ParamDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(ParamDuration)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a positive duration such as \"200ms\""
+                ))
+            })
+    }
+}
+
+/// The parameters of a protocol that has none: an empty table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
