@@ -130,6 +130,8 @@ impl Replica {
         {
             return self.drop_msg(cx, "commit certificate", from, &why);
         }
+        self.assert_commit_quorum(cert, "accepted");
+        self.assert_within_watermarks(seq, "commits");
         let entry = self.log.entry(seq).or_default();
         entry.decided = Some(Arc::clone(&cert.pre_prepare));
         entry.commit_cert = Some(cert.clone());

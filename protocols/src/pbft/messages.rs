@@ -549,6 +549,18 @@ pub fn check_pre_prepare(pp: &PrePrepare, crypto: &Crypto, q: &Quorums) -> Resul
     Ok(())
 }
 
+/// How many distinct replicas of a group of `n` are among `replicas`: what a quorum
+/// counts, where one replica's repeated message counts once. For the replica's
+/// assertions on its own certificates (validation of others' uses [`check_prepared`],
+/// [`check_committed`] and [`check_stable_proof`], which also verify signatures).
+pub(super) fn distinct_replicas(replicas: impl IntoIterator<Item = u32>, n: u32) -> usize {
+    let mut seen = 0u128;
+    for replica in replicas.into_iter().filter(|&r| r < n) {
+        seen |= 1 << replica;
+    }
+    seen.count_ones() as usize
+}
+
 /// Counts distinct valid votes of `phase` matching (view, seq, digest) by replicas allowed
 /// by `voter_ok`.
 fn count_votes(

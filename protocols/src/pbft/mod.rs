@@ -70,6 +70,8 @@ pub mod checks;
 pub mod client;
 pub mod messages;
 pub mod replica;
+#[cfg(test)]
+mod replica_assertions;
 pub mod view_change;
 
 pub use crate::crypto::CryptoKind;

@@ -7,8 +7,9 @@
 use super::app::{KvStore, ReplyCache, Snapshot};
 use super::byzantine::Behavior;
 use super::messages::{
-    batch_digest, check_batch, check_pre_prepare, primary_of, Batch, Checkpoint, CommitCert, Msg,
-    NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View, ViewChange, Vote,
+    batch_digest, check_batch, check_pre_prepare, distinct_replicas, primary_of, Batch, Checkpoint,
+    CommitCert, Msg, NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View,
+    ViewChange, Vote,
 };
 use super::{Config, Execution, LoadReason, Mutant, Node, Output, Timer};
 use crate::crypto::{Crypto, Digest};
@@ -400,6 +401,113 @@ impl Replica {
         others.get(self.p.f as usize).copied().unwrap_or(0)
     }
 
+    // ---- Own invariants -----------------------------------------------------------------
+    //
+    // What this replica's own state must satisfy whatever the network delivers. Messages
+    // are validated on arrival (an invalid one is dropped and annotated, never a panic),
+    // so a failed assertion here is a bug in this code, not a Byzantine peer's doing: it
+    // stops the run at once instead of letting a broken replica report a wrong result.
+
+    /// A sequence number this replica decides (commits) or executes lies within its
+    /// watermarks: entries enter the log only inside (h, h+L], the window only moves up,
+    /// and a stable checkpoint discards everything at or below it.
+    pub(super) fn assert_within_watermarks(&self, seq: Seq, what: &str) {
+        // The `no-watermarks` mutant accepts messages and certificates for any sequence
+        // number, so it decides outside the window by design: the testbed's invariant
+        // checkers must catch that mutant, not a panic here.
+        if self.p.mutant == Mutant::NoWatermarks {
+            return;
+        }
+        assert!(
+            seq > self.low && seq <= self.high(),
+            "PBFT replica bug: {} {what} sequence {seq} outside its watermarks ({}, {}]",
+            self.me,
+            self.low,
+            self.high()
+        );
+    }
+
+    /// A prepared certificate this replica formed or relies on holds 2f prepares that
+    /// match its pre-prepare, from distinct backups (the primary does not prepare).
+    pub(super) fn assert_prepared_quorum(&self, cert: &PreparedCert, what: &str) {
+        let pp = &cert.pre_prepare;
+        let primary = primary_of(pp.view, self.p.n).0;
+        let signers = distinct_replicas(
+            cert.prepares
+                .iter()
+                .filter(|v| v.view == pp.view && v.seq == pp.seq && v.digest == pp.digest)
+                .map(|v| v.replica)
+                .filter(|&r| r != primary),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.prepared(),
+            "PBFT replica bug: {} {what} a prepared certificate for sequence {} with prepares from {signers} distinct backups, needs {}",
+            self.me,
+            pp.seq,
+            self.q.prepared()
+        );
+    }
+
+    /// A commit certificate this replica formed or accepted holds a commit quorum of
+    /// matching commits from distinct replicas. The quorum is the one in force: 2f+1, or
+    /// 2f under the `small-commit-quorum` mutant, whose too-small quorum is for the
+    /// invariant checkers to catch; what this asserts is that no replica counts twice.
+    pub(super) fn assert_commit_quorum(&self, cert: &CommitCert, what: &str) {
+        let pp = &cert.pre_prepare;
+        let signers = distinct_replicas(
+            cert.commits
+                .iter()
+                .filter(|v| v.view == pp.view && v.seq == pp.seq && v.digest == pp.digest)
+                .map(|v| v.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.commit,
+            "PBFT replica bug: {} {what} a commit certificate for sequence {} with commits from {signers} distinct replicas, needs {}",
+            self.me,
+            pp.seq,
+            self.q.commit
+        );
+    }
+
+    /// A checkpoint this replica makes stable is proven by 2f+1 matching checkpoint
+    /// messages from distinct replicas.
+    pub(super) fn assert_stable_quorum(&self, seq: Seq, digest: &Digest, proof: &[Checkpoint]) {
+        let signers = distinct_replicas(
+            proof
+                .iter()
+                .filter(|c| c.seq == seq && c.digest == *digest)
+                .map(|c| c.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.stable(),
+            "PBFT replica bug: {} makes checkpoint {seq} stable on checkpoints from {signers} distinct replicas, needs {}",
+            self.me,
+            self.q.stable()
+        );
+    }
+
+    /// A new view this replica enters (as its primary or a backup) rests on 2f+1 view
+    /// changes for that view from distinct replicas.
+    pub(super) fn assert_new_view_quorum(&self, nv: &NewView) {
+        let signers = distinct_replicas(
+            nv.view_changes
+                .iter()
+                .filter(|vc| vc.new_view == nv.view)
+                .map(|vc| vc.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.stable(),
+            "PBFT replica bug: {} enters view {} on view changes from {signers} distinct replicas, needs {}",
+            self.me,
+            nv.view,
+            self.q.stable()
+        );
+    }
+
     // ---- Sending ------------------------------------------------------------------------
 
     /// Sends to one node, through the Byzantine behaviour if any.
@@ -789,14 +897,22 @@ impl Replica {
                 .take(self.q.prepared())
                 .copied()
                 .collect();
-            entry.prepared_cert = Some(PreparedCert {
+            let cert = PreparedCert {
                 pre_prepare: Arc::clone(&pp),
                 prepares,
-            });
-            if self.p.mutant == Mutant::NoCommit && entry.decided.is_none() {
+            };
+            let decide = self.p.mutant == Mutant::NoCommit && entry.decided.is_none();
+            self.assert_prepared_quorum(&cert, "formed");
+            if decide {
+                self.assert_within_watermarks(seq, "decides");
+            }
+            let entry = self.log.get_mut(&seq).expect("present above");
+            entry.prepared_cert = Some(cert);
+            if decide {
                 entry.decided = Some(Arc::clone(&pp));
             }
         }
+        let entry = self.log.get_mut(&seq).expect("present above");
         if !entry.sent_commit {
             entry.sent_commit = true;
             let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
@@ -813,10 +929,14 @@ impl Replica {
                 .filter(|v| v.digest == pp.digest)
                 .copied()
                 .collect();
-            entry.commit_cert = Some(CommitCert {
+            let cert = CommitCert {
                 pre_prepare: Arc::clone(&pp),
                 commits,
-            });
+            };
+            self.assert_commit_quorum(&cert, "formed");
+            self.assert_within_watermarks(seq, "commits");
+            let entry = self.log.get_mut(&seq).expect("present above");
+            entry.commit_cert = Some(cert);
             if entry.decided.is_none() {
                 entry.decided = Some(pp);
             }
@@ -845,6 +965,7 @@ impl Replica {
     }
 
     fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<Node>) {
+        self.assert_within_watermarks(seq, "executes");
         let mut executed = Vec::with_capacity(pp.batch.len());
         for request in pp.batch.iter() {
             if !self.is_client(request.client) {
@@ -964,6 +1085,7 @@ impl Replica {
         if seq <= self.low {
             return;
         }
+        self.assert_stable_quorum(seq, &digest, &proof);
         if let Some(own) = self.snapshots.get(&seq) {
             if own.digest() != digest {
                 // Only a faulty replica (or a mutant) gets here; the checks report it.

@@ -54,6 +54,9 @@ impl Replica {
                 .filter_map(|(_, e)| e.prepared_cert.clone())
                 .collect()
         };
+        for cert in &prepared {
+            self.assert_prepared_quorum(cert, "asks for a new view with");
+        }
         let vc = Arc::new(ViewChange::signed(
             &self.crypto,
             target,
@@ -250,6 +253,8 @@ impl Replica {
         let mut chosen: BTreeMap<Seq, &PrePrepare> = BTreeMap::new();
         for vc in vcs {
             for cert in &vc.prepared {
+                // Others' certificates were checked on arrival (`check_view_change`).
+                self.assert_prepared_quorum(cert, "plans a new view on");
                 let pp = &*cert.pre_prepare;
                 if pp.seq <= min_s {
                     continue;
@@ -357,7 +362,8 @@ impl Replica {
     }
 
     /// Enters the view a valid new-view message announces.
-    fn enter_new_view(&mut self, nv: Arc<NewView>, plan: Plan, cx: &mut Context<Node>) {
+    pub(super) fn enter_new_view(&mut self, nv: Arc<NewView>, plan: Plan, cx: &mut Context<Node>) {
+        self.assert_new_view_quorum(&nv);
         let view = nv.view;
         self.view = view;
         self.changing = None;
