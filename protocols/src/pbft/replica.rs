@@ -11,7 +11,7 @@ use super::messages::{
     CommitCert, Msg, NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View,
     ViewChange, Vote,
 };
-use super::{Config, Execution, LoadReason, Mutant, Node, Output, Timer};
+use super::{Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer};
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::{Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,6 @@ pub(super) struct Params {
     pub window: u64,
     pub tick: Duration,
     pub view_change_timeout: Duration,
-    pub mutant: Mutant,
 }
 
 /// One sequence number's state in the current view, and what survives view changes.
@@ -114,8 +113,9 @@ pub(super) struct Durable {
 
 /// A PBFT replica: its view, log, checkpoints, application state and timers. Build one
 /// with [`super::actors`] (or [`Replica::restore`] after a crash); it runs inside
-/// [`Node::Replica`].
-pub struct Replica {
+/// [`NodeWith::Replica`]. `S` is its [`TestSeam`]: [`Testing`] in the simulator (mutants,
+/// Byzantine behaviours), [`Correct`](super::Correct) in the production node.
+pub struct Replica<S: TestSeam = Testing> {
     pub(super) me: NodeId,
     pub(super) p: Params,
     pub(super) q: Quorums,
@@ -168,12 +168,11 @@ pub struct Replica {
     /// Rebuilt after a crash: announce the state it restarted from, and catch up.
     pub(super) restarted: bool,
 
-    // Test-only fault injection.
-    pub(super) byzantine: Option<Behavior>,
-    pub(super) announce_byzantine: bool,
+    /// Where mutants and Byzantine behaviour come in; nothing for the production node.
+    pub(super) seam: S,
 }
 
-impl Replica {
+impl<S: TestSeam> Replica<S> {
     pub fn new(config: &Config, crypto: Crypto) -> Self {
         let p = Params {
             n: config.replicas(),
@@ -186,17 +185,12 @@ impl Replica {
             window: config.watermark_window,
             tick: config.tick,
             view_change_timeout: config.view_change_timeout,
-            mutant: config.mutant,
         };
+        let seam = S::for_config(config);
         let q = Quorums {
             n: p.n,
             f: p.f,
-            commit: if p.mutant == Mutant::SmallCommitQuorum {
-                2 * p.f as usize
-            } else {
-                2 * p.f as usize + 1
-            },
-            check_digest: p.mutant != Mutant::NoDigestCheck,
+            commit: seam.commit_quorum(p.f),
         };
         let n = p.n as usize;
         let clients = p.clients as usize;
@@ -236,15 +230,14 @@ impl Replica {
             executed_at_last_tick: 0,
             claimed_seq: vec![0; n],
             claimed_view: vec![0; n],
-            byzantine: None,
             restarted: false,
-            announce_byzantine: false,
+            seam,
         }
     }
 
     /// A replica rebuilt after a crash from what it saved (or from scratch).
     pub fn restore(config: &Config, crypto: Crypto, durable: Option<&[u8]>) -> Self {
-        let mut r = Replica::new(config, crypto);
+        let mut r = Self::new(config, crypto);
         r.restarted = true;
         let Some(d) = durable.and_then(|b| rehearsal_sim_core::codec::decode::<Durable>(b).ok())
         else {
@@ -326,7 +319,12 @@ impl Replica {
     }
 
     pub fn byzantine(&self) -> Option<Behavior> {
-        self.byzantine
+        self.seam.byzantine()
+    }
+
+    /// Switches to a Byzantine `behavior` (or back, with `correct`), if the seam has any.
+    pub(super) fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
+        self.seam.set_byzantine(behavior)
     }
 
     // ---- Roles and helpers --------------------------------------------------------------
@@ -363,10 +361,16 @@ impl Replica {
 
     /// Whether `seq` lies within the watermarks (always, under the `no-watermarks` mutant).
     pub(super) fn in_window(&self, seq: Seq) -> bool {
-        self.p.mutant == Mutant::NoWatermarks || (seq > self.low && seq <= self.high())
+        !self.seam.enforces_watermarks() || (seq > self.low && seq <= self.high())
     }
 
-    pub(super) fn drop_msg(&self, cx: &mut Context<Node>, kind: &str, from: NodeId, why: &str) {
+    pub(super) fn drop_msg(
+        &self,
+        cx: &mut Context<NodeWith<S>>,
+        kind: &str,
+        from: NodeId,
+        why: &str,
+    ) {
         cx.annotate(format!("drop {kind} from {from}: {why}"));
     }
 
@@ -415,7 +419,7 @@ impl Replica {
         // The `no-watermarks` mutant accepts messages and certificates for any sequence
         // number, so it decides outside the window by design: the testbed's invariant
         // checkers must catch that mutant, not a panic here.
-        if self.p.mutant == Mutant::NoWatermarks {
+        if !self.seam.enforces_watermarks() {
             return;
         }
         assert!(
@@ -510,28 +514,20 @@ impl Replica {
 
     // ---- Sending ------------------------------------------------------------------------
 
-    /// Sends to one node, through the Byzantine behaviour if any.
-    pub(super) fn send(&mut self, cx: &mut Context<Node>, to: NodeId, msg: Msg) {
-        match self.byzantine {
-            None => cx.send(to, msg),
-            Some(behavior) => self.send_byzantine(behavior, cx, vec![to], msg),
-        }
+    /// Sends to one node, through the seam (a Byzantine behaviour's, in a test).
+    pub(super) fn send(&mut self, cx: &mut Context<NodeWith<S>>, to: NodeId, msg: Msg) {
+        self.seam.send(&self.crypto, self.p.n, cx, to, msg);
     }
 
-    /// Sends to every other replica, through the Byzantine behaviour if any.
-    pub(super) fn multicast(&mut self, cx: &mut Context<Node>, msg: Msg) {
-        match self.byzantine {
-            None => cx.broadcast(self.others(), msg),
-            Some(behavior) => {
-                let to = self.others().collect();
-                self.send_byzantine(behavior, cx, to, msg)
-            }
-        }
+    /// Sends to every other replica, through the seam (a Byzantine behaviour's, in a test).
+    pub(super) fn multicast(&mut self, cx: &mut Context<NodeWith<S>>, msg: Msg) {
+        let others = self.others();
+        self.seam.multicast(&self.crypto, self.p.n, cx, others, msg);
     }
 
     /// Saves the view and the stable checkpoint (with its state, if this replica has it):
     /// called whenever either changes.
-    pub(super) fn save(&self, cx: &mut Context<Node>) {
+    pub(super) fn save(&self, cx: &mut Context<NodeWith<S>>) {
         let durable = Durable {
             view: self.view,
             view_change: self.changing.and_then(|c| {
@@ -551,7 +547,7 @@ impl Replica {
 
     // ---- Handlers -----------------------------------------------------------------------
 
-    pub(super) fn on_start(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
         self.last_progress = cx.now();
         if let Some(c) = self.changing.as_mut() {
             c.since = cx.now();
@@ -578,13 +574,13 @@ impl Replica {
             .collect()
     }
 
-    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
-        self.announce(cx);
+    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<NodeWith<S>>) {
+        self.seam.announce(cx);
         self.dispatch(from, msg, cx);
         self.after_event(cx);
     }
 
-    pub(super) fn dispatch(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
+    pub(super) fn dispatch(&mut self, from: NodeId, msg: Msg, cx: &mut Context<NodeWith<S>>) {
         match msg {
             Msg::Request(request) => self.on_request(from, request, cx),
             Msg::PrePrepare(pp) => self.on_pre_prepare(from, pp, cx),
@@ -600,13 +596,13 @@ impl Replica {
     }
 
     /// After every event: keep the housekeeping tick running while there is work.
-    fn after_event(&mut self, cx: &mut Context<Node>) {
+    fn after_event(&mut self, cx: &mut Context<NodeWith<S>>) {
         if !self.tick_armed && self.has_work() {
             self.arm_tick(cx);
         }
     }
 
-    pub(super) fn arm_tick(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn arm_tick(&mut self, cx: &mut Context<NodeWith<S>>) {
         if !self.tick_armed {
             self.tick_armed = true;
             cx.set_timer(self.p.tick, Timer::Tick);
@@ -628,7 +624,7 @@ impl Replica {
 
     // ---- Requests -----------------------------------------------------------------------
 
-    fn on_request(&mut self, from: NodeId, request: Arc<Request>, cx: &mut Context<Node>) {
+    fn on_request(&mut self, from: NodeId, request: Arc<Request>, cx: &mut Context<NodeWith<S>>) {
         if !self.is_client(request.client) {
             return self.drop_msg(cx, "request", from, "not from a client");
         }
@@ -698,7 +694,7 @@ impl Replica {
 
     /// The primary assigns sequence numbers to queued requests while the in-flight bound
     /// and the high watermark allow.
-    pub(super) fn try_propose(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn try_propose(&mut self, cx: &mut Context<NodeWith<S>>) {
         while self.changing.is_none() && self.is_primary() && !self.queue.is_empty() {
             let in_flight = (self.next_seq - 1).saturating_sub(self.last_executed);
             if in_flight >= self.p.in_flight_max || !self.in_window(self.next_seq) {
@@ -731,7 +727,7 @@ impl Replica {
 
     // ---- Pre-prepare, prepare, commit ---------------------------------------------------
 
-    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<NodeWith<S>>) {
         if from != primary_of(pp.view, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "not from the primary of its view");
         }
@@ -764,7 +760,8 @@ impl Replica {
             }
             return; // a retransmission of what we accepted
         }
-        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q) {
+        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q, self.seam.checks_digests())
+        {
             return self.drop_msg(cx, "pre-prepare", from, &why);
         }
         if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c)) {
@@ -774,7 +771,11 @@ impl Replica {
     }
 
     /// Accepts a valid pre-prepare of the current view: log it, prepare it.
-    pub(super) fn accept_pre_prepare(&mut self, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+    pub(super) fn accept_pre_prepare(
+        &mut self,
+        pp: Arc<PrePrepare>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         // Requests learnt from a pre-prepare do not start the view-change timer: only a
         // client's retransmission to every replica (the client suspects the primary) does.
         // A backup cut off by a partition then does not start a view change on its own,
@@ -797,7 +798,7 @@ impl Replica {
         from: NodeId,
         view: View,
         msg: impl FnOnce() -> Msg,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) -> bool {
         if view == self.view && self.changing.is_none() {
             return true;
@@ -834,7 +835,13 @@ impl Replica {
         true
     }
 
-    fn on_vote(&mut self, from: NodeId, phase: Phase, vote: Arc<Vote>, cx: &mut Context<Node>) {
+    fn on_vote(
+        &mut self,
+        from: NodeId,
+        phase: Phase,
+        vote: Arc<Vote>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         let kind = match phase {
             Phase::Prepare => "prepare",
             Phase::Commit => "commit",
@@ -875,7 +882,7 @@ impl Replica {
     }
 
     /// Moves one sequence number forward: prepared, committed, executed.
-    pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<Node>) {
+    pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
         let Some(entry) = self.log.get_mut(&seq) else {
             return;
         };
@@ -901,7 +908,7 @@ impl Replica {
                 pre_prepare: Arc::clone(&pp),
                 prepares,
             };
-            let decide = self.p.mutant == Mutant::NoCommit && entry.decided.is_none();
+            let decide = self.seam.decides_when_prepared() && entry.decided.is_none();
             self.assert_prepared_quorum(&cert, "formed");
             if decide {
                 self.assert_within_watermarks(seq, "decides");
@@ -947,7 +954,7 @@ impl Replica {
     // ---- Execution ----------------------------------------------------------------------
 
     /// Executes decided batches in sequence order, as far as they go.
-    pub(super) fn execute_ready(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn execute_ready(&mut self, cx: &mut Context<NodeWith<S>>) {
         let mut progressed = false;
         loop {
             let seq = self.last_executed + 1;
@@ -964,7 +971,7 @@ impl Replica {
         }
     }
 
-    fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<Node>) {
+    fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<NodeWith<S>>) {
         self.assert_within_watermarks(seq, "executes");
         let mut executed = Vec::with_capacity(pp.batch.len());
         for request in pp.batch.iter() {
@@ -994,7 +1001,7 @@ impl Replica {
         self.last_executed = seq;
         // With the digest checked on arrival the claimed digest is the batch's; without
         // (the `no-digest-check` mutant) report what was really executed.
-        let digest = if self.q.check_digest {
+        let digest = if self.seam.checks_digests() {
             pp.digest
         } else {
             batch_digest(&pp.batch)
@@ -1012,7 +1019,7 @@ impl Replica {
 
     pub(super) fn reply(
         &mut self,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
         client: NodeId,
         number: u64,
         result: u64,
@@ -1023,7 +1030,7 @@ impl Replica {
 
     // ---- Checkpoints and garbage collection ---------------------------------------------
 
-    fn take_checkpoint(&mut self, seq: Seq, cx: &mut Context<Node>) {
+    fn take_checkpoint(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
         let snapshot = Arc::new(Snapshot {
             store: self.store.clone(),
             replies: self.replies.clone(),
@@ -1036,7 +1043,7 @@ impl Replica {
         self.record_checkpoint(checkpoint, cx);
     }
 
-    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<Node>) {
+    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
         if !self.is_replica(from) || c.replica != from.0 {
             return self.drop_msg(cx, "checkpoint", from, "not the replica's own checkpoint");
         }
@@ -1050,7 +1057,7 @@ impl Replica {
         self.record_checkpoint(c, cx);
     }
 
-    fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<Node>) {
+    fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
         // Far-future checkpoints only count as evidence that we fell behind; storing them
         // would let one replica fill our memory.
         if c.seq <= self.low || c.seq > self.high().saturating_add(self.p.window) {
@@ -1080,7 +1087,7 @@ impl Replica {
         seq: Seq,
         digest: Digest,
         proof: Vec<Checkpoint>,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) {
         if seq <= self.low {
             return;
@@ -1114,8 +1121,8 @@ impl Replica {
 
     // ---- Housekeeping -------------------------------------------------------------------
 
-    pub(super) fn on_tick(&mut self, cx: &mut Context<Node>) {
-        self.announce(cx);
+    pub(super) fn on_tick(&mut self, cx: &mut Context<NodeWith<S>>) {
+        self.seam.announce(cx);
         self.tick_armed = false;
         let now = cx.now();
         let stalled = self.last_executed == self.executed_at_last_tick;
@@ -1169,7 +1176,7 @@ impl Replica {
 
     /// Re-sends this replica's messages for the first uncommitted log entries and its
     /// checkpoints that are not stable yet, in case they were lost.
-    fn retransmit(&mut self, cx: &mut Context<Node>) {
+    fn retransmit(&mut self, cx: &mut Context<NodeWith<S>>) {
         let mut out = Vec::new();
         for (_, entry) in self
             .log
@@ -1247,7 +1254,12 @@ impl Replica {
 
     /// Installs the state at a stable checkpoint (state transfer or a new view's
     /// checkpoint), discarding everything it covers.
-    pub(super) fn load_state(&mut self, seq: Seq, snapshot: Arc<Snapshot>, cx: &mut Context<Node>) {
+    pub(super) fn load_state(
+        &mut self,
+        seq: Seq,
+        snapshot: Arc<Snapshot>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         self.store = snapshot.store.clone();
         self.replies = snapshot.replies.clone();
         self.last_executed = seq;
