@@ -476,3 +476,51 @@ impl Invariant<Node> for RequestsAnswered {
         }
     }
 }
+
+#[cfg(test)]
+mod production {
+    //! The production node (behind the `Correct` seam) runs the very run the simulator's
+    //! node does when no mutant is set.
+
+    use super::*;
+    use rehearsal_sim_core::{Latency, Outcome, SimConfig, SimpleNetwork, Simulation};
+
+    fn config() -> Config {
+        Config {
+            clients: 3,
+            requests_per_client: 20,
+            retransmit_after: Duration::from_millis(50),
+        }
+    }
+
+    fn network() -> SimpleNetwork {
+        SimpleNetwork {
+            latency: Latency::Constant { ns: 10_000_000 },
+            loss: 0.3,
+        }
+    }
+
+    #[test]
+    fn the_production_node_runs_as_the_simulators_node_without_a_mutant() {
+        let config = config();
+        let production: Vec<ProductionNode> = (0..=config.clients)
+            .map(|i| production_node(&config, NodeId(i)).expect("a node of the run"))
+            .collect();
+        let report = Simulation::new(SimConfig::new(3), production, network()).run();
+        let completed: u64 = report
+            .actors
+            .iter()
+            .map(|node| match node {
+                NodeWith::Client(c) => c.completed(),
+                NodeWith::Server(_) => 0,
+            })
+            .sum();
+        assert_eq!(completed, 60);
+
+        let mut simulated = Simulation::new(SimConfig::new(3), actors(&config), network());
+        simulated.add_invariant(RequestsAnswered::new(&config));
+        let simulated = simulated.run();
+        assert_eq!(simulated.outcome, Outcome::Ok, "{:?}", simulated.violations);
+        assert_eq!(simulated.digest, report.digest);
+    }
+}
