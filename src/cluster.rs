@@ -2106,7 +2106,10 @@ pub fn bench_tcp(
     );
     let report = match bench_tcp::run(
         workload,
-        unreplicated::actors(&proto),
+        // The production nodes: the correct protocol, as `rehearsal node` runs it.
+        (0..=proto.clients)
+            .filter_map(|i| unreplicated::production_node(&proto, NodeId(i)))
+            .collect::<Vec<_>>(),
         |o| matches!(o, unreplicated::Output::Completed { .. }),
         &config,
     ) {

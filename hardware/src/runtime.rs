@@ -14,40 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Upper bound on the memory one decoded message may claim, in bytes (1 GiB).
-///
-/// Incoming bytes are untrusted: without a bound, a forged length prefix inside a message
-/// (a `String` "of 2^50 bytes") would make the decoder try to allocate that much and abort
-/// the process. The bound is bincode's decode limit, which counts the in-memory size of
-/// what is decoded; it changes nothing in the encoding. A legitimate message decodes to at
-/// most about 16 times its encoded size, so the bound covers every frame the default
-/// 16 MiB frame limit admits.
-pub const DECODE_BYTES_MAX: usize = 1 << 30;
-
-/// Decodes one message as the simulator encodes it (bincode 2, standard configuration),
-/// with the [`DECODE_BYTES_MAX`] bound. Trailing bytes make the frame undecodable.
-pub fn decode_message<M: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<M, bincode::error::DecodeError> {
-    let config = bincode::config::standard().with_limit::<DECODE_BYTES_MAX>();
-    let (msg, read_bytes) = bincode::serde::decode_from_slice(bytes, config)?;
-    if read_bytes != bytes.len() {
-        return Err(bincode::error::DecodeError::OtherString(format!(
-            "{} trailing bytes after a {read_bytes}-byte message",
-            bytes.len() - read_bytes
-        )));
-    }
-    Ok(msg)
-}
-
-/// Encodes one message as the simulator does (bincode 2, standard configuration), appending
-/// it to `buf`.
-pub fn encode_message<M: serde::Serialize>(
-    msg: &M,
-    buf: &mut Vec<u8>,
-) -> Result<(), bincode::error::EncodeError> {
-    bincode::serde::encode_into_std_write(msg, buf, bincode::config::standard()).map(|_| ())
-}
+// One codec for the simulator and every real runtime (`rehearsal_sim_core::codec`), so a
+// frame on the wire holds exactly the bytes the simulator counts. Re-exported under the
+// names this crate has always used.
+pub use rehearsal_sim_core::codec::{
+    decode as decode_message, encode_into as encode_message, DECODE_BYTES_MAX,
+};
 
 /// How a [`NodeRuntime`] runs.
 #[derive(Debug, Clone)]

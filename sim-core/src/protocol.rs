@@ -39,6 +39,7 @@
 //!     type Params = NoParams;
 //!     type Config = ();
 //!     type Node = Pinger;
+//!     type RealNode = Pinger;
 //!     fn nodes_default() -> u32 {
 //!         2
 //!     }
@@ -52,6 +53,9 @@
 //!         Ok(())
 //!     }
 //!     fn node(_: &(), _: NodeId) -> Result<Pinger, String> {
+//!         Ok(Pinger)
+//!     }
+//!     fn real_node(_: &(), _: NodeId) -> Result<Pinger, String> {
 //!         Ok(Pinger)
 //!     }
 //!     fn invariants(_: &(), _healed: Time) -> Vec<Box<dyn Invariant<Pinger>>> {
@@ -233,8 +237,11 @@ pub trait Protocol: 'static {
     type Params: Serialize + DeserializeOwned + Default + Clone + fmt::Debug + 'static;
     /// Everything the protocol derived from a setting, shared by all its nodes.
     type Config: Clone + 'static;
-    /// The node the simulator runs (with its test hooks).
+    /// The node the simulator runs (with its test hooks: mutants, Byzantine behaviours).
     type Node: Actor;
+    /// The node real transports run: the correct protocol only, no test hook compiled in
+    /// (often the same type as `Node` for protocols without test hooks).
+    type RealNode: Actor<Output = <Self::Node as Actor>::Output>;
 
     /// The parameters, for help texts.
     fn params_doc() -> &'static [ParamDoc] {
@@ -369,9 +376,7 @@ pub trait Protocol: 'static {
     }
 
     /// Builds node `id` for a real transport: only its own state.
-    fn real_node(config: &Self::Config, id: NodeId) -> Result<Self::Node, String> {
-        Self::node(config, id)
-    }
+    fn real_node(config: &Self::Config, id: NodeId) -> Result<Self::RealNode, String>;
 
     /// A client's output that completes one of its requests.
     fn is_completion(_output: &<Self::Node as Actor>::Output) -> bool {

@@ -43,6 +43,7 @@ impl<const TIMED: bool> Protocol for Form<TIMED> {
     type Params = Params;
     type Config = Setup;
     type Node = Node;
+    type RealNode = Node;
 
     fn params_doc() -> &'static [ParamDoc] {
         &[ParamDoc {
@@ -108,6 +109,10 @@ impl<const TIMED: bool> Protocol for Form<TIMED> {
             Some(after) => node.retransmitting_after(after),
             None => node,
         })
+    }
+
+    fn real_node(setup: &Setup, id: NodeId) -> Result<Node, String> {
+        Self::node(setup, id)
     }
 
     fn invariants(setup: &Setup, _healed: Time) -> Vec<Box<dyn Invariant<Node>>> {

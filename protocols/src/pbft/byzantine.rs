@@ -1,6 +1,8 @@
 //! Test-only Byzantine replicas, switched on by a
 //! [`Fault::Byzantine`](rehearsal_sim_core::Fault::Byzantine). A Byzantine replica runs
-//! the protocol as before, but every message it sends passes through its behaviour:
+//! the protocol as before, but every message it sends passes through its behaviour, which
+//! the simulator's [`Testing`](super::Testing) seam holds (the production node's
+//! [`Correct`](super::Correct) seam has none):
 //!
 //! - `silent`: sends nothing at all.
 //! - `equivocate`: as primary, sends one pre-prepare to a random part of the backups and a
@@ -14,16 +16,15 @@
 //!   2^32 ahead (the sequence-number exhaustion attack that watermarks stop).
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
-//! announces the switch with [`Output::Byzantine`] before anything else, so checks count
+//! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything else, so checks count
 //! it as faulty from then on.
 
 use super::messages::{
     batch_digest, primary_of, Batch, Checkpoint, Msg, Phase, PrePrepare, Reply, Request,
     ViewChange, Vote,
 };
-use super::replica::Replica;
-use super::{Node, Output};
-use crate::crypto::Digest;
+use super::Node;
+use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::rand::seq::SliceRandom;
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Context, NodeId};
@@ -77,45 +78,24 @@ impl FromStr for Behavior {
     }
 }
 
-impl Replica {
-    /// Switches behaviour; `correct` returns to the protocol (checks keep counting the
-    /// replica as faulty: its state may no longer be a correct replica's).
-    pub(super) fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
-        if behavior == "correct" {
-            self.byzantine = None;
-            return Ok(());
-        }
-        self.byzantine = Some(behavior.parse()?);
-        self.announce_byzantine = true;
-        Ok(())
-    }
-
-    /// Emits the Byzantine marker at the first event after the switch.
-    pub(super) fn announce(&mut self, cx: &mut Context<Node>) {
-        if self.announce_byzantine {
-            self.announce_byzantine = false;
-            if let Some(b) = self.byzantine {
-                cx.output(Output::Byzantine {
-                    behavior: b.name().to_string(),
-                });
-                cx.annotate(format!("turned Byzantine: {b}"));
-            }
-        }
-    }
-
-    pub(super) fn send_byzantine(
-        &mut self,
-        behavior: Behavior,
+impl Behavior {
+    /// Sends `msg` to `to` the way this behaviour does, from the replica holding `crypto`
+    /// in a group of `n`: the [`Testing`](super::Testing) seam's send once a scenario
+    /// switched the replica.
+    pub(super) fn send(
+        self,
+        crypto: &Crypto,
+        n: u32,
         cx: &mut Context<Node>,
         to: Vec<NodeId>,
         msg: Msg,
     ) {
-        match behavior {
+        match self {
             Behavior::Silent => {}
-            Behavior::Equivocate => self.equivocate(cx, to, msg),
+            Behavior::Equivocate => equivocate(crypto, n, cx, to, msg),
             Behavior::Mutate => {
                 let msg = if cx.rng().random_bool(MUTATE_PROBABILITY) {
-                    self.mutate(cx, msg, to.first().copied())
+                    mutate(crypto, cx, msg, to.first().copied())
                 } else {
                     msg
                 };
@@ -123,149 +103,148 @@ impl Replica {
             }
         }
     }
+}
 
-    fn equivocate(&mut self, cx: &mut Context<Node>, mut to: Vec<NodeId>, msg: Msg) {
-        if to.len() < 2 {
-            return cx.broadcast(to, msg);
-        }
-        to.shuffle(cx.rng());
-        let split = cx.rng().random_range(1..to.len());
-        let (honest, fooled) = to.split_at(split);
-        match msg {
-            Msg::PrePrepare(pp) if primary_of(pp.view, self.p.n) == self.me => {
-                let Some(other) = altered(&pp.batch) else {
-                    return cx.broadcast(to, Msg::PrePrepare(pp));
-                };
-                let bad = if cx.rng().random_bool(0.5) {
-                    // The same digest over another batch: only the digest check stops it.
-                    PrePrepare::signed_with_digest(&self.crypto, pp.view, pp.seq, pp.digest, other)
-                } else {
-                    PrePrepare::signed(&self.crypto, pp.view, pp.seq, other)
-                };
-                let bad_digest = bad.digest;
-                cx.broadcast(honest.iter().copied(), Msg::PrePrepare(Arc::clone(&pp)));
-                cx.broadcast(fooled.iter().copied(), Msg::PrePrepare(Arc::new(bad)));
-                // Back each version with our own commit, to push both towards a quorum.
-                let good = Vote::signed(&self.crypto, Phase::Commit, pp.view, pp.seq, pp.digest);
-                let evil = Vote::signed(&self.crypto, Phase::Commit, pp.view, pp.seq, bad_digest);
-                cx.broadcast(honest.iter().copied(), Msg::Commit(Arc::new(good)));
-                cx.broadcast(fooled.iter().copied(), Msg::Commit(Arc::new(evil)));
-            }
-            Msg::Prepare(ref vote) | Msg::Commit(ref vote) => {
-                let phase = if matches!(msg, Msg::Prepare(_)) {
-                    Phase::Prepare
-                } else {
-                    Phase::Commit
-                };
-                let vote = Arc::clone(vote);
-                let made_up = Digest(cx.rng().random());
-                let other = Vote::signed(&self.crypto, phase, vote.view, vote.seq, made_up);
-                let wrap = |v| match phase {
-                    Phase::Prepare => Msg::Prepare(v),
-                    Phase::Commit => Msg::Commit(v),
-                };
-                cx.broadcast(honest.iter().copied(), wrap(vote));
-                cx.broadcast(fooled.iter().copied(), wrap(Arc::new(other)));
-            }
-            Msg::ViewChange(vc) => {
-                // Claim that nothing prepared here: the new primary must not rely on us.
-                let forgetful = ViewChange::signed(
-                    &self.crypto,
-                    vc.new_view,
-                    vc.stable_seq,
-                    vc.stable_digest,
-                    vc.stable_proof.clone(),
-                    Vec::new(),
-                );
-                cx.broadcast(to, Msg::ViewChange(Arc::new(forgetful)));
-            }
-            other => cx.broadcast(to, other),
-        }
+fn equivocate(crypto: &Crypto, n: u32, cx: &mut Context<Node>, mut to: Vec<NodeId>, msg: Msg) {
+    if to.len() < 2 {
+        return cx.broadcast(to, msg);
     }
-
-    /// One small-scope mutation of `msg`, re-signed with this replica's own key.
-    /// `to` is the (first) receiver: a reply's signature names its client.
-    fn mutate(&mut self, cx: &mut Context<Node>, msg: Msg, to: Option<NodeId>) -> Msg {
-        let rng = cx.rng();
-        let choice = rng.random_range(0..5u32);
-        let nudge = |x: u64, up: bool| {
-            if up {
-                x.saturating_add(1)
+    to.shuffle(cx.rng());
+    let split = cx.rng().random_range(1..to.len());
+    let (honest, fooled) = to.split_at(split);
+    match msg {
+        Msg::PrePrepare(pp) if primary_of(pp.view, n) == crypto.me() => {
+            let Some(other) = altered(&pp.batch) else {
+                return cx.broadcast(to, Msg::PrePrepare(pp));
+            };
+            let bad = if cx.rng().random_bool(0.5) {
+                // The same digest over another batch: only the digest check stops it.
+                PrePrepare::signed_with_digest(crypto, pp.view, pp.seq, pp.digest, other)
             } else {
-                x.saturating_sub(1)
-            }
-        };
-        let up = rng.random_bool(0.5);
-        let made_up = Digest(rng.random());
-        let crypto = &self.crypto;
-        match msg {
-            Msg::PrePrepare(pp) => {
-                let (mut view, mut seq, mut digest) = (pp.view, pp.seq, pp.digest);
-                match choice {
-                    0 => view = nudge(view, up),
-                    1 | 2 => seq = nudge(seq, up),
-                    // The one large-scope mutation: a sequence number far ahead, the attack
-                    // that exhausts sequence numbers unless watermarks bound them.
-                    3 => seq = seq.saturating_add(FAR_AHEAD),
-                    _ => digest = made_up,
-                }
-                Msg::PrePrepare(Arc::new(PrePrepare::signed_with_digest(
-                    crypto,
-                    view,
-                    seq,
-                    digest,
-                    Arc::clone(&pp.batch),
-                )))
-            }
-            Msg::Prepare(ref v) | Msg::Commit(ref v) => {
-                let phase = if matches!(msg, Msg::Prepare(_)) {
-                    Phase::Prepare
-                } else {
-                    Phase::Commit
-                };
-                let (mut view, mut seq, mut digest) = (v.view, v.seq, v.digest);
-                match choice {
-                    0 | 1 => view = nudge(view, up),
-                    2 | 3 => seq = nudge(seq, up),
-                    _ => digest = made_up,
-                }
-                let vote = Arc::new(Vote::signed(crypto, phase, view, seq, digest));
-                match phase {
-                    Phase::Prepare => Msg::Prepare(vote),
-                    Phase::Commit => Msg::Commit(vote),
-                }
-            }
-            Msg::Checkpoint(c) => {
-                let checkpoint = if choice < 3 {
-                    Checkpoint::signed(crypto, nudge(c.seq, up), c.digest)
-                } else {
-                    Checkpoint::signed(crypto, c.seq, made_up)
-                };
-                Msg::Checkpoint(Arc::new(checkpoint))
-            }
-            Msg::Reply(r) => {
-                let Some(client) = to else {
-                    return Msg::Reply(r);
-                };
-                let (number, result) = if choice < 3 {
-                    (r.number, nudge(r.result, up))
-                } else {
-                    (nudge(r.number, up), r.result)
-                };
-                Msg::Reply(Arc::new(Reply::signed(
-                    crypto, r.view, client, number, result,
-                )))
-            }
-            Msg::ViewChange(vc) => Msg::ViewChange(Arc::new(ViewChange::signed(
+                PrePrepare::signed(crypto, pp.view, pp.seq, other)
+            };
+            let bad_digest = bad.digest;
+            cx.broadcast(honest.iter().copied(), Msg::PrePrepare(Arc::clone(&pp)));
+            cx.broadcast(fooled.iter().copied(), Msg::PrePrepare(Arc::new(bad)));
+            // Back each version with our own commit, to push both towards a quorum.
+            let good = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, pp.digest);
+            let evil = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, bad_digest);
+            cx.broadcast(honest.iter().copied(), Msg::Commit(Arc::new(good)));
+            cx.broadcast(fooled.iter().copied(), Msg::Commit(Arc::new(evil)));
+        }
+        Msg::Prepare(ref vote) | Msg::Commit(ref vote) => {
+            let phase = if matches!(msg, Msg::Prepare(_)) {
+                Phase::Prepare
+            } else {
+                Phase::Commit
+            };
+            let vote = Arc::clone(vote);
+            let made_up = Digest(cx.rng().random());
+            let other = Vote::signed(crypto, phase, vote.view, vote.seq, made_up);
+            let wrap = |v| match phase {
+                Phase::Prepare => Msg::Prepare(v),
+                Phase::Commit => Msg::Commit(v),
+            };
+            cx.broadcast(honest.iter().copied(), wrap(vote));
+            cx.broadcast(fooled.iter().copied(), wrap(Arc::new(other)));
+        }
+        Msg::ViewChange(vc) => {
+            // Claim that nothing prepared here: the new primary must not rely on us.
+            let forgetful = ViewChange::signed(
                 crypto,
-                nudge(vc.new_view, up),
+                vc.new_view,
                 vc.stable_seq,
                 vc.stable_digest,
                 vc.stable_proof.clone(),
-                vc.prepared.clone(),
-            ))),
-            other => other,
+                Vec::new(),
+            );
+            cx.broadcast(to, Msg::ViewChange(Arc::new(forgetful)));
         }
+        other => cx.broadcast(to, other),
+    }
+}
+
+/// One small-scope mutation of `msg`, re-signed with this replica's own key.
+/// `to` is the (first) receiver: a reply's signature names its client.
+fn mutate(crypto: &Crypto, cx: &mut Context<Node>, msg: Msg, to: Option<NodeId>) -> Msg {
+    let rng = cx.rng();
+    let choice = rng.random_range(0..5u32);
+    let nudge = |x: u64, up: bool| {
+        if up {
+            x.saturating_add(1)
+        } else {
+            x.saturating_sub(1)
+        }
+    };
+    let up = rng.random_bool(0.5);
+    let made_up = Digest(rng.random());
+    match msg {
+        Msg::PrePrepare(pp) => {
+            let (mut view, mut seq, mut digest) = (pp.view, pp.seq, pp.digest);
+            match choice {
+                0 => view = nudge(view, up),
+                1 | 2 => seq = nudge(seq, up),
+                // The one large-scope mutation: a sequence number far ahead, the attack
+                // that exhausts sequence numbers unless watermarks bound them.
+                3 => seq = seq.saturating_add(FAR_AHEAD),
+                _ => digest = made_up,
+            }
+            Msg::PrePrepare(Arc::new(PrePrepare::signed_with_digest(
+                crypto,
+                view,
+                seq,
+                digest,
+                Arc::clone(&pp.batch),
+            )))
+        }
+        Msg::Prepare(ref v) | Msg::Commit(ref v) => {
+            let phase = if matches!(msg, Msg::Prepare(_)) {
+                Phase::Prepare
+            } else {
+                Phase::Commit
+            };
+            let (mut view, mut seq, mut digest) = (v.view, v.seq, v.digest);
+            match choice {
+                0 | 1 => view = nudge(view, up),
+                2 | 3 => seq = nudge(seq, up),
+                _ => digest = made_up,
+            }
+            let vote = Arc::new(Vote::signed(crypto, phase, view, seq, digest));
+            match phase {
+                Phase::Prepare => Msg::Prepare(vote),
+                Phase::Commit => Msg::Commit(vote),
+            }
+        }
+        Msg::Checkpoint(c) => {
+            let checkpoint = if choice < 3 {
+                Checkpoint::signed(crypto, nudge(c.seq, up), c.digest)
+            } else {
+                Checkpoint::signed(crypto, c.seq, made_up)
+            };
+            Msg::Checkpoint(Arc::new(checkpoint))
+        }
+        Msg::Reply(r) => {
+            let Some(client) = to else {
+                return Msg::Reply(r);
+            };
+            let (number, result) = if choice < 3 {
+                (r.number, nudge(r.result, up))
+            } else {
+                (nudge(r.number, up), r.result)
+            };
+            Msg::Reply(Arc::new(Reply::signed(
+                crypto, r.view, client, number, result,
+            )))
+        }
+        Msg::ViewChange(vc) => Msg::ViewChange(Arc::new(ViewChange::signed(
+            crypto,
+            nudge(vc.new_view, up),
+            vc.stable_seq,
+            vc.stable_digest,
+            vc.stable_proof.clone(),
+            vc.prepared.clone(),
+        ))),
+        other => other,
     }
 }
 

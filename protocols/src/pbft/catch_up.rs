@@ -14,17 +14,22 @@ use super::messages::{
     StableCheckpoint,
 };
 use super::replica::Replica;
-use super::Node;
+use super::{NodeWith, TestSeam};
 use rehearsal_sim_core::{Context, NodeId};
 use std::sync::Arc;
 
-impl Replica {
-    pub(super) fn send_fetch(&mut self, cx: &mut Context<Node>) {
+impl<S: TestSeam> Replica<S> {
+    pub(super) fn send_fetch(&mut self, cx: &mut Context<NodeWith<S>>) {
         let fetch = Fetch::signed(&self.crypto, self.view, self.low, self.last_executed + 1);
         self.multicast(cx, Msg::Fetch(Arc::new(fetch)));
     }
 
-    pub(super) fn on_fetch(&mut self, from: NodeId, fetch: Arc<Fetch>, cx: &mut Context<Node>) {
+    pub(super) fn on_fetch(
+        &mut self,
+        from: NodeId,
+        fetch: Arc<Fetch>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if !self.is_replica(from) || fetch.replica != from.0 || from == self.me {
             return self.drop_msg(cx, "fetch", from, "not the replica's own fetch");
         }
@@ -72,7 +77,7 @@ impl Replica {
         &mut self,
         from: NodeId,
         reply: Arc<FetchReply>,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) {
         if !self.is_replica(from) || from == self.me {
             return self.drop_msg(cx, "fetch-reply", from, "not from another replica");
@@ -88,7 +93,12 @@ impl Replica {
         }
     }
 
-    fn on_stable_checkpoint(&mut self, from: NodeId, c: &StableCheckpoint, cx: &mut Context<Node>) {
+    fn on_stable_checkpoint(
+        &mut self,
+        from: NodeId,
+        c: &StableCheckpoint,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         let needs_state = c.seq > self.last_executed && c.snapshot.is_some();
         if c.seq <= self.low && !needs_state {
             return; // we know it already
@@ -115,7 +125,7 @@ impl Replica {
         }
     }
 
-    fn on_commit_cert(&mut self, from: NodeId, cert: &CommitCert, cx: &mut Context<Node>) {
+    fn on_commit_cert(&mut self, from: NodeId, cert: &CommitCert, cx: &mut Context<NodeWith<S>>) {
         let seq = cert.pre_prepare.seq;
         if seq <= self.last_executed || !self.in_window(seq) {
             return;
@@ -123,13 +133,15 @@ impl Replica {
         if self.log.get(&seq).is_some_and(|e| e.decided.is_some()) {
             return;
         }
-        if let Err(why) = check_committed(cert, &self.crypto, &self.q) {
+        if let Err(why) = check_committed(cert, &self.crypto, &self.q, self.seam.checks_digests()) {
             return self.drop_msg(cx, "commit certificate", from, &why);
         }
         if let Err(why) = check_batch(&cert.pre_prepare.batch, &self.crypto, |c| self.is_client(c))
         {
             return self.drop_msg(cx, "commit certificate", from, &why);
         }
+        self.assert_commit_quorum(cert, "accepted");
+        self.assert_within_watermarks(seq, "commits");
         let entry = self.log.entry(seq).or_default();
         entry.decided = Some(Arc::clone(&cert.pre_prepare));
         entry.commit_cert = Some(cert.clone());

@@ -4,7 +4,7 @@
 //! replies, so at least one correct replica vouches for it.
 
 use super::messages::{primary_of, Msg, Op, Reply, Request, View};
-use super::{Config, Node, Output, Timer};
+use super::{Config, NodeWith, Output, TestSeam, Timer};
 use crate::crypto::Crypto;
 use rehearsal_sim_core::{Context, NodeId, Time, TimerId};
 use serde::{Deserialize, Serialize};
@@ -116,11 +116,11 @@ impl Client {
         }
     }
 
-    pub(super) fn on_start(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn on_start<S: TestSeam>(&mut self, cx: &mut Context<NodeWith<S>>) {
         self.send_next(cx);
     }
 
-    fn send_next(&mut self, cx: &mut Context<Node>) {
+    fn send_next<S: TestSeam>(&mut self, cx: &mut Context<NodeWith<S>>) {
         if self.completed >= self.requests_total {
             return;
         }
@@ -142,7 +142,12 @@ impl Client {
         });
     }
 
-    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
+    pub(super) fn on_message<S: TestSeam>(
+        &mut self,
+        from: NodeId,
+        msg: Msg,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         match msg {
             Msg::Reply(reply) => self.on_reply(from, reply, cx),
             other => cx.annotate(format!(
@@ -152,7 +157,12 @@ impl Client {
         }
     }
 
-    fn on_reply(&mut self, from: NodeId, reply: Arc<Reply>, cx: &mut Context<Node>) {
+    fn on_reply<S: TestSeam>(
+        &mut self,
+        from: NodeId,
+        reply: Arc<Reply>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if from.0 >= self.n || reply.replica != from.0 {
             cx.annotate(format!("drop reply from {from}: not a replica's own reply"));
             return;
@@ -204,7 +214,11 @@ impl Client {
         self.send_next(cx);
     }
 
-    pub(super) fn on_retransmit(&mut self, number: u64, cx: &mut Context<Node>) {
+    pub(super) fn on_retransmit<S: TestSeam>(
+        &mut self,
+        number: u64,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         let Some(out) = self
             .outstanding
             .as_mut()

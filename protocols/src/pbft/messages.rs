@@ -494,10 +494,9 @@ pub fn primary_of(view: View, n: u32) -> NodeId {
 pub struct Quorums {
     pub n: u32,
     pub f: u32,
-    /// Matching commits that commit a request: 2f+1 (2f for the `small-commit-quorum` mutant).
+    /// Matching commits that commit a request: 2f+1 (2f under the `small-commit-quorum`
+    /// mutant: the replica's [`TestSeam`](super::TestSeam) decides).
     pub commit: usize,
-    /// Whether pre-prepares must carry the digest of their batch (off for `no-digest-check`).
-    pub check_digest: bool,
 }
 
 impl Quorums {
@@ -538,15 +537,34 @@ pub fn check_batch(
     Ok(())
 }
 
-/// Checks a pre-prepare's signature and digest binding (not its batch's requests).
-pub fn check_pre_prepare(pp: &PrePrepare, crypto: &Crypto, q: &Quorums) -> Result<(), Refusal> {
+/// Checks a pre-prepare's signature and, if `check_digest` (the replica's
+/// [`TestSeam`](super::TestSeam) says; always for the correct protocol), that its digest
+/// binds its batch. Not its batch's requests.
+pub fn check_pre_prepare(
+    pp: &PrePrepare,
+    crypto: &Crypto,
+    q: &Quorums,
+    check_digest: bool,
+) -> Result<(), Refusal> {
     if !pp.verify_signature(crypto, q.n) {
         return Err("bad signature".into());
     }
-    if q.check_digest && !pp.binds_batch() {
+    if check_digest && !pp.binds_batch() {
         return Err(format!("digest {} does not match its batch", pp.digest));
     }
     Ok(())
+}
+
+/// How many distinct replicas of a group of `n` are among `replicas`: what a quorum
+/// counts, where one replica's repeated message counts once. For the replica's
+/// assertions on its own certificates (validation of others' uses [`check_prepared`],
+/// [`check_committed`] and [`check_stable_proof`], which also verify signatures).
+pub(super) fn distinct_replicas(replicas: impl IntoIterator<Item = u32>, n: u32) -> usize {
+    let mut seen = 0u128;
+    for replica in replicas.into_iter().filter(|&r| r < n) {
+        seen |= 1 << replica;
+    }
+    seen.count_ones() as usize
 }
 
 /// Counts distinct valid votes of `phase` matching (view, seq, digest) by replicas allowed
@@ -576,10 +594,15 @@ fn count_votes(
 }
 
 /// Checks a prepared certificate: a valid pre-prepare and 2f prepares from distinct
-/// backups (not the primary) of its view.
-pub fn check_prepared(cert: &PreparedCert, crypto: &Crypto, q: &Quorums) -> Result<(), Refusal> {
+/// backups (not the primary) of its view. `check_digest` as for [`check_pre_prepare`].
+pub fn check_prepared(
+    cert: &PreparedCert,
+    crypto: &Crypto,
+    q: &Quorums,
+    check_digest: bool,
+) -> Result<(), Refusal> {
     let pp = &cert.pre_prepare;
-    check_pre_prepare(pp, crypto, q)
+    check_pre_prepare(pp, crypto, q, check_digest)
         .map_err(|e| format!("prepared certificate for {}: pre-prepare {e}", pp.seq))?;
     let primary = primary_of(pp.view, q.n).0;
     let count = count_votes(&cert.prepares, Phase::Prepare, pp, crypto, q.n, |r| {
@@ -595,10 +618,16 @@ pub fn check_prepared(cert: &PreparedCert, crypto: &Crypto, q: &Quorums) -> Resu
     Ok(())
 }
 
-/// Checks a commit certificate: a valid pre-prepare and a commit quorum of matching commits.
-pub fn check_committed(cert: &CommitCert, crypto: &Crypto, q: &Quorums) -> Result<(), Refusal> {
+/// Checks a commit certificate: a valid pre-prepare and a commit quorum of matching
+/// commits. `check_digest` as for [`check_pre_prepare`].
+pub fn check_committed(
+    cert: &CommitCert,
+    crypto: &Crypto,
+    q: &Quorums,
+    check_digest: bool,
+) -> Result<(), Refusal> {
     let pp = &cert.pre_prepare;
-    check_pre_prepare(pp, crypto, q)
+    check_pre_prepare(pp, crypto, q, check_digest)
         .map_err(|e| format!("commit certificate for {}: pre-prepare {e}", pp.seq))?;
     let count = count_votes(&cert.commits, Phase::Commit, pp, crypto, q.n, |_| true);
     if count < q.commit {

@@ -47,6 +47,8 @@
 //! termination after healing. For the testbed's own tests, [`Mutant`] selects
 //! deliberately broken variants that those invariants must catch, and
 //! [`Actor::byzantine_behaviors`] offers `equivocate`, `silent` and `mutate` replicas.
+//! Both enter through one seam ([`TestSeam`]): the simulator's [`Node`] has them, the
+//! [`ProductionNode`] that runs over real transports is the correct protocol alone.
 //!
 //! ```
 //! use rehearsal_protocols::pbft;
@@ -71,6 +73,9 @@ pub mod client;
 pub mod messages;
 mod protocol;
 pub mod replica;
+#[cfg(test)]
+mod replica_assertions;
+pub mod seam;
 pub mod view_change;
 pub use protocol::{Params, Pbft, LATENCY_MAX_REAL};
 
@@ -83,6 +88,7 @@ pub use checks::{
 pub use client::{Client, Completion};
 pub use messages::{Msg, Op, Seq, View};
 pub use replica::Replica;
+pub use seam::{Correct, TestSeam, Testing};
 
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
@@ -258,6 +264,10 @@ pub enum ConfigError {
     NoKeys,
     #[error("the {0} must be positive")]
     ZeroTimeout(&'static str),
+    #[error("the production PBFT node runs the correct protocol only, not the `{0}` mutant: mutants run in the simulator")]
+    MutantInProduction(Mutant),
+    #[error("node {node} is not in a group of {nodes} nodes (replicas and clients)")]
+    NoSuchNode { node: NodeId, nodes: u32 },
 }
 
 impl Config {
@@ -496,24 +506,43 @@ pub enum Timer {
 
 // ---- The actors -------------------------------------------------------------------------
 
-/// A PBFT node: a replica or a client.
-pub enum Node {
-    Replica(Box<Replica>),
+/// A PBFT node, a replica or a client, whose replica has the [`TestSeam`] `S`. Use
+/// [`Node`] in the simulator and [`ProductionNode`] over real transports.
+pub enum NodeWith<S: TestSeam> {
+    Replica(Box<Replica<S>>),
     Client(Box<Client>),
 }
 
-impl Node {
-    pub fn as_replica(&self) -> Option<&Replica> {
+/// The simulator's PBFT node: mutants ([`Config::mutant`]) and Byzantine behaviours
+/// ([`Actor::set_byzantine`]) are available through its [`Testing`] seam.
+pub type Node = NodeWith<Testing>;
+
+/// The production PBFT node: the correct protocol, with no mutant switch and no Byzantine
+/// behaviour compiled in (its seam, [`Correct`], answers with constants). Build it with
+/// [`production_node`].
+pub type ProductionNode = NodeWith<Correct>;
+
+impl<S: TestSeam> NodeWith<S> {
+    pub fn as_replica(&self) -> Option<&Replica<S>> {
         match self {
-            Node::Replica(r) => Some(r),
-            Node::Client(_) => None,
+            NodeWith::Replica(r) => Some(r),
+            NodeWith::Client(_) => None,
         }
     }
 
     pub fn as_client(&self) -> Option<&Client> {
         match self {
-            Node::Client(c) => Some(c),
-            Node::Replica(_) => None,
+            NodeWith::Client(c) => Some(c),
+            NodeWith::Replica(_) => None,
+        }
+    }
+
+    /// Node `id` of `config`'s group, holding `crypto` (that node's keys).
+    fn new(config: &Config, id: NodeId, crypto: Crypto) -> Self {
+        if config.is_replica(id) {
+            NodeWith::Replica(Box::new(Replica::new(config, crypto)))
+        } else {
+            NodeWith::Client(Box::new(Client::new(config, crypto)))
         }
     }
 }
@@ -525,15 +554,35 @@ pub fn actors(config: &Config) -> Result<Vec<Node>, ConfigError> {
     Ok(keys
         .into_iter()
         .enumerate()
-        .map(|(i, crypto)| {
-            let id = NodeId(i as u32);
-            if config.is_replica(id) {
-                Node::Replica(Box::new(Replica::new(config, crypto)))
-            } else {
-                Node::Client(Box::new(Client::new(config, crypto)))
-            }
-        })
+        .map(|(i, crypto)| Node::new(config, NodeId(i as u32), crypto))
         .collect())
+}
+
+/// Node `id` of `config`'s group as the production node, for a real runtime: the correct
+/// protocol only, so the configuration may not name a mutant.
+///
+/// ```
+/// use rehearsal_protocols::pbft::{self, Config};
+/// use rehearsal_sim_core::NodeId;
+///
+/// let replica = pbft::production_node(&Config::default(), NodeId(0)).unwrap();
+/// assert!(replica.as_replica().is_some());
+/// let broken = Config { mutant: pbft::Mutant::NoCommit, ..Config::default() };
+/// assert!(pbft::production_node(&broken, NodeId(0)).is_err());
+/// ```
+pub fn production_node(config: &Config, id: NodeId) -> Result<ProductionNode, ConfigError> {
+    config.validate()?;
+    if config.mutant != Mutant::None {
+        return Err(ConfigError::MutantInProduction(config.mutant));
+    }
+    let crypto = Crypto::generate(config.crypto, config.key_seed, config.nodes())
+        .into_iter()
+        .nth(id.index())
+        .ok_or(ConfigError::NoSuchNode {
+            node: id,
+            nodes: config.nodes(),
+        })?;
+    Ok(ProductionNode::new(config, id, crypto))
 }
 
 /// The restart constructor for [`Simulation::on_restart`](rehearsal_sim_core::Simulation::on_restart):
@@ -549,55 +598,55 @@ pub fn restart(config: &Config) -> impl FnMut(NodeId, Option<&[u8]>) -> Node + '
             .nth(id.index())
             .expect("restart of a node outside the configuration");
         if config.is_replica(id) {
-            Node::Replica(Box::new(Replica::restore(&config, crypto, durable)))
+            NodeWith::Replica(Box::new(Replica::restore(&config, crypto, durable)))
         } else {
-            Node::Client(Box::new(Client::restore(&config, crypto, durable)))
+            NodeWith::Client(Box::new(Client::restore(&config, crypto, durable)))
         }
     }
 }
 
-impl Actor for Node {
+impl<S: TestSeam> Actor for NodeWith<S> {
     type Msg = Msg;
     type Timer = Timer;
     type Output = Output;
 
     fn on_start(&mut self, cx: &mut Context<Self>) {
         match self {
-            Node::Replica(r) => r.on_start(cx),
-            Node::Client(c) => c.on_start(cx),
+            NodeWith::Replica(r) => r.on_start(cx),
+            NodeWith::Client(c) => c.on_start(cx),
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Self>) {
         match self {
-            Node::Replica(r) => r.on_message(from, msg, cx),
-            Node::Client(c) => c.on_message(from, msg, cx),
+            NodeWith::Replica(r) => r.on_message(from, msg, cx),
+            NodeWith::Client(c) => c.on_message(from, msg, cx),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, cx: &mut Context<Self>) {
         match (self, timer) {
-            (Node::Replica(r), Timer::Tick) => r.on_tick(cx),
-            (Node::Client(c), Timer::Retransmit { number }) => c.on_retransmit(number, cx),
+            (NodeWith::Replica(r), Timer::Tick) => r.on_tick(cx),
+            (NodeWith::Client(c), Timer::Retransmit { number }) => c.on_retransmit(number, cx),
             (_, timer) => cx.annotate(format!("ignored foreign timer {timer:?}")),
         }
     }
 
     fn waiting_for(&self) -> Option<String> {
         match self {
-            Node::Replica(r) => r.waiting_for(),
-            Node::Client(c) => c.waiting_for(),
+            NodeWith::Replica(r) => r.waiting_for(),
+            NodeWith::Client(c) => c.waiting_for(),
         }
     }
 
     fn byzantine_behaviors() -> &'static [&'static str] {
-        Behavior::NAMES
+        S::BYZANTINE_BEHAVIORS
     }
 
     fn can_turn_byzantine(&self, behavior: &str) -> Result<(), String> {
         match self {
-            Node::Replica(_) => Ok(()),
-            Node::Client(_) => Err(format!(
+            NodeWith::Replica(_) => Ok(()),
+            NodeWith::Client(_) => Err(format!(
                 "that node is a PBFT client and cannot be Byzantine (`{behavior}`): only replicas 0..n can"
             )),
         }
@@ -605,8 +654,8 @@ impl Actor for Node {
 
     fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
         match self {
-            Node::Replica(r) => r.set_byzantine(behavior),
-            Node::Client(_) => Err(format!(
+            NodeWith::Replica(r) => r.set_byzantine(behavior),
+            NodeWith::Client(_) => Err(format!(
                 "PBFT clients cannot be Byzantine (`{behavior}`): only replicas 0..n can"
             )),
         }
@@ -631,10 +680,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(actors: &[Node]) -> Summary {
+    pub fn of<S: TestSeam>(actors: &[NodeWith<S>]) -> Summary {
         let completions: Vec<&Completion> = actors
             .iter()
-            .filter_map(Node::as_client)
+            .filter_map(NodeWith::as_client)
             .flat_map(|c| c.completions())
             .collect();
         let mut latencies: Vec<u64> = completions

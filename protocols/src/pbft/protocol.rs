@@ -1,7 +1,8 @@
 //! PBFT in the protocol registry.
 
 use super::{
-    actors, restart, safety_checks, Config, CryptoKind, Mutant, Node, Output, Summary, Termination,
+    actors, production_node, restart, safety_checks, Config, CryptoKind, Mutant, Node, Output,
+    ProductionNode, Summary, Termination,
 };
 use rehearsal_sim_core::protocol::{
     ByzantineRoom, ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes, Target,
@@ -67,6 +68,7 @@ impl Protocol for Pbft {
     type Params = Params;
     type Config = Config;
     type Node = Node;
+    type RealNode = ProductionNode;
 
     fn params_doc() -> &'static [ParamDoc] {
         &[
@@ -225,6 +227,11 @@ impl Protocol for Pbft {
             ));
         }
         Ok(all.swap_remove(id.index()))
+    }
+
+    /// Only the correct protocol runs on real transports: a mutant is refused.
+    fn real_node(config: &Config, id: NodeId) -> Result<ProductionNode, String> {
+        production_node(config, id).map_err(|e| e.to_string())
     }
 
     fn nodes(config: &Config, _sizes: &Sizes) -> Result<Vec<Node>, String> {

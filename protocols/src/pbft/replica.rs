@@ -7,10 +7,11 @@
 use super::app::{KvStore, ReplyCache, Snapshot};
 use super::byzantine::Behavior;
 use super::messages::{
-    batch_digest, check_batch, check_pre_prepare, primary_of, Batch, Checkpoint, CommitCert, Msg,
-    NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View, ViewChange, Vote,
+    batch_digest, check_batch, check_pre_prepare, distinct_replicas, primary_of, Batch, Checkpoint,
+    CommitCert, Msg, NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View,
+    ViewChange, Vote,
 };
-use super::{Config, Execution, LoadReason, Mutant, Node, Output, Timer};
+use super::{Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer};
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::{Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,6 @@ pub(super) struct Params {
     pub window: u64,
     pub tick: Duration,
     pub view_change_timeout: Duration,
-    pub mutant: Mutant,
 }
 
 /// One sequence number's state in the current view, and what survives view changes.
@@ -113,8 +113,9 @@ pub(super) struct Durable {
 
 /// A PBFT replica: its view, log, checkpoints, application state and timers. Build one
 /// with [`super::actors`] (or [`Replica::restore`] after a crash); it runs inside
-/// [`Node::Replica`].
-pub struct Replica {
+/// [`NodeWith::Replica`]. `S` is its [`TestSeam`]: [`Testing`] in the simulator (mutants,
+/// Byzantine behaviours), [`Correct`](super::Correct) in the production node.
+pub struct Replica<S: TestSeam = Testing> {
     pub(super) me: NodeId,
     pub(super) p: Params,
     pub(super) q: Quorums,
@@ -167,12 +168,11 @@ pub struct Replica {
     /// Rebuilt after a crash: announce the state it restarted from, and catch up.
     pub(super) restarted: bool,
 
-    // Test-only fault injection.
-    pub(super) byzantine: Option<Behavior>,
-    pub(super) announce_byzantine: bool,
+    /// Where mutants and Byzantine behaviour come in; nothing for the production node.
+    pub(super) seam: S,
 }
 
-impl Replica {
+impl<S: TestSeam> Replica<S> {
     pub fn new(config: &Config, crypto: Crypto) -> Self {
         let p = Params {
             n: config.replicas(),
@@ -185,17 +185,12 @@ impl Replica {
             window: config.watermark_window,
             tick: config.tick,
             view_change_timeout: config.view_change_timeout,
-            mutant: config.mutant,
         };
+        let seam = S::for_config(config);
         let q = Quorums {
             n: p.n,
             f: p.f,
-            commit: if p.mutant == Mutant::SmallCommitQuorum {
-                2 * p.f as usize
-            } else {
-                2 * p.f as usize + 1
-            },
-            check_digest: p.mutant != Mutant::NoDigestCheck,
+            commit: seam.commit_quorum(p.f),
         };
         let n = p.n as usize;
         let clients = p.clients as usize;
@@ -235,15 +230,14 @@ impl Replica {
             executed_at_last_tick: 0,
             claimed_seq: vec![0; n],
             claimed_view: vec![0; n],
-            byzantine: None,
             restarted: false,
-            announce_byzantine: false,
+            seam,
         }
     }
 
     /// A replica rebuilt after a crash from what it saved (or from scratch).
     pub fn restore(config: &Config, crypto: Crypto, durable: Option<&[u8]>) -> Self {
-        let mut r = Replica::new(config, crypto);
+        let mut r = Self::new(config, crypto);
         r.restarted = true;
         let Some(d) = durable.and_then(|b| rehearsal_sim_core::codec::decode::<Durable>(b).ok())
         else {
@@ -325,7 +319,12 @@ impl Replica {
     }
 
     pub fn byzantine(&self) -> Option<Behavior> {
-        self.byzantine
+        self.seam.byzantine()
+    }
+
+    /// Switches to a Byzantine `behavior` (or back, with `correct`), if the seam has any.
+    pub(super) fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
+        self.seam.set_byzantine(behavior)
     }
 
     // ---- Roles and helpers --------------------------------------------------------------
@@ -362,10 +361,16 @@ impl Replica {
 
     /// Whether `seq` lies within the watermarks (always, under the `no-watermarks` mutant).
     pub(super) fn in_window(&self, seq: Seq) -> bool {
-        self.p.mutant == Mutant::NoWatermarks || (seq > self.low && seq <= self.high())
+        !self.seam.enforces_watermarks() || (seq > self.low && seq <= self.high())
     }
 
-    pub(super) fn drop_msg(&self, cx: &mut Context<Node>, kind: &str, from: NodeId, why: &str) {
+    pub(super) fn drop_msg(
+        &self,
+        cx: &mut Context<NodeWith<S>>,
+        kind: &str,
+        from: NodeId,
+        why: &str,
+    ) {
         cx.annotate(format!("drop {kind} from {from}: {why}"));
     }
 
@@ -400,30 +405,129 @@ impl Replica {
         others.get(self.p.f as usize).copied().unwrap_or(0)
     }
 
-    // ---- Sending ------------------------------------------------------------------------
+    // ---- Own invariants -----------------------------------------------------------------
+    //
+    // What this replica's own state must satisfy whatever the network delivers. Messages
+    // are validated on arrival (an invalid one is dropped and annotated, never a panic),
+    // so a failed assertion here is a bug in this code, not a Byzantine peer's doing: it
+    // stops the run at once instead of letting a broken replica report a wrong result.
 
-    /// Sends to one node, through the Byzantine behaviour if any.
-    pub(super) fn send(&mut self, cx: &mut Context<Node>, to: NodeId, msg: Msg) {
-        match self.byzantine {
-            None => cx.send(to, msg),
-            Some(behavior) => self.send_byzantine(behavior, cx, vec![to], msg),
+    /// A sequence number this replica decides (commits) or executes lies within its
+    /// watermarks: entries enter the log only inside (h, h+L], the window only moves up,
+    /// and a stable checkpoint discards everything at or below it.
+    pub(super) fn assert_within_watermarks(&self, seq: Seq, what: &str) {
+        // The `no-watermarks` mutant accepts messages and certificates for any sequence
+        // number, so it decides outside the window by design: the testbed's invariant
+        // checkers must catch that mutant, not a panic here.
+        if !self.seam.enforces_watermarks() {
+            return;
         }
+        assert!(
+            seq > self.low && seq <= self.high(),
+            "PBFT replica bug: {} {what} sequence {seq} outside its watermarks ({}, {}]",
+            self.me,
+            self.low,
+            self.high()
+        );
     }
 
-    /// Sends to every other replica, through the Byzantine behaviour if any.
-    pub(super) fn multicast(&mut self, cx: &mut Context<Node>, msg: Msg) {
-        match self.byzantine {
-            None => cx.broadcast(self.others(), msg),
-            Some(behavior) => {
-                let to = self.others().collect();
-                self.send_byzantine(behavior, cx, to, msg)
-            }
-        }
+    /// A prepared certificate this replica formed or relies on holds 2f prepares that
+    /// match its pre-prepare, from distinct backups (the primary does not prepare).
+    pub(super) fn assert_prepared_quorum(&self, cert: &PreparedCert, what: &str) {
+        let pp = &cert.pre_prepare;
+        let primary = primary_of(pp.view, self.p.n).0;
+        let signers = distinct_replicas(
+            cert.prepares
+                .iter()
+                .filter(|v| v.view == pp.view && v.seq == pp.seq && v.digest == pp.digest)
+                .map(|v| v.replica)
+                .filter(|&r| r != primary),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.prepared(),
+            "PBFT replica bug: {} {what} a prepared certificate for sequence {} with prepares from {signers} distinct backups, needs {}",
+            self.me,
+            pp.seq,
+            self.q.prepared()
+        );
+    }
+
+    /// A commit certificate this replica formed or accepted holds a commit quorum of
+    /// matching commits from distinct replicas. The quorum is the one in force: 2f+1, or
+    /// 2f under the `small-commit-quorum` mutant, whose too-small quorum is for the
+    /// invariant checkers to catch; what this asserts is that no replica counts twice.
+    pub(super) fn assert_commit_quorum(&self, cert: &CommitCert, what: &str) {
+        let pp = &cert.pre_prepare;
+        let signers = distinct_replicas(
+            cert.commits
+                .iter()
+                .filter(|v| v.view == pp.view && v.seq == pp.seq && v.digest == pp.digest)
+                .map(|v| v.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.commit,
+            "PBFT replica bug: {} {what} a commit certificate for sequence {} with commits from {signers} distinct replicas, needs {}",
+            self.me,
+            pp.seq,
+            self.q.commit
+        );
+    }
+
+    /// A checkpoint this replica makes stable is proven by 2f+1 matching checkpoint
+    /// messages from distinct replicas.
+    pub(super) fn assert_stable_quorum(&self, seq: Seq, digest: &Digest, proof: &[Checkpoint]) {
+        let signers = distinct_replicas(
+            proof
+                .iter()
+                .filter(|c| c.seq == seq && c.digest == *digest)
+                .map(|c| c.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.stable(),
+            "PBFT replica bug: {} makes checkpoint {seq} stable on checkpoints from {signers} distinct replicas, needs {}",
+            self.me,
+            self.q.stable()
+        );
+    }
+
+    /// A new view this replica enters (as its primary or a backup) rests on 2f+1 view
+    /// changes for that view from distinct replicas.
+    pub(super) fn assert_new_view_quorum(&self, nv: &NewView) {
+        let signers = distinct_replicas(
+            nv.view_changes
+                .iter()
+                .filter(|vc| vc.new_view == nv.view)
+                .map(|vc| vc.replica),
+            self.p.n,
+        );
+        assert!(
+            signers >= self.q.stable(),
+            "PBFT replica bug: {} enters view {} on view changes from {signers} distinct replicas, needs {}",
+            self.me,
+            nv.view,
+            self.q.stable()
+        );
+    }
+
+    // ---- Sending ------------------------------------------------------------------------
+
+    /// Sends to one node, through the seam (a Byzantine behaviour's, in a test).
+    pub(super) fn send(&mut self, cx: &mut Context<NodeWith<S>>, to: NodeId, msg: Msg) {
+        self.seam.send(&self.crypto, self.p.n, cx, to, msg);
+    }
+
+    /// Sends to every other replica, through the seam (a Byzantine behaviour's, in a test).
+    pub(super) fn multicast(&mut self, cx: &mut Context<NodeWith<S>>, msg: Msg) {
+        let others = self.others();
+        self.seam.multicast(&self.crypto, self.p.n, cx, others, msg);
     }
 
     /// Saves the view and the stable checkpoint (with its state, if this replica has it):
     /// called whenever either changes.
-    pub(super) fn save(&self, cx: &mut Context<Node>) {
+    pub(super) fn save(&self, cx: &mut Context<NodeWith<S>>) {
         let durable = Durable {
             view: self.view,
             view_change: self.changing.and_then(|c| {
@@ -443,7 +547,7 @@ impl Replica {
 
     // ---- Handlers -----------------------------------------------------------------------
 
-    pub(super) fn on_start(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
         self.last_progress = cx.now();
         if let Some(c) = self.changing.as_mut() {
             c.since = cx.now();
@@ -470,13 +574,13 @@ impl Replica {
             .collect()
     }
 
-    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
-        self.announce(cx);
+    pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<NodeWith<S>>) {
+        self.seam.announce(cx);
         self.dispatch(from, msg, cx);
         self.after_event(cx);
     }
 
-    pub(super) fn dispatch(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Node>) {
+    pub(super) fn dispatch(&mut self, from: NodeId, msg: Msg, cx: &mut Context<NodeWith<S>>) {
         match msg {
             Msg::Request(request) => self.on_request(from, request, cx),
             Msg::PrePrepare(pp) => self.on_pre_prepare(from, pp, cx),
@@ -492,13 +596,13 @@ impl Replica {
     }
 
     /// After every event: keep the housekeeping tick running while there is work.
-    fn after_event(&mut self, cx: &mut Context<Node>) {
+    fn after_event(&mut self, cx: &mut Context<NodeWith<S>>) {
         if !self.tick_armed && self.has_work() {
             self.arm_tick(cx);
         }
     }
 
-    pub(super) fn arm_tick(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn arm_tick(&mut self, cx: &mut Context<NodeWith<S>>) {
         if !self.tick_armed {
             self.tick_armed = true;
             cx.set_timer(self.p.tick, Timer::Tick);
@@ -520,7 +624,7 @@ impl Replica {
 
     // ---- Requests -----------------------------------------------------------------------
 
-    fn on_request(&mut self, from: NodeId, request: Arc<Request>, cx: &mut Context<Node>) {
+    fn on_request(&mut self, from: NodeId, request: Arc<Request>, cx: &mut Context<NodeWith<S>>) {
         if !self.is_client(request.client) {
             return self.drop_msg(cx, "request", from, "not from a client");
         }
@@ -590,7 +694,7 @@ impl Replica {
 
     /// The primary assigns sequence numbers to queued requests while the in-flight bound
     /// and the high watermark allow.
-    pub(super) fn try_propose(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn try_propose(&mut self, cx: &mut Context<NodeWith<S>>) {
         while self.changing.is_none() && self.is_primary() && !self.queue.is_empty() {
             let in_flight = (self.next_seq - 1).saturating_sub(self.last_executed);
             if in_flight >= self.p.in_flight_max || !self.in_window(self.next_seq) {
@@ -623,7 +727,7 @@ impl Replica {
 
     // ---- Pre-prepare, prepare, commit ---------------------------------------------------
 
-    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<NodeWith<S>>) {
         if from != primary_of(pp.view, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "not from the primary of its view");
         }
@@ -656,7 +760,8 @@ impl Replica {
             }
             return; // a retransmission of what we accepted
         }
-        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q) {
+        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q, self.seam.checks_digests())
+        {
             return self.drop_msg(cx, "pre-prepare", from, &why);
         }
         if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c)) {
@@ -666,7 +771,11 @@ impl Replica {
     }
 
     /// Accepts a valid pre-prepare of the current view: log it, prepare it.
-    pub(super) fn accept_pre_prepare(&mut self, pp: Arc<PrePrepare>, cx: &mut Context<Node>) {
+    pub(super) fn accept_pre_prepare(
+        &mut self,
+        pp: Arc<PrePrepare>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         // Requests learnt from a pre-prepare do not start the view-change timer: only a
         // client's retransmission to every replica (the client suspects the primary) does.
         // A backup cut off by a partition then does not start a view change on its own,
@@ -689,7 +798,7 @@ impl Replica {
         from: NodeId,
         view: View,
         msg: impl FnOnce() -> Msg,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) -> bool {
         if view == self.view && self.changing.is_none() {
             return true;
@@ -726,7 +835,13 @@ impl Replica {
         true
     }
 
-    fn on_vote(&mut self, from: NodeId, phase: Phase, vote: Arc<Vote>, cx: &mut Context<Node>) {
+    fn on_vote(
+        &mut self,
+        from: NodeId,
+        phase: Phase,
+        vote: Arc<Vote>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         let kind = match phase {
             Phase::Prepare => "prepare",
             Phase::Commit => "commit",
@@ -767,7 +882,7 @@ impl Replica {
     }
 
     /// Moves one sequence number forward: prepared, committed, executed.
-    pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<Node>) {
+    pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
         let Some(entry) = self.log.get_mut(&seq) else {
             return;
         };
@@ -789,14 +904,22 @@ impl Replica {
                 .take(self.q.prepared())
                 .copied()
                 .collect();
-            entry.prepared_cert = Some(PreparedCert {
+            let cert = PreparedCert {
                 pre_prepare: Arc::clone(&pp),
                 prepares,
-            });
-            if self.p.mutant == Mutant::NoCommit && entry.decided.is_none() {
+            };
+            let decide = self.seam.decides_when_prepared() && entry.decided.is_none();
+            self.assert_prepared_quorum(&cert, "formed");
+            if decide {
+                self.assert_within_watermarks(seq, "decides");
+            }
+            let entry = self.log.get_mut(&seq).expect("present above");
+            entry.prepared_cert = Some(cert);
+            if decide {
                 entry.decided = Some(Arc::clone(&pp));
             }
         }
+        let entry = self.log.get_mut(&seq).expect("present above");
         if !entry.sent_commit {
             entry.sent_commit = true;
             let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
@@ -813,10 +936,14 @@ impl Replica {
                 .filter(|v| v.digest == pp.digest)
                 .copied()
                 .collect();
-            entry.commit_cert = Some(CommitCert {
+            let cert = CommitCert {
                 pre_prepare: Arc::clone(&pp),
                 commits,
-            });
+            };
+            self.assert_commit_quorum(&cert, "formed");
+            self.assert_within_watermarks(seq, "commits");
+            let entry = self.log.get_mut(&seq).expect("present above");
+            entry.commit_cert = Some(cert);
             if entry.decided.is_none() {
                 entry.decided = Some(pp);
             }
@@ -827,7 +954,7 @@ impl Replica {
     // ---- Execution ----------------------------------------------------------------------
 
     /// Executes decided batches in sequence order, as far as they go.
-    pub(super) fn execute_ready(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn execute_ready(&mut self, cx: &mut Context<NodeWith<S>>) {
         let mut progressed = false;
         loop {
             let seq = self.last_executed + 1;
@@ -844,7 +971,8 @@ impl Replica {
         }
     }
 
-    fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<Node>) {
+    fn execute(&mut self, seq: Seq, pp: &PrePrepare, cx: &mut Context<NodeWith<S>>) {
+        self.assert_within_watermarks(seq, "executes");
         let mut executed = Vec::with_capacity(pp.batch.len());
         for request in pp.batch.iter() {
             if !self.is_client(request.client) {
@@ -873,7 +1001,7 @@ impl Replica {
         self.last_executed = seq;
         // With the digest checked on arrival the claimed digest is the batch's; without
         // (the `no-digest-check` mutant) report what was really executed.
-        let digest = if self.q.check_digest {
+        let digest = if self.seam.checks_digests() {
             pp.digest
         } else {
             batch_digest(&pp.batch)
@@ -891,7 +1019,7 @@ impl Replica {
 
     pub(super) fn reply(
         &mut self,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
         client: NodeId,
         number: u64,
         result: u64,
@@ -902,7 +1030,7 @@ impl Replica {
 
     // ---- Checkpoints and garbage collection ---------------------------------------------
 
-    fn take_checkpoint(&mut self, seq: Seq, cx: &mut Context<Node>) {
+    fn take_checkpoint(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
         let snapshot = Arc::new(Snapshot {
             store: self.store.clone(),
             replies: self.replies.clone(),
@@ -915,7 +1043,7 @@ impl Replica {
         self.record_checkpoint(checkpoint, cx);
     }
 
-    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<Node>) {
+    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
         if !self.is_replica(from) || c.replica != from.0 {
             return self.drop_msg(cx, "checkpoint", from, "not the replica's own checkpoint");
         }
@@ -929,7 +1057,7 @@ impl Replica {
         self.record_checkpoint(c, cx);
     }
 
-    fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<Node>) {
+    fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
         // Far-future checkpoints only count as evidence that we fell behind; storing them
         // would let one replica fill our memory.
         if c.seq <= self.low || c.seq > self.high().saturating_add(self.p.window) {
@@ -959,11 +1087,12 @@ impl Replica {
         seq: Seq,
         digest: Digest,
         proof: Vec<Checkpoint>,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) {
         if seq <= self.low {
             return;
         }
+        self.assert_stable_quorum(seq, &digest, &proof);
         if let Some(own) = self.snapshots.get(&seq) {
             if own.digest() != digest {
                 // Only a faulty replica (or a mutant) gets here; the checks report it.
@@ -992,8 +1121,8 @@ impl Replica {
 
     // ---- Housekeeping -------------------------------------------------------------------
 
-    pub(super) fn on_tick(&mut self, cx: &mut Context<Node>) {
-        self.announce(cx);
+    pub(super) fn on_tick(&mut self, cx: &mut Context<NodeWith<S>>) {
+        self.seam.announce(cx);
         self.tick_armed = false;
         let now = cx.now();
         let stalled = self.last_executed == self.executed_at_last_tick;
@@ -1047,7 +1176,7 @@ impl Replica {
 
     /// Re-sends this replica's messages for the first uncommitted log entries and its
     /// checkpoints that are not stable yet, in case they were lost.
-    fn retransmit(&mut self, cx: &mut Context<Node>) {
+    fn retransmit(&mut self, cx: &mut Context<NodeWith<S>>) {
         let mut out = Vec::new();
         for (_, entry) in self
             .log
@@ -1125,7 +1254,12 @@ impl Replica {
 
     /// Installs the state at a stable checkpoint (state transfer or a new view's
     /// checkpoint), discarding everything it covers.
-    pub(super) fn load_state(&mut self, seq: Seq, snapshot: Arc<Snapshot>, cx: &mut Context<Node>) {
+    pub(super) fn load_state(
+        &mut self,
+        seq: Seq,
+        snapshot: Arc<Snapshot>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         self.store = snapshot.store.clone();
         self.replies = snapshot.replies.clone();
         self.last_executed = seq;

@@ -10,7 +10,7 @@ use super::messages::{
     Batch, Checkpoint, Msg, NewView, PrePrepare, Refusal, Seq, View, ViewChange,
 };
 use super::replica::{Changing, Replica};
-use super::{Mutant, Node, Output};
+use super::{NodeWith, Output, TestSeam};
 use crate::crypto::Digest;
 use rehearsal_sim_core::{Context, NodeId};
 use std::collections::BTreeMap;
@@ -33,9 +33,9 @@ impl Plan {
     }
 }
 
-impl Replica {
+impl<S: TestSeam> Replica<S> {
     /// Suspects the primary: stop taking part in the current view and ask for `target`.
-    pub(super) fn start_view_change(&mut self, target: View, cx: &mut Context<Node>) {
+    pub(super) fn start_view_change(&mut self, target: View, cx: &mut Context<NodeWith<S>>) {
         let current = self.changing.map_or(self.view, |c| c.target);
         if target <= current {
             return;
@@ -46,7 +46,7 @@ impl Replica {
         });
         self.view_changes_unproductive += 1;
         self.queue.clear();
-        let prepared = if self.p.mutant == Mutant::ForgetPrepared {
+        let prepared = if !self.seam.reports_prepared() {
             Vec::new()
         } else {
             self.log
@@ -54,6 +54,9 @@ impl Replica {
                 .filter_map(|(_, e)| e.prepared_cert.clone())
                 .collect()
         };
+        for cert in &prepared {
+            self.assert_prepared_quorum(cert, "asks for a new view with");
+        }
         let vc = Arc::new(ViewChange::signed(
             &self.crypto,
             target,
@@ -74,7 +77,7 @@ impl Replica {
     }
 
     /// View-change messages may be lost: repeat ours while the change lasts.
-    pub(super) fn resend_view_change(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn resend_view_change(&mut self, cx: &mut Context<NodeWith<S>>) {
         let Some(changing) = self.changing else {
             return;
         };
@@ -90,7 +93,7 @@ impl Replica {
         &mut self,
         from: NodeId,
         vc: Arc<ViewChange>,
-        cx: &mut Context<Node>,
+        cx: &mut Context<NodeWith<S>>,
     ) {
         if !self.is_replica(from) || vc.replica != from.0 || from == self.me {
             return self.drop_msg(cx, "view-change", from, "not the replica's own view change");
@@ -156,7 +159,7 @@ impl Replica {
             }
             let in_window =
                 pp.seq > vc.stable_seq && pp.seq <= vc.stable_seq.saturating_add(self.p.window);
-            if self.p.mutant != Mutant::NoWatermarks && !in_window {
+            if self.seam.enforces_watermarks() && !in_window {
                 return Err(format!(
                     "prepared certificate for {} outside ({}, {}]",
                     pp.seq,
@@ -167,14 +170,14 @@ impl Replica {
             if !seen.insert(pp.seq) {
                 return Err(format!("two prepared certificates for {}", pp.seq));
             }
-            check_prepared(cert, &self.crypto, &self.q)?;
+            check_prepared(cert, &self.crypto, &self.q, self.seam.checks_digests())?;
             check_batch(&pp.batch, &self.crypto, |c| self.is_client(c))?;
         }
         Ok(())
     }
 
     /// The new primary: with 2f+1 view changes for the view it leads, announce it.
-    pub(super) fn try_new_view(&mut self, cx: &mut Context<Node>) {
+    pub(super) fn try_new_view(&mut self, cx: &mut Context<NodeWith<S>>) {
         let Some(changing) = self.changing else {
             return;
         };
@@ -250,6 +253,8 @@ impl Replica {
         let mut chosen: BTreeMap<Seq, &PrePrepare> = BTreeMap::new();
         for vc in vcs {
             for cert in &vc.prepared {
+                // Others' certificates were checked on arrival (`check_view_change`).
+                self.assert_prepared_quorum(cert, "plans a new view on");
                 let pp = &*cert.pre_prepare;
                 if pp.seq <= min_s {
                     continue;
@@ -288,7 +293,12 @@ impl Replica {
         })
     }
 
-    pub(super) fn on_new_view(&mut self, from: NodeId, nv: Arc<NewView>, cx: &mut Context<Node>) {
+    pub(super) fn on_new_view(
+        &mut self,
+        from: NodeId,
+        nv: Arc<NewView>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if !self.is_replica(from) {
             return self.drop_msg(cx, "new-view", from, "not from a replica");
         }
@@ -350,14 +360,20 @@ impl Replica {
                     "pre-prepare for {seq} is not the one the view changes call for"
                 ));
             }
-            check_pre_prepare(pp, &self.crypto, &self.q)?;
+            check_pre_prepare(pp, &self.crypto, &self.q, self.seam.checks_digests())?;
             check_batch(&pp.batch, &self.crypto, |c| self.is_client(c))?;
         }
         Ok(plan)
     }
 
     /// Enters the view a valid new-view message announces.
-    fn enter_new_view(&mut self, nv: Arc<NewView>, plan: Plan, cx: &mut Context<Node>) {
+    pub(super) fn enter_new_view(
+        &mut self,
+        nv: Arc<NewView>,
+        plan: Plan,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
+        self.assert_new_view_quorum(&nv);
         let view = nv.view;
         self.view = view;
         self.changing = None;

@@ -6,6 +6,10 @@
 //! a retransmitted request is answered again instead of being executed twice.
 //! Clients send one request at a time and retransmit it with exponential backoff until
 //! the reply arrives.
+//!
+//! Test-only behaviour (the [`Mutant`]) enters through one seam, [`TestSeam`]: the
+//! simulator's [`Node`] has it, the [`ProductionNode`] that runs over real transports is
+//! the correct protocol alone.
 
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, RunEnd, Time, TimerId};
@@ -105,7 +109,7 @@ pub fn actors(config: &Config) -> Vec<Node> {
 /// The actors of one run with a deliberately broken server (test-only).
 pub fn actors_with_mutant(config: &Config, mutant: Option<Mutant>) -> Vec<Node> {
     let server = Server {
-        reexecute: mutant == Some(Mutant::ExecuteRetransmissions),
+        seam: Testing { mutant },
         ..Server::default()
     };
     let mut nodes = vec![Node::Server(server)];
@@ -118,21 +122,102 @@ pub fn actors_with_mutant(config: &Config, mutant: Option<Mutant>) -> Vec<Node> 
     nodes
 }
 
+/// Node `id` of a run as the production node, for a real runtime: the server (node 0) or
+/// a client (1..=clients); `None` for any other id.
+///
+/// ```
+/// use rehearsal_protocols::unreplicated::{self, NodeWith, SERVER};
+/// use rehearsal_sim_core::NodeId;
+/// use std::time::Duration;
+///
+/// let config = unreplicated::Config {
+///     clients: 2,
+///     requests_per_client: 10,
+///     retransmit_after: Duration::from_millis(100),
+/// };
+/// assert!(matches!(unreplicated::production_node(&config, SERVER), Some(NodeWith::Server(_))));
+/// assert!(matches!(unreplicated::production_node(&config, NodeId(2)), Some(NodeWith::Client(_))));
+/// assert!(unreplicated::production_node(&config, NodeId(3)).is_none());
+/// ```
+pub fn production_node(config: &Config, id: NodeId) -> Option<ProductionNode> {
+    if id == SERVER {
+        Some(NodeWith::Server(ServerWith::default()))
+    } else if id.0 <= config.clients {
+        Some(NodeWith::Client(Client::new(
+            config.requests_per_client,
+            config.retransmit_after,
+        )))
+    } else {
+        None
+    }
+}
+
+// ---- The test seam ------------------------------------------------------------------------
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Correct {}
+    impl Sealed for super::Testing {}
+}
+
+/// The one seam where test-only behaviour enters the server: what it asks that a
+/// [`Mutant`] changes the answer to. Sealed: [`Correct`] and [`Testing`] are the only two.
+pub trait TestSeam: sealed::Sealed + Default + Sized + 'static {
+    /// Whether a retransmitted request executes again (it must not: at most once).
+    fn reexecutes_retransmissions(&self) -> bool;
+}
+
+/// The correct protocol, with nothing test-only in it: the seam of [`ProductionNode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Correct;
+
+impl TestSeam for Correct {
+    #[inline]
+    fn reexecutes_retransmissions(&self) -> bool {
+        false
+    }
+}
+
+/// The simulator's seam: the run's mutant, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Testing {
+    pub mutant: Option<Mutant>,
+}
+
+impl TestSeam for Testing {
+    fn reexecutes_retransmissions(&self) -> bool {
+        self.mutant == Some(Mutant::ExecuteRetransmissions)
+    }
+}
+
 // ---- State ------------------------------------------------------------------------------
 
-pub enum Node {
-    Server(Server),
+/// An unreplicated node, the server or a client, whose server has the [`TestSeam`] `S`.
+/// Use [`Node`] in the simulator and [`ProductionNode`] over real transports.
+pub enum NodeWith<S: TestSeam> {
+    Server(ServerWith<S>),
     Client(Client),
 }
 
+/// The simulator's node: mutants are available through its [`Testing`] seam.
+pub type Node = NodeWith<Testing>;
+
+/// The production node: the correct protocol, with no mutant switch compiled in. Build
+/// it with [`production_node`].
+pub type ProductionNode = NodeWith<Correct>;
+
+/// The server, with the [`TestSeam`] `S`.
 #[derive(Default)]
-pub struct Server {
+pub struct ServerWith<S: TestSeam> {
     sum: u64,
     /// Per client: its latest executed request and the reply sent for it.
     last_reply: BTreeMap<NodeId, (u64, u64)>,
-    /// Mutant: executes retransmissions again.
-    reexecute: bool,
+    /// Where a mutant comes in; nothing for the production server.
+    seam: S,
 }
+
+/// The simulator's server.
+pub type Server = ServerWith<Testing>;
 
 pub struct Client {
     requests_total: u64,
@@ -166,7 +251,7 @@ impl Client {
         self.completed
     }
 
-    fn send_next(&mut self, cx: &mut Context<Node>) {
+    fn send_next<S: TestSeam>(&mut self, cx: &mut Context<NodeWith<S>>) {
         if self.completed >= self.requests_total {
             return;
         }
@@ -182,7 +267,7 @@ impl Client {
         cx.send(SERVER, Msg::Request { request, operand });
     }
 
-    fn on_reply(&mut self, request: u64, result: u64, cx: &mut Context<Node>) {
+    fn on_reply<S: TestSeam>(&mut self, request: u64, result: u64, cx: &mut Context<NodeWith<S>>) {
         // A reply to anything but the request in flight is a late duplicate: ignore it.
         let Some(out) = self.outstanding.as_ref().filter(|o| o.request == request) else {
             return;
@@ -199,7 +284,7 @@ impl Client {
         self.send_next(cx);
     }
 
-    fn on_retransmit(&mut self, request: u64, cx: &mut Context<Node>) {
+    fn on_retransmit<S: TestSeam>(&mut self, request: u64, cx: &mut Context<NodeWith<S>>) {
         let Some(out) = self.outstanding.as_mut().filter(|o| o.request == request) else {
             return;
         };
@@ -216,10 +301,16 @@ impl Client {
     }
 }
 
-impl Server {
-    fn on_request(&mut self, client: NodeId, request: u64, operand: u64, cx: &mut Context<Node>) {
+impl<S: TestSeam> ServerWith<S> {
+    fn on_request(
+        &mut self,
+        client: NodeId,
+        request: u64,
+        operand: u64,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         match self.last_reply.get(&client) {
-            Some(&(last, result)) if last == request && !self.reexecute => {
+            Some(&(last, result)) if last == request && !self.seam.reexecutes_retransmissions() => {
                 // Retransmission of the latest request: answer again, do not re-execute.
                 cx.send(client, Msg::Reply { request, result });
                 return;
@@ -242,23 +333,23 @@ impl Server {
 
 // ---- Handlers ---------------------------------------------------------------------------
 
-impl Actor for Node {
+impl<S: TestSeam> Actor for NodeWith<S> {
     type Msg = Msg;
     type Timer = Timer;
     type Output = Output;
 
     fn on_start(&mut self, cx: &mut Context<Self>) {
-        if let Node::Client(client) = self {
+        if let NodeWith::Client(client) = self {
             client.send_next(cx);
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<Self>) {
         match (self, msg) {
-            (Node::Server(server), Msg::Request { request, operand }) => {
+            (NodeWith::Server(server), Msg::Request { request, operand }) => {
                 server.on_request(from, request, operand, cx)
             }
-            (Node::Client(client), Msg::Reply { request, result }) if from == SERVER => {
+            (NodeWith::Client(client), Msg::Reply { request, result }) if from == SERVER => {
                 client.on_reply(request, result, cx)
             }
             (_, msg) => cx.annotate(format!("ignored unexpected {msg:?} from {from}")),
@@ -267,16 +358,16 @@ impl Actor for Node {
 
     fn on_timer(&mut self, timer: Timer, cx: &mut Context<Self>) {
         match (self, timer) {
-            (Node::Client(client), Timer::Retransmit { request }) => {
+            (NodeWith::Client(client), Timer::Retransmit { request }) => {
                 client.on_retransmit(request, cx)
             }
-            (Node::Server(_), _) => {}
+            (NodeWith::Server(_), _) => {}
         }
     }
 
     fn waiting_for(&self) -> Option<String> {
         match self {
-            Node::Client(c) if c.completed < c.requests_total => Some(format!(
+            NodeWith::Client(c) if c.completed < c.requests_total => Some(format!(
                 "the reply to request {} ({} of {} done)",
                 c.completed + 1,
                 c.completed,
@@ -386,5 +477,53 @@ impl Invariant<Node> for RequestsAnswered {
                 unfinished.join(", ")
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod production {
+    //! The production node (behind the `Correct` seam) runs the very run the simulator's
+    //! node does when no mutant is set.
+
+    use super::*;
+    use rehearsal_sim_core::{Latency, Outcome, SimConfig, SimpleNetwork, Simulation};
+
+    fn config() -> Config {
+        Config {
+            clients: 3,
+            requests_per_client: 20,
+            retransmit_after: Duration::from_millis(50),
+        }
+    }
+
+    fn network() -> SimpleNetwork {
+        SimpleNetwork {
+            latency: Latency::Constant { ns: 10_000_000 },
+            loss: 0.3,
+        }
+    }
+
+    #[test]
+    fn the_production_node_runs_as_the_simulators_node_without_a_mutant() {
+        let config = config();
+        let production: Vec<ProductionNode> = (0..=config.clients)
+            .map(|i| production_node(&config, NodeId(i)).expect("a node of the run"))
+            .collect();
+        let report = Simulation::new(SimConfig::new(3), production, network()).run();
+        let completed: u64 = report
+            .actors
+            .iter()
+            .map(|node| match node {
+                NodeWith::Client(c) => c.completed(),
+                NodeWith::Server(_) => 0,
+            })
+            .sum();
+        assert_eq!(completed, 60);
+
+        let mut simulated = Simulation::new(SimConfig::new(3), actors(&config), network());
+        simulated.add_invariant(RequestsAnswered::new(&config));
+        let simulated = simulated.run();
+        assert_eq!(simulated.outcome, Outcome::Ok, "{:?}", simulated.violations);
+        assert_eq!(simulated.digest, report.digest);
     }
 }

@@ -1,6 +1,9 @@
 //! Unreplicated in the protocol registry.
 
-use super::{Client, Config, Mutant, Node, Output, RequestsAnswered, Server, SERVER};
+use super::{
+    production_node, Client, Config, Mutant, Node, Output, ProductionNode, RequestsAnswered,
+    Server, Testing, SERVER,
+};
 use rehearsal_sim_core::protocol::{
     ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes,
 };
@@ -38,6 +41,7 @@ impl Protocol for Unreplicated {
     type Params = Params;
     type Config = Setup;
     type Node = Node;
+    type RealNode = ProductionNode;
 
     fn params_doc() -> &'static [ParamDoc] {
         &[ParamDoc {
@@ -115,7 +119,9 @@ impl Protocol for Unreplicated {
     fn node(setup: &Setup, id: NodeId) -> Result<Node, String> {
         Ok(if id == SERVER {
             Node::Server(Server {
-                reexecute: setup.mutant == Some(Mutant::ExecuteRetransmissions),
+                seam: Testing {
+                    mutant: setup.mutant,
+                },
                 ..Server::default()
             })
         } else {
@@ -123,6 +129,15 @@ impl Protocol for Unreplicated {
                 setup.config.requests_per_client,
                 setup.config.retransmit_after,
             ))
+        })
+    }
+
+    fn real_node(setup: &Setup, id: NodeId) -> Result<ProductionNode, String> {
+        production_node(&setup.config, id).ok_or_else(|| {
+            format!(
+                "unreplicated has no node {id} (nodes 0 to {})",
+                setup.config.clients
+            )
         })
     }
 
