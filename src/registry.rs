@@ -3,34 +3,40 @@
 //! implementation into what the commands need.
 //!
 //! Adding a protocol: implement `rehearsal_sim_core::protocol::Protocol` in its folder
-//! under `protocols/src/`, and add one line to [`PROTOCOLS`]. Nothing else in the program
-//! names a protocol.
+//! under `protocols/src/`, and add one line to the `protocols!` list in
+//! `protocols/src/lib.rs`. Nothing else in the program names a protocol.
 
 use crate::cli::CliError;
 use crate::cluster::{self, NodeArgs, Watch};
 use crate::config::RunConfig;
 use crate::run::{healed_at, net_bound, RunSummary};
 use rehearsal_hardware::cluster::{ClusterConfig, NodeConfig};
-use rehearsal_protocols::{benaloh, pbft, unreplicated};
 use rehearsal_sim_core::protocol::{
     ByzantineRoom, ParamDoc, Protocol as Spec, Role, Setting, SettingError, Sizes, Target,
-    TimerKnob,
+    TimerKnob, Visitor,
 };
 use rehearsal_sim_core::{Actor, NetworkModel, NodeId, SimConfig};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Write;
 use std::marker::PhantomData;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
-/// Every protocol the program runs, one line each, in the order help texts list them.
-pub static PROTOCOLS: &[&dyn Registered] = &[
-    &Entry::<unreplicated::Unreplicated>::NEW,
-    &Entry::<benaloh::Benaloh>::NEW,
-    &Entry::<benaloh::BenalohTimed>::NEW,
-    &Entry::<pbft::Pbft>::NEW,
-];
+/// Every protocol the program runs, in the order help texts list them: those the
+/// protocols crate registers (`rehearsal_protocols::visit_protocols`).
+static PROTOCOLS: LazyLock<Vec<&'static dyn Registered>> = LazyLock::new(|| {
+    struct Collect(Vec<&'static dyn Registered>);
+    impl Visitor for Collect {
+        fn visit<P: Spec>(&mut self) {
+            // A unit value: leaking it costs nothing.
+            self.0.push(Box::leak(Box::new(Entry::<P>::NEW)));
+        }
+    }
+    let mut all = Collect(Vec::new());
+    rehearsal_protocols::visit_protocols(&mut all);
+    all.0
+});
 
 /// Parameters as given (run file, cluster file, `--param`), by name; only those set.
 pub type ParamMap = serde_json::Map<String, serde_json::Value>;
@@ -263,11 +269,7 @@ pub fn cluster_params_table(
     Ok(table)
 }
 
-impl<P> Registered for Entry<P>
-where
-    P: Spec,
-    <P::Node as Actor>::Output: Send + DeserializeOwned,
-{
+impl<P: Spec> Registered for Entry<P> {
     fn name(&self) -> &'static str {
         P::NAME
     }
@@ -566,6 +568,7 @@ pub fn write_protocols(out: &mut dyn Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rehearsal_protocols::{pbft, unreplicated};
     use std::time::Duration;
 
     /// A PBFT cluster file of 4 replicas and 1 client, with `params` as its `[params]`.

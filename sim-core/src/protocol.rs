@@ -238,7 +238,8 @@ pub trait Protocol: 'static {
     /// Everything the protocol derived from a setting, shared by all its nodes.
     type Config: Clone + 'static;
     /// The node the simulator runs (with its test hooks: mutants, Byzantine behaviours).
-    type Node: Actor;
+    /// Its outputs cross threads and files on real runs.
+    type Node: Actor<Output: Send + DeserializeOwned>;
     /// The node real transports run: the correct protocol only, no test hook compiled in
     /// (often the same type as `Node` for protocols without test hooks).
     type RealNode: Actor<Output = <Self::Node as Actor>::Output>;
@@ -401,6 +402,12 @@ pub trait Protocol: 'static {
     /// The invariants a real run's outputs must satisfy, checked after the run in
     /// [`Protocol::causal_key`] order (no termination: its bounds are in virtual time).
     fn output_invariants(config: &Self::Config) -> Vec<Box<dyn Invariant<Self::Node>>>;
+}
+
+/// What learns of every registered protocol, one type at a time (the protocols crate's
+/// `visit_protocols` calls it once per protocol, in order).
+pub trait Visitor {
+    fn visit<P: Protocol>(&mut self);
 }
 
 /// A positive duration in a parameter table, written as text such as `"200ms"`; a bad one
