@@ -23,7 +23,7 @@
 //!
 //! - prints one JSON object per line on stdout: `{"event":"ready",..}` once it listens,
 //!   `{"event":"done",..}` when it reached its goal (a client finished its requests, a
-//!   Benaloh peer output its total), and `{"event":"summary",..}` when it stops;
+//!   Benaloh peer output its total: its protocol's final output), and `{"event":"summary",..}` when it stops;
 //! - starts its actor when it reads the line `start` on stdin, and stops cleanly (summary,
 //!   outputs flushed) at the end of stdin or on SIGTERM. It ignores SIGINT, so that a
 //!   Ctrl-C in the terminal, which reaches the whole process group, lets the launcher shut
@@ -1753,7 +1753,7 @@ pub fn cluster(
             if left.is_zero() {
                 if !with_clients {
                     failures.push(format!(
-                        "not every peer output its total within {}",
+                        "not every node reached its goal (the output its protocol calls final, e.g. a Benaloh total) within {}",
                         short_ns(duration_ns(args.duration))
                     ));
                 }

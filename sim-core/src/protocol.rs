@@ -389,7 +389,9 @@ pub trait Protocol: 'static {
         0
     }
 
-    /// An output after which a node without clients has reached its goal.
+    /// An output after which a node without clients has reached its goal. A cluster of a
+    /// protocol without clients runs until every node has output one (or fails at its
+    /// time limit), so such a protocol defines it to run on real transports.
     fn is_final(_output: &<Self::Node as Actor>::Output) -> bool {
         false
     }
