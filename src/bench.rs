@@ -1,10 +1,15 @@
 //! `rehearsal bench`: figures, not pass/fail.
 
 use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
+use crate::cluster::{bad, short_ns, BenchTcpArgs};
 use crate::config::{Protocol, RunConfig};
 use crate::run::{run_with, RunOptions};
+use rehearsal_hardware::bench_tcp::{self, TcpBenchConfig, TcpBenchReport};
+use rehearsal_hardware::encode_message;
+use rehearsal_protocols::unreplicated;
+use rehearsal_sim_core::{duration_ns, NodeId};
 use rehearsal_sim_core::{Latency, Outcome};
-use std::io::Write;
+use std::io::{self, Write};
 
 /// Unreplicated ping-pong: one client, one server, constant 10 ms latency, digest on and
 /// no trace kept in memory; once over the minimal network model (latency and loss only)
@@ -200,4 +205,100 @@ pub fn dpdk(_: u64, _: usize, _: bool, _: &mut dyn Write) -> Result<u8, CliError
          `cargo run --release --features dpdk -- bench dpdk`"
             .into(),
     ))
+}
+
+/// Unreplicated closed-loop clients through the node runtime over TCP on loopback, side by
+/// side with a plain `std::net` echo of the same message size and client count.
+pub fn tcp(args: &BenchTcpArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+    let proto = unreplicated::Config {
+        clients: args.clients,
+        requests_per_client: u64::MAX,
+        retransmit_after: unreplicated::RETRANSMIT_AFTER_REAL,
+    };
+    // The baseline moves frames as large as a typical request of the runtime side: a
+    // request number in the hundreds of thousands and an operand below 1000.
+    let mut sample = Vec::new();
+    encode_message(
+        &unreplicated::Msg::Request {
+            request: 100_000,
+            operand: 500,
+        },
+        &mut sample,
+    )
+    .map_err(|e| bad(format!("cannot encode a request: {e}")))?;
+    let config = TcpBenchConfig {
+        clients: args.clients,
+        message_bytes: sample.len(),
+        warmup: args.warmup,
+        duration: args.duration,
+        client_nice: args.client_nice,
+    };
+    config.validate().map_err(bad)?;
+    let workload = format!(
+        "unreplicated closed loop, {} clients, 1 server, TCP on 127.0.0.1, {}-byte requests; \
+         baseline: std::net blocking echo, thread per connection",
+        args.clients,
+        sample.len()
+    );
+    let report = match bench_tcp::run(
+        workload,
+        // The production nodes: the correct protocol, as `rehearsal node` runs it.
+        (0..=proto.clients)
+            .filter_map(|i| unreplicated::production_node(&proto, NodeId(i)))
+            .collect::<Vec<_>>(),
+        |o| matches!(o, unreplicated::Output::Completed { .. }),
+        &config,
+    ) {
+        Ok(report) => report,
+        Err(error) => {
+            writeln!(err, "error: bench tcp: {error}")?;
+            return Ok(EXIT_FAILED);
+        }
+    };
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&report).map_err(io::Error::from)?
+        )?;
+    } else {
+        write_bench_tcp(&report, out)?;
+    }
+    // A run in which the runtime completed nothing measured nothing.
+    Ok(
+        if report.runtime.requests > 0 && report.baseline.requests > 0 {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        },
+    )
+}
+
+fn write_bench_tcp(r: &TcpBenchReport, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "bench tcp: {}", r.workload)?;
+    writeln!(
+        out,
+        "  window {} after {} warm-up, per side{}",
+        short_ns(duration_ns(r.config.duration)),
+        short_ns(duration_ns(r.config.warmup)),
+        match r.config.client_nice {
+            0 => String::new(),
+            nice => format!("; client threads of both sides at nice {nice}"),
+        }
+    )?;
+    for (name, side) in [("runtime ", &r.runtime), ("baseline", &r.baseline)] {
+        writeln!(
+            out,
+            "  {name}  {:>10.0} req/s   p50 {:>8}  p99 {:>8}  p99.9 {:>8}",
+            side.requests_per_second,
+            short_ns(side.latency.p50_ns),
+            short_ns(side.latency.p99_ns),
+            short_ns(side.latency.p999_ns)
+        )?;
+    }
+    writeln!(
+        out,
+        "  runtime / baseline throughput: {:.1} %",
+        r.throughput_ratio * 100.0
+    )
 }

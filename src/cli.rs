@@ -486,7 +486,7 @@ pub fn run(
         Command::Cluster(args) => crate::cluster::cluster(&args, out, err),
         Command::Bench {
             what: BenchCommand::Tcp(args),
-        } => crate::cluster::bench_tcp(&args, out, err),
+        } => crate::bench::tcp(&args, out, err),
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),
