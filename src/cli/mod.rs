@@ -1,0 +1,410 @@
+//! The `rehearsal` command line. [`run`] takes the arguments and the output streams, so
+//! tests drive the real command in-process. The commands' work is in two parts: `sim` (a
+//! run's configuration, the runs and their summaries) and `traces` (replay, shrink,
+//! export, show, plot).
+
+use crate::bench;
+use crate::config::{Protocol, RunConfig};
+use crate::run::{run as run_config, RunSummary};
+use clap::{Args, Parser, Subcommand};
+use rehearsal_sim_core::{duration_ns, format_ns, parse_duration, Latency, Outcome};
+use rehearsal_traces::{first_difference, read_trace, render_text, write_trace, Footer, Header};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Exit status: every run was ok.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a run violated an invariant or stalled, or a replay diverged (a replay of
+/// a failing run exits with it too, however faithful).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad arguments or bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rehearsal",
+    version,
+    about = "Deterministic simulation testbed for distributed protocols",
+    long_about = "Runs protocols written as plain actors in a seeded discrete-event simulator, \
+                  checks their invariants, and replays any run from its seed or trace."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate a protocol under a seeded network model and check its invariants.
+    Sim(Box<SimArgs>),
+    /// List every protocol with its parameters, roles, timers, mutants and Byzantine
+    /// behaviours (the same as `rehearsal sim --protocol help`).
+    Protocols,
+    /// Re-run a recorded trace from its header and check that every event matches.
+    ///
+    /// Exits 0 only when the run is identical to the recording and its outcome is ok; 1
+    /// when it departs from the recording or fails (a violation or a stall); 2 for bad
+    /// input.
+    Replay {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        /// Re-enact the recorded schedule (which message arrives when, which are lost,
+        /// when faults strike) instead of re-drawing it from the seed, so a recorded failure
+        /// can be re-run against changed protocol code; reports where the new run departs.
+        #[arg(long)]
+        follow_trace: bool,
+        /// With --follow-trace: run this deliberately broken variant of the protocol.
+        #[arg(long, value_name = "NAME")]
+        mutant: Option<String>,
+    },
+    /// Minimise a failing run: fewer operations, faults and deliveries, a shorter run,
+    /// keeping only reductions that still fail the same way; writes the minimal trace.
+    Shrink {
+        /// A trace of a failing run, written by `rehearsal sim --trace`.
+        file: PathBuf,
+        /// Where to write the minimal trace.
+        #[arg(short, long, value_name = "MIN.jsonl")]
+        output: PathBuf,
+        /// Stop searching after this much wall time and keep the best found.
+        #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
+        time_limit: u64,
+        /// Stop searching after this many re-runs.
+        #[arg(long, default_value_t = 100_000, value_name = "N")]
+        runs_max: u64,
+    },
+    /// Convert a trace for another tool: chrome (Perfetto), shiviz, mermaid or dot.
+    Export {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Where to write; standard output when absent.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Mermaid only: the most trace events drawn before the diagram is cut.
+        #[arg(long, default_value_t = 200)]
+        max_events: usize,
+    },
+    /// Print a trace as an aligned timeline, filtered by node, time window and kind.
+    Show {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        /// Only events at this node (repeat for several).
+        #[arg(long, value_name = "N")]
+        node: Vec<u32>,
+        /// Only events at or after this virtual time, e.g. 1m30s or 90s.
+        #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
+        from: Option<u64>,
+        /// Only events at or before this virtual time.
+        #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
+        to: Option<u64>,
+        /// Only events of these kinds: start, send, deliver, drop, timer, output, annotate,
+        /// violation, fault, corrupt (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "KIND")]
+        kind: Vec<String>,
+    },
+    /// Draw a trace as a space-time diagram (SVG): a lane per node, arrows for messages.
+    Plot {
+        /// A trace file written by `rehearsal sim --trace`.
+        file: PathBuf,
+        #[arg(short, long, value_name = "FILE.svg")]
+        output: PathBuf,
+        /// Picture width in pixels, 300 to 20000.
+        #[arg(long, default_value_t = 1200, value_parser = parse_width_arg)]
+        width: u32,
+    },
+    /// Run one node of a cluster file over a real transport until stopped; print a summary.
+    Node(crate::cluster::NodeArgs),
+    /// Launch a cluster of node processes on loopback, measure it and check its invariants.
+    Cluster(crate::cluster::ClusterArgs),
+    /// Measure the simulator's and the transports' speed.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    Chrome,
+    Shiviz,
+    Mermaid,
+    Dot,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// PBFT in the simulator: committed requests per wall-second (sim and real crypto,
+    /// with and without batching).
+    Pbft {
+        /// Requests of the headline setting (the others scale from it).
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
+    Tcp(crate::cluster::BenchTcpArgs),
+    /// DPDK ring pair in one process: one-way messages through the Transport trait, one
+    /// thread driving both ends (needs a build with `--features dpdk`).
+    Dpdk {
+        /// Messages to send.
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 64)]
+        payload_bytes: usize,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unreplicated ping-pong: 1 client, 1 server, constant latency; messages per wall-second.
+    Sim {
+        /// Round trips (each is two delivered messages).
+        #[arg(long, default_value_t = 1_000_000)]
+        round_trips: u64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// A run file (TOML) describing the whole run; flags given here override it.
+    #[arg(long, value_name = "RUN.toml")]
+    config: Option<PathBuf>,
+    /// Protocol to run [default: benaloh]; `help` lists every protocol with its
+    /// parameters, roles, timers, mutants and Byzantine behaviours.
+    #[arg(long, value_parser = protocol_value_parser())]
+    protocol: Option<String>,
+    /// Protocol nodes (servers, replicas, peers) [default: the protocol's, e.g. 5 for
+    /// benaloh, 1 server for unreplicated, 4 replicas for pbft].
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// Clients, for protocols that have them [default: 4].
+    #[arg(long)]
+    clients: Option<u32>,
+    /// Requests per client [default: 100].
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Master seed; every random choice of the run derives from it [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run seeds S, S+1, ..., S+K-1 and report the failing ones [default: 1].
+    #[arg(long, value_name = "K")]
+    seeds: Option<u64>,
+    /// Virtual-time deadline, e.g. 90s, 2m [default: 10m].
+    #[arg(long, value_parser = parse_duration_arg)]
+    duration: Option<u64>,
+    /// One-way latency: constant:10ms, uniform:1ms..40s, normal:50ms,10ms or
+    /// lognormal:50ms,20ms [default: constant:10ms].
+    #[arg(long, value_name = "SPEC", value_parser = parse_latency_arg)]
+    latency: Option<Latency>,
+    /// Probability that a message is lost, 0 to 1 [default: 0].
+    #[arg(long, value_name = "P")]
+    loss: Option<f64>,
+    /// The network model: a TOML file (latency or a latency matrix, loss, duplication,
+    /// reordering, corruption, bandwidth, FIFO links, what cuts do; see the README).
+    #[arg(long, value_name = "NET.toml")]
+    net: Option<PathBuf>,
+    /// Timed faults and network changes: a scenario file, one `@TIME COMMAND` per line.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Draw the network model and a fault schedule from each seed too (recorded in the
+    /// trace, so a failure replays from its trace alone).
+    #[arg(long)]
+    swarm: bool,
+    /// A protocol parameter (repeatable); `--protocol help` lists each protocol's.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_param_arg)]
+    param: Vec<(String, serde_json::Value)>,
+    /// Shorthand for `--param crypto=...`: signatures, `sim` (fast, unforgeable inside
+    /// the simulator) or `real` (Ed25519) [default: sim] (pbft).
+    #[arg(long, value_name = "real|sim")]
+    crypto: Option<String>,
+    /// Shorthand for `--param batch=N`: most requests per batch; 1 turns batching off
+    /// [default: 1] (pbft).
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+    /// Test-only: run a deliberately broken variant of the protocol (see the README).
+    #[arg(long, value_name = "NAME")]
+    mutant: Option<String>,
+    /// Set a protocol timer, e.g. `view-change=200ms` (repeatable; `--protocol help` lists
+    /// each protocol's) [default: scaled to the network's latency].
+    #[arg(long, value_name = "NAME=DURATION", value_parser = parse_timer_arg)]
+    timer: Vec<(String, u64)>,
+    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Print one JSON object per run on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--protocol`'s values: every registered protocol, and `help`.
+fn protocol_value_parser() -> clap::builder::PossibleValuesParser {
+    let mut names = Protocol::names();
+    names.push("help");
+    clap::builder::PossibleValuesParser::new(names)
+}
+
+/// `--param NAME=VALUE`: the value as TOML reads it (`4`, `true`, `"x"`), bare text
+/// otherwise (`real`, `200ms`).
+pub(crate) fn parse_param_arg(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("expected NAME=VALUE, got `{text}`"));
+    }
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
+    Ok((name.to_string(), parsed))
+}
+
+fn parse_duration_arg(text: &str) -> Result<u64, String> {
+    parse_duration(text)
+        .map(duration_ns)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_timer_arg(text: &str) -> Result<(String, u64), String> {
+    let Some((name, duration)) = text.split_once('=') else {
+        return Err(format!(
+            "expected NAME=DURATION such as `view-change=200ms`, got `{text}`"
+        ));
+    };
+    let ns = parse_duration_arg(duration)?;
+    Ok((name.trim().to_string(), ns))
+}
+
+fn parse_width_arg(text: &str) -> Result<u32, String> {
+    use rehearsal_traces::plot::{WIDTH_MAX, WIDTH_MIN};
+    match text.parse::<u64>() {
+        Ok(w) if (u64::from(WIDTH_MIN)..=u64::from(WIDTH_MAX)).contains(&w) => Ok(w as u32),
+        Ok(w) => Err(format!(
+            "{w} pixels is outside {WIDTH_MIN} to {WIDTH_MAX}, the widths a plot may have"
+        )),
+        Err(_) => Err(format!(
+            "expected a whole number of pixels, {WIDTH_MIN} to {WIDTH_MAX}"
+        )),
+    }
+}
+
+fn parse_latency_arg(text: &str) -> Result<Latency, String> {
+    text.parse::<Latency>().map_err(|e| e.to_string())
+}
+
+/// Runs the command line `args` (program name first), writing to `out` and `err`, and
+/// returns the exit status.
+pub fn run(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let status = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                err.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.as_bytes())
+            };
+            return status;
+        }
+    };
+    let result = match cli.command {
+        Command::Sim(args) => sim(*args, out, err),
+        Command::Protocols => crate::registry::write_protocols(out)
+            .map(|()| EXIT_OK)
+            .map_err(CliError::from),
+        Command::Replay {
+            file,
+            follow_trace,
+            mutant,
+        } => replay(&file, follow_trace, mutant, out),
+        Command::Export {
+            file,
+            format,
+            output,
+            max_events,
+        } => export(&file, format, output.as_deref(), max_events, out),
+        Command::Shrink {
+            file,
+            output,
+            time_limit,
+            runs_max,
+        } => shrink(&file, &output, time_limit, runs_max, out, err),
+        Command::Show {
+            file,
+            node,
+            from,
+            to,
+            kind,
+        } => show(&file, node, from, to, kind, out),
+        Command::Plot {
+            file,
+            output,
+            width,
+        } => plot(&file, &output, width, out),
+        Command::Node(args) => crate::cluster::node(&args, out, err),
+        Command::Cluster(args) => crate::cluster::cluster(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Tcp(args),
+        } => crate::bench::tcp(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Sim { round_trips, json },
+        } => bench::sim(round_trips, json, out),
+        Command::Bench {
+            what: BenchCommand::Pbft { requests, json },
+        } => bench::pbft(requests, json, out),
+        Command::Bench {
+            what:
+                BenchCommand::Dpdk {
+                    messages,
+                    payload_bytes,
+                    json,
+                },
+        } => bench::dpdk(messages, payload_bytes, json, out),
+    };
+    match result {
+        Ok(status) => status,
+        Err(CliError::BadInput(message)) => {
+            let _ = writeln!(err, "error: {message}");
+            EXIT_BAD_INPUT
+        }
+        Err(CliError::Io(e)) => {
+            let _ = writeln!(err, "error: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+/// Errors that end a command with exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+mod sim;
+mod traces;
+
+// Each part sees the others' items through its `use super::*`.
+#[allow(unused_imports)]
+use {sim::*, traces::*};
