@@ -149,24 +149,20 @@ fn sim_config_of<P: Spec>(config: &RunConfig) -> Result<P::Config, String> {
     })
 }
 
-/// The sizes of a cluster for `protocol`: its protocol nodes (those with node 0's role in
-/// it: server, replica or peer) and its clients (the others).
-pub fn cluster_sizes(protocol: Protocol, cluster: &ClusterConfig, requests: Option<u64>) -> Sizes {
+/// The sizes of a cluster for `P`: its protocol nodes (those with node 0's role in it:
+/// server, replica or peer) and its clients (the others).
+fn cluster_sizes<P: Spec>(cluster: &ClusterConfig, requests: Option<u64>) -> Sizes {
     let all = cluster.nodes.len() as u32;
     let probe = Sizes {
         nodes: all,
         clients: 0,
         requests,
     };
-    let node_role = protocol.role(&probe, NodeId(0));
+    let node_role = P::role(&probe, NodeId(0));
     let nodes = cluster.nodes.iter().filter(|n| n.role == node_role).count() as u32;
     Sizes {
         nodes,
-        clients: if protocol.has_clients() {
-            all - nodes
-        } else {
-            0
-        },
+        clients: if P::CLIENTS { all - nodes } else { 0 },
         requests,
     }
 }
@@ -214,11 +210,7 @@ fn cluster_config_of<P: Spec>(cluster: &ClusterConfig) -> Result<(P::Config, Siz
             .error(format!("[params] {}: {}", e.key, e.rule))
             .to_string()
     })?;
-    let sizes = cluster_sizes(
-        Protocol::named(P::NAME).map_err(|e| cluster.error(e).to_string())?,
-        cluster,
-        params.requests_per_client,
-    );
+    let sizes = cluster_sizes::<P>(cluster, params.requests_per_client);
     for node in &cluster.nodes {
         let expected = P::role(&sizes, node.id);
         if node.role != expected {

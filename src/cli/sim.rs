@@ -26,8 +26,6 @@ pub(super) fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
         ("duration", args.duration.is_some()),
         ("latency", args.latency.is_some()),
         ("loss", args.loss.is_some()),
-        ("crypto", args.crypto.is_some()),
-        ("batch", args.batch.is_some()),
         ("mutant", args.mutant.is_some()),
         ("scenario", args.scenario.is_some()),
         ("net", args.net.is_some()),
