@@ -4,28 +4,20 @@ use crate::config::RunConfig;
 use rehearsal_net_models::{scenario, NetConfig, Network, NODES_MAX};
 use rehearsal_sim_core::protocol::NetBound;
 use rehearsal_sim_core::{
-    Actor, Digest, EndReason, Invariant, Latency, NetworkModel, NodeStats, Outcome, SimConfig,
-    SimpleNetwork, Simulation, Time, TraceEvent,
+    Actor, Invariant, Latency, NetworkModel, RunResult, SimConfig, SimpleNetwork, Simulation, Time,
+    TraceEvent,
 };
 use rehearsal_sim_core::{NodeId, RestartFn};
 use rehearsal_traces::{FollowStats, ScheduleFollower};
 use std::time::{Duration, Instant};
 
-/// What one run yields, the same for every protocol.
+/// What one run yields, the same for every protocol: the simulator's [`RunResult`] (read
+/// through the summary, as `summary.outcome`) and what the command line adds to it.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub config: RunConfig,
-    pub outcome: Outcome,
-    pub end: EndReason,
-    pub violations: Vec<String>,
-    pub events: u64,
-    pub messages_sent: u64,
-    pub messages_delivered: u64,
-    pub messages_dropped: u64,
-    pub sim_time: Time,
+    pub result: RunResult,
     pub wall_time: Duration,
-    pub digest: Digest,
-    pub nodes: Vec<NodeStats>,
     /// Every event, when the run was asked to keep its trace.
     pub trace: Vec<TraceEvent>,
     /// When the run followed a recorded schedule: how closely it could.
@@ -34,25 +26,33 @@ pub struct RunSummary {
     pub protocol: Option<serde_json::Value>,
 }
 
+/// A summary reads as its result: `summary.outcome`, `summary.violations`.
+impl std::ops::Deref for RunSummary {
+    type Target = RunResult;
+    fn deref(&self) -> &RunResult {
+        &self.result
+    }
+}
+
 impl RunSummary {
-    /// One JSON object, as `rehearsal sim --json` prints it.
+    /// One JSON object, as `rehearsal sim --json` prints it: the [`RunResult`]'s fields
+    /// (violations as `{invariant, node, time_ns, detail}`), then the protocol's name, the
+    /// wall time and the protocol's figures.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "protocol": self.config.protocol.name(),
-            "seed": self.config.seed,
-            "outcome": self.outcome.as_str(),
-            "end": self.end,
-            "violations": self.violations,
-            "events": self.events,
-            "messages_sent": self.messages_sent,
-            "messages_delivered": self.messages_delivered,
-            "messages_dropped": self.messages_dropped,
-            "sim_time_ns": self.sim_time.as_nanos(),
-            "wall_time_ns": u64::try_from(self.wall_time.as_nanos()).unwrap_or(u64::MAX),
-            "trace_digest": self.digest.0,
-            "nodes": self.nodes,
-            "protocol_figures": self.protocol,
-        })
+        let mut json = serde_json::to_value(&self.result).expect("a run result serializes");
+        let fields = json.as_object_mut().expect("a run result is an object");
+        fields.insert("protocol".into(), self.config.protocol.name().into());
+        fields.insert(
+            "wall_time_ns".into(),
+            u64::try_from(self.wall_time.as_nanos())
+                .unwrap_or(u64::MAX)
+                .into(),
+        );
+        fields.insert(
+            "protocol_figures".into(),
+            self.protocol.clone().unwrap_or(serde_json::Value::Null),
+        );
+        json
     }
 }
 
@@ -237,17 +237,8 @@ pub(crate) fn simulate<A: Actor>(
     let protocol = setup.summarize.and_then(|f| f(&report.actors));
     Ok(RunSummary {
         config: config.clone(),
-        outcome: report.outcome,
-        end: report.end,
-        violations: report.violations,
-        events: report.events,
-        messages_sent: report.messages_sent,
-        messages_delivered: report.messages_delivered,
-        messages_dropped: report.messages_dropped,
-        sim_time: report.sim_time,
+        result: report.result,
         wall_time,
-        digest: report.digest,
-        nodes: report.nodes,
         trace: report.trace,
         follow: None,
         protocol,

@@ -73,7 +73,9 @@ fn one_retransmission_period_resends_a_bounded_number_of_messages() {
     let nodes = 70;
     let report = simulation(nodes, Mode::Robust, 1.0, 1, Time::from_secs(30)).run();
     assert_eq!(report.outcome, Outcome::Violation);
-    assert!(report.violations[0].contains("at the deadline, n0 waits for shares from n1, n2"));
+    assert!(report.violations[0]
+        .detail
+        .contains("at the deadline, n0 waits for shares from n1, n2"));
     for stats in &report.nodes {
         assert!(stats.timers_fired > 1);
         assert_eq!(

@@ -323,7 +323,7 @@ fn runs_are_reproducible_from_their_seed() {
             },
         )
         .unwrap();
-        sim.run().digest
+        sim.run().result.digest
     };
     assert_eq!(digest(11), digest(11));
     assert_ne!(digest(11), digest(12));

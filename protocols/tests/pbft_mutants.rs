@@ -107,7 +107,7 @@ fn caught(mutant: Mutant, setting: Setting, invariant: &str) -> Vec<u64> {
         let broken = run(mutant, setting, seed);
         if broken.outcome != Outcome::Ok {
             assert!(
-                broken.violations.iter().any(|v| v.starts_with(invariant)),
+                broken.violations.iter().any(|v| v.invariant == invariant),
                 "{mutant} under {setting:?}, seed {seed}: expected {invariant}, got {:?}",
                 broken.violations
             );
@@ -204,11 +204,7 @@ fn catch_rates_over_many_seeds() {
             let broken = run(mutant, setting, seed);
             if broken.outcome != Outcome::Ok {
                 caught.push(seed);
-                let name = broken.violations[0]
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
+                let name = broken.violations[0].invariant.clone();
                 *by.entry(name).or_default() += 1;
             }
         }

@@ -4,7 +4,7 @@ use crate::actor::{Actor, NodeId};
 use crate::time::Time;
 
 /// Why a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// No event left: every node is idle and no message or timer is pending.

@@ -10,6 +10,7 @@ pub mod codec;
 mod fault;
 mod invariant;
 mod network;
+mod outcome;
 pub mod protocol;
 mod rng;
 mod sim;
@@ -23,8 +24,9 @@ pub use invariant::{EndReason, Invariant, RunEnd};
 pub use network::{
     Admit, Fate, Latency, LatencySpecError, NetChange, NetworkModel, Packet, SimpleNetwork,
 };
+pub use outcome::{FailureKind, Outcome, RunResult, Violation, STALL};
 pub use rng::{derive_rng, SimRng};
-pub use sim::{Outcome, RestartFn, RunReport, SimConfig, Simulation};
+pub use sim::{RestartFn, RunReport, SimConfig, Simulation};
 pub use stats::NodeStats;
 pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};
 pub use trace::{Digest, EventKind, TraceEvent};

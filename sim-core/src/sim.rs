@@ -6,12 +6,12 @@ use crate::codec;
 use crate::fault::{ClockSkew, Fault};
 use crate::invariant::{EndReason, Invariant, RunEnd};
 use crate::network::{Admit, Fate, NetChange, NetworkModel, Packet};
+use crate::outcome::{Outcome, RunResult, Violation};
 use crate::rng::{derive_rng, SimRng};
 use crate::stats::NodeStats;
 use crate::time::Time;
-use crate::trace::{self, summarize, Digest, EventKind, Recorder, TraceEvent};
+use crate::trace::{self, summarize, EventKind, Recorder, TraceEvent};
 use rand::Rng;
-use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
@@ -40,49 +40,23 @@ impl SimConfig {
     }
 }
 
-/// The verdict of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Ok,
-    /// An invariant failed (a safety check, or a liveness check at the deadline).
-    Violation,
-    /// The run went quiet with work outstanding.
-    Stalled,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Violation => "violation",
-            Outcome::Stalled => "stalled",
-        }
-    }
-}
-
-/// Everything a run yields.
+/// Everything a run yields: its [`RunResult`] (read through this report, as
+/// `report.outcome`), the trace when it was kept, and the actors as the run left them.
 #[derive(Debug)]
 pub struct RunReport<A: Actor> {
-    pub seed: u64,
-    pub outcome: Outcome,
-    pub end: EndReason,
-    /// `"invariant: detail"` for every failed check, in the order found.
-    pub violations: Vec<String>,
-    /// For a stall: what each waiting node said it waits for.
-    pub waiting: Vec<(NodeId, String)>,
-    pub sim_time: Time,
-    /// Number of trace events (also the sequence number the next one would have had).
-    pub events: u64,
-    pub messages_sent: u64,
-    pub messages_delivered: u64,
-    pub messages_dropped: u64,
-    pub nodes: Vec<NodeStats>,
-    pub digest: Digest,
+    pub result: RunResult,
     /// The events, when [`SimConfig::keep_trace`] was set; empty otherwise.
     pub trace: Vec<TraceEvent>,
     /// The actors as the run left them.
     pub actors: Vec<A>,
+}
+
+/// A report reads as its result: `report.outcome`, `report.violations`.
+impl<A: Actor> std::ops::Deref for RunReport<A> {
+    type Target = RunResult;
+    fn deref(&self) -> &RunResult {
+        &self.result
+    }
 }
 
 enum Pending<A: Actor> {
@@ -220,7 +194,7 @@ pub struct Simulation<A: Actor> {
     effects: Vec<Effect<A>>,
     encode_buf: Vec<u8>,
     recorder: Recorder,
-    violations: Vec<String>,
+    violations: Vec<Violation>,
     stopped: bool,
     messages_delivered: u64,
     /// Timer firings to put off, by node and timer: how many more times each is due
@@ -948,15 +922,19 @@ impl<A: Actor> Simulation<A> {
         let seq = self.recorder.begin(trace::TAG_VIOLATION, self.now, node);
         self.recorder.bytes(invariant.as_bytes());
         self.recorder.bytes(detail.as_bytes());
-        self.violations.push(format!("{invariant}: {detail}"));
         if self.recorder.keep {
             self.recorder.keep_event(
                 seq,
                 self.now,
                 node,
-                EventKind::Violation { invariant, detail },
+                EventKind::Violation {
+                    invariant: invariant.clone(),
+                    detail: detail.clone(),
+                },
             );
         }
+        self.violations
+            .push(Violation::new(invariant, node, self.now, detail));
     }
 
     fn finish(mut self, end: EndReason) -> RunReport<A> {
@@ -965,7 +943,6 @@ impl<A: Actor> Simulation<A> {
         } else {
             Outcome::Violation
         };
-        let mut waiting = Vec::new();
         if end != EndReason::Violation {
             let run_end = RunEnd {
                 now: self.now,
@@ -978,7 +955,7 @@ impl<A: Actor> Simulation<A> {
                     failed.push((invariant.name().to_string(), detail));
                 }
             }
-            waiting = self
+            let waiting: Vec<(NodeId, String)> = self
                 .actors
                 .iter()
                 .enumerate()
@@ -993,7 +970,7 @@ impl<A: Actor> Simulation<A> {
                 outcome = Outcome::Stalled;
                 for (node, what) in &waiting {
                     self.violations
-                        .push(format!("stall: {node} waits for {what}"));
+                        .push(Violation::stall(*node, self.now, what));
                 }
             } else if !self.violations.is_empty() {
                 outcome = Outcome::Violation;
@@ -1002,18 +979,19 @@ impl<A: Actor> Simulation<A> {
         let digest = self.recorder.finish();
         let nodes: Vec<NodeStats> = self.nodes.into_iter().map(|n| n.stats).collect();
         RunReport {
-            seed: self.config.seed,
-            outcome,
-            end,
-            messages_sent: nodes.iter().map(|n| n.messages_sent).sum(),
-            messages_dropped: nodes.iter().map(|n| n.messages_dropped).sum(),
-            messages_delivered: self.messages_delivered,
-            violations: self.violations,
-            waiting,
-            sim_time: self.now,
-            events: self.recorder.next_seq,
-            nodes,
-            digest,
+            result: RunResult {
+                seed: self.config.seed,
+                outcome,
+                end,
+                messages_sent: nodes.iter().map(|n| n.messages_sent).sum(),
+                messages_dropped: nodes.iter().map(|n| n.messages_dropped).sum(),
+                messages_delivered: self.messages_delivered,
+                violations: self.violations,
+                sim_time: self.now,
+                events: self.recorder.next_seq,
+                nodes,
+                digest,
+            },
             trace: std::mem::take(&mut self.recorder.events),
             actors: self.actors,
         }

@@ -1,9 +1,9 @@
 //! Per-node statistics of a run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters for one node. Bytes are bincode-encoded message sizes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStats {
     pub messages_sent: u64,
     pub messages_received: u64,

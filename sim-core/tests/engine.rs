@@ -2,7 +2,7 @@
 
 use rehearsal_sim_core::{
     Actor, Context, EndReason, EventKind, Invariant, NodeId, Outcome, RunEnd, SimConfig,
-    SimpleNetwork, Simulation, Time, TimerId,
+    SimpleNetwork, Simulation, Time, TimerId, Violation,
 };
 use std::time::Duration;
 
@@ -223,7 +223,16 @@ fn a_safety_violation_stops_the_run_at_once_and_is_traced() {
     let report = sim.run();
     assert_eq!(report.outcome, Outcome::Violation);
     assert_eq!(report.end, EndReason::Violation);
-    assert_eq!(report.violations, vec!["even: n0 output odd 3".to_string()]);
+    // The violation is data: which check, which node, when, and what.
+    let [v] = &report.violations[..] else {
+        panic!("one violation expected: {:?}", report.violations)
+    };
+    assert_eq!(
+        (v.invariant.as_str(), v.node, v.detail.as_str()),
+        ("even", NodeId(0), "n0 output odd 3")
+    );
+    assert_eq!(v.time, report.sim_time);
+    assert_eq!(v.to_string(), "even: n0 output odd 3");
     assert!(
         report.actors[0].seen.is_empty(),
         "the timer after the violation must not run"
@@ -240,20 +249,24 @@ fn quiet_with_work_outstanding_is_a_stall_that_says_what_nodes_wait_for() {
     sim.add_invariant(EvenOutputs);
     let report = sim.run();
     assert_eq!(report.outcome, Outcome::Stalled);
+    let stalls: Vec<_> = report.stalls().collect();
     assert_eq!(
-        report.waiting,
-        vec![(NodeId(1), "nothing, ever".to_string())]
+        stalls,
+        [&Violation::stall(
+            NodeId(1),
+            report.sim_time,
+            "nothing, ever"
+        )]
     );
-    assert!(
-        report
-            .violations
-            .contains(&"even: n0 output nothing".to_string()),
-        "{:?}",
-        report.violations
+    assert_eq!(stalls[0].to_string(), "stall: n1 waits for nothing, ever");
+    let lines: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "even: n0 output nothing",
+            "stall: n1 waits for nothing, ever"
+        ]
     );
-    assert!(report
-        .violations
-        .contains(&"stall: n1 waits for nothing, ever".to_string()));
 }
 
 #[test]

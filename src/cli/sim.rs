@@ -445,14 +445,7 @@ pub(super) fn save_trace(path: &Path, summary: &RunSummary) -> Result<(), CliErr
         summary.config.seed,
         serde_json::to_value(&summary.config).map_err(|e| CliError::Io(e.into()))?,
     );
-    let footer = Footer {
-        outcome: summary.outcome.as_str().to_string(),
-        violations: summary.violations.clone(),
-        events: summary.events,
-        sim_time_ns: summary.sim_time.as_nanos(),
-        digest: summary.digest.0.clone(),
-        checksum: String::new(),
-    };
+    let footer = Footer::of(&summary.result);
     let file = std::fs::File::create(path).map_err(|e| {
         CliError::BadInput(format!(
             "cannot create trace file `{}`: {e}",

@@ -259,9 +259,8 @@ pub(super) fn shrink(
         },
         shrunk
             .run
-            .violations
-            .first()
-            .map_or(shrunk.failure.as_str(), |v| v.as_str())
+            .first_problem()
+            .map_or_else(|| shrunk.failure.to_string(), ToString::to_string)
     )?;
     let mut kept = vec![format!("deadline {}", format_ns(c.duration_ns))];
     kept.push(c.protocol.describe_sizes(&c.sizes()));

@@ -135,7 +135,8 @@ fn benaloh_with_every_message_lost_reports_what_each_node_waits_for() {
     // Robust nodes retransmit into the void until the deadline; the report still says
     // what each one waits for.
     assert_eq!(report.outcome, Outcome::Violation);
-    let all = report.violations.join("\n");
+    let all: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
+    let all = all.join("\n");
     assert!(all.contains("no total from n0, n1, n2"), "{all}");
     assert!(
         all.contains("at the deadline, n0 waits for shares from n1, n2"),

@@ -103,6 +103,7 @@ fn different_seeds_give_different_traces_where_randomness_matters() {
                 false,
             )
             .unwrap()
+            .result
             .digest
             .0
         })

@@ -2,10 +2,10 @@
 //! passing seeds pass; a failing seed becomes a trace, a shrunk trace and the commands
 //! that re-run it.
 
-use rehearsal::testing::{check_seeds, find_failure, follow_trace_of_test};
 use rehearsal_sim_core::{
     Actor, Context, Invariant, Latency, NodeId, SimConfig, SimpleNetwork, Simulation, Time,
 };
+use rehearsal_traces::check::{check_seeds, find_failure, follow_trace_of_test};
 
 /// Node 0 sends the numbers 1..=n to node 1, which outputs them as they arrive.
 struct Sender {
@@ -100,7 +100,9 @@ fn jitter_breaks_the_order_and_the_failure_shrinks_to_two_messages() {
     let again = follow_trace_of_test("jitter_reorders", &shrunk, &|seed| build(seed, jitter))
         .expect("the shrunk run still fails");
     assert_eq!(again.events, min.events.len() as u64);
-    assert_eq!(again.problem, min.footer.violations[0]);
+    // The same violation, as data: the check, the node, the time and the detail.
+    assert_eq!(again.problem, min.violations()[0]);
+    assert_eq!(again.problem.to_string(), min.footer.violations[0]);
 
     // The CLI reads the trace, and says how to re-run a test's trace.
     let show = rehearsal_tests::cli(&["show", shrunk.to_str().unwrap()]);

@@ -201,3 +201,71 @@ fn the_output_matcher_honours_its_wildcards() {
         "sim 20ms      wall _  digest f"
     );
 }
+
+/// The README's `cargo test` example is the file the author crate (`tests/author`, which
+/// depends on `rehearsal-sim-core` and `rehearsal-traces` alone) runs: line for line, but
+/// for that file's `//!` lines and its `should_panic` attribute.
+#[test]
+fn the_readme_test_example_is_the_file_the_author_crate_runs() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let file = std::fs::read_to_string(repo.join("tests/author/tests/order.rs")).unwrap();
+    let start = readme
+        .find("```rust\n// tests/order.rs")
+        .expect("the README has the `cargo test` example")
+        + "```rust\n".len();
+    let end = start + readme[start..].find("\n```").unwrap();
+    let shown: Vec<&str> = readme[start..end].lines().collect();
+    let run: Vec<&str> = file
+        .lines()
+        .filter(|l| !l.starts_with("//!") && !l.starts_with("#[should_panic"))
+        .skip_while(|l| l.is_empty())
+        .collect();
+    assert_eq!(
+        shown, run,
+        "README.md and tests/author/tests/order.rs differ"
+    );
+}
+
+/// The author crate needs neither the command line nor the transports: its dependency
+/// tree has no clap, indicatif, `rehearsal`, `rehearsal-hardware` or `rehearsal-protocols`.
+#[test]
+fn the_checking_library_pulls_in_no_command_line_or_transport() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = std::process::Command::new(cargo)
+        .current_dir(&repo)
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "rehearsal-author-test",
+            "--edges",
+            "normal,dev,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("cargo runs");
+    let out = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        tree.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&tree.stderr)
+    );
+    let names: Vec<&str> = out.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert!(names.contains(&"rehearsal-traces"), "{out}");
+    assert!(names.contains(&"rehearsal-sim-core"), "{out}");
+    for banned in [
+        "clap",
+        "indicatif",
+        "rehearsal",
+        "rehearsal-hardware",
+        "rehearsal-protocols",
+        "rehearsal-net-models",
+    ] {
+        assert!(!names.contains(&banned), "{banned} in the tree:\n{out}");
+    }
+}

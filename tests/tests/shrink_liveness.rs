@@ -95,7 +95,7 @@ fn a_shrunk_no_watermarks_termination_failure_is_genuine() {
     assert!(shrunk.events_after < shrunk.events_before);
     assert_eq!(shrunk.genuine, Some(true));
     let min = &shrunk.run;
-    assert!(min.violations[0].starts_with("termination:"), "{min:?}");
+    assert!(min.violations[0].invariant == "termination", "{min:?}");
 
     // Following the minimal schedule, the mutant still fails the same way and the correct
     // protocol passes.
@@ -107,7 +107,9 @@ fn a_shrunk_no_watermarks_termination_failure_is_genuine() {
     // The heal time reported is the last fault's.
     let healed = rehearsal_sim_core::Time(last_fault_ns(&min.trace));
     assert!(
-        min.violations[0].contains(&format!("after faults healed at {healed}:")),
+        min.violations[0]
+            .detail
+            .contains(&format!("after faults healed at {healed}:")),
         "{} (last fault at {healed})",
         min.violations[0]
     );
@@ -163,7 +165,7 @@ fn shrinks_to_at_most_150_events(name: &str, mutant: &str, scenario: &str, seed:
         shrunk.events_before,
         shrunk.events_after
     );
-    assert!(shrunk.run.violations[0].starts_with("agreement:"));
+    assert!(shrunk.run.violations[0].invariant == "agreement");
     // The shrunk run's drops are recorded as plain drop events; following the trace
     // imposes them again (as faults), or the run would not repeat.
     let forced = forced_drops_in(&shrunk.run.trace);

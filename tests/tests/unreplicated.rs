@@ -57,7 +57,9 @@ fn a_deadline_before_completion_is_a_liveness_violation() {
     let report = run(&config, false).unwrap();
     assert_eq!(report.outcome, Outcome::Violation);
     assert!(
-        report.violations[0].contains("requests left incomplete"),
+        report.violations[0]
+            .detail
+            .contains("requests left incomplete"),
         "{:?}",
         report.violations
     );

@@ -7,7 +7,7 @@
 //! read one line at a time with a cap per line and on the whole file, so an endless or
 //! binary input (`/dev/zero`, `/dev/urandom`) is refused after a bounded read.
 
-use rehearsal_sim_core::{EventKind, NodeId, TimerId, TraceEvent};
+use rehearsal_sim_core::{EventKind, NodeId, RunResult, Time, TimerId, TraceEvent, Violation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::{BufRead, Write};
@@ -101,12 +101,53 @@ fn footer_checksum(mut lines: blake3::Hasher, footer: &Footer) -> String {
     lines.finalize().to_hex().to_string()
 }
 
+impl Footer {
+    /// The footer of a run's trace: its verdict, each violation in its printed form
+    /// (`invariant: detail`), and its figures. The checksum is computed when it is written.
+    pub fn of(result: &RunResult) -> Footer {
+        Footer {
+            outcome: result.outcome.as_str().to_string(),
+            violations: result.violations.iter().map(ToString::to_string).collect(),
+            events: result.events,
+            sim_time_ns: result.sim_time.as_nanos(),
+            digest: result.digest.0.clone(),
+            checksum: String::new(),
+        }
+    }
+}
+
 /// A trace read back from a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceFile {
     pub header: Header,
     pub events: Vec<TraceEvent>,
     pub footer: Footer,
+}
+
+impl TraceFile {
+    /// The recorded run's violations as data: each `violation` event, then for a stall
+    /// each node the footer lists as waiting (found at the run's end). Reading the file
+    /// checked that the footer lists exactly these.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut all = Violation::all_in(&self.events);
+        let end = Time::from_nanos(self.footer.sim_time_ns);
+        let stalls = self.footer.violations[all.len().min(self.footer.violations.len())..]
+            .iter()
+            .filter_map(|line| parse_stall(line, end));
+        all.extend(stalls);
+        all
+    }
+}
+
+/// A footer's stall line (`stall: n3 waits for a reply`) as data.
+fn parse_stall(line: &str, end: Time) -> Option<Violation> {
+    let rest = line.strip_prefix("stall: n")?;
+    let (id, what) = rest.split_once(" waits for ")?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let node = NodeId(id.parse().ok()?);
+    Some(Violation::stall(node, end, what))
 }
 
 /// Why a trace file cannot be used. Every variant names the file and, where it applies, the line.
@@ -586,12 +627,9 @@ fn check_footer(footer: &Footer, events: &[TraceEvent]) -> Result<(), String> {
             footer.digest
         ));
     }
-    let found: Vec<String> = events
+    let found: Vec<String> = Violation::all_in(events)
         .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Violation { invariant, detail } => Some(format!("{invariant}: {detail}")),
-            _ => None,
-        })
+        .map(ToString::to_string)
         .collect();
     let listed = footer.violations.len();
     if footer.violations.get(..found.len()) != Some(&found[..]) {
@@ -620,9 +658,12 @@ fn check_footer(footer: &Footer, events: &[TraceEvent]) -> Result<(), String> {
         "stalled" if listed == 0 => {
             Err("footer's outcome is `stalled` but it lists nothing the run waited for".into())
         }
-        "stalled" => match extra.iter().find(|v| !v.starts_with("stall: ")) {
+        "stalled" => match extra
+            .iter()
+            .find(|v| parse_stall(v, Time::from_nanos(footer.sim_time_ns)).is_none())
+        {
             Some(v) => Err(format!(
-                "footer's violation `{v}` is neither a `violation` event nor a `stall:` line"
+                "footer's violation `{v}` is neither a `violation` event nor a `stall: nN waits for ...` line"
             )),
             None => Ok(()),
         },
@@ -1015,9 +1056,28 @@ mod tests {
         let mut f = footer.clone();
         f.outcome = "stalled".into();
         f.violations.push("stall: n1 waits for x".into());
-        read(&write(&header, &events, &f)).unwrap();
-        f.violations.push("made up".into());
-        assert!(error(&write(&header, &events, &f)).contains("neither"));
+        let trace = read(&write(&header, &events, &f)).unwrap();
+        // Read back as data: the violation event, then the waiting node at the run's end.
+        let violations = trace.violations();
+        let end = Time::from_nanos(f.sim_time_ns);
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert_eq!(violations[0].invariant, "sum");
+        assert_eq!(violations[1], Violation::stall(NodeId(1), end, "x"));
+        let lines: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        assert_eq!(lines, f.violations);
+        for bad in [
+            "made up",
+            "stall: waits for x",
+            "stall: nx waits for x",
+            "stall: n1 idles",
+        ] {
+            let mut g = f.clone();
+            g.violations.push(bad.into());
+            assert!(
+                error(&write(&header, &events, &g)).contains("neither"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

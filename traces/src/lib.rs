@@ -1,4 +1,7 @@
-//! Trace files of Rehearsal runs.
+//! Trace files of Rehearsal runs, and the checking library built on them: the `cargo
+//! test` harness ([`check`]), the shrinker ([`shrink`]) and schedule-following replay
+//! ([`ScheduleFollower`]). A protocol's own crate tests itself with this crate and
+//! `rehearsal-sim-core` alone; nothing here needs the command line or the transports.
 //!
 //! A trace is JSON Lines: a header (format, version, seed, the full run configuration),
 //! one line per event, and a footer (outcome, event count, digest, and a checksum of every
@@ -11,10 +14,12 @@
 //! tools ([`export`]): Chrome trace / Perfetto JSON, ShiViz logs, Mermaid sequence diagrams
 //! and Graphviz happens-before graphs.
 
+pub mod check;
 pub mod export;
 mod file;
 pub mod plot;
 mod render;
+pub mod shrink;
 
 pub use export::chrome::{chrome_trace, write_chrome_trace};
 pub use export::dot::{dot_graph, happens_before, HbEdge};

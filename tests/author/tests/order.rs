@@ -1,11 +1,12 @@
-//! The README's `cargo test` example, verbatim but for `should_panic`: it must compile,
+//! The README's `cargo test` example, verbatim but for these lines and `should_panic`
+//! (`tests/tests/readme.rs` checks that): it must compile with the checking library alone,
 //! and fail the way the README shows.
 
-// tests/order.rs; dev-dependencies: rehearsal and rehearsal-sim-core (path or git).
-use rehearsal::testing::check_seeds;
+// tests/order.rs; dev-dependencies: rehearsal-sim-core and rehearsal-traces.
 use rehearsal_sim_core::{
     Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time,
 };
+use rehearsal_traces::check::check_seeds;
 
 /// Node 0 sends 1..=20 to node 1, which outputs them as they arrive.
 struct Sender;
@@ -41,7 +42,7 @@ impl Invariant<Sender> for InOrder {
 }
 
 #[test]
-#[should_panic(expected = "messages_arrive_in_order: seed 1 failed: in-order")]
+#[should_panic(expected = "messages_arrive_in_order: seed 1 failed: in-order: 18 arrived after 19")]
 fn messages_arrive_in_order() {
     check_seeds("messages_arrive_in_order", 100, |seed| {
         let network = SimpleNetwork {

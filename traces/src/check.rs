@@ -1,0 +1,359 @@
+//! The `cargo test` harness: run many seeds of a simulation, and turn a failure into a
+//! trace, a shrunk trace and the commands that re-run it.
+//!
+//! A test file of a protocol's own crate, needing only `rehearsal-sim-core` and this
+//! crate:
+//!
+//! ```
+//! use rehearsal_sim_core::{Actor, Context, NodeId, SimConfig, SimpleNetwork, Simulation};
+//! use rehearsal_traces::check::check_seeds;
+//!
+//! /// Node 0 sends 3 to node 1; each node sends back one less until 0.
+//! struct Pinger;
+//! impl Actor for Pinger {
+//!     type Msg = u32;
+//!     type Timer = ();
+//!     type Output = u32;
+//!     fn on_start(&mut self, cx: &mut Context<Self>) {
+//!         if cx.me() == NodeId(0) {
+//!             cx.send(NodeId(1), 3)
+//!         }
+//!     }
+//!     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) {
+//!         if n > 0 {
+//!             cx.send(from, n - 1)
+//!         }
+//!     }
+//!     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+//! }
+//!
+//! // In a test file, under #[test]:
+//! check_seeds("ping_pong_survives_every_seed", 20, |seed| {
+//!     Simulation::new(SimConfig::new(seed), vec![Pinger, Pinger], SimpleNetwork::default())
+//! });
+//! ```
+//!
+//! Environment: `REHEARSAL_SEED=S` runs seed S only; `REHEARSAL_SEEDS=K` runs K seeds
+//! instead of the count in the code; `REHEARSAL_FOLLOW=FILE` re-runs the (shrunk) trace
+//! FILE of this test by following its recorded schedule. Traces go to `target/rehearsal/`
+//! (or `$CARGO_TARGET_DIR/rehearsal/`).
+
+use crate::shrink::{follower_of, shrink, ShrinkLimits, Subject, Trial};
+use crate::{read_trace, write_trace, Footer, Header, ScheduleFollower};
+use rehearsal_sim_core::{
+    Actor, NodeId, Outcome, RunReport, RunResult, Simulation, Time, TraceEvent, Violation,
+};
+use std::path::{Path, PathBuf};
+
+impl<A: Actor> Trial for RunReport<A> {
+    fn result(&self) -> &RunResult {
+        &self.result
+    }
+    fn events(&self) -> &[TraceEvent] {
+        &self.trace
+    }
+}
+
+/// A failure found by [`find_failure`]: everything the test report shows.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub test: String,
+    pub seed: u64,
+    /// The first violation (or the first stalled node) of the failing run.
+    pub problem: Violation,
+    pub trace: PathBuf,
+    pub events: u64,
+    /// The shrunk trace, and its event count.
+    pub shrunk: Option<(PathBuf, u64)>,
+    /// The commands that re-run it.
+    pub rerun: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: seed {} failed: {}",
+            self.test, self.seed, self.problem
+        )?;
+        writeln!(
+            f,
+            "  trace:        {} ({} events)",
+            self.trace.display(),
+            self.events
+        )?;
+        if let Some((path, events)) = &self.shrunk {
+            writeln!(f, "  shrunk trace: {} ({events} events)", path.display())?;
+        }
+        for line in &self.rerun {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs seeds of `build` (see the module docs for the environment variables) and panics
+/// with a [`Failure`] report at the first that fails.
+pub fn check_seeds<A: Actor>(test: &str, seeds: u64, build: impl Fn(u64) -> Simulation<A>) {
+    if let Some(failure) = find_failure(test, seeds, build) {
+        panic!("{failure}");
+    }
+}
+
+/// Like [`check_seeds`], but returns the first failure instead of panicking (for tests
+/// that expect one).
+pub fn find_failure<A: Actor>(
+    test: &str,
+    seeds: u64,
+    build: impl Fn(u64) -> Simulation<A>,
+) -> Option<Failure> {
+    if let Some(file) = env_follow() {
+        return follow_trace_of_test(test, &file, &build);
+    }
+    for seed in seed_range(seeds) {
+        let report = build(seed).run();
+        if report.outcome == Outcome::Ok {
+            continue;
+        }
+        let subject = SimSubject {
+            build: &build,
+            seed,
+            deadline_ns: None,
+        };
+        let mut recorded = build(seed);
+        recorded.keep_trace(true);
+        let deadline = recorded.deadline();
+        let recorded = recorded.run();
+        let header = custom_header(test, seed, deadline.map(Time::as_nanos), false);
+        return Some(report_failure(
+            test,
+            seed,
+            &subject,
+            &recorded,
+            header,
+            |subject: &SimSubject<'_, A>| custom_header(test, seed, subject.deadline_ns, true),
+            |shrunk_path| {
+                vec![
+                    format!("re-run it:    REHEARSAL_SEED={seed} cargo test {test}"),
+                    format!(
+                        "follow the shrunk run: REHEARSAL_FOLLOW={} cargo test {test}",
+                        shrunk_path.display()
+                    ),
+                ]
+            },
+        ));
+    }
+    None
+}
+
+fn custom_header(test: &str, seed: u64, deadline_ns: Option<u64>, follow: bool) -> Header {
+    Header::new(
+        seed,
+        serde_json::json!({
+            "test": test,
+            "seed": seed,
+            "deadline_ns": deadline_ns,
+            "follow_schedule": follow,
+        }),
+    )
+}
+
+/// Writes the failing run's trace, shrinks it, writes the shrunk trace, and says how to
+/// re-run both: the common end of [`find_failure`] and of harnesses over other kinds of
+/// [`Subject`]. `header` heads the recorded trace, `shrunk_header` the shrunk one (it
+/// should mark the run as following its own schedule); `rerun` lists the commands that
+/// re-run the failure, given the shrunk trace's path.
+pub fn report_failure<S: Subject>(
+    test: &str,
+    seed: u64,
+    subject: &S,
+    recorded: &S::Run,
+    header: Header,
+    shrunk_header: impl Fn(&S) -> Header,
+    rerun: impl Fn(&Path) -> Vec<String>,
+) -> Failure {
+    let dir = trace_dir();
+    let _ = std::fs::create_dir_all(&dir);
+    let stem = format!("{}-seed-{seed}", file_safe(test));
+    let trace = dir.join(format!("{stem}.jsonl"));
+    let problem = problem_of(recorded.result());
+    save(&trace, header, recorded);
+    let shrunk_path = dir.join(format!("{stem}.min.jsonl"));
+    let mut quiet = |_: &str| {};
+    let limits = ShrinkLimits {
+        runs_max: 2_000,
+        time_max: std::time::Duration::from_secs(30),
+    };
+    let shrunk = shrink(
+        subject,
+        recorded.events(),
+        recorded.sim_time_ns(),
+        limits,
+        &mut quiet,
+    )
+    .ok()
+    .map(|s| {
+        save(&shrunk_path, shrunk_header(&s.subject), &s.run);
+        (shrunk_path.clone(), s.events_after)
+    });
+    Failure {
+        test: test.to_string(),
+        seed,
+        problem,
+        events: recorded.events().len() as u64,
+        trace,
+        rerun: rerun(&shrunk_path),
+        shrunk,
+    }
+}
+
+/// The first violation of a failed run, or one naming its outcome if it listed none.
+fn problem_of(result: &RunResult) -> Violation {
+    result.first_problem().cloned().unwrap_or_else(|| {
+        Violation::new(
+            result.outcome.as_str(),
+            NodeId(0),
+            result.sim_time,
+            "no check reported a violation",
+        )
+    })
+}
+
+fn save(path: &Path, header: Header, run: &impl Trial) {
+    let footer = Footer::of(run.result());
+    let written = std::fs::File::create(path).and_then(|file| {
+        let mut w = std::io::BufWriter::new(file);
+        write_trace(&mut w, &header, run.events(), &footer)
+    });
+    if let Err(e) = written {
+        eprintln!("rehearsal: cannot write trace {}: {e}", path.display());
+    }
+}
+
+/// A simulation a test builds from a seed, as the shrinker sees it.
+struct SimSubject<'b, A: Actor> {
+    build: &'b dyn Fn(u64) -> Simulation<A>,
+    seed: u64,
+    deadline_ns: Option<u64>,
+}
+
+impl<A: Actor> Clone for SimSubject<'_, A> {
+    fn clone(&self) -> Self {
+        SimSubject {
+            build: self.build,
+            seed: self.seed,
+            deadline_ns: self.deadline_ns,
+        }
+    }
+}
+
+impl<A: Actor> Subject for SimSubject<'_, A> {
+    type Run = RunReport<A>;
+
+    fn run(&self, schedule: ScheduleFollower) -> Option<RunReport<A>> {
+        let mut sim = (self.build)(self.seed);
+        sim.set_network(schedule).keep_trace(true);
+        if let Some(ns) = self.deadline_ns {
+            sim.set_deadline(Some(Time(ns)));
+        }
+        Some(sim.run())
+    }
+
+    fn deadline_ns(&self) -> u64 {
+        self.deadline_ns
+            .or_else(|| (self.build)(self.seed).deadline().map(Time::as_nanos))
+            // No deadline: the run ends at quiescence; search below a day of virtual time.
+            .unwrap_or(86_400_000_000_000)
+    }
+
+    fn with_deadline(&self, ns: u64) -> Self {
+        SimSubject {
+            deadline_ns: Some(ns),
+            ..self.clone()
+        }
+    }
+}
+
+/// Re-runs a trace that [`check_seeds`] wrote for `test` by following its recorded
+/// schedule (what `REHEARSAL_FOLLOW=FILE` does); the failure, if it still fails.
+pub fn follow_trace_of_test<A: Actor>(
+    test: &str,
+    file: &Path,
+    build: &dyn Fn(u64) -> Simulation<A>,
+) -> Option<Failure> {
+    let recorded = read_trace(file).unwrap_or_else(|e| panic!("REHEARSAL_FOLLOW: {e}"));
+    let config = &recorded.header.config;
+    if config["test"] != test {
+        panic!(
+            "REHEARSAL_FOLLOW={}: the trace is of test {}, not `{test}`",
+            file.display(),
+            config["test"]
+        );
+    }
+    let seed = recorded.header.seed;
+    let subject = SimSubject {
+        build,
+        seed,
+        deadline_ns: config["deadline_ns"].as_u64(),
+    };
+    // The shrinker's drops are faults again, as when the trace was written.
+    let run = subject.run(follower_of(&recorded.events, recorded.footer.sim_time_ns))?;
+    run.failure()?;
+    Some(Failure {
+        test: test.to_string(),
+        seed,
+        problem: problem_of(&run),
+        trace: file.to_path_buf(),
+        events: run.trace.len() as u64,
+        shrunk: None,
+        rerun: vec![format!(
+            "re-run it:    REHEARSAL_FOLLOW={} cargo test {test}",
+            file.display()
+        )],
+    })
+}
+
+/// The trace `REHEARSAL_FOLLOW` names, if set.
+pub fn env_follow() -> Option<PathBuf> {
+    std::env::var_os("REHEARSAL_FOLLOW").map(PathBuf::from)
+}
+
+/// The seeds a harness runs: `REHEARSAL_SEED=S` alone, else `1..=REHEARSAL_SEEDS` (default `seeds`).
+pub fn seed_range(seeds: u64) -> std::ops::RangeInclusive<u64> {
+    let var = |name: &str| {
+        std::env::var(name).ok().map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a whole number"))
+        })
+    };
+    if let Some(seed) = var("REHEARSAL_SEED") {
+        return seed..=seed;
+    }
+    1..=var("REHEARSAL_SEEDS").unwrap_or(seeds).max(1)
+}
+
+/// `target/rehearsal/` of the build running this test (or `$CARGO_TARGET_DIR/rehearsal`).
+fn trace_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("rehearsal");
+    }
+    // A test binary lives in target/<profile>/deps/.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("rehearsal")
+}
+
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
