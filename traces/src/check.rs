@@ -94,6 +94,37 @@ impl std::fmt::Display for Failure {
 
 /// Runs seeds of `build` (see the module docs for the environment variables) and panics
 /// with a [`Failure`] report at the first that fails.
+///
+/// ```should_panic
+/// # use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time};
+/// # struct Sender;
+/// # impl Actor for Sender {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { for i in 1..=5 { cx.send(NodeId(1), i) } } }
+/// #     fn on_message(&mut self, _: NodeId, i: u32, cx: &mut Context<Self>) { cx.output(i) }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// # struct InOrder(u32);
+/// # impl Invariant<Sender> for InOrder {
+/// #     fn name(&self) -> &str { "in-order" }
+/// #     fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
+/// #         if *i < self.0 { return Err(format!("{i} arrived after {}", self.0)) } self.0 = *i; Ok(())
+/// #     }
+/// # }
+/// // Node 0 sends 1..=5 to node 1; `in-order` fails when they arrive out of order.
+/// fn build(seed: u64, jitter: &str) -> Simulation<Sender> {
+///     let network = SimpleNetwork { latency: jitter.parse().unwrap(), loss: 0.0 };
+///     let mut sim = Simulation::new(SimConfig::new(seed), vec![Sender, Sender], network);
+///     sim.add_invariant(InOrder(0));
+///     sim
+/// }
+/// use rehearsal_traces::check::check_seeds;
+///
+/// // Constant latency keeps the order on every seed.
+/// check_seeds("constant_latency", 20, |seed| build(seed, "constant:5ms"));
+/// // Jitter does not: this panics with the failing seed, its trace and how to re-run it.
+/// check_seeds("jitter", 20, |seed| build(seed, "uniform:1ms..20ms"));
+/// ```
 pub fn check_seeds<A: Actor>(test: &str, seeds: u64, build: impl Fn(u64) -> Simulation<A>) {
     if let Some(failure) = find_failure(test, seeds, build) {
         panic!("{failure}");
@@ -102,6 +133,40 @@ pub fn check_seeds<A: Actor>(test: &str, seeds: u64, build: impl Fn(u64) -> Simu
 
 /// Like [`check_seeds`], but returns the first failure instead of panicking (for tests
 /// that expect one).
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time};
+/// # struct Sender;
+/// # impl Actor for Sender {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { for i in 1..=5 { cx.send(NodeId(1), i) } } }
+/// #     fn on_message(&mut self, _: NodeId, i: u32, cx: &mut Context<Self>) { cx.output(i) }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// # struct InOrder(u32);
+/// # impl Invariant<Sender> for InOrder {
+/// #     fn name(&self) -> &str { "in-order" }
+/// #     fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
+/// #         if *i < self.0 { return Err(format!("{i} arrived after {}", self.0)) } self.0 = *i; Ok(())
+/// #     }
+/// # }
+/// // Node 0 sends 1..=5 to node 1; `in-order` fails when they arrive out of order.
+/// fn build(seed: u64, jitter: &str) -> Simulation<Sender> {
+///     let network = SimpleNetwork { latency: jitter.parse().unwrap(), loss: 0.0 };
+///     let mut sim = Simulation::new(SimConfig::new(seed), vec![Sender, Sender], network);
+///     sim.add_invariant(InOrder(0));
+///     sim
+/// }
+/// use rehearsal_traces::check::find_failure;
+///
+/// let failure = find_failure("jitter", 20, |seed| build(seed, "uniform:1ms..20ms"))
+///     .expect("jitter reorders messages on some seed");
+/// assert_eq!(failure.problem.invariant, "in-order");
+/// assert_eq!(failure.problem.node, NodeId(1));
+/// // The failing run's trace, and the shrunk one, are written for `rehearsal show`.
+/// let (shrunk, events) = failure.shrunk.clone().expect("it shrinks");
+/// assert!(shrunk.exists() && events <= failure.events);
+/// ```
 pub fn find_failure<A: Actor>(
     test: &str,
     seeds: u64,
@@ -115,11 +180,7 @@ pub fn find_failure<A: Actor>(
         if report.outcome == Outcome::Ok {
             continue;
         }
-        let subject = SimSubject {
-            build: &build,
-            seed,
-            deadline_ns: None,
-        };
+        let subject = SeededSimulation::new(&build, seed);
         let mut recorded = build(seed);
         recorded.keep_trace(true);
         let deadline = recorded.deadline();
@@ -131,7 +192,9 @@ pub fn find_failure<A: Actor>(
             &subject,
             &recorded,
             header,
-            |subject: &SimSubject<'_, A>| custom_header(test, seed, subject.deadline_ns, true),
+            |subject: &SeededSimulation<'_, A>| {
+                custom_header(test, seed, subject.deadline_ns, true)
+            },
             |shrunk_path| {
                 vec![
                     format!("re-run it:    REHEARSAL_SEED={seed} cargo test {test}"),
@@ -163,6 +226,48 @@ fn custom_header(test: &str, seed: u64, deadline_ns: Option<u64>, follow: bool) 
 /// [`Subject`]. `header` heads the recorded trace, `shrunk_header` the shrunk one (it
 /// should mark the run as following its own schedule); `rerun` lists the commands that
 /// re-run the failure, given the shrunk trace's path.
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time};
+/// # struct Sender;
+/// # impl Actor for Sender {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { for i in 1..=5 { cx.send(NodeId(1), i) } } }
+/// #     fn on_message(&mut self, _: NodeId, i: u32, cx: &mut Context<Self>) { cx.output(i) }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// # struct InOrder(u32);
+/// # impl Invariant<Sender> for InOrder {
+/// #     fn name(&self) -> &str { "in-order" }
+/// #     fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
+/// #         if *i < self.0 { return Err(format!("{i} arrived after {}", self.0)) } self.0 = *i; Ok(())
+/// #     }
+/// # }
+/// // Node 0 sends 1..=5 to node 1; `in-order` fails when they arrive out of order.
+/// fn build(seed: u64, jitter: &str) -> Simulation<Sender> {
+///     let network = SimpleNetwork { latency: jitter.parse().unwrap(), loss: 0.0 };
+///     let mut sim = Simulation::new(SimConfig::new(seed), vec![Sender, Sender], network);
+///     sim.add_invariant(InOrder(0));
+///     sim
+/// }
+/// use rehearsal_traces::check::{report_failure, SeededSimulation};
+/// use rehearsal_traces::Header;
+///
+/// // A harness of its own: seed 7 only, with its own trace headers and re-run command.
+/// let jitter = |seed| build(seed, "uniform:1ms..40ms");
+/// let seed = (7..).find(|&s| jitter(s).run().outcome != rehearsal_sim_core::Outcome::Ok).unwrap();
+/// let mut recorded = jitter(seed);
+/// recorded.keep_trace(true);
+/// let recorded = recorded.run();
+/// let header = |follow: bool| Header::new(seed, serde_json::json!({ "my-harness": seed, "follow_schedule": follow }));
+/// let failure = report_failure(
+///     "my_harness", seed, &SeededSimulation::new(&jitter, seed), &recorded, header(false),
+///     |_| header(true),
+///     |shrunk| vec![format!("look at it: rehearsal show {}", shrunk.display())],
+/// );
+/// assert!(failure.trace.exists());
+/// assert!(failure.to_string().contains("look at it: rehearsal show"));
+/// ```
 pub fn report_failure<S: Subject>(
     test: &str,
     seed: u64,
@@ -230,16 +335,33 @@ fn save(path: &Path, header: Header, run: &impl Trial) {
     }
 }
 
-/// A simulation a test builds from a seed, as the shrinker sees it.
-struct SimSubject<'b, A: Actor> {
+/// A simulation a test builds from a seed, as the shrinker sees it: what [`shrink`]
+/// reduces (its deadline, and the recorded schedule it follows) and [`report_failure`]
+/// reports on (see their examples).
+pub struct SeededSimulation<'b, A: Actor> {
     build: &'b dyn Fn(u64) -> Simulation<A>,
     seed: u64,
     deadline_ns: Option<u64>,
 }
 
-impl<A: Actor> Clone for SimSubject<'_, A> {
+impl<'b, A: Actor> SeededSimulation<'b, A> {
+    /// Seed `seed` of `build`, with the deadline `build` sets.
+    pub fn new(build: &'b dyn Fn(u64) -> Simulation<A>, seed: u64) -> Self {
+        SeededSimulation {
+            build,
+            seed,
+            deadline_ns: None,
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+impl<A: Actor> Clone for SeededSimulation<'_, A> {
     fn clone(&self) -> Self {
-        SimSubject {
+        SeededSimulation {
             build: self.build,
             seed: self.seed,
             deadline_ns: self.deadline_ns,
@@ -247,7 +369,7 @@ impl<A: Actor> Clone for SimSubject<'_, A> {
     }
 }
 
-impl<A: Actor> Subject for SimSubject<'_, A> {
+impl<A: Actor> Subject for SeededSimulation<'_, A> {
     type Run = RunReport<A>;
 
     fn run(&self, schedule: ScheduleFollower) -> Option<RunReport<A>> {
@@ -267,7 +389,7 @@ impl<A: Actor> Subject for SimSubject<'_, A> {
     }
 
     fn with_deadline(&self, ns: u64) -> Self {
-        SimSubject {
+        SeededSimulation {
             deadline_ns: Some(ns),
             ..self.clone()
         }
@@ -276,6 +398,39 @@ impl<A: Actor> Subject for SimSubject<'_, A> {
 
 /// Re-runs a trace that [`check_seeds`] wrote for `test` by following its recorded
 /// schedule (what `REHEARSAL_FOLLOW=FILE` does); the failure, if it still fails.
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time};
+/// # struct Sender;
+/// # impl Actor for Sender {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { for i in 1..=5 { cx.send(NodeId(1), i) } } }
+/// #     fn on_message(&mut self, _: NodeId, i: u32, cx: &mut Context<Self>) { cx.output(i) }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// # struct InOrder(u32);
+/// # impl Invariant<Sender> for InOrder {
+/// #     fn name(&self) -> &str { "in-order" }
+/// #     fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
+/// #         if *i < self.0 { return Err(format!("{i} arrived after {}", self.0)) } self.0 = *i; Ok(())
+/// #     }
+/// # }
+/// // Node 0 sends 1..=5 to node 1; `in-order` fails when they arrive out of order.
+/// fn build(seed: u64, jitter: &str) -> Simulation<Sender> {
+///     let network = SimpleNetwork { latency: jitter.parse().unwrap(), loss: 0.0 };
+///     let mut sim = Simulation::new(SimConfig::new(seed), vec![Sender, Sender], network);
+///     sim.add_invariant(InOrder(0));
+///     sim
+/// }
+/// use rehearsal_traces::check::{find_failure, follow_trace_of_test};
+///
+/// let jitter = |seed| build(seed, "uniform:1ms..20ms");
+/// let failure = find_failure("follow_example", 20, jitter).unwrap();
+/// let (shrunk, _) = failure.shrunk.unwrap();
+/// // The shrunk run, followed from its trace, fails the same way.
+/// let again = follow_trace_of_test("follow_example", &shrunk, &jitter).unwrap();
+/// assert_eq!(again.problem.invariant, "in-order");
+/// ```
 pub fn follow_trace_of_test<A: Actor>(
     test: &str,
     file: &Path,
@@ -291,7 +446,7 @@ pub fn follow_trace_of_test<A: Actor>(
         );
     }
     let seed = recorded.header.seed;
-    let subject = SimSubject {
+    let subject = SeededSimulation {
         build,
         seed,
         deadline_ns: config["deadline_ns"].as_u64(),
@@ -313,12 +468,33 @@ pub fn follow_trace_of_test<A: Actor>(
     })
 }
 
-/// The trace `REHEARSAL_FOLLOW` names, if set.
+/// The trace `REHEARSAL_FOLLOW` names, if set: a harness then follows it instead of
+/// running seeds.
+///
+/// ```
+/// use rehearsal_traces::check::env_follow;
+///
+/// if let Some(trace) = env_follow() {
+///     println!("following {}", trace.display());
+/// }
+/// ```
 pub fn env_follow() -> Option<PathBuf> {
     std::env::var_os("REHEARSAL_FOLLOW").map(PathBuf::from)
 }
 
-/// The seeds a harness runs: `REHEARSAL_SEED=S` alone, else `1..=REHEARSAL_SEEDS` (default `seeds`).
+/// The seeds a harness runs: `REHEARSAL_SEED=S` alone, else `1..=REHEARSAL_SEEDS` (default
+/// `seeds`). A variable that is not a whole number fails the test, naming it.
+///
+/// ```
+/// use rehearsal_traces::check::seed_range;
+///
+/// let seeds = seed_range(100);
+/// match (std::env::var("REHEARSAL_SEED"), std::env::var("REHEARSAL_SEEDS")) {
+///     (Ok(seed), _) => assert_eq!(seeds, seed.parse().unwrap()..=seed.parse().unwrap()),
+///     (_, Ok(count)) => assert_eq!(seeds, 1..=count.parse::<u64>().unwrap().max(1)),
+///     _ => assert_eq!(seeds, 1..=100),
+/// }
+/// ```
 pub fn seed_range(seeds: u64) -> std::ops::RangeInclusive<u64> {
     let var = |name: &str| {
         std::env::var(name).ok().map(|v| {
@@ -333,7 +509,9 @@ pub fn seed_range(seeds: u64) -> std::ops::RangeInclusive<u64> {
     1..=var("REHEARSAL_SEEDS").unwrap_or(seeds).max(1)
 }
 
-/// `target/rehearsal/` of the build running this test (or `$CARGO_TARGET_DIR/rehearsal`).
+/// `target/rehearsal/` of the build running this test (or `$CARGO_TARGET_DIR/rehearsal`);
+/// outside a cargo target directory (a doctest, a copied binary), `rehearsal/` in the
+/// system's temporary directory.
 fn trace_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir).join("rehearsal");
@@ -341,8 +519,11 @@ fn trace_dir() -> PathBuf {
     // A test binary lives in target/<profile>/deps/.
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("target"))
+        .and_then(|exe| {
+            let deps = exe.parent()?;
+            (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(Path::to_path_buf))?
+        })
+        .unwrap_or_else(std::env::temp_dir)
         .join("rehearsal")
 }
 

@@ -175,6 +175,36 @@ pub enum TraceError {
 }
 
 /// Writes a whole trace. `footer.checksum` is computed here; whatever it held is ignored.
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, NodeId, SimConfig, SimpleNetwork, Simulation};
+/// # struct Pinger;
+/// # impl Actor for Pinger {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { cx.send(NodeId(1), 9) } }
+/// #     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) { cx.output(n); if n > 0 { cx.send(from, n - 1) } }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// // Two nodes pass a counter back and forth over a jittery, lossy network.
+/// let jittery = || SimpleNetwork { latency: "uniform:1ms..30ms".parse().unwrap(), loss: 0.1 };
+/// let mut sim = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], jittery());
+/// sim.keep_trace(true);
+/// let recorded = sim.run();
+/// use rehearsal_traces::{read_trace_from, write_trace, Footer, Header};
+///
+/// let mut file = Vec::new();
+/// let header = Header::new(5, serde_json::json!({ "what": "ping-pong" }));
+/// write_trace(&mut file, &header, &recorded.trace, &Footer::of(&recorded.result)).unwrap();
+/// // Read back and checked (every line, the footer against the events, the checksum).
+/// let trace = read_trace_from(&file[..], "ping.jsonl").unwrap();
+/// assert_eq!(trace.events, recorded.trace);
+/// assert_eq!(trace.violations(), recorded.violations);
+/// // A changed byte is refused, naming the file and the line.
+/// let mut edited = file.clone();
+/// let at = edited.iter().position(|&b| b == b'9').unwrap();
+/// edited[at] = b'8';
+/// assert!(read_trace_from(&edited[..], "ping.jsonl").unwrap_err().to_string().contains("ping.jsonl"));
+/// ```
 pub fn write_trace(
     out: &mut impl Write,
     header: &Header,

@@ -95,6 +95,29 @@ pub struct ScheduleFollower {
 impl ScheduleFollower {
     /// A follower of the schedule recorded in `events` (the events of one trace).
     ///
+    /// ```
+    /// # use rehearsal_sim_core::{Actor, Context, NodeId, SimConfig, SimpleNetwork, Simulation};
+    /// # struct Pinger;
+    /// # impl Actor for Pinger {
+    /// #     type Msg = u32; type Timer = (); type Output = u32;
+    /// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { cx.send(NodeId(1), 9) } }
+    /// #     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) { cx.output(n); if n > 0 { cx.send(from, n - 1) } }
+    /// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+    /// # }
+    /// // Two nodes pass a counter back and forth over a jittery, lossy network.
+    /// let jittery = || SimpleNetwork { latency: "uniform:1ms..30ms".parse().unwrap(), loss: 0.1 };
+    /// let mut sim = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], jittery());
+    /// sim.keep_trace(true);
+    /// let recorded = sim.run();
+    /// use rehearsal_traces::ScheduleFollower;
+    ///
+    /// // Re-enacted from its events alone, on a network that decides nothing itself, the
+    /// // run is the same run: every delay and loss comes from the recording.
+    /// let mut again = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], SimpleNetwork::default());
+    /// again.set_network(ScheduleFollower::from_events(&recorded.trace));
+    /// assert_eq!(again.run().digest, recorded.digest);
+    /// ```
+    ///
     /// A send whose id an earlier send already has (only a hand-edited trace has one) is
     /// left out: the events that name the id cannot be told apart, so they go to the first
     /// send, and the later one's message is followed as unscheduled.
@@ -187,6 +210,33 @@ impl ScheduleFollower {
     /// `sim_time_ns`): the messages still in flight then arrive just after it, as the
     /// recording allows, rather than never (which would be a loss nobody imposed, once a
     /// changed run goes on longer than the recording did).
+    ///
+    /// ```
+    /// # use rehearsal_sim_core::{Actor, Context, NodeId, SimConfig, SimpleNetwork, Simulation};
+    /// # struct Pinger;
+    /// # impl Actor for Pinger {
+    /// #     type Msg = u32; type Timer = (); type Output = u32;
+    /// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { cx.send(NodeId(1), 9) } }
+    /// #     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) { cx.output(n); if n > 0 { cx.send(from, n - 1) } }
+    /// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+    /// # }
+    /// // Two nodes pass a counter back and forth over a jittery, lossy network.
+    /// let jittery = || SimpleNetwork { latency: "uniform:1ms..30ms".parse().unwrap(), loss: 0.1 };
+    /// let mut sim = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], jittery());
+    /// sim.keep_trace(true);
+    /// let recorded = sim.run();
+    /// use rehearsal_traces::ScheduleFollower;
+    ///
+    /// // A run cut short at 40 ms follows the recording; what was in flight at its end
+    /// // arrives just after it.
+    /// let follower = ScheduleFollower::from_recording(&recorded.trace, recorded.sim_time.as_nanos());
+    /// let mut again = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], jittery());
+    /// again.set_network(follower).keep_trace(true);
+    /// again.set_deadline(Some(rehearsal_sim_core::Time::from_millis(40)));
+    /// let cut = again.run();
+    /// assert!(cut.trace.len() <= recorded.trace.len());
+    /// assert_eq!(cut.trace[..], recorded.trace[..cut.trace.len()]);
+    /// ```
     pub fn from_recording(events: &[TraceEvent], end_ns: u64) -> Self {
         let mut follower = Self::from_events(events);
         follower.end_ns = Some(end_ns);

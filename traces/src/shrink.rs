@@ -258,6 +258,28 @@ pub fn forced_drops_in(events: &[TraceEvent]) -> Vec<LinkMessage> {
 /// Messages still in flight when the recording ended arrive just after its end (see
 /// [`ScheduleFollower::from_recording`]): held forever they would be a loss nobody imposed
 /// once an attempt runs longer than the recording.
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, NodeId, SimConfig, SimpleNetwork, Simulation};
+/// # struct Pinger;
+/// # impl Actor for Pinger {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { cx.send(NodeId(1), 9) } }
+/// #     fn on_message(&mut self, from: NodeId, n: u32, cx: &mut Context<Self>) { cx.output(n); if n > 0 { cx.send(from, n - 1) } }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// // Two nodes pass a counter back and forth over a jittery, lossy network.
+/// let jittery = || SimpleNetwork { latency: "uniform:1ms..30ms".parse().unwrap(), loss: 0.1 };
+/// let mut sim = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], jittery());
+/// sim.keep_trace(true);
+/// let recorded = sim.run();
+/// use rehearsal_traces::shrink::follower_of;
+///
+/// let follower = follower_of(&recorded.trace, recorded.sim_time.as_nanos());
+/// let mut again = Simulation::new(SimConfig::new(5), vec![Pinger, Pinger], SimpleNetwork::default());
+/// again.set_network(follower);
+/// assert_eq!(again.run().digest, recorded.digest);
+/// ```
 pub fn follower_of(events: &[TraceEvent], end_ns: u64) -> ScheduleFollower {
     let mut follower = ScheduleFollower::from_recording(events, end_ns);
     follower.force_drops(forced_drops_in(events));
@@ -468,6 +490,44 @@ fn better<S: Subject>(found: &Best<S>, best: &Best<S>, strict: bool) -> bool {
 ///
 /// The recording's failure (its first violation's invariant, see [`recorded_failure`]) is
 /// the one shrunk: if the first re-run fails otherwise, the shrink is refused.
+///
+/// ```
+/// # use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, SimConfig, SimpleNetwork, Simulation, Time};
+/// # struct Sender;
+/// # impl Actor for Sender {
+/// #     type Msg = u32; type Timer = (); type Output = u32;
+/// #     fn on_start(&mut self, cx: &mut Context<Self>) { if cx.me() == NodeId(0) { for i in 1..=5 { cx.send(NodeId(1), i) } } }
+/// #     fn on_message(&mut self, _: NodeId, i: u32, cx: &mut Context<Self>) { cx.output(i) }
+/// #     fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+/// # }
+/// # struct InOrder(u32);
+/// # impl Invariant<Sender> for InOrder {
+/// #     fn name(&self) -> &str { "in-order" }
+/// #     fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
+/// #         if *i < self.0 { return Err(format!("{i} arrived after {}", self.0)) } self.0 = *i; Ok(())
+/// #     }
+/// # }
+/// // Node 0 sends 1..=5 to node 1; `in-order` fails when they arrive out of order.
+/// fn build(seed: u64, jitter: &str) -> Simulation<Sender> {
+///     let network = SimpleNetwork { latency: jitter.parse().unwrap(), loss: 0.0 };
+///     let mut sim = Simulation::new(SimConfig::new(seed), vec![Sender, Sender], network);
+///     sim.add_invariant(InOrder(0));
+///     sim
+/// }
+/// use rehearsal_traces::check::SeededSimulation;
+/// use rehearsal_traces::shrink::{shrink, ShrinkLimits, Trial};
+///
+/// let jitter = |seed| build(seed, "uniform:1ms..20ms");
+/// let seed = (1..=20).find(|&s| jitter(s).run().outcome != rehearsal_sim_core::Outcome::Ok).unwrap();
+/// let mut recorded = jitter(seed);
+/// recorded.keep_trace(true);
+/// let recorded = recorded.run();
+///
+/// let subject = SeededSimulation::new(&jitter, seed);
+/// let shrunk = shrink(&subject, &recorded.trace, recorded.sim_time_ns(), ShrinkLimits::default(), &mut |line| eprintln!("{line}")).unwrap();
+/// assert_eq!(shrunk.failure.invariant(), "in-order");
+/// assert!(shrunk.events_after <= shrunk.events_before);
+/// ```
 pub fn shrink<S: Subject>(
     subject: &S,
     events: &[TraceEvent],
