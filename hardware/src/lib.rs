@@ -8,6 +8,8 @@
 //!   decodes incoming frames with bincode, calls the handlers with the simulator's
 //!   [`Context`](rehearsal_sim_core::Context), applies their effects, and fires timers by
 //!   the monotonic clock.
+//! - [`NodeTransport`]: what a node process needs of its transport besides moving frames
+//!   (where it is, its link, its threads' errors, its final counters).
 //! - [`wire`]: the TCP handshake and frame format.
 //!
 //! ```
@@ -59,6 +61,7 @@
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 mod memory;
+mod node_transport;
 mod runtime;
 mod tcp;
 mod transport;
@@ -74,6 +77,7 @@ pub use latency::{LatencyHistogram, LatencySummary, LATENCY_NS_MAX};
 pub use memory::{
     MemoryHub, MemoryTransport, MEMORY_FRAME_BYTES_MAX_DEFAULT, MEMORY_QUEUE_FRAMES_MAX_DEFAULT,
 };
+pub use node_transport::{ErrorForwarder, NodeTransport};
 pub use runtime::{
     check_invariants, decode_message, encode_message, load_state, save_state, Annotation,
     NodeRuntime, OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle,

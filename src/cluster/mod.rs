@@ -46,9 +46,9 @@ use clap::Args;
 use rehearsal_hardware::bench_tcp;
 use rehearsal_hardware::cluster::{DpdkNode, MacAddr};
 use rehearsal_hardware::{
-    check_invariants, ClusterConfig, LatencyHistogram, LatencySummary, NodeConfig, NodeRuntime,
-    OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig, TcpMonitor, TcpTransport, Transport,
-    TransportKind,
+    check_invariants, ClusterConfig, ErrorForwarder, LatencyHistogram, LatencySummary, NodeConfig,
+    NodeRuntime, NodeTransport, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
+    TcpTransport, TransportKind,
 };
 use rehearsal_sim_core::protocol::{Sizes, Target};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
