@@ -12,8 +12,8 @@ use crate::config::RunConfig;
 use crate::run::{healed_at, net_bound, RunSummary};
 use rehearsal_hardware::cluster::{ClusterConfig, NodeConfig};
 use rehearsal_sim_core::protocol::{
-    ByzantineRoom, ParamDoc, Protocol as Spec, Role, Setting, SettingError, Sizes, Target,
-    TimerKnob, Visitor,
+    ByzantineRoom, KeySource, ParamDoc, Protocol as Spec, Role, Setting, SettingError, Sizes,
+    Target, TimerKnob, Visitor,
 };
 use rehearsal_sim_core::{Actor, NetworkModel, NodeId, SimConfig};
 use serde::{Deserialize, Serialize};
@@ -348,7 +348,8 @@ impl<P: Spec> Registered for Entry<P> {
 
     fn run_node(&self, run: NodeRun<'_>) -> Result<u8, CliError> {
         let (proto, sizes) = cluster_config_of::<P>(run.cluster).map_err(CliError::BadInput)?;
-        let actor = P::real_node(&proto, run.entry.id).map_err(CliError::BadInput)?;
+        let actor =
+            P::real_node(&proto, run.entry.id, KeySource::Testbed).map_err(CliError::BadInput)?;
         let watch = Watch {
             is_completion: P::is_completion,
             executions: P::executions,

@@ -11,6 +11,7 @@
 //! - [`NodeTransport`]: what a node process needs of its transport besides moving frames
 //!   (where it is, its link, its threads' errors, its final counters).
 //! - [`wire`]: the TCP handshake and frame format.
+//! - [`keys`]: a cluster's key files (one private key per node, one public-key list).
 //!
 //! ```
 //! use rehearsal_hardware::{MemoryHub, NodeRuntime, RunStop, RuntimeConfig};
@@ -70,6 +71,7 @@ pub mod wire;
 // `bench tcp`).
 pub mod bench_tcp;
 pub mod cluster;
+pub mod keys;
 mod latency;
 
 pub use cluster::{ClusterConfig, ClusterError, NodeConfig, Role, TransportKind};
