@@ -39,8 +39,9 @@
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+use crate::cluster::{ClusterConfig, ClusterKeys};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use rehearsal_sim_core::protocol::{NodeKeys, PrivateKey};
+use rehearsal_sim_core::protocol::{KeyNeeds, NodeKeys, PrivateKey};
 use rehearsal_sim_core::NodeId;
 use std::fmt;
 use std::fs;
@@ -367,6 +368,43 @@ fn check_private_mode(path: &Path) -> Result<(), KeyFileError> {
 #[cfg(not(unix))]
 fn check_private_mode(_path: &Path) -> Result<(), KeyFileError> {
     Ok(())
+}
+
+/// Node `id`'s own keys in `cluster`, for a protocol that needs `needs`: read from the
+/// file's key directory (`keys = "DIR"`), or `None` for keys derived from the seed
+/// (`keys = "testbed"`, the only ones of [`KeyNeeds::TestbedOnly`]) and for a protocol
+/// without keys. The error says what to write in the file.
+pub fn cluster_node_keys(
+    cluster: &ClusterConfig,
+    id: NodeId,
+    needs: KeyNeeds,
+) -> Result<Option<NodeKeys>, String> {
+    match (needs, &cluster.keys) {
+        (KeyNeeds::None, _) | (_, ClusterKeys::Testbed) => Ok(None),
+        (KeyNeeds::TestbedOnly(why), ClusterKeys::Dir(_)) => Err(cluster
+            .error(format!(
+                "{why}; key files cannot serve it: write keys = \"testbed\""
+            ))
+            .to_string()),
+        (KeyNeeds::TestbedOnly(why), ClusterKeys::Unset) => Err(cluster
+            .error(format!(
+                "{why}: write keys = \"testbed\" to derive every key from `seed` (testbeds only)"
+            ))
+            .to_string()),
+        (KeyNeeds::Ed25519 { .. }, ClusterKeys::Unset) => Err(cluster
+            .error(format!(
+                "the nodes of {} sign with keys of their own, and the file names none: run \
+                 `rehearsal keygen --config {} --out DIR` and write keys = \"DIR\" (each node \
+                 needs DIR/node-ID.key, its own, and DIR/{PUBLIC_KEYS_FILE}), or, for a \
+                 testbed, keys = \"testbed\" to derive every key from `seed`",
+                cluster.protocol, cluster.origin
+            ))
+            .to_string()),
+        (KeyNeeds::Ed25519 { holders }, ClusterKeys::Dir(dir)) => KeyDir::new(dir)
+            .node_keys(id, holders)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// What [`generate`] wrote.
