@@ -11,9 +11,10 @@ use crate::cluster::{self, NodeArgs, Watch};
 use crate::config::RunConfig;
 use crate::run::{healed_at, net_bound, RunSummary};
 use rehearsal_hardware::cluster::{ClusterConfig, NodeConfig};
+use rehearsal_hardware::keys::cluster_node_keys;
 use rehearsal_sim_core::protocol::{
-    ByzantineRoom, ParamDoc, Protocol as Spec, Role, Setting, SettingError, Sizes, Target,
-    TimerKnob, Visitor,
+    ByzantineRoom, KeyNeeds, KeySource, ParamDoc, Protocol as Spec, Role, Setting, SettingError,
+    Sizes, Target, TimerKnob, Visitor,
 };
 use rehearsal_sim_core::{Actor, NetworkModel, NodeId, SimConfig};
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,8 @@ pub trait Registered: Sync {
         sim_config: SimConfig,
         network: Box<dyn NetworkModel>,
     ) -> Result<RunSummary, String>;
+    /// The keys the nodes of `cluster` need (`rehearsal keygen`, `rehearsal cluster`).
+    fn key_needs(&self, cluster: &ClusterConfig) -> Result<KeyNeeds, String>;
     /// Runs one node of a cluster over a real transport (`rehearsal node`).
     fn run_node(&self, node: NodeRun<'_>) -> Result<u8, CliError>;
     /// Checks the outputs files of a cluster run: the number of outputs read, and the
@@ -186,8 +189,11 @@ impl<T: Default> Default for ClusterParams<T> {
     }
 }
 
-/// Reads a cluster file's protocol setup for `P`, checking every node's role.
-fn cluster_config_of<P: Spec>(cluster: &ClusterConfig) -> Result<(P::Config, Sizes), String> {
+/// Reads a cluster file's protocol setup for `P`, checking every node's role; with the
+/// keys its nodes need.
+fn cluster_config_of<P: Spec>(
+    cluster: &ClusterConfig,
+) -> Result<(P::Config, Sizes, KeyNeeds), String> {
     if let Some(refusal) = P::real_refusal() {
         return Err(cluster.error(refusal).to_string());
     }
@@ -238,7 +244,7 @@ fn cluster_config_of<P: Spec>(cluster: &ClusterConfig) -> Result<(P::Config, Siz
         network: None,
     })
     .map_err(|e| cluster.error(e).to_string())?;
-    Ok((config, sizes))
+    Ok((config, sizes, P::real_keys(&params.protocol, &sizes)))
 }
 
 /// The cluster file `[params]` a launch writes for `P`.
@@ -346,9 +352,23 @@ impl<P: Spec> Registered for Entry<P> {
         crate::run::simulate(config, sim_config, network, setup)
     }
 
+    fn key_needs(&self, cluster: &ClusterConfig) -> Result<KeyNeeds, String> {
+        cluster_config_of::<P>(cluster).map(|(_, _, needs)| needs)
+    }
+
+    /// The node holds its own private key only: `cluster_node_keys` reads its own key
+    /// file (and the public list), and the protocol builds it from those alone.
     fn run_node(&self, run: NodeRun<'_>) -> Result<u8, CliError> {
-        let (proto, sizes) = cluster_config_of::<P>(run.cluster).map_err(CliError::BadInput)?;
-        let actor = P::real_node(&proto, run.entry.id).map_err(CliError::BadInput)?;
+        let (proto, sizes, needs) =
+            cluster_config_of::<P>(run.cluster).map_err(CliError::BadInput)?;
+        let keys =
+            cluster_node_keys(run.cluster, run.entry.id, needs).map_err(CliError::BadInput)?;
+        let source = match &keys {
+            Some(keys) => KeySource::Node(keys),
+            None => KeySource::Testbed,
+        };
+        let actor = P::real_node(&proto, run.entry.id, source)
+            .map_err(|e| CliError::BadInput(run.cluster.error(e).to_string()))?;
         let watch = Watch {
             is_completion: P::is_completion,
             executions: P::executions,
@@ -363,7 +383,7 @@ impl<P: Spec> Registered for Entry<P> {
         cluster: &ClusterConfig,
         files: &[PathBuf],
     ) -> Result<(u64, Vec<String>), String> {
-        let (proto, sizes) = cluster_config_of::<P>(cluster)?;
+        let (proto, sizes, _) = cluster_config_of::<P>(cluster)?;
         let mut outputs = cluster::read_outputs::<<P::Node as Actor>::Output>(files)?;
         // Stable: each node's outputs keep their order.
         outputs.sort_by_key(|record| P::causal_key(record.node, &record.value));
@@ -579,7 +599,7 @@ mod tests {
     fn pbft_setup(params: &str) -> Result<pbft::Config, String> {
         let cluster =
             ClusterConfig::parse(&pbft_file(params), "c.toml").map_err(|e| e.to_string())?;
-        cluster_config_of::<pbft::Pbft>(&cluster).map(|(config, _)| config)
+        cluster_config_of::<pbft::Pbft>(&cluster).map(|(config, _, _)| config)
     }
 
     #[test]
@@ -648,7 +668,7 @@ mod tests {
         let table = cluster_params_table(Protocol::of("pbft"), Some(7), &params).unwrap();
         let text = pbft_file(&toml::to_string(&table).unwrap());
         let cluster = ClusterConfig::parse(&text, "c.toml").unwrap();
-        let (config, sizes) = cluster_config_of::<pbft::Pbft>(&cluster).unwrap();
+        let (config, sizes, _) = cluster_config_of::<pbft::Pbft>(&cluster).unwrap();
         assert_eq!(sizes.requests, Some(7));
         assert_eq!(config.batch_max, 4);
         assert_eq!(config.crypto, pbft::CryptoKind::Sim);

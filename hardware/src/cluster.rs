@@ -5,6 +5,7 @@
 //! ```toml
 //! protocol = "unreplicated"   # which protocol's actors the nodes run
 //! seed = 1                    # master seed of the nodes' cx.rng()
+//! # keys = "keys"             # where signing nodes find their keys (see Keys below)
 //!
 //! [params]                    # protocol parameters, read by whoever builds the actors
 //! retransmit_after = "200ms"
@@ -25,6 +26,19 @@
 //!
 //! Node ids are `0..N` without gaps, because protocols number their nodes from 0. Every
 //! error names the file, and the line and column (or the node) where the problem is.
+//!
+//! # Keys
+//!
+//! A protocol whose nodes sign (PBFT) needs `keys`:
+//!
+//! - `keys = "DIR"`: a key directory written by `rehearsal keygen` (a relative path is
+//!   taken from the cluster file's directory). Each node reads only its own private key,
+//!   `DIR/node-ID.key`, and the public-key list `DIR/public-keys.txt` (format:
+//!   [`crate::keys`]), so on a deployment each machine's `DIR` holds its own key file
+//!   and the list.
+//! - `keys = "testbed"`: every node derives every key from `seed`, as the simulator does:
+//!   anyone with the file can sign as any node. For testbeds only (and the only keys of
+//!   PBFT's simulated signatures, `crypto = "sim"`).
 //!
 //! # DPDK settings
 //!
@@ -83,7 +97,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Nodes one cluster file may declare, at most.
@@ -404,8 +418,50 @@ pub struct ClusterConfig {
     pub params: toml::Table,
     /// The nodes, ordered by id: `nodes[i].id == NodeId(i)`.
     pub nodes: Vec<NodeConfig>,
+    /// Where the nodes' keys are: the file's `keys`.
+    pub keys: ClusterKeys,
     /// The file's text, to locate errors found after parsing.
     source: String,
+}
+
+/// Where the nodes of a cluster find their signing keys: the file's `keys`, for protocols
+/// whose nodes sign (see [Keys](self#keys)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ClusterKeys {
+    /// No `keys`: the protocol must need none.
+    #[default]
+    Unset,
+    /// `keys = "testbed"`: every key derived from `seed`, so that whoever reads this file
+    /// can sign as any node. For testbeds only.
+    Testbed,
+    /// `keys = "DIR"`: a key directory `rehearsal keygen` wrote (a relative path is taken
+    /// from the cluster file's directory); each node reads its own `node-ID.key` and the
+    /// `public-keys.txt` list there.
+    Dir(PathBuf),
+}
+
+impl ClusterKeys {
+    /// `keys` as the file writes it.
+    fn parse(text: &str, file_dir: Option<&Path>) -> ClusterKeys {
+        match text {
+            "testbed" => ClusterKeys::Testbed,
+            dir => {
+                let dir = Path::new(dir);
+                ClusterKeys::Dir(match file_dir {
+                    Some(base) if dir.is_relative() => base.join(dir),
+                    _ => dir.to_path_buf(),
+                })
+            }
+        }
+    }
+
+    fn to_text(&self) -> Option<String> {
+        match self {
+            ClusterKeys::Unset => None,
+            ClusterKeys::Testbed => Some("testbed".into()),
+            ClusterKeys::Dir(dir) => Some(dir.display().to_string()),
+        }
+    }
 }
 
 /// A problem with a cluster file; displays as `file:line:column: what is wrong`, or
@@ -432,6 +488,8 @@ struct ClusterFile {
     #[serde(default)]
     params: toml::Table,
     #[serde(default)]
+    keys: Option<toml::Spanned<String>>,
+    #[serde(default)]
     node: Vec<toml::Spanned<NodeFile>>,
 }
 
@@ -450,6 +508,8 @@ struct NodeFile {
 struct ClusterFileOut<'a> {
     protocol: &'a str,
     seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<String>,
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     params: &'a toml::Table,
     node: Vec<NodeFileOut<'a>>,
@@ -500,11 +560,19 @@ impl ClusterConfig {
             seed,
             params,
             nodes,
+            keys: ClusterKeys::Unset,
             source: String::new(),
         };
         config.source = config.to_toml();
         config.check()?;
         Ok(config)
+    }
+
+    /// The same cluster with its nodes' keys at `keys`.
+    pub fn with_keys(mut self, keys: ClusterKeys) -> Self {
+        self.keys = keys;
+        self.source = self.to_toml();
+        self
     }
 
     /// Reads and checks the cluster file at `path`.
@@ -551,11 +619,18 @@ impl ClusterConfig {
                 error.utf8_error().valid_up_to()
             ))
         })?;
-        ClusterConfig::parse(&text, &origin)
+        ClusterConfig::parse_in(&text, &origin, path.parent())
     }
 
-    /// Parses and checks the text of a cluster file; `origin` names it in errors.
+    /// Parses and checks the text of a cluster file; `origin` names it in errors. A
+    /// relative `keys` directory is taken from the working directory.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ClusterError> {
+        ClusterConfig::parse_in(text, origin, None)
+    }
+
+    /// [`ClusterConfig::parse`] for a file in `file_dir`, from which a relative `keys`
+    /// directory is taken.
+    fn parse_in(text: &str, origin: &str, file_dir: Option<&Path>) -> Result<Self, ClusterError> {
         let file: ClusterFile = toml::from_str(text).map_err(|error| ClusterError {
             origin: origin.to_string(),
             location: error.span().map(|span| location_of(text, span.start)),
@@ -584,8 +659,22 @@ impl ClusterConfig {
             seed: file.seed,
             params: file.params,
             nodes: nodes.clone(),
+            keys: ClusterKeys::Unset,
             source: text.to_string(),
         };
+        let keys = match file.keys {
+            None => ClusterKeys::Unset,
+            Some(keys) if keys.get_ref().trim().is_empty() => {
+                return Err(config.error_at(
+                    location_of(text, keys.span().start),
+                    "`keys` is empty: name a key directory (`rehearsal keygen` writes one), \
+                     or write keys = \"testbed\" to derive every key from `seed`"
+                        .into(),
+                ))
+            }
+            Some(keys) => ClusterKeys::parse(keys.get_ref(), file_dir),
+        };
+        let config = ClusterConfig { keys, ..config };
         config.check()?;
         nodes.sort_by_key(|node| node.id);
         Ok(ClusterConfig { nodes, ..config })
@@ -847,6 +936,7 @@ impl ClusterConfig {
         let file = ClusterFileOut {
             protocol: &self.protocol,
             seed: self.seed,
+            keys: self.keys.to_text(),
             params: &self.params,
             node: self
                 .nodes

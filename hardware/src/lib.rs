@@ -8,7 +8,10 @@
 //!   decodes incoming frames with bincode, calls the handlers with the simulator's
 //!   [`Context`](rehearsal_sim_core::Context), applies their effects, and fires timers by
 //!   the monotonic clock.
+//! - [`NodeTransport`]: what a node process needs of its transport besides moving frames
+//!   (where it is, its link, its threads' errors, its final counters).
 //! - [`wire`]: the TCP handshake and frame format.
+//! - [`keys`]: a cluster's key files (one private key per node, one public-key list).
 //!
 //! ```
 //! use rehearsal_hardware::{MemoryHub, NodeRuntime, RunStop, RuntimeConfig};
@@ -59,6 +62,7 @@
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 mod memory;
+mod node_transport;
 mod runtime;
 mod tcp;
 mod transport;
@@ -67,6 +71,7 @@ pub mod wire;
 // `bench tcp`).
 pub mod bench_tcp;
 pub mod cluster;
+pub mod keys;
 mod latency;
 
 pub use cluster::{ClusterConfig, ClusterError, NodeConfig, Role, TransportKind};
@@ -74,6 +79,7 @@ pub use latency::{LatencyHistogram, LatencySummary, LATENCY_NS_MAX};
 pub use memory::{
     MemoryHub, MemoryTransport, MEMORY_FRAME_BYTES_MAX_DEFAULT, MEMORY_QUEUE_FRAMES_MAX_DEFAULT,
 };
+pub use node_transport::{ErrorForwarder, NodeTransport};
 pub use runtime::{
     check_invariants, decode_message, encode_message, load_state, save_state, Annotation,
     NodeRuntime, OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle,

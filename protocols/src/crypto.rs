@@ -8,8 +8,12 @@
 //!   [`Verifier`] that can check a tag but offers no way to make one. (Outside the
 //!   simulator it is no signature at all: whoever holds the verifier could compute tags.)
 //!
-//! Keys are derived from a seed, so a run is reproducible and a restarted node gets its
-//! key back.
+//! In the simulator (and a testbed) keys are derived from a seed, so a run is reproducible
+//! and a restarted node gets its key back: [`Crypto::testbed`] derives one node's own key,
+//! [`Crypto::testbed_verifier`] everybody's public keys. On a deployment a node holds its
+//! own Ed25519 private key and the list of public keys, from key files
+//! ([`Crypto::ed25519`]); the simulated scheme has no such form, since its verifier holds
+//! every node's secret.
 //!
 //! ```
 //! use rehearsal_protocols::crypto::{Crypto, CryptoKind};
@@ -311,6 +315,17 @@ fn mac(key: &[u8; 32], bytes: &[u8]) -> [u8; 16] {
     tag
 }
 
+/// Why key material given to [`Crypto::ed25519`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the public key listed for node {0} is not an Ed25519 public key")]
+    NotAPublicKey(NodeId),
+    #[error("no public key is listed for node {node} (the list has {listed})")]
+    NoPublicKey { node: NodeId, listed: usize },
+    #[error("node {0}'s private key does not match the public key listed for it")]
+    Mismatch(NodeId),
+}
+
 /// One node's view of authentication: its own signing key and the shared verifier.
 pub struct Crypto {
     me: NodeId,
@@ -320,33 +335,84 @@ pub struct Crypto {
 
 impl Crypto {
     /// The keys of nodes `0..nodes` for one run, derived from `seed`: entry `i` signs as
-    /// node `i`. The same kind, seed and count always give the same keys.
+    /// node `i`. The same kind, seed and count always give the same keys. (Each node is
+    /// built as [`Crypto::testbed`] builds it, around one shared verifier.)
     pub fn generate(kind: CryptoKind, seed: u64, nodes: u32) -> Vec<Crypto> {
-        let secrets: Vec<[u8; 32]> = (0..nodes).map(|i| derive_key(kind, seed, i)).collect();
+        let verifier = Crypto::testbed_verifier(kind, seed, nodes);
+        (0..nodes)
+            .map(|i| Crypto::testbed(kind, seed, NodeId(i), Arc::clone(&verifier)))
+            .collect()
+    }
+
+    /// The verifier of nodes `0..nodes`, whose keys derive from `seed`: every node's
+    /// public key (for the simulated scheme, its MAC key).
+    pub fn testbed_verifier(kind: CryptoKind, seed: u64, nodes: u32) -> Arc<Verifier> {
+        let secrets = (0..nodes).map(|i| derive_key(kind, seed, i));
         let keys = match kind {
-            CryptoKind::Sim => VerifierKeys::Mac(secrets.clone()),
+            CryptoKind::Sim => VerifierKeys::Mac(secrets.collect()),
             CryptoKind::Real => VerifierKeys::Ed25519(
                 secrets
-                    .iter()
-                    .map(|s| SigningKey::from_bytes(s).verifying_key())
+                    .map(|s| SigningKey::from_bytes(&s).verifying_key())
                     .collect(),
             ),
         };
-        let verifier = Arc::new(Verifier { keys });
-        secrets
-            .into_iter()
+        Arc::new(Verifier { keys })
+    }
+
+    /// Node `me`'s own key, derived from `seed`, with `verifier` (from
+    /// [`Crypto::testbed_verifier`] for the same kind and seed) to check the others': the
+    /// simulator's keys, and a testbed's on real transports.
+    pub fn testbed(kind: CryptoKind, seed: u64, me: NodeId, verifier: Arc<Verifier>) -> Crypto {
+        let secret = derive_key(kind, seed, me.0);
+        Crypto {
+            me,
+            secret: match kind {
+                CryptoKind::Sim => SigningSecret::Mac(secret),
+                CryptoKind::Real => {
+                    SigningSecret::Ed25519(Box::new(SigningKey::from_bytes(&secret)))
+                }
+            },
+            verifier,
+        }
+    }
+
+    /// Node `me`'s Ed25519 keys as key files give them: its own private key (the 32-byte
+    /// seed of RFC 8032) and every node's public key, node `i`'s at index `i`. Refused:
+    /// a public key that is not a curve point, and a private key whose public key is not
+    /// the one listed for `me`.
+    pub fn ed25519(
+        me: NodeId,
+        private: &[u8; 32],
+        public: &[[u8; 32]],
+    ) -> Result<Crypto, KeyError> {
+        let keys = public
+            .iter()
             .enumerate()
-            .map(|(i, secret)| Crypto {
-                me: NodeId(i as u32),
-                secret: match kind {
-                    CryptoKind::Sim => SigningSecret::Mac(secret),
-                    CryptoKind::Real => {
-                        SigningSecret::Ed25519(Box::new(SigningKey::from_bytes(&secret)))
-                    }
-                },
-                verifier: Arc::clone(&verifier),
+            .map(|(i, bytes)| {
+                VerifyingKey::from_bytes(bytes)
+                    .map_err(|_| KeyError::NotAPublicKey(NodeId(i as u32)))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let secret = SigningKey::from_bytes(private);
+        match keys.get(me.index()) {
+            None => {
+                return Err(KeyError::NoPublicKey {
+                    node: me,
+                    listed: keys.len(),
+                })
+            }
+            Some(listed) if *listed != secret.verifying_key() => {
+                return Err(KeyError::Mismatch(me))
+            }
+            Some(_) => {}
+        }
+        Ok(Crypto {
+            me,
+            secret: SigningSecret::Ed25519(Box::new(secret)),
+            verifier: Arc::new(Verifier {
+                keys: VerifierKeys::Ed25519(keys),
+            }),
+        })
     }
 
     /// The node whose key this is.
@@ -491,6 +557,55 @@ mod tests {
         let back: Digest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, value.0);
     }
+
+    #[test]
+    fn a_node_built_alone_signs_as_it_does_among_all() {
+        for kind in [CryptoKind::Sim, CryptoKind::Real] {
+            let all = Crypto::generate(kind, 5, 4);
+            let alone = Crypto::testbed(kind, 5, NodeId(2), Crypto::testbed_verifier(kind, 5, 4));
+            assert_eq!(alone.sign(b"m"), all[2].sign(b"m"), "{kind}");
+            assert!(alone.verify(NodeId(3), b"m", &all[3].sign(b"m")), "{kind}");
+        }
+    }
+
+    #[test]
+    fn key_files_give_a_node_its_own_key_and_a_mismatch_is_refused() {
+        let public: Vec<[u8; 32]> = (0..3)
+            .map(|i| {
+                SigningKey::from_bytes(&derive_key(CryptoKind::Real, 9, i))
+                    .verifying_key()
+                    .to_bytes()
+            })
+            .collect();
+        let own = derive_key(CryptoKind::Real, 9, 1);
+        let node = Crypto::ed25519(NodeId(1), &own, &public).unwrap();
+        let testbed = Crypto::generate(CryptoKind::Real, 9, 3);
+        assert!(testbed[0].verify(NodeId(1), b"m", &node.sign(b"m")));
+        assert!(node.verify(NodeId(2), b"m", &testbed[2].sign(b"m")));
+        assert_eq!(
+            Crypto::ed25519(NodeId(2), &own, &public).unwrap_err(),
+            KeyError::Mismatch(NodeId(2))
+        );
+        assert_eq!(
+            Crypto::ed25519(NodeId(3), &own, &public).unwrap_err(),
+            KeyError::NoPublicKey {
+                node: NodeId(3),
+                listed: 3
+            }
+        );
+        let mut bad = public.clone();
+        bad[0] = NOT_A_POINT;
+        assert_eq!(
+            Crypto::ed25519(NodeId(1), &own, &bad).unwrap_err(),
+            KeyError::NotAPublicKey(NodeId(0))
+        );
+    }
+
+    /// 32 bytes that decode to no point of the curve.
+    const NOT_A_POINT: [u8; 32] = [
+        2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ];
 
     #[test]
     fn transcripts_separate_domains() {

@@ -7,6 +7,7 @@ mod pbft_common;
 
 use pbft_common::TestNet;
 use rehearsal_protocols::pbft::{self, Check, Config, Output, ProductionNode};
+use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{
     Actor, EndReason, Fault, Invariant, NodeId, Outcome, RunReport, SimConfig, Simulation, Time,
 };
@@ -65,7 +66,7 @@ fn run<A: Actor>(actors: Vec<A>, invariants: Vec<Box<dyn Invariant<A>>>) -> RunR
 fn the_production_node_completes_every_request_as_the_simulators_node_does() {
     let config = config();
     let production: Vec<ProductionNode> = (0..config.nodes())
-        .map(|i| pbft::production_node(&config, NodeId(i)).unwrap())
+        .map(|i| pbft::production_node(&config, NodeId(i), KeySource::Testbed).unwrap())
         .collect();
     let safety: Box<dyn Invariant<ProductionNode>> =
         Box::new(SafetyOf(pbft::safety_checks(&config)));
@@ -97,17 +98,17 @@ fn the_production_node_completes_every_request_as_the_simulators_node_does() {
 #[test]
 fn the_production_node_offers_no_byzantine_behaviour_and_refuses_a_mutant() {
     assert!(<ProductionNode as Actor>::byzantine_behaviors().is_empty());
-    let mut replica = pbft::production_node(&config(), NodeId(1)).unwrap();
+    let mut replica = pbft::production_node(&config(), NodeId(1), KeySource::Testbed).unwrap();
     assert!(replica.set_byzantine("equivocate").is_err());
     let broken = Config {
         mutant: pbft::Mutant::SmallCommitQuorum,
         ..config()
     };
     assert_eq!(
-        pbft::production_node(&broken, NodeId(1)).err(),
+        pbft::production_node(&broken, NodeId(1), KeySource::Testbed).err(),
         Some(pbft::ConfigError::MutantInProduction(
             pbft::Mutant::SmallCommitQuorum
         ))
     );
-    assert!(pbft::production_node(&config(), NodeId(6)).is_err());
+    assert!(pbft::production_node(&config(), NodeId(6), KeySource::Testbed).is_err());
 }

@@ -8,7 +8,7 @@
 //! outputs. No runner matches on a protocol's name.
 //!
 //! ```
-//! use rehearsal_sim_core::protocol::{NoParams, Protocol, Setting, Sizes, SettingError};
+//! use rehearsal_sim_core::protocol::{KeySource, NoParams, Protocol, Setting, Sizes, SettingError};
 //! use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, Time};
 //!
 //! /// Node 0 counts down from 3 with node 1.
@@ -55,7 +55,8 @@
 //!     fn node(_: &(), _: NodeId) -> Result<Pinger, String> {
 //!         Ok(Pinger)
 //!     }
-//!     fn real_node(_: &(), _: NodeId) -> Result<Pinger, String> {
+//!     // Pinger signs nothing: it needs no keys, whatever their source.
+//!     fn real_node(_: &(), _: NodeId, _: KeySource<'_>) -> Result<Pinger, String> {
 //!         Ok(Pinger)
 //!     }
 //!     fn invariants(_: &(), _healed: Time) -> Vec<Box<dyn Invariant<Pinger>>> {
@@ -191,6 +192,65 @@ pub struct Setting<'a, P> {
     pub network: Option<NetBound>,
 }
 
+/// Which keys a protocol's nodes hold on real transports ([`Protocol::real_keys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyNeeds {
+    /// None: the protocol signs nothing.
+    None,
+    /// Nodes `0..holders` each sign with an Ed25519 key of their own: each holds its own
+    /// private key and every holder's public key ([`NodeKeys`]), as `rehearsal keygen`
+    /// writes them.
+    Ed25519 {
+        /// How many nodes hold keys: ids `0..holders`.
+        holders: u32,
+    },
+    /// Only keys derived from the run's seed work (why, in words): for example a
+    /// simulated signature scheme whose verifier holds every node's secret.
+    TestbedOnly(&'static str),
+}
+
+/// A 32-byte private key, which never prints and is overwritten when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(pub [u8; 32]);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey(..)")
+    }
+}
+
+impl Drop for PrivateKey {
+    fn drop(&mut self) {
+        self.0 = [0; 32];
+        // Seen as read, so that the compiler keeps the wipe of a value about to die.
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// One node's key material on a real run, from key files: its own private key and the
+/// public keys of every key holder, and nothing of any other node's private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKeys {
+    /// The node these keys are for.
+    pub me: NodeId,
+    /// Its own Ed25519 private key (the 32-byte seed of RFC 8032).
+    pub private: PrivateKey,
+    /// The Ed25519 public key of node `i` at index `i`, for every holder `0..holders` of
+    /// [`KeyNeeds::Ed25519`].
+    pub public: Vec<[u8; 32]>,
+}
+
+/// Where a real node's keys come from ([`Protocol::real_node`]).
+#[derive(Debug, Clone, Copy)]
+pub enum KeySource<'a> {
+    /// Derived from the run's seed, as in the simulator: anyone with the cluster file can
+    /// compute every node's private key, so this is for testbeds only (the cluster file's
+    /// `keys = "testbed"`).
+    Testbed,
+    /// The node's own keys, read from key files.
+    Node(&'a NodeKeys),
+}
+
 /// One parameter of a protocol's [`Protocol::Params`], for help texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParamDoc {
@@ -221,7 +281,9 @@ pub struct ByzantineRoom {
 ///
 /// The simulator builds every node with [`Protocol::node`] (or [`Protocol::nodes`]) from
 /// the [`Protocol::Config`] that [`Protocol::configure`] derived from the run's setting;
-/// real transports build one node per process with [`Protocol::real_node`].
+/// real transports build one node per process with [`Protocol::real_node`]. Either way a
+/// node is built from its own id, the shared configuration and its own keys (and, on
+/// restart, its own durable state), never by building every node and keeping one.
 pub trait Protocol: 'static {
     /// The name run files, cluster files and `--protocol` use.
     const NAME: &'static str;
@@ -376,8 +438,21 @@ pub trait Protocol: 'static {
         None
     }
 
-    /// Builds node `id` for a real transport: only its own state.
-    fn real_node(config: &Self::Config, id: NodeId) -> Result<Self::RealNode, String>;
+    /// The keys this protocol's nodes hold on real transports, for these parameters and
+    /// sizes (`rehearsal keygen` writes them; `rehearsal node` reads a node's own).
+    fn real_keys(_params: &Self::Params, _sizes: &Sizes) -> KeyNeeds {
+        KeyNeeds::None
+    }
+
+    /// Builds node `id` for a real transport: only its own state, and only its own private
+    /// key. `keys` says where that key comes from: files ([`KeySource::Node`], as
+    /// [`Protocol::real_keys`] asked for them) or the seed ([`KeySource::Testbed`]). A
+    /// protocol without keys ignores it.
+    fn real_node(
+        config: &Self::Config,
+        id: NodeId,
+        keys: KeySource<'_>,
+    ) -> Result<Self::RealNode, String>;
 
     /// A client's output that completes one of its requests.
     fn is_completion(_output: &<Self::Node as Actor>::Output) -> bool {

@@ -118,6 +118,9 @@ enum Command {
     Node(crate::cluster::NodeArgs),
     /// Launch a cluster of node processes on loopback, measure it and check its invariants.
     Cluster(crate::cluster::ClusterArgs),
+    /// Write fresh keys for a real cluster: one private key file per node, one public-key
+    /// list.
+    Keygen(keygen::KeygenArgs),
     /// Measure the simulator's and the transports' speed.
     Bench {
         #[command(subcommand)]
@@ -362,6 +365,7 @@ pub fn run(
         } => plot(&file, &output, width, out),
         Command::Node(args) => crate::cluster::node(&args, out, err),
         Command::Cluster(args) => crate::cluster::cluster(&args, out, err),
+        Command::Keygen(args) => keygen::keygen(&args, out),
         Command::Bench {
             what: BenchCommand::Tcp(args),
         } => crate::bench::tcp(&args, out, err),
@@ -402,6 +406,7 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+pub mod keygen;
 mod sim;
 mod traces;
 

@@ -1,44 +1,13 @@
 //! Nodes over DPDK: opening a node's device as its endpoint.
 
-use super::NodeTransport;
 use rehearsal_hardware::cluster::{DpdkDevice, DpdkNode};
 use rehearsal_hardware::dpdk::{
     Dpdk, DpdkConfig, DpdkError, DpdkPort, DpdkTransport, EalConfig, MacAddress,
 };
-use rehearsal_hardware::{ClusterConfig, NodeConfig, TransportKind};
+use rehearsal_hardware::{ClusterConfig, NodeConfig};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-impl NodeTransport for DpdkTransport {
-    const KIND: TransportKind = TransportKind::Dpdk;
-
-    fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut fields = serde_json::Map::new();
-        fields.insert("port".into(), self.port().name().into());
-        fields.insert("mac".into(), self.mac().to_string().into());
-        fields
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "on DPDK port {}, mac {} (dpdk)",
-            self.port().name(),
-            self.mac()
-        )
-    }
-
-    fn link_up(&self) -> bool {
-        DpdkTransport::link_up(self)
-    }
-
-    fn finish(self) -> serde_json::Value {
-        // Counted by this thread alone: final once the run is over.
-        let stats = serde_json::to_value(self.stats()).unwrap_or_default();
-        drop(self);
-        stats
-    }
-}
 
 /// Opens node `entry`'s DPDK device as its endpoint: initialises the EAL of this
 /// process, creates the device (or finds it among those the EAL probed), and starts it

@@ -335,6 +335,36 @@ pub(super) fn launch_config(
     ClusterConfig::new("cluster.toml", protocol, args.seed, params, node_configs).map_err(bad)
 }
 
+/// The cluster of a launch with its nodes' keys, if its protocol's nodes sign: the
+/// directory `--keys` names, keys derived from the seed with `--testbed-keys` (or for
+/// signatures that have no other keys, such as pbft's `crypto = "sim"`), or else fresh
+/// keys written to `dir/keys`.
+pub(super) fn with_launch_keys(
+    args: &ClusterArgs,
+    config: ClusterConfig,
+    dir: &Path,
+) -> Result<ClusterConfig, CliError> {
+    let needs = args.protocol.key_needs(&config).map_err(bad)?;
+    let keys = match (needs, &args.keys) {
+        (KeyNeeds::None, _) => return Ok(config),
+        (_, None) if args.testbed_keys => ClusterKeys::Testbed,
+        (KeyNeeds::TestbedOnly(_), None) => ClusterKeys::Testbed,
+        (KeyNeeds::TestbedOnly(why), Some(_)) => {
+            return Err(bad(format!("--keys: {why}; key files cannot serve it")))
+        }
+        (KeyNeeds::Ed25519 { .. }, Some(given)) => ClusterKeys::Dir(
+            std::path::absolute(given)
+                .map_err(|e| bad(format!("--keys {}: {e}", given.display())))?,
+        ),
+        (KeyNeeds::Ed25519 { holders }, None) => {
+            let fresh = dir.join("keys");
+            keys::generate(&fresh, holders).map_err(bad)?;
+            ClusterKeys::Dir(fresh)
+        }
+    };
+    Ok(config.with_keys(keys))
+}
+
 /// Longest path of a Unix socket (`sun_path`, its final NUL excluded).
 pub(super) const UNIX_SOCKET_PATH_BYTES_MAX: usize = 107;
 
@@ -436,6 +466,7 @@ pub fn cluster(
     let _signals = Signals::install(&interrupted, false)?;
     let dir = WorkDir::create(args.keep)?;
     let config = launch_config(args, nodes, clients, &dir.path)?;
+    let config = with_launch_keys(args, config, &dir.path)?;
     let config_path = dir.path.join("cluster.toml");
     fs::write(&config_path, config.to_toml())?;
 

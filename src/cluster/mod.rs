@@ -21,7 +21,9 @@
 //!
 //! # How the launcher talks to its nodes
 //!
-//! `rehearsal cluster` writes a cluster file with free loopback ports into a fresh working
+//! `rehearsal cluster` writes a cluster file with free loopback ports (and, for a protocol
+//! whose nodes sign, fresh keys from `rehearsal keygen`'s code in `keys/`, unless `--keys`
+//! or `--testbed-keys` says otherwise) into a fresh working
 //! directory and starts one `rehearsal node --controlled` process per node. A controlled
 //! node:
 //!
@@ -44,13 +46,14 @@ use crate::config::{ParamMap, Protocol};
 use crate::registry::NodeRun;
 use clap::Args;
 use rehearsal_hardware::bench_tcp;
-use rehearsal_hardware::cluster::{DpdkNode, MacAddr};
+use rehearsal_hardware::cluster::{ClusterKeys, DpdkNode, MacAddr};
+use rehearsal_hardware::keys;
 use rehearsal_hardware::{
-    check_invariants, ClusterConfig, LatencyHistogram, LatencySummary, NodeConfig, NodeRuntime,
-    OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig, TcpMonitor, TcpTransport, Transport,
-    TransportKind,
+    check_invariants, ClusterConfig, ErrorForwarder, LatencyHistogram, LatencySummary, NodeConfig,
+    NodeRuntime, NodeTransport, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
+    TcpTransport, TransportKind,
 };
-use rehearsal_sim_core::protocol::{Sizes, Target};
+use rehearsal_sim_core::protocol::{KeyNeeds, Sizes, Target};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -87,8 +90,9 @@ impl TransportArg {
 /// Run one node of a cluster file until SIGINT, SIGTERM or --duration; print a summary.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
-    /// The cluster file (TOML): protocol, seed, and one [[node]] per node with id, role,
-    /// address (tcp) and dpdk = { port = "DEVICE", mac } (dpdk).
+    /// The cluster file (TOML): protocol, seed, keys (a `rehearsal keygen` directory, or
+    /// "testbed"), and one [[node]] per node with id, role, address (tcp) and dpdk = {
+    /// port = "DEVICE", mac } (dpdk).
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
     /// This node's id in the cluster file.
@@ -167,6 +171,14 @@ pub struct ClusterArgs {
     /// Shorthand for `--param batch=N`: most requests per batch (pbft) [default: 1].
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
+    /// The key directory (from `rehearsal keygen`) of a protocol whose nodes sign (pbft)
+    /// [default: fresh keys in the working directory].
+    #[arg(long, value_name = "DIR", conflicts_with = "testbed_keys")]
+    pub keys: Option<PathBuf>,
+    /// Derive every node's key from --seed, as the simulator does (testbeds only: anyone
+    /// with the cluster file can sign as any node).
+    #[arg(long)]
+    pub testbed_keys: bool,
 }
 
 impl ClusterArgs {

@@ -192,57 +192,6 @@ where
     }
 }
 
-/// What a node's run needs of its transport besides moving messages: where it is, whether
-/// it can reach its peers yet, the errors of its own threads, and its final counters.
-pub(super) trait NodeTransport: Transport + Sized {
-    /// Which transport this is.
-    const KIND: TransportKind;
-
-    /// Where the node is, as fields of its `ready` line.
-    fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value>;
-
-    /// Where the node is, for people: `listening on 127.0.0.1:7000 (tcp)`.
-    fn describe(&self) -> String;
-
-    /// Whether the node can reach its peers now. TCP connects on demand, so it always can;
-    /// a DPDK port can once its link is up (for memif: the other end's process is there).
-    fn link_up(&self) -> bool {
-        true
-    }
-
-    /// Copies the errors the transport's own threads met to `err`, from the caller's
-    /// thread (which may hold the stderr lock).
-    fn forward_errors(&self, _forwarder: &mut ErrorForwarder, _err: &mut dyn Write) {}
-
-    /// Stops the transport and returns its final counters, as JSON.
-    fn finish(self) -> serde_json::Value;
-}
-
-impl NodeTransport for TcpTransport {
-    const KIND: TransportKind = TransportKind::Tcp;
-
-    fn whereabouts(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut fields = serde_json::Map::new();
-        fields.insert("address".into(), self.local_addr().to_string().into());
-        fields
-    }
-
-    fn describe(&self) -> String {
-        format!("listening on {} (tcp)", self.local_addr())
-    }
-
-    fn forward_errors(&self, forwarder: &mut ErrorForwarder, err: &mut dyn Write) {
-        forwarder.forward(&self.monitor(), err);
-    }
-
-    fn finish(self) -> serde_json::Value {
-        let monitor = self.monitor();
-        // Stop the connections' threads first, so the counters are final.
-        drop(self);
-        serde_json::to_value(monitor.stats()).unwrap_or_default()
-    }
-}
-
 pub(super) fn open_tcp(
     cluster: &ClusterConfig,
     entry: &NodeConfig,
@@ -360,7 +309,11 @@ where
         ready.insert("event".into(), "ready".into());
         ready.insert("node".into(), me.0.into());
         ready.insert("transport".into(), T::KIND.name().into());
-        ready.extend(whereabouts);
+        ready.extend(
+            whereabouts
+                .into_iter()
+                .map(|(field, value)| (field.to_string(), value.into())),
+        );
         writeln!(out, "{}", serde_json::Value::Object(ready))?;
     } else {
         writeln!(
@@ -425,12 +378,12 @@ where
         Ok(_) => (StopCause::StdinClosed, None),
         Err(error) => (StopCause::Failed, Some(format!("node {}: {error}", me.0))),
     };
-    forwarder.last_check = None;
+    forwarder.look_next_time();
     runtime.transport().forward_errors(&mut forwarder, err);
     let runtime_stats = runtime.stats().clone();
     // Stop the transport before reporting, so its counters are final.
     let (_, transport) = runtime.into_parts();
-    let transport_stats = transport.finish();
+    let transport_stats = serde_json::to_value(transport.finish()).unwrap_or_default();
     let mut observer = lock(&observer);
     let mut error = error;
     if let Some(file) = &mut observer.outputs_file {
@@ -509,47 +462,4 @@ pub(super) fn wait_for_link<T: NodeTransport>(
         thread::sleep(LINK_POLL);
     }
     Ok(())
-}
-
-/// Copies the transport's connection errors to `err`, from the thread that owns `err`.
-#[derive(Default)]
-pub(super) struct ErrorForwarder {
-    last_check: Option<Instant>,
-    /// The last error printed, to find where the new ones start in the transport's
-    /// bounded list of recent errors.
-    last_printed: Option<String>,
-}
-
-impl ErrorForwarder {
-    const INTERVAL: Duration = Duration::from_millis(100);
-    const LINES_PER_CHECK_MAX: usize = 20;
-
-    fn forward(&mut self, monitor: &TcpMonitor, err: &mut dyn Write) {
-        if self
-            .last_check
-            .is_some_and(|at| at.elapsed() < Self::INTERVAL)
-        {
-            return;
-        }
-        self.last_check = Some(Instant::now());
-        let errors = monitor.recent_errors();
-        let new_from = match &self.last_printed {
-            None => 0,
-            Some(last) => errors.iter().rposition(|e| e == last).map_or(0, |i| i + 1),
-        };
-        let new = &errors[new_from..];
-        for error in new.iter().take(Self::LINES_PER_CHECK_MAX) {
-            let _ = writeln!(err, "tcp: {error}");
-        }
-        if new.len() > Self::LINES_PER_CHECK_MAX {
-            let _ = writeln!(
-                err,
-                "tcp: ... and {} more",
-                new.len() - Self::LINES_PER_CHECK_MAX
-            );
-        }
-        if let Some(last) = new.last() {
-            self.last_printed = Some(last.clone());
-        }
-    }
 }

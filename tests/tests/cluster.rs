@@ -37,6 +37,8 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
         param: Vec::new(),
         crypto: None,
         batch: None,
+        keys: None,
+        testbed_keys: false,
     }
 }
 

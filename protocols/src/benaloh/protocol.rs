@@ -1,7 +1,9 @@
 //! Benaloh in the protocol registry: the robust protocol and the workshop's timed one.
 
 use super::{ConfigError, CorrectSum, Mode, Node, Output, MODULUS_DEFAULT};
-use rehearsal_sim_core::protocol::{ParamDoc, Protocol, Setting, SettingError, Sizes, Target};
+use rehearsal_sim_core::protocol::{
+    KeySource, ParamDoc, Protocol, Setting, SettingError, Sizes, Target,
+};
 use rehearsal_sim_core::{Invariant, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -111,7 +113,7 @@ impl<const TIMED: bool> Protocol for Form<TIMED> {
         })
     }
 
-    fn real_node(setup: &Setup, id: NodeId) -> Result<Node, String> {
+    fn real_node(setup: &Setup, id: NodeId, _: KeySource<'_>) -> Result<Node, String> {
         Self::node(setup, id)
     }
 

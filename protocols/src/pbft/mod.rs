@@ -90,8 +90,10 @@ pub use messages::{Msg, Op, Seq, View};
 pub use replica::Replica;
 pub use seam::{Correct, TestSeam, Testing};
 
-use crate::crypto::{Crypto, Digest};
+use crate::crypto::{Crypto, Digest, Verifier};
+use rehearsal_sim_core::protocol::{KeySource, NodeKeys};
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -268,6 +270,14 @@ pub enum ConfigError {
     MutantInProduction(Mutant),
     #[error("node {node} is not in a group of {nodes} nodes (replicas and clients)")]
     NoSuchNode { node: NodeId, nodes: u32 },
+    #[error("crypto = \"sim\" has no key files: its verifier holds every node's secret, so only keys derived from the seed work (keys = \"testbed\"); use crypto = \"real\" (Ed25519) with key files")]
+    SimCryptoWithKeyFiles,
+    #[error("the keys given are node {given}'s, not node {node}'s")]
+    KeysOfAnotherNode { node: NodeId, given: NodeId },
+    #[error("{listed} public keys are listed, but the group has {nodes} nodes (replicas and clients), each of which signs")]
+    PublicKeysCount { listed: usize, nodes: u32 },
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::KeyError),
 }
 
 impl Config {
@@ -547,55 +557,113 @@ impl<S: TestSeam> NodeWith<S> {
     }
 }
 
-/// The actors of one run: replicas `0..n`, then clients `n..n+clients`.
+/// The actors of one run: replicas `0..n`, then clients `n..n+clients`. Each is built
+/// as [`node`] builds it, around one verifier they share.
 pub fn actors(config: &Config) -> Result<Vec<Node>, ConfigError> {
     config.validate()?;
-    let keys = Crypto::generate(config.crypto, config.key_seed, config.nodes());
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, crypto)| Node::new(config, NodeId(i as u32), crypto))
+    let verifier = Crypto::testbed_verifier(config.crypto, config.key_seed, config.nodes());
+    Ok((0..config.nodes())
+        .map(|i| {
+            let id = NodeId(i);
+            let crypto = Crypto::testbed(config.crypto, config.key_seed, id, Arc::clone(&verifier));
+            Node::new(config, id, crypto)
+        })
         .collect())
 }
 
+/// Node `id` of `config`'s group in the simulator: its own key derived from the run's
+/// seed, and everybody's public keys.
+pub fn node(config: &Config, id: NodeId) -> Result<Node, ConfigError> {
+    config.validate()?;
+    let crypto = testbed_crypto(config, id, None)?;
+    Ok(Node::new(config, id, crypto))
+}
+
+/// Node `id`'s keys derived from the seed, with `verifier` if one was derived already.
+fn testbed_crypto(
+    config: &Config,
+    id: NodeId,
+    verifier: Option<&Arc<Verifier>>,
+) -> Result<Crypto, ConfigError> {
+    if id.0 >= config.nodes() {
+        return Err(ConfigError::NoSuchNode {
+            node: id,
+            nodes: config.nodes(),
+        });
+    }
+    let verifier = match verifier {
+        Some(verifier) => Arc::clone(verifier),
+        None => Crypto::testbed_verifier(config.crypto, config.key_seed, config.nodes()),
+    };
+    Ok(Crypto::testbed(config.crypto, config.key_seed, id, verifier))
+}
+
 /// Node `id` of `config`'s group as the production node, for a real runtime: the correct
-/// protocol only, so the configuration may not name a mutant.
+/// protocol only, so the configuration may not name a mutant. Its keys come from `keys`:
+/// its own Ed25519 key and everybody's public keys from key files, or, in a testbed, from
+/// the seed (the only source the simulated scheme, `crypto = "sim"`, has).
 ///
 /// ```
 /// use rehearsal_protocols::pbft::{self, Config};
+/// use rehearsal_sim_core::protocol::KeySource;
 /// use rehearsal_sim_core::NodeId;
 ///
-/// let replica = pbft::production_node(&Config::default(), NodeId(0)).unwrap();
+/// let replica = pbft::production_node(&Config::default(), NodeId(0), KeySource::Testbed).unwrap();
 /// assert!(replica.as_replica().is_some());
 /// let broken = Config { mutant: pbft::Mutant::NoCommit, ..Config::default() };
-/// assert!(pbft::production_node(&broken, NodeId(0)).is_err());
+/// assert!(pbft::production_node(&broken, NodeId(0), KeySource::Testbed).is_err());
 /// ```
-pub fn production_node(config: &Config, id: NodeId) -> Result<ProductionNode, ConfigError> {
+pub fn production_node(
+    config: &Config,
+    id: NodeId,
+    keys: KeySource<'_>,
+) -> Result<ProductionNode, ConfigError> {
     config.validate()?;
     if config.mutant != Mutant::None {
         return Err(ConfigError::MutantInProduction(config.mutant));
     }
-    let crypto = Crypto::generate(config.crypto, config.key_seed, config.nodes())
-        .into_iter()
-        .nth(id.index())
-        .ok_or(ConfigError::NoSuchNode {
-            node: id,
-            nodes: config.nodes(),
-        })?;
+    let crypto = match keys {
+        KeySource::Testbed => testbed_crypto(config, id, None)?,
+        KeySource::Node(keys) => own_crypto(config, id, keys)?,
+    };
     Ok(ProductionNode::new(config, id, crypto))
+}
+
+/// Node `id`'s keys from key files: only its own private key is there to read.
+fn own_crypto(config: &Config, id: NodeId, keys: &NodeKeys) -> Result<Crypto, ConfigError> {
+    if config.crypto == CryptoKind::Sim {
+        return Err(ConfigError::SimCryptoWithKeyFiles);
+    }
+    if keys.me != id {
+        return Err(ConfigError::KeysOfAnotherNode {
+            node: id,
+            given: keys.me,
+        });
+    }
+    if keys.public.len() != config.nodes() as usize {
+        return Err(ConfigError::PublicKeysCount {
+            listed: keys.public.len(),
+            nodes: config.nodes(),
+        });
+    }
+    Ok(Crypto::ed25519(id, &keys.private.0, &keys.public)?)
 }
 
 /// The restart constructor for [`Simulation::on_restart`](rehearsal_sim_core::Simulation::on_restart):
 /// a replica comes back with the view and stable checkpoint it saved with
 /// [`Context::persist`] and catches up from the others; a client resumes after its last
 /// completed request. A restarted replica has lost the messages it sent since its last
-/// checkpoint, so until it has caught up it counts as one of the f faulty replicas.
+/// checkpoint, so until it has caught up it counts as one of the f faulty replicas. Each
+/// restarted node gets its own key back (derived from the seed), beside the public keys
+/// derived at the first restart.
 pub fn restart(config: &Config) -> impl FnMut(NodeId, Option<&[u8]>) -> Node + 'static {
     let config = config.clone();
+    let mut verifier: Option<Arc<Verifier>> = None;
     move |id, durable| {
-        let crypto = Crypto::generate(config.crypto, config.key_seed, config.nodes())
-            .into_iter()
-            .nth(id.index())
+        let verifier = verifier.get_or_insert_with(|| {
+            Crypto::testbed_verifier(config.crypto, config.key_seed, config.nodes())
+        });
+        let crypto = testbed_crypto(&config, id, Some(verifier))
             .expect("restart of a node outside the configuration");
         if config.is_replica(id) {
             NodeWith::Replica(Box::new(Replica::restore(&config, crypto, durable)))

@@ -5,8 +5,8 @@ use super::{
     ProductionNode, Summary, Termination,
 };
 use rehearsal_sim_core::protocol::{
-    ByzantineRoom, ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes, Target,
-    TimerKnob,
+    ByzantineRoom, KeyNeeds, KeySource, ParamDoc, ParamDuration, Protocol, Role, Setting,
+    SettingError, Sizes, Target, TimerKnob,
 };
 use rehearsal_sim_core::{duration_ns, Invariant, NodeId, RestartFn, Time};
 use serde::{Deserialize, Serialize};
@@ -218,24 +218,39 @@ impl Protocol for Pbft {
         Ok(config)
     }
 
+    /// Node `id` alone: its own key derived from the seed, and everybody's public keys.
     fn node(config: &Config, id: NodeId) -> Result<Node, String> {
-        let mut all = actors(config).map_err(|e| e.to_string())?;
-        if id.index() >= all.len() {
-            return Err(format!(
-                "pbft has no node {id} (nodes 0 to {})",
-                all.len() - 1
-            ));
-        }
-        Ok(all.swap_remove(id.index()))
+        super::node(config, id).map_err(|e| e.to_string())
     }
 
-    /// Only the correct protocol runs on real transports: a mutant is refused.
-    fn real_node(config: &Config, id: NodeId) -> Result<ProductionNode, String> {
-        production_node(config, id).map_err(|e| e.to_string())
-    }
-
+    /// Every node, each built as [`Pbft::node`] builds it, around one shared verifier (the
+    /// public keys are derived once, not once per node).
     fn nodes(config: &Config, _sizes: &Sizes) -> Result<Vec<Node>, String> {
         actors(config).map_err(|e| e.to_string())
+    }
+
+    /// Every node signs, replicas and clients (their requests): each holds an Ed25519
+    /// key. The simulated scheme has only keys derived from the seed.
+    fn real_keys(params: &Params, sizes: &Sizes) -> KeyNeeds {
+        match params.crypto_for(Target::Real) {
+            Ok(CryptoKind::Sim) => KeyNeeds::TestbedOnly(
+                "crypto = \"sim\" is a MAC whose verifier holds every node's secret: only keys \
+                 derived from the seed work, so its nodes run on testbed keys",
+            ),
+            _ => KeyNeeds::Ed25519 {
+                holders: Self::actors(sizes),
+            },
+        }
+    }
+
+    /// Only the correct protocol runs on real transports: a mutant is refused. The node
+    /// holds its own private key only.
+    fn real_node(
+        config: &Config,
+        id: NodeId,
+        keys: KeySource<'_>,
+    ) -> Result<ProductionNode, String> {
+        production_node(config, id, keys).map_err(|e| e.to_string())
     }
 
     /// Safety, and termination once the last fault is over: every request must then

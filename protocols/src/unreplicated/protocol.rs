@@ -5,7 +5,7 @@ use super::{
     Server, Testing, SERVER,
 };
 use rehearsal_sim_core::protocol::{
-    ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes,
+    KeySource, ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes,
 };
 use rehearsal_sim_core::{Invariant, NodeId, RestartFn, Time};
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,7 @@ impl Protocol for Unreplicated {
         })
     }
 
-    fn real_node(setup: &Setup, id: NodeId) -> Result<ProductionNode, String> {
+    fn real_node(setup: &Setup, id: NodeId, _: KeySource<'_>) -> Result<ProductionNode, String> {
         production_node(&setup.config, id).ok_or_else(|| {
             format!(
                 "unreplicated has no node {id} (nodes 0 to {})",
