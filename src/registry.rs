@@ -16,7 +16,7 @@ use rehearsal_sim_core::protocol::{
     ByzantineRoom, KeyNeeds, KeySource, ParamDoc, Protocol as Spec, Role, Setting, SettingError,
     Sizes, Target, TimerKnob, Visitor,
 };
-use rehearsal_sim_core::{Actor, NetworkModel, NodeId, SimConfig};
+use rehearsal_sim_core::{Actor, NetworkModel, NodeId, SimConfig, Violation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::Write;
@@ -86,7 +86,7 @@ pub trait Registered: Sync {
         &self,
         cluster: &ClusterConfig,
         files: &[PathBuf],
-    ) -> Result<(u64, Vec<String>), String>;
+    ) -> Result<(u64, Vec<Violation>), String>;
 }
 
 /// What `rehearsal node` hands a protocol to run one node.
@@ -382,7 +382,7 @@ impl<P: Spec> Registered for Entry<P> {
         &self,
         cluster: &ClusterConfig,
         files: &[PathBuf],
-    ) -> Result<(u64, Vec<String>), String> {
+    ) -> Result<(u64, Vec<Violation>), String> {
         let (proto, sizes, _) = cluster_config_of::<P>(cluster)?;
         let mut outputs = cluster::read_outputs::<<P::Node as Actor>::Output>(files)?;
         // Stable: each node's outputs keep their order.
@@ -395,14 +395,17 @@ impl<P: Spec> Registered for Entry<P> {
             ));
         }
         if P::CLIENTS {
+            let end = outputs.iter().map(|r| r.at).max().unwrap_or_default();
             for client in sizes.nodes..sizes.nodes + sizes.clients {
                 let completed = outputs
                     .iter()
                     .any(|r| r.node == NodeId(client) && P::is_completion(&r.value));
                 if !completed {
-                    violations.push(format!(
-                        "progress: client {} completed no request",
-                        NodeId(client)
+                    violations.push(Violation::new(
+                        "progress",
+                        NodeId(client),
+                        end,
+                        format!("client {} completed no request", NodeId(client)),
                     ));
                 }
             }

@@ -3,7 +3,7 @@
 use crate::transport::{SendError, Transport, TransportError};
 use rehearsal_sim_core::{
     derive_rng, duration_ns, Actor, Context, Effect, EndReason, Invariant, NodeId, NodeStats,
-    RunEnd, SimRng, Time, TimerId,
+    RunEnd, SimRng, Time, TimerId, Violation,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -228,7 +228,7 @@ pub struct NodeRuntime<A: Actor, T: Transport> {
     output_sink: Option<OutputSink<A::Output>>,
     annotations: Vec<Annotation>,
     invariants: Vec<Box<dyn Invariant<A> + Send>>,
-    violations: Vec<String>,
+    violations: Vec<Violation>,
     stats: RuntimeStats,
     stop: StopHandle,
 }
@@ -358,8 +358,8 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         std::mem::take(&mut self.annotations)
     }
 
-    /// `"invariant: detail"` for every failed invariant check, in the order found.
-    pub fn violations(&self) -> &[String] {
+    /// Every failed invariant check, in the order found (`{v}` prints `invariant: detail`).
+    pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
 
@@ -490,16 +490,17 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
     /// Asks every invariant for its end-of-run verdict on this node alone, as the simulator
     /// does when a run reaches its deadline; returns the new violations (also recorded).
     /// For invariants over several nodes use [`check_invariants`].
-    pub fn finish_invariants(&mut self) -> Vec<String> {
+    pub fn finish_invariants(&mut self) -> Vec<Violation> {
+        let now = self.now();
         let end = RunEnd {
-            now: self.now(),
+            now,
             reason: EndReason::Deadline,
             actors: std::slice::from_ref(&self.actor),
         };
         let mut found = Vec::new();
         for invariant in &mut self.invariants {
             if let Err(detail) = invariant.at_end(&end) {
-                found.push(format!("{}: {detail}", invariant.name()));
+                found.push(Violation::new(invariant.name(), self.me, now, detail));
             }
         }
         self.violations.extend(found.iter().cloned());
@@ -582,7 +583,7 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         let mut found = Vec::new();
         for invariant in &mut self.invariants {
             if let Err(detail) = invariant.on_output(self.me, now, &value) {
-                found.push(format!("{}: {detail}", invariant.name()));
+                found.push(Violation::new(invariant.name(), self.me, now, detail));
             }
         }
         if self.config.log_errors {
@@ -737,12 +738,17 @@ pub fn check_invariants<A: Actor>(
     actors: &[A],
     end_time: Time,
     invariants: &mut [&mut dyn Invariant<A>],
-) -> Vec<String> {
+) -> Vec<Violation> {
     let mut found = Vec::new();
     for record in outputs {
         for invariant in invariants.iter_mut() {
             if let Err(detail) = invariant.on_output(record.node, record.at, &record.value) {
-                found.push(format!("{}: {detail}", invariant.name()));
+                found.push(Violation::new(
+                    invariant.name(),
+                    record.node,
+                    record.at,
+                    detail,
+                ));
             }
         }
     }
@@ -751,9 +757,15 @@ pub fn check_invariants<A: Actor>(
         reason: EndReason::Deadline,
         actors,
     };
+    // End-of-run checks concern the whole run: attributed to node 0, as the simulator does.
     for invariant in invariants.iter_mut() {
         if let Err(detail) = invariant.at_end(&end) {
-            found.push(format!("{}: {detail}", invariant.name()));
+            found.push(Violation::new(
+                invariant.name(),
+                NodeId(0),
+                end_time,
+                detail,
+            ));
         }
     }
     found

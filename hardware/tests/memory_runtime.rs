@@ -198,7 +198,9 @@ fn ping_pong_on_threads_checks_invariants_over_all_nodes() {
     let violations = check_invariants(&merged, &actors, Time::ZERO, &mut [&mut greedy]);
     assert_eq!(violations.len(), 1);
     assert!(
-        violations[0].starts_with("rounds-in-order: n1 completed"),
+        violations[0]
+            .to_string()
+            .starts_with("rounds-in-order: n1 completed"),
         "{violations:?}"
     );
 }
@@ -453,9 +455,12 @@ fn a_violated_invariant_stops_the_run() {
     server_stop.stop();
     assert_eq!(server_thread.join().unwrap(), RunStop::Stopped);
     assert_eq!(stop, RunStop::Violation);
+    let [v] = client.violations() else {
+        panic!("one violation expected: {:?}", client.violations())
+    };
     assert_eq!(
-        client.violations(),
-        ["no-third-round: round 3 completed".to_string()]
+        (v.invariant.as_str(), v.node, v.detail.as_str()),
+        ("no-third-round", client.me(), "round 3 completed")
     );
     assert_eq!(client.outputs().len(), 3);
 }

@@ -117,7 +117,7 @@ fn check<A: Actor>(
     outputs: &[OutputRecord<A::Output>],
     actors: &[A],
     invariant: &mut dyn Invariant<A>,
-) -> Vec<String> {
+) -> Vec<rehearsal_sim_core::Violation> {
     let end = outputs.iter().map(|r| r.at).max().unwrap_or_default();
     check_invariants(outputs, actors, end, &mut [invariant])
 }
@@ -176,7 +176,9 @@ fn a_broken_reply_over_tcp_is_caught_by_the_same_invariant() {
     let mut invariant = unreplicated::RequestsAnswered::new(&config);
     let violations = check(&outputs, &actors, &mut invariant);
     assert!(
-        violations.iter().any(|v| v.contains("accepted result")),
+        violations
+            .iter()
+            .any(|v| v.detail.contains("accepted result")),
         "{violations:?}"
     );
 }

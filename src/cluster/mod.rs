@@ -54,7 +54,7 @@ use rehearsal_hardware::{
     TcpTransport, TransportKind,
 };
 use rehearsal_sim_core::protocol::{KeyNeeds, Sizes, Target};
-use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time};
+use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time, Violation};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};

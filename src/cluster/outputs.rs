@@ -42,7 +42,7 @@ pub(crate) fn read_outputs<V: serde::de::DeserializeOwned>(
 /// Checks the outputs files of a run of the cluster file `path` against its protocol's
 /// invariants (a missing file reads as empty): the number of outputs checked, and the
 /// violations found.
-pub fn check_outputs(path: &Path, files: &[PathBuf]) -> Result<(u64, Vec<String>), String> {
+pub fn check_outputs(path: &Path, files: &[PathBuf]) -> Result<(u64, Vec<Violation>), String> {
     let cluster = ClusterConfig::load(path).map_err(|e| e.to_string())?;
     let protocol = Protocol::named(&cluster.protocol).map_err(|e| cluster.error(e).to_string())?;
     protocol.check_outputs(&cluster, files)
@@ -51,7 +51,7 @@ pub fn check_outputs(path: &Path, files: &[PathBuf]) -> Result<(u64, Vec<String>
 pub(crate) fn run_invariant<A: Actor>(
     outputs: &[OutputRecord<A::Output>],
     invariant: &mut dyn Invariant<A>,
-) -> Vec<String> {
+) -> Vec<Violation> {
     let end = outputs.iter().map(|r| r.at).max().unwrap_or(Time::ZERO);
     check_invariants::<A>(outputs, &[], end, &mut [invariant])
 }

@@ -90,7 +90,7 @@ pub(super) struct ClusterReport {
     /// Whether the invariants were checked, and on how many outputs.
     pub(super) invariants_checked: bool,
     pub(super) outputs_checked: u64,
-    pub(super) violations: Vec<String>,
+    pub(super) violations: Vec<Violation>,
     pub(super) per_node: Vec<NodeReport>,
     /// The working directory, when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,7 +153,7 @@ pub(super) fn cluster_report(
     clients: u32,
     processes: &Processes,
     failures: Vec<String>,
-    violations: Vec<String>,
+    violations: Vec<Violation>,
     invariants_checked: bool,
     outputs_checked: u64,
     interrupted: bool,
