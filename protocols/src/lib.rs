@@ -26,4 +26,5 @@ protocols! {
     unreplicated => [Unreplicated],
     benaloh => [Benaloh, BenalohTimed],
     pbft => [Pbft],
+    hotstuff => [HotStuff],
 }

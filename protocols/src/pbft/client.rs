@@ -24,7 +24,30 @@ pub struct Completion {
 /// outage, but once it heals a request waits for the client's next retry, so the gap is
 /// capped low enough that a lossy network gets many retries within the termination bound
 /// (see [`Config::termination_bound_under_loss`]).
-pub(super) const BACKOFF_DOUBLINGS_MAX: u32 = 3;
+pub const BACKOFF_DOUBLINGS_MAX: u32 = 3;
+
+/// The operation of `client`'s request `number` on a store of `keys` keys: a pure
+/// function of its arguments (closed-loop clients of every protocol draw from it), so a
+/// client that restarts sends the very same request again.
+pub fn op_for(key_seed: u64, client: NodeId, number: u64, keys: u32) -> Op {
+    let mut hasher = blake3::Hasher::new_derive_key("rehearsal 2026 pbft client ops v1");
+    hasher.update(&key_seed.to_le_bytes());
+    hasher.update(&client.0.to_le_bytes());
+    hasher.update(&number.to_le_bytes());
+    let bytes = hasher.finalize();
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes.as_bytes()[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    let key = (word(0) % u64::from(keys)) as u32;
+    let value = word(1) % 1_000;
+    match word(2) % 3 {
+        0 => Op::Get { key },
+        1 => Op::Put { key, value },
+        _ => Op::Add { key, delta: value },
+    }
+}
 
 pub struct Client {
     crypto: Crypto,
@@ -97,23 +120,7 @@ impl Client {
     /// The operation of request `number`: a pure function of the key seed, the client and
     /// the number, so a client that restarts sends the very same request again.
     pub fn op_for(&self, number: u64) -> Op {
-        let mut hasher = blake3::Hasher::new_derive_key("rehearsal 2026 pbft client ops v1");
-        hasher.update(&self.key_seed.to_le_bytes());
-        hasher.update(&self.crypto.me().0.to_le_bytes());
-        hasher.update(&number.to_le_bytes());
-        let bytes = hasher.finalize();
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes.as_bytes()[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        let key = (word(0) % u64::from(self.keys)) as u32;
-        let value = word(1) % 1_000;
-        match word(2) % 3 {
-            0 => Op::Get { key },
-            1 => Op::Put { key, value },
-            _ => Op::Add { key, delta: value },
-        }
+        op_for(self.key_seed, self.crypto.me(), number, self.keys)
     }
 
     pub(super) fn on_start<S: TestSeam>(&mut self, cx: &mut Context<NodeWith<S>>) {

@@ -749,11 +749,17 @@ pub struct Summary {
 
 impl Summary {
     pub fn of<S: TestSeam>(actors: &[NodeWith<S>]) -> Summary {
-        let completions: Vec<&Completion> = actors
-            .iter()
-            .filter_map(NodeWith::as_client)
-            .flat_map(|c| c.completions())
-            .collect();
+        Summary::of_completions(
+            actors
+                .iter()
+                .filter_map(NodeWith::as_client)
+                .flat_map(|c| c.completions()),
+        )
+    }
+
+    /// The figures of these completed requests (any protocol's closed-loop clients).
+    pub fn of_completions<'a>(completions: impl Iterator<Item = &'a Completion>) -> Summary {
+        let completions: Vec<&Completion> = completions.collect();
         let mut latencies: Vec<u64> = completions
             .iter()
             .map(|c| {
