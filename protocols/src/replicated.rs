@@ -543,6 +543,65 @@ where
     }
 }
 
+/// Every check of a run of actor `A`, boxed, so a caller can add a protocol's checks in
+/// one loop: `for check in pbft::checks(&config) { sim.add_invariant(check); }`.
+pub struct Check<A: Actor>(Box<dyn Invariant<A>>);
+
+impl<A: Actor> Check<A> {
+    pub fn new(invariant: impl Invariant<A> + 'static) -> Self {
+        Check(Box::new(invariant))
+    }
+}
+
+impl<A: Actor> Invariant<A> for Check<A> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn on_output(&mut self, node: NodeId, now: Time, output: &A::Output) -> Result<(), String> {
+        self.0.on_output(node, now, output)
+    }
+    fn on_fault(&mut self, now: Time) {
+        self.0.on_fault(now)
+    }
+    fn at_end(&mut self, end: &RunEnd<'_, A>) -> Result<(), String> {
+        self.0.at_end(end)
+    }
+}
+
+/// [`ReplicatedOutput::submitted`] and [`ReplicatedOutput::completed`] for an output enum
+/// whose clients report `Submitted { number, op }` and `Completed { number, op, result,
+/// submitted_at, completed_at }`, as PBFT's and HotStuff's do.
+macro_rules! client_outputs {
+    () => {
+        fn submitted(&self) -> Option<(u64, $crate::pbft::Op)> {
+            match *self {
+                Self::Submitted { number, op } => Some((number, op)),
+                _ => None,
+            }
+        }
+
+        fn completed(&self) -> Option<$crate::replicated::Completed> {
+            match *self {
+                Self::Completed {
+                    number,
+                    op,
+                    result,
+                    submitted_at,
+                    completed_at,
+                } => Some($crate::replicated::Completed {
+                    number,
+                    op,
+                    result,
+                    submitted_at,
+                    completed_at,
+                }),
+                _ => None,
+            }
+        }
+    };
+}
+pub(crate) use client_outputs;
+
 #[cfg(test)]
 mod tests {
     //! The shared checks over a protocol that is not PBFT: a fake whose outputs number

@@ -15,11 +15,11 @@
 //! - [`VotesIncrease`]: a correct replica votes for strictly increasing views (never
 //!   twice in one view).
 
-use super::{Config, Execution, Node, Op, Output, View};
+use super::{Config, Execution, Node, Output, View};
 use crate::crypto::Digest;
 use crate::hotstuff::messages::genesis_hash;
-use crate::replicated::{self, Completed, Group, ReplicatedOutput, Roles};
-use rehearsal_sim_core::{Invariant, NodeId, RunEnd, Time};
+use crate::replicated::{self, Group, ReplicatedOutput, Roles};
+use rehearsal_sim_core::{Invariant, NodeId, Time};
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
@@ -43,31 +43,7 @@ impl From<&Config> for Group {
 impl ReplicatedOutput for Output {
     const POSITION: &'static str = "height";
 
-    fn submitted(&self) -> Option<(u64, Op)> {
-        match *self {
-            Output::Submitted { number, op } => Some((number, op)),
-            _ => None,
-        }
-    }
-
-    fn completed(&self) -> Option<Completed> {
-        match *self {
-            Output::Completed {
-                number,
-                op,
-                result,
-                submitted_at,
-                completed_at,
-            } => Some(Completed {
-                number,
-                op,
-                result,
-                submitted_at,
-                completed_at,
-            }),
-            _ => None,
-        }
-    }
+    replicated::client_outputs!();
 
     fn executed(&self) -> Option<(u64, &[Execution])> {
         match self {
@@ -92,30 +68,8 @@ impl ReplicatedOutput for Output {
     }
 }
 
-/// Every check of a run, boxed, so a caller can add them in one loop:
-/// `for check in hotstuff::checks(&config) { sim.add_invariant(check); }`.
-pub struct Check(Box<dyn Invariant<Node>>);
-
-impl Check {
-    pub fn new(invariant: impl Invariant<Node> + 'static) -> Check {
-        Check(Box::new(invariant))
-    }
-}
-
-impl Invariant<Node> for Check {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn on_output(&mut self, node: NodeId, now: Time, output: &Output) -> Result<(), String> {
-        self.0.on_output(node, now, output)
-    }
-    fn on_fault(&mut self, now: Time) {
-        self.0.on_fault(now)
-    }
-    fn at_end(&mut self, end: &RunEnd<'_, Node>) -> Result<(), String> {
-        self.0.at_end(end)
-    }
-}
+/// Every check of a run, boxed: see [`replicated::Check`].
+pub type Check = replicated::Check<Node>;
 
 /// The safety checks and the per-replica checks the paper's proof rests on.
 pub fn safety_checks(config: &Config) -> Vec<Check> {

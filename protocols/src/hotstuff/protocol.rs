@@ -5,7 +5,6 @@ use super::{
     Output, ProductionNode,
 };
 use crate::crypto::CryptoKind;
-use crate::pbft::LATENCY_MAX_REAL;
 use rehearsal_sim_core::protocol::{
     ByzantineRoom, KeyNeeds, KeySource, ParamDoc, Protocol, Role, Setting, SettingError, Sizes,
     Target, TimerKnob,
@@ -94,11 +93,7 @@ impl Protocol for HotStuff {
         if let Some(mutant) = setting.mutant {
             config.mutant = mutant.parse::<Mutant>()?;
         }
-        let latency_max = match (params.latency_max, setting.network) {
-            (Some(latency), _) => latency.0,
-            (None, Some(network)) => Duration::from_nanos(network.one_way_ns_max),
-            (None, None) => LATENCY_MAX_REAL,
-        };
+        let latency_max = params.latency_max_on(setting.network);
         let mut config = config.timeouts_for_latency(latency_max);
         for (name, &ns) in setting.timers {
             let slot = match name.as_str() {

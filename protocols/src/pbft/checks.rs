@@ -30,10 +30,10 @@
 //!   meaningful when at most f replicas are faulty and the network heals.
 
 use super::messages::Seq;
-use super::{Config, Execution, LoadReason, Node, Op, Output};
+use super::{Config, Execution, LoadReason, Node, Output};
 use crate::crypto::Digest;
-use crate::replicated::{self, Completed, Group, ReplicatedOutput, Roles};
-use rehearsal_sim_core::{Invariant, NodeId, RunEnd, Time};
+use crate::replicated::{self, Group, ReplicatedOutput, Roles};
+use rehearsal_sim_core::{Invariant, NodeId, Time};
 use std::collections::btree_map::Entry as MapEntry;
 use std::collections::BTreeMap;
 
@@ -69,31 +69,7 @@ impl From<&Config> for Group {
 impl ReplicatedOutput for Output {
     const POSITION: &'static str = "sequence";
 
-    fn submitted(&self) -> Option<(u64, Op)> {
-        match *self {
-            Output::Submitted { number, op } => Some((number, op)),
-            _ => None,
-        }
-    }
-
-    fn completed(&self) -> Option<Completed> {
-        match *self {
-            Output::Completed {
-                number,
-                op,
-                result,
-                submitted_at,
-                completed_at,
-            } => Some(Completed {
-                number,
-                op,
-                result,
-                submitted_at,
-                completed_at,
-            }),
-            _ => None,
-        }
-    }
+    replicated::client_outputs!();
 
     fn executed(&self) -> Option<(Seq, &[Execution])> {
         match self {
@@ -114,30 +90,8 @@ impl ReplicatedOutput for Output {
     }
 }
 
-/// Every check of a run, boxed, so a caller can add them in one loop:
-/// `for check in pbft::checks(&config) { sim.add_invariant(check); }`.
-pub struct Check(Box<dyn Invariant<Node>>);
-
-impl Check {
-    pub fn new(invariant: impl Invariant<Node> + 'static) -> Check {
-        Check(Box::new(invariant))
-    }
-}
-
-impl Invariant<Node> for Check {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn on_output(&mut self, node: NodeId, now: Time, output: &Output) -> Result<(), String> {
-        self.0.on_output(node, now, output)
-    }
-    fn on_fault(&mut self, now: Time) {
-        self.0.on_fault(now)
-    }
-    fn at_end(&mut self, end: &RunEnd<'_, Node>) -> Result<(), String> {
-        self.0.at_end(end)
-    }
-}
+/// Every check of a run, boxed: see [`replicated::Check`].
+pub type Check = replicated::Check<Node>;
 
 /// The safety checks: agreement, validity, integrity, in-order execution and
 /// client-side consistency.

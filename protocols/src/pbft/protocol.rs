@@ -5,7 +5,7 @@ use super::{
     ProductionNode, Summary, Termination,
 };
 use rehearsal_sim_core::protocol::{
-    ByzantineRoom, KeyNeeds, KeySource, ParamDoc, ParamDuration, Protocol, Role, Setting,
+    ByzantineRoom, KeyNeeds, KeySource, NetBound, ParamDoc, ParamDuration, Protocol, Role, Setting,
     SettingError, Sizes, Target, TimerKnob,
 };
 use rehearsal_sim_core::{duration_ns, Invariant, NodeId, RestartFn, Time};
@@ -48,6 +48,16 @@ pub struct Params {
 pub const LATENCY_MAX_REAL: Duration = Duration::from_millis(200);
 
 impl Params {
+    /// The slowest a message may take, which the timers allow for: as set, else the
+    /// network's worst link in the simulator, else [`LATENCY_MAX_REAL`] on real transports.
+    pub fn latency_max_on(&self, network: Option<NetBound>) -> Duration {
+        match (self.latency_max, network) {
+            (Some(latency), _) => latency.0,
+            (None, Some(network)) => Duration::from_nanos(network.one_way_ns_max),
+            (None, None) => LATENCY_MAX_REAL,
+        }
+    }
+
     /// The signature scheme `target` runs: `sim` in the simulator (fast, unforgeable
     /// inside it), `real` (Ed25519) on real transports, unless set.
     pub fn crypto_for(&self, target: Target) -> Result<CryptoKind, String> {
@@ -195,11 +205,7 @@ impl Protocol for Pbft {
         if let Some(mutant) = setting.mutant {
             config.mutant = mutant.parse::<Mutant>()?;
         }
-        let latency_max = match (params.latency_max, setting.network) {
-            (Some(latency), _) => latency.0,
-            (None, Some(network)) => Duration::from_nanos(network.one_way_ns_max),
-            (None, None) => LATENCY_MAX_REAL,
-        };
+        let latency_max = params.latency_max_on(setting.network);
         let mut config = config.timeouts_for_latency(latency_max);
         for (name, &ns) in setting.timers {
             let slot = match name.as_str() {
