@@ -211,7 +211,8 @@ impl<'a, A: Actor> Context<'a, A> {
     /// the protocol's restart constructor receives the last state saved. Replaces any
     /// earlier state. A state that cannot be encoded is not saved and the error returned.
     pub fn persist<S: Serialize>(&mut self, state: &S) -> Result<(), bincode::error::EncodeError> {
-        let mut bytes = Vec::new();
+        // Most durable states are small but not tiny: start past the first few doublings.
+        let mut bytes = Vec::with_capacity(512);
         crate::codec::encode_into(state, &mut bytes)?;
         self.effects.push(Effect::Persist(bytes));
         Ok(())

@@ -74,6 +74,9 @@ pub struct Replica<S: TestSeam> {
     pending: BTreeMap<(u32, u64), Arc<Request>>,
     /// Blocks asked for and not received yet.
     requested: BTreeSet<Digest>,
+    /// (view, block) of the certificates this replica checked already: a QC arrives in
+    /// a proposal, then again in timeouts and new-view messages.
+    verified: BTreeSet<(View, Digest)>,
     /// Proposals waiting for an ancestor to arrive.
     stashed: Vec<(NodeId, Arc<Proposal>)>,
     /// Restarted from durable state: it says so when it starts.
@@ -124,6 +127,7 @@ impl<S: TestSeam> Replica<S> {
             last_timeout: None,
             pending: BTreeMap::new(),
             requested: BTreeSet::new(),
+            verified: BTreeSet::new(),
             stashed: Vec::new(),
             restored: false,
         };
@@ -302,7 +306,7 @@ impl<S: TestSeam> Replica<S> {
     }
 
     /// What is checked of a proposal before anything of it is believed.
-    fn check_proposal(&self, proposal: &Proposal) -> Result<(), String> {
+    fn check_proposal(&mut self, proposal: &Proposal) -> Result<(), String> {
         let block = &proposal.block;
         if !proposal.signed_by_leader(&self.crypto, self.n) {
             return Err("bad leader signature".into());
@@ -319,9 +323,7 @@ impl<S: TestSeam> Replica<S> {
         if block.height == 0 {
             return Err("height 0 is the genesis block's".into());
         }
-        block
-            .justify
-            .verify(&self.crypto, self.n, self.seam.qc_quorum(self.f))
+        self.check_qc(&block.justify)
             .map_err(|e| format!("its QC: {e}"))?;
         if let Some(tc) = &proposal.tc {
             self.check_tc(tc)?;
@@ -334,6 +336,17 @@ impl<S: TestSeam> Replica<S> {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Checks a QC, once per (view, block): one that certifies what an already checked QC
+    /// does claims nothing new.
+    fn check_qc(&mut self, qc: &Qc) -> Result<(), String> {
+        if self.verified.contains(&(qc.view, qc.block)) {
+            return Ok(());
+        }
+        qc.verify(&self.crypto, self.n, self.seam.qc_quorum(self.f))?;
+        self.verified.insert((qc.view, qc.block));
         Ok(())
     }
 
@@ -466,10 +479,7 @@ impl<S: TestSeam> Replica<S> {
         if !timeout.verify(&self.crypto) {
             return self.drop_msg(cx, "timeout", from, "bad signature");
         }
-        if let Err(e) = timeout
-            .high_qc
-            .verify(&self.crypto, self.n, self.seam.qc_quorum(self.f))
-        {
+        if let Err(e) = self.check_qc(&timeout.high_qc) {
             return self.drop_msg(cx, "timeout", from, &format!("its QC: {e}"));
         }
         self.process_qc(&timeout.high_qc, from, cx);
@@ -546,7 +556,7 @@ impl<S: TestSeam> Replica<S> {
         if from.0 >= self.n {
             return self.drop_msg(cx, "new-view", from, "not from a replica");
         }
-        if let Err(e) = high_qc.verify(&self.crypto, self.n, self.seam.qc_quorum(self.f)) {
+        if let Err(e) = self.check_qc(&high_qc) {
             return self.drop_msg(cx, "new-view", from, &format!("its QC: {e}"));
         }
         self.process_qc(&high_qc, from, cx);
@@ -712,6 +722,7 @@ impl<S: TestSeam> Replica<S> {
         }
         self.prune_timeouts();
         let keep_from = self.high_qc.view;
+        self.verified = self.verified.split_off(&(keep_from, Digest([0; 32])));
         self.votes.retain(|(v, _), _| *v >= keep_from);
     }
 
@@ -739,7 +750,9 @@ impl<S: TestSeam> Replica<S> {
             self.execute(&block, cx);
         }
         self.backoff = 0;
-        self.persist(cx);
+        // Saved with the next vote or timeout (the state safety rests on is saved before
+        // each of them): a replica that crashes before then restarts from an earlier
+        // committed state, and commits these blocks again from the others' chain.
     }
 
     fn execute(&mut self, block: &Arc<Block>, cx: &mut Context<NodeWith<S>>) {
