@@ -617,3 +617,36 @@ fn agreement_and_in_order_catch_conflicting_and_broken_chains() {
         .unwrap_err();
     assert!(err.contains("height 2 after height 0"), "{err}");
 }
+
+#[test]
+fn damaged_and_duplicated_messages_are_dropped_and_annotated_never_fatal() {
+    let config = Config {
+        clients: 2,
+        requests_per_client: 30,
+        ..Config::default()
+    };
+    let mut annotated = 0;
+    for seed in 1..=8 {
+        let mut sim_config = SimConfig::new(seed);
+        sim_config.keep_trace = true;
+        sim_config.deadline = Some(Time::from_secs(600));
+        let net = TestNet::new("uniform:1ms..20ms")
+            .corrupt(0.05)
+            .duplicate(0.05);
+        let mut sim = Simulation::new(sim_config, hotstuff::actors(&config).unwrap(), net);
+        for check in hotstuff::checks(&config) {
+            sim.add_invariant(check);
+        }
+        let report = expect_ok(sim.run(), "damaged messages");
+        assert_eq!(completed(&report), 60, "seed {seed}");
+        annotated += report
+            .trace
+            .iter()
+            .filter(|e| {
+                matches!(&e.kind, rehearsal_sim_core::EventKind::Annotate { label }
+                    if label.starts_with("drop") && (label.contains("bad") || label.contains("hash") || label.contains("QC")))
+            })
+            .count();
+    }
+    assert!(annotated > 0, "damage must have been noticed and annotated");
+}
