@@ -13,12 +13,14 @@
 //! - `stale-qc`: as leader, proposes a fork: a block extending an older certified block
 //!   (three certificates below its highest) rather than its highest QC.
 //! - `silent`: sends nothing at all.
+//! - `impatient`: gives up on every view it votes in at once: with each vote it sends every
+//!   replica a timeout of that view (carrying the genesis QC), as if its timer had fired.
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
 //! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything
 //! else, so checks count it as faulty from then on.
 
-use super::messages::{Block, Msg, Proposal, Vote};
+use super::messages::{Block, Msg, Proposal, Qc, Timeout, Vote};
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Context, NodeId};
@@ -35,6 +37,7 @@ pub enum Behavior {
     SilentProposer,
     StaleQc,
     Silent,
+    Impatient,
 }
 
 impl Behavior {
@@ -45,15 +48,17 @@ impl Behavior {
         "silent-proposer",
         "stale-qc",
         "silent",
+        "impatient",
     ];
 
-    const ALL: [Behavior; 6] = [
+    const ALL: [Behavior; 7] = [
         Behavior::Equivocate,
         Behavior::DoubleVote,
         Behavior::Amnesia,
         Behavior::SilentProposer,
         Behavior::StaleQc,
         Behavior::Silent,
+        Behavior::Impatient,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,12 +69,14 @@ impl Behavior {
             Behavior::SilentProposer => "silent-proposer",
             Behavior::StaleQc => "stale-qc",
             Behavior::Silent => "silent",
+            Behavior::Impatient => "impatient",
         }
     }
 
-    /// Sends `msg` to `to` as this behaviour does.
+    /// Sends `msg` to `to` as this behaviour does, from a replica of a group of `replicas`.
     pub(super) fn send<S: super::TestSeam>(
         self,
+        replicas: u32,
         crypto: &Crypto,
         cx: &mut Context<super::NodeWith<S>>,
         to: Vec<NodeId>,
@@ -84,6 +91,14 @@ impl Behavior {
                 let other = Vote::signed(crypto, vote.view, Digest(made_up));
                 cx.broadcast(to.clone(), Msg::Vote(vote));
                 cx.broadcast(to, Msg::Vote(other));
+            }
+            (Behavior::Impatient, Msg::Vote(vote)) => {
+                // The timeout goes to every replica, wherever the vote goes.
+                let timeout = Timeout::signed(crypto, vote.view, Qc::genesis());
+                cx.broadcast(to, Msg::Vote(vote));
+                let me = crypto.me();
+                let others: Vec<NodeId> = (0..replicas).map(NodeId).filter(|&r| r != me).collect();
+                cx.broadcast(others, Msg::Timeout(Arc::new(timeout)));
             }
             (_, msg) => cx.broadcast(to, msg),
         }

@@ -141,6 +141,8 @@ pub struct Testing {
     byzantine: Option<Behavior>,
     /// The switch to `byzantine` is still to be announced.
     announce_byzantine: bool,
+    /// Replicas in the group: a Byzantine replica may send to all of them.
+    replicas: u32,
 }
 
 impl Testing {
@@ -150,6 +152,7 @@ impl Testing {
             mutant,
             byzantine: None,
             announce_byzantine: false,
+            replicas: super::Config::default().replicas(),
         }
     }
 
@@ -162,7 +165,10 @@ impl TestSeam for Testing {
     const BYZANTINE_BEHAVIORS: &'static [&'static str] = Behavior::NAMES;
 
     fn for_config(config: &Config) -> Self {
-        Testing::new(config.mutant)
+        Testing {
+            replicas: config.replicas(),
+            ..Testing::new(config.mutant)
+        }
     }
 
     fn qc_quorum(&self, f: u32) -> usize {
@@ -206,7 +212,7 @@ impl TestSeam for Testing {
     fn send(&mut self, crypto: &Crypto, cx: &mut Context<NodeWith<Self>>, to: Vec<NodeId>, msg: Msg) {
         match self.byzantine {
             None => Correct.send_as(cx, to, msg),
-            Some(behavior) => behavior.send(crypto, cx, to, msg),
+            Some(behavior) => behavior.send(self.replicas, crypto, cx, to, msg),
         }
     }
 
