@@ -138,16 +138,11 @@ enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
-    /// PBFT in the simulator: committed requests per wall-second (sim and real crypto,
-    /// with and without batching).
-    Pbft {
-        /// Requests of the headline setting (the others scale from it).
-        #[arg(long, default_value_t = 100_000)]
-        requests: u64,
-        /// Print one JSON object instead of a summary.
-        #[arg(long)]
-        json: bool,
-    },
+    /// PBFT in the simulator: committed requests per wall-second and messages per
+    /// committed request (sim and real crypto, with and without batching).
+    Pbft(ReplicatedBenchArgs),
+    /// Chained HotStuff in the simulator, as `bench pbft` measures PBFT.
+    Hotstuff(ReplicatedBenchArgs),
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
@@ -172,6 +167,17 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `bench pbft` and `bench hotstuff` take.
+#[derive(Args, Debug)]
+struct ReplicatedBenchArgs {
+    /// Requests of the headline setting (the others scale from it).
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -373,8 +379,11 @@ pub fn run(
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),
         Command::Bench {
-            what: BenchCommand::Pbft { requests, json },
-        } => bench::pbft(requests, json, out),
+            what: BenchCommand::Pbft(args),
+        } => bench::replicated(Protocol::of("pbft"), args.requests, args.json, out),
+        Command::Bench {
+            what: BenchCommand::Hotstuff(args),
+        } => bench::replicated(Protocol::of("hotstuff"), args.requests, args.json, out),
         Command::Bench {
             what:
                 BenchCommand::Dpdk {

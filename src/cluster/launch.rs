@@ -437,10 +437,18 @@ pub(super) fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliEr
         return Err(bad("--duration must be longer than 0"));
     }
     if args.transport == TransportArg::Dpdk && nodes + clients != 2 {
+        // The smallest cluster of the protocol: its default nodes (3f+1 = 4 replicas for
+        // the BFT protocols) and one client.
+        let smallest = protocol.nodes_default() + u32::from(protocol.has_clients());
+        let needs = if smallest > 2 {
+            format!(" ({protocol} needs {smallest} at least)")
+        } else {
+            String::new()
+        };
         return Err(bad(format!(
             "over dpdk, `rehearsal cluster` runs two nodes joined by one memif link, not {}: use \
              --clients 1 (unreplicated) or --nodes 2 (benaloh), or use --transport tcp for more \
-             nodes (pbft needs 5 at least)",
+             nodes{needs}",
             nodes + clients
         )));
     }

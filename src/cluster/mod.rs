@@ -130,14 +130,14 @@ pub struct ClusterArgs {
     pub transport: TransportArg,
     /// Protocol nodes. unreplicated: the servers, which must be 1 (the one server is node
     /// 0; the clients are added on top, see --clients). benaloh: the peers, at least 2.
-    /// pbft: the replicas, 3f+1 (nodes 0 to n-1; Ed25519 signatures).
-    /// [default: 1 for unreplicated, 5 for benaloh, 4 for pbft]
+    /// pbft and hotstuff: the replicas, 3f+1 (nodes 0 to n-1; Ed25519 signatures).
+    /// [default: 1 for unreplicated, 5 for benaloh, 4 for pbft and hotstuff]
     #[arg(long)]
     pub nodes: Option<u32>,
-    /// Closed-loop client processes (unreplicated and pbft).
+    /// Closed-loop client processes (unreplicated, pbft, hotstuff).
     #[arg(long, default_value_t = 4)]
     pub clients: u32,
-    /// How long the clients run (unreplicated, pbft), or the longest wait for every
+    /// How long the clients run (unreplicated, pbft, hotstuff), or the longest wait for every
     /// peer's total (benaloh), e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub duration: Duration,
@@ -164,14 +164,14 @@ pub struct ClusterArgs {
     /// `rehearsal protocols` lists each protocol's).
     #[arg(long, value_name = "NAME=VALUE", value_parser = crate::cli::parse_param_arg)]
     pub param: Vec<(String, serde_json::Value)>,
-    /// Shorthand for `--param crypto=...`: `real` (Ed25519) or `sim` (pbft) [default:
+    /// Shorthand for `--param crypto=...`: `real` (Ed25519) or `sim` (pbft, hotstuff) [default:
     /// real on real transports].
     #[arg(long, value_name = "real|sim")]
     pub crypto: Option<String>,
-    /// Shorthand for `--param batch=N`: most requests per batch (pbft) [default: 1].
+    /// Shorthand for `--param batch=N`: most requests per batch (pbft, hotstuff) [default: 1].
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
-    /// The key directory (from `rehearsal keygen`) of a protocol whose nodes sign (pbft)
+    /// The key directory (from `rehearsal keygen`) of a protocol whose nodes sign (pbft, hotstuff)
     /// [default: fresh keys in the working directory].
     #[arg(long, value_name = "DIR", conflicts_with = "testbed_keys")]
     pub keys: Option<PathBuf>,

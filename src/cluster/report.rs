@@ -210,12 +210,28 @@ pub(super) fn cluster_report(
     }
 }
 
+/// How many nodes of each role ran, in the order the roles first appear (`4 replicas, 2
+/// clients`): from the registry's roles, so that no protocol is named here.
+fn size_by_role(nodes: &[NodeReport]) -> String {
+    let mut counts: Vec<(Role, usize)> = Vec::new();
+    for node in nodes {
+        match counts.iter_mut().find(|(role, _)| *role == node.role) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((node.role, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(role, count)| {
+            let plural = if *count == 1 { "" } else { "s" };
+            format!("{count} {role}{plural}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn write_cluster_table(r: &ClusterReport, out: &mut dyn Write) -> io::Result<()> {
-    let size = match r.protocol.as_str() {
-        "unreplicated" => format!("1 server, {} clients", r.clients),
-        "pbft" => format!("{} replicas, {} clients", r.nodes, r.clients),
-        _ => format!("{} peers", r.nodes),
-    };
+    let size = size_by_role(&r.per_node);
     writeln!(
         out,
         "{} over {} · {size} · {} · {}",

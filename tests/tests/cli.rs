@@ -253,6 +253,34 @@ fn bench_sim_prints_its_figures_as_json() {
 }
 
 #[test]
+fn bench_pbft_and_hotstuff_print_the_same_figures_as_json() {
+    for protocol in ["pbft", "hotstuff"] {
+        let run = cli(&["bench", protocol, "--requests", "100", "--json"]);
+        assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+        let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert_eq!(all["bench"], protocol);
+        let runs = all["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 4, "{all}");
+        for figures in runs {
+            assert_eq!(figures["outcome"], "ok", "{figures}");
+            let committed = figures["committed_requests"].as_u64().unwrap();
+            assert!(committed > 0, "{figures}");
+            assert!(
+                figures["committed_requests_per_wall_second"]
+                    .as_f64()
+                    .unwrap()
+                    > 0.0
+            );
+            // Every committed request costs at least the client's request to each
+            // replica and f+1 replies.
+            let per_request = figures["messages_per_committed_request"].as_f64().unwrap();
+            assert!(per_request >= 1.0, "{figures}");
+        }
+        assert_eq!(runs[0]["committed_requests"], 100);
+    }
+}
+
+#[test]
 fn bench_tcp_runs_both_sides_briefly_and_refuses_a_bad_nice_value() {
     let run = cli(&[
         "bench",

@@ -152,12 +152,27 @@ fn benaloh_cluster_agrees_on_the_sum() {
 }
 
 fn pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
+    replicated_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught(Protocol::of(
+        "pbft",
+    ));
+}
+
+fn hotstuff_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught() {
+    replicated_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught(Protocol::of(
+        "hotstuff",
+    ));
+}
+
+/// A replicated state machine (4 replicas, 2 clients with 10 requests each, fresh Ed25519
+/// keys) completes every request and passes its safety checks; the same outputs with one
+/// replica's result changed fail client consistency.
+fn replicated_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught(protocol: Protocol) {
     let args = ClusterArgs {
         nodes: Some(4),
         requests: Some(10),
         duration: TEST_LIMIT,
         keep: true,
-        ..cluster_args(Protocol::of("pbft"))
+        ..cluster_args(protocol)
     };
     let (status, report, stderr) = run_cluster(&args);
     assert_eq!(status, 0, "{report:#}\n{stderr}");
@@ -510,6 +525,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught",
         pbft_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught,
+    ),
+    (
+        "hotstuff_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught",
+        hotstuff_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught,
     ),
     (
         "a_node_that_dies_fails_the_launch_and_leaves_no_process",

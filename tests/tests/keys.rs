@@ -13,8 +13,13 @@ use std::time::Duration;
 
 /// A small PBFT cluster: 4 replicas, 1 client, 3 requests.
 fn pbft_args() -> ClusterArgs {
+    replicated_args(Protocol::of("pbft"))
+}
+
+/// A small cluster of a replicated state machine: 4 replicas, 1 client, 3 requests.
+fn replicated_args(protocol: Protocol) -> ClusterArgs {
     ClusterArgs {
-        protocol: Protocol::of("pbft"),
+        protocol,
         transport: TransportArg::Tcp,
         nodes: Some(4),
         clients: 1,
@@ -204,6 +209,39 @@ fn testbed_keys_derived_from_the_seed_still_run_a_pbft_cluster() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// HotStuff's nodes sign as PBFT's do: on the key files `keygen` writes, and with
+/// simulated signatures on keys derived from the seed.
+fn hotstuff_clusters_run_on_keygen_keys_and_on_testbed_keys() {
+    let dir = scratch_named("keys", "hotstuff");
+    let keys = dir.join("keys");
+    let (status, out, err) = keygen(&["--count", "5", "--out", path_arg(&keys)]);
+    assert_eq!(status, 0, "{out}{err}");
+    let args = ClusterArgs {
+        keys: Some(keys),
+        ..replicated_args(Protocol::of("hotstuff"))
+    };
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["requests"], 3, "{report:#}");
+    assert_eq!(report["invariants_checked"], true);
+
+    let args = ClusterArgs {
+        crypto: Some("sim".into()),
+        keep: true,
+        ..replicated_args(Protocol::of("hotstuff"))
+    };
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["requests"], 3, "{report:#}");
+    assert_eq!(report["invariants_checked"], true);
+    let run = PathBuf::from(report["directory"].as_str().unwrap());
+    let text = std::fs::read_to_string(run.join("cluster.toml")).unwrap();
+    assert!(text.contains("keys = \"testbed\""), "{text}");
+    std::fs::remove_dir_all(&run).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---- Harness ------------------------------------------------------------------------------
 
 const TESTS: &[(&str, fn())] = &[
@@ -218,6 +256,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "testbed_keys_derived_from_the_seed_still_run_a_pbft_cluster",
         testbed_keys_derived_from_the_seed_still_run_a_pbft_cluster,
+    ),
+    (
+        "hotstuff_clusters_run_on_keygen_keys_and_on_testbed_keys",
+        hotstuff_clusters_run_on_keygen_keys_and_on_testbed_keys,
     ),
 ];
 
