@@ -650,3 +650,39 @@ fn damaged_and_duplicated_messages_are_dropped_and_annotated_never_fatal() {
     }
     assert!(annotated > 0, "damage must have been noticed and annotated");
 }
+
+#[test]
+fn timeout_quorum_needs_2f_plus_1_replicas_that_did_give_up() {
+    use rehearsal_protocols::hotstuff::checks::TimeoutQuorum;
+    let config = Config::default();
+    let t = Time::ZERO;
+    let certified = |signers: Vec<u32>| Output::TimeoutCertified { view: 8, signers };
+    let mut check = TimeoutQuorum::new(&config);
+    for node in [0, 2, 3] {
+        assert!(check
+            .on_output(NodeId(node), t, &Output::TimedOut { view: 8 })
+            .is_ok());
+    }
+    assert!(check
+        .on_output(NodeId(2), t, &certified(vec![0, 2, 3]))
+        .is_ok());
+    let err = check
+        .on_output(NodeId(3), t, &certified(vec![0, 2, 2]))
+        .unwrap_err();
+    assert!(
+        err.contains("2 timeouts (n0, n2), fewer than 2f+1 = 3"),
+        "{err}"
+    );
+    let err = check
+        .on_output(NodeId(0), t, &certified(vec![0, 1, 2]))
+        .unwrap_err();
+    assert!(err.contains("naming n1, which never gave up"), "{err}");
+    // A Byzantine replica signs what it likes.
+    let byzantine = Output::Byzantine {
+        behavior: "silent".into(),
+    };
+    assert!(check.on_output(NodeId(1), t, &byzantine).is_ok());
+    assert!(check
+        .on_output(NodeId(0), t, &certified(vec![0, 1, 2]))
+        .is_ok());
+}

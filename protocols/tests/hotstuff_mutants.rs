@@ -10,7 +10,7 @@
 //! | `vote-twice`             | replica 2 reboots every 61 ms from 200 ms to 3 s; half the messages duplicated | votes-increase |
 //! | `non-consecutive-commit` | replica 1 turns `impatient` at 0; latency uniform in 1..20 ms    | agreement, in-order |
 //! | `small-quorum`           | the same                                                         | agreement, in-order |
-//! | `small-timeout-quorum`   | none found yet (see `UNCAUGHT`)                                  |                   |
+//! | `small-timeout-quorum`   | replica 1 crashes at 1 s                                         | timeout-quorum    |
 //!
 //! Why each is caught:
 //! - `no-safe-node` and `no-lock`: the `stale-qc` leader proposes a block extending a QC
@@ -26,6 +26,10 @@
 //!   still forming, so views end by timeout certificates and the chain has view gaps and
 //!   competing branches. A 3-chain across a gap, or a QC from 2f votes (the Byzantine
 //!   replica and one correct one), lets correct replicas commit conflicting blocks.
+//! - `small-timeout-quorum`: once the crashed replica's term comes, the others time out;
+//!   the first two timeouts a replica holds make a certificate, and it moves on with
+//!   f+1 = 2 of them, which `timeout-quorum` refuses (the pacemaker's guarantee that a
+//!   TC's highest QC covers every correct lock needs 2f+1).
 
 mod pbft_common;
 
@@ -44,6 +48,8 @@ enum Setting {
     /// Replica 1 turns `impatient` at 0, latency uniform in 1..20 ms
     /// (`impatient.scenario`).
     ImpatientReplica,
+    /// Replica 1 crashes at 1 s (`leader-crash.scenario`).
+    LeaderCrash,
 }
 
 /// Each mutant's setting and the invariants that may catch it.
@@ -73,13 +79,15 @@ const CASES: &[(Mutant, Setting, &[&str])] = &[
         Setting::ImpatientReplica,
         &["agreement", "in-order"],
     ),
+    (
+        Mutant::SmallTimeoutQuorum,
+        Setting::LeaderCrash,
+        &["timeout-quorum"],
+    ),
 ];
 
-/// Mutants no setting catches yet, and why. A TC only moves replicas on to the next
-/// leader's term: safety rests on the safe-node rule alone, and every setting tried so far
-/// (2-2 partitions with clients on both sides, an isolated replica, `silent`, `stale-qc`,
-/// `impatient` with or without a fast Byzantine link) stays live with TCs of f+1.
-const UNCAUGHT: &[Mutant] = &[Mutant::SmallTimeoutQuorum];
+/// Mutants no setting catches yet, and why (none now).
+const UNCAUGHT: &[Mutant] = &[];
 
 fn run(mutant: Mutant, setting: Setting, seed: u64) -> RunReport<Node> {
     let config = Config {
@@ -110,6 +118,10 @@ fn run(mutant: Mutant, setting: Setting, seed: u64) -> RunReport<Node> {
         }
         Setting::ImpatientReplica => {
             faults.push((Time::ZERO, byzantine("impatient")));
+            TestNet::new("uniform:1ms..20ms")
+        }
+        Setting::LeaderCrash => {
+            faults.push((Time::from_secs(1), Fault::Crash(NodeId(1))));
             TestNet::new("uniform:1ms..20ms")
         }
     };
@@ -205,6 +217,13 @@ fn small_quorum_is_caught_under_an_impatient_replica() {
     // Caught on 2 of seeds 1..=100 (in-order), first on seed 8.
     let seeds = caught(Mutant::SmallQuorum, setting, invariants, 8);
     assert_eq!(seeds, [8], "{seeds:?}");
+}
+
+#[test]
+fn small_timeout_quorum_is_caught_by_timeout_quorum_when_a_leader_crashes() {
+    let (setting, invariants) = case(Mutant::SmallTimeoutQuorum);
+    let seeds = caught(Mutant::SmallTimeoutQuorum, setting, invariants, 3);
+    assert_eq!(seeds, [1, 2, 3], "caught on every seed");
 }
 
 #[test]

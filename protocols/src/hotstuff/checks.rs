@@ -14,6 +14,10 @@
 //! - [`LockMonotonic`]: a correct replica's locked view never decreases.
 //! - [`VotesIncrease`]: a correct replica votes for strictly increasing views (never
 //!   twice in one view).
+//! - [`TimeoutQuorum`]: a correct replica moves on by a timeout certificate only when it
+//!   holds 2f+1 distinct replicas' timeouts, and every correct replica it names did give
+//!   up on that view: the pacemaker's guarantee that the certificate's highest QC is as
+//!   high as any correct replica's lock rests on that quorum.
 
 use super::{Config, Execution, Node, Output, View};
 use crate::crypto::Digest;
@@ -81,6 +85,7 @@ pub fn safety_checks(config: &Config) -> Vec<Check> {
         Check::new(ClientConsistency::new(config)),
         Check::new(LockMonotonic::new(config)),
         Check::new(VotesIncrease::new(config)),
+        Check::new(TimeoutQuorum::new(config)),
     ]
 }
 
@@ -269,6 +274,79 @@ impl Invariant<Node> for VotesIncrease {
             Some((before, other)) if *view <= before => Err(format!(
                 "{node} voted for {block} in view {view} after voting for {other} in view {before}"
             )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A timeout certificate holds 2f+1 distinct replicas' timeouts, and every correct replica
+/// it names gave up on its view.
+pub struct TimeoutQuorum {
+    roles: Roles,
+    quorum: usize,
+    /// View -> the correct replicas that gave up on it.
+    timed_out: BTreeMap<View, Vec<NodeId>>,
+    /// Replicas that turned Byzantine (their timeouts need no output).
+    byzantine: Vec<NodeId>,
+}
+
+impl TimeoutQuorum {
+    pub fn new(config: &Config) -> TimeoutQuorum {
+        TimeoutQuorum {
+            roles: Roles::new(&Group::from(config)),
+            quorum: config.quorum(),
+            timed_out: BTreeMap::new(),
+            byzantine: Vec::new(),
+        }
+    }
+}
+
+impl Invariant<Node> for TimeoutQuorum {
+    fn name(&self) -> &str {
+        "timeout-quorum"
+    }
+
+    fn on_output(&mut self, node: NodeId, _now: Time, output: &Output) -> Result<(), String> {
+        if !self.roles.correct_replica(node, output) {
+            if output.is_byzantine() {
+                self.byzantine.push(node);
+            }
+            return Ok(());
+        }
+        match output {
+            Output::TimedOut { view } => {
+                self.timed_out.entry(*view).or_default().push(node);
+                Ok(())
+            }
+            Output::TimeoutCertified { view, signers } => {
+                let mut distinct = signers.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                if distinct.len() < self.quorum {
+                    return Err(format!(
+                        "{node} moved on from view {view} on a timeout certificate of {} timeouts ({}), fewer than 2f+1 = {}",
+                        distinct.len(),
+                        distinct.iter().map(|s| format!("n{s}")).collect::<Vec<_>>().join(", "),
+                        self.quorum
+                    ));
+                }
+                let gave_up = self.timed_out.get(view);
+                let silent: Vec<String> = distinct
+                    .iter()
+                    .map(|&s| NodeId(s))
+                    .filter(|s| !self.byzantine.contains(s))
+                    .filter(|s| !gave_up.is_some_and(|g| g.contains(s)))
+                    .map(|s| s.to_string())
+                    .collect();
+                if silent.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{node} moved on from view {view} on a timeout certificate naming {}, which never gave up on that view",
+                        silent.join(", ")
+                    ))
+                }
+            }
             _ => Ok(()),
         }
     }

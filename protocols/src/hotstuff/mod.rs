@@ -378,6 +378,10 @@ pub enum Output {
     Voted { view: View, block: Digest },
     /// A replica's lock moved to the QC of `view`, certifying `block`.
     Locked { view: View, block: Digest },
+    /// A replica gave up on `view` and signed a timeout for it.
+    TimedOut { view: View },
+    /// A replica moved on from `view` on a timeout certificate signed by `signers`.
+    TimeoutCertified { view: View, signers: Vec<u32> },
     /// A replica's committed state became the block at `height`; `executed` lists each
     /// client's latest executed request in that state.
     StateLoaded {

@@ -81,6 +81,8 @@ pub struct Replica<S: TestSeam> {
     stashed: Vec<(NodeId, Arc<Proposal>)>,
     /// Restarted from durable state: it says so when it starts.
     restored: bool,
+    /// The lock moved since the durable state was last saved: saved before the event ends.
+    unsaved_lock: bool,
 }
 
 /// What a replica saves with `Context::persist` before every vote and after every commit.
@@ -130,6 +132,7 @@ impl<S: TestSeam> Replica<S> {
             verified: BTreeSet::new(),
             stashed: Vec::new(),
             restored: false,
+            unsaved_lock: false,
         };
         if let Some(d) = durable.and_then(|b| rehearsal_sim_core::codec::decode::<Durable>(b).ok())
         {
@@ -248,6 +251,7 @@ impl<S: TestSeam> Replica<S> {
             Msg::Blocks(blocks) => self.on_blocks(from, blocks, cx),
             Msg::Reply(_) => self.drop_msg(cx, "reply", from, "replicas take no replies"),
         }
+        self.save_lock(cx);
         self.arm_view_timer(cx);
     }
 
@@ -494,7 +498,10 @@ impl<S: TestSeam> Replica<S> {
         }
         if view < self.view {
             // This replica left that view by voting in it, and no certificate of it formed:
-            // it gives up on it too, so that the ones still there can form a TC.
+            // it gives up on it too, so that the ones still there can form a TC. (A lone
+            // Byzantine replica can collect these and end a view that has its votes, as the
+            // `impatient` behaviour does; waiting for f+1 timeouts first would stop that.)
+            cx.output(Output::TimedOut { view });
             let mine = Arc::new(Timeout::signed(&self.crypto, view, self.high_qc.clone()));
             self.send(cx, vec![from], Msg::Timeout(Arc::clone(&mine)));
             self.collect_timeout(mine, cx);
@@ -665,6 +672,7 @@ impl<S: TestSeam> Replica<S> {
         };
         if self.seam.updates_lock() && b2.justify.view > self.locked_qc.view {
             self.locked_qc = b2.justify.clone();
+            self.unsaved_lock = true;
             cx.output(Output::Locked {
                 view: self.locked_qc.view,
                 block: self.locked_qc.block,
@@ -689,6 +697,10 @@ impl<S: TestSeam> Replica<S> {
         if tc.high_qc.view > self.high_qc.view {
             self.high_qc = tc.high_qc.clone();
         }
+        cx.output(Output::TimeoutCertified {
+            view: tc.view,
+            signers: tc.timeouts.iter().map(|t| t.0).collect(),
+        });
         self.last_tc = Some(Arc::clone(&tc));
         self.advance_to(view_after_tc(tc.view), cx);
         self.prune_timeouts();
@@ -791,7 +803,16 @@ impl<S: TestSeam> Replica<S> {
         self.send(cx, vec![client], Msg::Reply(Arc::new(reply)));
     }
 
+    /// Saves a lock that moved in this event and was not saved with a vote: a replica
+    /// never comes back from a crash locked lower than it was.
+    fn save_lock(&mut self, cx: &mut Context<NodeWith<S>>) {
+        if self.unsaved_lock {
+            self.persist(cx);
+        }
+    }
+
     fn persist(&mut self, cx: &mut Context<NodeWith<S>>) {
+        self.unsaved_lock = false;
         let durable = Durable {
             view: self.view,
             last_voted: self.last_voted,
@@ -967,6 +988,9 @@ impl<S: TestSeam> Replica<S> {
         if self.last_voted < view {
             self.last_voted = view;
             self.persist(cx);
+        }
+        if self.last_timeout.as_ref().is_none_or(|t| t.view != view) {
+            cx.output(Output::TimedOut { view });
         }
         cx.annotate(format!("timeout of view {view}"));
         let timeout = Arc::new(Timeout::signed(&self.crypto, view, self.high_qc.clone()));
