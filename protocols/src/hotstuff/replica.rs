@@ -85,8 +85,9 @@ pub struct Replica<S: TestSeam> {
     unsaved_lock: bool,
 }
 
-/// What a replica saves with `Context::persist` before every vote and after every commit.
-#[derive(Serialize, Deserialize)]
+/// What a replica saves with `Context::persist` before every vote and timeout, and when its
+/// lock moves; written from borrowed fields ([`DurableRef`]), read back owned.
+#[derive(Deserialize)]
 struct Durable {
     view: View,
     last_voted: View,
@@ -95,6 +96,18 @@ struct Durable {
     committed: Block,
     store: KvStore,
     replies: ReplyCache,
+}
+
+/// [`Durable`] as it is written: the same fields, borrowed, so that saving copies nothing.
+#[derive(Serialize)]
+struct DurableRef<'a> {
+    view: View,
+    last_voted: View,
+    locked_qc: &'a Qc,
+    high_qc: &'a Qc,
+    committed: &'a Block,
+    store: &'a KvStore,
+    replies: &'a ReplyCache,
 }
 
 impl<S: TestSeam> Replica<S> {
@@ -284,8 +297,11 @@ impl<S: TestSeam> Replica<S> {
         if from != leader_of(block.view, self.n) {
             return self.drop_msg(cx, "proposal", from, "not the leader of its view");
         }
-        if let Err(why) = self.check_proposal(&proposal) {
-            return self.drop_msg(cx, "proposal", from, &why);
+        // Its own proposal, a leader made right: nothing to check.
+        if from != self.me() {
+            if let Err(why) = self.check_proposal(&proposal) {
+                return self.drop_msg(cx, "proposal", from, &why);
+            }
         }
         if let Some(tc) = &proposal.tc {
             self.process_tc(Arc::clone(tc), cx);
@@ -813,14 +829,14 @@ impl<S: TestSeam> Replica<S> {
 
     fn persist(&mut self, cx: &mut Context<NodeWith<S>>) {
         self.unsaved_lock = false;
-        let durable = Durable {
+        let durable = DurableRef {
             view: self.view,
             last_voted: self.last_voted,
-            locked_qc: self.locked_qc.clone(),
-            high_qc: self.high_qc.clone(),
-            committed: (*self.committed).clone(),
-            store: self.store.clone(),
-            replies: self.replies.clone(),
+            locked_qc: &self.locked_qc,
+            high_qc: &self.high_qc,
+            committed: &self.committed,
+            store: &self.store,
+            replies: &self.replies,
         };
         if let Err(e) = cx.persist(&durable) {
             cx.annotate(format!("cannot save the durable state: {e}"));
