@@ -22,6 +22,15 @@ use std::time::Duration;
 /// Most blocks one answer to a fetch carries: the block asked for and its ancestors.
 pub const FETCH_BLOCKS_MAX: usize = 32;
 
+/// Committed blocks a replica keeps below its last committed one, to answer the fetches of
+/// replicas that fell behind; older ones are dropped (every `PRUNE_EVERY` commits), which
+/// bounds a long run's memory. A replica that falls further behind than this cannot catch
+/// up: there is no state transfer yet, and it counts as one of the f faulty ones.
+pub const BLOCKS_KEPT: u64 = 16_384;
+
+/// How often (in committed blocks) old blocks are dropped.
+const PRUNE_EVERY: u64 = 1_024;
+
 /// How far below its highest QC a `stale-qc` leader forks.
 const STALE_DEPTH: usize = 3;
 
@@ -778,6 +787,10 @@ impl<S: TestSeam> Replica<S> {
             self.execute(&block, cx);
         }
         self.backoff = 0;
+        if self.committed.height % PRUNE_EVERY == 0 && self.committed.height > BLOCKS_KEPT {
+            let floor = self.committed.height - BLOCKS_KEPT;
+            self.blocks.retain(|_, b| b.height >= floor || b.height == 0);
+        }
         // Saved with the next vote or timeout (the state safety rests on is saved before
         // each of them): a replica that crashes before then restarts from an earlier
         // committed state, and commits these blocks again from the others' chain.
