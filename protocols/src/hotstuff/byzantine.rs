@@ -90,7 +90,7 @@ impl Behavior {
                 cx.rng().fill(&mut made_up);
                 let other = Vote::signed(crypto, vote.view, Digest(made_up));
                 cx.broadcast(to.clone(), Msg::Vote(vote));
-                cx.broadcast(to, Msg::Vote(other));
+                cx.broadcast(to, Msg::Vote(Arc::new(other)));
             }
             (Behavior::Impatient, Msg::Vote(vote)) => {
                 // The timeout goes to every replica, wherever the vote goes.

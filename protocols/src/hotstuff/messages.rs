@@ -323,7 +323,7 @@ pub enum Msg {
     /// A replica's signed result of a request it executed, to its client.
     Reply(Arc<Reply>),
     Proposal(Arc<Proposal>),
-    Vote(Vote),
+    Vote(Arc<Vote>),
     Timeout(Arc<Timeout>),
     /// A replica's highest QC and the latest TC it knows: sent to the next view's leader
     /// when a TC moves the replica on, and to a replica still timing out of an older view.

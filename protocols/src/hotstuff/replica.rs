@@ -266,7 +266,7 @@ impl<S: TestSeam> Replica<S> {
         match msg {
             Msg::Request(request) => self.on_request(from, request, cx),
             Msg::Proposal(proposal) => self.on_proposal(from, proposal, cx),
-            Msg::Vote(vote) => self.on_vote(from, vote, cx),
+            Msg::Vote(vote) => self.on_vote(from, &vote, cx),
             Msg::Timeout(timeout) => self.on_timeout_msg(from, timeout, cx),
             Msg::NewView { high_qc, tc } => self.on_new_view(from, high_qc, tc, cx),
             Msg::Fetch { block } => self.on_fetch(from, block, cx),
@@ -443,9 +443,9 @@ impl<S: TestSeam> Replica<S> {
         self.last_vote = Some((next, vote.clone()));
         self.advance_to(block.view + 1, cx);
         if next == self.me() {
-            self.on_vote(next, vote, cx);
+            self.on_vote(next, &vote, cx);
         } else {
-            self.send(cx, vec![next], Msg::Vote(vote));
+            self.send(cx, vec![next], Msg::Vote(Arc::new(vote)));
         }
     }
 
@@ -470,7 +470,7 @@ impl<S: TestSeam> Replica<S> {
         current.hash == *ancestor
     }
 
-    fn on_vote(&mut self, from: NodeId, vote: Vote, cx: &mut Context<NodeWith<S>>) {
+    fn on_vote(&mut self, from: NodeId, vote: &Vote, cx: &mut Context<NodeWith<S>>) {
         if vote.voter != from.0 || from.0 >= self.n {
             return self.drop_msg(cx, "vote", from, "not a replica's own vote");
         }
@@ -760,7 +760,7 @@ impl<S: TestSeam> Replica<S> {
         self.prune_timeouts();
         let keep_from = self.high_qc.view;
         self.verified = self.verified.split_off(&(keep_from, Digest([0; 32])));
-        self.votes.retain(|(v, _), _| *v >= keep_from);
+        self.votes = self.votes.split_off(&(keep_from, Digest([0; 32])));
     }
 
     // ---- Committing and executing --------------------------------------------------------
@@ -981,7 +981,7 @@ impl<S: TestSeam> Replica<S> {
         }
         if let Some((to, vote)) = self.last_vote.clone().filter(|(_, v)| v.view + 1 == view) {
             if to != self.me() {
-                self.send(cx, vec![to], Msg::Vote(vote));
+                self.send(cx, vec![to], Msg::Vote(Arc::new(vote)));
             }
         }
         if let Some(timeout) = self.last_timeout.clone().filter(|t| t.view == view) {
