@@ -119,3 +119,56 @@ fn a_run_that_did_not_fail_is_refused() {
     assert_eq!(run.status, 2);
     assert!(run.stderr.contains("nothing to shrink"), "{}", run.stderr);
 }
+
+/// HotStuff's failures shrink, replay and follow like every protocol's: a leader forking
+/// off a stale QC against replicas that never lock (`no-lock`) breaks the chain.
+#[test]
+fn a_hotstuff_mutant_failure_shrinks_replays_and_follows() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "shrink_hotstuff");
+    let (big, min) = paths(&dir);
+    let (big, min) = (big.as_str(), min.as_str());
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/hotstuff/stale-qc.scenario"
+    );
+    let sim = cli(&[
+        "sim",
+        "--protocol",
+        "hotstuff",
+        "--mutant",
+        "no-lock",
+        "--scenario",
+        scenario,
+        "--clients",
+        "1",
+        "--requests",
+        "20",
+        "--trace",
+        big,
+    ]);
+    assert_eq!(sim.status, 1, "{}", sim.stdout);
+    assert!(sim.stdout.contains("in-order"), "{}", sim.stdout);
+
+    let shrink = cli(&["shrink", big, "-o", min, "--runs-max", "300"]);
+    assert_eq!(shrink.status, 0, "{}{}", shrink.stdout, shrink.stderr);
+    let (before, after) = (events_in(big), events_in(min));
+    assert!(after < before, "{before} -> {after} events");
+    let f = footer(min);
+    assert!(
+        f.violations[0].starts_with("in-order:"),
+        "{:?}",
+        f.violations
+    );
+
+    for replay in [
+        cli(&["replay", min]),
+        cli(&["replay", "--follow-trace", big]),
+    ] {
+        assert_eq!(replay.status, 1, "{}{}", replay.stdout, replay.stderr);
+        assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    }
+    let svg = dir.join("min.svg");
+    let plot = cli(&["plot", min, "-o", svg.to_str().unwrap()]);
+    assert_eq!(plot.status, 0, "{}", plot.stderr);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}
