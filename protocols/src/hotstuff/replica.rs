@@ -31,6 +31,9 @@ pub const BLOCKS_KEPT: u64 = 16_384;
 /// How often (in committed blocks) old blocks are dropped.
 const PRUNE_EVERY: u64 = 1_024;
 
+/// Blocks kept at hand for lookups besides the tree (see `Replica::recent`).
+const RECENT_BLOCKS: usize = 8;
+
 /// How far below its highest QC a `stale-qc` leader forks.
 const STALE_DEPTH: usize = 3;
 
@@ -54,6 +57,9 @@ pub struct Replica<S: TestSeam> {
 
     // The block tree.
     blocks: BTreeMap<Digest, Arc<Block>>,
+    /// The blocks added last, newest first: nearly every lookup is of one of these (the
+    /// tip and its few ancestors), and a scan of a handful beats the tree's key compares.
+    recent: Vec<Arc<Block>>,
     /// The last block it committed (and executed).
     committed: Arc<Block>,
     store: KvStore,
@@ -136,6 +142,7 @@ impl<S: TestSeam> Replica<S> {
             locked_qc: Qc::genesis(),
             high_qc: Qc::genesis(),
             blocks: BTreeMap::from([(genesis.hash, Arc::clone(&genesis))]),
+            recent: vec![Arc::clone(&genesis)],
             committed: genesis,
             store: KvStore::new(config.keys),
             replies: ReplyCache::new(config.clients),
@@ -250,7 +257,7 @@ impl<S: TestSeam> Replica<S> {
             self.send(cx, others.clone(), msg);
             // The block of its highest QC went with the crash (only the committed one is
             // saved): any of the others has it.
-            if !self.blocks.contains_key(&self.high_qc.block) {
+            if !self.has_block(&self.high_qc.block) {
                 self.requested.insert(self.high_qc.block);
                 let fetch = Msg::Fetch {
                     block: self.high_qc.block,
@@ -316,7 +323,7 @@ impl<S: TestSeam> Replica<S> {
             self.process_tc(Arc::clone(tc), cx);
         }
         self.process_qc(&block.justify, from, cx);
-        let Some(parent) = self.blocks.get(&block.parent).cloned() else {
+        let Some(parent) = self.block(&block.parent).cloned() else {
             self.fetch(cx, from, block.parent);
             self.stashed.push((from, proposal));
             return;
@@ -328,7 +335,7 @@ impl<S: TestSeam> Replica<S> {
             return self.drop_msg(cx, "proposal", from, &why);
         }
         let block = Arc::clone(block);
-        self.blocks.insert(block.hash, Arc::clone(&block));
+        self.add_block(Arc::clone(&block));
         // The parent is here now: its certificate's chain can lock and commit.
         self.update(&block.justify.clone(), from, cx);
         self.vote_if_safe(&block, cx);
@@ -455,14 +462,36 @@ impl<S: TestSeam> Replica<S> {
         block.justify.view > self.locked_qc.view || self.extends(block, &self.locked_qc.block)
     }
 
+    /// The block with this hash, if this replica has it.
+    fn block(&self, hash: &Digest) -> Option<&Arc<Block>> {
+        self.recent
+            .iter()
+            .find(|b| b.hash == *hash)
+            .or_else(|| self.blocks.get(hash))
+    }
+
+    fn has_block(&self, hash: &Digest) -> bool {
+        self.block(hash).is_some()
+    }
+
+    /// Adds a block to the tree (a block already there stays as it is).
+    fn add_block(&mut self, block: Arc<Block>) {
+        if self.blocks.contains_key(&block.hash) {
+            return;
+        }
+        self.blocks.insert(block.hash, Arc::clone(&block));
+        self.recent.insert(0, block);
+        self.recent.truncate(RECENT_BLOCKS);
+    }
+
     /// Whether `block` descends from the block `ancestor` (or is it).
     fn extends(&self, block: &Block, ancestor: &Digest) -> bool {
-        let Some(target) = self.blocks.get(ancestor) else {
+        let Some(target) = self.block(ancestor) else {
             return false;
         };
         let mut current = block;
         while current.height > target.height {
-            match self.blocks.get(&current.parent) {
+            match self.block(&current.parent) {
                 Some(parent) => current = parent,
                 None => return false,
             }
@@ -613,13 +642,13 @@ impl<S: TestSeam> Replica<S> {
             return self.drop_msg(cx, "fetch", from, "not from a replica");
         }
         let mut found = Vec::new();
-        let mut next = self.blocks.get(&hash);
+        let mut next = self.block(&hash);
         while let Some(block) = next {
             if block.height == 0 || found.len() == FETCH_BLOCKS_MAX {
                 break;
             }
             found.push(Arc::clone(block));
-            next = self.blocks.get(&block.parent);
+            next = self.block(&block.parent);
         }
         if !found.is_empty() {
             self.send(cx, vec![from], Msg::Blocks(found));
@@ -640,7 +669,7 @@ impl<S: TestSeam> Replica<S> {
             self.requested.remove(&block.hash);
             expected = Some(block.parent);
             if block.height > 0 {
-                self.blocks.entry(block.hash).or_insert(block);
+                self.add_block(block);
                 took = true;
             }
         }
@@ -648,7 +677,7 @@ impl<S: TestSeam> Replica<S> {
             return;
         }
         // Still missing further down? Ask the same replica.
-        if let Some(missing) = expected.filter(|p| !self.blocks.contains_key(p)) {
+        if let Some(missing) = expected.filter(|p| !self.has_block(p)) {
             self.fetch(cx, from, missing);
         }
         let stashed = std::mem::take(&mut self.stashed);
@@ -689,10 +718,10 @@ impl<S: TestSeam> Replica<S> {
     /// b' the block b'' certifies and b the block b' certifies, lock on b' (a 2-chain), and
     /// commit b if b'', b', b are direct parents in consecutive views (a 3-chain).
     fn update(&mut self, qc: &Qc, from: NodeId, cx: &mut Context<NodeWith<S>>) {
-        let Some(b2) = self.blocks.get(&qc.block).cloned() else {
+        let Some(b2) = self.block(&qc.block).cloned() else {
             return self.fetch(cx, from, qc.block);
         };
-        let Some(b1) = self.blocks.get(&b2.justify.block).cloned() else {
+        let Some(b1) = self.block(&b2.justify.block).cloned() else {
             return self.fetch(cx, from, b2.justify.block);
         };
         if self.seam.updates_lock() && b2.justify.view > self.locked_qc.view {
@@ -703,7 +732,7 @@ impl<S: TestSeam> Replica<S> {
                 block: self.locked_qc.block,
             });
         }
-        let Some(b0) = self.blocks.get(&b1.justify.block).cloned() else {
+        let Some(b0) = self.block(&b1.justify.block).cloned() else {
             return self.fetch(cx, from, b1.justify.block);
         };
         let direct = b2.parent == b1.hash && b1.parent == b0.hash;
@@ -775,7 +804,7 @@ impl<S: TestSeam> Replica<S> {
             if lowest.height <= self.committed.height + 1 {
                 break;
             }
-            match self.blocks.get(&lowest.parent) {
+            match self.block(&lowest.parent) {
                 Some(parent) => chain.push(Arc::clone(parent)),
                 None => {
                     let missing = lowest.parent;
@@ -876,7 +905,7 @@ impl<S: TestSeam> Replica<S> {
         } else {
             self.high_qc.clone()
         };
-        let Some(parent) = self.blocks.get(&justify.block).cloned() else {
+        let Some(parent) = self.block(&justify.block).cloned() else {
             return; // fetched when the QC came in; proposed when the block arrives
         };
         let in_flight = self.uncommitted_requests(&parent);
@@ -906,7 +935,7 @@ impl<S: TestSeam> Replica<S> {
 
     /// `tip` and its ancestors, at most `count` blocks, above the genesis block.
     fn chain_down<'a>(&'a self, tip: &'a Block, count: usize) -> impl Iterator<Item = &'a Block> {
-        std::iter::successors(Some(tip), |b| self.blocks.get(&b.parent).map(|p| &**p))
+        std::iter::successors(Some(tip), |b| self.block(&b.parent).map(|p| &**p))
             .take_while(|b| b.height > 0)
             .take(count)
     }
@@ -917,7 +946,7 @@ impl<S: TestSeam> Replica<S> {
         let mut next = Some(tip);
         while let Some(block) = next.filter(|b| b.height > self.committed.height) {
             found.extend(block.batch.iter().map(|r| (r.client.0, r.number)));
-            next = self.blocks.get(&block.parent).map(|b| &**b);
+            next = self.block(&block.parent).map(|b| &**b);
         }
         found
     }
@@ -926,7 +955,7 @@ impl<S: TestSeam> Replica<S> {
     fn stale_qc(&self) -> Qc {
         let mut qc = self.high_qc.clone();
         for _ in 0..STALE_DEPTH {
-            match self.blocks.get(&qc.block) {
+            match self.block(&qc.block) {
                 Some(b) if b.height > 0 => qc = b.justify.clone(),
                 _ => break,
             }
@@ -942,7 +971,7 @@ impl<S: TestSeam> Replica<S> {
         if !self.pending.is_empty() {
             return true;
         }
-        match self.blocks.get(&self.high_qc.block) {
+        match self.block(&self.high_qc.block) {
             Some(tip) => !self.uncommitted_requests(tip).is_empty(),
             None => true, // a block it is fetching
         }
