@@ -29,7 +29,7 @@ pub const FETCH_BLOCKS_MAX: usize = 32;
 pub const BLOCKS_KEPT: u64 = 16_384;
 
 /// How often (in committed blocks) old blocks are dropped.
-const PRUNE_EVERY: u64 = 1_024;
+const PRUNE_EVERY: u64 = 4_096;
 
 /// Blocks kept at hand for lookups besides the tree (see `Replica::recent`).
 const RECENT_BLOCKS: usize = 8;
@@ -476,12 +476,11 @@ impl<S: TestSeam> Replica<S> {
 
     /// Adds a block to the tree (a block already there stays as it is).
     fn add_block(&mut self, block: Arc<Block>) {
-        if self.blocks.contains_key(&block.hash) {
-            return;
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.blocks.entry(block.hash) {
+            slot.insert(Arc::clone(&block));
+            self.recent.insert(0, block);
+            self.recent.truncate(RECENT_BLOCKS);
         }
-        self.blocks.insert(block.hash, Arc::clone(&block));
-        self.recent.insert(0, block);
-        self.recent.truncate(RECENT_BLOCKS);
     }
 
     /// Whether `block` descends from the block `ancestor` (or is it).
