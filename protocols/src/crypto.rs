@@ -324,6 +324,12 @@ pub enum KeyError {
     NoPublicKey { node: NodeId, listed: usize },
     #[error("node {0}'s private key does not match the public key listed for it")]
     Mismatch(NodeId),
+    #[error("crypto = \"sim\" has no key files: its verifier holds every node's secret, so only keys derived from the seed work (keys = \"testbed\"); use crypto = \"real\" (Ed25519) with key files")]
+    SimCryptoWithKeyFiles,
+    #[error("the keys given are node {given}'s, not node {node}'s")]
+    KeysOfAnotherNode { node: NodeId, given: NodeId },
+    #[error("{listed} public keys are listed, but the group has {nodes} nodes (replicas and clients), each of which signs")]
+    PublicKeysCount { listed: usize, nodes: u32 },
 }
 
 /// One node's view of authentication: its own signing key and the shared verifier.
@@ -413,6 +419,35 @@ impl Crypto {
                 keys: VerifierKeys::Ed25519(keys),
             }),
         })
+    }
+
+    /// Node `id`'s keys as a real node reads them from key files
+    /// ([`NodeKeys`](rehearsal_sim_core::protocol::NodeKeys)): its own
+    /// private key and the public keys of all `nodes` nodes of its group, for the signature
+    /// scheme `kind`. Refused: simulated signatures (they have no key files), another
+    /// node's keys, a list of another size, and what [`Crypto::ed25519`] refuses.
+    pub fn from_node_keys(
+        kind: CryptoKind,
+        nodes: u32,
+        id: NodeId,
+        keys: &rehearsal_sim_core::protocol::NodeKeys,
+    ) -> Result<Crypto, KeyError> {
+        if kind == CryptoKind::Sim {
+            return Err(KeyError::SimCryptoWithKeyFiles);
+        }
+        if keys.me != id {
+            return Err(KeyError::KeysOfAnotherNode {
+                node: id,
+                given: keys.me,
+            });
+        }
+        if keys.public.len() != nodes as usize {
+            return Err(KeyError::PublicKeysCount {
+                listed: keys.public.len(),
+                nodes,
+            });
+        }
+        Crypto::ed25519(id, &keys.private.0, &keys.public)
     }
 
     /// The node whose key this is.

@@ -241,8 +241,8 @@ pub enum ConfigError {
     MutantInProduction(Mutant),
     #[error("node {node} is not in a group of {nodes} nodes (replicas and clients)")]
     NoSuchNode { node: NodeId, nodes: u32 },
-    #[error("the node's keys: {0}")]
-    Keys(String),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::KeyError),
 }
 
 impl Config {
@@ -486,27 +486,8 @@ pub fn production_node(
     }
     let crypto = match keys {
         KeySource::Testbed => testbed_crypto(config, id)?,
-        KeySource::Node(own) => {
-            if config.crypto == CryptoKind::Sim {
-                return Err(ConfigError::Keys(
-                    "simulated signatures run on testbed keys only, not key files".into(),
-                ));
-            }
-            if own.me != id {
-                return Err(ConfigError::Keys(format!(
-                    "the key file is node {}'s, not node {id}'s",
-                    own.me
-                )));
-            }
-            if own.public.len() != config.nodes() as usize {
-                return Err(ConfigError::Keys(format!(
-                    "{} public keys listed for {} nodes",
-                    own.public.len(),
-                    config.nodes()
-                )));
-            }
-            Crypto::ed25519(id, &own.private.0, &own.public)
-                .map_err(|e| ConfigError::Keys(e.to_string()))?
+        KeySource::Node(keys) => {
+            Crypto::from_node_keys(config.crypto, config.nodes(), id, keys)?
         }
     };
     Ok(ProductionNode::new(config, crypto, None))

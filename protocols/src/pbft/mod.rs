@@ -91,7 +91,7 @@ pub use replica::Replica;
 pub use seam::{Correct, TestSeam, Testing};
 
 use crate::crypto::{Crypto, Digest, Verifier};
-use rehearsal_sim_core::protocol::{KeySource, NodeKeys};
+use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use std::sync::Arc;
 use serde::{Deserialize, Serialize};
@@ -270,12 +270,6 @@ pub enum ConfigError {
     MutantInProduction(Mutant),
     #[error("node {node} is not in a group of {nodes} nodes (replicas and clients)")]
     NoSuchNode { node: NodeId, nodes: u32 },
-    #[error("crypto = \"sim\" has no key files: its verifier holds every node's secret, so only keys derived from the seed work (keys = \"testbed\"); use crypto = \"real\" (Ed25519) with key files")]
-    SimCryptoWithKeyFiles,
-    #[error("the keys given are node {given}'s, not node {node}'s")]
-    KeysOfAnotherNode { node: NodeId, given: NodeId },
-    #[error("{listed} public keys are listed, but the group has {nodes} nodes (replicas and clients), each of which signs")]
-    PublicKeysCount { listed: usize, nodes: u32 },
     #[error(transparent)]
     Keys(#[from] crate::crypto::KeyError),
 }
@@ -624,30 +618,11 @@ pub fn production_node(
     }
     let crypto = match keys {
         KeySource::Testbed => testbed_crypto(config, id, None)?,
-        KeySource::Node(keys) => own_crypto(config, id, keys)?,
+        KeySource::Node(keys) => Crypto::from_node_keys(config.crypto, config.nodes(), id, keys)?,
     };
     Ok(ProductionNode::new(config, id, crypto))
 }
 
-/// Node `id`'s keys from key files: only its own private key is there to read.
-fn own_crypto(config: &Config, id: NodeId, keys: &NodeKeys) -> Result<Crypto, ConfigError> {
-    if config.crypto == CryptoKind::Sim {
-        return Err(ConfigError::SimCryptoWithKeyFiles);
-    }
-    if keys.me != id {
-        return Err(ConfigError::KeysOfAnotherNode {
-            node: id,
-            given: keys.me,
-        });
-    }
-    if keys.public.len() != config.nodes() as usize {
-        return Err(ConfigError::PublicKeysCount {
-            listed: keys.public.len(),
-            nodes: config.nodes(),
-        });
-    }
-    Ok(Crypto::ed25519(id, &keys.private.0, &keys.public)?)
-}
 
 /// The restart constructor for [`Simulation::on_restart`](rehearsal_sim_core::Simulation::on_restart):
 /// a replica comes back with the view and stable checkpoint it saved with
