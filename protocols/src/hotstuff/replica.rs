@@ -206,10 +206,6 @@ impl<S: TestSeam> Replica<S> {
         &self.store
     }
 
-    fn replicas(&self) -> Vec<NodeId> {
-        (0..self.n).map(NodeId).collect()
-    }
-
     fn others(&self) -> Vec<NodeId> {
         let me = self.me();
         (0..self.n).map(NodeId).filter(|&r| r != me).collect()
@@ -1074,10 +1070,5 @@ impl<S: TestSeam> Replica<S> {
 
     pub(super) fn set_byzantine(&mut self, behavior: &str) -> Result<(), String> {
         self.seam.set_byzantine(behavior)
-    }
-
-    /// All replicas, for callers that broadcast on this replica's behalf.
-    pub fn group(&self) -> Vec<NodeId> {
-        self.replicas()
     }
 }

@@ -117,11 +117,7 @@ impl TestSeam for Correct {
 
     #[inline]
     fn send(&mut self, _crypto: &Crypto, cx: &mut Context<NodeWith<Self>>, to: Vec<NodeId>, msg: Msg) {
-        if let [one] = to[..] {
-            cx.send(one, msg);
-        } else {
-            cx.broadcast(to, msg);
-        }
+        self.send_as(cx, to, msg);
     }
 
     #[inline]
