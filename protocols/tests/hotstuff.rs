@@ -465,7 +465,9 @@ fn a_qc_needs_a_quorum_of_distinct_valid_signers() {
     forged.block = Digest::of(b"other");
     assert!(err(forged).contains("bad signature"));
     let mut stranger = qc_of(&keys, 5, block, &[0, 1, 2]);
-    stranger.votes[0].0 = 9;
+    let mut votes = stranger.votes.to_vec();
+    votes[0].0 = 9;
+    stranger.votes = votes.into();
     assert!(err(stranger).contains("not a replica"));
     let mut fake_genesis = Qc::genesis();
     fake_genesis.block = block;

@@ -46,7 +46,20 @@ fn config() -> impl bincode::config::Config {
 /// Appends the encoding of `value` to `buf` (which is not cleared first, so a runtime can
 /// reuse one buffer for every send).
 pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-    bincode::serde::encode_into_std_write(value, buf, config()).map(|_| ())
+    bincode::serde::encode_into_writer(value, VecWriter(buf), config())
+}
+
+/// Appends to a vector. bincode's `std::io::Write` adapter costs a byte count and an
+/// error conversion on every write, and an encoding is mostly one- and two-byte writes:
+/// this writer is an `extend_from_slice`, and writes the same bytes.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Decodes exactly one value from `bytes`: trailing bytes are an error, and no length

@@ -34,6 +34,13 @@ const PRUNE_EVERY: u64 = 4_096;
 /// Blocks kept at hand for lookups besides the tree (see `Replica::recent`).
 const RECENT_BLOCKS: usize = 8;
 
+/// How often (in committed blocks) a replica re-encodes the committed state it saves: the
+/// safety state is saved with every vote, the committed state (block, store, replies) at
+/// most this many blocks late. A replica that restarts from it commits the blocks since
+/// again, fetched from the others (who keep `BLOCKS_KEPT` of them), as PBFT replicas
+/// replay the log above their last checkpoint.
+const SNAPSHOT_EVERY: u64 = 16;
+
 /// How far below its highest QC a `stale-qc` leader forks.
 const STALE_DEPTH: usize = 3;
 
@@ -98,19 +105,23 @@ pub struct Replica<S: TestSeam> {
     restored: bool,
     /// The lock moved since the durable state was last saved: saved before the event ends.
     unsaved_lock: bool,
+    /// The committed state as last encoded ([`Snapshot`]), saved with each vote.
+    snapshot: Vec<u8>,
+    /// The height of the committed block in `snapshot`.
+    snapshot_height: u64,
 }
 
 /// What a replica saves with `Context::persist` before every vote and timeout, and when its
-/// lock moves; written from borrowed fields ([`DurableRef`]), read back owned.
+/// lock moves; written from borrowed fields ([`DurableRef`]), read back owned. The
+/// committed state rides along as the bytes of a [`Snapshot`], re-encoded only every
+/// `SNAPSHOT_EVERY` commits.
 #[derive(Deserialize)]
 struct Durable {
     view: View,
     last_voted: View,
     locked_qc: Qc,
     high_qc: Qc,
-    committed: Block,
-    store: KvStore,
-    replies: ReplyCache,
+    snapshot: Vec<u8>,
 }
 
 /// [`Durable`] as it is written: the same fields, borrowed, so that saving copies nothing.
@@ -120,9 +131,33 @@ struct DurableRef<'a> {
     last_voted: View,
     locked_qc: &'a Qc,
     high_qc: &'a Qc,
+    snapshot: EncodedBytes<'a>,
+}
+
+/// The committed state: the last committed block and the application after it.
+#[derive(Deserialize)]
+struct Snapshot {
+    committed: Block,
+    store: KvStore,
+    replies: ReplyCache,
+}
+
+/// [`Snapshot`] as it is written.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
     committed: &'a Block,
     store: &'a KvStore,
     replies: &'a ReplyCache,
+}
+
+/// Bytes written as one byte string (a length and a copy), which reads back as a
+/// `Vec<u8>`.
+struct EncodedBytes<'a>(&'a [u8]);
+
+impl Serialize for EncodedBytes<'_> {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.serialize_bytes(self.0)
+    }
 }
 
 impl<S: TestSeam> Replica<S> {
@@ -162,20 +197,27 @@ impl<S: TestSeam> Replica<S> {
             stashed: Vec::new(),
             restored: false,
             unsaved_lock: false,
+            snapshot: Vec::new(),
+            snapshot_height: 0,
         };
         if let Some(d) = durable.and_then(|b| rehearsal_sim_core::codec::decode::<Durable>(b).ok())
         {
-            let committed = Arc::new(d.committed);
-            replica.blocks.insert(committed.hash, Arc::clone(&committed));
-            replica.committed = committed;
             replica.view = d.view.max(1);
             replica.last_voted = d.last_voted;
             replica.locked_qc = d.locked_qc;
             replica.high_qc = d.high_qc;
-            replica.store = d.store;
-            replica.replies = d.replies;
             replica.restored = true;
+            // Without a snapshot it starts from the genesis state and commits the whole
+            // chain again: slower, never unsafe (its votes and lock are restored above).
+            if let Ok(snapshot) = rehearsal_sim_core::codec::decode::<Snapshot>(&d.snapshot) {
+                let committed = Arc::new(snapshot.committed);
+                replica.blocks.insert(committed.hash, Arc::clone(&committed));
+                replica.committed = committed;
+                replica.store = snapshot.store;
+                replica.replies = snapshot.replies;
+            }
         }
+        replica.take_snapshot();
         replica
     }
 
@@ -504,7 +546,9 @@ impl<S: TestSeam> Replica<S> {
         if vote.view < self.high_qc.view {
             return; // a QC of that view or a later one is formed already
         }
-        if !vote.verify(&self.crypto) {
+        // Its own vote it signed a moment ago (and a Byzantine replica's own code may
+        // do as it likes): only the others' are checked.
+        if from != self.me() && !vote.verify(&self.crypto) {
             return self.drop_msg(cx, "vote", from, "bad signature");
         }
         let quorum = self.seam.qc_quorum(self.f);
@@ -517,7 +561,7 @@ impl<S: TestSeam> Replica<S> {
             let qc = Qc {
                 view: vote.view,
                 block: vote.block,
-                votes: votes.clone(),
+                votes: Arc::from(votes.as_slice()),
             };
             self.process_qc(&qc, from, cx);
         }
@@ -765,7 +809,9 @@ impl<S: TestSeam> Replica<S> {
     /// Timeouts of views a certificate already ended are of no more use.
     fn prune_timeouts(&mut self) {
         let keep_from = self.entry_view();
-        self.timeouts = self.timeouts.split_off(&keep_from);
+        if self.timeouts.first_key_value().is_some_and(|(first, _)| *first < keep_from) {
+            self.timeouts = self.timeouts.split_off(&keep_from);
+        }
     }
 
     /// Enters `view` if it is later than the replica's: a new view timer, and what is
@@ -782,9 +828,14 @@ impl<S: TestSeam> Replica<S> {
             cx.cancel_timer(timer);
         }
         self.prune_timeouts();
-        let keep_from = self.high_qc.view;
-        self.verified = self.verified.split_off(&(keep_from, Digest([0; 32])));
-        self.votes = self.votes.split_off(&(keep_from, Digest([0; 32])));
+        // Split only when there is something to drop: a split builds a new tree.
+        let keep_from = (self.high_qc.view, Digest([0; 32]));
+        if self.verified.first().is_some_and(|first| *first < keep_from) {
+            self.verified = self.verified.split_off(&keep_from);
+        }
+        if self.votes.first_key_value().is_some_and(|(first, _)| *first < keep_from) {
+            self.votes = self.votes.split_off(&keep_from);
+        }
     }
 
     // ---- Committing and executing --------------------------------------------------------
@@ -811,6 +862,9 @@ impl<S: TestSeam> Replica<S> {
             self.execute(&block, cx);
         }
         self.backoff = 0;
+        if self.committed.height >= self.snapshot_height + SNAPSHOT_EVERY {
+            self.take_snapshot();
+        }
         if self.committed.height % PRUNE_EVERY == 0 && self.committed.height > BLOCKS_KEPT {
             let floor = self.committed.height - BLOCKS_KEPT;
             self.blocks.retain(|_, b| b.height >= floor || b.height == 0);
@@ -818,6 +872,22 @@ impl<S: TestSeam> Replica<S> {
         // Saved with the next vote or timeout (the state safety rests on is saved before
         // each of them): a replica that crashes before then restarts from an earlier
         // committed state, and commits these blocks again from the others' chain.
+    }
+
+    /// Encodes the committed state for the saves to come.
+    fn take_snapshot(&mut self) {
+        let snapshot = SnapshotRef {
+            committed: &self.committed,
+            store: &self.store,
+            replies: &self.replies,
+        };
+        self.snapshot.clear();
+        // Encoding plain data into a vector cannot fail; were it to, the empty snapshot
+        // makes a restart begin from the genesis state, which is safe (see `new`).
+        if rehearsal_sim_core::codec::encode_into(&snapshot, &mut self.snapshot).is_err() {
+            self.snapshot.clear();
+        }
+        self.snapshot_height = self.committed.height;
     }
 
     fn execute(&mut self, block: &Arc<Block>, cx: &mut Context<NodeWith<S>>) {
@@ -871,9 +941,7 @@ impl<S: TestSeam> Replica<S> {
             last_voted: self.last_voted,
             locked_qc: &self.locked_qc,
             high_qc: &self.high_qc,
-            committed: &self.committed,
-            store: &self.store,
-            replies: &self.replies,
+            snapshot: EncodedBytes(&self.snapshot),
         };
         if let Err(e) = cx.persist(&durable) {
             cx.annotate(format!("cannot save the durable state: {e}"));
