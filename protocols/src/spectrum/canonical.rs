@@ -54,6 +54,40 @@ pub(crate) fn deserialize_scalar<'de, D: Deserializer<'de>>(
     decode_scalar(field, bytes).map_err(serde::de::Error::custom)
 }
 
+pub(crate) fn serialize_scalars<S: Serializer>(
+    values: &[Scalar],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(values.iter().map(Scalar::to_bytes))
+}
+
+pub(crate) fn deserialize_scalars<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &'static str,
+) -> Result<Vec<Scalar>, D::Error> {
+    let raw = Vec::<[u8; 32]>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|bytes| decode_scalar(field, bytes).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+pub(crate) fn serialize_points<S: Serializer>(
+    values: &[RistrettoPoint],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(values.iter().map(|point| point.compress().to_bytes()))
+}
+
+pub(crate) fn deserialize_points<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &'static str,
+) -> Result<Vec<RistrettoPoint>, D::Error> {
+    let raw = Vec::<[u8; 32]>::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|bytes| decode_point(field, bytes).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// Declares `fn $name(deserializer) -> Result<$ty, _>` decoding one named field with one
 /// of the decoders above, for `#[serde(deserialize_with = "...")]`.
 macro_rules! field_decoder {

@@ -16,6 +16,8 @@
 //!   [`dpf::DpfKey::eval_into`].
 //! - [`vdpf`]: its proofs and audit ([`vdpf::gen_write`], [`vdpf::audit_token`],
 //!   [`vdpf::Token::matches`]).
+//! - [`multi`]: the `k`-server variant, over the Ristretto group, and [`embedding`] to put
+//!   bytes into its group elements.
 //! - [`canonical`]: the wire encodings of scalars and points, which refuse non-canonical
 //!   bytes with a [`SpectrumError`] naming the field.
 //!
@@ -70,10 +72,15 @@
 //!   and send the servers different words `cw_A ≠ cw_B`. Seeds and bits are equal, so
 //!   both field-element parts match; channel `i` publishes `cw_A ⊕ cw_B`. No other part
 //!   involves the word, which is why it is hashed and compared.
+//!
+//! The multi-server variant ([`multi`]) is the same argument with sums over servers in
+//! place of the difference of two, and group elements in place of bytes.
 
 pub mod canonical;
 pub mod dpf;
+pub mod embedding;
 mod error;
+pub mod multi;
 pub mod prg;
 pub mod vdpf;
 
