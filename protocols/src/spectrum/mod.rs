@@ -20,6 +20,7 @@
 //!   bytes into its group elements.
 //! - [`canonical`]: the wire encodings of scalars and points, which refuse non-canonical
 //!   bytes with a [`SpectrumError`] naming the field.
+//! - [`bench`](mod@bench): workloads for timing the above.
 //!
 //! Randomness always comes from the caller's `CryptoRng` (in the simulator, the node's
 //! seeded `Context::rng()`), so the same seed gives the same bytes.
@@ -76,6 +77,7 @@
 //! The multi-server variant ([`multi`]) is the same argument with sums over servers in
 //! place of the difference of two, and group elements in place of bytes.
 
+pub mod bench;
 pub mod canonical;
 pub mod dpf;
 pub mod embedding;
