@@ -10,7 +10,7 @@
 //! ```
 //!
 //! for the smallest counter `t < 2^15` that makes the bytes a valid Ristretto encoding
-//! (about one attempt in two or four is; byte 0 even and byte 31 zero keep the field
+//! (about one attempt in four is; byte 0 even and byte 31 zero keep the field
 //! element canonical and non-negative, as Ristretto requires). Ristretto encodings are
 //! canonical, so distinct byte strings are distinct points, and the chunk is read back
 //! from the point's encoding whatever `t` was: encoding is injective, decoding its
@@ -31,7 +31,8 @@ use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 /// Message bytes per point.
 pub const CHUNK_BYTES: usize = 28;
 
-/// Counters tried per chunk before giving up: failure odds are below 2^-6000.
+/// Counters tried per chunk before giving up: with one attempt in four succeeding, the
+/// odds that all fail are about (3/4)^32768 ≈ 2^-13600.
 const COUNTER_LIMIT: u32 = 1 << 15;
 
 const LENGTH_AT: usize = 1;

@@ -56,7 +56,7 @@ pub enum SpectrumError {
         servers: usize,
     },
     /// A message bytes → group elements encoding found no valid point for one chunk
-    /// (each attempt succeeds with probability about 1/2 and 2^15 are tried, so this does
+    /// (each attempt succeeds with probability about 1/4 and 2^15 are tried, so this does
     /// not happen in practice; it is an error rather than a panic all the same).
     #[error("chunk {chunk} of the message has no Ristretto point encoding")]
     Unencodable {

@@ -218,7 +218,7 @@ pub fn audit_token(
     let mut bit = upload.proof.bit;
     let mut seed = upload.proof.seed;
     for ((access, key_seed), &key_bit) in access_keys.iter().zip(&key.seeds).zip(&key.bits) {
-        // A bit is 0 or 1: adding the key is its product, at a tenth of the cost.
+        // A bit is 0 or 1: adding the key is its product, and far cheaper than multiplying.
         if key_bit {
             bit += access.0;
         }
