@@ -56,6 +56,7 @@ pub trait Registered: Sync {
     fn role(&self, sizes: &Sizes, id: NodeId) -> Role;
     fn actors(&self, sizes: &Sizes) -> u32;
     fn check_sizes(&self, sizes: &Sizes) -> Result<(), SettingError>;
+    fn nodes_for_servers(&self, servers: u32) -> Option<u32>;
     /// Checks parameters: known names, values of the right type, and the protocol's own
     /// rules for them.
     fn check_params(&self, params: &ParamMap, target: Target) -> Result<(), SettingError>;
@@ -303,6 +304,9 @@ impl<P: Spec> Registered for Entry<P> {
     }
     fn check_sizes(&self, sizes: &Sizes) -> Result<(), SettingError> {
         P::check_sizes(sizes)
+    }
+    fn nodes_for_servers(&self, servers: u32) -> Option<u32> {
+        P::nodes_for_servers(servers)
     }
     fn check_params(&self, params: &ParamMap, target: Target) -> Result<(), SettingError> {
         P::check_params(&typed_params::<P>(params)?, target)
@@ -562,14 +566,17 @@ pub fn write_protocols(out: &mut dyn Write) -> std::io::Result<()> {
         if p.durable() {
             swarm.push("crashes and restarts");
         }
-        if p.byzantine_room(&Sizes {
+        let byzantine = p.byzantine_room(&Sizes {
             nodes: p.nodes_default(),
             clients: 1,
             requests: Some(1),
-        })
-        .is_some()
-        {
-            swarm.push("Byzantine nodes (at most f)");
+        });
+        if let Some(room) = byzantine {
+            swarm.push(if room.first == 0 {
+                "Byzantine nodes (at most f)"
+            } else {
+                "Byzantine clients"
+            });
         }
         writeln!(out, "  swarm mode draws: {}", swarm.join(", "))?;
         match p.real_refusal() {

@@ -73,7 +73,7 @@ pub fn draw(base: &RunConfig) -> RunConfig {
         behaviors.is_empty(),
     ) {
         for _ in 0..rng.random_range(0..=room.max) {
-            let node = rng.random_range(0..room.among);
+            let node = rng.random_range(room.first..room.among.max(room.first + 1));
             let behavior = behaviors[rng.random_range(0..behaviors.len())];
             let at = rng.random_range(0..window.max(1));
             lines.push((at, format!("byzantine {node} {behavior}")));

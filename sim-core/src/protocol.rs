@@ -269,10 +269,12 @@ pub struct TimerKnob {
     pub target_ns: u64,
 }
 
-/// Byzantine nodes swarm mode may draw: at most `max` of them, among ids `0..among`.
+/// Byzantine nodes swarm mode may draw: at most `max` of them, among ids `first..among`
+/// (replicas for a BFT protocol, clients for one whose servers are trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByzantineRoom {
     pub max: u32,
+    pub first: u32,
     pub among: u32,
 }
 
@@ -321,6 +323,14 @@ pub trait Protocol: 'static {
 
     /// Checks the sizes; the error names the size at fault.
     fn check_sizes(sizes: &Sizes) -> Result<(), SettingError>;
+
+    /// The protocol nodes of a run with `servers` servers, for protocols whose nodes are
+    /// servers and something more (Spectrum: the servers and a publisher), so that
+    /// `--servers K` says what a user means; `None`: the protocol has no such notion
+    /// (`--nodes` it is).
+    fn nodes_for_servers(_servers: u32) -> Option<u32> {
+        None
+    }
 
     /// How many actors a run of these sizes has.
     fn actors(sizes: &Sizes) -> u32 {

@@ -156,6 +156,7 @@ impl Protocol for HotStuff {
     fn byzantine_room(sizes: &Sizes) -> Option<ByzantineRoom> {
         Some(ByzantineRoom {
             max: sizes.nodes.saturating_sub(1) / 3,
+            first: 0,
             among: sizes.nodes,
         })
     }
