@@ -1,5 +1,7 @@
 //! `rehearsal bench`: figures, not pass/fail.
 
+pub mod spectrum;
+
 use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
 use crate::cluster::{bad, short_ns, BenchTcpArgs};
 use crate::config::{Protocol, RunConfig};

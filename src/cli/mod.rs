@@ -143,6 +143,10 @@ enum BenchCommand {
     Pbft(ReplicatedBenchArgs),
     /// Chained HotStuff in the simulator, as `bench pbft` measures PBFT.
     Hotstuff(ReplicatedBenchArgs),
+    /// Spectrum's server work on one core: DPF evaluation against the raw AES-128-CTR
+    /// keystream, the audit of one write, and a server's time per upload over a grid of
+    /// channel counts (1 to 10,000) and message sizes (1 KB to 100 KB).
+    Spectrum(SpectrumBenchArgs),
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
@@ -167,6 +171,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `bench spectrum` takes.
+#[derive(Args, Debug)]
+struct SpectrumBenchArgs {
+    /// Skip grid cells whose accumulator (channels x message bytes) is larger than this
+    /// [default: the whole grid, up to 10,000 channels x 100 KB = 1 GB].
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<usize>,
+    /// Timed repetitions per figure; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 /// What `bench pbft` and `bench hotstuff` take.
@@ -197,8 +216,21 @@ struct SimArgs {
     #[arg(long)]
     clients: Option<u32>,
     /// Requests per client [default: 100].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rounds")]
     requests: Option<u64>,
+    /// Servers, for protocols whose nodes are servers and more (spectrum: the servers and
+    /// a publisher); sets the node count.
+    #[arg(long, value_name = "K", conflicts_with = "nodes")]
+    servers: Option<u32>,
+    /// Rounds each client takes part in (spectrum): its requests.
+    #[arg(long, value_name = "R")]
+    rounds: Option<u64>,
+    /// Shorthand for `--param channels=N` (spectrum).
+    #[arg(long, value_name = "N")]
+    channels: Option<u64>,
+    /// Shorthand for `--param message_bytes=N` (spectrum).
+    #[arg(long, value_name = "N")]
+    message_bytes: Option<u64>,
     /// Master seed; every random choice of the run derives from it [default: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -375,6 +407,17 @@ pub fn run(
         Command::Bench {
             what: BenchCommand::Tcp(args),
         } => crate::bench::tcp(&args, out, err),
+        Command::Bench {
+            what: BenchCommand::Spectrum(args),
+        } => {
+            let defaults = bench::spectrum::SpectrumBench::default();
+            let settings = bench::spectrum::SpectrumBench {
+                max_bytes: args.max_bytes.unwrap_or(defaults.max_bytes),
+                reps: args.reps,
+                ..defaults
+            };
+            bench::spectrum::run(&settings, args.json, out)
+        }
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },
         } => bench::sim(round_trips, json, out),

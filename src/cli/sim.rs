@@ -49,6 +49,12 @@ pub(super) fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
     if let Some(batch) = args.batch {
         flag_params.push(("batch".into(), batch.into()));
     }
+    if let Some(channels) = args.channels {
+        flag_params.push(("channels".into(), channels.into()));
+    }
+    if let Some(bytes) = args.message_bytes {
+        flag_params.push(("message_bytes".into(), bytes.into()));
+    }
     for (name, value) in flag_params {
         config.file_positions.remove(&name);
         config.params.insert(name, value);
@@ -60,8 +66,20 @@ pub(super) fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
             .map_or(String::new(), |p| format!("{p}: "))
     };
     config.nodes = args.nodes.or(file.nodes).unwrap_or(config.nodes);
+    if let Some(servers) = args.servers {
+        config.nodes = config.protocol.nodes_for_servers(servers).ok_or_else(|| {
+            CliError::BadInput(format!(
+                "--servers: {} has no servers to count apart from its nodes; use --nodes",
+                config.protocol
+            ))
+        })?;
+    }
     config.clients = args.clients.or(file.clients).unwrap_or(config.clients);
-    config.requests = args.requests.or(file.requests).unwrap_or(config.requests);
+    config.requests = args
+        .requests
+        .or(args.rounds)
+        .or(file.requests)
+        .unwrap_or(config.requests);
     config.seed = args.seed.or(file.seed).unwrap_or(config.seed);
     if let Some(text) = &file.duration {
         config.duration_ns = parse_duration_arg(text)

@@ -281,6 +281,41 @@ fn bench_pbft_and_hotstuff_print_the_same_figures_as_json() {
 }
 
 #[test]
+fn bench_spectrum_prints_throughput_audit_and_grid_as_json() {
+    let run = cli(&[
+        "bench",
+        "spectrum",
+        "--max-bytes",
+        "100000",
+        "--reps",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(all["bench"], "spectrum");
+    let throughput = &all["throughput"];
+    let keystream = throughput["keystream_bytes_per_second"].as_f64().unwrap();
+    let eval = throughput["eval_bytes_per_second"].as_f64().unwrap();
+    assert!(keystream > 0.0 && eval > 0.0, "{all}");
+    let ratio = throughput["eval_over_keystream"].as_f64().unwrap();
+    assert!((ratio - eval / keystream).abs() < 0.01, "{all}");
+    let audits = all["audit"].as_array().unwrap();
+    assert_eq!(audits.len(), 3, "{all}");
+    for audit in audits {
+        assert!(audit["audit_ns_per_write"].as_f64().unwrap() > 0.0, "{all}");
+    }
+    // Only the cells of at most 100,000 bytes: 1 channel x 1, 10, 100 KB; 100 x 1 KB.
+    let cells: Vec<(u64, u64)> = all["server_per_upload"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["channels"].as_u64().unwrap(), c["message_bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(cells, [(1, 1_000), (1, 10_000), (1, 100_000), (100, 1_000)]);
+}
+
+#[test]
 fn bench_tcp_runs_both_sides_briefly_and_refuses_a_bad_nice_value() {
     let run = cli(&[
         "bench",
