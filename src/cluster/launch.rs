@@ -299,12 +299,12 @@ pub(super) fn launch_config(
     let count = nodes + clients;
     let protocol = args.protocol.name();
     let params =
-        crate::registry::cluster_params_table(args.protocol, args.requests, &args.params())
+        crate::registry::cluster_params_table(args.protocol, args.requests(), &args.params())
             .map_err(bad)?;
     let sizes = Sizes {
         nodes,
         clients,
-        requests: args.requests,
+        requests: args.requests(),
     };
     let role = |i: u32| args.protocol.role(&sizes, NodeId(i));
     if args.transport == TransportArg::Dpdk {
@@ -401,7 +401,7 @@ pub(super) fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliEr
     if let Some(refusal) = protocol.real_refusal() {
         return Err(bad(refusal));
     }
-    let nodes = args.nodes.unwrap_or(protocol.nodes_default());
+    let nodes = args.nodes()?.unwrap_or(protocol.nodes_default());
     let clients = if protocol.has_clients() {
         args.clients
     } else {
@@ -410,7 +410,7 @@ pub(super) fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliEr
     let sizes = Sizes {
         nodes,
         clients,
-        requests: args.requests,
+        requests: args.requests(),
     };
     protocol.check_sizes(&sizes).map_err(|e| {
         let value = if e.key == "clients" { clients } else { nodes };
@@ -421,7 +421,7 @@ pub(super) fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliEr
             e.hint.as_deref().unwrap_or("")
         ))
     })?;
-    if protocol.has_clients() && args.requests == Some(0) {
+    if protocol.has_clients() && args.requests() == Some(0) {
         return Err(bad("--requests must be at least 1"));
     }
     protocol
@@ -535,7 +535,7 @@ pub fn cluster(
     if let Some(start) = started_at {
         let with_clients = args.protocol.has_clients();
         let goal_nodes: &[usize] = if with_clients { &clients_idx } else { &all };
-        let stop_when_done = args.requests.is_some() || !with_clients;
+        let stop_when_done = args.requests().is_some() || !with_clients;
         loop {
             if interrupted.load(Ordering::SeqCst) {
                 break;

@@ -131,10 +131,15 @@ pub struct ClusterArgs {
     /// Protocol nodes. unreplicated: the servers, which must be 1 (the one server is node
     /// 0; the clients are added on top, see --clients). benaloh: the peers, at least 2.
     /// pbft and hotstuff: the replicas, 3f+1 (nodes 0 to n-1; Ed25519 signatures).
-    /// [default: 1 for unreplicated, 5 for benaloh, 4 for pbft and hotstuff]
-    #[arg(long)]
+    /// spectrum: the servers and the publisher (see --servers).
+    /// [default: 1 for unreplicated, 5 for benaloh, 4 for pbft and hotstuff, 3 for spectrum]
+    #[arg(long, conflicts_with = "servers")]
     pub nodes: Option<u32>,
-    /// Closed-loop client processes (unreplicated, pbft, hotstuff).
+    /// Servers, for protocols whose nodes are servers and more (spectrum: K servers and a
+    /// publisher, K+1 nodes).
+    #[arg(long, value_name = "K")]
+    pub servers: Option<u32>,
+    /// Closed-loop client processes (unreplicated, pbft, hotstuff, spectrum).
     #[arg(long, default_value_t = 4)]
     pub clients: u32,
     /// How long the clients run (unreplicated, pbft, hotstuff), or the longest wait for every
@@ -143,8 +148,17 @@ pub struct ClusterArgs {
     pub duration: Duration,
     /// Requests per client; a client that has sent them all stops early [default: as many
     /// as fit in --duration].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rounds")]
     pub requests: Option<u64>,
+    /// Rounds per client (spectrum): its requests.
+    #[arg(long, value_name = "R")]
+    pub rounds: Option<u64>,
+    /// Shorthand for `--param channels=N` (spectrum).
+    #[arg(long, value_name = "N")]
+    pub channels: Option<u64>,
+    /// Shorthand for `--param message_bytes=N` (spectrum).
+    #[arg(long, value_name = "N")]
+    pub message_bytes: Option<u64>,
     /// Master seed of the nodes' random streams.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -191,7 +205,31 @@ impl ClusterArgs {
         if let Some(batch) = self.batch {
             params.insert("batch".into(), batch.into());
         }
+        if let Some(channels) = self.channels {
+            params.insert("channels".into(), channels.into());
+        }
+        if let Some(bytes) = self.message_bytes {
+            params.insert("message_bytes".into(), bytes.into());
+        }
         params
+    }
+
+    /// Requests per client: `--requests`, or `--rounds` for a protocol that counts rounds.
+    pub fn requests(&self) -> Option<u64> {
+        self.requests.or(self.rounds)
+    }
+
+    /// The node count: `--nodes`, or what `--servers` means for the protocol.
+    pub fn nodes(&self) -> Result<Option<u32>, CliError> {
+        match self.servers {
+            None => Ok(self.nodes),
+            Some(servers) => self.protocol.nodes_for_servers(servers).map(Some).ok_or_else(|| {
+                bad(format!(
+                    "--servers: {} has no servers to count apart from its nodes; use --nodes",
+                    self.protocol
+                ))
+            }),
+        }
     }
 }
 
