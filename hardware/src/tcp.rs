@@ -195,6 +195,10 @@ pub struct TcpStats {
     /// Established connections (dialed or accepted) closed by an error: an oversized or
     /// truncated frame, an i/o error, or a peer that took nothing for the write timeout.
     pub connections_failed: u64,
+    /// Established connections the peer reset with no frame of either side cut short: it
+    /// exited or crashed with frames of ours unread (a cluster's shutdown, a crash), not a
+    /// failure of the link or of framing.
+    pub connections_reset: u64,
     /// Established connections the peer closed cleanly, between frames.
     pub connections_closed: u64,
     /// Established connections replaced by a newer one of the same peer (it restarted, or
@@ -226,6 +230,7 @@ struct Counters {
     outbound_connects: AtomicU64,
     outbound_connect_failures: AtomicU64,
     connections_failed: AtomicU64,
+    connections_reset: AtomicU64,
     connections_closed: AtomicU64,
     connections_replaced: AtomicU64,
     frames_sent: AtomicU64,
@@ -254,6 +259,7 @@ impl Counters {
             outbound_connects: get(&self.outbound_connects),
             outbound_connect_failures: get(&self.outbound_connect_failures),
             connections_failed: get(&self.connections_failed),
+            connections_reset: get(&self.connections_reset),
             connections_closed: get(&self.connections_closed),
             connections_replaced: get(&self.connections_replaced),
             frames_sent: get(&self.frames_sent),

@@ -210,6 +210,46 @@ fn frames_keep_their_order_and_content_and_self_sends_arrive() {
 }
 
 #[test]
+fn a_peer_that_exits_with_frames_unread_is_a_reset_not_a_failure() {
+    let mut transports = mesh(2, &config());
+    let mut b = transports.pop().unwrap();
+    let mut a = transports.pop().unwrap();
+    // Connect, and let a frame through so both ends are established.
+    a.send(NodeId(1), b"hello").unwrap();
+    let mut got = 0;
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(1)).unwrap();
+        b.wait(Duration::from_millis(5)).unwrap();
+        b.poll(8, &mut |_, _| got += 1).unwrap();
+        got == 1
+    }));
+    // Frames b never reads: whole in its socket's buffer when it goes away, which makes
+    // its kernel answer with a reset.
+    for i in 0..10u32 {
+        a.send(NodeId(1), &i.to_be_bytes().repeat(25)).unwrap();
+    }
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(1)).unwrap();
+        a.stats().frames_sent == 11
+    }));
+    thread::sleep(Duration::from_millis(20));
+    b.shutdown();
+    assert!(wait_until(TEST_LIMIT, || {
+        a.wait(Duration::from_millis(5)).unwrap();
+        // Writing makes the reset show on a connection that only reads.
+        let _ = a.send(NodeId(1), b"more");
+        let stats = a.stats();
+        stats.connections_reset + stats.connections_failed + stats.connections_closed > 0
+    }));
+    let stats = a.stats();
+    assert_eq!(
+        (stats.connections_reset, stats.connections_failed, stats.frames_lost),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
 fn sends_that_cannot_be_queued_are_refused_and_counted() {
     let config = TcpConfig {
         send_queue_frames_max: 4,
@@ -513,7 +553,7 @@ fn restart_the_server(server_id: NodeId, client_id: NodeId) {
     let (_, client) = client.join().unwrap();
 
     assert_eq!(
-        stats.connections_closed + stats.connections_failed,
+        stats.connections_closed + stats.connections_failed + stats.connections_reset,
         1,
         "{stats:?}"
     );

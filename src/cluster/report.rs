@@ -125,6 +125,7 @@ pub(super) struct NodeSummaryBrief {
     messages_dropped: u64,
     tcp_frames_lost: u64,
     tcp_connection_failures: u64,
+    tcp_connection_resets: u64,
 }
 
 impl From<&NodeSummary> for NodeSummaryBrief {
@@ -143,6 +144,7 @@ impl From<&NodeSummary> for NodeSummaryBrief {
             messages_dropped: counter(&s.runtime, &["node", "messages_dropped"]),
             tcp_frames_lost: counter(&s.tcp, &["frames_lost"]),
             tcp_connection_failures: counter(&s.tcp, &["connections_failed"]),
+            tcp_connection_resets: counter(&s.tcp, &["connections_reset"]),
         }
     }
 }

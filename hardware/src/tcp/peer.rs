@@ -534,10 +534,20 @@ impl Peer {
     fn lost(&mut self, loss: Loss, now: Instant, config: &TcpConfig, shared: &Shared) {
         let frames_lost = self.queue.drop_partial();
         let oversized = matches!(loss, Loss::Failed(ConnectionError::FrameTooLarge { .. }));
-        if self.buf.drop_incomplete(config.frame_bytes_max) > 0 && !oversized {
+        let truncated = self.buf.drop_incomplete(config.frame_bytes_max) > 0 && !oversized;
+        if truncated {
             // The start of a frame whose connection ended: its rest will not come.
             bump(&shared.counters.frames_truncated, 1);
         }
+        // A reset that cut no frame short, either way: the peer went away with frames of
+        // ours unread (it exited or crashed). Counted apart from failures, so that a
+        // cluster's shutdown does not read as broken links.
+        let reset = matches!(
+            &loss,
+            Loss::Failed(ConnectionError::Io(error))
+                if matches!(error.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+        ) && frames_lost == 0
+            && !truncated;
         self.end = None;
         self.link = if self.dials {
             Link::Idle { retry_at: now }
@@ -558,14 +568,23 @@ impl Peer {
             }
             Loss::Failed(error) => error,
         };
-        bump(&counters.connections_failed, 1);
+        if reset {
+            bump(&counters.connections_reset, 1);
+        } else {
+            bump(&counters.connections_failed, 1);
+        }
         let next = if self.dials {
             "redialing"
         } else {
             "waiting for it to redial"
         };
+        let what = if reset {
+            "was reset by the peer (it exited or crashed; no frame lost)".to_string()
+        } else {
+            format!("failed ({frames_lost} frames lost)")
+        };
         shared.log(format!(
-            "connection with {} at {} failed ({frames_lost} frames lost): {error}; {next}",
+            "connection with {} at {} {what}: {error}; {next}",
             self.id, self.addr
         ));
     }
