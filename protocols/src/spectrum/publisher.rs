@@ -21,6 +21,8 @@ pub struct Publication {
     pub round: Round,
     pub at: Time,
     pub accepted: usize,
+    /// Every channel's content digest.
+    pub channels: Vec<Digest>,
 }
 
 pub struct Publisher {
@@ -137,6 +139,7 @@ impl Publisher {
             round,
             at: cx.now(),
             accepted: accepted.len(),
+            channels: channels.clone(),
         });
         cx.output(Output::Published {
             round,
