@@ -160,7 +160,7 @@ pub use protocol::{default_upload_timeout, termination_bound, Params, Spectrum};
 use serde::Serialize;
 
 /// The figures of a Spectrum run, from the nodes it left.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// Rounds the publisher published.
     pub rounds_published: u64,
@@ -175,38 +175,55 @@ pub struct Summary {
     /// Mean time from a client's first upload of a round to its learning the round is
     /// published, over the rounds clients uploaded for.
     pub round_latency_mean_ns: u64,
+    /// Clients' completed rounds as the runner's request figures (`completed`,
+    /// `throughput_per_s`, `latency_ns_p50`, ...): a round a client uploaded for is one
+    /// request.
+    #[serde(flatten)]
+    pub clients: crate::pbft::Summary,
 }
 
 /// The figures of a run: the publisher's rounds, the leader's decisions, the clients'
 /// round latencies.
 pub fn summary<const T: bool>(nodes: &[NodeWith<T>]) -> Summary {
-    let mut summary = Summary::default();
+    let (mut rounds_published, mut writes_per_second) = (0, 0.0);
     if let Some(publisher) = nodes.iter().find_map(NodeWith::as_publisher) {
         let publications = publisher.publications();
-        summary.rounds_published = publications.len() as u64;
+        rounds_published = publications.len() as u64;
         if let Some(last) = publications.last() {
             let accepted: usize = publications.iter().map(|p| p.accepted).sum();
             let secs = last.at.as_secs_f64();
             if secs > 0.0 {
-                summary.writes_per_second = accepted as f64 / secs;
+                writes_per_second = accepted as f64 / secs;
             }
         }
     }
-    if let Some(leader) = nodes.first().and_then(NodeWith::as_server) {
-        let totals = leader.totals();
-        summary.writes_accepted = totals.accepted;
-        summary.writes_rejected = totals.rejected;
-        summary.writes_absent = totals.absent;
-    }
-    let latencies: Vec<u64> = nodes
+    let totals = nodes
+        .first()
+        .and_then(NodeWith::as_server)
+        .map(|leader| leader.totals())
+        .unwrap_or_default();
+    let completions: Vec<crate::pbft::client::Completion> = nodes
         .iter()
         .filter_map(NodeWith::as_client)
         .flat_map(|c| c.completions().iter())
         .filter(|c| c.uploaded)
-        .map(|c| rehearsal_sim_core::duration_ns(c.completed_at.saturating_sub(c.submitted_at)))
+        .map(|c| crate::pbft::client::Completion {
+            number: c.round + 1,
+            submitted_at: c.submitted_at,
+            completed_at: c.completed_at,
+        })
         .collect();
-    if !latencies.is_empty() {
-        summary.round_latency_mean_ns = latencies.iter().sum::<u64>() / latencies.len() as u64;
+    let latency_total: u64 = completions
+        .iter()
+        .map(|c| rehearsal_sim_core::duration_ns(c.completed_at.saturating_sub(c.submitted_at)))
+        .sum();
+    Summary {
+        rounds_published,
+        writes_accepted: totals.accepted,
+        writes_rejected: totals.rejected,
+        writes_absent: totals.absent,
+        writes_per_second,
+        round_latency_mean_ns: latency_total.checked_div(completions.len() as u64).unwrap_or(0),
+        clients: crate::pbft::Summary::of_completions(completions.iter()),
     }
-    summary
 }
