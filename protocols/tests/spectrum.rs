@@ -32,7 +32,13 @@ fn tuned(mut config: Config) -> Config {
     config
 }
 
-fn deployment(servers: u32, clients: u32, rounds: u64, channels: u32, message_bytes: u32) -> Config {
+fn deployment(
+    servers: u32,
+    clients: u32,
+    rounds: u64,
+    channels: u32,
+    message_bytes: u32,
+) -> Config {
     tuned(Config {
         servers,
         clients,
@@ -82,7 +88,12 @@ fn net() -> TestNet {
 }
 
 fn publications(report: &RunReport<Node>) -> &[spectrum::publisher::Publication] {
-    report.actors.iter().find_map(NodeWith::as_publisher).unwrap().publications()
+    report
+        .actors
+        .iter()
+        .find_map(NodeWith::as_publisher)
+        .unwrap()
+        .publications()
 }
 
 fn server_totals(report: &RunReport<Node>, server: usize) -> spectrum::server::ServerTotals {
@@ -158,7 +169,10 @@ fn channels_without_a_writer_publish_zero_and_covers_change_nothing() {
         assert_eq!(p.accepted, 8);
         for (channel, digest) in p.channels.iter().enumerate() {
             if channel < 3 {
-                assert_eq!(*digest, content_digest(&config.message(channel as u32, p.round)));
+                assert_eq!(
+                    *digest,
+                    content_digest(&config.message(channel as u32, p.round))
+                );
             } else {
                 assert_eq!(*digest, zero, "channel {channel} has no writer");
             }
@@ -202,7 +216,10 @@ fn every_byzantine_client_is_rejected_by_both_servers_and_honest_channels_publis
             assert_eq!(totals.accepted, clients + 2 * (clients - 2), "{behavior}");
         }
         if behavior == "garbage" {
-            assert!(server_totals(&report, 0).malformed >= 4, "garbage is counted");
+            assert!(
+                server_totals(&report, 0).malformed >= 4,
+                "garbage is counted"
+            );
         }
     }
 }
@@ -258,13 +275,16 @@ fn a_client_turning_byzantine_mid_run_is_honest_before_and_rejected_after() {
 fn servers_and_the_publisher_cannot_turn_byzantine() {
     let config = deployment(2, 2, 1, 2, 8);
     let mut actors = spectrum::actors(&config).unwrap();
-    for node in 0..3 {
-        let error = actors[node].set_byzantine("garbage").unwrap_err();
+    for actor in actors.iter_mut().take(3) {
+        let error = actor.set_byzantine("garbage").unwrap_err();
         assert!(error.contains("only clients can"), "{error}");
     }
     assert!(actors[3].set_byzantine("garbage").is_ok());
     let error = actors[3].set_byzantine("loud").unwrap_err();
-    assert!(error.contains("unknown Spectrum Byzantine behaviour"), "{error}");
+    assert!(
+        error.contains("unknown Spectrum Byzantine behaviour"),
+        "{error}"
+    );
     let production = spectrum::ProductionNode::new(&config, NodeId(3)).unwrap();
     assert!(production.can_turn_byzantine("garbage").is_err());
     assert!(<spectrum::ProductionNode as Actor>::byzantine_behaviors().is_empty());
@@ -283,19 +303,29 @@ fn a_crashed_client_is_left_out_at_the_upload_timeout_and_the_others_publish() {
     let crashed = config.client_node(4);
     // It crashes at 0, after its first uploads left: round 0 still has its write.
     let faults = [(Time::ZERO, Fault::Crash(crashed))];
-    let report = expect_ok(run(&config, 21, net(), &faults, &[crashed]), "crashed client");
+    let report = expect_ok(
+        run(&config, 21, net(), &faults, &[crashed]),
+        "crashed client",
+    );
     let published = publications(&report);
     assert_eq!(published.len(), 3);
     assert_eq!(published[0].accepted, 6);
     for p in &published[1..] {
         assert_eq!(p.accepted, 5, "round {}", p.round);
-        assert_eq!(p.channels[4], content_digest(&[0u8; 64]), "the crashed writer's channel");
+        assert_eq!(
+            p.channels[4],
+            content_digest(&[0u8; 64]),
+            "the crashed writer's channel"
+        );
         assert_eq!(p.channels[1], content_digest(&config.message(1, p.round)));
     }
     assert_eq!(spectrum::summary(&report.actors).writes_absent, 2);
     // Rounds 1 and 2 each waited for the timeout, no longer.
     let last = published.last().unwrap().at;
-    assert!(last >= Time::ZERO.after(config.upload_timeout * 2), "{last}");
+    assert!(
+        last >= Time::ZERO.after(config.upload_timeout * 2),
+        "{last}"
+    );
     assert!(last < Time::ZERO.after(config.upload_timeout * 3), "{last}");
 }
 
@@ -303,7 +333,10 @@ fn a_crashed_client_is_left_out_at_the_upload_timeout_and_the_others_publish() {
 fn a_client_partitioned_from_the_servers_is_left_out_and_catches_up_after_heal() {
     let config = deployment(2, 6, 4, 6, 64);
     let alone = config.client_node(3);
-    let rest: Vec<NodeId> = (0..config.nodes()).map(NodeId).filter(|&n| n != alone).collect();
+    let rest: Vec<NodeId> = (0..config.nodes())
+        .map(NodeId)
+        .filter(|&n| n != alone)
+        .collect();
     let cut = Fault::Network(NetChange::Partition {
         groups: vec![rest, vec![alone]],
     });
@@ -335,7 +368,9 @@ fn a_partition_between_the_servers_that_heals_publishes_every_round() {
     // Cut server 0 from server 1 only: everyone else reaches both.
     let others: Vec<NodeId> = (2..config.nodes()).map(NodeId).collect();
     let with = |server: u32| -> Vec<NodeId> {
-        std::iter::once(NodeId(server)).chain(others.iter().copied()).collect()
+        std::iter::once(NodeId(server))
+            .chain(others.iter().copied())
+            .collect()
     };
     let cut = Fault::Network(NetChange::Partition {
         groups: vec![with(0), with(1)],
@@ -361,7 +396,11 @@ fn swarm_draws_of_faults_and_byzantine_clients_leave_spectrum_correct_and_live()
     for seed in 1..=50u64 {
         let mut rng = derive_rng(seed, "spectrum swarm test", 0);
         let loss = rng.random_range(0.0..0.30);
-        let duplicate = if rng.random_bool(0.5) { rng.random_range(0.0..0.05) } else { 0.0 };
+        let duplicate = if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.05)
+        } else {
+            0.0
+        };
         let config = base.clone();
         let nodes = config.nodes();
         let window_ms = 2_000u64;
@@ -376,18 +415,28 @@ fn swarm_draws_of_faults_and_byzantine_clients_leave_spectrum_correct_and_live()
             } else {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 for n in 0..nodes {
-                    if rng.random_bool(0.5) { a.push(NodeId(n)) } else { b.push(NodeId(n)) }
+                    if rng.random_bool(0.5) {
+                        a.push(NodeId(n))
+                    } else {
+                        b.push(NodeId(n))
+                    }
                 }
                 vec![a, b]
             };
-            faults.push((Time::from_millis(at), Fault::Network(NetChange::Partition { groups })));
+            faults.push((
+                Time::from_millis(at),
+                Fault::Network(NetChange::Partition { groups }),
+            ));
             faults.push((Time::from_millis(heal), Fault::Network(NetChange::Heal)));
         }
         for _ in 0..rng.random_range(0..=2u32) {
             let node = NodeId(rng.random_range(0..nodes));
             let at = rng.random_range(0..window_ms);
             faults.push((Time::from_millis(at), Fault::Pause(node)));
-            faults.push((Time::from_millis(at + rng.random_range(20..=400)), Fault::Resume(node)));
+            faults.push((
+                Time::from_millis(at + rng.random_range(20..=400)),
+                Fault::Resume(node),
+            ));
         }
         let drawn = rng.random_range(0..=3u32);
         byzantine_draws += usize::from(drawn > 0);
@@ -408,7 +457,10 @@ fn swarm_draws_of_faults_and_byzantine_clients_leave_spectrum_correct_and_live()
         );
         assert_eq!(publications(&report).len(), 3, "seed {seed}");
     }
-    assert!(byzantine_draws >= 20, "{byzantine_draws} draws had Byzantine clients");
+    assert!(
+        byzantine_draws >= 20,
+        "{byzantine_draws} draws had Byzantine clients"
+    );
 }
 
 // ---- I5: a server's view does not depend on the channel --------------------------------------
@@ -416,6 +468,8 @@ fn swarm_draws_of_faults_and_byzantine_clients_leave_spectrum_correct_and_live()
 /// The χ² statistic of independence between the column (the channel written, or a
 /// cover) and each bit of `views` (rows of bits as server A sees them), summed over bit
 /// positions, and its degrees of freedom.
+// Indices read as the formula does: column c, bit position j.
+#[allow(clippy::needless_range_loop)]
 fn independence_chi_square(views: &[(usize, Vec<bool>)], columns: usize) -> (f64, usize) {
     let positions = views[0].1.len();
     let mut ones = vec![vec![0f64; positions]; columns];
@@ -456,7 +510,9 @@ fn chi_square_999(df: usize) -> f64 {
 fn server_a_views(leaky: bool) -> Vec<(usize, Vec<bool>)> {
     const CHANNELS: usize = 7;
     let mut rng = derive_rng(2026, "spectrum I5 statistics", 0);
-    let keys: Vec<vdpf::AccessKey> = (0..CHANNELS).map(|_| vdpf::AccessKey::random(&mut rng)).collect();
+    let keys: Vec<vdpf::AccessKey> = (0..CHANNELS)
+        .map(|_| vdpf::AccessKey::random(&mut rng))
+        .collect();
     let mut views = Vec::new();
     for trial in 0..2_000usize {
         let column = trial % (CHANNELS + 1);
@@ -491,7 +547,10 @@ fn the_bits_a_server_sees_are_independent_of_the_channel_written_at_99_9_percent
 fn the_independence_test_catches_a_dpf_whose_bits_are_not_randomised() {
     let (chi, df) = independence_chi_square(&server_a_views(true), 8);
     let critical = chi_square_999(df);
-    assert!(chi > critical, "χ² = {chi:.1} under the critical value {critical:.1}");
+    assert!(
+        chi > critical,
+        "χ² = {chi:.1} under the critical value {critical:.1}"
+    );
 }
 
 #[test]
@@ -593,19 +652,29 @@ fn malformed_uploads_are_counted_rejections_with_a_clear_error_never_a_panic() {
     let client = |i: u32| config.client_node(i);
     let mut short = good.clone();
     short.key.seeds.pop();
-    let other_variant =
-        spectrum::multi::gen_cover(3, 4, 1, &mut rng).unwrap().remove(0);
+    let other_variant = spectrum::multi::gen_cover(3, 4, 1, &mut rng)
+        .unwrap()
+        .remove(0);
     let cases: Vec<(Msg, &str)> = vec![
         (
-            Msg::Upload { round: 0, body: Arc::new(UploadBody::TwoServer(short)) },
+            Msg::Upload {
+                round: 0,
+                body: Arc::new(UploadBody::TwoServer(short)),
+            },
             "DpfKey.seeds covers 3 channels, but there are 4",
         ),
         (
-            Msg::Upload { round: 0, body: Arc::new(UploadBody::Multi(other_variant)) },
+            Msg::Upload {
+                round: 0,
+                body: Arc::new(UploadBody::Multi(other_variant)),
+            },
             "a k-server upload sent to a 2-server deployment",
         ),
         (
-            Msg::RawUpload { round: 0, bytes: Arc::new(vec![1, 2, 3]) },
+            Msg::RawUpload {
+                round: 0,
+                bytes: Arc::new(vec![1, 2, 3]),
+            },
             "undecodable upload",
         ),
     ];
@@ -623,15 +692,44 @@ fn malformed_uploads_are_counted_rejections_with_a_clear_error_never_a_panic() {
         &mut server,
         NodeId(0),
         client(3),
-        Msg::Upload { round: 0, body: Arc::new(UploadBody::TwoServer(good)) },
+        Msg::Upload {
+            round: 0,
+            body: Arc::new(UploadBody::TwoServer(good)),
+        },
     );
     assert!(outputs(&effects).is_empty());
     // Messages from the wrong node or of the wrong kind are dropped and annotated.
     for (from, msg) in [
-        (NodeId(1), Msg::Upload { round: 0, body: Arc::new(UploadBody::TwoServer(dpf_cover_upload())) }),
-        (client(0), Msg::Token { round: 0, client: client(1), token: spectrum::messages::AuditToken::Malformed }),
-        (client(0), Msg::Close { round: 0, accepted: vec![], rejected: vec![] }),
-        (NodeId(1), Msg::Upload { round: 9, body: Arc::new(UploadBody::TwoServer(dpf_cover_upload())) }),
+        (
+            NodeId(1),
+            Msg::Upload {
+                round: 0,
+                body: Arc::new(UploadBody::TwoServer(dpf_cover_upload())),
+            },
+        ),
+        (
+            client(0),
+            Msg::Token {
+                round: 0,
+                client: client(1),
+                token: spectrum::messages::AuditToken::Malformed,
+            },
+        ),
+        (
+            client(0),
+            Msg::Close {
+                round: 0,
+                accepted: vec![],
+                rejected: vec![],
+            },
+        ),
+        (
+            NodeId(1),
+            Msg::Upload {
+                round: 9,
+                body: Arc::new(UploadBody::TwoServer(dpf_cover_upload())),
+            },
+        ),
     ] {
         let effects = deliver(&mut server, NodeId(0), from, msg);
         assert!(!annotations(&effects).is_empty(), "{:?}", outputs(&effects));
@@ -654,7 +752,10 @@ fn damaged_message_bytes_do_not_decode_and_never_panic() {
     let config = deployment(2, 2, 1, 4, 16);
     let mut rng = derive_rng(5, "damaged", 0);
     let [up, _] = vdpf::gen_write(&config.access_key(1), 4, 1, &[7; 16], &mut rng).unwrap();
-    let msg = Msg::Upload { round: 0, body: Arc::new(UploadBody::TwoServer(up)) };
+    let msg = Msg::Upload {
+        round: 0,
+        body: Arc::new(UploadBody::TwoServer(up)),
+    };
     let mut bytes = Vec::new();
     rehearsal_sim_core::codec::encode_into(&msg, &mut bytes).unwrap();
     assert!(rehearsal_sim_core::codec::decode::<Msg>(&bytes).is_ok());

@@ -152,10 +152,11 @@ fn caught(servers: u32, mutant: Mutant, seeds: u64) -> Vec<u64> {
 
 #[test]
 fn every_mutant_is_listed_with_a_setting() {
-    let listed: Vec<&str> = <spectrum::Spectrum as rehearsal_sim_core::protocol::Protocol>::mutants()
-        .iter()
-        .map(|(name, _)| *name)
-        .collect();
+    let listed: Vec<&str> =
+        <spectrum::Spectrum as rehearsal_sim_core::protocol::Protocol>::mutants()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
     let cased: Vec<&str> = CASES.iter().map(|(m, _, _)| m.name()).collect();
     assert_eq!(listed, cased);
 }
@@ -188,6 +189,10 @@ fn accumulate_before_audit_is_caught_by_published_correct_under_an_unauthorised_
 fn every_mutant_is_caught_with_three_servers_too() {
     for &(mutant, _, _) in CASES {
         let seeds = caught(3, mutant, 10);
-        assert_eq!(seeds, (1..=10).collect::<Vec<_>>(), "{mutant}: caught on every seed");
+        assert_eq!(
+            seeds,
+            (1..=10).collect::<Vec<_>>(),
+            "{mutant}: caught on every seed"
+        );
     }
 }

@@ -255,10 +255,13 @@ impl Invariant<Node> for MaliciousRejected {
     }
 }
 
+/// A server's decision on a round: (accepted, rejected).
+type Decision = (Vec<NodeId>, Vec<NodeId>);
+
 /// I4: every server decides the same for every client.
 pub struct ServersAgree {
     /// Round -> (first server's decision, that server).
-    decided: BTreeMap<Round, ((Vec<NodeId>, Vec<NodeId>), NodeId)>,
+    decided: BTreeMap<Round, (Decision, NodeId)>,
 }
 
 impl ServersAgree {
