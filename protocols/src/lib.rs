@@ -9,9 +9,6 @@
 
 pub mod crypto;
 pub mod replicated;
-// Spectrum's primitives only, for now: the registry line `spectrum => [Spectrum]` replaces
-// this one once its actors exist.
-pub mod spectrum;
 
 /// Declares each protocol's module and lists its registry entries, in order.
 macro_rules! protocols {
@@ -30,4 +27,5 @@ protocols! {
     benaloh => [Benaloh, BenalohTimed],
     pbft => [Pbft],
     hotstuff => [HotStuff],
+    spectrum => [Spectrum],
 }

@@ -70,4 +70,13 @@ pub enum SpectrumError {
         /// Which element.
         point: usize,
     },
+    /// An upload for the other DPF variant: a `k`-server share sent to a two-server
+    /// deployment, or the reverse.
+    #[error("a {got} upload sent to a {expected} deployment")]
+    WrongVariant {
+        /// The deployment's variant, e.g. `2-server`.
+        expected: &'static str,
+        /// The upload's.
+        got: &'static str,
+    },
 }

@@ -1,5 +1,6 @@
-//! Spectrum's cryptographic primitives (Newman, Servan-Schreiber and Devadas, "Spectrum:
-//! High-bandwidth Anonymous Broadcast", NSDI 2022), as pure functions: no actors yet.
+//! Spectrum (Newman, Servan-Schreiber and Devadas, "Spectrum: High-bandwidth Anonymous
+//! Broadcast", NSDI 2022): its cryptographic primitives as pure functions, and the
+//! protocol as Rehearsal actors.
 //!
 //! Spectrum broadcasts on `n` channels of `L`-byte messages. Every client, in every round,
 //! sends each server a share of a distributed point function (DPF): a *write* puts its
@@ -76,14 +77,153 @@
 //!
 //! The multi-server variant ([`multi`]) is the same argument with sums over servers in
 //! place of the difference of two, and group elements in place of bytes.
+//!
+//! # The protocol, as actors
+//!
+//! Nodes `0..k` are the servers (server 0 is the *leader* of the audit exchange), node
+//! `k` is the publisher, and clients follow ([`node`]). Every node derives the channel
+//! access keys and the writers' messages from the run's seed ([`Config`]), so a node built
+//! alone on a real transport derives the same ones; the servers hold every channel's key
+//! in plain, as the public implementation does. A round `r`:
+//!
+//! 1. **Upload** ([`client`]): each client sends every server `Upload { r, share }`: a
+//!    writer (client `i < writers`, owner of channel `i mod channels`) writes that round's
+//!    message, any other client a cover. It re-sends the same uploads until it learns the
+//!    round is published.
+//! 2. **Audit** ([`server`]): each server checks the upload's shape (a malformed one is a
+//!    counted, annotated rejection: [`Output::Malformed`]), computes its audit token, and
+//!    sends `Token { r, client, token }` to the leader (again whenever the upload comes
+//!    again). The leader decides each client once it holds all `k` tokens: accepted iff
+//!    the audit passes.
+//! 3. **Close**: when every client is decided, or at the upload timeout (counted from the
+//!    round's first upload or token at the leader), the leader sends
+//!    `Close { r, accepted, rejected }` to the other servers (re-sent until acknowledged);
+//!    undecided clients are *absent*. Every server then accumulates exactly the accepted
+//!    uploads (it holds them: a server's token reached the leader only if it had the
+//!    upload), outputs [`Output::Decided`], and sends its accumulator to the publisher
+//!    (re-sent until the publisher confirms the round). A late upload of a closed,
+//!    published round is answered with `RoundDone`.
+//! 4. **Publish** ([`publisher`]): with all `k` accumulators, the publisher combines them,
+//!    outputs every channel's content digest ([`Output::Published`]) and sends
+//!    `RoundDone { r }` to servers and clients; clients then upload for `r + 1`.
+//!
+//! Rounds publish in order, so every buffer holds one round: uploads and tokens for
+//! another round are dropped and annotated. Servers charge the simulator the CPU time
+//! their audits and evaluations take ([`cost`]). [`mod@checks`] lists the invariants (I1–I5
+//! and termination); [`byzantine`] the Byzantine clients; [`Mutant`] the deliberately
+//! broken servers. The production node ([`ProductionNode`]) is the same code with every
+//! mutant and Byzantine branch compiled out.
+//!
+//! ```
+//! use rehearsal_protocols::spectrum::{self, Config};
+//! use rehearsal_sim_core::{Outcome, SimConfig, SimpleNetwork, Simulation};
+//!
+//! let config = Config { clients: 4, rounds: 2, channels: 4, message_bytes: 32, ..Config::default() };
+//! let actors = spectrum::actors(&config).unwrap();
+//! let mut sim = Simulation::new(SimConfig::new(1), actors, SimpleNetwork::default());
+//! for check in spectrum::checks(&config) {
+//!     sim.add_invariant(check);
+//! }
+//! let report = sim.run();
+//! assert_eq!(report.outcome, Outcome::Ok, "{:?}", report.violations);
+//! let summary = spectrum::summary(&report.actors);
+//! assert_eq!((summary.rounds_published, summary.writes_accepted), (2, 8));
+//! ```
 
 pub mod bench;
+pub mod byzantine;
 pub mod canonical;
+pub mod checks;
+pub mod client;
+pub mod config;
+pub mod cost;
 pub mod dpf;
 pub mod embedding;
 mod error;
+pub mod messages;
 pub mod multi;
+pub mod node;
 pub mod prg;
+mod protocol;
+pub mod publisher;
+pub mod server;
 pub mod vdpf;
 
+pub use byzantine::Behavior;
+pub use checks::{checks, checks_after, safety_checks};
+pub use config::{Config, ConfigError, Mutant, Variant};
 pub use error::SpectrumError;
+pub use messages::Msg;
+pub use node::{actors, Node, NodeWith, Output, ProductionNode, Timer, View};
+pub use protocol::{default_upload_timeout, termination_bound, Params, Spectrum};
+
+use serde::Serialize;
+
+/// The figures of a Spectrum run, from the nodes it left.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Rounds the publisher published.
+    pub rounds_published: u64,
+    /// Uploads (writes and covers) the servers accepted, over every round.
+    pub writes_accepted: u64,
+    /// Uploads the audit rejected (or servers refused as malformed).
+    pub writes_rejected: u64,
+    /// Clients left out of a round at the upload timeout.
+    pub writes_absent: u64,
+    /// Accepted uploads per second of virtual time, up to the last publication.
+    pub writes_per_second: f64,
+    /// Mean time from a client's first upload of a round to its learning the round is
+    /// published, over the rounds clients uploaded for.
+    pub round_latency_mean_ns: u64,
+    /// Clients' completed rounds as the runner's request figures (`completed`,
+    /// `throughput_per_s`, `latency_ns_p50`, ...): a round a client uploaded for is one
+    /// request.
+    #[serde(flatten)]
+    pub clients: crate::pbft::Summary,
+}
+
+/// The figures of a run: the publisher's rounds, the leader's decisions, the clients'
+/// round latencies.
+pub fn summary<const T: bool>(nodes: &[NodeWith<T>]) -> Summary {
+    let (mut rounds_published, mut writes_per_second) = (0, 0.0);
+    if let Some(publisher) = nodes.iter().find_map(NodeWith::as_publisher) {
+        let publications = publisher.publications();
+        rounds_published = publications.len() as u64;
+        if let Some(last) = publications.last() {
+            let accepted: usize = publications.iter().map(|p| p.accepted).sum();
+            let secs = last.at.as_secs_f64();
+            if secs > 0.0 {
+                writes_per_second = accepted as f64 / secs;
+            }
+        }
+    }
+    let totals = nodes
+        .first()
+        .and_then(NodeWith::as_server)
+        .map(|leader| leader.totals())
+        .unwrap_or_default();
+    let completions: Vec<crate::pbft::client::Completion> = nodes
+        .iter()
+        .filter_map(NodeWith::as_client)
+        .flat_map(|c| c.completions().iter())
+        .filter(|c| c.uploaded)
+        .map(|c| crate::pbft::client::Completion {
+            number: c.round + 1,
+            submitted_at: c.submitted_at,
+            completed_at: c.completed_at,
+        })
+        .collect();
+    let latency_total: u64 = completions
+        .iter()
+        .map(|c| rehearsal_sim_core::duration_ns(c.completed_at.saturating_sub(c.submitted_at)))
+        .sum();
+    Summary {
+        rounds_published,
+        writes_accepted: totals.accepted,
+        writes_rejected: totals.rejected,
+        writes_absent: totals.absent,
+        writes_per_second,
+        round_latency_mean_ns: latency_total.checked_div(completions.len() as u64).unwrap_or(0),
+        clients: crate::pbft::Summary::of_completions(completions.iter()),
+    }
+}
