@@ -153,17 +153,27 @@ fn sim_config_of<P: Spec>(config: &RunConfig) -> Result<P::Config, String> {
     })
 }
 
-/// The sizes of a cluster for `P`: its protocol nodes (those with node 0's role in it:
-/// server, replica or peer) and its clients (the others).
+/// The sizes of a cluster for `P`: its protocol nodes (servers, replicas, peers, a
+/// publisher) and its clients.
 fn cluster_sizes<P: Spec>(cluster: &ClusterConfig, requests: Option<u64>) -> Sizes {
     let all = cluster.nodes.len() as u32;
+    // The roles the protocol gives its own nodes (several for Spectrum: servers and a
+    // publisher): a cluster's nodes with one of them are protocol nodes, the rest clients
+    // (a node with a role of neither kind is then reported as a wrong client).
     let probe = Sizes {
         nodes: all,
         clients: 0,
         requests,
     };
-    let node_role = P::role(&probe, NodeId(0));
-    let nodes = cluster.nodes.iter().filter(|n| n.role == node_role).count() as u32;
+    let node_roles: std::collections::BTreeSet<Role> = (0..all)
+        .map(|id| P::role(&probe, NodeId(id)))
+        .filter(|role| *role != Role::Client)
+        .collect();
+    let nodes = cluster
+        .nodes
+        .iter()
+        .filter(|n| node_roles.contains(&n.role))
+        .count() as u32;
     Sizes {
         nodes,
         clients: if P::CLIENTS { all - nodes } else { 0 },

@@ -496,6 +496,7 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
             now,
             reason: EndReason::Deadline,
             actors: std::slice::from_ref(&self.actor),
+            crashed: &[],
         };
         let mut found = Vec::new();
         for invariant in &mut self.invariants {
@@ -756,6 +757,7 @@ pub fn check_invariants<A: Actor>(
         now: end_time,
         reason: EndReason::Deadline,
         actors,
+        crashed: &[],
     };
     // End-of-run checks concern the whole run: attributed to node 0, as the simulator does.
     for invariant in invariants.iter_mut() {

@@ -782,6 +782,7 @@ mod tests {
             now: Time::from_secs(secs),
             reason: EndReason::Deadline,
             actors: &[],
+            crashed: &[],
         };
         let mut check = Termination::<Replica>::new(GROUP);
         check

@@ -616,6 +616,7 @@ fn termination_flags_requests_outstanding_past_the_bound() {
         now,
         reason: EndReason::Deadline,
         actors: &[],
+        crashed: &[],
     };
     let mut check = Termination::new(&config)
         .after(Time::from_secs(10))

@@ -24,6 +24,9 @@ pub struct RunEnd<'a, A: Actor> {
     pub now: Time,
     pub reason: EndReason,
     pub actors: &'a [A],
+    /// Nodes down when the run ended (crashed and not restarted): a liveness check owes
+    /// them nothing. Always empty on real transports, where a node that died ends the run.
+    pub crashed: &'a [NodeId],
 }
 
 /// A property of a protocol, fed every output as it appears and asked once more at the end.

@@ -138,6 +138,8 @@ pub enum Role {
     Replica,
     /// A participant among equals (Benaloh).
     Peer,
+    /// The node that combines servers' results and announces them (Spectrum).
+    Publisher,
 }
 
 impl Role {
@@ -148,6 +150,7 @@ impl Role {
             Role::Client => "client",
             Role::Replica => "replica",
             Role::Peer => "peer",
+            Role::Publisher => "publisher",
         }
     }
 }

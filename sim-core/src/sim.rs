@@ -944,10 +944,15 @@ impl<A: Actor> Simulation<A> {
             Outcome::Violation
         };
         if end != EndReason::Violation {
+            let crashed: Vec<NodeId> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].crashed)
+                .map(|i| NodeId(i as u32))
+                .collect();
             let run_end = RunEnd {
                 now: self.now,
                 reason: end,
                 actors: &self.actors,
+                crashed: &crashed,
             };
             let mut failed = Vec::new();
             for invariant in &mut self.invariants {

@@ -23,6 +23,10 @@ pub struct SpectrumBench {
     pub max_bytes: usize,
     /// Timed repetitions per figure (the median is reported).
     pub reps: usize,
+    /// How long the TCP workload (d) runs; zero skips it.
+    pub tcp_duration: Duration,
+    /// The program that runs the cluster's nodes (default: this one).
+    pub node_binary: Option<std::path::PathBuf>,
 }
 
 impl Default for SpectrumBench {
@@ -32,9 +36,20 @@ impl Default for SpectrumBench {
             throughput_message_bytes: 1_024,
             max_bytes: 1 << 30,
             reps: 5,
+            tcp_duration: Duration::from_secs(10),
+            node_binary: None,
         }
     }
 }
+
+/// The public implementation's example workload (its README: 50 clients, 3 channels,
+/// 10 KiB messages, 2 servers), and what it reports for it: 4,362 queries per second on a
+/// 16-vCPU c5.4xlarge, clients on a machine of their own.
+const TCP_CLIENTS: u32 = 50;
+const TCP_CHANNELS: u64 = 3;
+const TCP_MESSAGE_BYTES: u64 = 10 * 1024;
+const PUBLIC_WRITES_PER_SECOND: f64 = 4_362.0;
+const PUBLIC_VCPUS: f64 = 16.0;
 
 /// Channel counts and message sizes of the grid (c).
 const GRID_CHANNELS: [usize; 4] = [1, 100, 1_000, 10_000];
@@ -135,6 +150,14 @@ pub fn run(bench: &SpectrumBench, json: bool, out: &mut dyn Write) -> Result<u8,
         }
     }
 
+    // (d) The public implementation's workload over TCP on loopback: every node a process
+    // of its own, through the cluster launcher, invariants checked on the outputs.
+    let tcp = if bench.tcp_duration.is_zero() {
+        serde_json::Value::Null
+    } else {
+        tcp_workload(bench.tcp_duration, bench.node_binary.clone())?
+    };
+
     let figures = serde_json::json!({
         "bench": "spectrum",
         "throughput": {
@@ -147,6 +170,7 @@ pub fn run(bench: &SpectrumBench, json: bool, out: &mut dyn Write) -> Result<u8,
         },
         "audit": audits,
         "server_per_upload": grid,
+        "tcp": tcp,
     });
     if json {
         writeln!(out, "{figures}")?;
@@ -189,7 +213,82 @@ pub fn run(bench: &SpectrumBench, json: bool, out: &mut dyn Write) -> Result<u8,
             )?;
         }
     }
+    if !json && !tcp.is_null() {
+        writeln!(
+            out,
+            "  (d) over TCP on loopback, {} clients, {} channels x {} B, 2 servers and a publisher, all processes on this machine's {} cores: {:.0} writes/s ({:.0} per core; the public implementation: {PUBLIC_WRITES_PER_SECOND} on {PUBLIC_VCPUS} vCPUs, {:.0} per vCPU); round latency p50 {:.1} ms, p99 {:.1} ms; invariants {}",
+            TCP_CLIENTS,
+            TCP_CHANNELS,
+            TCP_MESSAGE_BYTES,
+            tcp["cores"],
+            tcp["writes_per_second"].as_f64().unwrap_or(0.0),
+            tcp["writes_per_second_per_core"].as_f64().unwrap_or(0.0),
+            PUBLIC_WRITES_PER_SECOND / PUBLIC_VCPUS,
+            tcp["latency_ns_p50"].as_f64().unwrap_or(0.0) / 1e6,
+            tcp["latency_ns_p99"].as_f64().unwrap_or(0.0) / 1e6,
+            tcp["outcome"].as_str().unwrap_or("?")
+        )?;
+    }
     // Figures, not a verdict: a loaded machine moves them (the text says when the ratio
     // is under its target).
     Ok(EXIT_OK)
+}
+
+/// Runs the TCP workload through `rehearsal cluster` and reads its report.
+fn tcp_workload(
+    duration: Duration,
+    node_binary: Option<std::path::PathBuf>,
+) -> Result<serde_json::Value, CliError> {
+    use crate::cluster::{ClusterArgs, TransportArg};
+    use crate::config::Protocol;
+    let args = ClusterArgs {
+        protocol: Protocol::of("spectrum"),
+        transport: TransportArg::Tcp,
+        nodes: None,
+        servers: Some(2),
+        clients: TCP_CLIENTS,
+        duration,
+        requests: None,
+        rounds: None,
+        seed: 1,
+        json: true,
+        node_binary,
+        keep: false,
+        no_check: false,
+        param: Vec::new(),
+        crypto: None,
+        batch: None,
+        channels: Some(TCP_CHANNELS),
+        message_bytes: Some(TCP_MESSAGE_BYTES),
+        keys: None,
+        testbed_keys: false,
+    };
+    let (mut report, mut log) = (Vec::new(), Vec::new());
+    crate::cluster::cluster(&args, &mut report, &mut log)?;
+    let report: serde_json::Value = serde_json::from_slice(&report).map_err(|e| {
+        CliError::BadInput(format!(
+            "bench spectrum: the cluster's report is not JSON ({e}): {}",
+            String::from_utf8_lossy(&log)
+        ))
+    })?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let writes = report["throughput_rps"].as_f64().unwrap_or(0.0);
+    Ok(serde_json::json!({
+        "clients": TCP_CLIENTS,
+        "channels": TCP_CHANNELS,
+        "message_bytes": TCP_MESSAGE_BYTES,
+        "duration_ns": u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        "cores": cores,
+        "writes": report["requests"],
+        "writes_per_second": writes.round(),
+        "writes_per_second_per_core": (writes / cores as f64).round(),
+        "latency_ns_p50": report["latency"]["p50_ns"],
+        "latency_ns_p99": report["latency"]["p99_ns"],
+        "outcome": report["outcome"],
+        "public_implementation": {
+            "writes_per_second": PUBLIC_WRITES_PER_SECOND,
+            "vcpus": PUBLIC_VCPUS,
+            "writes_per_second_per_vcpu": (PUBLIC_WRITES_PER_SECOND / PUBLIC_VCPUS).round(),
+        },
+    }))
 }

@@ -183,6 +183,13 @@ struct SpectrumBenchArgs {
     /// Timed repetitions per figure; the median is reported.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// How long the TCP workload runs (the public implementation's: 50 clients, 3
+    /// channels, 10 KiB messages, over loopback); 0s skips it.
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration_arg)]
+    tcp_duration: std::time::Duration,
+    /// The `rehearsal` program that runs the TCP workload's nodes [default: this program].
+    #[arg(long, value_name = "PATH")]
+    node_binary: Option<std::path::PathBuf>,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -310,6 +317,11 @@ pub(crate) fn parse_param_arg(text: &str) -> Result<(String, serde_json::Value),
     Ok((name.to_string(), parsed))
 }
 
+/// A duration that may be zero (`0s` turns something off).
+fn parse_std_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
 fn parse_duration_arg(text: &str) -> Result<u64, String> {
     parse_duration(text)
         .map(duration_ns)
@@ -414,6 +426,8 @@ pub fn run(
             let settings = bench::spectrum::SpectrumBench {
                 max_bytes: args.max_bytes.unwrap_or(defaults.max_bytes),
                 reps: args.reps,
+                tcp_duration: args.tcp_duration,
+                node_binary: args.node_binary,
                 ..defaults
             };
             bench::spectrum::run(&settings, args.json, out)

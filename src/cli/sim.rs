@@ -379,8 +379,14 @@ pub(super) fn describe_run(s: &RunSummary) -> String {
     );
     if let Some(figures) = &s.protocol {
         let ms = |key: &str| figures[key].as_f64().unwrap_or(0.0) / 1e6;
+        // A protocol whose clients complete rounds rather than requests says so.
+        let unit = if figures.get("rounds_published").is_some() {
+            "client rounds"
+        } else {
+            "requests"
+        };
         line += &format!(
-            "\n  completed {} requests, {:.0} per simulated second; latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms",
+            "\n  completed {} {unit}, {:.0} per simulated second; latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms",
             figures["completed"],
             figures["throughput_per_s"].as_f64().unwrap_or(0.0),
             ms("latency_ns_p50"),
@@ -388,6 +394,12 @@ pub(super) fn describe_run(s: &RunSummary) -> String {
             ms("latency_ns_p99"),
             ms("latency_ns_max")
         );
+        if let Some(rounds) = figures.get("rounds_published") {
+            line += &format!(
+                "\n  published {rounds} rounds: {} writes accepted, {} rejected, {} absent",
+                figures["writes_accepted"], figures["writes_rejected"], figures["writes_absent"]
+            );
+        }
     }
     if s.config.swarm {
         line += &format!("\n  {}", crate::swarm::describe(&s.config));

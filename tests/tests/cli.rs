@@ -289,11 +289,15 @@ fn bench_spectrum_prints_throughput_audit_and_grid_as_json() {
         "100000",
         "--reps",
         "1",
+        "--tcp-duration",
+        "0s",
         "--json",
     ]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(all["bench"], "spectrum");
+    // The TCP workload (tests/tests/cluster.rs runs it) was skipped as asked.
+    assert!(all["tcp"].is_null(), "{all}");
     let throughput = &all["throughput"];
     let keystream = throughput["keystream_bytes_per_second"].as_f64().unwrap();
     let eval = throughput["eval_bytes_per_second"].as_f64().unwrap();

@@ -243,6 +243,99 @@ fn replicated_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught(p
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Spectrum over TCP: 2 servers, the publisher and 4 clients (2 writers, 2 covers) run 3
+/// rounds of 4 channels, every output passes I1-I5; one publication altered fails I1.
+fn spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught() {
+    let args = ClusterArgs {
+        servers: Some(2),
+        clients: 4,
+        rounds: Some(3),
+        channels: Some(4),
+        message_bytes: Some(64),
+        param: vec![("writers".into(), 2.into())],
+        duration: TEST_LIMIT,
+        keep: true,
+        ..cluster_args(Protocol::of("spectrum"))
+    };
+    let (status, report, stderr) = run_cluster(&args);
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok");
+    assert_eq!(report["invariants_checked"], true);
+    assert_eq!(report["requests"], 12, "{report:#}");
+    let roles: Vec<&Value> = report["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| &node["role"])
+        .collect();
+    assert_eq!(
+        roles,
+        ["server", "server", "publisher", "client", "client", "client", "client"]
+    );
+    // The publisher counts the writes it published: 4 clients x 3 rounds.
+    assert_eq!(node_summaries(&report)[2]["requests_executed"], 12, "{report:#}");
+
+    let dir = std::path::PathBuf::from(report["directory"].as_str().unwrap());
+    let files: Vec<_> = (0..7)
+        .map(|i| dir.join(format!("outputs-{i}.jsonl")))
+        .collect();
+    let (checked, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
+    assert_eq!(checked, report["outputs_checked"].as_u64().unwrap());
+    assert!(violations.is_empty(), "{violations:?}");
+    // The publisher's first publication with one channel's digest changed.
+    let text = std::fs::read_to_string(&files[2]).unwrap();
+    let mut tampered = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            if !tampered {
+                if let Some(channels) = record["value"]["channels"].as_array_mut() {
+                    channels[0] = channels[1].clone();
+                    tampered = true;
+                }
+            }
+            record.to_string()
+        })
+        .collect();
+    assert!(tampered, "the publisher published nothing:\n{text}");
+    std::fs::write(&files[2], lines.join("\n") + "\n").unwrap();
+    let (_, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
+    assert!(
+        violations.iter().any(|v| v.invariant == "published-correct"),
+        "{violations:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `bench spectrum`'s part (d), briefly: the public implementation's workload (50 clients,
+/// 3 channels, 10 KiB) over TCP on loopback passes its checks and reports writes/s.
+fn bench_spectrum_runs_the_public_workload_over_tcp() {
+    let program = this_program();
+    let run = rehearsal_tests::cli(&[
+        "bench",
+        "spectrum",
+        "--max-bytes",
+        "1000",
+        "--reps",
+        "1",
+        "--tcp-duration",
+        "2s",
+        "--node-binary",
+        program.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let all: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let tcp = &all["tcp"];
+    assert_eq!(tcp["outcome"], "ok", "{all}");
+    assert_eq!(tcp["clients"], 50);
+    assert_eq!(tcp["message_bytes"], 10 * 1024);
+    assert!(tcp["writes"].as_u64().unwrap() > 0, "{all}");
+    assert!(tcp["writes_per_second"].as_f64().unwrap() > 0.0, "{all}");
+    assert!(tcp["latency_ns_p50"].as_u64().unwrap() > 0, "{all}");
+}
+
 fn a_node_that_dies_fails_the_launch_and_leaves_no_process() {
     let dir = scratch_named("test", "dying-node");
     // A "rehearsal" that prints that it is ready and then dies.
@@ -533,6 +626,14 @@ const TESTS: &[(&str, fn())] = &[
     (
         "hotstuff_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught",
         hotstuff_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught,
+    ),
+    (
+        "spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught",
+        spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught,
+    ),
+    (
+        "bench_spectrum_runs_the_public_workload_over_tcp",
+        bench_spectrum_runs_the_public_workload_over_tcp,
     ),
     (
         "a_node_that_dies_fails_the_launch_and_leaves_no_process",

@@ -20,7 +20,7 @@
 //!   same for every honest client, writer or cover, whatever channel it writes to.
 //! - [`Termination`] (`termination`): once faults heal, every round of every honest
 //!   client completes within the configured bound of its first upload; at the end every
-//!   honest client that was not cut off (crashed clients are named by the test with
+//!   honest client that was not cut off (down at the end, or named by a test with
 //!   [`Termination::excusing`]) completed every round.
 
 use super::config::Config;
@@ -445,7 +445,11 @@ impl Invariant<Node> for Termination {
         let late: Vec<String> = self
             .clients
             .iter()
-            .filter(|c| !self.excused.contains(c) && !self.honesty.ever_byzantine(**c))
+            .filter(|c| {
+                !self.excused.contains(c)
+                    && !end.crashed.contains(c)
+                    && !self.honesty.ever_byzantine(**c)
+            })
             .filter_map(|c| {
                 let done = self.completed.get(c).copied().unwrap_or(0);
                 if done >= self.rounds {

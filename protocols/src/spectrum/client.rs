@@ -28,6 +28,9 @@ pub struct Completion {
 struct Sent {
     round: Round,
     msgs: Vec<Msg>,
+    /// Which servers acknowledged their upload (by server index): only the others get it
+    /// again.
+    acked: Vec<bool>,
     at: Time,
     timer: TimerId,
 }
@@ -111,6 +114,7 @@ impl<const TESTING: bool> Client<TESTING> {
         let timer = cx.set_timer(self.config.retransmit, Timer::ClientResend { round });
         self.sent = Some(Sent {
             round,
+            acked: vec![false; msgs.len()],
             msgs,
             at: cx.now(),
             timer,
@@ -166,9 +170,22 @@ impl<const TESTING: bool> Client<TESTING> {
         cx: &mut Context<NodeWith<TESTING>>,
     ) {
         self.announce(cx);
+        if let Msg::UploadAck { round } = msg {
+            let server = self.servers().position(|s| s == from);
+            match (server, self.sent.as_mut().filter(|s| s.round == round)) {
+                (Some(i), Some(sent)) => {
+                    if let Some(acked) = sent.acked.get_mut(i) {
+                        *acked = true;
+                    }
+                }
+                (None, _) => cx.annotate(format!("drop upload ack from {from}: not a server")),
+                (Some(_), None) => {} // a late copy
+            }
+            return;
+        }
         let Msg::RoundDone { round } = msg else {
             cx.annotate(format!(
-                "drop {} from {from}: clients take only round-done",
+                "drop {} from {from}: clients take only round-done and upload acks",
                 msg.kind()
             ));
             return;
@@ -210,11 +227,20 @@ impl<const TESTING: bool> Client<TESTING> {
     pub(super) fn on_resend(&mut self, round: Round, cx: &mut Context<NodeWith<TESTING>>) {
         self.announce(cx);
         let servers: Vec<NodeId> = self.servers().collect();
+        let publisher = self.config.publisher();
         let Some(sent) = self.sent.as_mut().filter(|s| s.round == round) else {
             return;
         };
-        for (server, msg) in servers.into_iter().zip(&sent.msgs) {
-            cx.send(server, msg.clone());
+        let mut resent = false;
+        for ((server, msg), acked) in servers.into_iter().zip(&sent.msgs).zip(&sent.acked) {
+            if !acked {
+                cx.send(server, msg.clone());
+                resent = true;
+            }
+        }
+        if !resent {
+            // Every server holds its upload: only the round-done may have been lost.
+            cx.send(publisher, Msg::Poll { round });
         }
         sent.timer = cx.set_timer(self.config.retransmit, Timer::ClientResend { round });
     }

@@ -71,9 +71,16 @@ pub enum Msg {
         accepted: Vec<NodeId>,
         acc: Arc<Accumulator>,
     },
-    /// Publisher → servers and clients (and server → client, for a late upload): `round`
-    /// is published.
+    /// Publisher → servers and clients (and server → client, for a late upload; publisher
+    /// → client, for a poll): `round` is published.
     RoundDone { round: Round },
+    /// Server → client: it holds the client's upload of `round` (so the client stops
+    /// re-sending it there).
+    UploadAck { round: Round },
+    /// Client → publisher: its uploads are all acknowledged and `round` is still not done
+    /// here; answered with a round-done if the round is published (the one that was sent
+    /// got lost).
+    Poll { round: Round },
 }
 
 impl Msg {
@@ -87,6 +94,8 @@ impl Msg {
             Msg::CloseAck { .. } => "close ack",
             Msg::Accumulator { .. } => "accumulator",
             Msg::RoundDone { .. } => "round done",
+            Msg::UploadAck { .. } => "upload ack",
+            Msg::Poll { .. } => "poll",
         }
     }
 }

@@ -160,15 +160,17 @@ impl Protocol for Spectrum {
     /// Servers and the publisher are `server`s (cluster files count them together as the
     /// protocol's nodes), clients `client`s.
     fn role(sizes: &Sizes, id: NodeId) -> Role {
-        if id.0 < sizes.nodes {
+        if id.0 + 1 < sizes.nodes {
             Role::Server
+        } else if id.0 + 1 == sizes.nodes {
+            Role::Publisher
         } else {
             Role::Client
         }
     }
 
     fn roles_doc() -> &'static str {
-        "its servers are nodes 0 to k-1 (server 0 leads the audit exchange), its publisher node k (role \"server\" too), its clients the rest"
+        "its servers are nodes 0 to k-1 (server 0 leads the audit exchange), its publisher node k, its clients the rest"
     }
 
     fn mutants() -> &'static [(&'static str, &'static str)] {

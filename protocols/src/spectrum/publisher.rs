@@ -55,6 +55,14 @@ impl Publisher {
         msg: Msg,
         cx: &mut Context<NodeWith<T>>,
     ) {
+        if let Msg::Poll { round } = msg {
+            // A client whose round-done got lost: tell it again. A poll of a round not
+            // published yet needs no answer (the round-done will come).
+            if self.config.client_index(from).is_some() && round < self.next {
+                cx.send(from, Msg::RoundDone { round });
+            }
+            return;
+        }
         let Msg::Accumulator {
             round,
             accepted,

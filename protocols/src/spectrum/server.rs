@@ -125,6 +125,7 @@ impl<const TESTING: bool> Server<TESTING> {
         match msg {
             Msg::Upload { round, body } => {
                 if self.check_upload(from, round, "upload", cx) {
+                    cx.send(from, Msg::UploadAck { round });
                     let bytes = encoded_size(&Msg::Upload {
                         round,
                         body: Arc::clone(&body),
@@ -134,6 +135,7 @@ impl<const TESTING: bool> Server<TESTING> {
             }
             Msg::RawUpload { round, bytes } => {
                 if self.check_upload(from, round, "raw upload", cx) {
+                    cx.send(from, Msg::UploadAck { round });
                     let size = encoded_size(&Msg::RawUpload {
                         round,
                         bytes: Arc::clone(&bytes),
@@ -184,9 +186,12 @@ impl<const TESTING: bool> Server<TESTING> {
                 // Its round-done was lost: say it again.
                 cx.send(from, Msg::RoundDone { round });
             } else {
+                // Too late for the round, which closed without it; acknowledged so the
+                // client waits for the publication instead of re-sending.
                 cx.annotate(format!(
                     "drop {kind} from {from}: round {round} is closed, not yet published"
                 ));
+                cx.send(from, Msg::UploadAck { round });
             }
             return false;
         }
