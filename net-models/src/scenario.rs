@@ -364,14 +364,14 @@ impl<'a> Line<'a> {
             return Err(self.at_word(
                 first,
                 format!("a line must start with `@TIME`, found `{}`", first.text),
-                Some("`@[[hh:]mm:]ss` such as `@90`, `@1:30` or `@1:02:03.5`"),
+                Some("`@[[hh:]mm:]ss` such as `@90`, `@1:30` or `@1:02:03.5`, or `@250ms`"),
             ));
         };
         let at = parse_time(time_text).map_err(|why| {
             self.at_word(
                 first,
                 format!("bad time `{}`: {why}", first.text),
-                Some("`@[[hh:]mm:]ss[.fraction]` such as `@90`, `@1:30` or `@1:02:03.5`"),
+                Some("`@[[hh:]mm:]ss[.fraction]` such as `@90`, `@1:30` or `@1:02:03.5`, or a duration such as `@250ms`"),
             )
         })?;
         let command = self.need("command after the time", &commands_list())?;
@@ -679,10 +679,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// `[[hh:]mm:]ss[.fraction]` into virtual time.
+/// `[[hh:]mm:]ss[.fraction]`, or a duration with its unit (`250ms`, `1.5s`, `2m`, as
+/// `--duration` takes them), into virtual time.
 pub fn parse_time(text: &str) -> Result<Time, String> {
     if text.is_empty() {
         return Err("no time after `@`".into());
+    }
+    if !text.contains(':') && text.bytes().any(|b| b.is_ascii_alphabetic()) {
+        let duration = rehearsal_sim_core::parse_duration(text).map_err(|e| e.to_string())?;
+        return Ok(Time(rehearsal_sim_core::duration_ns(duration)));
     }
     let (whole, fraction) = match text.split_once('.') {
         Some((w, f)) => (w, Some(f)),
@@ -803,6 +808,11 @@ mod tests {
         assert!(parse_time("1:2:3:4").is_err());
         assert!(parse_time("").is_err());
         assert!(parse_time("1.").is_err());
+        // A duration with its unit, as --duration takes it.
+        assert_eq!(parse_time("250ms").unwrap(), Time::from_millis(250));
+        assert_eq!(parse_time("0.02s").unwrap(), Time::from_millis(20));
+        assert_eq!(parse_time("2m").unwrap(), Time::from_secs(120));
+        assert!(parse_time("5parsecs").is_err());
     }
 
     #[test]
