@@ -243,7 +243,11 @@ fn a_peer_that_exits_with_frames_unread_is_a_reset_not_a_failure() {
     }));
     let stats = a.stats();
     assert_eq!(
-        (stats.connections_reset, stats.connections_failed, stats.frames_lost),
+        (
+            stats.connections_reset,
+            stats.connections_failed,
+            stats.frames_lost
+        ),
         (1, 0, 0),
         "{stats:?}"
     );

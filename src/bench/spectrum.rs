@@ -126,8 +126,16 @@ pub fn run(bench: &SpectrumBench, json: bool, out: &mut dyn Write) -> Result<u8,
                 continue;
             }
             let mut fixture = Fixture::new(channels, message_bytes, 3).map_err(fixture_error)?;
-            let cell_reps = if cell >= 100_000_000 { reps.min(3) } else { reps };
-            let eval = median((0..cell_reps).map(|_| seconds_per_call(|| fixture.eval())).collect());
+            let cell_reps = if cell >= 100_000_000 {
+                reps.min(3)
+            } else {
+                reps
+            };
+            let eval = median(
+                (0..cell_reps)
+                    .map(|_| seconds_per_call(|| fixture.eval()))
+                    .collect(),
+            );
             let audit = median(
                 (0..cell_reps)
                     .map(|_| {

@@ -223,12 +223,16 @@ impl ClusterArgs {
     pub fn nodes(&self) -> Result<Option<u32>, CliError> {
         match self.servers {
             None => Ok(self.nodes),
-            Some(servers) => self.protocol.nodes_for_servers(servers).map(Some).ok_or_else(|| {
-                bad(format!(
-                    "--servers: {} has no servers to count apart from its nodes; use --nodes",
-                    self.protocol
-                ))
-            }),
+            Some(servers) => self
+                .protocol
+                .nodes_for_servers(servers)
+                .map(Some)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "--servers: {} has no servers to count apart from its nodes; use --nodes",
+                        self.protocol
+                    ))
+                }),
         }
     }
 }

@@ -314,7 +314,12 @@ fn bench_spectrum_prints_throughput_audit_and_grid_as_json() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["channels"].as_u64().unwrap(), c["message_bytes"].as_u64().unwrap()))
+        .map(|c| {
+            (
+                c["channels"].as_u64().unwrap(),
+                c["message_bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(cells, [(1, 1_000), (1, 10_000), (1, 100_000), (100, 1_000)]);
 }

@@ -270,10 +270,22 @@ fn spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught() {
         .collect();
     assert_eq!(
         roles,
-        ["server", "server", "publisher", "client", "client", "client", "client"]
+        [
+            "server",
+            "server",
+            "publisher",
+            "client",
+            "client",
+            "client",
+            "client"
+        ]
     );
     // The publisher counts the writes it published: 4 clients x 3 rounds.
-    assert_eq!(node_summaries(&report)[2]["requests_executed"], 12, "{report:#}");
+    assert_eq!(
+        node_summaries(&report)[2]["requests_executed"],
+        12,
+        "{report:#}"
+    );
 
     let dir = std::path::PathBuf::from(report["directory"].as_str().unwrap());
     let files: Vec<_> = (0..7)
@@ -302,7 +314,9 @@ fn spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught() {
     std::fs::write(&files[2], lines.join("\n") + "\n").unwrap();
     let (_, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert!(
-        violations.iter().any(|v| v.invariant == "published-correct"),
+        violations
+            .iter()
+            .any(|v| v.invariant == "published-correct"),
         "{violations:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

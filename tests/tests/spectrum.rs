@@ -63,7 +63,8 @@ fn a_spectrum_mutant_failure_shrinks_replays_and_follows() {
     let big = dir.join("big.jsonl");
     let min = dir.join("min.jsonl");
     let (big, min) = (big.to_str().unwrap(), min.to_str().unwrap());
-    let example = |name: &str| format!("{}/../examples/spectrum/{name}", env!("CARGO_MANIFEST_DIR"));
+    let example =
+        |name: &str| format!("{}/../examples/spectrum/{name}", env!("CARGO_MANIFEST_DIR"));
     let (config, scenario) = (example("mutants.toml"), example("unauthorised.scenario"));
     let sim = cli(&[
         "sim",
@@ -95,7 +96,15 @@ fn a_spectrum_mutant_failure_shrinks_replays_and_follows() {
         assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
     }
     // The correct protocol under the same setting: no violation.
-    let correct = cli(&["sim", "--config", &config, "--seeds", "1", "--scenario", &scenario]);
+    let correct = cli(&[
+        "sim",
+        "--config",
+        &config,
+        "--seeds",
+        "1",
+        "--scenario",
+        &scenario,
+    ]);
     assert_eq!(correct.status, 0, "{}{}", correct.stdout, correct.stderr);
 }
 
