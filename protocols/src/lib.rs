@@ -8,6 +8,7 @@
 //! every runner learns of it.
 
 pub mod crypto;
+mod named;
 pub mod replicated;
 
 /// Declares each protocol's module and lists its registry entries, in order.

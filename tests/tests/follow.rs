@@ -91,7 +91,9 @@ fn a_changed_protocol_is_reported_where_it_departs() {
     let unknown = cli(&["replay", "--follow-trace", &lossy, "--mutant", "nope"]);
     assert_eq!(unknown.status, 2);
     assert!(
-        unknown.stderr.contains("no mutant `nope`"),
+        unknown
+            .stderr
+            .contains("unknown unreplicated mutant `nope`"),
         "{}",
         unknown.stderr
     );

@@ -24,7 +24,6 @@ use super::messages::{Block, Msg, Proposal, Qc, Timeout, Vote};
 use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Context, NodeId};
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -146,24 +145,12 @@ fn equivocate<S: super::TestSeam>(
     }
 }
 
-impl fmt::Display for Behavior {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Behavior);
 
 impl FromStr for Behavior {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Behavior::ALL
-            .iter()
-            .copied()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown HotStuff Byzantine behaviour `{s}`: expected one of {} (or `correct`)",
-                    Behavior::NAMES.join(", ")
-                )
-            })
+        let kind = "HotStuff Byzantine behaviour";
+        crate::named::parse_named(s, kind, &Behavior::ALL, Behavior::name, Some("correct"))
     }
 }

@@ -80,7 +80,6 @@ use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -148,26 +147,12 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Mutant);
 
 impl FromStr for Mutant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Mutant::ALL
-            .iter()
-            .copied()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown HotStuff mutant `{s}`: expected one of {}",
-                    names.join(", ")
-                )
-            })
+        crate::named::parse_named(s, "HotStuff mutant", &Mutant::ALL, Mutant::name, None)
     }
 }
 

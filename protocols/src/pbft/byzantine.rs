@@ -28,7 +28,6 @@ use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::rand::seq::SliceRandom;
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Context, NodeId};
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -48,6 +47,8 @@ const FAR_AHEAD: u64 = 1 << 32;
 impl Behavior {
     pub const NAMES: &'static [&'static str] = &["equivocate", "silent", "mutate"];
 
+    const ALL: [Behavior; 3] = [Behavior::Equivocate, Behavior::Silent, Behavior::Mutate];
+
     pub fn name(self) -> &'static str {
         match self {
             Behavior::Equivocate => "equivocate",
@@ -57,24 +58,13 @@ impl Behavior {
     }
 }
 
-impl fmt::Display for Behavior {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Behavior);
 
 impl FromStr for Behavior {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "equivocate" => Ok(Behavior::Equivocate),
-            "silent" => Ok(Behavior::Silent),
-            "mutate" => Ok(Behavior::Mutate),
-            other => Err(format!(
-                "unknown PBFT Byzantine behaviour `{other}`: expected correct, {}",
-                Behavior::NAMES.join(", ")
-            )),
-        }
+        let kind = "PBFT Byzantine behaviour";
+        crate::named::parse_named(s, kind, &Behavior::ALL, Behavior::name, Some("correct"))
     }
 }
 

@@ -95,7 +95,6 @@ use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use std::sync::Arc;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -151,25 +150,12 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Mutant);
 
 impl FromStr for Mutant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Mutant::ALL
-            .iter()
-            .copied()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown PBFT mutant `{s}`: expected one of {}",
-                    Mutant::names().join(", ")
-                )
-            })
+        crate::named::parse_named(s, "PBFT mutant", &Mutant::ALL, Mutant::name, None)
     }
 }
 

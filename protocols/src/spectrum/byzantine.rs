@@ -29,7 +29,6 @@ use super::SpectrumError;
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
 use curve25519_dalek::Scalar;
 use rehearsal_sim_core::{codec, SimRng};
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -226,24 +225,12 @@ fn garbage(config: &Config, round: Round, rng: &mut SimRng) -> Result<Vec<Msg>, 
         .collect())
 }
 
-impl fmt::Display for Behavior {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Behavior);
 
 impl FromStr for Behavior {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Behavior::ALL
-            .iter()
-            .copied()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown Spectrum Byzantine behaviour `{s}`: expected one of {} (or `correct`)",
-                    Behavior::NAMES.join(", ")
-                )
-            })
+        let kind = "Spectrum Byzantine behaviour";
+        crate::named::parse_named(s, kind, &Behavior::ALL, Behavior::name, Some("correct"))
     }
 }

@@ -7,7 +7,6 @@ use super::vdpf::AccessKey;
 use crate::crypto::Digest;
 use rehearsal_sim_core::{derive_rng, NodeId};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -76,26 +75,12 @@ impl Mutant {
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::display_by_name!(Mutant);
 
 impl FromStr for Mutant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Mutant::ALL
-            .iter()
-            .copied()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown Spectrum mutant `{s}`: expected one of {}",
-                    names.join(", ")
-                )
-            })
+        crate::named::parse_named(s, "Spectrum mutant", &Mutant::ALL, Mutant::name, None)
     }
 }
 

@@ -87,17 +87,9 @@ impl Mutant {
 impl std::str::FromStr for Mutant {
     type Err = String;
     fn from_str(name: &str) -> Result<Self, String> {
-        Mutant::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, m)| m)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Mutant::ALL.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unreplicated has no mutant `{name}`; it has: {}",
-                    names.join(", ")
-                )
-            })
+        let named = |(n, _): (&'static str, Mutant)| n;
+        crate::named::parse_named(name, "unreplicated mutant", Mutant::ALL, named, None)
+            .map(|(_, m)| m)
     }
 }
 
