@@ -88,8 +88,9 @@
 //!
 //! 1. **Upload** ([`client`]): each client sends every server `Upload { r, share }`: a
 //!    writer (client `i < writers`, owner of channel `i mod channels`) writes that round's
-//!    message, any other client a cover. It re-sends the same uploads until it learns the
-//!    round is published.
+//!    message, any other client a cover. Each server acknowledges the upload it holds
+//!    (`UploadAck`); the client re-sends the same upload to the servers that have not,
+//!    and once all have, polls the publisher (`Poll`) in case the round's end was lost.
 //! 2. **Audit** ([`server`]): each server checks the upload's shape (a malformed one is a
 //!    counted, annotated rejection: [`Output::Malformed`]), computes its audit token, and
 //!    sends `Token { r, client, token }` to the leader (again whenever the upload comes
@@ -102,7 +103,7 @@
 //!    uploads (it holds them: a server's token reached the leader only if it had the
 //!    upload), outputs [`Output::Decided`], and sends its accumulator to the publisher
 //!    (re-sent until the publisher confirms the round). A late upload of a closed,
-//!    published round is answered with `RoundDone`.
+//!    published round, or a poll of it, is answered with `RoundDone`.
 //! 4. **Publish** ([`publisher`]): with all `k` accumulators, the publisher combines them,
 //!    outputs every channel's content digest ([`Output::Published`]) and sends
 //!    `RoundDone { r }` to servers and clients; clients then upload for `r + 1`.
