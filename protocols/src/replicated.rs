@@ -39,7 +39,6 @@ use crate::pbft::app::KvStore;
 use crate::pbft::{Execution, Op};
 use rehearsal_sim_core::{Actor, EndReason, Invariant, NodeId, RunEnd, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::btree_map::Entry as MapEntry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -320,7 +319,7 @@ pub struct ClientConsistency<A> {
     roles: Roles,
     /// (client, request) -> (result, position, replica) as first reported by a correct
     /// replica.
-    results: BTreeMap<(NodeId, u64), (u64, u64, NodeId)>,
+    results: Results,
     completed: BTreeMap<NodeId, u64>,
     /// The reference execution: batches in order of position on a store of its own.
     reference: KvStore,
@@ -330,12 +329,65 @@ pub struct ClientConsistency<A> {
     actor: PhantomData<fn() -> A>,
 }
 
+/// Results by (client, request number). Clients number their requests 1, 2, 3, ...: a
+/// vector per client holds them by number, so a lookup is an index, not a walk down a
+/// tree as large as the run (every request of every client). A number far beyond what a
+/// client has sent so far (only a broken replica reports one) goes to a map instead, so
+/// no report can make the vector huge.
+#[derive(Default)]
+struct Results {
+    by_client: BTreeMap<NodeId, Vec<Option<ResultSeen>>>,
+    far: BTreeMap<(NodeId, u64), ResultSeen>,
+}
+
+/// (result, position, replica) of a request's first execution by a correct replica.
+type ResultSeen = (u64, u64, NodeId);
+
+/// How far past a client's highest number so far a number may be and still be held in
+/// its vector.
+const RESULTS_SLACK: u64 = 1 << 16;
+
+impl Results {
+    fn get(&self, client: NodeId, number: u64) -> Option<ResultSeen> {
+        let slot = number.checked_sub(1).and_then(|i| usize::try_from(i).ok());
+        self.by_client
+            .get(&client)
+            .and_then(|v| slot.and_then(|i| v.get(i).copied().flatten()))
+            .or_else(|| self.far.get(&(client, number)).copied())
+    }
+
+    /// The first result recorded for the request, or `None` after recording `seen` as it.
+    fn first_or_insert(
+        &mut self,
+        client: NodeId,
+        number: u64,
+        seen: ResultSeen,
+    ) -> Option<ResultSeen> {
+        if let Some(first) = self.get(client, number) {
+            return Some(first);
+        }
+        let slots = self.by_client.entry(client).or_default();
+        match number.checked_sub(1).and_then(|i| usize::try_from(i).ok()) {
+            Some(i) if (i as u64) < slots.len() as u64 + RESULTS_SLACK => {
+                if slots.len() <= i {
+                    slots.resize(i + 1, None);
+                }
+                slots[i] = Some(seen);
+            }
+            _ => {
+                self.far.insert((client, number), seen);
+            }
+        }
+        None
+    }
+}
+
 impl<A> ClientConsistency<A> {
     pub fn new(group: impl Into<Group>) -> Self {
         let group = group.into();
         ClientConsistency {
             roles: Roles::new(&group),
-            results: BTreeMap::new(),
+            results: Results::default(),
             completed: BTreeMap::new(),
             reference: KvStore::new(group.keys),
             replayed: 0,
@@ -387,11 +439,11 @@ where
                 ));
             }
             *done = number;
-            return match self.results.get(&(node, number)) {
+            return match self.results.get(node, number) {
                 None => Err(format!(
                     "{node} accepted result {result} for request {number}, which no correct replica executed"
                 )),
-                Some(&(r, at, by)) if r != result => Err(format!(
+                Some((r, at, by)) if r != result => Err(format!(
                     "{node} accepted result {result} for request {number}, but correct replica {by} computed {r} at {} {at}",
                     position::<A>()
                 )),
@@ -403,19 +455,18 @@ where
         }
         if let Some((at, requests)) = output.executed() {
             for e in requests {
-                match self.results.entry((e.client, e.number)) {
-                    MapEntry::Vacant(v) => {
-                        v.insert((e.result, at, node));
-                    }
-                    MapEntry::Occupied(o) if o.get().0 != e.result => {
-                        let (r, first_at, by) = *o.get();
+                match self
+                    .results
+                    .first_or_insert(e.client, e.number, (e.result, at, node))
+                {
+                    Some((r, first_at, by)) if r != e.result => {
                         let noun = position::<A>();
                         return Err(format!(
                             "{node} computed {} for request {} of {} at {noun} {at}, but {by} computed {r} at {noun} {first_at}",
                             e.result, e.number, e.client
                         ));
                     }
-                    MapEntry::Occupied(_) => {}
+                    _ => {}
                 }
             }
             if at > self.replayed {
@@ -774,6 +825,37 @@ mod tests {
             err,
             "n4 accepted result 3 for request 1, but correct replica n0 computed 0 at height 1"
         );
+    }
+
+    #[test]
+    fn client_consistency_flags_replicas_computing_different_results_for_one_request() {
+        let mut check = ClientConsistency::<Replica>::new(GROUP);
+        let outputs = [
+            (0, commit(1, &[(1, PUT, 0)])),
+            (1, commit(1, &[(1, PUT, 5)])),
+        ];
+        let err = first_violation(&mut check, &outputs).unwrap();
+        assert_eq!(
+            err,
+            "n1 computed 5 for request 1 of n4 at height 1, but n0 computed 0 at height 1"
+        );
+    }
+
+    #[test]
+    fn results_are_held_by_number_and_a_far_off_number_does_not_grow_the_store() {
+        let mut results = Results::default();
+        let seen = |r| (r, 1, NodeId(0));
+        assert_eq!(results.first_or_insert(CLIENT, 2, seen(20)), None);
+        assert_eq!(results.first_or_insert(CLIENT, 2, seen(99)), Some(seen(20)));
+        assert_eq!(results.get(CLIENT, 1), None);
+        assert_eq!(results.get(CLIENT, 2), Some(seen(20)));
+        // Number 0 and a number far beyond any sent so far go to the map, not the vector.
+        for number in [0, u64::MAX, 1 << 40] {
+            assert_eq!(results.first_or_insert(CLIENT, number, seen(number)), None);
+            assert_eq!(results.get(CLIENT, number), Some(seen(number)));
+        }
+        assert_eq!(results.by_client[&CLIENT].len(), 2);
+        assert_eq!(results.far.len(), 3);
     }
 
     #[test]
