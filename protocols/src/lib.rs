@@ -7,6 +7,7 @@
 //! declares the folder's module and adds its entries to [`visit_protocols`], through which
 //! every runner learns of it.
 
+mod closed_loop;
 pub mod crypto;
 mod named;
 pub mod replicated;
