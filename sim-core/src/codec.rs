@@ -49,6 +49,31 @@ pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), Enc
     bincode::serde::encode_into_writer(value, VecWriter(buf), config())
 }
 
+/// The length of `value`'s encoding, counted without writing it anywhere.
+///
+/// ```
+/// use rehearsal_sim_core::codec::{encode_into, encoded_len};
+/// let mut buf = Vec::new();
+/// encode_into(&(7u32, "hi".to_string()), &mut buf).unwrap();
+/// assert_eq!(encoded_len(&(7u32, "hi".to_string())).unwrap(), buf.len());
+/// ```
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, EncodeError> {
+    let mut count = CountWriter(0);
+    bincode::serde::encode_into_writer(value, &mut count, config())?;
+    Ok(count.0)
+}
+
+/// Counts what it is given.
+struct CountWriter(usize);
+
+impl bincode::enc::write::Writer for CountWriter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.0 += bytes.len();
+        Ok(())
+    }
+}
+
 /// Appends to a vector. bincode's `std::io::Write` adapter costs a byte count and an
 /// error conversion on every write, and an encoding is mostly one- and two-byte writes:
 /// this writer is an `extend_from_slice`, and writes the same bytes.
