@@ -81,6 +81,25 @@ fn node_summaries(report: &Value) -> Vec<&Value> {
         .collect()
 }
 
+/// Rewrites an outputs file with `edit` applied to its first record for which it returns
+/// true; whether one did.
+fn tamper_first(file: &std::path::Path, mut edit: impl FnMut(&mut Value) -> bool) -> bool {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut tampered = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            if !tampered {
+                tampered = edit(&mut record);
+            }
+            record.to_string()
+        })
+        .collect();
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    tampered
+}
+
 // ---- Tests --------------------------------------------------------------------------------
 
 fn unreplicated_cluster_serves_every_client_and_passes_its_invariant() {
@@ -214,25 +233,19 @@ fn replicated_cluster_passes_its_safety_checks_and_a_tampered_result_is_caught(p
     let (checked, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert_eq!(checked, report["outputs_checked"].as_u64().unwrap());
     assert!(violations.is_empty(), "{violations:?}");
-    let text = std::fs::read_to_string(&files[1]).unwrap();
-    let mut tampered = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut record: Value = serde_json::from_str(line).unwrap();
-            if !tampered && record["value"]["event"] == "executed" {
-                let requests = record["value"]["requests"].as_array_mut().unwrap();
-                if let Some(first) = requests.first_mut() {
-                    let result = first["result"].as_u64().unwrap();
-                    first["result"] = (result + 1).into();
-                    tampered = true;
-                }
-            }
-            record.to_string()
-        })
-        .collect();
+    let tampered = tamper_first(&files[1], |record| {
+        if record["value"]["event"] != "executed" {
+            return false;
+        }
+        let requests = record["value"]["requests"].as_array_mut().unwrap();
+        let Some(first) = requests.first_mut() else {
+            return false;
+        };
+        let result = first["result"].as_u64().unwrap();
+        first["result"] = (result + 1).into();
+        true
+    });
     assert!(tampered, "replica 1 executed nothing");
-    std::fs::write(&files[1], lines.join("\n") + "\n").unwrap();
     let (_, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert!(
         violations
@@ -295,23 +308,14 @@ fn spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught() {
     assert_eq!(checked, report["outputs_checked"].as_u64().unwrap());
     assert!(violations.is_empty(), "{violations:?}");
     // The publisher's first publication with one channel's digest changed.
-    let text = std::fs::read_to_string(&files[2]).unwrap();
-    let mut tampered = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut record: Value = serde_json::from_str(line).unwrap();
-            if !tampered {
-                if let Some(channels) = record["value"]["channels"].as_array_mut() {
-                    channels[0] = channels[1].clone();
-                    tampered = true;
-                }
-            }
-            record.to_string()
-        })
-        .collect();
-    assert!(tampered, "the publisher published nothing:\n{text}");
-    std::fs::write(&files[2], lines.join("\n") + "\n").unwrap();
+    let tampered = tamper_first(&files[2], |record| {
+        let Some(channels) = record["value"]["channels"].as_array_mut() else {
+            return false;
+        };
+        channels[0] = channels[1].clone();
+        true
+    });
+    assert!(tampered, "the publisher published nothing");
     let (_, violations) = cluster::check_outputs(&dir.join("cluster.toml"), &files).unwrap();
     assert!(
         violations
