@@ -161,15 +161,16 @@ impl ClosedLoop {
             return None;
         }
         out.replies.push((from.0, reply.view, reply.result));
+        let matching = out.replies.iter().filter(|r| r.2 == reply.result).count();
+        if matching <= self.settings.f as usize {
+            return None;
+        }
         let mut views: Vec<View> = out
             .replies
             .iter()
             .filter(|r| r.2 == reply.result)
             .map(|r| r.1)
             .collect();
-        if views.len() <= self.settings.f as usize {
-            return None;
-        }
         views.sort_unstable_by(|a, b| b.cmp(a));
         let out = self.outstanding.take()?;
         cx.cancel_timer(out.timer);
