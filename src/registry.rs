@@ -43,6 +43,9 @@ static PROTOCOLS: LazyLock<Vec<&'static dyn Registered>> = LazyLock::new(|| {
 pub type ParamMap = serde_json::Map<String, serde_json::Value>;
 
 /// A registered protocol, with its type forgotten: what the commands ask of it.
+/// The protocols whose node implements `Explorable` (`rehearsal explore --strategy dfs|bfs`).
+pub const EXPLORABLE: &[&str] = &["unreplicated", "pbft"];
+
 pub trait Registered: Sync {
     fn name(&self) -> &'static str;
     fn about(&self) -> &'static str;
@@ -77,6 +80,12 @@ pub trait Registered: Sync {
         sim_config: SimConfig,
         network: Box<dyn NetworkModel>,
     ) -> Result<RunSummary, String>;
+    /// A bounded exhaustive exploration of `config`'s run (`rehearsal explore`).
+    fn explore(
+        &self,
+        config: &RunConfig,
+        bounds: rehearsal_sim_core::explore::Bounds,
+    ) -> Result<Box<dyn rehearsal_sim_core::explore::Exploration>, String>;
     /// The keys the nodes of `cluster` need (`rehearsal keygen`, `rehearsal cluster`).
     fn key_needs(&self, cluster: &ClusterConfig) -> Result<KeyNeeds, String>;
     /// Runs one node of a cluster over a real transport (`rehearsal node`).
@@ -364,6 +373,23 @@ impl<P: Spec> Registered for Entry<P> {
             })),
         };
         crate::run::simulate(config, sim_config, network, setup)
+    }
+
+    fn explore(
+        &self,
+        config: &RunConfig,
+        bounds: rehearsal_sim_core::explore::Bounds,
+    ) -> Result<Box<dyn rehearsal_sim_core::explore::Exploration>, String> {
+        let proto = sim_config_of::<P>(config)?;
+        let nodes = P::nodes(&proto, &sizes_of(config))?;
+        P::exploration(&proto, nodes, config.seed, bounds).ok_or_else(|| {
+            format!(
+                "protocol `{}` cannot be explored state by state: its node does not implement `Explorable` \
+                 (copyable, with a fingerprint); protocols that do: {}",
+                P::NAME,
+                EXPLORABLE.join(", ")
+            )
+        })
     }
 
     fn key_needs(&self, cluster: &ClusterConfig) -> Result<KeyNeeds, String> {

@@ -63,14 +63,18 @@ pub struct ClientSettings {
     pub retransmit_after: Duration,
 }
 
+#[derive(Clone, serde::Serialize)]
 pub struct ClosedLoop {
+    #[serde(skip)]
     crypto: Crypto,
+    #[serde(skip)]
     settings: ClientSettings,
     completed: u64,
     outstanding: Option<Outstanding>,
     completions: Vec<Completion>,
 }
 
+#[derive(Clone, serde::Serialize)]
 struct Outstanding {
     request: Arc<Request>,
     submitted_at: Time,

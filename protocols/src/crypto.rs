@@ -282,6 +282,7 @@ impl fmt::Debug for Signature {
 }
 
 /// One node's signing key: only its own.
+#[derive(Clone)]
 enum SigningSecret {
     Mac([u8; 32]),
     Ed25519(Box<SigningKey>),
@@ -356,6 +357,8 @@ pub enum KeyError {
 }
 
 /// One node's view of authentication: its own signing key and the shared verifier.
+/// Cloned only with the node that holds it (the explorer copies nodes).
+#[derive(Clone)]
 pub struct Crypto {
     me: NodeId,
     secret: SigningSecret,

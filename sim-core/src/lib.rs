@@ -7,6 +7,7 @@
 
 mod actor;
 pub mod codec;
+pub mod explore;
 mod fault;
 mod invariant;
 mod network;

@@ -397,6 +397,19 @@ pub trait Protocol: 'static {
     /// when the last scheduled fault is over.
     fn invariants(config: &Self::Config, healed: Time) -> Vec<Box<dyn Invariant<Self::Node>>>;
 
+    /// A bounded exhaustive exploration (see [`crate::explore`]) of a run of `config`
+    /// from `nodes`, checked by [`Protocol::invariants`]; `None`: this protocol's node is
+    /// not [`Explorable`](crate::explore::Explorable). A protocol whose node is opts in
+    /// with one line: `Some(crate::explore::explorer(nodes, seed, invariants, bounds))`.
+    fn exploration(
+        _config: &Self::Config,
+        _nodes: Vec<Self::Node>,
+        _seed: u64,
+        _bounds: crate::explore::Bounds,
+    ) -> Option<Box<dyn crate::explore::Exploration>> {
+        None
+    }
+
     /// Rebuilds a crashed node from its durable state, for `restart` faults; `None`: the
     /// protocol does not come back from a crash.
     fn restart(_config: &Self::Config) -> Option<RestartFn<Self::Node>> {

@@ -36,6 +36,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Search every order of message deliveries of one run, state by state (dfs, bfs),
+    /// and write the first violation as a trace.
+    Explore(Box<ExploreArgs>),
     /// Simulate a protocol under a seeded network model and check its invariants.
     Sim(Box<SimArgs>),
     /// List every protocol with its parameters, roles, timers, mutants and Byzantine
@@ -381,6 +384,7 @@ pub fn run(
     };
     let result = match cli.command {
         Command::Sim(args) => sim(*args, out, err),
+        Command::Explore(args) => explore(*args, out, err),
         Command::Protocols => crate::registry::write_protocols(out)
             .map(|()| EXIT_OK)
             .map_err(CliError::from),
@@ -472,10 +476,11 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+mod explore;
 pub mod keygen;
 mod sim;
 mod traces;
 
 // Each part sees the others' items through its `use super::*`.
 #[allow(unused_imports)]
-use {sim::*, traces::*};
+use {explore::*, sim::*, traces::*};

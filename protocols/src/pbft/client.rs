@@ -49,9 +49,12 @@ pub fn op_for(key_seed: u64, client: NodeId, number: u64, keys: u32) -> Op {
     }
 }
 
+#[derive(Clone, Serialize)]
 pub struct Client {
     core: ClosedLoop,
+    #[serde(skip)]
     n: u32,
+    #[serde(skip)]
     f: u32,
     /// The view the latest accepted replies came from: where the primary is believed to be.
     view: View,

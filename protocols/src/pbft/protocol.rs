@@ -8,6 +8,7 @@ use rehearsal_sim_core::protocol::{
     ByzantineRoom, KeyNeeds, KeySource, NetBound, ParamDoc, ParamDuration, Protocol, Role, Setting,
     SettingError, Sizes, Target, TimerKnob,
 };
+use rehearsal_sim_core::explore::{explorer, Bounds, Exploration};
 use rehearsal_sim_core::{duration_ns, Invariant, NodeId, RestartFn, Time};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -276,6 +277,11 @@ impl Protocol for Pbft {
 
     fn restart(config: &Config) -> Option<RestartFn<Node>> {
         Some(Box::new(restart(config)))
+    }
+
+    fn exploration(config: &Config, nodes: Vec<Node>, seed: u64, bounds: Bounds) -> Option<Box<dyn Exploration>> {
+        let config = config.clone();
+        Some(explorer(nodes, seed, move || Self::invariants(&config, Time::ZERO), bounds))
     }
 
     fn durable() -> bool {

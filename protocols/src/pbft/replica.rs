@@ -44,7 +44,7 @@ pub(super) struct Params {
 }
 
 /// One sequence number's state in the current view, and what survives view changes.
-#[derive(Default)]
+#[derive(Default, Clone, Serialize)]
 pub(super) struct Entry {
     /// The pre-prepare accepted for this sequence number in the current view.
     pub pre_prepare: Option<Arc<PrePrepare>>,
@@ -81,14 +81,14 @@ impl Entry {
 }
 
 /// Checkpoint messages received for one sequence number, one per replica.
-#[derive(Default)]
+#[derive(Default, Clone, Serialize)]
 pub(super) struct CheckpointVotes {
     pub votes: Vec<Checkpoint>,
     pub mask: u128,
 }
 
 /// An ongoing view change.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub(super) struct Changing {
     pub target: View,
     pub since: Time,
@@ -115,10 +115,18 @@ pub(super) struct Durable {
 /// with [`super::actors`] (or [`Replica::restore`] after a crash); it runs inside
 /// [`NodeWith::Replica`]. `S` is its [`TestSeam`]: [`Testing`] in the simulator (mutants,
 /// Byzantine behaviours), [`Correct`](super::Correct) in the production node.
+///
+/// Its serde encoding (what it is, leaving out what never changes) is its fingerprint
+/// for the explorer.
+#[derive(Clone, Serialize)]
 pub struct Replica<S: TestSeam = Testing> {
+    #[serde(skip)]
     pub(super) me: NodeId,
+    #[serde(skip)]
     pub(super) p: Params,
+    #[serde(skip)]
     pub(super) q: Quorums,
+    #[serde(skip)]
     pub(super) crypto: Crypto,
 
     // View.
@@ -169,6 +177,7 @@ pub struct Replica<S: TestSeam = Testing> {
     pub(super) restarted: bool,
 
     /// Where mutants and Byzantine behaviour come in; nothing for the production node.
+    #[serde(skip)]
     pub(super) seam: S,
 }
 

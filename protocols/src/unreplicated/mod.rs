@@ -186,9 +186,21 @@ impl TestSeam for Testing {
 
 /// An unreplicated node, the server or a client, whose server has the [`TestSeam`] `S`.
 /// Use [`Node`] in the simulator and [`ProductionNode`] over real transports.
+#[derive(Clone)]
 pub enum NodeWith<S: TestSeam> {
     Server(ServerWith<S>),
     Client(Client),
+}
+
+/// The explorer copies a simulated node and tells its states apart by what changes in a
+/// run (the server's sum and table, a client's progress and request in flight).
+impl rehearsal_sim_core::explore::Explorable for NodeWith<Testing> {
+    fn fingerprint(&self, h: &mut rehearsal_sim_core::explore::Fingerprinter) {
+        match self {
+            NodeWith::Server(s) => h.value(&(0u8, s.sum, &s.last_reply)),
+            NodeWith::Client(c) => h.value(&(1u8, c.completed, &c.outstanding)),
+        }
+    }
 }
 
 /// The simulator's node: mutants are available through its [`Testing`] seam.
@@ -199,7 +211,7 @@ pub type Node = NodeWith<Testing>;
 pub type ProductionNode = NodeWith<Correct>;
 
 /// The server, with the [`TestSeam`] `S`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ServerWith<S: TestSeam> {
     sum: u64,
     /// Per client: its latest executed request and the reply sent for it.
@@ -211,6 +223,7 @@ pub struct ServerWith<S: TestSeam> {
 /// The simulator's server.
 pub type Server = ServerWith<Testing>;
 
+#[derive(Clone)]
 pub struct Client {
     requests_total: u64,
     retransmit_after: Duration,
@@ -219,6 +232,7 @@ pub struct Client {
     completed: u64,
 }
 
+#[derive(Clone, Hash)]
 struct Outstanding {
     request: u64,
     operand: u64,

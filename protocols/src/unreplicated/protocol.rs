@@ -7,6 +7,7 @@ use super::{
 use rehearsal_sim_core::protocol::{
     KeySource, ParamDoc, ParamDuration, Protocol, Role, Setting, SettingError, Sizes,
 };
+use rehearsal_sim_core::explore::{explorer, Bounds, Exploration};
 use rehearsal_sim_core::{Invariant, NodeId, RestartFn, Time};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -143,6 +144,11 @@ impl Protocol for Unreplicated {
 
     fn invariants(setup: &Setup, _healed: Time) -> Vec<Box<dyn Invariant<Node>>> {
         vec![Box::new(RequestsAnswered::new(&setup.config))]
+    }
+
+    fn exploration(setup: &Setup, nodes: Vec<Node>, seed: u64, bounds: Bounds) -> Option<Box<dyn Exploration>> {
+        let setup = setup.clone();
+        Some(explorer(nodes, seed, move || Self::invariants(&setup, Time::ZERO), bounds))
     }
 
     fn restart(setup: &Setup) -> Option<RestartFn<Node>> {

@@ -1,0 +1,236 @@
+//! `rehearsal explore`: bounded exhaustive exploration (`dfs`, `bfs`) of one run's actors,
+//! with a progress line, a summary (or `--json`), and the first violation written as an
+//! ordinary trace that `replay`, `show`, `plot`, `export` and `shrink` read.
+
+use super::*;
+use rehearsal_sim_core::explore::{Bounds, Exploration, Search, Stats, STEP_NS};
+
+#[derive(Args, Debug)]
+pub(super) struct ExploreArgs {
+    #[command(flatten)]
+    run: SimArgs,
+    /// How to search: `bfs` (breadth-first: a shortest counterexample) or `dfs`
+    /// (depth-first: deep paths soon, little memory).
+    #[arg(long, value_enum, default_value_t = ExploreStrategy::Bfs)]
+    strategy: ExploreStrategy,
+    /// Wall-clock time to search for, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
+    budget: u64,
+    /// Most steps along one path (deliveries, drops, timer firings).
+    #[arg(long, default_value_t = 64, value_name = "D")]
+    depth: u32,
+    /// Most messages one path may drop.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    drops: u32,
+    /// Most timer firings along one path (timers fire in any order, whatever their
+    /// durations).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    timers: u32,
+    /// Explore every order of steps at different nodes too (no sleep sets): only to
+    /// measure what the reduction saves.
+    #[arg(long)]
+    no_reduction: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExploreStrategy {
+    Bfs,
+    Dfs,
+}
+
+/// Steps between two looks at the clock.
+const CHUNK: u64 = 4_096;
+
+pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+    let run = &args.run;
+    let refused = [
+        ("--seeds", run.seeds.is_some()),
+        ("--swarm", run.swarm),
+        ("--scenario", run.scenario.is_some()),
+        ("--net", run.net.is_some()),
+        ("--loss", run.loss.is_some()),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+        return Err(CliError::BadInput(format!(
+            "explore: {flag} does not apply: the explorer searches every order of deliveries itself, \
+             with no network model, fault schedule or second seed (`--drops` and `--timers` bound \
+             the losses and timer firings it tries)"
+        )));
+    }
+    if args.depth == 0 {
+        return Err(CliError::BadInput("explore: --depth must be at least 1".into()));
+    }
+    let (config, _) = sim_config(run)?;
+    let bounds = Bounds {
+        search: match args.strategy {
+            ExploreStrategy::Bfs => Search::Bfs,
+            ExploreStrategy::Dfs => Search::Dfs,
+        },
+        depth_max: args.depth,
+        drops_max: args.drops,
+        timer_firings_max: args.timers,
+        reduction: !args.no_reduction,
+    };
+    let mut exploration = config
+        .protocol
+        .explore(&config, bounds)
+        .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_nanos(args.budget);
+    let bar = progress_line(run.json);
+    let mut stats = exploration.stats();
+    while !stats.done && started.elapsed() < budget {
+        stats = exploration.run(CHUNK);
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{} states ({:.0}/s), {} steps, depth {}, {} pending",
+            stats.states,
+            stats.states as f64 / secs,
+            stats.steps,
+            stats.depth,
+            stats.pending
+        ));
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    let found = exploration.found();
+    let mut trace_note = None;
+    if let (Some(_), Some(path)) = (&found, &run.trace) {
+        trace_note = Some(write_counterexample(&config, exploration.as_mut(), path, err)?);
+    }
+    report(&config, bounds, stats, wall, found.as_ref(), trace_note.as_deref(), run.json, out)?;
+    Ok(if found.is_some() { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// A spinner with the search's figures on stderr (hidden with `--json` or when stderr is
+/// not a terminal).
+fn progress_line(json: bool) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} explore {elapsed}: {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Re-enacts the counterexample in the simulator (its recording's message fates, one
+/// step every `STEP_NS`), writes that run's trace, and says what it wrote.
+fn write_counterexample(
+    config: &RunConfig,
+    exploration: &mut dyn Exploration,
+    path: &Path,
+    err: &mut dyn Write,
+) -> Result<String, CliError> {
+    let events = exploration
+        .record()
+        .ok_or_else(|| CliError::BadInput("explore: the counterexample could not be walked again".into()))?;
+    let end_ns = events.last().map_or(0, |e| e.t) + STEP_NS;
+    let follower = rehearsal_traces::ScheduleFollower::from_recording(&events, end_ns);
+    let mut followed = config.clone();
+    followed.follow_schedule = true;
+    let options = crate::run::RunOptions {
+        keep_trace: true,
+        follow: Some(follower),
+        minimal_network: false,
+    };
+    let summary = crate::run::run_with(&followed, options).map_err(CliError::BadInput)?;
+    let want = exploration.found().map(|f| f.invariant).unwrap_or_default();
+    let reproduced = summary.violations.iter().any(|v| v.invariant == want);
+    if reproduced {
+        save_trace(path, &summary)?;
+        return Ok(format!(
+            "trace: {} (the simulator re-enacted the path: {}); replay with `rehearsal replay {}`, \
+             shrink with `rehearsal shrink {} -o MIN.jsonl`",
+            path.display(),
+            summary.outcome.as_str(),
+            shell_word(path),
+            shell_word(path)
+        ));
+    }
+    // The simulator did not reach the violation along the recorded fates (a path that
+    // needs a timer to fire before its time does): say so rather than write a trace that
+    // does not show the violation.
+    writeln!(
+        err,
+        "explore: the simulator's run along the path ended {} without `{want}`",
+        summary.outcome.as_str()
+    )?;
+    Ok("no trace written: the simulator could not re-enact this path (a timer it fires \
+        before another that is due earlier); the steps above are the counterexample"
+        .to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    config: &RunConfig,
+    bounds: Bounds,
+    stats: Stats,
+    wall: std::time::Duration,
+    found: Option<&rehearsal_sim_core::explore::Found>,
+    trace_note: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let secs = wall.as_secs_f64().max(1e-9);
+    if json {
+        let value = serde_json::json!({
+            "protocol": config.protocol.name(),
+            "mutant": config.mutant,
+            "strategy": bounds.search.name(),
+            "bounds": bounds,
+            "stats": stats,
+            "wall_time_ns": u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            "states_per_second": (stats.states as f64 / secs).round(),
+            "outcome": if found.is_some() { "violation" } else if stats.done { "exhausted" } else { "budget" },
+            "violation": found,
+            "trace": trace_note,
+        });
+        writeln!(out, "{value}")?;
+        return Ok(());
+    }
+    let what = match &config.mutant {
+        Some(m) => format!("{} (mutant {m})", config.protocol.name()),
+        None => config.protocol.name().to_string(),
+    };
+    writeln!(
+        out,
+        "explore {what}, {}: {} distinct states, {} steps ({} revisits, {} skipped by the reduction), depth {} of {}, in {:.2} s ({:.0} states/s)",
+        bounds.search.name(),
+        stats.states,
+        stats.steps,
+        stats.revisits,
+        stats.slept,
+        stats.depth,
+        bounds.depth_max,
+        secs,
+        stats.states as f64 / secs
+    )?;
+    match found {
+        Some(f) => {
+            writeln!(out, "VIOLATION of {} at {}: {}", f.invariant, f.node, f.detail)?;
+            writeln!(out, "after {} steps:", f.steps.len())?;
+            for (i, step) in f.steps.iter().enumerate() {
+                writeln!(out, "  {:>3}. {step}", i + 1)?;
+            }
+            match trace_note {
+                Some(note) => writeln!(out, "{note}")?,
+                None => writeln!(out, "(--trace FILE writes it as a trace)")?,
+            }
+        }
+        None if stats.done => writeln!(
+            out,
+            "no violation: every state within the bounds explored (depth {}, drops {}, timer firings {})",
+            bounds.depth_max, bounds.drops_max, bounds.timer_firings_max
+        )?,
+        None => writeln!(
+            out,
+            "no violation found within the budget; {} states still pending",
+            stats.pending
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! `rehearsal explore`: bounded exhaustive exploration of the same actors the simulator
+//! runs, its verdicts, its counterexample traces and its errors.
+
+use rehearsal::config::{Protocol, RunConfig};
+use rehearsal_sim_core::explore::{Bounds, Search};
+use rehearsal_tests::{cli, scratch_dir};
+use rehearsal_traces::read_trace;
+
+fn config(protocol: &str, clients: u32, requests: u64, mutant: Option<&str>) -> RunConfig {
+    RunConfig {
+        clients,
+        requests,
+        mutant: mutant.map(str::to_string),
+        ..RunConfig::new(Protocol::of(protocol))
+    }
+}
+
+fn bounds(search: Search, timers: u32) -> Bounds {
+    Bounds {
+        search,
+        timer_firings_max: timers,
+        ..Bounds::default()
+    }
+}
+
+#[test]
+fn a_retransmission_that_executes_twice_is_found_by_both_searches() {
+    let c = config("unreplicated", 2, 2, Some("execute-retransmissions"));
+    for search in [Search::Bfs, Search::Dfs] {
+        let mut e = c.protocol.explore(&c, bounds(search, 1)).expect("unreplicated explores");
+        let stats = e.run(1_000_000);
+        assert!(stats.done, "{search:?}: {stats:?}");
+        let found = e.found().unwrap_or_else(|| panic!("{search:?} finds the double execution"));
+        assert_eq!(found.invariant, "requests-answered");
+        assert!(found.detail.contains("executed twice"), "{}", found.detail);
+        if search == Search::Bfs {
+            // Deliver the request, fire the retransmission timer, deliver the copy.
+            assert_eq!(found.steps.len(), 3, "{:?}", found.steps);
+            assert!(found.steps[1].contains("fires Retransmit"), "{:?}", found.steps);
+        }
+    }
+}
+
+#[test]
+fn without_a_timer_firing_the_mutant_cannot_go_wrong_and_the_correct_server_never_does() {
+    // No retransmission, no second execution: the whole space is explored, clean.
+    let c = config("unreplicated", 2, 2, Some("execute-retransmissions"));
+    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 0)).expect("explores");
+    let stats = e.run(1_000_000);
+    assert!(stats.done && e.found().is_none(), "{stats:?} {:?}", e.found());
+    // The correct server with retransmissions allowed: clean too, and more states.
+    let c = config("unreplicated", 2, 2, None);
+    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 2)).expect("explores");
+    let more = e.run(1_000_000);
+    assert!(more.done && e.found().is_none(), "{more:?} {:?}", e.found());
+    assert!(more.states > stats.states, "{more:?} vs {stats:?}");
+}
+
+#[test]
+fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice() {
+    let c = config("pbft", 1, 1, None);
+    let b = Bounds {
+        depth_max: 7,
+        ..bounds(Search::Bfs, 0)
+    };
+    let mut first = c.protocol.explore(&c, b).expect("pbft explores");
+    let stats = first.run(10_000_000);
+    assert!(stats.done, "{stats:?}");
+    assert!(first.found().is_none(), "{:?}", first.found());
+    assert!(stats.states > 1_000, "a PBFT request has many orders: {stats:?}");
+    let mut again = c.protocol.explore(&c, b).expect("pbft explores");
+    assert_eq!(again.run(10_000_000), stats, "same inputs, same exploration");
+    // The reduction skips orders, never states.
+    let mut full = c
+        .protocol
+        .explore(&c, Bounds { reduction: false, ..b })
+        .expect("pbft explores");
+    let full_stats = full.run(100_000_000);
+    assert!(full_stats.done);
+    assert_eq!(full_stats.states, stats.states);
+    assert!(full_stats.steps > stats.steps, "{full_stats:?} vs {stats:?}");
+}
+
+#[test]
+fn the_counterexample_becomes_a_trace_that_replays() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_trace");
+    let trace = dir.join("found.jsonl");
+    let trace_arg = trace.to_str().expect("utf-8 path");
+    let run = cli(&[
+        "explore",
+        "--protocol",
+        "unreplicated",
+        "--clients",
+        "2",
+        "--requests",
+        "2",
+        "--mutant",
+        "execute-retransmissions",
+        "--timers",
+        "1",
+        "--trace",
+        trace_arg,
+    ]);
+    assert_eq!(run.status, 1, "a violation found: {}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("VIOLATION of requests-answered"), "{}", run.stdout);
+    assert!(run.stdout.contains("the simulator re-enacted the path"), "{}", run.stdout);
+    let recorded = read_trace(&trace).expect("an ordinary trace");
+    assert_eq!(recorded.footer.outcome, "violation");
+    assert!(recorded.footer.violations[0].starts_with("requests-answered"));
+    let replay = cli(&["replay", trace_arg]);
+    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    assert_eq!(replay.status, 1, "identical, and the run fails: {}", replay.stdout);
+    let show = cli(&["show", trace_arg]);
+    assert_eq!(show.status, 0, "{}", show.stderr);
+    assert!(show.stdout.contains("VIOLATION"), "{}", show.stdout);
+}
+
+#[test]
+fn json_reports_the_search_and_its_verdict() {
+    let run = cli(&[
+        "explore",
+        "--protocol",
+        "unreplicated",
+        "--clients",
+        "1",
+        "--requests",
+        "2",
+        "--strategy",
+        "dfs",
+        "--timers",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["protocol"], "unreplicated");
+    assert_eq!(v["strategy"], "dfs");
+    assert_eq!(v["outcome"], "exhausted");
+    assert!(v["stats"]["states"].as_u64().unwrap() > 1);
+    assert!(v["violation"].is_null());
+}
+
+#[test]
+fn flags_that_do_not_apply_and_protocols_that_cannot_be_explored_are_refused() {
+    for (args, expected) in [
+        (vec!["explore", "--protocol", "pbft", "--swarm"], "--swarm does not apply"),
+        (vec!["explore", "--protocol", "pbft", "--seeds", "3"], "--seeds does not apply"),
+        (vec!["explore", "--protocol", "pbft", "--depth", "0"], "--depth must be at least 1"),
+        (vec!["explore", "--protocol", "benaloh"], "protocol `benaloh` cannot be explored"),
+        (vec!["explore", "--protocol", "pbft", "--strategy", "sideways"], "sideways"),
+    ] {
+        let run = cli(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn the_list_of_explorable_protocols_is_the_registry_s() {
+    for protocol in Protocol::all() {
+        let c = RunConfig::new(protocol);
+        let explorable = protocol.explore(&c, Bounds::default()).is_ok();
+        assert_eq!(
+            explorable,
+            rehearsal::registry::EXPLORABLE.contains(&protocol.name()),
+            "{}",
+            protocol.name()
+        );
+    }
+}
