@@ -57,6 +57,11 @@ pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), Enc
 /// encode_into(&(7u32, "hi".to_string()), &mut buf).unwrap();
 /// assert_eq!(encoded_len(&(7u32, "hi".to_string())).unwrap(), buf.len());
 /// ```
+/// Encodes `value` into `writer` (the bytes [`encode_into`] would append to a vector).
+pub fn encode_to<T: Serialize, W: bincode::enc::write::Writer>(value: &T, writer: W) -> Result<(), EncodeError> {
+    bincode::serde::encode_into_writer(value, writer, config())
+}
+
 pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, EncodeError> {
     let mut count = CountWriter(0);
     bincode::serde::encode_into_writer(value, &mut count, config())?;

@@ -48,17 +48,31 @@ pub trait Explorable: Actor + Clone {
 }
 
 /// The hasher node fingerprints are fed to (64-bit, fixed keys: the same state hashes
-/// alike in every run).
-#[derive(Default)]
-pub struct Fingerprinter(std::hash::DefaultHasher);
+/// alike in every run). Small writes are gathered and hashed in blocks.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    hasher: std::hash::DefaultHasher,
+    buf: [u8; FP_BUF],
+    len: usize,
+}
+
+const FP_BUF: usize = 256;
+
+impl Default for Fingerprinter {
+    fn default() -> Self {
+        Fingerprinter {
+            hasher: std::hash::DefaultHasher::new(),
+            buf: [0; FP_BUF],
+            len: 0,
+        }
+    }
+}
 
 impl Fingerprinter {
     /// Feeds a value's bincode encoding, for state that is `Serialize` but not `Hash`.
     pub fn encoded<T: serde::Serialize>(&mut self, value: &T) {
-        let mut bytes = Vec::new();
-        // Plain data always encodes; a value that cannot still feeds its length (zero).
-        let _ = crate::codec::encode_into(value, &mut bytes);
-        self.write(&bytes);
+        // Plain data always encodes; what a value that cannot wrote so far still counts.
+        let _ = crate::codec::encode_to(value, &mut *self);
     }
 
     pub fn value<T: Hash + ?Sized>(&mut self, value: &T) {
@@ -66,24 +80,32 @@ impl Fingerprinter {
     }
 }
 
+impl bincode::enc::write::Writer for &mut Fingerprinter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        Hasher::write(*self, bytes);
+        Ok(())
+    }
+}
+
 impl Hasher for Fingerprinter {
     fn finish(&self) -> u64 {
-        self.0.finish()
+        let mut hasher = self.hasher.clone();
+        hasher.write(&self.buf[..self.len]);
+        hasher.finish()
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        self.0.write(bytes);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.0.write_u64(i);
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.0.write_u32(i);
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.0.write_u8(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.0.write_usize(i);
+        if self.len + bytes.len() > FP_BUF {
+            self.hasher.write(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > FP_BUF {
+                self.hasher.write(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
     }
 }
 

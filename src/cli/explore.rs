@@ -16,6 +16,10 @@ pub(super) struct ExploreArgs {
     /// Wall-clock time to search for, e.g. 60s, 5m.
     #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
     budget: u64,
+    /// Stop after this many distinct states (a fixed amount of work, e.g. to compare
+    /// two builds), even if the time budget is not spent.
+    #[arg(long, value_name = "N")]
+    max_states: Option<u64>,
     /// Most steps along one path (deliveries, drops, timer firings).
     #[arg(long, default_value_t = 64, value_name = "D")]
     depth: u32,
@@ -79,7 +83,8 @@ pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Writ
     let budget = std::time::Duration::from_nanos(args.budget);
     let bar = progress_line(run.json);
     let mut stats = exploration.stats();
-    while !stats.done && started.elapsed() < budget {
+    let states_max = args.max_states.unwrap_or(u64::MAX);
+    while !stats.done && stats.states < states_max && started.elapsed() < budget {
         stats = exploration.run(CHUNK);
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
