@@ -168,3 +168,24 @@ fn the_list_of_explorable_protocols_is_the_registry_s() {
         );
     }
 }
+
+#[test]
+fn hotstuff_s_small_timeout_quorum_is_found_in_four_steps() {
+    // Two view timers fire (or one, and the join rule adds the leader's own timeout):
+    // f+1 timeouts make a certificate under the mutant.
+    let c = config("hotstuff", 1, 1, Some("small-timeout-quorum"));
+    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 2)).expect("hotstuff explores");
+    let stats = e.run(10_000_000);
+    let found = e.found().unwrap_or_else(|| panic!("found: {stats:?}"));
+    assert_eq!(found.invariant, "timeout-quorum");
+    assert!(found.steps.len() <= 4, "{:?}", found.steps);
+    // The correct protocol, at the depth the counterexample needed: clean.
+    let c = config("hotstuff", 1, 1, None);
+    let b = Bounds {
+        depth_max: 5,
+        ..bounds(Search::Bfs, 2)
+    };
+    let mut e = c.protocol.explore(&c, b).expect("hotstuff explores");
+    let stats = e.run(10_000_000);
+    assert!(stats.done && e.found().is_none(), "{stats:?} {:?}", e.found());
+}

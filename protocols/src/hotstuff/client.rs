@@ -15,6 +15,7 @@ use rehearsal_sim_core::{Context, NodeId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+#[derive(Clone, Serialize)]
 pub struct Client {
     core: ClosedLoop,
 }

@@ -9,6 +9,7 @@ use rehearsal_sim_core::protocol::{
     ByzantineRoom, KeyNeeds, KeySource, ParamDoc, Protocol, Role, Setting, SettingError, Sizes,
     Target, TimerKnob,
 };
+use rehearsal_sim_core::explore::{explorer, Bounds, Exploration};
 use rehearsal_sim_core::{duration_ns, Invariant, NodeId, RestartFn, Time};
 use std::time::Duration;
 
@@ -147,6 +148,11 @@ impl Protocol for HotStuff {
 
     fn restart(config: &Config) -> Option<RestartFn<Node>> {
         Some(Box::new(restart(config)))
+    }
+
+    fn exploration(config: &Config, nodes: Vec<Node>, seed: u64, bounds: Bounds) -> Option<Box<dyn Exploration>> {
+        let config = config.clone();
+        Some(explorer(nodes, seed, move || Self::invariants(&config, Time::ZERO), bounds))
     }
 
     fn durable() -> bool {

@@ -44,12 +44,22 @@ const SNAPSHOT_EVERY: u64 = 16;
 /// How far below its highest QC a `stale-qc` leader forks.
 const STALE_DEPTH: usize = 3;
 
+///
+/// Its serde encoding (what it is, leaving out what never changes in a run and what only
+/// caches or saves it) is its fingerprint for the explorer.
+#[derive(Clone, Serialize)]
 pub struct Replica<S: TestSeam> {
+    #[serde(skip)]
     crypto: Crypto,
+    #[serde(skip)]
     n: u32,
+    #[serde(skip)]
     f: u32,
+    #[serde(skip)]
     batch_max: usize,
+    #[serde(skip)]
     view_timeout: Duration,
+    #[serde(skip)]
     seam: S,
 
     // What the safety rules rest on (saved before every vote).
@@ -66,6 +76,7 @@ pub struct Replica<S: TestSeam> {
     blocks: BTreeMap<Digest, Arc<Block>>,
     /// The blocks added last, newest first: nearly every lookup is of one of these (the
     /// tip and its few ancestors), and a scan of a handful beats the tree's key compares.
+    #[serde(skip)]
     recent: Vec<Arc<Block>>,
     /// The last block it committed (and executed).
     committed: Arc<Block>,
@@ -83,8 +94,10 @@ pub struct Replica<S: TestSeam> {
     last_tc: Option<Arc<Tc>>,
     /// Consecutive timeouts without a commit: the view timer doubles with each.
     backoff: u32,
+    #[serde(skip)]
     view_timer: Option<(View, TimerId)>,
     /// The re-send timer of the current view.
+    #[serde(skip)]
     resend_timer: Option<(View, TimerId)>,
     /// Its latest proposal, its latest vote (with where it went), its latest timeout:
     /// re-sent while their view lasts, against loss.
@@ -98,6 +111,7 @@ pub struct Replica<S: TestSeam> {
     requested: BTreeSet<Digest>,
     /// (view, block) of the certificates this replica checked already: a QC arrives in
     /// a proposal, then again in timeouts and new-view messages.
+    #[serde(skip)]
     verified: BTreeSet<(View, Digest)>,
     /// Proposals waiting for an ancestor to arrive.
     stashed: Vec<(NodeId, Arc<Proposal>)>,
@@ -106,8 +120,10 @@ pub struct Replica<S: TestSeam> {
     /// The lock moved since the durable state was last saved: saved before the event ends.
     unsaved_lock: bool,
     /// The committed state as last encoded ([`Snapshot`]), saved with each vote.
+    #[serde(skip)]
     snapshot: Vec<u8>,
     /// The height of the committed block in `snapshot`.
+    #[serde(skip)]
     snapshot_height: u64,
 }
 
