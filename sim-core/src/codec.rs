@@ -58,7 +58,10 @@ pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), Enc
 /// assert_eq!(encoded_len(&(7u32, "hi".to_string())).unwrap(), buf.len());
 /// ```
 /// Encodes `value` into `writer` (the bytes [`encode_into`] would append to a vector).
-pub fn encode_to<T: Serialize, W: bincode::enc::write::Writer>(value: &T, writer: W) -> Result<(), EncodeError> {
+pub fn encode_to<T: Serialize, W: bincode::enc::write::Writer>(
+    value: &T,
+    writer: W,
+) -> Result<(), EncodeError> {
     bincode::serde::encode_into_writer(value, writer, config())
 }
 

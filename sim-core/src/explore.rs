@@ -157,9 +157,21 @@ impl Default for Bounds {
 /// One step of a path.
 #[derive(Debug, Clone)]
 pub enum Step<A: Actor> {
-    Deliver { from: NodeId, to: NodeId, msg: A::Msg },
-    Drop { from: NodeId, to: NodeId, msg: A::Msg },
-    Fire { node: NodeId, id: TimerId, timer: A::Timer },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: A::Msg,
+    },
+    Drop {
+        from: NodeId,
+        to: NodeId,
+        msg: A::Msg,
+    },
+    Fire {
+        node: NodeId,
+        id: TimerId,
+        timer: A::Timer,
+    },
 }
 
 impl<A: Actor> Step<A> {
@@ -448,10 +460,22 @@ impl<A: Explorable> Explorer<A> {
         for i in 0..state.nodes.len() {
             let me = NodeId(i as u32);
             let node = Arc::make_mut(&mut state.nodes[i]);
-            let mut cx = Context::new(me, Time::ZERO, &mut node.rng, &mut node.next_timer, &mut explorer.effects);
+            let mut cx = Context::new(
+                me,
+                Time::ZERO,
+                &mut node.rng,
+                &mut node.next_timer,
+                &mut explorer.effects,
+            );
             node.actor.on_start(&mut cx);
             let mut effects = std::mem::take(&mut explorer.effects);
-            apply_effects(&mut state, me, &mut effects, &mut start_outputs, Some(&mut explorer.root_sends));
+            apply_effects(
+                &mut state,
+                me,
+                &mut effects,
+                &mut start_outputs,
+                Some(&mut explorer.root_sends),
+            );
             explorer.effects = effects;
         }
         state.net.sort_by_key(|e| (e.fp, e.from, e.to));
@@ -554,11 +578,59 @@ impl<A: Explorable> Explorer<A> {
             for (n, node) in state.nodes.iter().enumerate() {
                 for (t, (id, _, timer_fp, _)) in node.timers.iter().enumerate() {
                     let tag = mix(mix(*timer_fp ^ id.0) ^ (2 + ((n as u64) << 8)));
-                    moves.push((Move::Fire(n, t), Tag { id: tag, node: n as u32 }));
+                    moves.push((
+                        Move::Fire(n, t),
+                        Tag {
+                            id: tag,
+                            node: n as u32,
+                        },
+                    ));
                 }
             }
         }
         moves
+    }
+
+    /// Follows one schedule from the initial state: at each state, choice `c` takes the
+    /// enabled step `c mod k` of the `k` there are (in the canonical order the searches
+    /// use; the bounds on drops, firings and depth hold). The walk ends when the choices
+    /// run out, nothing is enabled, or a violation is found: then it is the explorer's
+    /// counterexample (as [`Explorer::counterexample`] and [`Explorer::record`] give it)
+    /// and is returned. A failing schedule's choices therefore shrink like any list of
+    /// numbers (fewer steps, earlier choices), which is what `choices` searches rely on.
+    pub fn walk(&mut self, choices: &[u32]) -> Option<&Counterexample<A>> {
+        let mut state = self.root.clone()?;
+        let mut steps = Vec::new();
+        for &choice in choices {
+            if state.depth >= self.bounds.depth_max {
+                break;
+            }
+            let moves = self.moves(&state);
+            if moves.is_empty() {
+                break;
+            }
+            let (mv, _) = moves[choice as usize % moves.len()];
+            match self.apply(&state, mv) {
+                Applied::Violation(step, invariant, node, detail) => {
+                    steps.push(step);
+                    self.found = Some(Counterexample {
+                        invariant,
+                        node,
+                        detail,
+                        steps,
+                    });
+                    return self.found.as_ref();
+                }
+                Applied::Next(next, step) => {
+                    if self.admit(next.fp, next.depth, Vec::new()).is_some() {
+                        // A state no walk reached before: counted as the searches count.
+                    }
+                    steps.push(step);
+                    state = next;
+                }
+            }
+        }
+        None
     }
 
     /// Takes one step from `state`.
@@ -581,7 +653,13 @@ impl<A: Explorable> Explorer<A> {
                 let e = next.net.remove(i);
                 let to = e.to;
                 let node = Arc::make_mut(&mut next.nodes[to.index()]);
-                let mut cx = Context::new(to, Time::ZERO, &mut node.rng, &mut node.next_timer, &mut self.effects);
+                let mut cx = Context::new(
+                    to,
+                    Time::ZERO,
+                    &mut node.rng,
+                    &mut node.next_timer,
+                    &mut self.effects,
+                );
                 node.actor.on_message(e.from, e.msg.clone(), &mut cx);
                 let mut effects = std::mem::take(&mut self.effects);
                 let sends = self.recording.as_mut().map(|(sends, _)| sends);
@@ -599,14 +677,24 @@ impl<A: Explorable> Explorer<A> {
                 let node = Arc::make_mut(&mut next.nodes[n]);
                 let (id, timer, _, _) = node.timers.remove(t);
                 next.firings += 1;
-                let mut cx = Context::new(me, Time::ZERO, &mut node.rng, &mut node.next_timer, &mut self.effects);
+                let mut cx = Context::new(
+                    me,
+                    Time::ZERO,
+                    &mut node.rng,
+                    &mut node.next_timer,
+                    &mut self.effects,
+                );
                 node.actor.on_timer(timer.clone(), &mut cx);
                 let mut effects = std::mem::take(&mut self.effects);
                 let sends = self.recording.as_mut().map(|(sends, _)| sends);
                 apply_effects(&mut next, me, &mut effects, &mut outputs, sends);
                 self.effects = effects;
                 Arc::make_mut(&mut next.nodes[n]).refresh_fp();
-                Step::Fire { node: me, id, timer }
+                Step::Fire {
+                    node: me,
+                    id,
+                    timer,
+                }
             }
         };
         next.net.sort_by_key(|e| (e.fp, e.from, e.to));
@@ -622,8 +710,14 @@ impl<A: Explorable> Explorer<A> {
 
     /// Adds `new` outputs to the state's path and checks them (with the path's earlier
     /// outputs, by fresh invariants); at a final state, also the end-of-run checks.
-    fn check_outputs(&self, state: &mut State<A>, new: Vec<(NodeId, A::Output)>) -> Option<(String, NodeId, String)> {
-        let end = state.net.is_empty() && state.drops == 0 && state.nodes.iter().all(|n| n.timers.is_empty());
+    fn check_outputs(
+        &self,
+        state: &mut State<A>,
+        new: Vec<(NodeId, A::Output)>,
+    ) -> Option<(String, NodeId, String)> {
+        let end = state.net.is_empty()
+            && state.drops == 0
+            && state.nodes.iter().all(|n| n.timers.is_empty());
         if new.is_empty() && !end {
             return None;
         }
@@ -635,7 +729,11 @@ impl<A: Explorable> Explorer<A> {
         }
         earlier.reverse();
         let mut invariants = (self.invariants)();
-        for (node, output) in earlier.iter().map(|(n, o)| (*n, *o)).chain(new.iter().map(|(n, o)| (*n, o))) {
+        for (node, output) in earlier
+            .iter()
+            .map(|(n, o)| (*n, *o))
+            .chain(new.iter().map(|(n, o)| (*n, o)))
+        {
             for inv in &mut invariants {
                 if let Err(detail) = inv.on_output(node, Time::ZERO, output) {
                     return Some((inv.name().to_string(), node, detail));
@@ -673,7 +771,13 @@ impl<A: Explorable> Explorer<A> {
             None => {
                 self.stats.states += 1;
                 self.stats.depth = self.stats.depth.max(depth);
-                self.seen.insert(fp, Seen { depth, sleep: sleep.clone() });
+                self.seen.insert(
+                    fp,
+                    Seen {
+                        depth,
+                        sleep: sleep.clone(),
+                    },
+                );
                 Some(sleep)
             }
             Some(seen) => {
@@ -687,7 +791,10 @@ impl<A: Explorable> Explorer<A> {
                 let sleep: Vec<Tag> = if covered {
                     sleep
                 } else {
-                    sleep.into_iter().filter(|t| seen.sleep.contains(t)).collect()
+                    sleep
+                        .into_iter()
+                        .filter(|t| seen.sleep.contains(t))
+                        .collect()
                 };
                 seen.sleep = sleep.clone();
                 seen.depth = seen.depth.min(depth);
@@ -701,7 +808,11 @@ impl<A: Explorable> Explorer<A> {
         if !self.bounds.reduction {
             return Vec::new();
         }
-        sleep.iter().copied().filter(|t| t.node != tag.node).collect()
+        sleep
+            .iter()
+            .copied()
+            .filter(|t| t.node != tag.node)
+            .collect()
     }
 
     fn dfs_step(&mut self) {
@@ -728,7 +839,8 @@ impl<A: Explorable> Explorer<A> {
         }
         match self.apply(&state, mv) {
             Applied::Violation(step, invariant, node, detail) => {
-                let mut steps: Vec<Step<A>> = self.stack.iter().filter_map(|f| f.via.clone()).collect();
+                let mut steps: Vec<Step<A>> =
+                    self.stack.iter().filter_map(|f| f.via.clone()).collect();
                 steps.push(step);
                 self.found = Some(Counterexample {
                     invariant,
@@ -829,7 +941,14 @@ impl<A: Explorable> Explorer<A> {
         let sends = self.root_sends.clone();
         name_sends(&mut events, &mut ids, &mut known, &state, sends, 0);
         for (node, value) in self.root_outputs.clone() {
-            push_event(&mut events, 0, node, EventKind::Output { value: output_json(&value) });
+            push_event(
+                &mut events,
+                0,
+                node,
+                EventKind::Output {
+                    value: output_json(&value),
+                },
+            );
         }
         // When each armed timer is due, as the simulator fires it (no clock skew here).
         let mut due: Vec<(NodeId, TimerId, u64)> = Vec::new();
@@ -841,7 +960,10 @@ impl<A: Explorable> Explorer<A> {
             if let Move::Fire(n, ti) = mv {
                 // A firing happens when the timer is due: the simulator fires it then.
                 let id = state.nodes[n].timers[ti].0;
-                if let Some((_, _, at)) = due.iter().find(|(node, i, _)| node.index() == n && *i == id) {
+                if let Some((_, _, at)) = due
+                    .iter()
+                    .find(|(node, i, _)| node.index() == n && *i == id)
+                {
                     t = t.max(*at);
                 }
             }
@@ -883,7 +1005,14 @@ impl<A: Explorable> Explorer<A> {
             };
             name_sends(&mut events, &mut ids, &mut known, &next, sends, t);
             for (node, value) in outputs {
-                push_event(&mut events, t, node, EventKind::Output { value: output_json(&value) });
+                push_event(
+                    &mut events,
+                    t,
+                    node,
+                    EventKind::Output {
+                        value: output_json(&value),
+                    },
+                );
             }
             note_timers(&mut due, &next, t);
             state = next;
@@ -918,7 +1047,12 @@ impl<A: Explorable> Explorer<A> {
                 })
             }
             Step::Fire { node, id, .. } => {
-                let t = state.nodes.get(node.index())?.timers.iter().position(|(t, _, _, _)| t == id)?;
+                let t = state
+                    .nodes
+                    .get(node.index())?
+                    .timers
+                    .iter()
+                    .position(|(t, _, _, _)| t == id)?;
                 Some(Move::Fire(node.index(), t))
             }
         }
@@ -946,6 +1080,8 @@ pub trait Exploration {
     fn found(&self) -> Option<Found>;
     /// The counterexample as trace events (see [`Explorer::record`]).
     fn record(&mut self) -> Option<Vec<crate::trace::TraceEvent>>;
+    /// Follows one schedule of choices (see [`Explorer::walk`]); the violation, if any.
+    fn walk(&mut self, choices: &[u32]) -> Option<Found>;
 }
 
 impl<A: Explorable> Exploration for Explorer<A> {
@@ -965,10 +1101,16 @@ impl<A: Explorable> Exploration for Explorer<A> {
             .iter()
             .map(|step| match step {
                 Step::Deliver { from, to, msg } => {
-                    format!("{from} -> {to}: {}", crate::trace::summarize(format!("{msg:?}")))
+                    format!(
+                        "{from} -> {to}: {}",
+                        crate::trace::summarize(format!("{msg:?}"))
+                    )
                 }
                 Step::Drop { from, to, msg } => {
-                    format!("drop {from} -> {to}: {}", crate::trace::summarize(format!("{msg:?}")))
+                    format!(
+                        "drop {from} -> {to}: {}",
+                        crate::trace::summarize(format!("{msg:?}"))
+                    )
                 }
                 Step::Fire { node, timer, .. } => format!("{node} fires {timer:?}"),
             })
@@ -982,6 +1124,10 @@ impl<A: Explorable> Exploration for Explorer<A> {
     }
     fn record(&mut self) -> Option<Vec<crate::trace::TraceEvent>> {
         Explorer::record(self)
+    }
+    fn walk(&mut self, choices: &[u32]) -> Option<Found> {
+        Explorer::walk(self, choices)?;
+        self.found()
     }
 }
 
@@ -1011,7 +1157,12 @@ fn note_timers<A: Actor>(due: &mut Vec<(NodeId, TimerId, u64)>, state: &State<A>
     }
 }
 
-fn push_event(events: &mut Vec<crate::trace::TraceEvent>, t: u64, node: NodeId, kind: crate::trace::EventKind) {
+fn push_event(
+    events: &mut Vec<crate::trace::TraceEvent>,
+    t: u64,
+    node: NodeId,
+    kind: crate::trace::EventKind,
+) {
     let seq = events.len() as u64;
     events.push(crate::trace::TraceEvent { seq, t, node, kind });
 }
@@ -1032,10 +1183,12 @@ fn name_sends<A: Actor>(
 ) {
     for sent in sends {
         let id = events.len() as u64;
-        let envelope = state
-            .net
-            .iter()
-            .find(|e| e.from == sent.from && e.to == sent.to && e.fp == sent.fp && !known.contains(&Arc::as_ptr(e)));
+        let envelope = state.net.iter().find(|e| {
+            e.from == sent.from
+                && e.to == sent.to
+                && e.fp == sent.fp
+                && !known.contains(&Arc::as_ptr(e))
+        });
         if let Some(e) = envelope {
             known.push(Arc::as_ptr(e));
             ids.push((Arc::as_ptr(e), id));
@@ -1096,7 +1249,12 @@ fn apply_effects<A: Explorable>(
                         bytes: bytes.len() as u64,
                     });
                 }
-                state.net.push(Arc::new(Envelope { from: me, to, msg, fp }));
+                state.net.push(Arc::new(Envelope {
+                    from: me,
+                    to,
+                    msg,
+                    fp,
+                }));
             }
             Effect::SetTimer { id, timer, after } => {
                 let fp = {
@@ -1105,10 +1263,14 @@ fn apply_effects<A: Explorable>(
                     h.finish()
                 };
                 let after_ns = crate::time::duration_ns(after);
-                Arc::make_mut(&mut state.nodes[me.index()]).timers.push((id, timer, fp, after_ns));
+                Arc::make_mut(&mut state.nodes[me.index()])
+                    .timers
+                    .push((id, timer, fp, after_ns));
             }
             Effect::CancelTimer { id } => {
-                Arc::make_mut(&mut state.nodes[me.index()]).timers.retain(|(t, _, _, _)| *t != id);
+                Arc::make_mut(&mut state.nodes[me.index()])
+                    .timers
+                    .retain(|(t, _, _, _)| *t != id);
             }
             Effect::Output(value) => outputs.push((me, value)),
             Effect::Annotate(_) | Effect::Persist(_) => {}
@@ -1149,7 +1311,11 @@ mod tests {
                 cx.set_timer(Duration::from_secs(1), ());
             }
             if (1..=3).contains(&me) {
-                let to = if self.spread { NodeId(me + 3) } else { NodeId(0) };
+                let to = if self.spread {
+                    NodeId(me + 3)
+                } else {
+                    NodeId(0)
+                };
                 cx.send(to, me);
             }
         }
@@ -1228,7 +1394,10 @@ mod tests {
     fn explore(actors: Vec<Toy>, inv: InvariantFactory<Toy>, b: Bounds) -> Explorer<Toy> {
         let mut e = Explorer::new(actors, 1, inv, b);
         let stats = e.run(1_000_000);
-        assert!(stats.done, "a toy this small is explored to the end: {stats:?}");
+        assert!(
+            stats.done,
+            "a toy this small is explored to the end: {stats:?}"
+        );
         e
     }
 
@@ -1275,7 +1444,9 @@ mod tests {
             assert_eq!(found.invariant, "order");
             assert_eq!(found.detail, "3 before 1");
             let last = found.steps.last().expect("a step");
-            assert!(matches!(last, Step::Deliver { from, to, msg: 3 } if *from == NodeId(3) && *to == NodeId(0)));
+            assert!(
+                matches!(last, Step::Deliver { from, to, msg: 3 } if *from == NodeId(3) && *to == NodeId(0))
+            );
             if search == Search::Bfs {
                 assert_eq!(found.steps.len(), 1, "{:?}", found.steps);
             }
@@ -1285,7 +1456,10 @@ mod tests {
     #[test]
     fn timers_fire_only_within_their_bound() {
         let quiet = explore(toys(4, true, false), order(0, 0, true), bounds(Search::Bfs));
-        assert!(quiet.counterexample().is_none(), "no firing allowed, none happens");
+        assert!(
+            quiet.counterexample().is_none(),
+            "no firing allowed, none happens"
+        );
         let e = explore(
             toys(4, true, false),
             order(0, 0, true),
@@ -1324,14 +1498,34 @@ mod tests {
                 ..bounds(Search::Bfs)
             },
         );
-        assert_eq!(e.stats().states, 4, "the initial state and one delivery each");
+        assert_eq!(
+            e.stats().states,
+            4,
+            "the initial state and one delivery each"
+        );
         assert_eq!(e.stats().depth, 1);
     }
 
     #[test]
     fn same_inputs_same_exploration() {
-        let a = explore(toys(7, true, true), none(), Bounds { timer_firings_max: 1, drops_max: 1, ..bounds(Search::Dfs) });
-        let b = explore(toys(7, true, true), none(), Bounds { timer_firings_max: 1, drops_max: 1, ..bounds(Search::Dfs) });
+        let a = explore(
+            toys(7, true, true),
+            none(),
+            Bounds {
+                timer_firings_max: 1,
+                drops_max: 1,
+                ..bounds(Search::Dfs)
+            },
+        );
+        let b = explore(
+            toys(7, true, true),
+            none(),
+            Bounds {
+                timer_firings_max: 1,
+                drops_max: 1,
+                ..bounds(Search::Dfs)
+            },
+        );
         assert_eq!(a.stats(), b.stats());
     }
 }

@@ -3,14 +3,16 @@
 //! ordinary trace that `replay`, `show`, `plot`, `export` and `shrink` read.
 
 use super::*;
-use rehearsal_sim_core::explore::{Bounds, Exploration, Search, Stats, STEP_NS};
+use rehearsal_sim_core::explore::Search as Order;
+use rehearsal_sim_core::explore::{Bounds, Exploration, Stats, STEP_NS};
 
 #[derive(Args, Debug)]
 pub(super) struct ExploreArgs {
     #[command(flatten)]
     run: SimArgs,
-    /// How to search: `bfs` (breadth-first: a shortest counterexample) or `dfs`
-    /// (depth-first: deep paths soon, little memory).
+    /// How to search: `bfs` (breadth-first: a shortest counterexample), `dfs`
+    /// (depth-first: deep paths soon, little memory) or `choices` (random schedules, each
+    /// a list of choices drawn from --seed, the first failing one shrunk by proptest).
     #[arg(long, value_enum, default_value_t = ExploreStrategy::Bfs)]
     strategy: ExploreStrategy,
     /// Wall-clock time to search for, e.g. 60s, 5m.
@@ -40,12 +42,30 @@ pub(super) struct ExploreArgs {
 enum ExploreStrategy {
     Bfs,
     Dfs,
+    Choices,
 }
+
+impl ExploreStrategy {
+    fn name(self) -> &'static str {
+        match self {
+            ExploreStrategy::Bfs => "bfs",
+            ExploreStrategy::Dfs => "dfs",
+            ExploreStrategy::Choices => "choices",
+        }
+    }
+}
+
+/// Schedules a `choices` search draws between two looks at the clock.
+const SCHEDULES_PER_CHUNK: u32 = 64;
 
 /// Steps between two looks at the clock.
 const CHUNK: u64 = 4_096;
 
-pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+pub(super) fn explore(
+    args: ExploreArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError> {
     let run = &args.run;
     let refused = [
         ("--seeds", run.seeds.is_some()),
@@ -62,13 +82,15 @@ pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Writ
         )));
     }
     if args.depth == 0 {
-        return Err(CliError::BadInput("explore: --depth must be at least 1".into()));
+        return Err(CliError::BadInput(
+            "explore: --depth must be at least 1".into(),
+        ));
     }
     let (config, _) = sim_config(run)?;
     let bounds = Bounds {
         search: match args.strategy {
-            ExploreStrategy::Bfs => Search::Bfs,
-            ExploreStrategy::Dfs => Search::Dfs,
+            ExploreStrategy::Bfs => Order::Bfs,
+            ExploreStrategy::Dfs | ExploreStrategy::Choices => Order::Dfs,
         },
         depth_max: args.depth,
         drops_max: args.drops,
@@ -84,7 +106,47 @@ pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Writ
     let bar = progress_line(run.json);
     let mut stats = exploration.stats();
     let states_max = args.max_states.unwrap_or(u64::MAX);
-    while !stats.done && stats.states < states_max && started.elapsed() < budget {
+    let mut schedules = 0u64;
+    let mut choices = None;
+    if args.strategy == ExploreStrategy::Choices {
+        let mut chunk = 0u64;
+        while stats.states < states_max && started.elapsed() < budget {
+            // Each chunk draws from its own seed: the search is the same whatever the
+            // machine's speed, only cut at a different chunk.
+            let seed = config
+                .seed
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(chunk);
+            let failure = rehearsal_traces::schedules::find_schedule_failure(
+                exploration.as_mut(),
+                SCHEDULES_PER_CHUNK,
+                seed,
+            );
+            chunk += 1;
+            stats = exploration.stats();
+            match failure {
+                Some(f) => {
+                    schedules += f.schedules;
+                    choices = Some(f.choices);
+                    break;
+                }
+                None => schedules += u64::from(SCHEDULES_PER_CHUNK),
+            }
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{schedules} schedules ({:.0}/s), {} distinct states, {} steps, depth {}",
+                schedules as f64 / secs,
+                stats.states,
+                stats.steps,
+                stats.depth
+            ));
+        }
+    }
+    while args.strategy != ExploreStrategy::Choices
+        && !stats.done
+        && stats.states < states_max
+        && started.elapsed() < budget
+    {
         stats = exploration.run(CHUNK);
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
@@ -101,10 +163,34 @@ pub(super) fn explore(args: ExploreArgs, out: &mut dyn Write, err: &mut dyn Writ
     let found = exploration.found();
     let mut trace_note = None;
     if let (Some(_), Some(path)) = (&found, &run.trace) {
-        trace_note = Some(write_counterexample(&config, exploration.as_mut(), path, err)?);
+        trace_note = Some(write_counterexample(
+            &config,
+            exploration.as_mut(),
+            path,
+            err,
+        )?);
     }
-    report(&config, bounds, stats, wall, found.as_ref(), trace_note.as_deref(), run.json, out)?;
-    Ok(if found.is_some() { EXIT_FAILED } else { EXIT_OK })
+    let search = Search {
+        strategy: args.strategy.name(),
+        schedules,
+        choices,
+    };
+    report(
+        &config,
+        bounds,
+        &search,
+        stats,
+        wall,
+        found.as_ref(),
+        trace_note.as_deref(),
+        run.json,
+        out,
+    )?;
+    Ok(if found.is_some() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 /// A spinner with the search's figures on stderr (hidden with `--json` or when stderr is
@@ -113,7 +199,8 @@ fn progress_line(json: bool) -> indicatif::ProgressBar {
     if json {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} explore {elapsed}: {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -130,9 +217,9 @@ fn write_counterexample(
     path: &Path,
     err: &mut dyn Write,
 ) -> Result<String, CliError> {
-    let events = exploration
-        .record()
-        .ok_or_else(|| CliError::BadInput("explore: the counterexample could not be walked again".into()))?;
+    let events = exploration.record().ok_or_else(|| {
+        CliError::BadInput("explore: the counterexample could not be walked again".into())
+    })?;
     let end_ns = events.last().map_or(0, |e| e.t) + STEP_NS;
     let follower = rehearsal_traces::ScheduleFollower::from_recording(&events, end_ns);
     let mut followed = config.clone();
@@ -164,15 +251,27 @@ fn write_counterexample(
         "explore: the simulator's run along the path ended {} without `{want}`",
         summary.outcome.as_str()
     )?;
-    Ok("no trace written: the simulator could not re-enact this path (a timer it fires \
+    Ok(
+        "no trace written: the simulator could not re-enact this path (a timer it fires \
         before another that is due earlier); the steps above are the counterexample"
-        .to_string())
+            .to_string(),
+    )
+}
+
+/// What a search was, beside its bounds and figures.
+struct Search {
+    strategy: &'static str,
+    /// Schedules a `choices` search ran.
+    schedules: u64,
+    /// The failing schedule a `choices` search shrank to.
+    choices: Option<Vec<u32>>,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn report(
     config: &RunConfig,
     bounds: Bounds,
+    search: &Search,
     stats: Stats,
     wall: std::time::Duration,
     found: Option<&rehearsal_sim_core::explore::Found>,
@@ -185,7 +284,9 @@ fn report(
         let value = serde_json::json!({
             "protocol": config.protocol.name(),
             "mutant": config.mutant,
-            "strategy": bounds.search.name(),
+            "strategy": search.strategy,
+            "schedules": (search.strategy == "choices").then_some(search.schedules),
+            "choices": search.choices,
             "bounds": bounds,
             "stats": stats,
             "wall_time_ns": u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
@@ -201,10 +302,23 @@ fn report(
         Some(m) => format!("{} (mutant {m})", config.protocol.name()),
         None => config.protocol.name().to_string(),
     };
-    writeln!(
+    if search.strategy == "choices" {
+        writeln!(
+            out,
+            "explore {what}, choices: {} schedules, {} distinct states, {} steps, depth {} of {}, in {:.2} s ({:.0} schedules/s)",
+            search.schedules,
+            stats.states,
+            stats.steps,
+            stats.depth,
+            bounds.depth_max,
+            secs,
+            search.schedules as f64 / secs
+        )?;
+    } else {
+        writeln!(
         out,
         "explore {what}, {}: {} distinct states, {} steps ({} revisits, {} skipped by the reduction), depth {} of {}, in {:.2} s ({:.0} states/s)",
-        bounds.search.name(),
+        search.strategy,
         stats.states,
         stats.steps,
         stats.revisits,
@@ -214,10 +328,14 @@ fn report(
         secs,
         stats.states as f64 / secs
     )?;
+    }
     match found {
         Some(f) => {
             writeln!(out, "VIOLATION of {} at {}: {}", f.invariant, f.node, f.detail)?;
-            writeln!(out, "after {} steps:", f.steps.len())?;
+            match &search.choices {
+                Some(choices) => writeln!(out, "after {} steps (the schedule shrunk to choices {choices:?}):", f.steps.len())?,
+                None => writeln!(out, "after {} steps:", f.steps.len())?,
+            }
             for (i, step) in f.steps.iter().enumerate() {
                 writeln!(out, "  {:>3}. {step}", i + 1)?;
             }
@@ -226,10 +344,15 @@ fn report(
                 None => writeln!(out, "(--trace FILE writes it as a trace)")?,
             }
         }
-        None if stats.done => writeln!(
+        None if stats.done && search.strategy != "choices" => writeln!(
             out,
             "no violation: every state within the bounds explored (depth {}, drops {}, timer firings {})",
             bounds.depth_max, bounds.drops_max, bounds.timer_firings_max
+        )?,
+        None if search.strategy == "choices" => writeln!(
+            out,
+            "no violation in {} schedules",
+            search.schedules
         )?,
         None => writeln!(
             out,

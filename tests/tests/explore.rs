@@ -27,16 +27,25 @@ fn bounds(search: Search, timers: u32) -> Bounds {
 fn a_retransmission_that_executes_twice_is_found_by_both_searches() {
     let c = config("unreplicated", 2, 2, Some("execute-retransmissions"));
     for search in [Search::Bfs, Search::Dfs] {
-        let mut e = c.protocol.explore(&c, bounds(search, 1)).expect("unreplicated explores");
+        let mut e = c
+            .protocol
+            .explore(&c, bounds(search, 1))
+            .expect("unreplicated explores");
         let stats = e.run(1_000_000);
         assert!(stats.done, "{search:?}: {stats:?}");
-        let found = e.found().unwrap_or_else(|| panic!("{search:?} finds the double execution"));
+        let found = e
+            .found()
+            .unwrap_or_else(|| panic!("{search:?} finds the double execution"));
         assert_eq!(found.invariant, "requests-answered");
         assert!(found.detail.contains("executed twice"), "{}", found.detail);
         if search == Search::Bfs {
             // Deliver the request, fire the retransmission timer, deliver the copy.
             assert_eq!(found.steps.len(), 3, "{:?}", found.steps);
-            assert!(found.steps[1].contains("fires Retransmit"), "{:?}", found.steps);
+            assert!(
+                found.steps[1].contains("fires Retransmit"),
+                "{:?}",
+                found.steps
+            );
         }
     }
 }
@@ -45,12 +54,22 @@ fn a_retransmission_that_executes_twice_is_found_by_both_searches() {
 fn without_a_timer_firing_the_mutant_cannot_go_wrong_and_the_correct_server_never_does() {
     // No retransmission, no second execution: the whole space is explored, clean.
     let c = config("unreplicated", 2, 2, Some("execute-retransmissions"));
-    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 0)).expect("explores");
+    let mut e = c
+        .protocol
+        .explore(&c, bounds(Search::Bfs, 0))
+        .expect("explores");
     let stats = e.run(1_000_000);
-    assert!(stats.done && e.found().is_none(), "{stats:?} {:?}", e.found());
+    assert!(
+        stats.done && e.found().is_none(),
+        "{stats:?} {:?}",
+        e.found()
+    );
     // The correct server with retransmissions allowed: clean too, and more states.
     let c = config("unreplicated", 2, 2, None);
-    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 2)).expect("explores");
+    let mut e = c
+        .protocol
+        .explore(&c, bounds(Search::Bfs, 2))
+        .expect("explores");
     let more = e.run(1_000_000);
     assert!(more.done && e.found().is_none(), "{more:?} {:?}", e.found());
     assert!(more.states > stats.states, "{more:?} vs {stats:?}");
@@ -67,18 +86,34 @@ fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice
     let stats = first.run(10_000_000);
     assert!(stats.done, "{stats:?}");
     assert!(first.found().is_none(), "{:?}", first.found());
-    assert!(stats.states > 1_000, "a PBFT request has many orders: {stats:?}");
+    assert!(
+        stats.states > 1_000,
+        "a PBFT request has many orders: {stats:?}"
+    );
     let mut again = c.protocol.explore(&c, b).expect("pbft explores");
-    assert_eq!(again.run(10_000_000), stats, "same inputs, same exploration");
+    assert_eq!(
+        again.run(10_000_000),
+        stats,
+        "same inputs, same exploration"
+    );
     // The reduction skips orders, never states.
     let mut full = c
         .protocol
-        .explore(&c, Bounds { reduction: false, ..b })
+        .explore(
+            &c,
+            Bounds {
+                reduction: false,
+                ..b
+            },
+        )
         .expect("pbft explores");
     let full_stats = full.run(100_000_000);
     assert!(full_stats.done);
     assert_eq!(full_stats.states, stats.states);
-    assert!(full_stats.steps > stats.steps, "{full_stats:?} vs {stats:?}");
+    assert!(
+        full_stats.steps > stats.steps,
+        "{full_stats:?} vs {stats:?}"
+    );
 }
 
 #[test]
@@ -101,15 +136,31 @@ fn the_counterexample_becomes_a_trace_that_replays() {
         "--trace",
         trace_arg,
     ]);
-    assert_eq!(run.status, 1, "a violation found: {}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("VIOLATION of requests-answered"), "{}", run.stdout);
-    assert!(run.stdout.contains("the simulator re-enacted the path"), "{}", run.stdout);
+    assert_eq!(
+        run.status, 1,
+        "a violation found: {}{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("VIOLATION of requests-answered"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("the simulator re-enacted the path"),
+        "{}",
+        run.stdout
+    );
     let recorded = read_trace(&trace).expect("an ordinary trace");
     assert_eq!(recorded.footer.outcome, "violation");
     assert!(recorded.footer.violations[0].starts_with("requests-answered"));
     let replay = cli(&["replay", trace_arg]);
     assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
-    assert_eq!(replay.status, 1, "identical, and the run fails: {}", replay.stdout);
+    assert_eq!(
+        replay.status, 1,
+        "identical, and the run fails: {}",
+        replay.stdout
+    );
     let show = cli(&["show", trace_arg]);
     assert_eq!(show.status, 0, "{}", show.stderr);
     assert!(show.stdout.contains("VIOLATION"), "{}", show.stdout);
@@ -143,11 +194,26 @@ fn json_reports_the_search_and_its_verdict() {
 #[test]
 fn flags_that_do_not_apply_and_protocols_that_cannot_be_explored_are_refused() {
     for (args, expected) in [
-        (vec!["explore", "--protocol", "pbft", "--swarm"], "--swarm does not apply"),
-        (vec!["explore", "--protocol", "pbft", "--seeds", "3"], "--seeds does not apply"),
-        (vec!["explore", "--protocol", "pbft", "--depth", "0"], "--depth must be at least 1"),
-        (vec!["explore", "--protocol", "benaloh"], "protocol `benaloh` cannot be explored"),
-        (vec!["explore", "--protocol", "pbft", "--strategy", "sideways"], "sideways"),
+        (
+            vec!["explore", "--protocol", "pbft", "--swarm"],
+            "--swarm does not apply",
+        ),
+        (
+            vec!["explore", "--protocol", "pbft", "--seeds", "3"],
+            "--seeds does not apply",
+        ),
+        (
+            vec!["explore", "--protocol", "pbft", "--depth", "0"],
+            "--depth must be at least 1",
+        ),
+        (
+            vec!["explore", "--protocol", "benaloh"],
+            "protocol `benaloh` cannot be explored",
+        ),
+        (
+            vec!["explore", "--protocol", "pbft", "--strategy", "sideways"],
+            "sideways",
+        ),
     ] {
         let run = cli(&args);
         assert_eq!(run.status, 2, "{args:?}: {}{}", run.stdout, run.stderr);
@@ -174,7 +240,10 @@ fn hotstuff_s_small_timeout_quorum_is_found_in_four_steps() {
     // Two view timers fire (or one, and the join rule adds the leader's own timeout):
     // f+1 timeouts make a certificate under the mutant.
     let c = config("hotstuff", 1, 1, Some("small-timeout-quorum"));
-    let mut e = c.protocol.explore(&c, bounds(Search::Bfs, 2)).expect("hotstuff explores");
+    let mut e = c
+        .protocol
+        .explore(&c, bounds(Search::Bfs, 2))
+        .expect("hotstuff explores");
     let stats = e.run(10_000_000);
     let found = e.found().unwrap_or_else(|| panic!("found: {stats:?}"));
     assert_eq!(found.invariant, "timeout-quorum");
@@ -187,5 +256,88 @@ fn hotstuff_s_small_timeout_quorum_is_found_in_four_steps() {
     };
     let mut e = c.protocol.explore(&c, b).expect("hotstuff explores");
     let stats = e.run(10_000_000);
-    assert!(stats.done && e.found().is_none(), "{stats:?} {:?}", e.found());
+    assert!(
+        stats.done && e.found().is_none(),
+        "{stats:?} {:?}",
+        e.found()
+    );
+}
+
+mod choices {
+    use super::*;
+    use rehearsal_traces::schedules::{check_schedules, find_schedule_failure};
+
+    #[test]
+    fn random_schedules_find_the_mutants_and_shrink_the_failing_one() {
+        for (protocol, mutant, invariant) in [
+            ("unreplicated", "execute-retransmissions", "requests-answered"),
+            ("hotstuff", "small-timeout-quorum", "timeout-quorum"),
+        ] {
+            let c = config(protocol, 2, 1, Some(mutant));
+            let mut e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            let failure = find_schedule_failure(e.as_mut(), 200, 7)
+                .unwrap_or_else(|| panic!("{protocol} {mutant}: no failing schedule"));
+            assert_eq!(failure.found.invariant, invariant);
+            // The shrunk schedule fails on its own, and is the exploration's counterexample.
+            assert!(failure.choices.len() <= 64, "{:?}", failure.choices);
+            let again = e.walk(&failure.choices).expect("the shrunk schedule fails again");
+            assert_eq!(again, failure.found);
+            assert!(e.record().is_some());
+        }
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedules() {
+        let c = config("hotstuff", 2, 1, Some("small-timeout-quorum"));
+        let run = |seed| {
+            let mut e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            let failure = find_schedule_failure(e.as_mut(), 200, seed).expect("found");
+            (failure.choices, failure.found, failure.schedules)
+        };
+        assert_eq!(run(3), run(3));
+    }
+
+    #[test]
+    fn correct_protocols_pass_random_schedules() {
+        for protocol in ["unreplicated", "pbft", "hotstuff"] {
+            let c = config(protocol, 1, 2, None);
+            let e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            check_schedules(protocol, 100, e);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "violation of requests-answered")]
+    fn check_schedules_fails_a_test_with_the_shrunk_schedule() {
+        let c = config("unreplicated", 2, 1, Some("execute-retransmissions"));
+        let e = c.protocol.explore(&c, bounds(Search::Dfs, 1)).expect("explores");
+        check_schedules("double execution", 100, e);
+    }
+
+    #[test]
+    fn the_command_line_reports_schedules_and_the_shrunk_choices() {
+        let run = cli(&[
+            "explore",
+            "--protocol",
+            "hotstuff",
+            "--clients",
+            "1",
+            "--requests",
+            "1",
+            "--mutant",
+            "small-timeout-quorum",
+            "--timers",
+            "2",
+            "--strategy",
+            "choices",
+            "--json",
+        ]);
+        assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+        assert_eq!(v["strategy"], "choices");
+        assert_eq!(v["outcome"], "violation");
+        assert!(v["schedules"].as_u64().unwrap() >= 1);
+        assert!(v["choices"].as_array().is_some_and(|c| !c.is_empty()));
+        assert_eq!(v["violation"]["invariant"], "timeout-quorum");
+    }
 }

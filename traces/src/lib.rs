@@ -19,6 +19,7 @@ pub mod export;
 mod file;
 pub mod plot;
 mod render;
+pub mod schedules;
 pub mod shrink;
 
 pub use export::chrome::{chrome_trace, write_chrome_trace};
