@@ -7,8 +7,11 @@
 //! armed. From a state, each of these is a step: deliver one message in flight, drop one
 //! (while drops are left), fire one armed timer (while firings are left). Timers fire in
 //! any order, whatever their durations: the explorer checks what an asynchronous network
-//! allows, which is what the safety of a BFT protocol must survive. Handlers see
-//! `Time::ZERO` as the time.
+//! allows, which is what the safety of a BFT protocol must survive. The explorer's clock
+//! starts at zero and moves only when a timer fires, to the time it was due (a timer due
+//! earlier that fires later fires late): deliveries take no time, and a protocol that
+//! measures time (a tick that checks how long since progress) sees it pass as its
+//! timers fire.
 //!
 //! **Fingerprints.** A protocol opts in by implementing [`Explorable`]: its node is
 //! `Clone`, and feeds what determines its future into a hasher. Two states with the same
@@ -226,9 +229,8 @@ struct NodeState<A: Actor> {
     actor: A,
     rng: SimRng,
     next_timer: u64,
-    /// Armed timers, in the order they were set: (id, timer, fingerprint of the timer's
-    /// value, its duration in ns).
-    timers: Vec<(TimerId, A::Timer, u64, u64)>,
+    /// Armed timers, in the order they were set.
+    timers: Vec<Armed<A>>,
     fp: u64,
 }
 
@@ -250,16 +252,42 @@ impl<A: Explorable> NodeState<A> {
         self.actor.fingerprint(&mut h);
         h.write(&self.rng.get_seed());
         h.write_u128(self.rng.get_word_pos());
-        for (_, _, timer_fp, _) in &self.timers {
-            h.write_u64(*timer_fp);
+        for armed in &self.timers {
+            h.write_u64(armed.fp);
+            h.write_u64(armed.due_ns);
         }
         self.fp = h.finish();
+    }
+}
+
+/// An armed timer.
+struct Armed<A: Actor> {
+    id: TimerId,
+    timer: A::Timer,
+    /// The fingerprint of the timer's value.
+    fp: u64,
+    /// Its duration, and when it is due on the explorer's clock (ns).
+    after_ns: u64,
+    due_ns: u64,
+}
+
+impl<A: Actor> Clone for Armed<A> {
+    fn clone(&self) -> Self {
+        Armed {
+            id: self.id,
+            timer: self.timer.clone(),
+            fp: self.fp,
+            after_ns: self.after_ns,
+            due_ns: self.due_ns,
+        }
     }
 }
 
 /// The outputs of a path, newest first, shared between the states along it.
 struct Outputs<A: Actor> {
     node: NodeId,
+    /// When it was output, on the explorer's clock.
+    at: u64,
     output: A::Output,
     before: Option<Arc<Outputs<A>>>,
 }
@@ -278,6 +306,8 @@ struct State<A: Actor> {
     drops: u32,
     firings: u32,
     depth: u32,
+    /// The explorer's clock (ns): it moves only when a timer fires, to when it was due.
+    now: u64,
     outputs: Option<Arc<Outputs<A>>>,
     fp: u64,
 }
@@ -290,6 +320,7 @@ impl<A: Actor> Clone for State<A> {
             drops: self.drops,
             firings: self.firings,
             depth: self.depth,
+            now: self.now,
             outputs: self.outputs.clone(),
             fp: self.fp,
         }
@@ -311,6 +342,7 @@ impl<A: Actor> State<A> {
         h.write_u64(net);
         h.write_u32(self.drops);
         h.write_u32(self.firings);
+        h.write_u64(self.now);
         self.fp = h.finish();
     }
 }
@@ -442,6 +474,7 @@ impl<A: Explorable> Explorer<A> {
             drops: 0,
             firings: 0,
             depth: 0,
+            now: 0,
             outputs: None,
             fp: 0,
         };
@@ -576,8 +609,8 @@ impl<A: Explorable> Explorer<A> {
         }
         if state.firings < self.bounds.timer_firings_max {
             for (n, node) in state.nodes.iter().enumerate() {
-                for (t, (id, _, timer_fp, _)) in node.timers.iter().enumerate() {
-                    let tag = mix(mix(*timer_fp ^ id.0) ^ (2 + ((n as u64) << 8)));
+                for (t, armed) in node.timers.iter().enumerate() {
+                    let tag = mix(mix(armed.fp ^ armed.id.0) ^ (2 + ((n as u64) << 8)));
                     moves.push((
                         Move::Fire(n, t),
                         Tag {
@@ -655,7 +688,7 @@ impl<A: Explorable> Explorer<A> {
                 let node = Arc::make_mut(&mut next.nodes[to.index()]);
                 let mut cx = Context::new(
                     to,
-                    Time::ZERO,
+                    Time::from_nanos(next.now),
                     &mut node.rng,
                     &mut node.next_timer,
                     &mut self.effects,
@@ -675,11 +708,16 @@ impl<A: Explorable> Explorer<A> {
             Move::Fire(n, t) => {
                 let me = NodeId(n as u32);
                 let node = Arc::make_mut(&mut next.nodes[n]);
-                let (id, timer, _, _) = node.timers.remove(t);
+                let Armed {
+                    id, timer, due_ns, ..
+                } = node.timers.remove(t);
                 next.firings += 1;
+                // Time moves on to when the timer is due (a timer due earlier that fires
+                // later fires late: allowed, as a busy machine allows it).
+                next.now = next.now.max(due_ns);
                 let mut cx = Context::new(
                     me,
-                    Time::ZERO,
+                    Time::from_nanos(next.now),
                     &mut node.rng,
                     &mut node.next_timer,
                     &mut self.effects,
@@ -724,18 +762,19 @@ impl<A: Explorable> Explorer<A> {
         let mut earlier = Vec::new();
         let mut link = state.outputs.as_deref();
         while let Some(l) = link {
-            earlier.push((l.node, &l.output));
+            earlier.push((l.node, l.at, &l.output));
             link = l.before.as_deref();
         }
         earlier.reverse();
         let mut invariants = (self.invariants)();
-        for (node, output) in earlier
+        let now = state.now;
+        for (node, at, output) in earlier
             .iter()
-            .map(|(n, o)| (*n, *o))
-            .chain(new.iter().map(|(n, o)| (*n, o)))
+            .map(|(n, at, o)| (*n, *at, *o))
+            .chain(new.iter().map(|(n, o)| (*n, now, o)))
         {
             for inv in &mut invariants {
-                if let Err(detail) = inv.on_output(node, Time::ZERO, output) {
+                if let Err(detail) = inv.on_output(node, Time::from_nanos(at), output) {
                     return Some((inv.name().to_string(), node, detail));
                 }
             }
@@ -743,6 +782,7 @@ impl<A: Explorable> Explorer<A> {
         for (node, output) in new {
             state.outputs = Some(Arc::new(Outputs {
                 node,
+                at: now,
                 output,
                 before: state.outputs.take(),
             }));
@@ -750,7 +790,7 @@ impl<A: Explorable> Explorer<A> {
         if end {
             let actors: Vec<A> = state.nodes.iter().map(|n| n.actor.clone()).collect();
             let run_end = RunEnd {
-                now: Time::ZERO,
+                now: Time::from_nanos(now),
                 reason: EndReason::Quiescent,
                 actors: &actors,
                 crashed: &[],
@@ -959,7 +999,7 @@ impl<A: Explorable> Explorer<A> {
             t += STEP_NS;
             if let Move::Fire(n, ti) = mv {
                 // A firing happens when the timer is due: the simulator fires it then.
-                let id = state.nodes[n].timers[ti].0;
+                let id = state.nodes[n].timers[ti].id;
                 if let Some((_, _, at)) = due
                     .iter()
                     .find(|(node, i, _)| node.index() == n && *i == id)
@@ -986,10 +1026,10 @@ impl<A: Explorable> Explorer<A> {
                     push_event(&mut events, t, e.to, kind);
                 }
                 Move::Fire(n, ti) => {
-                    let (id, timer, _, _) = &state.nodes[n].timers[ti];
+                    let armed = &state.nodes[n].timers[ti];
                     let kind = EventKind::Timer {
-                        timer_id: *id,
-                        timer: summarize(format!("{timer:?}")),
+                        timer_id: armed.id,
+                        timer: summarize(format!("{:?}", armed.timer)),
                     };
                     push_event(&mut events, t, NodeId(n as u32), kind);
                 }
@@ -1052,7 +1092,7 @@ impl<A: Explorable> Explorer<A> {
                     .get(node.index())?
                     .timers
                     .iter()
-                    .position(|(t, _, _, _)| t == id)?;
+                    .position(|armed| armed.id == *id)?;
                 Some(Move::Fire(node.index(), t))
             }
         }
@@ -1148,10 +1188,10 @@ pub const DROP_REASON: &str = "explore: dropped";
 /// Notes when each timer armed in `state` and not noted yet is due, if set at `t`.
 fn note_timers<A: Actor>(due: &mut Vec<(NodeId, TimerId, u64)>, state: &State<A>, t: u64) {
     for (n, node) in state.nodes.iter().enumerate() {
-        for (id, _, _, after_ns) in &node.timers {
+        for armed in &node.timers {
             let node_id = NodeId(n as u32);
-            if !due.iter().any(|(m, i, _)| *m == node_id && i == id) {
-                due.push((node_id, *id, t.saturating_add(*after_ns)));
+            if !due.iter().any(|(m, i, _)| *m == node_id && *i == armed.id) {
+                due.push((node_id, armed.id, t.saturating_add(armed.after_ns)));
             }
         }
     }
@@ -1263,14 +1303,21 @@ fn apply_effects<A: Explorable>(
                     h.finish()
                 };
                 let after_ns = crate::time::duration_ns(after);
+                let due_ns = state.now.saturating_add(after_ns);
                 Arc::make_mut(&mut state.nodes[me.index()])
                     .timers
-                    .push((id, timer, fp, after_ns));
+                    .push(Armed {
+                        id,
+                        timer,
+                        fp,
+                        after_ns,
+                        due_ns,
+                    });
             }
             Effect::CancelTimer { id } => {
                 Arc::make_mut(&mut state.nodes[me.index()])
                     .timers
-                    .retain(|(t, _, _, _)| *t != id);
+                    .retain(|armed| armed.id != id);
             }
             Effect::Output(value) => outputs.push((me, value)),
             Effect::Annotate(_) | Effect::Persist(_) => {}

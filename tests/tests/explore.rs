@@ -270,17 +270,26 @@ mod choices {
     #[test]
     fn random_schedules_find_the_mutants_and_shrink_the_failing_one() {
         for (protocol, mutant, invariant) in [
-            ("unreplicated", "execute-retransmissions", "requests-answered"),
+            (
+                "unreplicated",
+                "execute-retransmissions",
+                "requests-answered",
+            ),
             ("hotstuff", "small-timeout-quorum", "timeout-quorum"),
         ] {
             let c = config(protocol, 2, 1, Some(mutant));
-            let mut e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            let mut e = c
+                .protocol
+                .explore(&c, bounds(Search::Dfs, 2))
+                .expect("explores");
             let failure = find_schedule_failure(e.as_mut(), 200, 7)
                 .unwrap_or_else(|| panic!("{protocol} {mutant}: no failing schedule"));
             assert_eq!(failure.found.invariant, invariant);
             // The shrunk schedule fails on its own, and is the exploration's counterexample.
             assert!(failure.choices.len() <= 64, "{:?}", failure.choices);
-            let again = e.walk(&failure.choices).expect("the shrunk schedule fails again");
+            let again = e
+                .walk(&failure.choices)
+                .expect("the shrunk schedule fails again");
             assert_eq!(again, failure.found);
             assert!(e.record().is_some());
         }
@@ -290,7 +299,10 @@ mod choices {
     fn the_same_seed_draws_the_same_schedules() {
         let c = config("hotstuff", 2, 1, Some("small-timeout-quorum"));
         let run = |seed| {
-            let mut e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            let mut e = c
+                .protocol
+                .explore(&c, bounds(Search::Dfs, 2))
+                .expect("explores");
             let failure = find_schedule_failure(e.as_mut(), 200, seed).expect("found");
             (failure.choices, failure.found, failure.schedules)
         };
@@ -301,7 +313,10 @@ mod choices {
     fn correct_protocols_pass_random_schedules() {
         for protocol in ["unreplicated", "pbft", "hotstuff"] {
             let c = config(protocol, 1, 2, None);
-            let e = c.protocol.explore(&c, bounds(Search::Dfs, 2)).expect("explores");
+            let e = c
+                .protocol
+                .explore(&c, bounds(Search::Dfs, 2))
+                .expect("explores");
             check_schedules(protocol, 100, e);
         }
     }
@@ -310,7 +325,10 @@ mod choices {
     #[should_panic(expected = "violation of requests-answered")]
     fn check_schedules_fails_a_test_with_the_shrunk_schedule() {
         let c = config("unreplicated", 2, 1, Some("execute-retransmissions"));
-        let e = c.protocol.explore(&c, bounds(Search::Dfs, 1)).expect("explores");
+        let e = c
+            .protocol
+            .explore(&c, bounds(Search::Dfs, 1))
+            .expect("explores");
         check_schedules("double execution", 100, e);
     }
 
@@ -333,11 +351,34 @@ mod choices {
             "--json",
         ]);
         assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+        let v: serde_json::Value =
+            serde_json::from_str(run.stdout.trim()).expect("one JSON object");
         assert_eq!(v["strategy"], "choices");
         assert_eq!(v["outcome"], "violation");
         assert!(v["schedules"].as_u64().unwrap() >= 1);
         assert!(v["choices"].as_array().is_some_and(|c| !c.is_empty()));
         assert_eq!(v["violation"]["invariant"], "timeout-quorum");
     }
+}
+
+#[test]
+fn time_passes_as_timers_fire_so_pbft_reaches_a_view_change() {
+    // PBFT's tick measures how long a request has waited: with the explorer's clock moving
+    // as timers fire, a view change happens, and a mutant that forgets prepared
+    // certificates across it breaks agreement.
+    use rehearsal_traces::schedules::find_schedule_failure;
+    let c = config("pbft", 1, 2, Some("forget-prepared"));
+    let b = Bounds {
+        depth_max: 300,
+        ..bounds(Search::Dfs, 8)
+    };
+    let mut e = c.protocol.explore(&c, b).expect("pbft explores");
+    // The seed `rehearsal explore --seed 1` draws its first 64 schedules from.
+    let failure =
+        find_schedule_failure(e.as_mut(), 64, 0x9e37_79b9_7f4a_7c15).expect("a failing schedule");
+    assert_eq!(failure.found.invariant, "agreement", "{failure}");
+    assert!(
+        failure.found.steps.iter().any(|s| s.contains("ViewChange")),
+        "{failure}"
+    );
 }
