@@ -44,7 +44,7 @@ pub type ParamMap = serde_json::Map<String, serde_json::Value>;
 
 /// A registered protocol, with its type forgotten: what the commands ask of it.
 /// The protocols whose node implements `Explorable` (`rehearsal explore --strategy dfs|bfs`).
-pub const EXPLORABLE: &[&str] = &["unreplicated", "pbft", "hotstuff"];
+pub const EXPLORABLE: &[&str] = &["unreplicated", "benaloh", "pbft", "hotstuff"];
 
 pub trait Registered: Sync {
     fn name(&self) -> &'static str;
@@ -385,7 +385,8 @@ impl<P: Spec> Registered for Entry<P> {
         P::exploration(&proto, nodes, config.seed, bounds).ok_or_else(|| {
             format!(
                 "protocol `{}` cannot be explored state by state: its node does not implement `Explorable` \
-                 (copyable, with a fingerprint); protocols that do: {}",
+                 (copyable, with a fingerprint), or the protocol declines (see `Protocol::exploration`); \
+                 protocols that explore: {}",
                 P::NAME,
                 EXPLORABLE.join(", ")
             )

@@ -207,8 +207,8 @@ fn flags_that_do_not_apply_and_protocols_that_cannot_be_explored_are_refused() {
             "--depth must be at least 1",
         ),
         (
-            vec!["explore", "--protocol", "benaloh"],
-            "protocol `benaloh` cannot be explored",
+            vec!["explore", "--protocol", "benaloh-timed"],
+            "protocol `benaloh-timed` cannot be explored",
         ),
         (
             vec!["explore", "--protocol", "pbft", "--strategy", "sideways"],

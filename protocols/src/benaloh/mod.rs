@@ -143,6 +143,7 @@ pub fn actors(config: &Config) -> Result<Vec<Node>, ConfigError> {
 
 // ---- State ------------------------------------------------------------------------------
 
+#[derive(Clone)]
 pub struct Node {
     config: Config,
     /// Learnt at start; used to explain a stall.
@@ -161,6 +162,7 @@ pub struct Node {
 }
 
 /// Robust mode: the shares and subset sum a node sent that no acknowledgement answered yet.
+#[derive(Clone)]
 struct Unacked {
     /// Per peer: the share sent to it (resent unchanged: a new share would break the sum).
     shares: BTreeMap<NodeId, u64>,
@@ -353,6 +355,24 @@ impl Node {
 }
 
 // ---- Handlers ---------------------------------------------------------------------------
+
+/// The explorer copies a node and tells its states apart by what changes in a run (the
+/// configuration and the retransmission timer's id do not decide anything new).
+impl rehearsal_sim_core::explore::Explorable for Node {
+    fn fingerprint(&self, h: &mut rehearsal_sim_core::explore::Fingerprinter) {
+        let u = &self.unacked;
+        h.value(&(
+            self.me,
+            self.secret,
+            self.kept_share,
+            &self.shares,
+            &self.subset_sums,
+            self.broadcast_done,
+            self.total,
+        ));
+        h.value(&(&u.shares, &u.subset_sum, u.backoff, u.timer.is_some(), u.acked_since_retransmit, u.turn));
+    }
+}
 
 impl Actor for Node {
     type Msg = Msg;

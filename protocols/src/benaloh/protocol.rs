@@ -4,6 +4,7 @@ use super::{ConfigError, CorrectSum, Mode, Node, Output, MODULUS_DEFAULT};
 use rehearsal_sim_core::protocol::{
     KeySource, ParamDoc, Protocol, Setting, SettingError, Sizes, Target,
 };
+use rehearsal_sim_core::explore::{explorer, Bounds, Exploration};
 use rehearsal_sim_core::{Invariant, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -119,6 +120,17 @@ impl<const TIMED: bool> Protocol for Form<TIMED> {
 
     fn invariants(setup: &Setup, _healed: Time) -> Vec<Box<dyn Invariant<Node>>> {
         vec![Box::new(CorrectSum::new(&setup.config))]
+    }
+
+    /// The robust form explores; the timed form does not: its phases assume every share
+    /// arrives before a deadline, which an exploration of every order breaks by design
+    /// (it is the simulator's racy workshop schedule).
+    fn exploration(setup: &Setup, nodes: Vec<Node>, seed: u64, bounds: Bounds) -> Option<Box<dyn Exploration>> {
+        if TIMED {
+            return None;
+        }
+        let setup = *setup;
+        Some(explorer(nodes, seed, move || Self::invariants(&setup, Time::ZERO), bounds))
     }
 
     /// A synchronous protocol: its results depend on when its phase timers fire, so
