@@ -80,11 +80,13 @@ pub trait Registered: Sync {
         sim_config: SimConfig,
         network: Box<dyn NetworkModel>,
     ) -> Result<RunSummary, String>;
-    /// A bounded exhaustive exploration of `config`'s run (`rehearsal explore`).
+    /// A bounded exhaustive exploration of `config`'s run (`rehearsal explore`), with
+    /// the nodes of `byzantine` switched to their behaviours from the start.
     fn explore(
         &self,
         config: &RunConfig,
         bounds: rehearsal_sim_core::explore::Bounds,
+        byzantine: &[(NodeId, String)],
     ) -> Result<Box<dyn rehearsal_sim_core::explore::Exploration>, String>;
     /// The keys the nodes of `cluster` need (`rehearsal keygen`, `rehearsal cluster`).
     fn key_needs(&self, cluster: &ClusterConfig) -> Result<KeyNeeds, String>;
@@ -379,9 +381,27 @@ impl<P: Spec> Registered for Entry<P> {
         &self,
         config: &RunConfig,
         bounds: rehearsal_sim_core::explore::Bounds,
+        byzantine: &[(NodeId, String)],
     ) -> Result<Box<dyn rehearsal_sim_core::explore::Exploration>, String> {
         let proto = sim_config_of::<P>(config)?;
-        let nodes = P::nodes(&proto, &sizes_of(config))?;
+        let mut nodes = P::nodes(&proto, &sizes_of(config))?;
+        let offered = <P::Node as rehearsal_sim_core::Actor>::byzantine_behaviors();
+        for (id, behavior) in byzantine {
+            if !offered.contains(&behavior.as_str()) {
+                return Err(format!(
+                    "--byzantine {id}:{behavior}: `{}` has no Byzantine behaviour `{behavior}` (it has: {})",
+                    P::NAME,
+                    if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+                ));
+            }
+            let count = nodes.len();
+            let node = nodes.get_mut(id.index()).ok_or_else(|| {
+                format!("--byzantine {id}:{behavior}: the run has nodes n0 to n{}", count.saturating_sub(1))
+            })?;
+            rehearsal_sim_core::Actor::can_turn_byzantine(&*node, behavior)
+                .and_then(|()| rehearsal_sim_core::Actor::set_byzantine(node, behavior))
+                .map_err(|e| format!("--byzantine {id}:{behavior}: {e}"))?;
+        }
         P::exploration(&proto, nodes, config.seed, bounds).ok_or_else(|| {
             format!(
                 "protocol `{}` cannot be explored state by state: its node does not implement `Explorable` \

@@ -5,6 +5,7 @@
 use super::*;
 use rehearsal_sim_core::explore::Search as Order;
 use rehearsal_sim_core::explore::{Bounds, Exploration, Stats, STEP_NS};
+use rehearsal_sim_core::NodeId;
 
 #[derive(Args, Debug)]
 pub(super) struct ExploreArgs {
@@ -32,6 +33,10 @@ pub(super) struct ExploreArgs {
     /// durations).
     #[arg(long, default_value_t = 0, value_name = "N")]
     timers: u32,
+    /// Node NODE runs Byzantine behaviour BEHAVIOUR from the start, e.g. `0:equivocate`
+    /// (repeatable; `rehearsal protocols` lists each protocol's behaviours).
+    #[arg(long, value_name = "NODE:BEHAVIOUR", value_parser = parse_byzantine)]
+    byzantine: Vec<(NodeId, String)>,
     /// Explore every order of steps at different nodes too (no sleep sets): only to
     /// measure what the reduction saves.
     #[arg(long)]
@@ -57,6 +62,20 @@ impl ExploreStrategy {
 
 /// Schedules a `choices` search draws between two looks at the clock.
 const SCHEDULES_PER_CHUNK: u32 = 64;
+
+fn parse_byzantine(text: &str) -> Result<(NodeId, String), String> {
+    let (node, behavior) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not NODE:BEHAVIOUR, e.g. 0:equivocate"))?;
+    let node = node.trim().trim_start_matches('n');
+    let id = node
+        .parse::<u32>()
+        .map_err(|_| format!("`{node}` in `{text}` is not a node number"))?;
+    if behavior.trim().is_empty() {
+        return Err(format!("`{text}` names no behaviour"));
+    }
+    Ok((NodeId(id), behavior.trim().to_string()))
+}
 
 /// Steps between two looks at the clock.
 const CHUNK: u64 = 4_096;
@@ -99,7 +118,7 @@ pub(super) fn explore(
     };
     let mut exploration = config
         .protocol
-        .explore(&config, bounds)
+        .explore(&config, bounds, &args.byzantine)
         .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;
     let started = std::time::Instant::now();
     let budget = std::time::Duration::from_nanos(args.budget);

@@ -29,7 +29,7 @@ fn a_retransmission_that_executes_twice_is_found_by_both_searches() {
     for search in [Search::Bfs, Search::Dfs] {
         let mut e = c
             .protocol
-            .explore(&c, bounds(search, 1))
+            .explore(&c, bounds(search, 1), &[])
             .expect("unreplicated explores");
         let stats = e.run(1_000_000);
         assert!(stats.done, "{search:?}: {stats:?}");
@@ -56,7 +56,7 @@ fn without_a_timer_firing_the_mutant_cannot_go_wrong_and_the_correct_server_neve
     let c = config("unreplicated", 2, 2, Some("execute-retransmissions"));
     let mut e = c
         .protocol
-        .explore(&c, bounds(Search::Bfs, 0))
+        .explore(&c, bounds(Search::Bfs, 0), &[])
         .expect("explores");
     let stats = e.run(1_000_000);
     assert!(
@@ -68,7 +68,7 @@ fn without_a_timer_firing_the_mutant_cannot_go_wrong_and_the_correct_server_neve
     let c = config("unreplicated", 2, 2, None);
     let mut e = c
         .protocol
-        .explore(&c, bounds(Search::Bfs, 2))
+        .explore(&c, bounds(Search::Bfs, 2), &[])
         .expect("explores");
     let more = e.run(1_000_000);
     assert!(more.done && e.found().is_none(), "{more:?} {:?}", e.found());
@@ -82,7 +82,7 @@ fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice
         depth_max: 7,
         ..bounds(Search::Bfs, 0)
     };
-    let mut first = c.protocol.explore(&c, b).expect("pbft explores");
+    let mut first = c.protocol.explore(&c, b, &[]).expect("pbft explores");
     let stats = first.run(10_000_000);
     assert!(stats.done, "{stats:?}");
     assert!(first.found().is_none(), "{:?}", first.found());
@@ -90,7 +90,7 @@ fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice
         stats.states > 1_000,
         "a PBFT request has many orders: {stats:?}"
     );
-    let mut again = c.protocol.explore(&c, b).expect("pbft explores");
+    let mut again = c.protocol.explore(&c, b, &[]).expect("pbft explores");
     assert_eq!(
         again.run(10_000_000),
         stats,
@@ -105,6 +105,7 @@ fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice
                 reduction: false,
                 ..b
             },
+            &[],
         )
         .expect("pbft explores");
     let full_stats = full.run(100_000_000);
@@ -225,7 +226,7 @@ fn flags_that_do_not_apply_and_protocols_that_cannot_be_explored_are_refused() {
 fn the_list_of_explorable_protocols_is_the_registry_s() {
     for protocol in Protocol::all() {
         let c = RunConfig::new(protocol);
-        let explorable = protocol.explore(&c, Bounds::default()).is_ok();
+        let explorable = protocol.explore(&c, Bounds::default(), &[]).is_ok();
         assert_eq!(
             explorable,
             rehearsal::registry::EXPLORABLE.contains(&protocol.name()),
@@ -242,7 +243,7 @@ fn hotstuff_s_small_timeout_quorum_is_found_in_four_steps() {
     let c = config("hotstuff", 1, 1, Some("small-timeout-quorum"));
     let mut e = c
         .protocol
-        .explore(&c, bounds(Search::Bfs, 2))
+        .explore(&c, bounds(Search::Bfs, 2), &[])
         .expect("hotstuff explores");
     let stats = e.run(10_000_000);
     let found = e.found().unwrap_or_else(|| panic!("found: {stats:?}"));
@@ -254,7 +255,7 @@ fn hotstuff_s_small_timeout_quorum_is_found_in_four_steps() {
         depth_max: 5,
         ..bounds(Search::Bfs, 2)
     };
-    let mut e = c.protocol.explore(&c, b).expect("hotstuff explores");
+    let mut e = c.protocol.explore(&c, b, &[]).expect("hotstuff explores");
     let stats = e.run(10_000_000);
     assert!(
         stats.done && e.found().is_none(),
@@ -280,7 +281,7 @@ mod choices {
             let c = config(protocol, 2, 1, Some(mutant));
             let mut e = c
                 .protocol
-                .explore(&c, bounds(Search::Dfs, 2))
+                .explore(&c, bounds(Search::Dfs, 2), &[])
                 .expect("explores");
             let failure = find_schedule_failure(e.as_mut(), 200, 7)
                 .unwrap_or_else(|| panic!("{protocol} {mutant}: no failing schedule"));
@@ -301,7 +302,7 @@ mod choices {
         let run = |seed| {
             let mut e = c
                 .protocol
-                .explore(&c, bounds(Search::Dfs, 2))
+                .explore(&c, bounds(Search::Dfs, 2), &[])
                 .expect("explores");
             let failure = find_schedule_failure(e.as_mut(), 200, seed).expect("found");
             (failure.choices, failure.found, failure.schedules)
@@ -315,7 +316,7 @@ mod choices {
             let c = config(protocol, 1, 2, None);
             let e = c
                 .protocol
-                .explore(&c, bounds(Search::Dfs, 2))
+                .explore(&c, bounds(Search::Dfs, 2), &[])
                 .expect("explores");
             check_schedules(protocol, 100, e);
         }
@@ -327,7 +328,7 @@ mod choices {
         let c = config("unreplicated", 2, 1, Some("execute-retransmissions"));
         let e = c
             .protocol
-            .explore(&c, bounds(Search::Dfs, 1))
+            .explore(&c, bounds(Search::Dfs, 1), &[])
             .expect("explores");
         check_schedules("double execution", 100, e);
     }
@@ -372,7 +373,7 @@ fn time_passes_as_timers_fire_so_pbft_reaches_a_view_change() {
         depth_max: 300,
         ..bounds(Search::Dfs, 8)
     };
-    let mut e = c.protocol.explore(&c, b).expect("pbft explores");
+    let mut e = c.protocol.explore(&c, b, &[]).expect("pbft explores");
     // The seed `rehearsal explore --seed 1` draws its first 64 schedules from.
     let failure =
         find_schedule_failure(e.as_mut(), 64, 0x9e37_79b9_7f4a_7c15).expect("a failing schedule");
