@@ -1,5 +1,6 @@
 //! `rehearsal bench`: figures, not pass/fail.
 
+pub mod search;
 pub mod spectrum;
 
 use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};

@@ -396,7 +396,10 @@ impl<P: Spec> Registered for Entry<P> {
             }
             let count = nodes.len();
             let node = nodes.get_mut(id.index()).ok_or_else(|| {
-                format!("--byzantine {id}:{behavior}: the run has nodes n0 to n{}", count.saturating_sub(1))
+                format!(
+                    "--byzantine {id}:{behavior}: the run has nodes n0 to n{}",
+                    count.saturating_sub(1)
+                )
             })?;
             rehearsal_sim_core::Actor::can_turn_byzantine(&*node, behavior)
                 .and_then(|()| rehearsal_sim_core::Actor::set_byzantine(node, behavior))

@@ -150,6 +150,9 @@ enum BenchCommand {
     /// keystream, the audit of one write, and a server's time per upload over a grid of
     /// channel counts (1 to 10,000) and message sizes (1 KB to 100 KB).
     Spectrum(SpectrumBenchArgs),
+    /// Every mutant of every protocol against every search strategy: the work and wall
+    /// time to the first violation, capped.
+    Search(SearchBenchArgs),
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
@@ -199,6 +202,21 @@ struct SpectrumBenchArgs {
 }
 
 /// What `bench pbft` and `bench hotstuff` take.
+#[derive(Args, Debug)]
+struct SearchBenchArgs {
+    /// The most each strategy spends on one mutant.
+    #[arg(long, default_value = "60s", value_parser = parse_std_duration_arg)]
+    cap: std::time::Duration,
+    /// Only these protocols (repeatable).
+    #[arg(long, value_name = "NAME")]
+    protocol: Vec<String>,
+    /// Only these strategies (repeatable): seeds, bfs, dfs, choices.
+    #[arg(long, value_name = "NAME")]
+    strategy: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args, Debug)]
 struct ReplicatedBenchArgs {
     /// Requests of the headline setting (the others scale from it).
@@ -442,6 +460,16 @@ pub fn run(
         Command::Bench {
             what: BenchCommand::Pbft(args),
         } => bench::replicated(Protocol::of("pbft"), args.requests, args.json, out),
+        Command::Bench {
+            what: BenchCommand::Search(args),
+        } => bench::search::run(
+            args.cap,
+            &args.protocol,
+            &args.strategy,
+            args.json,
+            out,
+            err,
+        ),
         Command::Bench {
             what: BenchCommand::Hotstuff(args),
         } => bench::replicated(Protocol::of("hotstuff"), args.requests, args.json, out),

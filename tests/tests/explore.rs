@@ -383,3 +383,36 @@ fn time_passes_as_timers_fire_so_pbft_reaches_a_view_change() {
         "{failure}"
     );
 }
+
+#[test]
+fn bench_search_prints_the_work_to_the_first_catch_per_strategy() {
+    let run = cli(&[
+        "bench",
+        "search",
+        "--cap",
+        "2s",
+        "--protocol",
+        "unreplicated",
+        "--strategy",
+        "bfs",
+        "--strategy",
+        "choices",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    let cells = v["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2, "one mutant, two strategies: {cells:?}");
+    for c in cells {
+        assert_eq!(c["mutant"], "execute-retransmissions");
+        assert_eq!(c["caught"], true, "{c}");
+        assert_eq!(c["invariant"], "requests-answered");
+    }
+    let bad = cli(&["bench", "search", "--strategy", "telepathy"]);
+    assert_eq!(bad.status, 2);
+    assert!(
+        bad.stderr.contains("unknown strategy `telepathy`"),
+        "{}",
+        bad.stderr
+    );
+}
