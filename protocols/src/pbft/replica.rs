@@ -147,7 +147,10 @@ pub struct Replica<S: TestSeam = Testing> {
     pub(super) stable_proof: Vec<Checkpoint>,
     pub(super) log: BTreeMap<Seq, Entry>,
     pub(super) checkpoints: BTreeMap<Seq, CheckpointVotes>,
-    /// Own state at each checkpoint above h, and at h (what state transfer ships).
+    /// Own state at each checkpoint above h, and at h (what state transfer ships). Left
+    /// out of the fingerprint: the one at h is named by `stable_digest`, and those above
+    /// follow from it and the batches decided in the log.
+    #[serde(skip)]
     pub(super) snapshots: BTreeMap<Seq, Arc<Snapshot>>,
 
     // The primary's proposals.
