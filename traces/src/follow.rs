@@ -97,6 +97,8 @@ pub struct ScheduleFollower {
     starts: BTreeMap<NodeId, u64>,
     /// When each timer fired in the recording, by node and timer id.
     timers: BTreeMap<(NodeId, u64), u64>,
+    /// The time of the recording's last event.
+    last_ns: u64,
 }
 
 impl ScheduleFollower {
@@ -221,6 +223,7 @@ impl ScheduleFollower {
             retime: false,
             starts,
             timers,
+            last_ns: events.last().map_or(0, |e| e.t),
         }
     }
 
@@ -229,7 +232,7 @@ impl ScheduleFollower {
     /// events (`--strategy random` or `pct`), which put some starts and timers off past
     /// their due times. A timer the recording does not show firing though it fell due
     /// before the recording's end (its scheduler ran what cancelled it first) falls due
-    /// just after the end; one the recording shows firing before the new run sets it due
+    /// just after the end (or the last event, if the end is not known); one the recording shows firing before the new run sets it due
     /// fires when due.
     ///
     /// Events without starts (a schedule of messages alone, as a shrinker cuts one) say
@@ -460,12 +463,14 @@ impl NetworkModel for ScheduleFollower {
         if !self.retime {
             return due;
         }
-        match (self.timers.get(&(node, id.0)), self.end_ns) {
-            (Some(&t), _) if t >= due.as_nanos() => Time(t),
+        // The recording's end, or its last event when the end is not known.
+        let end = self.end_ns.unwrap_or(self.last_ns).max(self.last_ns);
+        match self.timers.get(&(node, id.0)) {
+            Some(&t) if t >= due.as_nanos() => Time(t),
             // Due within the recording, yet it never fired: the scheduler ran what cancelled
             // it first (at or after its due time). Firing it when due would fire it before
             // that; like a message in flight at the end, it falls due just after the end.
-            (None, Some(end)) if due.as_nanos() <= end => Time(end.saturating_add(1)),
+            None if due.as_nanos() <= end => Time(end.saturating_add(1)),
             _ => due,
         }
     }
