@@ -555,6 +555,12 @@ impl<A: Actor> Simulation<A> {
         // Events ready to run, in no particular order (sorted before each pick).
         let mut ready: Vec<Entry<A>> = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
+        // What is offered to the scheduler (indices into `ready`), and, on FIFO links,
+        // which message comes first on its link: buffers kept across steps.
+        let mut offered: Vec<usize> = Vec::new();
+        let mut first_on_link: Vec<bool> = Vec::new();
+        let mut by_order: Vec<(u64, usize)> = Vec::new();
+        let mut links: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
         let mut last: Option<Time> = None;
         loop {
             if !self.violations.is_empty() {
@@ -629,7 +635,7 @@ impl<A: Actor> Simulation<A> {
             // Gather what is due by the window's end: before the next fault, by the deadline.
             let mut limit = next.as_nanos().saturating_add(window_ns);
             if let Some(fault) = faults.front() {
-                limit = limit.min(fault.time.as_nanos() - 1);
+                limit = limit.min(fault.time.as_nanos().saturating_sub(1));
             }
             if let Some(deadline) = deadline {
                 limit = limit.min(deadline.as_nanos());
@@ -675,19 +681,20 @@ impl<A: Actor> Simulation<A> {
             }
             ready.sort_unstable_by_key(|e| (e.time, e.order));
             // On FIFO links a message runs only after those sent before it on its link.
-            let mut offered: Vec<usize> = Vec::with_capacity(ready.len());
-            let mut links: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
-            let mut by_order: Vec<(u64, usize)> = Vec::new();
+            offered.clear();
             if fifo {
+                by_order.clear();
                 by_order.extend(ready.iter().enumerate().map(|(i, e)| (e.order, i)));
                 by_order.sort_unstable();
-                let mut first = vec![true; ready.len()];
+                links.clear();
+                first_on_link.clear();
+                first_on_link.resize(ready.len(), true);
                 for &(_, i) in &by_order {
                     if let Pending::Deliver { from, to, .. } = ready[i].event {
-                        first[i] = links.insert((from, to));
+                        first_on_link[i] = links.insert((from, to));
                     }
                 }
-                offered.extend((0..ready.len()).filter(|&i| first[i]));
+                offered.extend((0..ready.len()).filter(|&i| first_on_link[i]));
             } else {
                 offered.extend(0..ready.len());
             }
