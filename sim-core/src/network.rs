@@ -157,6 +157,13 @@ pub trait NetworkModel {
         false
     }
 
+    /// Whether this model re-times starts and timers ([`NetworkModel::start_at`],
+    /// [`NetworkModel::timer_due`]); asked once, when the run starts. `false` (the
+    /// default): the simulator does not ask those two, and spends nothing per timer.
+    fn retimes(&self) -> bool {
+        false
+    }
+
     /// When node `node` starts: time 0, unless the model re-enacts a recording whose
     /// starts ran at other instants (a run under a scheduler that picks the order).
     fn start_at(&mut self, _node: NodeId) -> Time {
@@ -197,6 +204,9 @@ impl<N: NetworkModel + ?Sized> NetworkModel for Box<N> {
     }
     fn fifo(&self) -> bool {
         (**self).fifo()
+    }
+    fn retimes(&self) -> bool {
+        (**self).retimes()
     }
     fn start_at(&mut self, node: NodeId) -> Time {
         (**self).start_at(node)

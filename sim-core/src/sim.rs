@@ -225,6 +225,9 @@ pub struct Simulation<A: Actor> {
     /// The scheduler, when one other than the default was set (`None`: the engine's fast
     /// path, queue order and the network's fates).
     scheduler: Option<Box<dyn Scheduler>>,
+    /// The network model re-times starts and timers (a follower of a recording whose
+    /// scheduler picked the order): see [`NetworkModel::retimes`].
+    retimes: bool,
 }
 
 impl<A: Actor> Simulation<A> {
@@ -277,6 +280,7 @@ impl<A: Actor> Simulation<A> {
             messages_delivered: 0,
             postponed: BTreeMap::new(),
             scheduler,
+            retimes: false,
             // Starts come first among time-0 events, so a fault at time 0 follows them:
             // they take the first tie-breakers, and are queued when the run starts (when
             // the network model that may re-time them is final).
@@ -448,9 +452,14 @@ impl<A: Actor> Simulation<A> {
     /// Runs to quiescence, the deadline, the event bound, a stop, or the first safety
     /// violation.
     pub fn run(mut self) -> RunReport<A> {
+        self.retimes = self.network.retimes();
         for i in 0..self.actors.len() {
             let node = NodeId(i as u32);
-            let time = self.network.start_at(node);
+            let time = if self.retimes {
+                self.network.start_at(node)
+            } else {
+                Time::ZERO
+            };
             let event = Pending::Start { node };
             self.queue.push(Entry {
                 time,
@@ -741,7 +750,7 @@ impl<A: Actor> Simulation<A> {
         *left -= 1;
         let last = *left == 0;
         let at = Time(entry.time.as_nanos().saturating_add((*after_ns).max(1)));
-        Some(if last {
+        Some(if last && self.retimes {
             self.network.timer_due(*node, *id, at)
         } else {
             at
@@ -867,11 +876,12 @@ impl<A: Actor> Simulation<A> {
                     let real_after = slot.skew.real_after(after);
                     let due = self.now.after(real_after);
                     // A timer to be put off is re-timed when it is put off for the last time.
-                    let at = if self.postponed.is_empty()
-                        || self
-                            .postponed
-                            .get(&(node, id))
-                            .is_none_or(|left| *left == 0)
+                    let at = if self.retimes
+                        && (self.postponed.is_empty()
+                            || self
+                                .postponed
+                                .get(&(node, id))
+                                .is_none_or(|left| *left == 0))
                     {
                         self.network.timer_due(node, id, due)
                     } else {

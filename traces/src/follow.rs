@@ -452,6 +452,10 @@ impl NetworkModel for ScheduleFollower {
         Ok(())
     }
 
+    fn retimes(&self) -> bool {
+        self.retime
+    }
+
     fn start_at(&mut self, node: NodeId) -> Time {
         match self.starts.get(&node) {
             Some(&t) if self.retime => Time(t),
