@@ -3,7 +3,7 @@
 
 use rehearsal_net_models::{NetConfig, NetConfigError};
 use rehearsal_sim_core::protocol::{SettingError, Sizes, Target};
-use rehearsal_sim_core::{format_ns, Latency};
+use rehearsal_sim_core::{format_ns, Latency, Strategy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,6 +76,11 @@ pub struct RunConfig {
     /// (a shrunk run): it replays only from its trace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follow_schedule: bool,
+    /// Who picks the order of ready events (`--strategy`): the seeded run's queue order by
+    /// default (then left out of traces), or a search strategy with its parameters, whose
+    /// choices come from the seed too.
+    #[serde(default, skip_serializing_if = "Strategy::is_default")]
+    pub strategy: Strategy,
 }
 
 /// A scenario as written: where it came from and its text.
@@ -191,6 +196,7 @@ impl RunConfig {
             postponed_timers: Vec::new(),
             scenario: None,
             follow_schedule: false,
+            strategy: Strategy::Default,
         }
     }
 
@@ -316,6 +322,7 @@ impl RunConfig {
                 self.actors()
             ));
         }
+        self.strategy.validate()?;
         // Bound everything: a run this large would not fit in memory anyway.
         const NODES_MAX: u32 = 100_000;
         for (key, value) in [("nodes", self.nodes), ("clients", self.clients)] {
@@ -371,6 +378,25 @@ impl RunConfig {
         }
         if let Some(mutant) = &self.mutant {
             cmd += &format!(" --mutant {mutant}");
+        }
+        match self.strategy {
+            Strategy::Default => {}
+            Strategy::Random { window_ns } => {
+                cmd += " --strategy random";
+                if window_ns > 0 {
+                    cmd += &format!(" --window {}", format_ns(window_ns));
+                }
+            }
+            Strategy::Pct {
+                depth,
+                steps,
+                window_ns,
+            } => {
+                cmd += &format!(" --strategy pct --pct-depth {depth} --pct-steps {steps}");
+                if window_ns > 0 {
+                    cmd += &format!(" --window {}", format_ns(window_ns));
+                }
+            }
         }
         cmd
     }

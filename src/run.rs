@@ -4,8 +4,8 @@ use crate::config::RunConfig;
 use rehearsal_net_models::{scenario, NetConfig, Network, NODES_MAX};
 use rehearsal_sim_core::protocol::NetBound;
 use rehearsal_sim_core::{
-    Actor, Invariant, Latency, NetworkModel, RunResult, SimConfig, SimpleNetwork, Simulation, Time,
-    TraceEvent,
+    Actor, Invariant, Latency, NetworkModel, RunResult, SimConfig, SimpleNetwork, Simulation,
+    Strategy, Time, TraceEvent,
 };
 use rehearsal_sim_core::{NodeId, RestartFn};
 use rehearsal_traces::{FollowStats, ScheduleFollower};
@@ -90,14 +90,27 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
     }
     let keep_trace = options.keep_trace;
     let follow_stats = options.follow.as_ref().map(|f| f.stats());
+    // A followed run re-enacts the recorded order through the recorded times (every event
+    // of a run whose scheduler picked the order has an instant of its own): its events run
+    // in queue order, and its starts and timers are re-timed from the recording too.
+    let strategy = match options.follow {
+        Some(_) => Strategy::Default,
+        None => config.strategy,
+    };
     let sim_config = SimConfig {
         seed: config.seed,
         deadline: Some(Time(config.duration_ns)),
         keep_trace,
+        strategy,
         ..SimConfig::new(config.seed)
     };
     let network: Box<dyn NetworkModel> = match options.follow {
-        Some(follower) => Box::new(follower),
+        Some(mut follower) => {
+            if !config.strategy.is_default() {
+                follower.retime_starts_and_timers();
+            }
+            Box::new(follower)
+        }
         None if options.minimal_network => Box::new(SimpleNetwork {
             latency: config.latency,
             loss: config.loss,

@@ -251,6 +251,10 @@ impl Network {
 }
 
 impl NetworkModel for Network {
+    fn fifo(&self) -> bool {
+        self.fifo
+    }
+
     #[inline]
     fn route(&mut self, packet: &Packet, rng: &mut SimRng) -> Fate {
         let (from, to) = (packet.from.index(), packet.to.index());

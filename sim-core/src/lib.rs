@@ -14,6 +14,7 @@ mod network;
 mod outcome;
 pub mod protocol;
 mod rng;
+pub mod scheduler;
 mod sim;
 mod stats;
 mod time;
@@ -27,6 +28,7 @@ pub use network::{
 };
 pub use outcome::{FailureKind, Outcome, RunResult, Violation, STALL};
 pub use rng::{derive_rng, SimRng};
+pub use scheduler::{Scheduler, Strategy};
 pub use sim::{RestartFn, RunReport, SimConfig, Simulation};
 pub use stats::NodeStats;
 pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};

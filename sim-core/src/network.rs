@@ -2,7 +2,7 @@
 //! and a loss probability. Richer models (partitions, duplication, bandwidth) plug into the
 //! same trait from the `rehearsal-net-models` crate.
 
-use crate::actor::NodeId;
+use crate::actor::{NodeId, TimerId};
 use crate::rng::SimRng;
 use crate::time::{duration_ns, format_ns, parse_duration, DurationError, Time};
 use rand::Rng;
@@ -149,6 +149,32 @@ pub trait NetworkModel {
     fn apply(&mut self, change: &NetChange, _now: Time) -> Result<(), String> {
         Err(format!("this network model does not support `{change}`"))
     }
+
+    /// Whether links deliver in the order messages were sent (TCP-like): a scheduler that
+    /// picks the order of ready events then never runs a message before one sent earlier
+    /// on its link.
+    fn fifo(&self) -> bool {
+        false
+    }
+
+    /// Whether this model re-times starts and timers ([`NetworkModel::start_at`],
+    /// [`NetworkModel::timer_due`]); asked once, when the run starts. `false` (the
+    /// default): the simulator does not ask those two, and spends nothing per timer.
+    fn retimes(&self) -> bool {
+        false
+    }
+
+    /// When node `node` starts: time 0, unless the model re-enacts a recording whose
+    /// starts ran at other instants (a run under a scheduler that picks the order).
+    fn start_at(&mut self, _node: NodeId) -> Time {
+        Time::ZERO
+    }
+
+    /// When timer `id` of `node`, set to fall due at `due`, fires: at `due`, unless the
+    /// model re-enacts a recording in which it fired later (a scheduler put it off).
+    fn timer_due(&mut self, _node: NodeId, _id: TimerId, due: Time) -> Time {
+        due
+    }
 }
 
 impl<N: NetworkModel + ?Sized> NetworkModel for Box<N> {
@@ -175,6 +201,18 @@ impl<N: NetworkModel + ?Sized> NetworkModel for Box<N> {
     }
     fn apply(&mut self, change: &NetChange, now: Time) -> Result<(), String> {
         (**self).apply(change, now)
+    }
+    fn fifo(&self) -> bool {
+        (**self).fifo()
+    }
+    fn retimes(&self) -> bool {
+        (**self).retimes()
+    }
+    fn start_at(&mut self, node: NodeId) -> Time {
+        (**self).start_at(node)
+    }
+    fn timer_due(&mut self, node: NodeId, id: TimerId, due: Time) -> Time {
+        (**self).timer_due(node, id, due)
     }
 }
 

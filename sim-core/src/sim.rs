@@ -8,6 +8,7 @@ use crate::invariant::{EndReason, Invariant, RunEnd};
 use crate::network::{Admit, Fate, NetChange, NetworkModel, Packet};
 use crate::outcome::{Outcome, RunResult, Violation};
 use crate::rng::{derive_rng, SimRng};
+use crate::scheduler::{Candidate, ChoiceKind, Scheduler, Strategy};
 use crate::stats::NodeStats;
 use crate::time::Time;
 use crate::trace::{self, summarize, EventKind, Recorder, TraceEvent};
@@ -27,6 +28,9 @@ pub struct SimConfig {
     /// Bound on recorded events, so a livelocked protocol cannot run forever: the run stops
     /// before the first handler that starts once this many events are recorded.
     pub events_max: u64,
+    /// Who makes the run's nondeterministic choices (see [`crate::scheduler`]); the
+    /// default is the seeded run. [`Simulation::set_scheduler`] sets any other scheduler.
+    pub strategy: Strategy,
 }
 
 impl SimConfig {
@@ -36,6 +40,7 @@ impl SimConfig {
             deadline: None,
             keep_trace: false,
             events_max: 100_000_000,
+            strategy: Strategy::Default,
         }
     }
 }
@@ -98,6 +103,23 @@ impl<A: Actor> Pending<A> {
             Pending::Start { node } | Pending::Timer { node, .. } => *node,
             Pending::Deliver { to, .. } | Pending::Lost { to, .. } => *to,
             Pending::Fault { fault } => fault.node(),
+        }
+    }
+
+    /// The event as a scheduler sees it (faults are never offered).
+    fn choice(&self) -> ChoiceKind {
+        match self {
+            Pending::Start { .. } => ChoiceKind::Start,
+            Pending::Deliver { from, id, .. } => ChoiceKind::Deliver {
+                from: *from,
+                id: *id,
+            },
+            Pending::Timer { id, .. } => ChoiceKind::Timer { id: *id },
+            Pending::Lost { from, id, .. } => ChoiceKind::Lost {
+                from: *from,
+                id: *id,
+            },
+            Pending::Fault { .. } => unreachable!("faults are not the scheduler's to order"),
         }
     }
 }
@@ -200,10 +222,17 @@ pub struct Simulation<A: Actor> {
     /// Timer firings to put off, by node and timer: how many more times each is due
     /// again one period later instead of firing (see [`Simulation::postpone_timers`]).
     postponed: BTreeMap<(NodeId, TimerId), u32>,
+    /// The scheduler, when one other than the default was set (`None`: the engine's fast
+    /// path, queue order and the network's fates).
+    scheduler: Option<Box<dyn Scheduler>>,
+    /// The network model re-times starts and timers (a follower of a recording whose
+    /// scheduler picked the order): see [`NetworkModel::retimes`].
+    retimes: bool,
 }
 
 impl<A: Actor> Simulation<A> {
-    /// A simulation of `actors`, node `i` being `actors[i]`; every node starts at time 0.
+    /// A simulation of `actors`, node `i` being `actors[i]`; every node starts at time 0
+    /// (unless the network model re-times starts, as a follower of a recording does).
     pub fn new(config: SimConfig, actors: Vec<A>, network: impl NetworkModel + 'static) -> Self {
         Self::with_boxed_network(config, actors, Box::new(network))
     }
@@ -231,7 +260,9 @@ impl<A: Actor> Simulation<A> {
             })
             .collect();
         let recorder = Recorder::new(config.keep_trace);
-        let mut sim = Simulation {
+        let scheduler = config.strategy.scheduler(config.seed, actors.len());
+        let starts = actors.len() as u64;
+        Simulation {
             config,
             actors,
             nodes,
@@ -240,7 +271,6 @@ impl<A: Actor> Simulation<A> {
             restart: None,
             queue: BinaryHeap::new(),
             held: Vec::new(),
-            next_order: 0,
             now: Time::ZERO,
             effects: Vec::new(),
             encode_buf: Vec::new(),
@@ -249,17 +279,20 @@ impl<A: Actor> Simulation<A> {
             stopped: false,
             messages_delivered: 0,
             postponed: BTreeMap::new(),
-        };
-        // Starts come first among time-0 events, so a fault at time 0 follows them.
-        for i in 0..sim.actors.len() {
-            sim.schedule(
-                Time::ZERO,
-                Pending::Start {
-                    node: NodeId(i as u32),
-                },
-            );
+            scheduler,
+            retimes: false,
+            // Starts come first among time-0 events, so a fault at time 0 follows them:
+            // they take the first tie-breakers, and are queued when the run starts (when
+            // the network model that may re-time them is final).
+            next_order: starts,
         }
-        sim
+    }
+
+    /// Sets the scheduler (before the run starts), replacing the one the configuration's
+    /// strategy built.
+    pub fn set_scheduler(&mut self, scheduler: Box<dyn Scheduler>) -> &mut Self {
+        self.scheduler = Some(scheduler);
+        self
     }
 
     /// Adds an invariant checked during and at the end of the run.
@@ -419,10 +452,31 @@ impl<A: Actor> Simulation<A> {
     /// Runs to quiescence, the deadline, the event bound, a stop, or the first safety
     /// violation.
     pub fn run(mut self) -> RunReport<A> {
-        let end = self.event_loop();
+        self.retimes = self.network.retimes();
+        for i in 0..self.actors.len() {
+            let node = NodeId(i as u32);
+            let time = if self.retimes {
+                self.network.start_at(node)
+            } else {
+                Time::ZERO
+            };
+            let event = Pending::Start { node };
+            self.queue.push(Entry {
+                time,
+                order: i as u64,
+                event,
+            });
+        }
+        let controlled = self.scheduler.as_ref().is_some_and(|s| s.controls_order());
+        let end = if controlled {
+            self.controlled_loop()
+        } else {
+            self.event_loop()
+        };
         self.finish(end)
     }
 
+    /// The default loop: events in queue order.
     fn event_loop(&mut self) -> EndReason {
         loop {
             if !self.violations.is_empty() {
@@ -448,22 +502,12 @@ impl<A: Actor> Simulation<A> {
                     return EndReason::Deadline;
                 }
             }
-            // Put off, as asked (see `postpone_timers`): due again one period later.
-            let put_off = match &entry.event {
-                Pending::Timer {
-                    node, id, after_ns, ..
-                } if !self.postponed.is_empty() => self
-                    .postponed
-                    .get_mut(&(*node, *id))
-                    .filter(|left| **left > 0)
-                    .map(|left| {
-                        *left -= 1;
-                        *after_ns
-                    }),
-                _ => None,
+            let put_off = if self.postponed.is_empty() {
+                None
+            } else {
+                self.put_off(&entry)
             };
-            if let Some(after_ns) = put_off {
-                let at = Time(entry.time.as_nanos().saturating_add(after_ns.max(1)));
+            if let Some(at) = put_off {
                 self.schedule(at, entry.event);
                 continue;
             }
@@ -498,6 +542,224 @@ impl<A: Actor> Simulation<A> {
         }
     }
 
+    /// The loop of a scheduler that picks the order (see [`crate::scheduler`]): each step
+    /// gathers the events due by the next instant (`previous + 1 ns`, or the earliest due
+    /// if later; plus the scheduler's window), lets the scheduler pick one, and runs it at
+    /// `max(due, that instant)`, so that every event has an instant of its own and the
+    /// trace's times record the order. Faults strike at their own instants, first at a
+    /// tie, and no picked event shares a fault's instant.
+    // Kept out of line: the default loop is the hot path, and inlining this one beside it
+    // made the compiler take the heap's pop and `dispatch` out of line there.
+    #[inline(never)]
+    fn controlled_loop(&mut self) -> EndReason {
+        let window_ns = self.scheduler.as_ref().map_or(0, |s| s.window_ns());
+        let fifo = self.network.fifo();
+        let deadline = self.config.deadline;
+        // Faults, in the order they strike; every other event not yet ready, by (due,
+        // tie-breaker). Whatever the engine queues (sends, timers, a fault's consequences)
+        // moves from its heap to these at each step: the heap's `pop` then has one caller,
+        // the default loop, where it stays inlined.
+        let mut faults: VecDeque<Entry<A>> = VecDeque::new();
+        let mut pending: BTreeMap<(Time, u64), Entry<A>> = BTreeMap::new();
+        // Events ready to run, in no particular order (sorted before each pick).
+        let mut ready: Vec<Entry<A>> = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // What is offered to the scheduler (indices into `ready`), and, on FIFO links,
+        // which message comes first on its link: buffers kept across steps.
+        let mut offered: Vec<usize> = Vec::new();
+        let mut first_on_link: Vec<bool> = Vec::new();
+        let mut by_order: Vec<(u64, usize)> = Vec::new();
+        let mut links: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
+        let mut last: Option<Time> = None;
+        loop {
+            if !self.violations.is_empty() {
+                return EndReason::Violation;
+            }
+            if self.stopped {
+                return EndReason::Stopped;
+            }
+            if self.recorder.next_seq >= self.config.events_max {
+                return EndReason::EventLimit;
+            }
+            for entry in self.queue.drain() {
+                if let Pending::Fault { .. } = entry.event {
+                    let at =
+                        faults.partition_point(|f| (f.time, f.order) < (entry.time, entry.order));
+                    faults.insert(at, entry);
+                } else {
+                    let key = (entry.time, entry.order);
+                    let clash = pending.insert(key, entry);
+                    assert!(clash.is_none(), "simulator bug: two events share {key:?}");
+                }
+            }
+            // Timers cancelled since they became ready are not events.
+            let nodes = &self.nodes;
+            ready.retain(|e| match &e.event {
+                Pending::Timer { node, id, .. } => nodes[node.index()].live_timers.contains(id),
+                _ => true,
+            });
+            let earliest = ready
+                .iter()
+                .map(|e| e.time)
+                .chain(pending.first_key_value().map(|(&(t, _), _)| t))
+                .min();
+            let next = earliest.map(|t| match last {
+                Some(last) => t.max(Time(last.as_nanos().saturating_add(1))),
+                None => t,
+            });
+            if let Some(fault_at) = faults.front().map(|f| f.time) {
+                if next.is_none_or(|next| fault_at <= next) {
+                    if deadline.is_some_and(|d| fault_at > d) {
+                        self.now = deadline.unwrap_or(fault_at);
+                        return EndReason::Deadline;
+                    }
+                    assert!(
+                        fault_at >= self.now,
+                        "simulator bug: a fault due at {fault_at} was taken after {}",
+                        self.now
+                    );
+                    let Some(Entry {
+                        order,
+                        event: Pending::Fault { fault },
+                        ..
+                    }) = faults.pop_front()
+                    else {
+                        unreachable!("only faults are kept apart")
+                    };
+                    self.now = fault_at;
+                    last = Some(fault_at);
+                    self.apply_fault(*fault, order);
+                    continue;
+                }
+            }
+            let Some(next) = next else {
+                return EndReason::Quiescent;
+            };
+            if let Some(deadline) = deadline {
+                if next > deadline {
+                    self.now = deadline;
+                    return EndReason::Deadline;
+                }
+            }
+            // Gather what is due by the window's end: before the next fault, by the deadline.
+            let mut limit = next.as_nanos().saturating_add(window_ns);
+            if let Some(fault) = faults.front() {
+                limit = limit.min(fault.time.as_nanos().saturating_sub(1));
+            }
+            if let Some(deadline) = deadline {
+                limit = limit.min(deadline.as_nanos());
+            }
+            while pending
+                .first_key_value()
+                .is_some_and(|(&(t, _), _)| t.as_nanos() <= limit)
+            {
+                let Some((_, entry)) = pending.pop_first() else {
+                    break;
+                };
+                if let Pending::Timer { node, id, .. } = &entry.event {
+                    if !self.nodes[node.index()].live_timers.contains(id) {
+                        continue; // cancelled
+                    }
+                }
+                if let Some(at) = self.put_off(&entry) {
+                    self.schedule(at, entry.event);
+                    continue;
+                }
+                ready.push(entry);
+            }
+            // An event for a node still busy with an earlier one waits its turn, keeping
+            // its tie-breaker (as in the default loop).
+            let mut i = 0;
+            while i < ready.len() {
+                let busy_until = self.nodes[ready[i].event.node().index()].busy_until;
+                if ready[i].time.max(next) < busy_until {
+                    let entry = ready.swap_remove(i);
+                    pending.insert(
+                        (busy_until, entry.order),
+                        Entry {
+                            time: busy_until,
+                            ..entry
+                        },
+                    );
+                } else {
+                    i += 1;
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            ready.sort_unstable_by_key(|e| (e.time, e.order));
+            // On FIFO links a message runs only after those sent before it on its link.
+            offered.clear();
+            if fifo {
+                by_order.clear();
+                by_order.extend(ready.iter().enumerate().map(|(i, e)| (e.order, i)));
+                by_order.sort_unstable();
+                links.clear();
+                first_on_link.clear();
+                first_on_link.resize(ready.len(), true);
+                for &(_, i) in &by_order {
+                    if let Pending::Deliver { from, to, .. } = ready[i].event {
+                        first_on_link[i] = links.insert((from, to));
+                    }
+                }
+                offered.extend((0..ready.len()).filter(|&i| first_on_link[i]));
+            } else {
+                offered.extend(0..ready.len());
+            }
+            candidates.clear();
+            candidates.extend(offered.iter().map(|&i| Candidate {
+                node: ready[i].event.node(),
+                kind: ready[i].event.choice(),
+                due: ready[i].time,
+            }));
+            let scheduler = self
+                .scheduler
+                .as_mut()
+                .expect("a controlled loop has a scheduler");
+            let picked = scheduler.pick(&candidates);
+            assert!(
+                picked < candidates.len(),
+                "scheduler bug: picked event {picked} of {} ready",
+                candidates.len()
+            );
+            let entry = ready.remove(offered[picked]);
+            let at = entry.time.max(next);
+            assert!(
+                at >= self.now,
+                "simulator bug: an event due at {at} was taken after {}",
+                self.now
+            );
+            self.now = at;
+            last = Some(at);
+            self.dispatch(entry);
+        }
+    }
+
+    /// When timer `entry`, if it is to be put off (see `postpone_timers`), falls due again:
+    /// one period later; after its last put-off, when the network model says (a follower
+    /// re-times the firing from its recording).
+    fn put_off(&mut self, entry: &Entry<A>) -> Option<Time> {
+        let Pending::Timer {
+            node, id, after_ns, ..
+        } = &entry.event
+        else {
+            return None;
+        };
+        let left = self.postponed.get_mut(&(*node, *id)).filter(|l| **l > 0)?;
+        *left -= 1;
+        let last = *left == 0;
+        let at = Time(entry.time.as_nanos().saturating_add((*after_ns).max(1)));
+        Some(if last && self.retimes {
+            self.network.timer_due(*node, *id, at)
+        } else {
+            at
+        })
+    }
+
+    // Inlined into both loops: out of line, the default loop pays a call and a copy of the
+    // entry per event.
+    #[inline(always)]
     fn dispatch(&mut self, entry: Entry<A>) {
         let now = self.now;
         if let Pending::Lost { from, to, id } = entry.event {
@@ -612,7 +874,19 @@ impl<A: Actor> Simulation<A> {
                     slot.live_timers.insert(id);
                     // `after` is measured by the node's own (possibly skewed) clock.
                     let real_after = slot.skew.real_after(after);
-                    let at = self.now.after(real_after);
+                    let due = self.now.after(real_after);
+                    // A timer to be put off is re-timed when it is put off for the last time.
+                    let at = if self.retimes
+                        && (self.postponed.is_empty()
+                            || self
+                                .postponed
+                                .get(&(node, id))
+                                .is_none_or(|left| *left == 0))
+                    {
+                        self.network.timer_due(node, id, due)
+                    } else {
+                        due
+                    };
                     let after_ns = crate::time::duration_ns(real_after);
                     self.schedule(
                         at,
@@ -676,12 +950,16 @@ impl<A: Actor> Simulation<A> {
                 sent_at: departs,
                 bytes: bytes as usize,
             };
-            self.network.route_labeled(
+            let drawn = self.network.route_labeled(
                 id,
                 &packet,
                 label.as_deref(),
                 &mut self.nodes[from.index()].net_rng,
-            )
+            );
+            match self.scheduler.as_mut() {
+                Some(scheduler) => scheduler.route(id, &packet, drawn),
+                None => drawn,
+            }
         };
         if let Some(label) = label {
             let kind = EventKind::Send {

@@ -5,12 +5,13 @@
 use crate::cli::{CliError, EXIT_OK};
 use crate::config::{Protocol, RunConfig};
 use rehearsal_sim_core::explore::{Bounds, Search};
+use rehearsal_sim_core::scheduler::{Strategy, PCT_DEPTH_DEFAULT, PCT_STEPS_DEFAULT};
 use rehearsal_sim_core::Outcome;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The strategies, in the order of the table's columns.
-pub const STRATEGIES: &[&str] = &["seeds", "bfs", "dfs", "choices"];
+pub const STRATEGIES: &[&str] = &["seeds", "random", "pct", "bfs", "dfs", "choices"];
 
 /// What one strategy did against one mutant.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -79,15 +80,26 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
     };
     let config = base(protocol, mutant);
     match strategy {
-        "seeds" => {
-            // Today's search: independent seeds, each drawing its network and faults, at
-            // the protocol's default sizes.
+        "seeds" | "random" | "pct" => {
+            // Run by run: independent seeds, each drawing its network and faults, at the
+            // protocol's default sizes; the order of ready events the seeded queue's
+            // (seeds), random, or PCT's (depth 3, 1,000 steps).
+            let order = match strategy {
+                "random" => Strategy::Random { window_ns: 0 },
+                "pct" => Strategy::Pct {
+                    depth: PCT_DEPTH_DEFAULT,
+                    steps: PCT_STEPS_DEFAULT,
+                    window_ns: 0,
+                },
+                _ => Strategy::Default,
+            };
             let mut seed = 1;
             while started.elapsed() < cap {
                 let c = RunConfig {
                     seed,
                     swarm: true,
                     mutant: Some(mutant.to_string()),
+                    strategy: order,
                     ..RunConfig::new(protocol)
                 };
                 cell.work += 1;

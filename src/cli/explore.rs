@@ -11,11 +11,6 @@ use rehearsal_sim_core::NodeId;
 pub(super) struct ExploreArgs {
     #[command(flatten)]
     run: SimArgs,
-    /// How to search: `bfs` (breadth-first: a shortest counterexample), `dfs`
-    /// (depth-first: deep paths soon, little memory) or `choices` (random schedules, each
-    /// a list of choices drawn from --seed, the first failing one shrunk by proptest).
-    #[arg(long, value_enum, default_value_t = ExploreStrategy::Bfs)]
-    strategy: ExploreStrategy,
     /// Wall-clock time to search for, e.g. 60s, 5m.
     #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
     budget: u64,
@@ -43,11 +38,14 @@ pub(super) struct ExploreArgs {
     no_reduction: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ExploreStrategy {
     Bfs,
     Dfs,
     Choices,
+    /// Run by run, in the simulator: seeds from --seed on, each run's order of ready
+    /// events picked by `sim`'s strategy (default, random or pct).
+    Runs,
 }
 
 impl ExploreStrategy {
@@ -56,6 +54,7 @@ impl ExploreStrategy {
             ExploreStrategy::Bfs => "bfs",
             ExploreStrategy::Dfs => "dfs",
             ExploreStrategy::Choices => "choices",
+            ExploreStrategy::Runs => "runs",
         }
     }
 }
@@ -85,6 +84,15 @@ pub(super) fn explore(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
+    let strategy = match args.run.strategy.as_deref().unwrap_or("bfs") {
+        "bfs" => ExploreStrategy::Bfs,
+        "dfs" => ExploreStrategy::Dfs,
+        "choices" => ExploreStrategy::Choices,
+        _ => ExploreStrategy::Runs,
+    };
+    if strategy == ExploreStrategy::Runs {
+        return explore_runs(&args, out, err);
+    }
     let run = &args.run;
     let refused = [
         ("--seeds", run.seeds.is_some()),
@@ -92,12 +100,14 @@ pub(super) fn explore(
         ("--scenario", run.scenario.is_some()),
         ("--net", run.net.is_some()),
         ("--loss", run.loss.is_some()),
+        ("--window", run.window.is_some()),
     ];
     if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
         return Err(CliError::BadInput(format!(
-            "explore: {flag} does not apply: the explorer searches every order of deliveries itself, \
+            "explore: {flag} does not apply to --strategy {}: it searches every order of deliveries itself, \
              with no network model, fault schedule or second seed (`--drops` and `--timers` bound \
-             the losses and timer firings it tries)"
+             the losses and timer firings it tries; --strategy random or pct search run by run)",
+            strategy.name()
         )));
     }
     if args.depth == 0 {
@@ -105,11 +115,14 @@ pub(super) fn explore(
             "explore: --depth must be at least 1".into(),
         ));
     }
-    let (config, _) = sim_config(run)?;
+    // The run's configuration without the state-space strategy, which `sim` does not take.
+    let mut plain = args.run.clone();
+    plain.strategy = None;
+    let (config, _) = sim_config(&plain)?;
     let bounds = Bounds {
-        search: match args.strategy {
+        search: match strategy {
             ExploreStrategy::Bfs => Order::Bfs,
-            ExploreStrategy::Dfs | ExploreStrategy::Choices => Order::Dfs,
+            ExploreStrategy::Dfs | ExploreStrategy::Choices | ExploreStrategy::Runs => Order::Dfs,
         },
         depth_max: args.depth,
         drops_max: args.drops,
@@ -127,7 +140,7 @@ pub(super) fn explore(
     let states_max = args.max_states.unwrap_or(u64::MAX);
     let mut schedules = 0u64;
     let mut choices = None;
-    if args.strategy == ExploreStrategy::Choices {
+    if strategy == ExploreStrategy::Choices {
         let mut chunk = 0u64;
         while stats.states < states_max && started.elapsed() < budget {
             // Each chunk draws from its own seed: the search is the same whatever the
@@ -161,7 +174,7 @@ pub(super) fn explore(
             ));
         }
     }
-    while args.strategy != ExploreStrategy::Choices
+    while strategy != ExploreStrategy::Choices
         && !stats.done
         && stats.states < states_max
         && started.elapsed() < budget
@@ -190,7 +203,7 @@ pub(super) fn explore(
         )?);
     }
     let search = Search {
-        strategy: args.strategy.name(),
+        strategy: strategy.name(),
         schedules,
         choices,
     };
@@ -210,6 +223,100 @@ pub(super) fn explore(
     } else {
         EXIT_OK
     })
+}
+
+/// `--strategy default|random|pct`: runs from --seed on, in the simulator, each with the
+/// strategy's order of ready events (and `--swarm`'s draws if asked), until one fails or
+/// the budget is spent; the failing run's trace is written as `sim` writes one.
+fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+    let refused = [
+        ("--seeds", args.run.seeds.is_some()),
+        ("--drops", args.drops != 0),
+        ("--timers", args.timers != 0),
+        ("--no-reduction", args.no_reduction),
+        ("--byzantine", !args.byzantine.is_empty()),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+        return Err(CliError::BadInput(format!(
+            "explore: {flag} does not apply to a search run by run (--strategy default, random or pct): \
+             the runs draw from their seeds (--budget bounds them; --swarm draws faults and \
+             Byzantine nodes too)"
+        )));
+    }
+    let (base, _) = sim_config(&args.run)?;
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_nanos(args.budget);
+    let bar = progress_line(args.run.json);
+    let mut runs = 0u64;
+    let mut failing = None;
+    let mut seed = base.seed;
+    while started.elapsed() < budget && runs < args.max_states.unwrap_or(u64::MAX) {
+        let config = RunConfig {
+            seed,
+            ..base.clone()
+        };
+        let summary = run_config(&config, false).map_err(CliError::BadInput)?;
+        runs += 1;
+        if summary.outcome != Outcome::Ok {
+            failing = Some((config, summary));
+            break;
+        }
+        seed = seed.wrapping_add(1);
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!("{runs} runs ({:.0}/s), seed {seed}", runs as f64 / secs));
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    let name = base.strategy.to_string();
+    let mut trace_note = None;
+    if let (Some((config, _)), Some(path)) = (&failing, &args.run.trace) {
+        let recorded = run_config(config, true).map_err(CliError::BadInput)?;
+        save_trace(path, &recorded)?;
+        trace_note = Some(format!("trace: {}; replay with `rehearsal replay {}`", path.display(), shell_word(path)));
+    }
+    if args.run.json {
+        let value = serde_json::json!({
+            "protocol": base.protocol.name(),
+            "mutant": base.mutant,
+            "strategy": name,
+            "runs": runs,
+            "wall_time_ns": u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            "outcome": if failing.is_some() { "violation" } else { "budget" },
+            "seed": failing.as_ref().map(|(c, _)| c.seed),
+            "violations": failing.as_ref().map(|(_, s)| s.violations.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "command": failing.as_ref().map(|(c, _)| c.command_line()),
+            "trace": trace_note,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "explore {}, {name}: {runs} runs from seed {} in {:.2} s ({:.0} runs/s)",
+            match &base.mutant {
+                Some(m) => format!("{} (mutant {m})", base.protocol.name()),
+                None => base.protocol.name().to_string(),
+            },
+            base.seed,
+            wall.as_secs_f64(),
+            runs as f64 / wall.as_secs_f64().max(1e-9)
+        )?;
+        match &failing {
+            Some((config, summary)) => {
+                writeln!(out, "FAILED at seed {} ({})", config.seed, summary.outcome.as_str())?;
+                for v in &summary.violations {
+                    writeln!(out, "  {v}")?;
+                }
+                writeln!(out, "re-run it: {}", config.command_line())?;
+                match &trace_note {
+                    Some(note) => writeln!(out, "{note}")?,
+                    None => writeln!(out, "(--trace FILE writes its trace)")?,
+                }
+            }
+            None => writeln!(out, "no failure within the budget")?,
+        }
+    }
+    let _ = err;
+    Ok(if failing.is_some() { EXIT_FAILED } else { EXIT_OK })
 }
 
 /// A spinner with the search's figures on stderr (hidden with `--json` or when stderr is

@@ -210,7 +210,7 @@ struct SearchBenchArgs {
     /// Only these protocols (repeatable).
     #[arg(long, value_name = "NAME")]
     protocol: Vec<String>,
-    /// Only these strategies (repeatable): seeds, bfs, dfs, choices.
+    /// Only these strategies (repeatable): seeds, random, pct, bfs, dfs, choices.
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
     #[arg(long)]
@@ -227,7 +227,7 @@ struct ReplicatedBenchArgs {
     json: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct SimArgs {
     /// A run file (TOML) describing the whole run; flags given here override it.
     #[arg(long, value_name = "RUN.toml")]
@@ -304,6 +304,24 @@ struct SimArgs {
     /// each protocol's) [default: scaled to the network's latency].
     #[arg(long, value_name = "NAME=DURATION", value_parser = parse_timer_arg)]
     timer: Vec<(String, u64)>,
+    /// Who picks the order of events that are ready together: `default` (the seeded run),
+    /// `random` (ready events in random order) or `pct` (probabilistic concurrency
+    /// testing: node priorities with change points) [default: default]. `rehearsal
+    /// explore` also takes `bfs`, `dfs` and `choices` (state by state) [default there: bfs].
+    #[arg(long, value_name = "NAME", value_parser = ["default", "random", "pct", "bfs", "dfs", "choices"])]
+    strategy: Option<String>,
+    /// With --strategy pct: the bug depth targeted, 1 to 64 (depth - 1 priority change
+    /// points) [default: 3].
+    #[arg(long, value_name = "D")]
+    pct_depth: Option<u32>,
+    /// With --strategy pct: the expected number of steps (events) of a run; change points
+    /// fall among the first K [default: 1000].
+    #[arg(long, value_name = "K")]
+    pct_steps: Option<u64>,
+    /// With --strategy random or pct: events due within this long of the next instant are
+    /// ready too, so a later message may run before earlier ones, e.g. 2ms [default: 0s].
+    #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
+    window: Option<u64>,
     /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,

@@ -2,6 +2,8 @@
 //! they print.
 
 use super::*;
+use rehearsal_sim_core::scheduler::{PCT_DEPTH_DEFAULT, PCT_STEPS_DEFAULT};
+use rehearsal_sim_core::Strategy;
 
 /// The run a `sim` command describes (file, then flags, then defaults) and its seed count.
 pub(super) fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
@@ -139,8 +141,55 @@ pub(super) fn sim_config(args: &SimArgs) -> Result<(RunConfig, u64), CliError> {
             other => other,
         })?);
     }
+    config.strategy = strategy(args)?;
     let seeds = args.seeds.or(file.seeds).unwrap_or(1);
     Ok((config, seeds))
+}
+
+/// The strategy `--strategy` and its options describe; an option given without its
+/// strategy is an error that says which strategy it needs.
+fn strategy(args: &SimArgs) -> Result<Strategy, CliError> {
+    let name = args.strategy.as_deref().unwrap_or("default");
+    let without = |flag: &str, strategies: &str| {
+        CliError::BadInput(format!(
+            "{flag} is an option of --strategy {strategies}, but the strategy is {name}: add --strategy {strategies}"
+        ))
+    };
+    if name != "pct" {
+        if args.pct_depth.is_some() {
+            return Err(without("--pct-depth", "pct"));
+        }
+        if args.pct_steps.is_some() {
+            return Err(without("--pct-steps", "pct"));
+        }
+    }
+    let window_ns = args.window.unwrap_or(0);
+    let strategy = match name {
+        "default" => {
+            if args.window.is_some() {
+                return Err(without("--window", "random or pct"));
+            }
+            Strategy::Default
+        }
+        "random" => Strategy::Random { window_ns },
+        "pct" => Strategy::Pct {
+            depth: args.pct_depth.unwrap_or(PCT_DEPTH_DEFAULT),
+            steps: args.pct_steps.unwrap_or(PCT_STEPS_DEFAULT),
+            window_ns,
+        },
+        "bfs" | "dfs" | "choices" => {
+            return Err(CliError::BadInput(format!(
+                "--strategy {name} searches state by state, not run by run: use `rehearsal explore --strategy {name}`"
+            )))
+        }
+        other => {
+            return Err(CliError::BadInput(format!(
+                "--strategy `{other}` is not a strategy; expected default, random or pct"
+            )))
+        }
+    };
+    strategy.validate().map_err(CliError::BadInput)?;
+    Ok(strategy)
 }
 
 pub(super) fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
@@ -358,6 +407,9 @@ pub(super) fn describe(config: &RunConfig) -> String {
     }
     for part in timer_changes(config) {
         text += &format!(" · {part}");
+    }
+    if !config.strategy.is_default() {
+        text += &format!(" · strategy {}", config.strategy);
     }
     if let Some(mutant) = &config.mutant {
         text += &format!(" · MUTANT {mutant}");

@@ -28,6 +28,21 @@ const JITTERY: &[&str] = &[
     "11",
 ];
 
+/// A search strategy's run: its choices come from the seed as well.
+const PCT_PBFT: &[&str] = &[
+    "--protocol",
+    "pbft",
+    "--requests",
+    "15",
+    "--swarm",
+    "--strategy",
+    "pct",
+    "--window",
+    "2ms",
+    "--seed",
+    "6",
+];
+
 #[test]
 fn same_seed_gives_byte_identical_traces_in_one_process() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "same_seed_one_process");
@@ -55,6 +70,7 @@ fn child_process_writes_trace() {
     let dir = std::env::var("REHEARSAL_CHILD_DIR").expect("set by the parent test");
     let name = std::env::var("REHEARSAL_CHILD_NAME").expect("set by the parent test");
     trace_bytes(Path::new(&dir), &name, JITTERY);
+    trace_bytes(Path::new(&dir), &format!("pct-{name}"), PCT_PBFT);
 }
 
 #[test]
@@ -84,6 +100,11 @@ fn same_seed_gives_byte_identical_traces_across_processes() {
     assert_eq!(p1, p2);
     // And the same as this process computes.
     assert_eq!(p1, trace_bytes(&dir, "here.jsonl", JITTERY));
+    let p1 = std::fs::read(dir.join("pct-p1.jsonl")).unwrap();
+    let p2 = std::fs::read(dir.join("pct-p2.jsonl")).unwrap();
+    assert!(p1.len() > 1_000);
+    assert_eq!(p1, p2);
+    assert_eq!(p1, trace_bytes(&dir, "pct-here.jsonl", PCT_PBFT));
 }
 
 #[test]

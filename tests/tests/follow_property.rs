@@ -64,6 +64,42 @@ fn swarm_runs_over_damaging_narrow_fifo_links_follow_their_own_recordings() {
     }
 }
 
+/// Runs whose scheduler picked the order (`--strategy random` or `pct`) re-enact it from
+/// their recorded times: deliveries, timer firings and starts.
+#[test]
+fn swarm_runs_under_search_strategies_follow_their_own_recordings() {
+    use rehearsal_sim_core::Strategy;
+    let strategy = |seed: u64| match seed % 4 {
+        0 => Strategy::Random { window_ns: 0 },
+        1 => Strategy::Pct {
+            depth: 3,
+            steps: 100,
+            window_ns: 0,
+        },
+        2 => Strategy::Random {
+            window_ns: 3_000_000,
+        },
+        _ => Strategy::Pct {
+            depth: 2,
+            steps: 300,
+            window_ns: 2_000_000,
+        },
+    };
+    for name in Protocol::names() {
+        let protocol = Protocol::of(name);
+        check_with(protocol, 1..61, None, |c| RunConfig {
+            strategy: strategy(c.seed),
+            ..harsher(c)
+        });
+    }
+    check_with(Protocol::of("pbft"), 1..61, Some("no-commit"), |c| {
+        RunConfig {
+            strategy: strategy(c.seed),
+            ..c
+        }
+    });
+}
+
 /// Violations end runs early and take other paths (the termination check after faults).
 #[test]
 fn pbft_mutant_swarm_runs_follow_their_own_recordings() {

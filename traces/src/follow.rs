@@ -24,7 +24,7 @@
 //! bytes need not match).
 
 use rehearsal_sim_core::{Admit, EventKind, Fate, NetChange, NetworkModel, Packet, SimRng, Time};
-use rehearsal_sim_core::{NodeId, TraceEvent};
+use rehearsal_sim_core::{NodeId, TimerId, TraceEvent};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -90,6 +90,15 @@ pub struct ScheduleFollower {
     /// then arrive just after it. Unknown: they never arrive.
     end_ns: Option<u64>,
     stats: Rc<RefCell<FollowStats>>,
+    /// Re-enact when each node started and each timer fired too (see
+    /// [`ScheduleFollower::retime_starts_and_timers`]).
+    retime: bool,
+    /// When each node first started in the recording.
+    starts: BTreeMap<NodeId, u64>,
+    /// When each timer fired in the recording, by node and timer id.
+    timers: BTreeMap<(NodeId, u64), u64>,
+    /// The time of the recording's last event.
+    last_ns: u64,
 }
 
 impl ScheduleFollower {
@@ -131,8 +140,16 @@ impl ScheduleFollower {
         // unless a copy of the same message arrives later (then it was a copy dropped on
         // arrival after no delay, which re-enacts alike).
         let mut at_send: BTreeSet<u64> = BTreeSet::new();
+        let mut starts: BTreeMap<NodeId, u64> = BTreeMap::new();
+        let mut timers: BTreeMap<(NodeId, u64), u64> = BTreeMap::new();
         for e in events {
             match &e.kind {
+                EventKind::Start => {
+                    starts.entry(e.node).or_insert(e.t);
+                }
+                EventKind::Timer { timer_id, .. } => {
+                    timers.entry((e.node, timer_id.0)).or_insert(e.t);
+                }
                 EventKind::Send { to, id, .. } => {
                     if let std::collections::btree_map::Entry::Vacant(slot) = by_id.entry(*id) {
                         let label = match &e.kind {
@@ -203,7 +220,26 @@ impl ScheduleFollower {
             last_delay: BTreeMap::new(),
             end_ns: None,
             stats: Rc::new(RefCell::new(FollowStats::default())),
+            retime: false,
+            starts,
+            timers,
+            last_ns: events.last().map_or(0, |e| e.t),
         }
+    }
+
+    /// Re-enacts when each node started and when each timer fired as well, not only when
+    /// each message arrived: for a recording whose scheduler picked the order of ready
+    /// events (`--strategy random` or `pct`), which put some starts and timers off past
+    /// their due times. A timer the recording does not show firing though it fell due
+    /// before the recording's end (its scheduler ran what cancelled it first) falls due
+    /// just after the end (or the last event, if the end is not known); one the recording shows firing before the new run sets it due
+    /// fires when due.
+    ///
+    /// Events without starts (a schedule of messages alone, as a shrinker cuts one) say
+    /// nothing of when timers fired: then starts and timers keep their own times.
+    pub fn retime_starts_and_timers(&mut self) -> &mut Self {
+        self.retime = !self.starts.is_empty();
+        self
     }
 
     /// A follower of a recording that ended at virtual time `end_ns` (a trace footer's
@@ -414,6 +450,33 @@ impl NetworkModel for ScheduleFollower {
     fn apply(&mut self, _change: &NetChange, _now: Time) -> Result<(), String> {
         // The recording already holds every consequence of network changes.
         Ok(())
+    }
+
+    fn retimes(&self) -> bool {
+        self.retime
+    }
+
+    fn start_at(&mut self, node: NodeId) -> Time {
+        match self.starts.get(&node) {
+            Some(&t) if self.retime => Time(t),
+            _ => Time::ZERO,
+        }
+    }
+
+    fn timer_due(&mut self, node: NodeId, id: TimerId, due: Time) -> Time {
+        if !self.retime {
+            return due;
+        }
+        // The recording's end, or its last event when the end is not known.
+        let end = self.end_ns.unwrap_or(self.last_ns).max(self.last_ns);
+        match self.timers.get(&(node, id.0)) {
+            Some(&t) if t >= due.as_nanos() => Time(t),
+            // Due within the recording, yet it never fired: the scheduler ran what cancelled
+            // it first (at or after its due time). Firing it when due would fire it before
+            // that; like a message in flight at the end, it falls due just after the end.
+            None if due.as_nanos() <= end => Time(end.saturating_add(1)),
+            _ => due,
+        }
     }
 }
 
@@ -693,8 +756,37 @@ mod tests {
 
     #[test]
     fn busy_paused_and_crashed_nodes_re_enact_their_recording_exactly() {
+        re_enacts_busy_paused_and_crashed_nodes(rehearsal_sim_core::Strategy::Default);
+    }
+
+    #[test]
+    fn runs_whose_scheduler_picked_the_order_re_enact_exactly() {
+        use rehearsal_sim_core::Strategy;
+        for strategy in [
+            Strategy::Random { window_ns: 0 },
+            Strategy::Random {
+                window_ns: 2_000_000,
+            },
+            Strategy::Pct {
+                depth: 3,
+                steps: 200,
+                window_ns: 0,
+            },
+            Strategy::Pct {
+                depth: 2,
+                steps: 100,
+                window_ns: 1_000_000,
+            },
+        ] {
+            re_enacts_busy_paused_and_crashed_nodes(strategy);
+        }
+    }
+
+    /// Records runs under `strategy` with busy, paused, crashed and restarted nodes, and
+    /// follows each recording with the default scheduler: the same events, event for event.
+    fn re_enacts_busy_paused_and_crashed_nodes(strategy: rehearsal_sim_core::Strategy) {
         use rehearsal_sim_core::{Fault, SimConfig, SimpleNetwork, Simulation};
-        let build = |seed: u64| {
+        let build = |seed: u64, strategy| {
             let actors = (0..4).map(|_| Busy { peers: 4, left: 40 }).collect();
             let net = SimpleNetwork {
                 latency: "uniform:0ms..3ms".parse().unwrap(),
@@ -702,6 +794,7 @@ mod tests {
             };
             let config = SimConfig {
                 keep_trace: true,
+                strategy,
                 ..SimConfig::new(seed)
             };
             let mut sim = Simulation::new(config, actors, net);
@@ -719,13 +812,18 @@ mod tests {
         };
         let mut waited = 0;
         for seed in 1..=30 {
-            let recorded = build(seed).run();
-            let mut follow = build(seed);
-            follow.set_network(ScheduleFollower::from_events(&recorded.trace));
+            let recorded = build(seed, strategy).run();
+            let mut follow = build(seed, rehearsal_sim_core::Strategy::Default);
+            let mut follower =
+                ScheduleFollower::from_recording(&recorded.trace, recorded.sim_time.as_nanos());
+            if !strategy.is_default() {
+                follower.retime_starts_and_timers();
+            }
+            follow.set_network(follower);
             let followed = follow.run();
             let departs = crate::first_difference(&recorded.trace, &followed.trace);
-            assert!(departs.is_none(), "seed {seed}: {departs:?}");
-            assert_eq!(followed.digest, recorded.digest, "seed {seed}");
+            assert!(departs.is_none(), "{strategy}, seed {seed}: {departs:?}");
+            assert_eq!(followed.digest, recorded.digest, "{strategy}, seed {seed}");
             // Deliveries handled later than any draw of the latency allows waited.
             let sent: BTreeMap<u64, u64> = recorded
                 .trace
@@ -746,7 +844,7 @@ mod tests {
         }
         assert!(
             waited > 30,
-            "only {waited} deliveries waited for their node"
+            "{strategy}: only {waited} deliveries waited for their node"
         );
     }
 }
