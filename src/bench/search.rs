@@ -102,6 +102,8 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
                     strategy: order,
                     ..RunConfig::new(protocol)
                 };
+                // The network and fault schedule of this seed, as `sim --swarm` draws them.
+                let c = crate::swarm::draw(&c);
                 cell.work += 1;
                 match crate::run::run(&c, false) {
                     Ok(s) if s.outcome != Outcome::Ok => {

@@ -228,7 +228,11 @@ pub(super) fn explore(
 /// `--strategy default|random|pct`: runs from --seed on, in the simulator, each with the
 /// strategy's order of ready events (and `--swarm`'s draws if asked), until one fails or
 /// the budget is spent; the failing run's trace is written as `sim` writes one.
-fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, CliError> {
+fn explore_runs(
+    args: &ExploreArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError> {
     let refused = [
         ("--seeds", args.run.seeds.is_some()),
         ("--drops", args.drops != 0),
@@ -255,6 +259,12 @@ fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             seed,
             ..base.clone()
         };
+        // With --swarm, this seed's network and fault schedule, as `sim` draws them.
+        let config = if config.swarm && config.scenario.is_none() {
+            crate::swarm::draw(&config)
+        } else {
+            config
+        };
         let summary = run_config(&config, false).map_err(CliError::BadInput)?;
         runs += 1;
         if summary.outcome != Outcome::Ok {
@@ -263,7 +273,10 @@ fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         }
         seed = seed.wrapping_add(1);
         let secs = started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{runs} runs ({:.0}/s), seed {seed}", runs as f64 / secs));
+        bar.set_message(format!(
+            "{runs} runs ({:.0}/s), seed {seed}",
+            runs as f64 / secs
+        ));
     }
     bar.finish_and_clear();
     let wall = started.elapsed();
@@ -272,7 +285,11 @@ fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     if let (Some((config, _)), Some(path)) = (&failing, &args.run.trace) {
         let recorded = run_config(config, true).map_err(CliError::BadInput)?;
         save_trace(path, &recorded)?;
-        trace_note = Some(format!("trace: {}; replay with `rehearsal replay {}`", path.display(), shell_word(path)));
+        trace_note = Some(format!(
+            "trace: {}; replay with `rehearsal replay {}`",
+            path.display(),
+            shell_word(path)
+        ));
     }
     if args.run.json {
         let value = serde_json::json!({
@@ -302,7 +319,12 @@ fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         )?;
         match &failing {
             Some((config, summary)) => {
-                writeln!(out, "FAILED at seed {} ({})", config.seed, summary.outcome.as_str())?;
+                writeln!(
+                    out,
+                    "FAILED at seed {} ({})",
+                    config.seed,
+                    summary.outcome.as_str()
+                )?;
                 for v in &summary.violations {
                     writeln!(out, "  {v}")?;
                 }
@@ -316,7 +338,11 @@ fn explore_runs(args: &ExploreArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         }
     }
     let _ = err;
-    Ok(if failing.is_some() { EXIT_FAILED } else { EXIT_OK })
+    Ok(if failing.is_some() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 /// A spinner with the search's figures on stderr (hidden with `--json` or when stderr is

@@ -416,3 +416,60 @@ fn bench_search_prints_the_work_to_the_first_catch_per_strategy() {
         bad.stderr
     );
 }
+
+#[test]
+fn explore_runs_seeds_under_pct_with_swarm_draws_until_one_fails() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_pct");
+    let trace = dir.join("pct.jsonl");
+    let trace_arg = trace.to_str().expect("utf-8 path");
+    let args = [
+        "explore",
+        "--protocol",
+        "pbft",
+        "--mutant",
+        "no-commit",
+        "--strategy",
+        "pct",
+        "--swarm",
+        "--requests",
+        "20",
+        "--budget",
+        "120s",
+        "--trace",
+        trace_arg,
+        "--json",
+    ];
+    let run = cli(&args);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["outcome"], "violation");
+    assert!(v["strategy"].as_str().unwrap().starts_with("pct"), "{v}");
+    let seed = v["seed"].as_u64().expect("the failing seed");
+    assert_eq!(v["runs"].as_u64(), Some(seed), "seeds from 1, one run each");
+    // The same search again stops at the same seed; its trace replays.
+    let mut again: serde_json::Value =
+        serde_json::from_str(cli(&args).stdout.trim()).expect("one JSON object");
+    let mut first = v.clone();
+    for x in [&mut again, &mut first] {
+        x["wall_time_ns"] = serde_json::Value::Null;
+    }
+    assert_eq!(again, first);
+    let replay = cli(&["replay", trace_arg]);
+    assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
+    // Flags of the state-space searches do not apply to runs.
+    let bad = cli(&[
+        "explore",
+        "--protocol",
+        "pbft",
+        "--strategy",
+        "random",
+        "--timers",
+        "2",
+    ]);
+    assert_eq!(bad.status, 2);
+    assert!(
+        bad.stderr.contains("--timers does not apply"),
+        "{}",
+        bad.stderr
+    );
+}
