@@ -76,6 +76,11 @@ pub struct RunConfig {
     /// (a shrunk run): it replays only from its trace.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub follow_schedule: bool,
+    /// With `follow_schedule`: its recording also says when each node started and each
+    /// timer fired, and the run keeps to that (a counterexample of `rehearsal explore`,
+    /// whose timers fire in an order their durations alone would not give).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retime_schedule: bool,
     /// Who picks the order of ready events (`--strategy`): the seeded run's queue order by
     /// default (then left out of traces), or a search strategy with its parameters, whose
     /// choices come from the seed too.
@@ -196,6 +201,7 @@ impl RunConfig {
             postponed_timers: Vec::new(),
             scenario: None,
             follow_schedule: false,
+            retime_schedule: false,
             strategy: Strategy::Default,
         }
     }

@@ -106,7 +106,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
     };
     let network: Box<dyn NetworkModel> = match options.follow {
         Some(mut follower) => {
-            if !config.strategy.is_default() {
+            if !config.strategy.is_default() || config.retime_schedule {
                 follower.retime_starts_and_timers();
             }
             Box::new(follower)

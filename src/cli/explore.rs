@@ -376,6 +376,7 @@ fn write_counterexample(
     let follower = rehearsal_traces::ScheduleFollower::from_recording(&events, end_ns);
     let mut followed = config.clone();
     followed.follow_schedule = true;
+    followed.retime_schedule = true;
     let options = crate::run::RunOptions {
         keep_trace: true,
         follow: Some(follower),
