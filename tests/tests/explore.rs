@@ -516,3 +516,29 @@ fn a_counterexample_whose_timers_fire_out_of_order_replays_from_its_trace() {
     assert!(replay.stdout.contains("identical"), "{}", replay.stdout);
     assert_eq!(replay.status, 1);
 }
+
+#[test]
+fn check_explore_is_the_cargo_test_form_of_a_state_space_search() {
+    use rehearsal_traces::schedules::check_explore;
+    let c = config("unreplicated", 2, 1, None);
+    let e = c
+        .protocol
+        .explore(&c, bounds(Search::Bfs, 1), &[])
+        .expect("explores");
+    let stats = check_explore("clean", 1_000_000, e);
+    assert!(stats.done && stats.states > 1, "{stats:?}");
+    let c = config("unreplicated", 2, 1, Some("execute-retransmissions"));
+    let e = c
+        .protocol
+        .explore(&c, bounds(Search::Bfs, 1), &[])
+        .expect("explores");
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check_explore("double", 1_000_000, e);
+    }));
+    let message = failed.expect_err("the mutant fails the check");
+    let text = message.downcast_ref::<String>().expect("a message");
+    assert!(
+        text.contains("violation of requests-answered") && text.contains("fires Retransmit"),
+        "{text}"
+    );
+}

@@ -1,10 +1,11 @@
 //! Schedules as values: a schedule is a list of choices (at each state, which of the
 //! enabled steps to take), drawn and shrunk by proptest like any list of numbers, over a
-//! protocol's [`Exploration`](rehearsal_sim_core::explore::Exploration).
+//! protocol's [`Exploration`].
 //!
 //! [`check_schedules`] is the `cargo test` form: it draws schedules, and the first one
 //! that breaks an invariant is shrunk (fewer steps, earlier choices) and reported with its
 //! steps. [`find_schedule_failure`] returns it instead, for command lines and campaigns.
+//! [`check_explore`] is the same for a breadth- or depth-first search.
 
 use proptest::collection::vec;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -100,4 +101,32 @@ fn runner(cases: u32, seed: u64) -> TestRunner {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key))
+}
+
+/// Explores `exploration` (its bounds say how: breadth- or depth-first, depth, drops,
+/// timer firings) for at most `steps` steps, and panics with the first violation and its
+/// path: the `cargo test` form of `rehearsal explore --strategy bfs|dfs` for any protocol
+/// whose node is `Explorable`. Returns the figures of a clean search (whether it covered
+/// every state within the bounds is `done`).
+pub fn check_explore(
+    test: &str,
+    steps: u64,
+    mut exploration: Box<dyn Exploration>,
+) -> rehearsal_sim_core::explore::Stats {
+    let stats = exploration.run(steps);
+    if let Some(found) = exploration.found() {
+        let mut text = format!(
+            "{test}: violation of {} at {}: {}\nafter {} steps ({} distinct states searched):\n",
+            found.invariant,
+            found.node,
+            found.detail,
+            found.steps.len(),
+            stats.states
+        );
+        for (i, step) in found.steps.iter().enumerate() {
+            text += &format!("  {:>3}. {step}\n", i + 1);
+        }
+        panic!("{text}");
+    }
+    stats
 }
