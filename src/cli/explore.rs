@@ -404,6 +404,9 @@ fn write_counterexample(
         "explore: the simulator's run along the path ended {} without `{want}`",
         summary.outcome.as_str()
     )?;
+    if let Some(departure) = departure(&events, &summary.trace) {
+        writeln!(err, "explore: {departure}")?;
+    }
     Ok(
         "no trace written: the simulator could not re-enact this path (a timer it fires \
         before another that is due earlier); the steps above are the counterexample"
@@ -418,6 +421,37 @@ struct Search {
     schedules: u64,
     /// The failing schedule a `choices` search shrank to.
     choices: Option<Vec<u32>>,
+}
+
+/// Where the simulator's run first did something other than the path's next step (a
+/// delivery, drop or timer firing: at another time, node or sender), in words.
+fn departure(path: &[rehearsal_sim_core::TraceEvent], run: &[rehearsal_sim_core::TraceEvent]) -> Option<String> {
+    use rehearsal_sim_core::EventKind;
+    let steps = |events: &[rehearsal_sim_core::TraceEvent]| -> Vec<(u64, NodeId, String)> {
+        events
+            .iter()
+            .filter_map(|e| {
+                let what = match &e.kind {
+                    EventKind::Deliver { from, .. } => format!("delivery from {from}"),
+                    EventKind::Drop { .. } => "drop".to_string(),
+                    EventKind::Timer { timer_id, timer } => format!("timer {} ({timer})", timer_id.0),
+                    _ => return None,
+                };
+                Some((e.t, e.node, what))
+            })
+            .collect()
+    };
+    let (want, got) = (steps(path), steps(run));
+    let k = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i))?;
+    let show = |x: Option<&(u64, NodeId, String)>| {
+        x.map_or("nothing".to_string(), |(t, n, what)| format!("{what} at {n}, {}", format_ns(*t)))
+    };
+    Some(format!(
+        "the simulator departs from the path at step {}: the path has {}, the simulator {}",
+        k + 1,
+        show(want.get(k)),
+        show(got.get(k))
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
