@@ -973,13 +973,14 @@ impl<A: Explorable> Explorer<A> {
         let mut state = self.root.clone()?;
         let mut events: Vec<TraceEvent> = Vec::new();
         // Each message in flight names the sequence number of its send event.
-        let mut ids: Vec<(*const Envelope<A>, u64)> = Vec::new();
+        // Envelopes are told apart by identity; each one named is held here, so that its
+        // address is never reused by a later envelope while the path is walked.
+        let mut ids: Vec<(Arc<Envelope<A>>, u64)> = Vec::new();
         for i in 0..state.nodes.len() {
             push_event(&mut events, 0, NodeId(i as u32), EventKind::Start);
         }
-        let mut known: Vec<*const Envelope<A>> = Vec::new();
         let sends = self.root_sends.clone();
-        name_sends(&mut events, &mut ids, &mut known, &state, sends, 0);
+        name_sends(&mut events, &mut ids, &state, sends, 0);
         for (node, value) in self.root_outputs.clone() {
             push_event(
                 &mut events,
@@ -1012,7 +1013,7 @@ impl<A: Explorable> Explorer<A> {
                     let e = &state.net[i];
                     let id = ids
                         .iter()
-                        .find(|(p, _)| *p == Arc::as_ptr(e))
+                        .find(|(p, _)| Arc::ptr_eq(p, e))
                         .map_or(u64::MAX, |(_, id)| *id);
                     let kind = if matches!(mv, Move::Drop(_)) {
                         EventKind::Drop {
@@ -1043,7 +1044,7 @@ impl<A: Explorable> Explorer<A> {
                 Applied::Next(next, _) => next,
                 Applied::Violation(..) => state.clone(),
             };
-            name_sends(&mut events, &mut ids, &mut known, &next, sends, t);
+            name_sends(&mut events, &mut ids, &next, sends, t);
             for (node, value) in outputs {
                 push_event(
                     &mut events,
@@ -1215,8 +1216,7 @@ fn output_json<T: serde::Serialize + std::fmt::Debug>(value: &T) -> serde_json::
 /// `state` they became.
 fn name_sends<A: Actor>(
     events: &mut Vec<crate::trace::TraceEvent>,
-    ids: &mut Vec<(*const Envelope<A>, u64)>,
-    known: &mut Vec<*const Envelope<A>>,
+    ids: &mut Vec<(Arc<Envelope<A>>, u64)>,
     state: &State<A>,
     sends: Vec<Sent>,
     t: u64,
@@ -1227,11 +1227,10 @@ fn name_sends<A: Actor>(
             e.from == sent.from
                 && e.to == sent.to
                 && e.fp == sent.fp
-                && !known.contains(&Arc::as_ptr(e))
+                && !ids.iter().any(|(named, _)| Arc::ptr_eq(named, e))
         });
         if let Some(e) = envelope {
-            known.push(Arc::as_ptr(e));
-            ids.push((Arc::as_ptr(e), id));
+            ids.push((Arc::clone(e), id));
         }
         push_event(
             events,

@@ -425,7 +425,10 @@ struct Search {
 
 /// Where the simulator's run first did something other than the path's next step (a
 /// delivery, drop or timer firing: at another time, node or sender), in words.
-fn departure(path: &[rehearsal_sim_core::TraceEvent], run: &[rehearsal_sim_core::TraceEvent]) -> Option<String> {
+fn departure(
+    path: &[rehearsal_sim_core::TraceEvent],
+    run: &[rehearsal_sim_core::TraceEvent],
+) -> Option<String> {
     use rehearsal_sim_core::EventKind;
     let steps = |events: &[rehearsal_sim_core::TraceEvent]| -> Vec<(u64, NodeId, String)> {
         events
@@ -434,7 +437,9 @@ fn departure(path: &[rehearsal_sim_core::TraceEvent], run: &[rehearsal_sim_core:
                 let what = match &e.kind {
                     EventKind::Deliver { from, .. } => format!("delivery from {from}"),
                     EventKind::Drop { .. } => "drop".to_string(),
-                    EventKind::Timer { timer_id, timer } => format!("timer {} ({timer})", timer_id.0),
+                    EventKind::Timer { timer_id, timer } => {
+                        format!("timer {} ({timer})", timer_id.0)
+                    }
                     _ => return None,
                 };
                 Some((e.t, e.node, what))
@@ -444,7 +449,9 @@ fn departure(path: &[rehearsal_sim_core::TraceEvent], run: &[rehearsal_sim_core:
     let (want, got) = (steps(path), steps(run));
     let k = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i))?;
     let show = |x: Option<&(u64, NodeId, String)>| {
-        x.map_or("nothing".to_string(), |(t, n, what)| format!("{what} at {n}, {}", format_ns(*t)))
+        x.map_or("nothing".to_string(), |(t, n, what)| {
+            format!("{what} at {n}, {}", format_ns(*t))
+        })
     };
     Some(format!(
         "the simulator departs from the path at step {}: the path has {}, the simulator {}",

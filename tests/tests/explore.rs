@@ -542,3 +542,43 @@ fn check_explore_is_the_cargo_test_form_of_a_state_space_search() {
         "{text}"
     );
 }
+
+#[test]
+fn a_recorded_path_delivers_each_message_once_on_its_own_link() {
+    // Every delivery names a send on the same link, and no send is delivered twice: the
+    // recording is what the simulator's follower re-enacts, so a message named wrong
+    // would send the re-enactment elsewhere.
+    use rehearsal_sim_core::EventKind;
+    use rehearsal_traces::schedules::find_schedule_failure;
+    let c = config("pbft", 1, 2, Some("forget-prepared"));
+    let b = Bounds {
+        depth_max: 300,
+        ..bounds(Search::Dfs, 8)
+    };
+    let mut e = c.protocol.explore(&c, b, &[]).expect("pbft explores");
+    find_schedule_failure(e.as_mut(), 64, 0x9e37_79b9_7f4a_7c15).expect("a failing schedule");
+    let events = e.record().expect("a recording");
+    let mut delivered = std::collections::BTreeSet::new();
+    let mut deliveries = 0;
+    for event in &events {
+        if let EventKind::Deliver { from, id } = &event.kind {
+            deliveries += 1;
+            let send = events
+                .iter()
+                .find(|s| s.seq == *id)
+                .expect("the send it names");
+            match &send.kind {
+                EventKind::Send { to, .. } => {
+                    assert_eq!(
+                        (send.node, *to),
+                        (*from, event.node),
+                        "{event:?} names {send:?}"
+                    )
+                }
+                other => panic!("{event:?} names {other:?}"),
+            }
+            assert!(delivered.insert(*id), "message {id} delivered twice");
+        }
+    }
+    assert!(deliveries > 20, "{deliveries}");
+}
