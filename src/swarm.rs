@@ -17,6 +17,20 @@ use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{derive_rng, format_ns, Latency, SimRng};
 use std::fmt::Write;
 
+/// Seed `seed` of `base`: with `--swarm` (and no scenario), its network and fault
+/// schedule drawn from that seed, as `sim --seeds` runs each seed.
+pub fn seeded(base: &RunConfig, seed: u64) -> RunConfig {
+    let config = RunConfig {
+        seed,
+        ..base.clone()
+    };
+    if config.swarm && config.scenario.is_none() {
+        draw(&config)
+    } else {
+        config
+    }
+}
+
 /// The configuration `base` with its network and scenario drawn from its seed.
 pub fn draw(base: &RunConfig) -> RunConfig {
     let mut rng = derive_rng(base.seed, "swarm", 0);

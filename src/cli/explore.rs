@@ -255,16 +255,8 @@ fn explore_runs(
     let mut failing = None;
     let mut seed = base.seed;
     while started.elapsed() < budget && runs < args.max_states.unwrap_or(u64::MAX) {
-        let config = RunConfig {
-            seed,
-            ..base.clone()
-        };
         // With --swarm, this seed's network and fault schedule, as `sim` draws them.
-        let config = if config.swarm && config.scenario.is_none() {
-            crate::swarm::draw(&config)
-        } else {
-            config
-        };
+        let config = crate::swarm::seeded(&base, seed);
         let summary = run_config(&config, false).map_err(CliError::BadInput)?;
         runs += 1;
         if summary.outcome != Outcome::Ok {

@@ -242,15 +242,7 @@ pub(super) fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     let mut first: Option<RunSummary> = None;
     let mut counts = [0u64; 3];
     for seed in base.seed..=last_seed {
-        let config = RunConfig {
-            seed,
-            ..base.clone()
-        };
-        let config = if config.swarm && config.scenario.is_none() {
-            crate::swarm::draw(&config)
-        } else {
-            config
-        };
+        let config = crate::swarm::seeded(&base, seed);
         // A single run keeps its trace directly; across many seeds only a chosen run is
         // re-run with its trace kept (same seed, same events).
         let keep = args.trace.is_some() && seeds == 1;
