@@ -653,6 +653,30 @@ macro_rules! client_outputs {
 }
 pub(crate) use client_outputs;
 
+/// `Explorable` for a replicated protocol's simulated node, an enum of
+/// `Replica(Box<..>)` and `Client(Box<..>)` whose both sides are `Serialize` (leaving out
+/// what never changes in a run): the explorer tells states apart by that encoding.
+macro_rules! explorable_by_encoding {
+    ($node:ty) => {
+        impl rehearsal_sim_core::explore::Explorable for $node {
+            fn fingerprint(&self, h: &mut rehearsal_sim_core::explore::Fingerprinter) {
+                use std::hash::Hasher;
+                match self {
+                    Self::Replica(r) => {
+                        h.write_u8(0);
+                        h.encoded(&**r);
+                    }
+                    Self::Client(c) => {
+                        h.write_u8(1);
+                        h.encoded(&**c);
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use explorable_by_encoding;
+
 #[cfg(test)]
 mod tests {
     //! The shared checks over a protocol that is not PBFT: a fake whose outputs number

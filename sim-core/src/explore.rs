@@ -1272,12 +1272,9 @@ fn apply_effects<A: Explorable>(
                 if to.index() >= nodes {
                     continue; // no such node: lost, as the simulator loses it
                 }
-                let mut bytes = Vec::new();
-                // Messages encode (the simulator sends them so); one that cannot is
-                // fingerprinted by its empty encoding.
-                let _ = crate::codec::encode_into(&msg, &mut bytes);
+                // Encoded straight into the hasher: no copy of the message per send.
                 let mut h = Fingerprinter::default();
-                h.write(&bytes);
+                h.encoded(&msg);
                 let fp = h.finish();
                 if let Some(sends) = sends.as_deref_mut() {
                     sends.push(Sent {
@@ -1285,7 +1282,7 @@ fn apply_effects<A: Explorable>(
                         to,
                         fp,
                         label: crate::trace::summarize(format!("{msg:?}")),
-                        bytes: bytes.len() as u64,
+                        bytes: crate::codec::encoded_len(&msg).unwrap_or(0) as u64,
                     });
                 }
                 state.net.push(Arc::new(Envelope {

@@ -400,23 +400,9 @@ pub enum NodeWith<S: TestSeam> {
     Client(Box<Client>),
 }
 
-/// The explorer copies a simulated node and tells its states apart by their encoding
-/// (leaving out ids, sizes, keys, the seam, caches and timer ids).
-impl rehearsal_sim_core::explore::Explorable for NodeWith<Testing> {
-    fn fingerprint(&self, h: &mut rehearsal_sim_core::explore::Fingerprinter) {
-        use std::hash::Hasher;
-        match self {
-            NodeWith::Replica(r) => {
-                h.write_u8(0);
-                h.encoded(&**r);
-            }
-            NodeWith::Client(c) => {
-                h.write_u8(1);
-                h.encoded(&**c);
-            }
-        }
-    }
-}
+// The explorer copies a simulated node and tells its states apart by their encoding
+// (leaving out ids, sizes, keys, the seam, caches and timer ids).
+crate::replicated::explorable_by_encoding!(NodeWith<Testing>);
 
 /// The simulator's HotStuff node: mutants and Byzantine behaviours are available through
 /// its [`Testing`] seam.

@@ -504,23 +504,9 @@ pub enum NodeWith<S: TestSeam> {
     Client(Box<Client>),
 }
 
-/// The explorer copies a simulated node, and tells its states apart by their encoding
-/// (everything but what never changes in a run: ids, sizes, keys, the seam).
-impl rehearsal_sim_core::explore::Explorable for NodeWith<Testing> {
-    fn fingerprint(&self, h: &mut rehearsal_sim_core::explore::Fingerprinter) {
-        use std::hash::Hasher;
-        match self {
-            NodeWith::Replica(r) => {
-                h.write_u8(0);
-                h.encoded(&**r);
-            }
-            NodeWith::Client(c) => {
-                h.write_u8(1);
-                h.encoded(&**c);
-            }
-        }
-    }
-}
+// The explorer copies a simulated node, and tells its states apart by their encoding
+// (everything but what never changes in a run: ids, sizes, keys, the seam).
+crate::replicated::explorable_by_encoding!(NodeWith<Testing>);
 
 /// The simulator's PBFT node: mutants ([`Config::mutant`]) and Byzantine behaviours
 /// ([`Actor::set_byzantine`]) are available through its [`Testing`] seam.
