@@ -37,8 +37,10 @@ use crate::actor::{Actor, Context, Effect, NodeId, TimerId};
 use crate::invariant::{EndReason, Invariant, RunEnd};
 use crate::rng::{derive_rng, SimRng};
 use crate::time::Time;
+
+pub use crate::fingerprint::Fingerprinter;
 use std::collections::VecDeque;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// A node whose state the explorer can copy and compare.
@@ -48,68 +50,6 @@ pub trait Explorable: Actor + Clone {
     /// out merges states that differ (the search then misses what only one of them leads
     /// to); feeding something irrelevant (a counter no decision reads) only splits states.
     fn fingerprint(&self, h: &mut Fingerprinter);
-}
-
-/// The hasher node fingerprints are fed to (64-bit, fixed keys: the same state hashes
-/// alike in every run). Small writes are gathered and hashed in blocks.
-#[derive(Clone)]
-pub struct Fingerprinter {
-    hasher: std::hash::DefaultHasher,
-    buf: [u8; FP_BUF],
-    len: usize,
-}
-
-const FP_BUF: usize = 256;
-
-impl Default for Fingerprinter {
-    fn default() -> Self {
-        Fingerprinter {
-            hasher: std::hash::DefaultHasher::new(),
-            buf: [0; FP_BUF],
-            len: 0,
-        }
-    }
-}
-
-impl Fingerprinter {
-    /// Feeds a value's bincode encoding, for state that is `Serialize` but not `Hash`.
-    pub fn encoded<T: serde::Serialize>(&mut self, value: &T) {
-        // Plain data always encodes; what a value that cannot wrote so far still counts.
-        let _ = crate::codec::encode_to(value, &mut *self);
-    }
-
-    pub fn value<T: Hash + ?Sized>(&mut self, value: &T) {
-        value.hash(self);
-    }
-}
-
-impl bincode::enc::write::Writer for &mut Fingerprinter {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        Hasher::write(*self, bytes);
-        Ok(())
-    }
-}
-
-impl Hasher for Fingerprinter {
-    fn finish(&self) -> u64 {
-        let mut hasher = self.hasher.clone();
-        hasher.write(&self.buf[..self.len]);
-        hasher.finish()
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > FP_BUF {
-            self.hasher.write(&self.buf[..self.len]);
-            self.len = 0;
-            if bytes.len() > FP_BUF {
-                self.hasher.write(bytes);
-                return;
-            }
-        }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
 }
 
 /// How the state graph is searched.
@@ -331,7 +271,7 @@ impl<A: Actor> State<A> {
     fn refresh_fp(&mut self) {
         // Nodes in order; the multiset of messages as a sum of mixed fingerprints (no
         // order); the budgets spent (a state with more left can do more).
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = Fingerprinter::default();
         for node in &self.nodes {
             h.write_u64(node_fp(node));
         }
@@ -404,6 +344,10 @@ impl Hasher for PassThrough {
 #[allow(clippy::disallowed_types)] // keyed by fingerprint, never iterated (see `Fingerprints`)
 type SeenMap = std::collections::HashMap<u64, Seen, Fingerprints>;
 
+/// One copy of each distinct node state, by fingerprint.
+#[allow(clippy::disallowed_types)] // keyed by fingerprint, never iterated (see `Fingerprints`)
+type NodeMap<A> = std::collections::HashMap<u64, Arc<NodeState<A>>, Fingerprints>;
+
 /// The invariants of a run, made afresh for each check.
 pub type InvariantFactory<A> = Box<dyn Fn() -> Vec<Box<dyn Invariant<A>>>>;
 
@@ -430,6 +374,10 @@ pub struct Explorer<A: Explorable> {
     bounds: Bounds,
     invariants: InvariantFactory<A>,
     seen: SeenMap,
+    /// Breadth-first search only: the node states reached so far. A node's state recurs
+    /// in many global states (the same deliveries to it, interleaved with others'), and
+    /// the frontier holds them all: each distinct one is kept once.
+    nodes_seen: NodeMap<A>,
     stack: Vec<Frame<A>>,
     queue: VecDeque<Queued<A>>,
     stats: Stats,
@@ -458,6 +406,7 @@ impl<A: Explorable> Explorer<A> {
             bounds,
             invariants,
             seen: SeenMap::default(),
+            nodes_seen: NodeMap::default(),
             stack: Vec::new(),
             queue: VecDeque::new(),
             stats: Stats::default(),
@@ -699,6 +648,7 @@ impl<A: Explorable> Explorer<A> {
                 apply_effects(&mut next, to, &mut effects, &mut outputs, sends);
                 self.effects = effects;
                 Arc::make_mut(&mut next.nodes[to.index()]).refresh_fp();
+                self.share(&mut next.nodes[to.index()]);
                 Step::Deliver {
                     from: e.from,
                     to,
@@ -728,6 +678,7 @@ impl<A: Explorable> Explorer<A> {
                 apply_effects(&mut next, me, &mut effects, &mut outputs, sends);
                 self.effects = effects;
                 Arc::make_mut(&mut next.nodes[n]).refresh_fp();
+                self.share(&mut next.nodes[n]);
                 Step::Fire {
                     node: me,
                     id,
@@ -743,6 +694,20 @@ impl<A: Explorable> Explorer<A> {
         match self.check_outputs(&mut next, outputs) {
             Some((invariant, node, detail)) => Applied::Violation(step, invariant, node, detail),
             None => Applied::Next(next, step),
+        }
+    }
+
+    /// Breadth-first search: replaces a node state just made by the copy of it kept
+    /// before, if there is one, and else keeps it.
+    fn share(&mut self, node: &mut Arc<NodeState<A>>) {
+        if self.bounds.search != Search::Bfs {
+            return;
+        }
+        match self.nodes_seen.entry(node.fp) {
+            std::collections::hash_map::Entry::Occupied(kept) => *node = Arc::clone(kept.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(node));
+            }
         }
     }
 

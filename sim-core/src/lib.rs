@@ -9,6 +9,7 @@ mod actor;
 pub mod codec;
 pub mod explore;
 mod fault;
+pub mod fingerprint;
 mod invariant;
 mod network;
 mod outcome;

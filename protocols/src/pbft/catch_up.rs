@@ -13,7 +13,7 @@ use super::messages::{
     check_batch, check_committed, check_stable_proof, CommitCert, Fetch, FetchReply, Msg,
     StableCheckpoint,
 };
-use super::replica::Replica;
+use super::replica::{entry_mut, Replica};
 use super::{NodeWith, TestSeam};
 use rehearsal_sim_core::{Context, NodeId};
 use std::sync::Arc;
@@ -142,7 +142,7 @@ impl<S: TestSeam> Replica<S> {
         }
         self.assert_commit_quorum(cert, "accepted");
         self.assert_within_watermarks(seq, "commits");
-        let entry = self.log.entry(seq).or_default();
+        let entry = entry_mut(&mut self.log, seq);
         entry.decided = Some(Arc::clone(&cert.pre_prepare));
         entry.commit_cert = Some(cert.clone());
         self.execute_ready(cx);

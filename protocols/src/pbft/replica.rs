@@ -13,6 +13,8 @@ use super::messages::{
 };
 use super::{Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer};
 use crate::crypto::{Crypto, Digest};
+use rehearsal_sim_core::fingerprint::Cached;
+use std::ops::DerefMut;
 use rehearsal_sim_core::{Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -61,6 +63,13 @@ pub(super) struct Entry {
     /// or prepared under the `no-commit` mutant), with the commits that decided it.
     pub decided: Option<Arc<PrePrepare>>,
     pub commit_cert: Option<CommitCert>,
+}
+
+/// The log entry for `seq`, made empty if there is none, for writing (a shared one is
+/// copied first).
+pub(super) fn entry_mut(log: &mut BTreeMap<Seq, Arc<Cached<Entry>>>, seq: Seq) -> &mut Entry {
+    Arc::make_mut(log.entry(seq).or_default())
+        .deref_mut()
 }
 
 impl Entry {
@@ -145,7 +154,10 @@ pub struct Replica<S: TestSeam = Testing> {
     pub(super) low: Seq,
     pub(super) stable_digest: Digest,
     pub(super) stable_proof: Vec<Checkpoint>,
-    pub(super) log: BTreeMap<Seq, Entry>,
+    /// Entries are shared until written (`entry_mut` copies a shared one): a copy of
+    /// the replica, as the explorer makes at every step, copies no entry; and each
+    /// remembers its fingerprint until written, so a step rehashes only what it changed.
+    pub(super) log: BTreeMap<Seq, Arc<Cached<Entry>>>,
     pub(super) checkpoints: BTreeMap<Seq, CheckpointVotes>,
     /// Own state at each checkpoint above h, and at h (what state transfer ships). Left
     /// out of the fingerprint: the one at h is named by `stable_digest`, and those above
@@ -286,7 +298,7 @@ impl<S: TestSeam> Replica<S> {
             // What prepared here before the crash still prepared: keep the certificates,
             // so that a later view change of ours carries them too.
             for cert in vc.prepared.iter().filter(|c| c.pre_prepare.seq > r.low) {
-                r.log.entry(cert.pre_prepare.seq).or_default().prepared_cert = Some(cert.clone());
+                entry_mut(&mut r.log, cert.pre_prepare.seq).prepared_cert = Some(cert.clone());
             }
             r.latest_vc[r.me.index()] = Some(vc);
         }
@@ -730,7 +742,7 @@ impl<S: TestSeam> Replica<S> {
             self.next_seq += 1;
             let batch: Batch = batch.into();
             let pp = Arc::new(PrePrepare::signed(&self.crypto, self.view, seq, batch));
-            let entry = self.log.entry(seq).or_default();
+            let entry = entry_mut(&mut self.log, seq);
             entry.pre_prepare = Some(Arc::clone(&pp));
             self.multicast(cx, Msg::PrePrepare(pp));
             self.advance(seq, cx);
@@ -793,7 +805,7 @@ impl<S: TestSeam> Replica<S> {
         // A backup cut off by a partition then does not start a view change on its own,
         // which would leave it outside the others' view until their next view change.
         let seq = pp.seq;
-        let entry = self.log.entry(seq).or_default();
+        let entry = entry_mut(&mut self.log, seq);
         entry.pre_prepare = Some(Arc::clone(&pp));
         if primary_of(pp.view, self.p.n) != self.me {
             let vote = Vote::signed(&self.crypto, Phase::Prepare, pp.view, seq, pp.digest);
@@ -887,7 +899,7 @@ impl<S: TestSeam> Replica<S> {
             }
             return; // a late vote for something garbage-collected: nothing to do
         }
-        let entry = self.log.entry(vote.seq).or_default();
+        let entry = entry_mut(&mut self.log, vote.seq);
         if Self::record_vote(entry, phase, *vote) {
             self.advance(vote.seq, cx);
         }
@@ -895,7 +907,7 @@ impl<S: TestSeam> Replica<S> {
 
     /// Moves one sequence number forward: prepared, committed, executed.
     pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
-        let Some(entry) = self.log.get_mut(&seq) else {
+        let Some(entry) = self.log.get_mut(&seq).map(Arc::make_mut) else {
             return;
         };
         let Some(pp) = entry.pre_prepare.clone() else {
@@ -925,20 +937,20 @@ impl<S: TestSeam> Replica<S> {
             if decide {
                 self.assert_within_watermarks(seq, "decides");
             }
-            let entry = self.log.get_mut(&seq).expect("present above");
+            let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
             entry.prepared_cert = Some(cert);
             if decide {
                 entry.decided = Some(Arc::clone(&pp));
             }
         }
-        let entry = self.log.get_mut(&seq).expect("present above");
+        let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
         if !entry.sent_commit {
             entry.sent_commit = true;
             let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
             Self::record_vote(entry, Phase::Commit, vote);
             self.multicast(cx, Msg::Commit(Arc::new(vote)));
         }
-        let entry = self.log.get_mut(&seq).expect("present above");
+        let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
         if entry.commit_cert.is_none()
             && Entry::matching(&entry.commits, &pp.digest) >= self.q.commit
         {
@@ -954,7 +966,7 @@ impl<S: TestSeam> Replica<S> {
             };
             self.assert_commit_quorum(&cert, "formed");
             self.assert_within_watermarks(seq, "commits");
-            let entry = self.log.get_mut(&seq).expect("present above");
+            let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
             entry.commit_cert = Some(cert);
             if entry.decided.is_none() {
                 entry.decided = Some(pp);

@@ -8,7 +8,7 @@ use super::messages::{
     batch_digest, Batch, Checkpoint, CommitCert, NewView, Phase, PrePrepare, PreparedCert, Seq,
     ViewChange, Vote,
 };
-use super::replica::{Entry, Replica};
+use super::replica::{entry_mut, Entry, Replica};
 use super::{Config, Node};
 use crate::crypto::Crypto;
 use rehearsal_sim_core::{derive_rng, Context, Effect, NodeId, SimRng, Time};
@@ -72,7 +72,7 @@ impl Harness {
             .iter()
             .map(|&r| self.vote(r, Phase::Commit, &pp))
             .collect();
-        let entry = self.replica.log.entry(seq).or_default();
+        let entry = entry_mut(&mut self.replica.log, seq);
         entry.pre_prepare = Some(pp);
         entry.prepared = true;
         entry.sent_commit = true;
@@ -120,7 +120,7 @@ fn an_intact_replica_prepares_commits_and_executes() {
         h.vote(3, Phase::Prepare, &pp),
     ];
     let commits = vec![h.vote(0, Phase::Commit, &pp), h.vote(2, Phase::Commit, &pp)];
-    let entry: &mut Entry = h.replica.log.entry(1).or_default();
+    let entry: &mut Entry = entry_mut(&mut h.replica.log, 1);
     entry.pre_prepare = Some(pp);
     entry.prepares = prepares;
     entry.prepare_mask = 0b1100;
@@ -160,7 +160,7 @@ fn committing_above_the_high_watermark_stops_the_replica() {
 fn executing_at_or_below_the_low_watermark_stops_the_replica() {
     let mut h = Harness::new();
     let pp = h.pre_prepare(1);
-    h.replica.log.entry(1).or_default().decided = Some(pp);
+    entry_mut(&mut h.replica.log, 1).decided = Some(pp);
     // The window moved without discarding the log entries it covers.
     h.replica.low = 10;
     h.step(|r, cx| r.execute_ready(cx));
@@ -176,7 +176,7 @@ fn a_prepared_certificate_counting_one_backup_twice_stops_the_replica() {
     let mut h = Harness::new();
     let pp = h.pre_prepare(1);
     let prepare = h.vote(2, Phase::Prepare, &pp);
-    let entry = h.replica.log.entry(1).or_default();
+    let entry = entry_mut(&mut h.replica.log, 1);
     entry.pre_prepare = Some(pp);
     // Replica 2's prepare recorded twice: the one-vote-per-replica mask was bypassed.
     entry.prepares = vec![prepare, prepare];

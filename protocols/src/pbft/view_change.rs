@@ -393,7 +393,7 @@ impl<S: TestSeam> Replica<S> {
         // The previous view's messages are void; keep certificates and decisions, and
         // drop entries that hold nothing else.
         for entry in self.log.values_mut() {
-            entry.reset_for_new_view();
+            Arc::make_mut(entry).reset_for_new_view();
         }
         self.log.retain(|&seq, e| {
             e.decided.is_some() || e.prepared_cert.is_some() || (seq > plan.min_s && seq <= max_s)
