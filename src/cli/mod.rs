@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Search every order of message deliveries of one run, state by state (dfs, bfs),
-    /// and write the first violation as a trace.
+    /// Search every order of message deliveries of one run, state by state (dfs, bfs,
+    /// choices) or run by run (default, random, pct), and write the first violation as a
+    /// trace, shrunk beside it.
     Explore(Box<ExploreArgs>),
     /// Simulate a protocol under a seeded network model and check its invariants.
     Sim(Box<SimArgs>),
@@ -522,6 +523,7 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+mod counterexample;
 mod explore;
 pub mod keygen;
 mod sim;
@@ -529,4 +531,4 @@ mod traces;
 
 // Each part sees the others' items through its `use super::*`.
 #[allow(unused_imports)]
-use {explore::*, sim::*, traces::*};
+use {counterexample::*, explore::*, sim::*, traces::*};
