@@ -70,7 +70,8 @@ enum Command {
         /// Where to write the minimal trace.
         #[arg(short, long, value_name = "MIN.jsonl")]
         output: PathBuf,
-        /// Stop searching after this much wall time and keep the best found.
+        /// Stop searching after this much wall time (reading the trace included) and keep
+        /// the best found; a re-run that would end past it is not started.
         #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
         time_limit: u64,
         /// Stop searching after this many re-runs.

@@ -210,6 +210,9 @@ pub(super) fn shrink(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
+    // The time limit counts reading the trace too (seconds, for a large one); writing
+    // the minimal trace comes after it.
+    let started = std::time::Instant::now();
     let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
     let config = trace_config(path, &recorded)?;
     if recorded.footer.outcome == "ok" {
@@ -220,7 +223,7 @@ pub(super) fn shrink(
     }
     let limits = crate::shrink::ShrinkLimits {
         runs_max,
-        time_max: std::time::Duration::from_nanos(time_limit_ns),
+        time_max: std::time::Duration::from_nanos(time_limit_ns).saturating_sub(started.elapsed()),
     };
     writeln!(
         out,
