@@ -302,3 +302,140 @@ fn shrink_flags_that_cannot_apply_are_refused() {
         assert!(!Path::new("x.jsonl").exists(), "{args:?} wrote a trace");
     }
 }
+
+/// The checking library, for a protocol of the user's own: a counterexample of a
+/// schedule search or an exploration is also a trace and a shrunk trace.
+mod library {
+    use rehearsal_sim_core::explore::{explorer, Bounds, Search};
+    use rehearsal_sim_core::{SimConfig, SimpleNetwork, Simulation};
+    use rehearsal_tests::in_order::{InOrder, Sender};
+    use rehearsal_traces::check::follow_trace_of_test;
+    use rehearsal_traces::read_trace;
+    use rehearsal_traces::schedules::{check_explore_traced, check_schedules_traced};
+    use std::path::PathBuf;
+
+    const SEED: u64 = 5;
+
+    /// Node 0 sends 1..=4 to node 1.
+    fn nodes() -> Vec<Sender> {
+        vec![Sender::new(4), Sender::new(4)]
+    }
+
+    fn exploration(search: Search) -> Box<dyn rehearsal_sim_core::explore::Exploration> {
+        let bounds = Bounds {
+            search,
+            ..Bounds::default()
+        };
+        explorer(
+            nodes(),
+            SEED,
+            || vec![Box::new(InOrder::default()) as _],
+            bounds,
+        )
+    }
+
+    /// The simulation of the exploration's nodes, seed and invariant.
+    fn simulate() -> Simulation<Sender> {
+        let mut sim = Simulation::new(SimConfig::new(SEED), nodes(), SimpleNetwork::default());
+        sim.add_invariant(InOrder::default());
+        sim
+    }
+
+    /// What `check` panicked with.
+    fn panic_of(check: impl FnOnce()) -> String {
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
+            .expect_err("the check fails");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The path a report line `  LABEL PATH (N events)` names.
+    fn path_after(report: &str, label: &str) -> PathBuf {
+        let line = report
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` in:\n{report}"));
+        let path = line.trim_start().split(" (").next().unwrap_or_default();
+        PathBuf::from(path)
+    }
+
+    /// The report names a trace and a shrunk trace that both show `in-order` failing,
+    /// the shrunk one no longer, and following the shrunk one fails the same way.
+    fn assert_traced(test: &str, report: &str) {
+        let trace = path_after(report, "trace:");
+        let shrunk = path_after(report, "shrunk trace:");
+        assert_eq!(shrunk, trace.with_extension("min.jsonl"), "{report}");
+        let (trace_file, shrunk_file) = (read_trace(&trace).unwrap(), read_trace(&shrunk).unwrap());
+        for file in [&trace_file, &shrunk_file] {
+            assert!(
+                file.footer.violations[0].starts_with("in-order:"),
+                "{report}"
+            );
+        }
+        assert!(shrunk_file.events.len() <= trace_file.events.len());
+        let again = follow_trace_of_test(test, &shrunk, &|_| simulate())
+            .expect("the shrunk run, followed, still fails");
+        assert_eq!(again.problem.invariant, "in-order");
+        assert!(
+            report.contains(&format!(
+                "REHEARSAL_FOLLOW={} cargo test {test}",
+                shrunk.display()
+            )),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_failing_schedule_becomes_a_trace_and_a_shrunk_trace() {
+        let test = "explore_shrink_library_schedules";
+        let report =
+            panic_of(|| check_schedules_traced(test, 100, exploration(Search::Dfs), simulate));
+        assert!(report.contains("violation of in-order"), "{report}");
+        assert!(report.contains("shrunk to choices"), "{report}");
+        assert_traced(test, &report);
+    }
+
+    #[test]
+    fn a_breadth_first_violation_becomes_a_trace_and_a_shrunk_trace() {
+        let test = "explore_shrink_library_bfs";
+        let report = panic_of(|| {
+            check_explore_traced(test, 10_000, exploration(Search::Bfs), simulate);
+        });
+        assert!(report.contains("distinct states searched"), "{report}");
+        assert_traced(test, &report);
+    }
+
+    #[test]
+    fn a_simulation_that_is_not_the_exploration_s_gives_no_trace_and_says_why() {
+        // Without the invariant, the simulation does not fail along the path.
+        let report = panic_of(|| {
+            check_explore_traced(
+                "explore_shrink_library_mismatch",
+                10_000,
+                exploration(Search::Bfs),
+                || Simulation::new(SimConfig::new(SEED), nodes(), SimpleNetwork::default()),
+            );
+        });
+        assert!(report.contains("violation of in-order"), "{report}");
+        assert!(
+            report.contains("no trace: the simulation, following the counterexample, ended ok without `in-order`"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_search_without_a_violation_returns_its_figures() {
+        // No invariant: nothing fails, and the whole space within the bounds is searched.
+        let bounds = Bounds {
+            search: Search::Bfs,
+            ..Bounds::default()
+        };
+        let nothing = explorer(nodes(), SEED, Vec::new, bounds);
+        let stats = check_explore_traced("explore_shrink_library_clean", 10_000, nothing, || {
+            Simulation::new(SimConfig::new(SEED), nodes(), SimpleNetwork::default())
+        });
+        assert!(stats.done && stats.states > 1, "{stats:?}");
+    }
+}

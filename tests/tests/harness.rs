@@ -2,63 +2,21 @@
 //! passing seeds pass; a failing seed becomes a trace, a shrunk trace and the commands
 //! that re-run it.
 
-use rehearsal_sim_core::{
-    Actor, Context, Invariant, Latency, NodeId, Outcome, RunReport, SimConfig, SimpleNetwork,
-    Simulation, Time,
-};
+use rehearsal_sim_core::{Latency, Outcome, RunReport, SimConfig, SimpleNetwork, Simulation};
+use rehearsal_tests::in_order::{InOrder, Sender};
 use rehearsal_traces::check::{check_seeds, find_failure, follow_trace_of_test, SeededSimulation};
 use rehearsal_traces::shrink::{shrink, ShrinkLimits, Subject, Trial};
 use rehearsal_traces::ScheduleFollower;
 use std::time::{Duration, Instant};
 
-/// Node 0 sends the numbers 1..=n to node 1, which outputs them as they arrive.
-struct Sender {
-    n: u32,
-}
-
-impl Actor for Sender {
-    type Msg = u32;
-    type Timer = ();
-    type Output = u32;
-    fn on_start(&mut self, cx: &mut Context<Self>) {
-        if cx.me() == NodeId(0) {
-            for i in 1..=self.n {
-                cx.send(NodeId(1), i);
-            }
-        }
-    }
-    fn on_message(&mut self, _from: NodeId, i: u32, cx: &mut Context<Self>) {
-        cx.output(i);
-    }
-    fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
-}
-
-/// The (wrong, under jitter) belief that messages arrive in the order sent.
-struct InOrder {
-    last: u32,
-}
-
-impl Invariant<Sender> for InOrder {
-    fn name(&self) -> &str {
-        "in-order"
-    }
-    fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
-        if *i < self.last {
-            return Err(format!("{i} arrived after {}", self.last));
-        }
-        self.last = *i;
-        Ok(())
-    }
-}
-
 fn build(seed: u64, latency: Latency) -> Simulation<Sender> {
     let network = SimpleNetwork { latency, loss: 0.0 };
     let mut sim = Simulation::new(
         SimConfig::new(seed),
-        vec![Sender { n: 20 }, Sender { n: 20 }],
+        vec![Sender::new(20), Sender::new(20)],
         network,
     );
-    sim.add_invariant(InOrder { last: 0 });
+    sim.add_invariant(InOrder::default());
     sim
 }
 
