@@ -324,7 +324,8 @@ struct SimArgs {
     /// ready too, so a later message may run before earlier ones, e.g. 2ms [default: 0s].
     #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
     window: Option<u64>,
-    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
+    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run
+    /// (`explore`: of the first violation, and its shrunk trace beside it).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
     /// Print one JSON object per run on stdout.
