@@ -1,6 +1,7 @@
 //! `rehearsal explore`: bounded exhaustive exploration (`dfs`, `bfs`) of one run's actors,
 //! with a progress line, a summary (or `--json`), and the first violation written as an
-//! ordinary trace that `replay`, `show`, `plot`, `export` and `shrink` read.
+//! ordinary trace that `replay`, `show`, `plot`, `export` and `shrink` read, and shrunk
+//! beside it (see [`super::counterexample`]).
 
 use super::*;
 use rehearsal_sim_core::explore::Search as Order;
@@ -36,6 +37,30 @@ pub(super) struct ExploreArgs {
     /// measure what the reduction saves.
     #[arg(long)]
     no_reduction: bool,
+    /// Wall time to shrink the failing run's trace for; the shrunk trace goes beside it,
+    /// `FILE.jsonl` -> `FILE.min.jsonl`.
+    #[arg(long, default_value = "30s", value_name = "T", value_parser = parse_shrink_time, requires = "trace")]
+    shrink_time: u64,
+    /// Write the failing run's trace only, without shrinking it.
+    #[arg(long, requires = "trace", conflicts_with = "shrink_time")]
+    no_shrink: bool,
+}
+
+impl ExploreArgs {
+    fn shrink_plan(&self) -> ShrinkPlan {
+        ShrinkPlan {
+            time: (!self.no_shrink).then(|| std::time::Duration::from_nanos(self.shrink_time)),
+            quiet: self.run.json,
+        }
+    }
+}
+
+/// `--shrink-time`: a duration above zero (`--no-shrink` says not to shrink).
+fn parse_shrink_time(text: &str) -> Result<u64, String> {
+    match parse_duration_arg(text)? {
+        0 => Err("a shrink needs some time; --no-shrink writes the trace unshrunk".into()),
+        ns => Ok(ns),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,12 +218,13 @@ pub(super) fn explore(
     bar.finish_and_clear();
     let wall = started.elapsed();
     let found = exploration.found();
-    let mut trace_note = None;
+    let mut written = None;
     if let (Some(_), Some(path)) = (&found, &run.trace) {
-        trace_note = Some(write_counterexample(
+        written = Some(write_counterexample(
             &config,
             exploration.as_mut(),
             path,
+            args.shrink_plan(),
             err,
         )?);
     }
@@ -214,7 +240,7 @@ pub(super) fn explore(
         stats,
         wall,
         found.as_ref(),
-        trace_note.as_deref(),
+        written.as_ref(),
         run.json,
         out,
     )?;
@@ -227,7 +253,7 @@ pub(super) fn explore(
 
 /// `--strategy default|random|pct`: runs from --seed on, in the simulator, each with the
 /// strategy's order of ready events (and `--swarm`'s draws if asked), until one fails or
-/// the budget is spent; the failing run's trace is written as `sim` writes one.
+/// the budget is spent; the failing run's trace is written as `sim` writes one, and shrunk.
 fn explore_runs(
     args: &ExploreArgs,
     out: &mut dyn Write,
@@ -273,18 +299,19 @@ fn explore_runs(
     bar.finish_and_clear();
     let wall = started.elapsed();
     let name = base.strategy.to_string();
-    let mut trace_note = None;
+    let mut written = None;
     if let (Some((config, _)), Some(path)) = (&failing, &args.run.trace) {
         let recorded = run_config(config, true).map_err(CliError::BadInput)?;
-        save_trace(path, &recorded)?;
-        trace_note = Some(format!(
-            "trace: {}; replay with `rehearsal replay {}`",
-            path.display(),
-            shell_word(path)
-        ));
+        written = Some(write_and_shrink(
+            &recorded,
+            path,
+            None,
+            args.shrink_plan(),
+            err,
+        )?);
     }
     if args.run.json {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "protocol": base.protocol.name(),
             "mutant": base.mutant,
             "strategy": name,
@@ -294,8 +321,8 @@ fn explore_runs(
             "seed": failing.as_ref().map(|(c, _)| c.seed),
             "violations": failing.as_ref().map(|(_, s)| s.violations.iter().map(ToString::to_string).collect::<Vec<_>>()),
             "command": failing.as_ref().map(|(c, _)| c.command_line()),
-            "trace": trace_note,
         });
+        with_traces(&mut value, written.as_ref().ok_or(""));
         writeln!(out, "{value}")?;
     } else {
         writeln!(
@@ -321,15 +348,11 @@ fn explore_runs(
                     writeln!(out, "  {v}")?;
                 }
                 writeln!(out, "re-run it: {}", config.command_line())?;
-                match &trace_note {
-                    Some(note) => writeln!(out, "{note}")?,
-                    None => writeln!(out, "(--trace FILE writes its trace)")?,
-                }
+                write_traces(out, written.as_ref().ok_or(NO_TRACE))?;
             }
             None => writeln!(out, "no failure within the budget")?,
         }
     }
-    let _ = err;
     Ok(if failing.is_some() {
         EXIT_FAILED
     } else {
@@ -353,14 +376,50 @@ fn progress_line(json: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// What the report says when no trace was asked for.
+const NO_TRACE: &str = "(--trace FILE writes it as a trace, and shrinks it)";
+
+/// The text report's lines on the traces written, or the note saying why there are none.
+fn write_traces(out: &mut dyn Write, traced: Result<&Written, &str>) -> Result<(), CliError> {
+    match traced {
+        Ok(written) => {
+            for line in written.lines() {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Err(note) => writeln!(out, "{note}")?,
+    }
+    Ok(())
+}
+
+/// The JSON report's fields on the traces written (see [`Written::json`]); with none,
+/// `trace` and `shrunk` are null and `not_written` says why (null when no trace was asked
+/// for).
+fn with_traces(value: &mut serde_json::Value, traced: Result<&Written, &str>) {
+    let Some(fields) = value.as_object_mut() else {
+        return;
+    };
+    match traced {
+        Ok(written) => fields.extend(written.json()),
+        Err(note) => {
+            fields.insert("trace".into(), serde_json::Value::Null);
+            fields.insert("shrunk".into(), serde_json::Value::Null);
+            let note = (!note.is_empty()).then(|| note.to_string());
+            fields.insert("not_written".into(), note.into());
+        }
+    }
+}
+
 /// Re-enacts the counterexample in the simulator (its recording's message fates, one
-/// step every `STEP_NS`), writes that run's trace, and says what it wrote.
+/// step every `STEP_NS`), writes that run's trace and shrinks it (as `plan` says); what
+/// it wrote, or why it wrote nothing.
 fn write_counterexample(
     config: &RunConfig,
     exploration: &mut dyn Exploration,
     path: &Path,
+    plan: ShrinkPlan,
     err: &mut dyn Write,
-) -> Result<String, CliError> {
+) -> Result<Result<Written, String>, CliError> {
     let events = exploration.record().ok_or_else(|| {
         CliError::BadInput("explore: the counterexample could not be walked again".into())
     })?;
@@ -378,15 +437,11 @@ fn write_counterexample(
     let want = exploration.found().map(|f| f.invariant).unwrap_or_default();
     let reproduced = summary.violations.iter().any(|v| v.invariant == want);
     if reproduced {
-        save_trace(path, &summary)?;
-        return Ok(format!(
-            "trace: {} (the simulator re-enacted the path: {}); replay with `rehearsal replay {}`, \
-             shrink with `rehearsal shrink {} -o MIN.jsonl`",
-            path.display(),
-            summary.outcome.as_str(),
-            shell_word(path),
-            shell_word(path)
-        ));
+        let origin = format!(
+            "the simulator re-enacted the path: {}",
+            summary.outcome.as_str()
+        );
+        return write_and_shrink(&summary, path, Some(origin), plan, err).map(Ok);
     }
     // The simulator did not reach the violation along the recorded fates (a path that
     // needs a timer to fire before its time does): say so rather than write a trace that
@@ -399,11 +454,11 @@ fn write_counterexample(
     if let Some(departure) = departure(&events, &summary.trace) {
         writeln!(err, "explore: {departure}")?;
     }
-    Ok(
+    Ok(Err(
         "no trace written: the simulator could not re-enact this path (a timer it fires \
         before another that is due earlier); the steps above are the counterexample"
             .to_string(),
-    )
+    ))
 }
 
 /// What a search was, beside its bounds and figures.
@@ -461,13 +516,19 @@ fn report(
     stats: Stats,
     wall: std::time::Duration,
     found: Option<&rehearsal_sim_core::explore::Found>,
-    trace_note: Option<&str>,
+    written: Option<&Result<Written, String>>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let secs = wall.as_secs_f64().max(1e-9);
+    let traced = match written {
+        Some(Ok(written)) => Ok(written),
+        Some(Err(note)) => Err(note.as_str()),
+        None if json => Err(""),
+        None => Err(NO_TRACE),
+    };
     if json {
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "protocol": config.protocol.name(),
             "mutant": config.mutant,
             "strategy": search.strategy,
@@ -479,8 +540,8 @@ fn report(
             "states_per_second": (stats.states as f64 / secs).round(),
             "outcome": if found.is_some() { "violation" } else if stats.done { "exhausted" } else { "budget" },
             "violation": found,
-            "trace": trace_note,
         });
+        with_traces(&mut value, traced);
         writeln!(out, "{value}")?;
         return Ok(());
     }
@@ -525,10 +586,7 @@ fn report(
             for (i, step) in f.steps.iter().enumerate() {
                 writeln!(out, "  {:>3}. {step}", i + 1)?;
             }
-            match trace_note {
-                Some(note) => writeln!(out, "{note}")?,
-                None => writeln!(out, "(--trace FILE writes it as a trace)")?,
-            }
+            write_traces(out, traced)?;
         }
         None if stats.done && search.strategy != "choices" => writeln!(
             out,

@@ -36,8 +36,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Search every order of message deliveries of one run, state by state (dfs, bfs),
-    /// and write the first violation as a trace.
+    /// Search every order of message deliveries of one run, state by state (dfs, bfs,
+    /// choices) or run by run (default, random, pct), and write the first violation as a
+    /// trace, shrunk beside it.
     Explore(Box<ExploreArgs>),
     /// Simulate a protocol under a seeded network model and check its invariants.
     Sim(Box<SimArgs>),
@@ -69,7 +70,8 @@ enum Command {
         /// Where to write the minimal trace.
         #[arg(short, long, value_name = "MIN.jsonl")]
         output: PathBuf,
-        /// Stop searching after this much wall time and keep the best found.
+        /// Stop searching after this much wall time (reading the trace included) and keep
+        /// the best found; a re-run that would end past it is not started.
         #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
         time_limit: u64,
         /// Stop searching after this many re-runs.
@@ -322,7 +324,8 @@ struct SimArgs {
     /// ready too, so a later message may run before earlier ones, e.g. 2ms [default: 0s].
     #[arg(long, value_name = "T", value_parser = parse_duration_arg)]
     window: Option<u64>,
-    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run.
+    /// Write the trace (JSON Lines) of the run, or with --seeds of the first failing run
+    /// (`explore`: of the first violation, and its shrunk trace beside it).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
     /// Print one JSON object per run on stdout.
@@ -522,6 +525,7 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+mod counterexample;
 mod explore;
 pub mod keygen;
 mod sim;
@@ -529,4 +533,4 @@ mod traces;
 
 // Each part sees the others' items through its `use super::*`.
 #[allow(unused_imports)]
-use {explore::*, sim::*, traces::*};
+use {counterexample::*, explore::*, sim::*, traces::*};

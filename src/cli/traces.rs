@@ -210,6 +210,9 @@ pub(super) fn shrink(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
+    // The time limit counts reading the trace too (seconds, for a large one); writing
+    // the minimal trace comes after it.
+    let started = std::time::Instant::now();
     let recorded = read_trace(path).map_err(|e| CliError::BadInput(e.to_string()))?;
     let config = trace_config(path, &recorded)?;
     if recorded.footer.outcome == "ok" {
@@ -220,7 +223,7 @@ pub(super) fn shrink(
     }
     let limits = crate::shrink::ShrinkLimits {
         runs_max,
-        time_max: std::time::Duration::from_nanos(time_limit_ns),
+        time_max: std::time::Duration::from_nanos(time_limit_ns).saturating_sub(started.elapsed()),
     };
     writeln!(
         out,
@@ -233,56 +236,35 @@ pub(super) fn shrink(
             .first()
             .map_or(recorded.footer.outcome.as_str(), |v| v.as_str())
     )?;
-    let mut progress = |line: &str| {
-        let _ = writeln!(err, "  {line}");
-    };
-    let shrunk = crate::shrink::shrink(
+    let shrunk = shrink_to_file(
         &config,
         &recorded.events,
         recorded.footer.sim_time_ns,
+        output,
         limits,
-        &mut progress,
+        &mut progress_lines(err),
     )
-    .map_err(|e| CliError::BadInput(format!("cannot shrink `{}`: {e}", path.display())))?;
-    save_trace(output, &shrunk.run)?;
-    let c = &shrunk.run.config;
+    .map_err(|e| match e {
+        ShrinkFailed::Shrink(e) => {
+            CliError::BadInput(format!("cannot shrink `{}`: {e}", path.display()))
+        }
+        ShrinkFailed::Write(e) => e,
+    })?;
     writeln!(
         out,
         "{} events -> {} events ({} re-runs{}); still fails: {}",
-        shrunk.events_before,
-        shrunk.events_after,
-        shrunk.runs,
-        if shrunk.limited {
+        shrunk.result.events_before,
+        shrunk.result.events_after,
+        shrunk.result.runs,
+        if shrunk.result.limited {
             ", stopped at a limit"
         } else {
             ""
         },
-        shrunk
-            .run
-            .first_problem()
-            .map_or_else(|| shrunk.failure.to_string(), ToString::to_string)
+        shrunk.still_fails()
     )?;
-    let mut kept = vec![format!("deadline {}", format_ns(c.duration_ns))];
-    kept.push(c.protocol.describe_sizes(&c.sizes()));
-    kept.extend(timer_changes(c));
-    if c.seed != config.seed {
-        kept.push(format!("seed {} (another network)", c.seed));
-    }
-    if shrunk.drops_forced > 0 {
-        kept.push(format!(
-            "{} deliveries turned into drops",
-            shrunk.drops_forced
-        ));
-    }
-    if shrunk.faults_removed > 0 {
-        kept.push(format!("{} faults removed", shrunk.faults_removed));
-    }
-    writeln!(out, "minimal run: {}", kept.join(", "))?;
-    if shrunk.genuine == Some(false) {
-        writeln!(
-            out,
-            "warning: the correct protocol fails this schedule too; the failure may be the schedule's, not the mutant's"
-        )?;
+    for line in shrunk.minimal_run(&config) {
+        writeln!(out, "{line}")?;
     }
     writeln!(
         out,
@@ -291,6 +273,101 @@ pub(super) fn shrink(
         shell_word(output)
     )?;
     Ok(EXIT_OK)
+}
+
+/// A shrinker's progress as `rehearsal shrink` shows it: a line on `err` per reduction
+/// kept.
+pub(super) fn progress_lines(err: &mut dyn Write) -> impl FnMut(&str) + '_ {
+    move |line: &str| {
+        let _ = writeln!(err, "  {line}");
+    }
+}
+
+/// A failing run shrunk, and its minimal trace written.
+pub(super) struct ShrunkTrace {
+    pub(super) path: PathBuf,
+    pub(super) result: crate::shrink::Shrunk<RunConfig>,
+    pub(super) wall: std::time::Duration,
+}
+
+/// Why [`shrink_to_file`] wrote no minimal trace.
+pub(super) enum ShrinkFailed {
+    /// The shrinker refused the run (it does not fail as recorded when re-enacted, say).
+    Shrink(crate::shrink::ShrinkError),
+    /// The minimal trace could not be written.
+    Write(CliError),
+}
+
+impl std::fmt::Display for ShrinkFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShrinkFailed::Shrink(e) => e.fmt(f),
+            ShrinkFailed::Write(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Shrinks the failing run of `config` whose recorded events are `events` (ending at
+/// `end_ns`), within `limits`, and writes the minimal run's trace to `output`; `progress`
+/// hears a line per reduction kept.
+pub(super) fn shrink_to_file(
+    config: &RunConfig,
+    events: &[rehearsal_sim_core::TraceEvent],
+    end_ns: u64,
+    output: &Path,
+    limits: crate::shrink::ShrinkLimits,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ShrunkTrace, ShrinkFailed> {
+    let started = std::time::Instant::now();
+    let result = crate::shrink::shrink(config, events, end_ns, limits, progress)
+        .map_err(ShrinkFailed::Shrink)?;
+    save_trace(output, &result.run).map_err(ShrinkFailed::Write)?;
+    Ok(ShrunkTrace {
+        path: output.to_path_buf(),
+        result,
+        wall: started.elapsed(),
+    })
+}
+
+impl ShrunkTrace {
+    /// How the minimal run still fails.
+    pub(super) fn still_fails(&self) -> String {
+        self.result
+            .run
+            .first_problem()
+            .map_or_else(|| self.result.failure.to_string(), ToString::to_string)
+    }
+
+    /// What the minimal run kept and changed of `original`'s configuration, in lines: the
+    /// `minimal run: ...` line, and a warning when the correct protocol fails its schedule
+    /// too.
+    pub(super) fn minimal_run(&self, original: &RunConfig) -> Vec<String> {
+        let shrunk = &self.result;
+        let c = &shrunk.run.config;
+        let mut kept = vec![format!("deadline {}", format_ns(c.duration_ns))];
+        kept.push(c.protocol.describe_sizes(&c.sizes()));
+        kept.extend(timer_changes(c));
+        if c.seed != original.seed {
+            kept.push(format!("seed {} (another network)", c.seed));
+        }
+        if shrunk.drops_forced > 0 {
+            kept.push(format!(
+                "{} deliveries turned into drops",
+                shrunk.drops_forced
+            ));
+        }
+        if shrunk.faults_removed > 0 {
+            kept.push(format!("{} faults removed", shrunk.faults_removed));
+        }
+        let mut lines = vec![format!("minimal run: {}", kept.join(", "))];
+        if shrunk.genuine == Some(false) {
+            lines.push(
+                "warning: the correct protocol fails this schedule too; the failure may be the schedule's, not the mutant's"
+                    .to_string(),
+            );
+        }
+        lines
+    }
 }
 
 /// What a run changes of its protocol's timers, for summaries: timers set by hand, and

@@ -1,6 +1,7 @@
 //! Shared helpers of Rehearsal's cross-crate tests.
 
 pub mod follow;
+pub mod in_order;
 pub mod process;
 
 use std::path::PathBuf;

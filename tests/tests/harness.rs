@@ -2,59 +2,21 @@
 //! passing seeds pass; a failing seed becomes a trace, a shrunk trace and the commands
 //! that re-run it.
 
-use rehearsal_sim_core::{
-    Actor, Context, Invariant, Latency, NodeId, SimConfig, SimpleNetwork, Simulation, Time,
-};
-use rehearsal_traces::check::{check_seeds, find_failure, follow_trace_of_test};
-
-/// Node 0 sends the numbers 1..=n to node 1, which outputs them as they arrive.
-struct Sender {
-    n: u32,
-}
-
-impl Actor for Sender {
-    type Msg = u32;
-    type Timer = ();
-    type Output = u32;
-    fn on_start(&mut self, cx: &mut Context<Self>) {
-        if cx.me() == NodeId(0) {
-            for i in 1..=self.n {
-                cx.send(NodeId(1), i);
-            }
-        }
-    }
-    fn on_message(&mut self, _from: NodeId, i: u32, cx: &mut Context<Self>) {
-        cx.output(i);
-    }
-    fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
-}
-
-/// The (wrong, under jitter) belief that messages arrive in the order sent.
-struct InOrder {
-    last: u32,
-}
-
-impl Invariant<Sender> for InOrder {
-    fn name(&self) -> &str {
-        "in-order"
-    }
-    fn on_output(&mut self, _: NodeId, _: Time, i: &u32) -> Result<(), String> {
-        if *i < self.last {
-            return Err(format!("{i} arrived after {}", self.last));
-        }
-        self.last = *i;
-        Ok(())
-    }
-}
+use rehearsal_sim_core::{Latency, Outcome, RunReport, SimConfig, SimpleNetwork, Simulation};
+use rehearsal_tests::in_order::{InOrder, Sender};
+use rehearsal_traces::check::{check_seeds, find_failure, follow_trace_of_test, SeededSimulation};
+use rehearsal_traces::shrink::{shrink, ShrinkLimits, Subject, Trial};
+use rehearsal_traces::ScheduleFollower;
+use std::time::{Duration, Instant};
 
 fn build(seed: u64, latency: Latency) -> Simulation<Sender> {
     let network = SimpleNetwork { latency, loss: 0.0 };
     let mut sim = Simulation::new(
         SimConfig::new(seed),
-        vec![Sender { n: 20 }, Sender { n: 20 }],
+        vec![Sender::new(20), Sender::new(20)],
         network,
     );
-    sim.add_invariant(InOrder { last: 0 });
+    sim.add_invariant(InOrder::default());
     sim
 }
 
@@ -114,4 +76,62 @@ fn jitter_breaks_the_order_and_the_failure_shrinks_to_two_messages() {
         "{}",
         replay.stderr
     );
+}
+
+/// A simulation each of whose runs takes `run_wall` of wall time, as a large run's do.
+#[derive(Clone)]
+struct Slow<'b> {
+    inner: SeededSimulation<'b, Sender>,
+    run_wall: Duration,
+}
+
+impl Subject for Slow<'_> {
+    type Run = RunReport<Sender>;
+    fn run(&self, schedule: ScheduleFollower) -> Option<RunReport<Sender>> {
+        std::thread::sleep(self.run_wall);
+        self.inner.run(schedule)
+    }
+    fn deadline_ns(&self) -> u64 {
+        self.inner.deadline_ns()
+    }
+    fn with_deadline(&self, ns: u64) -> Self {
+        Slow {
+            inner: self.inner.with_deadline(ns),
+            run_wall: self.run_wall,
+        }
+    }
+}
+
+#[test]
+fn a_shrink_starts_no_run_that_would_end_past_its_time_limit() {
+    let jitter = |seed| build(seed, "uniform:1ms..20ms".parse().unwrap());
+    let seed = (1..=50)
+        .find(|&s| jitter(s).run().outcome != Outcome::Ok)
+        .expect("jitter reorders the messages on some seed");
+    let mut recorded = jitter(seed);
+    recorded.keep_trace(true);
+    let recorded = recorded.run();
+    // Runs of 300 ms against 1.65 s: the sixth would start at 1.5 s and end at 1.8 s
+    // (150 ms of slack for a loaded machine's slower runs).
+    let subject = Slow {
+        inner: SeededSimulation::new(&jitter, seed),
+        run_wall: Duration::from_millis(300),
+    };
+    let limits = ShrinkLimits {
+        runs_max: 1_000,
+        time_max: Duration::from_millis(1_650),
+    };
+    let started = Instant::now();
+    let shrunk = shrink(
+        &subject,
+        &recorded.trace,
+        recorded.sim_time_ns(),
+        limits.clone(),
+        &mut |_| {},
+    )
+    .expect("it shrinks");
+    let took = started.elapsed();
+    assert!(shrunk.limited, "{} runs", shrunk.runs);
+    assert!(shrunk.runs >= 4, "{} runs", shrunk.runs);
+    assert!(took < limits.time_max, "{took:?} for {} runs", shrunk.runs);
 }

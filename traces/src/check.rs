@@ -185,7 +185,7 @@ pub fn find_failure<A: Actor>(
         recorded.keep_trace(true);
         let deadline = recorded.deadline();
         let recorded = recorded.run();
-        let header = custom_header(test, seed, deadline.map(Time::as_nanos), false);
+        let header = custom_header(test, seed, deadline.map(Time::as_nanos), false, false);
         return Some(report_failure(
             test,
             seed,
@@ -193,7 +193,7 @@ pub fn find_failure<A: Actor>(
             &recorded,
             header,
             |subject: &SeededSimulation<'_, A>| {
-                custom_header(test, seed, subject.deadline_ns, true)
+                custom_header(test, seed, subject.deadline_ns, true, false)
             },
             |shrunk_path| {
                 vec![
@@ -209,16 +209,25 @@ pub fn find_failure<A: Actor>(
     None
 }
 
-fn custom_header(test: &str, seed: u64, deadline_ns: Option<u64>, follow: bool) -> Header {
-    Header::new(
-        seed,
-        serde_json::json!({
-            "test": test,
-            "seed": seed,
-            "deadline_ns": deadline_ns,
-            "follow_schedule": follow,
-        }),
-    )
+/// The header of a trace a harness writes for `test`: what [`follow_trace_of_test`] needs
+/// to re-run it (`retime`: see [`SeededSimulation::retiming`]).
+pub(crate) fn custom_header(
+    test: &str,
+    seed: u64,
+    deadline_ns: Option<u64>,
+    follow: bool,
+    retime: bool,
+) -> Header {
+    let mut config = serde_json::json!({
+        "test": test,
+        "seed": seed,
+        "deadline_ns": deadline_ns,
+        "follow_schedule": follow,
+    });
+    if retime {
+        config["retime_schedule"] = true.into();
+    }
+    Header::new(seed, config)
 }
 
 /// Writes the failing run's trace, shrinks it, writes the shrunk trace, and says how to
@@ -342,6 +351,7 @@ pub struct SeededSimulation<'b, A: Actor> {
     build: &'b dyn Fn(u64) -> Simulation<A>,
     seed: u64,
     deadline_ns: Option<u64>,
+    retime: bool,
 }
 
 impl<'b, A: Actor> SeededSimulation<'b, A> {
@@ -351,11 +361,23 @@ impl<'b, A: Actor> SeededSimulation<'b, A> {
             build,
             seed,
             deadline_ns: None,
+            retime: false,
         }
     }
 
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// This simulation, following a schedule, keeps to the schedule's times of starts
+    /// and timer firings too (see [`ScheduleFollower::retime_starts_and_timers`]): for
+    /// schedules whose steps came in an order their times alone would not give, as an
+    /// exploration's counterexample's do.
+    pub fn retiming(self) -> Self {
+        SeededSimulation {
+            retime: true,
+            ..self
+        }
     }
 }
 
@@ -365,6 +387,7 @@ impl<A: Actor> Clone for SeededSimulation<'_, A> {
             build: self.build,
             seed: self.seed,
             deadline_ns: self.deadline_ns,
+            retime: self.retime,
         }
     }
 }
@@ -372,7 +395,10 @@ impl<A: Actor> Clone for SeededSimulation<'_, A> {
 impl<A: Actor> Subject for SeededSimulation<'_, A> {
     type Run = RunReport<A>;
 
-    fn run(&self, schedule: ScheduleFollower) -> Option<RunReport<A>> {
+    fn run(&self, mut schedule: ScheduleFollower) -> Option<RunReport<A>> {
+        if self.retime {
+            schedule.retime_starts_and_timers();
+        }
         let mut sim = (self.build)(self.seed);
         sim.set_network(schedule).keep_trace(true);
         if let Some(ns) = self.deadline_ns {
@@ -450,6 +476,7 @@ pub fn follow_trace_of_test<A: Actor>(
         build,
         seed,
         deadline_ns: config["deadline_ns"].as_u64(),
+        retime: config["retime_schedule"].as_bool().unwrap_or(false),
     };
     // The shrinker's drops are faults again, as when the trace was written.
     let run = subject.run(follower_of(&recorded.events, recorded.footer.sim_time_ns))?;

@@ -158,7 +158,8 @@ pub const TIMER_FLOOR_NS: u64 = 1_000_000;
 pub struct ShrinkLimits {
     /// Most re-runs.
     pub runs_max: u64,
-    /// Most wall time; the best reduction so far is kept when it runs out.
+    /// Most wall time; the best reduction so far is kept when it runs out. A re-run is
+    /// not started when, taking as long as the last one did, it would end past it.
     pub time_max: Duration,
 }
 
@@ -353,6 +354,8 @@ struct Search<'p, S: Subject> {
     limits: ShrinkLimits,
     started: Instant,
     runs: u64,
+    /// How long the last re-run took: the next is expected to take as long.
+    last_run: Duration,
     limited: bool,
     /// The reduced configurations already tried on other seeds (see [`leap`]).
     reseeded: Vec<Vec<String>>,
@@ -364,11 +367,25 @@ struct Search<'p, S: Subject> {
 }
 
 impl<S: Subject> Search<'_, S> {
+    /// Whether a limit is reached. A run cannot be stopped once it has started, so the
+    /// next is not started when, taking as long as the last did, it would end past the
+    /// time limit (a large run's re-runs take seconds each).
     fn out_of_budget(&mut self) -> bool {
-        if self.runs >= self.limits.runs_max || self.started.elapsed() >= self.limits.time_max {
+        if self.runs >= self.limits.runs_max
+            || self.started.elapsed() + self.last_run >= self.limits.time_max
+        {
             self.limited = true;
         }
         self.limited
+    }
+
+    /// One re-run (`run`), counted and timed.
+    fn timed<R>(&mut self, run: impl FnOnce() -> R) -> R {
+        self.runs += 1;
+        let started = Instant::now();
+        let result = run();
+        self.last_run = started.elapsed();
+        result
     }
 
     /// Runs `subject` following `schedule` (with the drops a shrink imposed on it imposed
@@ -383,16 +400,20 @@ impl<S: Subject> Search<'_, S> {
         if self.out_of_budget() {
             return None;
         }
-        self.runs += 1;
         let mut follower = follower_of(schedule, end_ns);
         follower.force_drops(drops.iter().copied());
-        let run = subject.run(follower)?;
+        let run = self.timed(|| subject.run(follower))?;
         self.keep_if_failing(subject, run)
     }
 
     /// `run` of `subject` as a candidate, if it fails the same way.
     fn keep_if_failing(&mut self, subject: &S, run: S::Run) -> Option<Best<S>> {
         if run.result().failure() != self.failure {
+            return None;
+        }
+        // Checking it against the correct protocol is a run of its own: a candidate the
+        // budget cannot check is not taken.
+        if self.check_reference && self.out_of_budget() {
             return None;
         }
         let genuine = self.genuine(subject, &run);
@@ -430,8 +451,7 @@ impl<S: Subject> Search<'_, S> {
         if self.out_of_budget() {
             return None;
         }
-        self.runs += 1;
-        let run = changed.run_drawn()?;
+        let run = self.timed(|| changed.run_drawn())?;
         self.keep_if_failing(changed, run)
             .filter(|found| better(found, best, strict))
     }
@@ -445,9 +465,8 @@ impl<S: Subject> Search<'_, S> {
         let Some(reference) = subject.reference() else {
             return true;
         };
-        self.runs += 1;
-        reference
-            .run(follower_of(run.events(), run.sim_time_ns()))
+        let follower = follower_of(run.events(), run.sim_time_ns());
+        self.timed(|| reference.run(follower))
             .is_some_and(|r| r.result().outcome == Outcome::Ok)
     }
 }
@@ -542,15 +561,15 @@ pub fn shrink<S: Subject>(
         limits,
         started: Instant::now(),
         runs: 0,
+        last_run: Duration::ZERO,
         limited: false,
         reseeded: Vec::new(),
         landing: None,
         progress,
     };
     // The starting point: the recording, re-enacted.
-    search.runs += 1;
-    let first = subject
-        .run(follower_of(events, end_ns))
+    let first = search
+        .timed(|| subject.run(follower_of(events, end_ns)))
         .ok_or_else(|| ShrinkError::Config("the recorded run cannot be re-run".into()))?;
     let failure = first
         .result()
@@ -886,8 +905,7 @@ fn on_other_seeds<S: Subject>(
         }
         let other = seed.wrapping_add(k);
         let candidate = subject.with_seed(other);
-        search.runs += 1;
-        let run = candidate.run_drawn()?;
+        let run = search.timed(|| candidate.run_drawn())?;
         if let Some(found) = search.keep_if_failing(&candidate, run) {
             if found.genuine >= best.genuine {
                 return Some((other, found));
