@@ -148,6 +148,9 @@ pub struct Stats {
     pub revisits: u64,
     /// Steps skipped by the reduction.
     pub slept: u64,
+    /// Steps whose handler call was not made again: the same node, in the same state,
+    /// handled the same message or timer at the same time before.
+    pub recalled: u64,
     /// The deepest state reached.
     pub depth: u32,
     /// States left to expand (the DFS stack, the BFS frontier).
@@ -277,7 +280,7 @@ impl<A: Actor> State<A> {
         }
         let mut net: u64 = 0;
         for e in &self.net {
-            net = net.wrapping_add(mix(e.fp));
+            net = net.wrapping_add(mix(e.fp ^ link(e.from, e.to)));
         }
         h.write_u64(net);
         h.write_u32(self.drops);
@@ -289,6 +292,12 @@ impl<A: Actor> State<A> {
 
 fn node_fp<A: Actor>(node: &NodeState<A>) -> u64 {
     node.fp
+}
+
+/// A link's part of an envelope's identity: the same message on another link is another
+/// message in flight.
+fn link(from: NodeId, to: NodeId) -> u64 {
+    mix((u64::from(from.0) << 32 | u64::from(to.0)).wrapping_add(0x9e37_79b9_7f4a_7c15))
 }
 
 /// A bijective 64-bit mixer (SplitMix64's finaliser), so that sums of fingerprints do not
@@ -344,6 +353,35 @@ impl Hasher for PassThrough {
 #[allow(clippy::disallowed_types)] // keyed by fingerprint, never iterated (see `Fingerprints`)
 type SeenMap = std::collections::HashMap<u64, Seen, Fingerprints>;
 
+/// What a handler call did: the node's state after it, the messages it sent, its
+/// outputs.
+struct Transition<A: Actor> {
+    node: Arc<NodeState<A>>,
+    sends: Vec<Arc<Envelope<A>>>,
+    outputs: Vec<(NodeId, A::Output)>,
+}
+
+/// Handler calls remembered, by [`transition_key`].
+#[allow(clippy::disallowed_types)] // keyed by fingerprint, never iterated (see `Fingerprints`)
+type TransitionMap<A> = std::collections::HashMap<u64, Transition<A>, Fingerprints>;
+
+/// Transitions remembered at most; the memory is emptied when it is full (a bound on
+/// memory; which calls are made again then depends only on the search's own order).
+const TRANSITIONS_MAX: usize = 1 << 20;
+
+/// A handler call's identity: the node (which, and its fingerprint: nodes whose states
+/// feed the same values are still different nodes), what it handles (a message's
+/// fingerprint and sender, or a timer), and the time.
+fn transition_key(me: NodeId, node: u64, what: u64, from: u32, now: u64) -> u64 {
+    let mut h = Fingerprinter::default();
+    h.write_u32(me.0);
+    h.write_u64(node);
+    h.write_u64(what);
+    h.write_u32(from);
+    h.write_u64(now);
+    h.finish()
+}
+
 /// One copy of each distinct node state, by fingerprint.
 #[allow(clippy::disallowed_types)] // keyed by fingerprint, never iterated (see `Fingerprints`)
 type NodeMap<A> = std::collections::HashMap<u64, Arc<NodeState<A>>, Fingerprints>;
@@ -374,6 +412,12 @@ pub struct Explorer<A: Explorable> {
     bounds: Bounds,
     invariants: InvariantFactory<A>,
     seen: SeenMap,
+    /// The outcome of each handler call made so far, by the node's fingerprint, what it
+    /// handled and the time: a node in one state handling one message does the same in
+    /// every global state it is part of, so the call is made once.
+    transitions: TransitionMap<A>,
+    /// Whether `transitions` is used (see [`Explorer::remember_transitions`]).
+    remember: bool,
     /// Breadth-first search only: the node states reached so far. A node's state recurs
     /// in many global states (the same deliveries to it, interleaved with others'), and
     /// the frontier holds them all: each distinct one is kept once.
@@ -407,6 +451,8 @@ impl<A: Explorable> Explorer<A> {
             invariants,
             seen: SeenMap::default(),
             nodes_seen: NodeMap::default(),
+            transitions: TransitionMap::default(),
+            remember: true,
             stack: Vec::new(),
             queue: VecDeque::new(),
             stats: Stats::default(),
@@ -499,6 +545,15 @@ impl<A: Explorable> Explorer<A> {
             Search::Bfs => explorer.queue.push_back((state, Vec::new(), None)),
         }
         explorer
+    }
+
+    /// Whether handler calls are remembered and not made again (on by default). Off,
+    /// every step calls its handler: the same states and steps, slower; for checking the
+    /// explorer.
+    pub fn remember_transitions(&mut self, on: bool) -> &mut Self {
+        self.remember = on;
+        self.transitions.clear();
+        self
     }
 
     pub fn stats(&self) -> Stats {
@@ -634,21 +689,20 @@ impl<A: Explorable> Explorer<A> {
             Move::Deliver(i) => {
                 let e = next.net.remove(i);
                 let to = e.to;
-                let node = Arc::make_mut(&mut next.nodes[to.index()]);
-                let mut cx = Context::new(
-                    to,
-                    Time::from_nanos(next.now),
-                    &mut node.rng,
-                    &mut node.next_timer,
-                    &mut self.effects,
-                );
-                node.actor.on_message(e.from, e.msg.clone(), &mut cx);
-                let mut effects = std::mem::take(&mut self.effects);
-                let sends = self.recording.as_mut().map(|(sends, _)| sends);
-                apply_effects(&mut next, to, &mut effects, &mut outputs, sends);
-                self.effects = effects;
-                Arc::make_mut(&mut next.nodes[to.index()]).refresh_fp();
-                self.share(&mut next.nodes[to.index()]);
+                let key = transition_key(to, next.nodes[to.index()].fp, e.fp, e.from.0, next.now);
+                if !self.recall(key, &mut next, to, &mut outputs) {
+                    let sent_before = next.net.len();
+                    let node = Arc::make_mut(&mut next.nodes[to.index()]);
+                    let mut cx = Context::new(
+                        to,
+                        Time::from_nanos(next.now),
+                        &mut node.rng,
+                        &mut node.next_timer,
+                        &mut self.effects,
+                    );
+                    node.actor.on_message(e.from, e.msg.clone(), &mut cx);
+                    self.finish_handler(key, &mut next, to, sent_before, &mut outputs);
+                }
                 Step::Deliver {
                     from: e.from,
                     to,
@@ -657,28 +711,29 @@ impl<A: Explorable> Explorer<A> {
             }
             Move::Fire(n, t) => {
                 let me = NodeId(n as u32);
-                let node = Arc::make_mut(&mut next.nodes[n]);
-                let Armed {
-                    id, timer, due_ns, ..
-                } = node.timers.remove(t);
+                let armed = &next.nodes[n].timers[t];
+                let (id, timer) = (armed.id, armed.timer.clone());
                 next.firings += 1;
                 // Time moves on to when the timer is due (a timer due earlier that fires
                 // later fires late: allowed, as a busy machine allows it).
-                next.now = next.now.max(due_ns);
-                let mut cx = Context::new(
-                    me,
-                    Time::from_nanos(next.now),
-                    &mut node.rng,
-                    &mut node.next_timer,
-                    &mut self.effects,
-                );
-                node.actor.on_timer(timer.clone(), &mut cx);
-                let mut effects = std::mem::take(&mut self.effects);
-                let sends = self.recording.as_mut().map(|(sends, _)| sends);
-                apply_effects(&mut next, me, &mut effects, &mut outputs, sends);
-                self.effects = effects;
-                Arc::make_mut(&mut next.nodes[n]).refresh_fp();
-                self.share(&mut next.nodes[n]);
+                next.now = next.now.max(armed.due_ns);
+                // The timer's place in the node's list names it (the node's fingerprint
+                // covers the list, in order).
+                let key = transition_key(me, next.nodes[n].fp, !(t as u64), u32::MAX, next.now);
+                if !self.recall(key, &mut next, me, &mut outputs) {
+                    let sent_before = next.net.len();
+                    let node = Arc::make_mut(&mut next.nodes[n]);
+                    node.timers.remove(t);
+                    let mut cx = Context::new(
+                        me,
+                        Time::from_nanos(next.now),
+                        &mut node.rng,
+                        &mut node.next_timer,
+                        &mut self.effects,
+                    );
+                    node.actor.on_timer(timer.clone(), &mut cx);
+                    self.finish_handler(key, &mut next, me, sent_before, &mut outputs);
+                }
                 Step::Fire {
                     node: me,
                     id,
@@ -695,6 +750,62 @@ impl<A: Explorable> Explorer<A> {
             Some((invariant, node, detail)) => Applied::Violation(step, invariant, node, detail),
             None => Applied::Next(next, step),
         }
+    }
+
+    /// A handler has run at `me`: applies its effects to `next`, fingerprints the node,
+    /// and remembers the transition under `key` (the sends are those `next.net` gained
+    /// after `sent_before`).
+    fn finish_handler(
+        &mut self,
+        key: u64,
+        next: &mut State<A>,
+        me: NodeId,
+        sent_before: usize,
+        outputs: &mut Vec<(NodeId, A::Output)>,
+    ) {
+        let mut effects = std::mem::take(&mut self.effects);
+        let sends = self.recording.as_mut().map(|(sends, _)| sends);
+        apply_effects(next, me, &mut effects, outputs, sends);
+        self.effects = effects;
+        Arc::make_mut(&mut next.nodes[me.index()]).refresh_fp();
+        self.share(&mut next.nodes[me.index()]);
+        if self.recording.is_some() || !self.remember {
+            return;
+        }
+        if self.transitions.len() >= TRANSITIONS_MAX {
+            self.transitions.clear();
+        }
+        self.transitions.insert(
+            key,
+            Transition {
+                node: Arc::clone(&next.nodes[me.index()]),
+                sends: next.net[sent_before..].to_vec(),
+                outputs: outputs.clone(),
+            },
+        );
+    }
+
+    /// Takes a step's outcome at `me` from the transitions met before, if this one (the
+    /// node's state, what it handles, the time) was among them; returns whether it was.
+    /// Not while a path is recorded: its sends are named as they are made.
+    fn recall(
+        &mut self,
+        key: u64,
+        next: &mut State<A>,
+        me: NodeId,
+        outputs: &mut Vec<(NodeId, A::Output)>,
+    ) -> bool {
+        if self.recording.is_some() {
+            return false;
+        }
+        let Some(known) = self.transitions.get(&key) else {
+            return false;
+        };
+        next.nodes[me.index()] = Arc::clone(&known.node);
+        next.net.extend(known.sends.iter().cloned());
+        outputs.extend(known.outputs.iter().cloned());
+        self.stats.recalled += 1;
+        true
     }
 
     /// Breadth-first search: replaces a node state just made by the copy of it kept
@@ -1088,6 +1199,8 @@ pub trait Exploration {
     fn record(&mut self) -> Option<Vec<crate::trace::TraceEvent>>;
     /// Follows one schedule of choices (see [`Explorer::walk`]); the violation, if any.
     fn walk(&mut self, choices: &[u32]) -> Option<Found>;
+    /// See [`Explorer::remember_transitions`].
+    fn remember_transitions(&mut self, on: bool);
 }
 
 impl<A: Explorable> Exploration for Explorer<A> {
@@ -1130,6 +1243,9 @@ impl<A: Explorable> Exploration for Explorer<A> {
     }
     fn record(&mut self) -> Option<Vec<crate::trace::TraceEvent>> {
         Explorer::record(self)
+    }
+    fn remember_transitions(&mut self, on: bool) {
+        Explorer::remember_transitions(self, on);
     }
     fn walk(&mut self, choices: &[u32]) -> Option<Found> {
         Explorer::walk(self, choices)?;
@@ -1407,6 +1523,108 @@ mod tests {
             "a toy this small is explored to the end: {stats:?}"
         );
         e
+    }
+
+    #[test]
+    fn remembered_transitions_change_no_state_and_no_step() {
+        for search in [Search::Dfs, Search::Bfs] {
+            for (n, timer, spread, drops) in [
+                (4, false, false, 0),
+                (7, true, true, 1),
+                (4, true, false, 2),
+            ] {
+                let b = Bounds {
+                    drops_max: drops,
+                    timer_firings_max: 1,
+                    ..bounds(search)
+                };
+                let with = explore(toys(n, timer, spread), none(), b);
+                let mut without = Explorer::new(toys(n, timer, spread), 1, none(), b);
+                without.remember_transitions(false);
+                without.run(1_000_000);
+                let (a, b) = (with.stats(), without.stats());
+                assert_eq!(b.recalled, 0);
+                assert_eq!(
+                    Stats { recalled: 0, ..a },
+                    b,
+                    "{search:?} {n} {timer} {spread} {drops}"
+                );
+            }
+        }
+        // Three messages to three nodes, in every order (no reduction): each node's
+        // handling of its message is the same whichever others came first.
+        let e = explore(
+            toys(7, false, true),
+            none(),
+            Bounds {
+                reduction: false,
+                ..bounds(Search::Dfs)
+            },
+        );
+        assert!(e.stats().recalled > 0, "{:?}", e.stats());
+    }
+
+    /// Node 0 sends the same message to nodes 1 and 2 when it starts; each outputs its
+    /// own id when it gets it. Their states feed nothing to their fingerprints.
+    #[derive(Clone, Debug)]
+    struct Echo;
+
+    impl Actor for Echo {
+        type Msg = u32;
+        type Timer = ();
+        type Output = u32;
+        fn on_start(&mut self, cx: &mut Context<Self>) {
+            if cx.me() == NodeId(0) {
+                cx.send(NodeId(1), 7);
+                cx.send(NodeId(2), 7);
+            }
+        }
+        fn on_message(&mut self, _from: NodeId, _msg: u32, cx: &mut Context<Self>) {
+            let me = cx.me().0;
+            cx.output(me);
+        }
+        fn on_timer(&mut self, _timer: (), _cx: &mut Context<Self>) {}
+    }
+
+    impl Explorable for Echo {
+        fn fingerprint(&self, _h: &mut Fingerprinter) {}
+    }
+
+    /// Each node outputs its own id, once.
+    #[derive(Default)]
+    struct OwnId(Vec<u32>);
+
+    impl Invariant<Echo> for OwnId {
+        fn name(&self) -> &str {
+            "own-id"
+        }
+        fn on_output(&mut self, node: NodeId, _now: Time, output: &u32) -> Result<(), String> {
+            if *output != node.0 || self.0.contains(output) {
+                return Err(format!(
+                    "node {} output {output}, after {:?}",
+                    node.0, self.0
+                ));
+            }
+            self.0.push(*output);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_message_on_two_links_is_two_messages_in_flight() {
+        // The state where node 1's copy is delivered and the one where node 2's is differ
+        // only in which copy is still in flight: four states, not three.
+        for search in [Search::Dfs, Search::Bfs] {
+            let inv: InvariantFactory<Echo> = Box::new(|| vec![Box::new(OwnId::default()) as _]);
+            let mut e = Explorer::new(vec![Echo, Echo, Echo], 1, inv, bounds(search));
+            let stats = e.run(1_000);
+            assert!(stats.done && stats.states == 4, "{stats:?}");
+            assert!(
+                e.counterexample().is_none(),
+                "{:?}",
+                e.counterexample().map(|c| &c.detail)
+            );
+        }
     }
 
     #[test]

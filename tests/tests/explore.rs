@@ -2,7 +2,7 @@
 //! runs, its verdicts, its counterexample traces and its errors.
 
 use rehearsal::config::{Protocol, RunConfig};
-use rehearsal_sim_core::explore::{Bounds, Search};
+use rehearsal_sim_core::explore::{Bounds, Search, Stats};
 use rehearsal_tests::{cli, scratch_dir};
 use rehearsal_traces::read_trace;
 
@@ -114,6 +114,19 @@ fn correct_pbft_is_clean_within_a_small_bound_and_explores_the_same_states_twice
     assert!(
         full_stats.steps > stats.steps,
         "{full_stats:?} vs {stats:?}"
+    );
+    // Remembered handler calls stand for most steps, and change no state and no step.
+    assert!(stats.recalled > stats.steps / 2, "{stats:?}");
+    let mut calling = c.protocol.explore(&c, b, &[]).expect("pbft explores");
+    calling.remember_transitions(false);
+    let calling_stats = calling.run(10_000_000);
+    assert_eq!(calling_stats.recalled, 0);
+    assert_eq!(
+        Stats {
+            recalled: 0,
+            ..stats
+        },
+        calling_stats
     );
 }
 
