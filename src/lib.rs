@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod memory;
 pub mod registry;
 pub mod run;
 pub mod runfile;

@@ -30,6 +30,9 @@ pub struct Cell {
     pub invariant: Option<String>,
     /// Why the strategy does not apply, if it does not.
     pub skipped: Option<String>,
+    /// Whether a state-space search stopped at the memory bound (half the machine's
+    /// memory) before the cap.
+    pub memory_bound: bool,
 }
 
 /// The sizes the state-space searches run: the protocol's default nodes, one client, two
@@ -77,6 +80,7 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
         wall_ns: 0,
         invariant: None,
         skipped: None,
+        memory_bound: false,
     };
     let config = base(protocol, mutant);
     match strategy {
@@ -149,6 +153,12 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
                         None => cell.work += 64,
                     }
                 } else {
+                    if crate::memory::resident_bytes()
+                        .is_some_and(|r| r > crate::memory::default_bound())
+                    {
+                        cell.memory_bound = true;
+                        break;
+                    }
                     let stats = e.run(4096);
                     cell.work = stats.states;
                     if let Some(found) = e.found() {
@@ -265,6 +275,8 @@ fn describe(c: &Cell) -> String {
     let secs = c.wall_ns as f64 / 1e9;
     if c.caught {
         format!("{} {} {:.2} s", c.work, c.unit, secs)
+    } else if c.memory_bound {
+        format!("- ({} {}, memory bound at {:.0} s)", c.work, c.unit, secs)
     } else {
         format!("- ({} {} {:.0} s)", c.work, c.unit, secs)
     }

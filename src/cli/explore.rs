@@ -41,6 +41,10 @@ pub(super) struct ExploreArgs {
     /// `FILE.jsonl` -> `FILE.min.jsonl`.
     #[arg(long, default_value = "30s", value_name = "T", value_parser = parse_shrink_time, requires = "trace")]
     shrink_time: u64,
+    /// Stop a state-space search once the process holds this much memory (bytes, or with
+    /// K, M, G: e.g. 4G); by default half the machine's memory.
+    #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse_size)]
+    max_memory: Option<u64>,
     /// Write the failing run's trace only, without shrinking it.
     #[arg(long, requires = "trace", conflicts_with = "shrink_time")]
     no_shrink: bool,
@@ -199,11 +203,17 @@ pub(super) fn explore(
             ));
         }
     }
+    let memory_bound = args.max_memory.unwrap_or_else(crate::memory::default_bound);
+    let mut memory_stop = None;
     while strategy != ExploreStrategy::Choices
         && !stats.done
         && stats.states < states_max
         && started.elapsed() < budget
     {
+        if let Some(resident) = crate::memory::resident_bytes().filter(|&r| r > memory_bound) {
+            memory_stop = Some((resident, memory_bound));
+            break;
+        }
         stats = exploration.run(CHUNK);
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
@@ -232,6 +242,7 @@ pub(super) fn explore(
         strategy: strategy.name(),
         schedules,
         choices,
+        memory_stop,
     };
     report(
         &config,
@@ -468,6 +479,8 @@ struct Search {
     schedules: u64,
     /// The failing schedule a `choices` search shrank to.
     choices: Option<Vec<u32>>,
+    /// The memory held, and the bound, when the search stopped at it.
+    memory_stop: Option<(u64, u64)>,
 }
 
 /// Where the simulator's run first did something other than the path's next step (a
@@ -538,7 +551,7 @@ fn report(
             "stats": stats,
             "wall_time_ns": u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
             "states_per_second": (stats.states as f64 / secs).round(),
-            "outcome": if found.is_some() { "violation" } else if stats.done { "exhausted" } else { "budget" },
+            "outcome": if found.is_some() { "violation" } else if stats.done { "exhausted" } else if search.memory_stop.is_some() { "memory" } else { "budget" },
             "violation": found,
         });
         with_traces(&mut value, traced);
@@ -598,11 +611,21 @@ fn report(
             "no violation in {} schedules",
             search.schedules
         )?,
-        None => writeln!(
-            out,
-            "no violation found within the budget; {} states still pending",
-            stats.pending
-        )?,
+        None => match search.memory_stop {
+            Some((resident, bound)) => writeln!(
+                out,
+                "no violation found before the memory bound: {} held, --max-memory {}; {} states still pending \
+                 (depth-first search holds one path, not a frontier; a lower --depth or fewer requests make fewer states)",
+                crate::memory::format_size(resident),
+                crate::memory::format_size(bound),
+                stats.pending
+            )?,
+            None => writeln!(
+                out,
+                "no violation found within the budget; {} states still pending",
+                stats.pending
+            )?,
+        },
     }
     Ok(())
 }
