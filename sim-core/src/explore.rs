@@ -309,7 +309,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// A step enabled at a state, by position in the state's tables.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Move {
     Deliver(usize),
     Drop(usize),
@@ -1146,6 +1146,126 @@ impl<A: Explorable> Explorer<A> {
         Some(events)
     }
 
+    /// Shortens the counterexample: takes out steps (runs of them, then single ones), and
+    /// keeps each cut after which the same invariant still breaks, following the
+    /// remaining steps by what they are (a message by its link and fingerprint, a timer
+    /// by its value), so a step that only a cut step made possible is left out too. At
+    /// most `walks` paths are tried; returns the steps taken out. The searches' figures
+    /// do not count these walks.
+    pub fn minimize(&mut self, walks: usize) -> usize {
+        let Some(found) = self.found.clone() else {
+            return 0;
+        };
+        let stats = self.stats;
+        let before = found.steps.len();
+        let mut best = found;
+        let mut tried = 0;
+        let mut chunk = (best.steps.len() / 2).max(1);
+        loop {
+            let mut cut_any = false;
+            let mut i = 0;
+            while i < best.steps.len() && tried < walks {
+                let end = (i + chunk).min(best.steps.len());
+                let candidate: Vec<Step<A>> = best.steps[..i]
+                    .iter()
+                    .chain(&best.steps[end..])
+                    .cloned()
+                    .collect();
+                tried += 1;
+                match self.follow(&candidate) {
+                    Some(c)
+                        if c.invariant == best.invariant && c.steps.len() < best.steps.len() =>
+                    {
+                        best = c;
+                        cut_any = true;
+                    }
+                    _ => i += chunk,
+                }
+            }
+            if tried >= walks || (chunk == 1 && !cut_any) {
+                break;
+            }
+            if !cut_any {
+                chunk = (chunk / 2).max(1);
+            }
+        }
+        self.stats = stats;
+        let cut = before - best.steps.len();
+        self.found = Some(best);
+        cut
+    }
+
+    /// The counterexample's path as a schedule of choices (see [`Explorer::walk`]): at
+    /// each state, the index of its step among those enabled there. Walking them takes
+    /// the same path.
+    pub fn choices(&mut self) -> Option<Vec<u32>> {
+        let steps = self.found.as_ref()?.steps.clone();
+        let mut state = self.root.clone()?;
+        let stats = self.stats;
+        let mut choices = Vec::with_capacity(steps.len());
+        for step in &steps {
+            let mv = self.move_of(&state, step)?;
+            let moves = self.moves(&state);
+            let index = moves.iter().position(|(m, _)| *m == mv)?;
+            choices.push(index as u32);
+            match self.apply(&state, mv) {
+                Applied::Next(next, _) => state = next,
+                Applied::Violation(..) => break,
+            }
+        }
+        self.stats = stats;
+        Some(choices)
+    }
+
+    /// Takes `steps` from the initial state, each that is enabled when its turn comes (and
+    /// within the depth bound); the counterexample, if a violation comes.
+    fn follow(&mut self, steps: &[Step<A>]) -> Option<Counterexample<A>> {
+        let mut state = self.root.clone()?;
+        let mut taken = Vec::new();
+        for step in steps {
+            if state.depth >= self.bounds.depth_max {
+                break;
+            }
+            let Some(mv) = self.move_like(&state, step) else {
+                continue;
+            };
+            match self.apply(&state, mv) {
+                Applied::Violation(step, invariant, node, detail) => {
+                    taken.push(step);
+                    return Some(Counterexample {
+                        invariant,
+                        node,
+                        detail,
+                        steps: taken,
+                    });
+                }
+                Applied::Next(next, step) => {
+                    taken.push(step);
+                    state = next;
+                }
+            }
+        }
+        None
+    }
+
+    /// The move at `state` that takes `step`, or failing that a timer firing like it (the
+    /// same timer value at the same node, under another id: ids count the timers a node
+    /// set, which a cut step can change).
+    fn move_like(&self, state: &State<A>, step: &Step<A>) -> Option<Move> {
+        self.move_of(state, step).or_else(|| match step {
+            Step::Fire { node, timer, .. } => {
+                let t = state
+                    .nodes
+                    .get(node.index())?
+                    .timers
+                    .iter()
+                    .position(|armed| armed.timer == *timer)?;
+                Some(Move::Fire(node.index(), t))
+            }
+            _ => None,
+        })
+    }
+
     /// The move at `state` that takes `step`.
     fn move_of(&self, state: &State<A>, step: &Step<A>) -> Option<Move> {
         match step {
@@ -1201,6 +1321,10 @@ pub trait Exploration {
     fn walk(&mut self, choices: &[u32]) -> Option<Found>;
     /// See [`Explorer::remember_transitions`].
     fn remember_transitions(&mut self, on: bool);
+    /// See [`Explorer::minimize`].
+    fn minimize(&mut self, walks: usize) -> usize;
+    /// See [`Explorer::choices`].
+    fn choices(&mut self) -> Option<Vec<u32>>;
 }
 
 impl<A: Explorable> Exploration for Explorer<A> {
@@ -1246,6 +1370,12 @@ impl<A: Explorable> Exploration for Explorer<A> {
     }
     fn remember_transitions(&mut self, on: bool) {
         Explorer::remember_transitions(self, on);
+    }
+    fn minimize(&mut self, walks: usize) -> usize {
+        Explorer::minimize(self, walks)
+    }
+    fn choices(&mut self) -> Option<Vec<u32>> {
+        Explorer::choices(self)
     }
     fn walk(&mut self, choices: &[u32]) -> Option<Found> {
         Explorer::walk(self, choices)?;
@@ -1625,6 +1755,41 @@ mod tests {
                 e.counterexample().map(|c| &c.detail)
             );
         }
+    }
+
+    #[test]
+    fn a_counterexample_is_cut_to_the_steps_it_needs_and_its_choices_take_that_path() {
+        // 3 before 1 breaks the order; a path that delivers 2 first has a step too many.
+        let mut e = Explorer::new(
+            toys(4, false, false),
+            1,
+            order(1, 3, false),
+            bounds(Search::Dfs),
+        );
+        let long = (0..3u32)
+            .flat_map(|a| (0..2u32).map(move |b| [a, b]))
+            .find(|choices| {
+                e.walk(choices)
+                    .is_some_and(|c| c.steps.len() == 2 && c.steps[0].node() == NodeId(0))
+            })
+            .expect("a two-step path: 2, then 3");
+        e.walk(&long).expect("fails again");
+        let steps = e.stats().steps;
+        assert_eq!(e.minimize(100), 1);
+        assert_eq!(e.stats().steps, steps, "the cuts' walks are not counted");
+        let found = e.counterexample().expect("still a counterexample");
+        assert!(
+            matches!(found.steps.as_slice(), [Step::Deliver { from, msg: 3, .. }] if *from == NodeId(3)),
+            "{:?}",
+            found.steps
+        );
+        let choices = e.choices().expect("choices");
+        assert_eq!(choices.len(), 1);
+        let again = e.walk(&choices).expect("the choices fail");
+        assert!(matches!(
+            again.steps.as_slice(),
+            [Step::Deliver { msg: 3, .. }]
+        ));
     }
 
     #[test]

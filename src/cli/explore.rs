@@ -227,6 +227,11 @@ pub(super) fn explore(
     }
     bar.finish_and_clear();
     let wall = started.elapsed();
+    if strategy == ExploreStrategy::Dfs && exploration.found().is_some() {
+        // Depth-first search reports the first path it took, with the detours it made;
+        // breadth-first search's is a shortest one already, and `choices` cut theirs.
+        exploration.minimize(rehearsal_traces::schedules::MINIMIZE_WALKS);
+    }
     let found = exploration.found();
     let mut written = None;
     if let (Some(_), Some(path)) = (&found, &run.trace) {

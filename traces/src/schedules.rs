@@ -52,6 +52,9 @@ impl std::fmt::Display for ScheduleFailure {
     }
 }
 
+/// Paths tried at most when a failing schedule's path is cut shorter.
+pub const MINIMIZE_WALKS: usize = 4096;
+
 /// Runs `cases` schedules drawn from `seed`, each at most the exploration's depth bound
 /// long; the first that fails is shrunk and returned (and left as the exploration's
 /// counterexample, so [`Exploration::record`] writes it).
@@ -80,8 +83,14 @@ pub fn find_schedule_failure(
     let schedules = *drawn.borrow();
     match result {
         Err(TestError::Fail(_, choices)) => {
-            // Walk the shrunk schedule again: it is then the exploration's counterexample.
-            let found = exploration.walk(&choices)?;
+            // Walk the shrunk schedule again: it is then the exploration's counterexample,
+            // which is cut shorter still step by step (proptest shrinks the list of
+            // choices, and a choice taken out changes what every later one picks: it
+            // leaves long paths), and given as the choices that take the shorter path.
+            exploration.walk(&choices)?;
+            exploration.minimize(MINIMIZE_WALKS);
+            let choices = exploration.choices().unwrap_or(choices);
+            let found = exploration.found()?;
             Some(ScheduleFailure {
                 choices,
                 found,
