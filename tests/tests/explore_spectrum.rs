@@ -10,7 +10,7 @@
 use rehearsal::config::{Protocol, RunConfig};
 use rehearsal_sim_core::explore::{Bounds, Exploration, Search, Stats};
 use rehearsal_sim_core::NodeId;
-use rehearsal_tests::{explore_counterexample_replays, scratch_dir};
+use rehearsal_tests::{cli, explore_counterexample_replays, scratch_dir};
 use rehearsal_traces::schedules::{check_explore, check_schedules};
 
 /// More steps than any search here takes: each one ends by exhausting its bounds or at a
@@ -218,5 +218,31 @@ fn a_counterexample_is_a_trace_that_replays_for_each_search() {
         let trace = dir.join(format!("{strategy}.jsonl"));
         let run = explore_counterexample_replays(&args, &trace, "published-correct");
         assert!(run.stdout.contains("fires UploadTimeout"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn byzantine_servers_and_unknown_behaviours_are_refused_with_the_reason() {
+    for (byzantine, expected) in [
+        (
+            "0:unauthorised",
+            "servers are trusted not to collude; only clients can",
+        ),
+        (
+            "2:garbage",
+            "servers are trusted not to collude; only clients can",
+        ),
+        (
+            "3:bogus",
+            "no Byzantine behaviour `bogus` (it has: unauthorised",
+        ),
+        ("9:garbage", "the run has nodes n0 to n3"),
+    ] {
+        let mut args = vec!["explore"];
+        args.extend_from_slice(&FLAGS);
+        args.extend_from_slice(&["--clients", "1", "--byzantine", byzantine]);
+        let run = cli(&args);
+        assert_eq!(run.status, 2, "{byzantine}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(expected), "{byzantine}: {}", run.stderr);
     }
 }
