@@ -44,7 +44,7 @@ pub type ParamMap = serde_json::Map<String, serde_json::Value>;
 
 /// A registered protocol, with its type forgotten: what the commands ask of it.
 /// The protocols whose node implements `Explorable` (`rehearsal explore --strategy dfs|bfs`).
-pub const EXPLORABLE: &[&str] = &["unreplicated", "benaloh", "pbft", "hotstuff"];
+pub const EXPLORABLE: &[&str] = &["unreplicated", "benaloh", "pbft", "hotstuff", "spectrum"];
 
 pub trait Registered: Sync {
     fn name(&self) -> &'static str;

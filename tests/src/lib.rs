@@ -35,6 +35,57 @@ pub fn scratch_dir(target_tmp: &str, test: &str) -> PathBuf {
     dir
 }
 
+/// Runs `rehearsal explore ARGS --trace TRACE` and checks that it found a violation of
+/// `invariant`, that the simulator re-enacted the path into an ordinary trace that shows
+/// that violation, and that `rehearsal replay` reproduces the trace identically (and fails
+/// as it did). Returns what `explore` printed, for further checks.
+pub fn explore_counterexample_replays(
+    args: &[&str],
+    trace: &std::path::Path,
+    invariant: &str,
+) -> CliRun {
+    let trace_arg = trace.to_str().expect("a UTF-8 path");
+    let mut explore: Vec<&str> = vec!["explore"];
+    explore.extend_from_slice(args);
+    explore.extend_from_slice(&["--trace", trace_arg]);
+    let run = cli(&explore);
+    assert_eq!(
+        run.status, 1,
+        "{args:?} finds a violation: {}{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains(&format!("VIOLATION of {invariant}")),
+        "{args:?}: {}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("the simulator re-enacted the path"),
+        "{args:?}: {}{}",
+        run.stdout,
+        run.stderr
+    );
+    let recorded = rehearsal_traces::read_trace(trace).expect("an ordinary trace");
+    assert_eq!(recorded.footer.outcome, "violation", "{args:?}");
+    assert!(
+        recorded.footer.violations[0].starts_with(invariant),
+        "{args:?}: {:?}",
+        recorded.footer.violations
+    );
+    let replay = cli(&["replay", trace_arg]);
+    assert!(
+        replay.stdout.contains("identical"),
+        "{args:?}: {}",
+        replay.stdout
+    );
+    assert_eq!(
+        replay.status, 1,
+        "identical, and the run fails: {}",
+        replay.stdout
+    );
+    run
+}
+
 /// Says that test `test` cannot run on this machine, and why (it needs root, or a package
 /// it cannot get): call it, then return from the test. It prints `SKIPPED: <test>: <why>`
 /// straight to stderr, not through `eprintln!`, which libtest captures and shows only for

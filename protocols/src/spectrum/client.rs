@@ -11,6 +11,7 @@ use super::multi;
 use super::node::{NodeWith, Output, Timer};
 use super::vdpf::{self, AccessKey};
 use super::SpectrumError;
+use rehearsal_sim_core::explore::Fingerprinter;
 use rehearsal_sim_core::{Context, NodeId, SimRng, Time, TimerId};
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub struct Completion {
 }
 
 /// The uploads of the round in progress.
+#[derive(Clone)]
 struct Sent {
     round: Round,
     msgs: Vec<Msg>,
@@ -35,6 +37,7 @@ struct Sent {
     timer: TimerId,
 }
 
+#[derive(Clone)]
 pub struct Client<const TESTING: bool> {
     index: u32,
     config: Config,
@@ -75,6 +78,19 @@ impl<const TESTING: bool> Client<TESTING> {
     /// The channel this client writes to, if it is a writer.
     pub fn channel(&self) -> Option<u32> {
         self.key.map(|(channel, _)| channel)
+    }
+
+    /// Feeds the explorer what decides this client's future: the round it is in, the
+    /// uploads it re-sends and which servers acknowledged them, when it first sent them
+    /// (its completion reports it), its Byzantine behaviour and a switch still to
+    /// announce. Left out: `index`, `config` and `key`, constants of the run; the round
+    /// of `sent`, always the client's round; the id of its resend timer, which only names
+    /// the timer the explorer fingerprints with the node's armed timers; `completions`,
+    /// the record of rounds done, which only the summary reads.
+    pub(super) fn fingerprint(&self, h: &mut Fingerprinter) {
+        let sent = self.sent.as_ref().map(|s| (&s.msgs, &s.acked, s.at));
+        h.encoded(&(self.round, sent, &self.announce));
+        h.value(&self.byzantine.map(Behavior::name));
     }
 
     pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<TESTING>>) {

@@ -9,6 +9,7 @@ use super::messages::{Msg, Round};
 use super::publisher::Publisher;
 use super::server::Server;
 use crate::crypto::Digest;
+use rehearsal_sim_core::explore::{Explorable, Fingerprinter};
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,7 @@ pub enum Timer {
 /// A Spectrum node. `TESTING` = true is the simulator's node (mutants and Byzantine
 /// clients available); false is the production node, in which every mutant check and
 /// Byzantine branch is compiled out (`if TESTING && ...`).
+#[derive(Clone)]
 pub enum NodeWith<const TESTING: bool> {
     Server(Box<Server<TESTING>>),
     Publisher(Box<Publisher>),
@@ -133,6 +135,28 @@ impl<const TESTING: bool> NodeWith<TESTING> {
         match self {
             NodeWith::Client(c) => Some(c),
             _ => None,
+        }
+    }
+}
+
+/// The explorer copies a simulated node and tells its states apart by what each role
+/// feeds it (see [`Server`], [`Publisher`] and [`Client`]'s `fingerprint`s for what they
+/// leave out, and why).
+impl Explorable for Node {
+    fn fingerprint(&self, h: &mut Fingerprinter) {
+        match self {
+            NodeWith::Server(s) => {
+                h.value(&0u8);
+                s.fingerprint(h);
+            }
+            NodeWith::Publisher(p) => {
+                h.value(&1u8);
+                p.fingerprint(h);
+            }
+            NodeWith::Client(c) => {
+                h.value(&2u8);
+                c.fingerprint(h);
+            }
         }
     }
 }

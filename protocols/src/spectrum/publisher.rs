@@ -11,6 +11,7 @@ use super::node::{NodeWith, Output};
 use crate::crypto::Digest;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::traits::Identity;
+use rehearsal_sim_core::explore::Fingerprinter;
 use rehearsal_sim_core::{Context, NodeId, Time};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub struct Publication {
     pub channels: Vec<Digest>,
 }
 
+#[derive(Clone)]
 pub struct Publisher {
     config: Config,
     /// The next round to publish.
@@ -47,6 +49,14 @@ impl Publisher {
     /// Every round published, in order.
     pub fn publications(&self) -> &[Publication] {
         &self.publications
+    }
+
+    /// Feeds the explorer what decides the publisher's future: the round it publishes
+    /// next and the accumulators of it it holds. Left out: `config`, a constant of the
+    /// run, and `publications`, the record of what it published, which only the summary
+    /// reads.
+    pub(super) fn fingerprint(&self, h: &mut Fingerprinter) {
+        h.encoded(&(self.next, &self.accs));
     }
 
     pub(super) fn on_message<const T: bool>(

@@ -17,11 +17,13 @@ use super::multi::{self, Generators};
 use super::node::{NodeWith, Output, Timer, View};
 use super::vdpf::{self, AccessKey, AuditParts};
 use super::SpectrumError;
+use rehearsal_sim_core::explore::Fingerprinter;
 use rehearsal_sim_core::{codec, Context, NodeId, TimerId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// What a server holds of one client's upload in the open round.
+#[derive(Clone)]
 struct Received {
     /// The upload; `None` when it was malformed.
     body: Option<Arc<UploadBody>>,
@@ -30,7 +32,7 @@ struct Received {
 }
 
 /// The leader's state of the open round.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Leading {
     /// Set when the round opened at the leader (its first upload or token).
     timeout: Option<TimerId>,
@@ -50,11 +52,14 @@ pub struct ServerTotals {
     pub rounds_closed: u64,
 }
 
+/// A server. Cloning one is cheap (the explorer copies a node before each step it takes
+/// there): its constant tables are shared, uploads and accumulators are reference-counted.
+#[derive(Clone)]
 pub struct Server<const TESTING: bool> {
     me: NodeId,
     config: Config,
-    access_keys: Vec<AccessKey>,
-    generators: Option<Generators>,
+    access_keys: Arc<[AccessKey]>,
+    generators: Option<Arc<Generators>>,
     /// The open round.
     round: Round,
     received: BTreeMap<NodeId, Received>,
@@ -73,6 +78,7 @@ pub struct Server<const TESTING: bool> {
 }
 
 /// A server's accumulator while it sums.
+#[derive(Clone)]
 enum Acc {
     TwoServer(Vec<Vec<u8>>),
     Multi(Vec<Vec<curve25519_dalek::ristretto::RistrettoPoint>>),
@@ -80,12 +86,12 @@ enum Acc {
 
 impl<const TESTING: bool> Server<TESTING> {
     pub fn new(config: &Config, me: NodeId) -> Self {
-        let generators =
-            (config.variant() == Variant::Multi).then(|| Generators::new(config.message_points()));
+        let generators = (config.variant() == Variant::Multi)
+            .then(|| Arc::new(Generators::new(config.message_points())));
         Server {
             me,
             config: config.clone(),
-            access_keys: config.access_keys(),
+            access_keys: config.access_keys().into(),
             generators,
             round: 0,
             received: BTreeMap::new(),
@@ -119,6 +125,31 @@ impl<const TESTING: bool> Server<TESTING> {
 
     pub fn totals(&self) -> ServerTotals {
         self.totals
+    }
+
+    /// Feeds the explorer what decides this server's future: the open round, each
+    /// client's upload as received (its body and what the wire carried), the leader's
+    /// tokens, the closes and accumulators still unanswered, and how far publication has
+    /// got. Left out, because they decide nothing new:
+    /// - `me`, `config`, `access_keys`, `generators`: constants of the run;
+    /// - each upload's `token`: the audit token of its body under the access keys
+    ///   (`Malformed` when there is no body), so a function of the body;
+    /// - the leader's `decided`: a client is decided once every server's token for it is
+    ///   in, by the audit over those tokens, so a function of `tokens`;
+    /// - `early` (mutant `accumulate-before-audit`): the sum of the evaluations of the
+    ///   bodies received this round, in whatever order they came;
+    /// - the leader's `timeout` and `resend_armed`: whether an upload timeout or a resend
+    ///   timer is armed here, which the explorer fingerprints with the node's armed
+    ///   timers (neither timer is ever cancelled but by the close that clears `timeout`);
+    /// - `totals`: counters only the summary reads.
+    pub(super) fn fingerprint(&self, h: &mut Fingerprinter) {
+        h.encoded(&(self.round, self.published_below, self.received.len()));
+        for (client, received) in &self.received {
+            h.encoded(&(client, &received.body, &received.view));
+        }
+        h.encoded(&self.leading.tokens);
+        h.encoded(&self.unacked_closes);
+        h.encoded(&self.unconfirmed);
     }
 
     pub(super) fn on_message(&mut self, from: NodeId, msg: Msg, cx: &mut Context<NodeWith<TESTING>>) {
