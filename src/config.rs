@@ -68,6 +68,11 @@ pub struct RunConfig {
     /// does not need. Set by `rehearsal shrink` only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub postponed_timers: Vec<(u32, u64)>,
+    /// Nodes that run a Byzantine behaviour from the start, before they start (where a
+    /// scenario's `@0 byzantine` switches a node that has started): how `explore
+    /// --byzantine` has them, and so how its counterexamples re-enact and replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub byzantine_from_start: Vec<(u32, String)>,
     /// Timed faults and network changes (a scenario file's text, kept whole so a trace
     /// replays without the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +204,7 @@ impl RunConfig {
             mutant: None,
             timers: BTreeMap::new(),
             postponed_timers: Vec::new(),
+            byzantine_from_start: Vec::new(),
             scenario: None,
             follow_schedule: false,
             retime_schedule: false,

@@ -238,6 +238,10 @@ pub(crate) fn simulate<A: Actor>(
                 .map_err(|e| format!("{}:{}: {e}", source.origin, entry.line))?;
         }
     }
+    for (node, behavior) in &config.byzantine_from_start {
+        sim.byzantine_from_start(NodeId(*node), behavior)
+            .map_err(|e| format!("byzantine_from_start: {e}"))?;
+    }
     sim.postpone_timers(
         config
             .postponed_timers

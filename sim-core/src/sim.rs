@@ -368,6 +368,35 @@ impl<A: Actor> Simulation<A> {
         self.restart.is_some()
     }
 
+    /// Node `node` runs Byzantine behaviour `behavior` (one of the protocol's, or
+    /// `correct`) from the start: switched now, before the run starts it, where a
+    /// scheduled [`Fault::Byzantine`] switches a node that has started. Call before
+    /// [`Simulation::run`].
+    pub fn byzantine_from_start(&mut self, node: NodeId, behavior: &str) -> Result<(), String> {
+        let fault = Fault::Byzantine {
+            node,
+            behavior: behavior.to_string(),
+        };
+        if node.index() >= self.actors.len() {
+            return Err(format!(
+                "`{fault}` names node {}, but the run has nodes 0..{}",
+                node.0,
+                self.actors.len()
+            ));
+        }
+        let offered = A::byzantine_behaviors();
+        if behavior != "correct" && !offered.contains(&behavior) {
+            return Err(format!(
+                "`{fault}`: unknown behaviour `{behavior}`; this protocol offers correct{}{}",
+                if offered.is_empty() { "" } else { ", " },
+                offered.join(", ")
+            ));
+        }
+        self.actors[node.index()]
+            .set_byzantine(behavior)
+            .map_err(|problem| format!("`{fault}`: {problem}"))
+    }
+
     /// Schedules a fault at virtual time `at`. Faults at one time apply in the order given.
     pub fn schedule_fault(&mut self, at: Time, fault: Fault) -> Result<(), String> {
         let nodes = self.actors.len();

@@ -237,6 +237,7 @@ pub(super) fn explore(
     if let (Some(_), Some(path)) = (&found, &run.trace) {
         written = Some(write_counterexample(
             &config,
+            &args.byzantine,
             exploration.as_mut(),
             path,
             args.shrink_plan(),
@@ -431,6 +432,7 @@ fn with_traces(value: &mut serde_json::Value, traced: Result<&Written, &str>) {
 /// it wrote, or why it wrote nothing.
 fn write_counterexample(
     config: &RunConfig,
+    byzantine: &[(NodeId, String)],
     exploration: &mut dyn Exploration,
     path: &Path,
     plan: ShrinkPlan,
@@ -444,6 +446,12 @@ fn write_counterexample(
     let mut followed = config.clone();
     followed.follow_schedule = true;
     followed.retime_schedule = true;
+    // The explorer's Byzantine nodes behave so from the start; the trace's configuration
+    // says so too, and `replay` and `shrink` do the same.
+    followed.byzantine_from_start = byzantine
+        .iter()
+        .map(|(node, behaviour)| (node.0, behaviour.clone()))
+        .collect();
     let options = crate::run::RunOptions {
         keep_trace: true,
         follow: Some(follower),
@@ -471,8 +479,8 @@ fn write_counterexample(
         writeln!(err, "explore: {departure}")?;
     }
     Ok(Err(
-        "no trace written: the simulator could not re-enact this path (a timer it fires \
-        before another that is due earlier); the steps above are the counterexample"
+        "no trace written: the simulator did not re-enact this path (where it departs is \
+        said above); the steps above are the counterexample"
             .to_string(),
     ))
 }

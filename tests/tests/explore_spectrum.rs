@@ -101,7 +101,13 @@ fn the_reduction_skips_orders_of_spectrum_s_steps_never_states() {
         &[],
     );
     assert_eq!(full.states, reduced.states);
-    assert!(full.steps > reduced.steps, "{full:?} vs {reduced:?}");
+    // Steps are skipped; whether fewer are taken in all depends on the order the search
+    // meets states in (a state met again with a smaller sleep set is expanded again for
+    // what it skipped), and on this small space it can cost as much as it saves.
+    assert!(
+        reduced.slept > 0 && full.slept == 0,
+        "{full:?} vs {reduced:?}"
+    );
     assert!(reduced.states > 500, "{reduced:?}");
 }
 
@@ -196,6 +202,57 @@ fn random_schedules_with_losses_and_timers_pass_correct_spectrum() {
         ..bounds(Search::Dfs, 6)
     };
     check_schedules("spectrum", 100, exploration(&c, b, &[]));
+}
+
+#[test]
+fn a_counterexample_with_a_byzantine_client_is_a_trace_that_replays() {
+    // The simulator re-enacts the path with the client Byzantine from time 0, as the
+    // explorer had it; the trace's scenario says so, and `replay` follows it.
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_spectrum_byzantine");
+    for &(mutant, behavior, timers, invariant) in CATCHES {
+        let Some(behavior) = behavior else { continue };
+        let byzantine = format!("3:{behavior}");
+        let timers = timers.to_string();
+        let mut args = FLAGS.to_vec();
+        args.extend_from_slice(&[
+            "--clients",
+            "1",
+            "--rounds",
+            "1",
+            "--mutant",
+            mutant,
+            "--byzantine",
+            &byzantine,
+            "--timers",
+            &timers,
+        ]);
+        let trace = dir.join(format!("{mutant}.jsonl"));
+        explore_counterexample_replays(&args, &trace, invariant);
+    }
+    // And PBFT's equivocating primary, under the mutant that skips the digest check.
+    let trace = dir.join("pbft.jsonl");
+    explore_counterexample_replays(
+        &[
+            "--protocol",
+            "pbft",
+            "--clients",
+            "1",
+            "--requests",
+            "2",
+            "--mutant",
+            "no-digest-check",
+            "--byzantine",
+            "0:equivocate",
+            "--strategy",
+            "choices",
+            "--timers",
+            "4",
+            "--depth",
+            "200",
+        ],
+        &trace,
+        "agreement",
+    );
 }
 
 #[test]
