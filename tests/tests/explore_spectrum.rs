@@ -204,28 +204,24 @@ fn random_schedules_with_losses_and_timers_pass_correct_spectrum() {
     check_schedules("spectrum", 100, exploration(&c, b, &[]));
 }
 
+/// `explore`'s flags for one client's round under `mutant`, then `more`.
+fn one_round<'a>(mutant: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = FLAGS.to_vec();
+    args.extend_from_slice(&["--clients", "1", "--rounds", "1", "--mutant", mutant]);
+    args.extend_from_slice(more);
+    args
+}
+
 #[test]
 fn a_counterexample_with_a_byzantine_client_is_a_trace_that_replays() {
-    // The simulator re-enacts the path with the client Byzantine from time 0, as the
-    // explorer had it; the trace's scenario says so, and `replay` follows it.
+    // The simulator re-enacts the path with the client Byzantine from the start, as the
+    // explorer had it; the trace's configuration says so, and `replay` follows it.
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_spectrum_byzantine");
     for &(mutant, behavior, timers, invariant) in CATCHES {
         let Some(behavior) = behavior else { continue };
         let byzantine = format!("3:{behavior}");
         let timers = timers.to_string();
-        let mut args = FLAGS.to_vec();
-        args.extend_from_slice(&[
-            "--clients",
-            "1",
-            "--rounds",
-            "1",
-            "--mutant",
-            mutant,
-            "--byzantine",
-            &byzantine,
-            "--timers",
-            &timers,
-        ]);
+        let args = one_round(mutant, &["--byzantine", &byzantine, "--timers", &timers]);
         let trace = dir.join(format!("{mutant}.jsonl"));
         explore_counterexample_replays(&args, &trace, invariant);
     }
@@ -259,19 +255,10 @@ fn a_counterexample_with_a_byzantine_client_is_a_trace_that_replays() {
 fn a_counterexample_is_a_trace_that_replays_for_each_search() {
     let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_spectrum_trace");
     for strategy in ["bfs", "dfs", "choices"] {
-        let mut args = FLAGS.to_vec();
-        args.extend_from_slice(&[
-            "--clients",
-            "1",
-            "--rounds",
-            "1",
-            "--mutant",
+        let args = one_round(
             "accumulate-before-audit",
-            "--timers",
-            "1",
-            "--strategy",
-            strategy,
-        ]);
+            &["--timers", "1", "--strategy", strategy],
+        );
         let trace = dir.join(format!("{strategy}.jsonl"));
         let run = explore_counterexample_replays(&args, &trace, "published-correct");
         assert!(run.stdout.contains("fires UploadTimeout"), "{}", run.stdout);
