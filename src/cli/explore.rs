@@ -169,9 +169,20 @@ pub(super) fn explore(
     let states_max = args.max_states.unwrap_or(u64::MAX);
     let mut schedules = 0u64;
     let mut choices = None;
+    // The seen set (and, breadth-first, the frontier) grows with every state.
+    let memory_bound = args.max_memory.unwrap_or_else(crate::memory::default_bound);
+    let mut memory_stop = None;
+    let over_memory = |stop: &mut Option<(u64, u64)>| {
+        let over = crate::memory::resident_bytes().filter(|&r| r > memory_bound);
+        *stop = over.map(|resident| (resident, memory_bound));
+        stop.is_some()
+    };
     if strategy == ExploreStrategy::Choices {
         let mut chunk = 0u64;
-        while stats.states < states_max && started.elapsed() < budget {
+        while stats.states < states_max
+            && started.elapsed() < budget
+            && !over_memory(&mut memory_stop)
+        {
             // Each chunk draws from its own seed: the search is the same whatever the
             // machine's speed, only cut at a different chunk.
             let seed = config
@@ -203,17 +214,12 @@ pub(super) fn explore(
             ));
         }
     }
-    let memory_bound = args.max_memory.unwrap_or_else(crate::memory::default_bound);
-    let mut memory_stop = None;
     while strategy != ExploreStrategy::Choices
         && !stats.done
         && stats.states < states_max
         && started.elapsed() < budget
+        && !over_memory(&mut memory_stop)
     {
-        if let Some(resident) = crate::memory::resident_bytes().filter(|&r| r > memory_bound) {
-            memory_stop = Some((resident, memory_bound));
-            break;
-        }
         stats = exploration.run(CHUNK);
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
@@ -621,8 +627,13 @@ fn report(
         )?,
         None if search.strategy == "choices" => writeln!(
             out,
-            "no violation in {} schedules",
-            search.schedules
+            "no violation in {} schedules{}",
+            search.schedules,
+            search.memory_stop.map_or(String::new(), |(resident, bound)| format!(
+                " (stopped at the memory bound: {} held, --max-memory {})",
+                crate::memory::format_size(resident),
+                crate::memory::format_size(bound)
+            ))
         )?,
         None => match search.memory_stop {
             Some((resident, bound)) => writeln!(

@@ -206,6 +206,22 @@ fn a_search_stops_at_its_memory_bound_and_says_so() {
             .is_some_and(|ns| ns < 60_000_000_000),
         "{v}"
     );
+    // Random schedules keep what they met too (each distinct state, each handler call).
+    let choices = cli(&[
+        "explore",
+        "--protocol",
+        "pbft",
+        "--strategy",
+        "choices",
+        "--budget",
+        "60s",
+        "--max-memory",
+        "64M",
+        "--json",
+    ]);
+    assert_eq!(choices.status, 0, "{}{}", choices.stdout, choices.stderr);
+    let v: serde_json::Value = serde_json::from_str(choices.stdout.trim()).expect("json");
+    assert_eq!(v["outcome"], "memory", "{v}");
     let bad = cli(&["explore", "--protocol", "pbft", "--max-memory", "lots"]);
     assert_eq!(bad.status, 2, "{}", bad.stderr);
     assert!(
