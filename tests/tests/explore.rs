@@ -182,46 +182,35 @@ fn the_counterexample_becomes_a_trace_that_replays() {
 
 #[test]
 fn a_search_stops_at_its_memory_bound_and_says_so() {
-    let run = cli(&[
-        "explore",
-        "--protocol",
-        "pbft",
-        "--clients",
-        "1",
-        "--requests",
-        "2",
-        "--budget",
-        "60s",
-        "--max-memory",
-        "64M",
-        "--json",
-    ]);
-    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
-    assert_eq!(v["outcome"], "memory", "{v}");
-    assert!(v["stats"]["states"].as_u64().is_some_and(|s| s > 0), "{v}");
-    assert!(
-        v["wall_time_ns"]
-            .as_u64()
-            .is_some_and(|ns| ns < 60_000_000_000),
-        "{v}"
-    );
-    // Random schedules keep what they met too (each distinct state, each handler call).
-    let choices = cli(&[
-        "explore",
-        "--protocol",
-        "pbft",
-        "--strategy",
-        "choices",
-        "--budget",
-        "60s",
-        "--max-memory",
-        "64M",
-        "--json",
-    ]);
-    assert_eq!(choices.status, 0, "{}{}", choices.stdout, choices.stderr);
-    let v: serde_json::Value = serde_json::from_str(choices.stdout.trim()).expect("json");
-    assert_eq!(v["outcome"], "memory", "{v}");
+    // Breadth-first search keeps its frontier; random schedules keep what they met too
+    // (each distinct state, each handler call).
+    for strategy in ["bfs", "choices"] {
+        let run = cli(&[
+            "explore",
+            "--protocol",
+            "pbft",
+            "--clients",
+            "1",
+            "--requests",
+            "2",
+            "--strategy",
+            strategy,
+            "--budget",
+            "60s",
+            "--max-memory",
+            "64M",
+            "--json",
+        ]);
+        assert_eq!(run.status, 0, "{strategy}: {}{}", run.stdout, run.stderr);
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("json");
+        assert_eq!(v["outcome"], "memory", "{strategy}: {v}");
+        assert!(
+            v["wall_time_ns"]
+                .as_u64()
+                .is_some_and(|ns| ns < 60_000_000_000),
+            "{strategy}: {v}"
+        );
+    }
     let bad = cli(&["explore", "--protocol", "pbft", "--max-memory", "lots"]);
     assert_eq!(bad.status, 2, "{}", bad.stderr);
     assert!(
