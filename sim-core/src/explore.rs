@@ -1253,15 +1253,7 @@ impl<A: Explorable> Explorer<A> {
     /// set, which a cut step can change).
     fn move_like(&self, state: &State<A>, step: &Step<A>) -> Option<Move> {
         self.move_of(state, step).or_else(|| match step {
-            Step::Fire { node, timer, .. } => {
-                let t = state
-                    .nodes
-                    .get(node.index())?
-                    .timers
-                    .iter()
-                    .position(|armed| armed.timer == *timer)?;
-                Some(Move::Fire(node.index(), t))
-            }
+            Step::Fire { node, timer, .. } => fire_where(state, *node, |a| a.timer == *timer),
             _ => None,
         })
     }
@@ -1283,17 +1275,24 @@ impl<A: Explorable> Explorer<A> {
                     Move::Deliver(i)
                 })
             }
-            Step::Fire { node, id, .. } => {
-                let t = state
-                    .nodes
-                    .get(node.index())?
-                    .timers
-                    .iter()
-                    .position(|armed| armed.id == *id)?;
-                Some(Move::Fire(node.index(), t))
-            }
+            Step::Fire { node, id, .. } => fire_where(state, *node, |a| a.id == *id),
         }
     }
+}
+
+/// The firing of the first timer armed at `node` that `pick` picks.
+fn fire_where<A: Actor>(
+    state: &State<A>,
+    node: NodeId,
+    pick: impl Fn(&Armed<A>) -> bool,
+) -> Option<Move> {
+    let t = state
+        .nodes
+        .get(node.index())?
+        .timers
+        .iter()
+        .position(pick)?;
+    Some(Move::Fire(node.index(), t))
 }
 
 /// A violation found, in words: what a command line or a test reports.
