@@ -3,7 +3,7 @@
 
 use rehearsal::config::{Protocol, RunConfig};
 use rehearsal_sim_core::explore::{Bounds, Search, Stats};
-use rehearsal_tests::{cli, scratch_dir};
+use rehearsal_tests::{cli, explore_counterexample_replays, scratch_dir};
 use rehearsal_traces::read_trace;
 
 fn config(protocol: &str, clients: u32, requests: u64, mutant: Option<&str>) -> RunConfig {
@@ -217,6 +217,36 @@ fn a_search_stops_at_its_memory_bound_and_says_so() {
         bad.stderr.contains("`lots` is not a size"),
         "{}",
         bad.stderr
+    );
+}
+
+#[test]
+fn a_counterexample_with_a_byzantine_primary_is_a_trace_that_replays() {
+    // PBFT's equivocating primary, under the mutant that skips the digest check: the
+    // simulator re-enacts the path with the primary Byzantine from the start.
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "explore_byzantine");
+    let trace = dir.join("pbft.jsonl");
+    explore_counterexample_replays(
+        &[
+            "--protocol",
+            "pbft",
+            "--clients",
+            "1",
+            "--requests",
+            "2",
+            "--mutant",
+            "no-digest-check",
+            "--byzantine",
+            "0:equivocate",
+            "--strategy",
+            "choices",
+            "--timers",
+            "4",
+            "--depth",
+            "200",
+        ],
+        &trace,
+        "agreement",
     );
 }
 

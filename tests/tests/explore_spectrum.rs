@@ -225,30 +225,6 @@ fn a_counterexample_with_a_byzantine_client_is_a_trace_that_replays() {
         let trace = dir.join(format!("{mutant}.jsonl"));
         explore_counterexample_replays(&args, &trace, invariant);
     }
-    // And PBFT's equivocating primary, under the mutant that skips the digest check.
-    let trace = dir.join("pbft.jsonl");
-    explore_counterexample_replays(
-        &[
-            "--protocol",
-            "pbft",
-            "--clients",
-            "1",
-            "--requests",
-            "2",
-            "--mutant",
-            "no-digest-check",
-            "--byzantine",
-            "0:equivocate",
-            "--strategy",
-            "choices",
-            "--timers",
-            "4",
-            "--depth",
-            "200",
-        ],
-        &trace,
-        "agreement",
-    );
 }
 
 #[test]
