@@ -230,9 +230,32 @@ impl RunConfig {
         }
     }
 
-    /// How many actors (nodes the network sees) the run has.
+    /// How many actors (nodes, not counting twins) the run has.
     pub fn actors(&self) -> u32 {
         self.protocol.actors(&self.sizes())
+    }
+
+    /// The scenario, parsed for this run's nodes (`None` without one); errors name the
+    /// file, line and column.
+    pub fn parsed_scenario(
+        &self,
+    ) -> Result<Option<rehearsal_net_models::scenario::Scenario>, String> {
+        self.scenario
+            .as_ref()
+            .map(|s| {
+                rehearsal_net_models::scenario::parse(&s.text, &s.origin, self.actors())
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()
+    }
+
+    /// How many endpoints the network sees: the actors and their twins (a scenario's
+    /// `@0 twins N`).
+    pub fn endpoints(&self) -> u32 {
+        match self.parsed_scenario() {
+            Ok(Some(scenario)) => scenario.endpoints(self.actors()),
+            _ => self.actors(),
+        }
     }
 
     /// Checks what the protocols cannot check for themselves. A setting from a run file is

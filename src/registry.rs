@@ -364,8 +364,23 @@ impl<P: Spec> Registered for Entry<P> {
         sim_config: SimConfig,
         network: Box<dyn NetworkModel>,
     ) -> Result<RunSummary, String> {
-        let proto = sim_config_of::<P>(config)?;
+        let mut proto = sim_config_of::<P>(config)?;
+        let scenario = config.parsed_scenario()?;
+        if let Some(scenario) = scenario.as_ref().filter(|s| !s.leaders.is_empty()) {
+            P::choose_leaders(&mut proto, &scenario.leaders).map_err(|e| {
+                let origin = config.scenario.as_ref().map_or("", |s| s.origin.as_str());
+                format!("{origin}: `leader`: {e}")
+            })?;
+        }
         let nodes = P::nodes(&proto, &sizes_of(config))?;
+        let twins = match &scenario {
+            Some(scenario) => scenario
+                .twins
+                .iter()
+                .map(|&of| P::node(&proto, of).map(|twin| (of, twin)))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         let setup = crate::run::Setup {
             actors: nodes,
             invariants: P::invariants(&proto, healed_at(config)),
@@ -373,6 +388,8 @@ impl<P: Spec> Registered for Entry<P> {
             summarize: Some(Box::new(move |actors: &[P::Node]| {
                 P::summary(&proto, actors)
             })),
+            scenario,
+            twins,
         };
         crate::run::simulate(config, sim_config, network, setup)
     }

@@ -132,6 +132,10 @@ pub(crate) struct Setup<A: Actor> {
     pub restart: Option<RestartFn<A>>,
     /// Protocol figures read from the actors a run leaves (throughput, latencies).
     pub summarize: Option<Summarize<A>>,
+    /// The run's scenario, parsed.
+    pub scenario: Option<scenario::Scenario>,
+    /// The second instance of each node the scenario twins, built as that node.
+    pub twins: Vec<(NodeId, A)>,
 }
 
 /// Reads protocol figures from the actors a run leaves.
@@ -140,7 +144,7 @@ type Summarize<A> = Box<dyn Fn(&[A]) -> Option<serde_json::Value>>;
 /// The network model of a run: the composable model of `net-models`; for runs too large
 /// for its per-link state, the minimal model when nothing but latency and loss is asked.
 pub fn network_model(config: &RunConfig) -> Result<Box<dyn NetworkModel>, String> {
-    let nodes = config.actors() as usize;
+    let nodes = config.endpoints() as usize;
     if nodes > NODES_MAX && config.network.is_none() && config.scenario.is_none() {
         return Ok(Box::new(SimpleNetwork {
             latency: config.latency,
@@ -222,7 +226,6 @@ pub(crate) fn simulate<A: Actor>(
     network: Box<dyn NetworkModel>,
     setup: Setup<A>,
 ) -> Result<RunSummary, String> {
-    let nodes = setup.actors.len() as u32;
     let mut sim = Simulation::with_boxed_network(sim_config, setup.actors, network);
     for invariant in setup.invariants {
         sim.add_boxed_invariant(invariant);
@@ -230,12 +233,17 @@ pub(crate) fn simulate<A: Actor>(
     if let Some(restart) = setup.restart {
         sim.on_restart(restart);
     }
-    if let Some(source) = &config.scenario {
-        let scenario =
-            scenario::parse(&source.text, &source.origin, nodes).map_err(|e| e.to_string())?;
+    if let (Some(source), Some(scenario)) = (&config.scenario, setup.scenario) {
+        for (of, twin) in setup.twins {
+            sim.add_twin(of, twin)
+                .map_err(|e| format!("{}: {e}", source.origin))?;
+        }
         for entry in scenario.entries {
-            sim.schedule_fault(entry.at, entry.fault)
-                .map_err(|e| format!("{}:{}: {e}", source.origin, entry.line))?;
+            let scheduled = match entry.round {
+                Some((round, when)) => sim.schedule_round_fault(round, when, entry.fault),
+                None => sim.schedule_fault(entry.at, entry.fault),
+            };
+            scheduled.map_err(|e| format!("{}:{}: {e}", source.origin, entry.line))?;
         }
     }
     for (node, behavior) in &config.byzantine_from_start {

@@ -559,6 +559,9 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
                 }
                 Effect::Output(value) => self.output(now, value),
                 Effect::Persist(state) => self.persist(state),
+                // Rounds drive the simulator's round-triggered scenario commands; a real
+                // run's nemesis acts on time only.
+                Effect::Round(_) => {}
                 Effect::Annotate(label) => {
                     self.stats.node.annotations += 1;
                     if self.config.log_annotations {

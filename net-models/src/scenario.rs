@@ -32,17 +32,28 @@
 //! | `byzantine N BEHAVIOUR` | test-only: the node misbehaves as its protocol offers (`equivocate`, …) |
 //! | `annotate TEXT` | a label in the trace |
 //! | `stop` | the run ends here |
+//! | `twins N[,N]` | (`@0` only) each listed node runs as two instances with one identity: `N` and its twin `N'`, which partitions may separate |
+//! | `leader N` | (`@round R` only) node N leads round R, for protocols that let the testbed choose |
+//! | `mutate N -> R[,R]` | (`@round R` only) test-only: node N's messages of round R to the listed nodes change by one small step |
+//!
+//! Instead of a time, a line may wait for a round: `@round 5 partition 0,1 | 2,3` runs when
+//! the first correct node enters round 5 (or a later one), `@round 5 all heal` when every
+//! correct node has. Rounds are what each protocol reports (PBFT's and HotStuff's views).
+//! With twins, `N'` names the twin of node N wherever a node is expected.
 //!
 //! Errors name the file, line and column, show the line, and say what was expected.
 
 use crate::topology;
-use rehearsal_sim_core::{ClockSkew, Fault, Latency, NetChange, NodeId, Time};
+use rehearsal_sim_core::{ClockSkew, Fault, Latency, NetChange, NodeId, RoundWhen, Time};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One parsed command, with the line it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioEntry {
     pub at: Time,
+    /// `@round R [all]`: the command waits for that round rather than for `at` (zero).
+    pub round: Option<(u64, RoundWhen)>,
     pub fault: Fault,
     /// 1-based line number in the scenario text.
     pub line: usize,
@@ -52,6 +63,18 @@ pub struct ScenarioEntry {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scenario {
     pub entries: Vec<ScenarioEntry>,
+    /// Nodes that run as twins (`@0 twins 0`), in order: the k-th one's twin is endpoint
+    /// `nodes + k`.
+    pub twins: Vec<NodeId>,
+    /// Who leads each round the scenario names a leader for (`@round 3 leader 1`).
+    pub leaders: BTreeMap<u64, NodeId>,
+}
+
+impl Scenario {
+    /// The endpoints a run of `nodes` nodes has with this scenario's twins.
+    pub fn endpoints(&self, nodes: u32) -> u32 {
+        nodes + self.twins.len() as u32
+    }
 }
 
 /// The command words, for "expected one of" messages.
@@ -73,6 +96,9 @@ pub const COMMANDS: &[&str] = &[
     "byzantine",
     "annotate",
     "stop",
+    "twins",
+    "leader",
+    "mutate",
 ];
 
 /// What is wrong with a scenario, and where.
@@ -207,16 +233,64 @@ fn read_text_capped(path: &std::path::Path, max: u64) -> Result<String, String> 
 
 /// Parses a scenario for a run of `nodes` nodes. `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str, nodes: u32) -> Result<Scenario, ScenarioError> {
-    let mut entries = Vec::new();
+    // Twins first: other lines may name them (`0'`) before their declaration.
+    let mut twins: Vec<NodeId> = Vec::new();
     for (index, raw) in text.lines().enumerate() {
-        let mut line = Line::new(raw, index + 1, origin, nodes);
-        if let Some(entry) = line.parse()? {
-            entries.push(entry);
+        let mut line = Line::new(raw, index + 1, origin, nodes, &[]);
+        if line.words.get(1).is_some_and(|w| w.text == "twins") {
+            for node in line.twins_line()? {
+                if twins.contains(&node) {
+                    return Err(line.error(
+                        0,
+                        raw.chars().count(),
+                        format!("node {} already has a twin", node.0),
+                        None,
+                    ));
+                }
+                twins.push(node);
+            }
+        }
+    }
+    let mut scenario = Scenario {
+        twins,
+        ..Scenario::default()
+    };
+    for (index, raw) in text.lines().enumerate() {
+        let mut line = Line::new(raw, index + 1, origin, nodes, &scenario.twins);
+        if line.words.get(1).is_some_and(|w| w.text == "twins") {
+            continue;
+        }
+        match line.parse()? {
+            Some(Parsed::Entry(entry)) => scenario.entries.push(entry),
+            Some(Parsed::Leader { round, node }) => match scenario.leaders.entry(round) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(node);
+                }
+                std::collections::btree_map::Entry::Occupied(earlier) => {
+                    return Err(line.error(
+                        0,
+                        raw.chars().count(),
+                        format!(
+                            "round {round} has two leaders, {} and {}",
+                            earlier.get().0,
+                            node.0
+                        ),
+                        Some("one `@round R leader N` line per round"),
+                    ));
+                }
+            },
+            None => {}
         }
     }
     // Time order; one time keeps file order (a stable sort).
-    entries.sort_by_key(|e: &ScenarioEntry| e.at);
-    Ok(Scenario { entries })
+    scenario.entries.sort_by_key(|e: &ScenarioEntry| e.at);
+    Ok(scenario)
+}
+
+/// What one line says.
+enum Parsed {
+    Entry(ScenarioEntry),
+    Leader { round: u64, node: NodeId },
 }
 
 /// One word of a line: its text and its 0-based character column.
@@ -230,14 +304,17 @@ struct Line<'a> {
     raw: &'a str,
     number: usize,
     origin: &'a str,
+    /// Nodes, not counting twins.
     nodes: u32,
+    /// Nodes that have twins, in order (`twins[k]`'s twin is endpoint `nodes + k`).
+    twins: &'a [NodeId],
     /// The words of the line before any comment; `|`, `,` and `->` are words of their own.
     words: Vec<Word<'a>>,
     next: usize,
 }
 
 impl<'a> Line<'a> {
-    fn new(raw: &'a str, number: usize, origin: &'a str, nodes: u32) -> Self {
+    fn new(raw: &'a str, number: usize, origin: &'a str, nodes: u32, twins: &'a [NodeId]) -> Self {
         let mut words = Vec::new();
         let mut start: Option<(usize, usize)> = None; // (byte, column)
         let mut column = 0;
@@ -286,6 +363,7 @@ impl<'a> Line<'a> {
             number,
             origin,
             nodes,
+            twins,
             words,
             next: 0,
         }
@@ -356,10 +434,40 @@ impl<'a> Line<'a> {
         }
     }
 
-    fn parse(&mut self) -> Result<Option<ScenarioEntry>, ScenarioError> {
+    /// Endpoints: nodes and twins.
+    fn endpoints(&self) -> u32 {
+        self.nodes + self.twins.len() as u32
+    }
+
+    /// A `@0 twins N[,N]` line: the nodes it twins.
+    fn twins_line(&mut self) -> Result<Vec<NodeId>, ScenarioError> {
+        let Some(first) = self.take() else {
+            return Ok(Vec::new());
+        };
+        let at = first
+            .text
+            .strip_prefix('@')
+            .and_then(|t| parse_time(t).ok());
+        if at != Some(Time::ZERO) {
+            return Err(self.at_word(
+                first,
+                "twins exist from the start: `twins` is a line at `@0`".into(),
+                Some("`@0 twins N[,N]`"),
+            ));
+        }
+        self.next += 1; // the command word
+        let twins = self.node_list("nodes that run as twins")?;
+        self.finish("twins")?;
+        Ok(twins)
+    }
+
+    fn parse(&mut self) -> Result<Option<Parsed>, ScenarioError> {
         let Some(first) = self.take() else {
             return Ok(None);
         };
+        if first.text == "@round" {
+            return self.round_line(first).map(Some);
+        }
         let Some(time_text) = first.text.strip_prefix('@') else {
             return Err(self.at_word(
                 first,
@@ -375,12 +483,106 @@ impl<'a> Line<'a> {
             )
         })?;
         let command = self.need("command after the time", &commands_list())?;
+        if matches!(command.text, "leader" | "mutate") {
+            return Err(self.at_word(
+                command,
+                format!(
+                    "`{}` names a round: write the line as `@round R {}`",
+                    command.text, command.text
+                ),
+                Some("`@round 3 leader 1` or `@round 3 mutate 1 -> 0,2`"),
+            ));
+        }
         let fault = self.command(command)?;
-        Ok(Some(ScenarioEntry {
+        Ok(Some(Parsed::Entry(ScenarioEntry {
             at,
+            round: None,
             fault,
             line: self.number,
-        }))
+        })))
+    }
+
+    /// `@round R [all|first] COMMAND`, after the `@round` word.
+    fn round_line(&mut self, first: Word<'a>) -> Result<Parsed, ScenarioError> {
+        let word = self.need(
+            "round number after `@round`",
+            "a round number, e.g. `@round 5`",
+        )?;
+        let round: u64 = word.text.parse().map_err(|_| {
+            self.at_word(
+                word,
+                format!("`{}` is not a round number", word.text),
+                Some("a round number, e.g. `@round 5 heal`"),
+            )
+        })?;
+        let when = match self.peek().map(|w| w.text) {
+            Some("all") => {
+                self.next += 1;
+                RoundWhen::All
+            }
+            Some("first") => {
+                self.next += 1;
+                RoundWhen::First
+            }
+            _ => RoundWhen::First,
+        };
+        let command = self.need("command after the round", &commands_list())?;
+        match command.text {
+            "leader" => {
+                if when == RoundWhen::All {
+                    return Err(self.at_word(
+                        first,
+                        "a leader is chosen per round: `all` does not apply".into(),
+                        Some("`@round R leader N`"),
+                    ));
+                }
+                let node = self.node("leader")?;
+                if node.0 >= self.nodes {
+                    return Err(self.at_word(
+                        first,
+                        "a twin leads as its node: name the node, not `N'`".into(),
+                        None,
+                    ));
+                }
+                self.finish("leader")?;
+                Ok(Parsed::Leader { round, node })
+            }
+            "mutate" => {
+                let node = self.node("node whose messages are mutated")?;
+                let arrow = self.need("`->`", "`->` between the sender and the receivers")?;
+                if arrow.text != "->" {
+                    return Err(self.at_word(
+                        arrow,
+                        format!("expected `->`, found `{}`", arrow.text),
+                        Some("`@round R mutate N -> R[,R]`, e.g. `@round 3 mutate 1 -> 0,2`"),
+                    ));
+                }
+                let to = self.node_list("nodes that receive the mutated messages")?;
+                self.finish("mutate")?;
+                // Armed from the start: it changes the node's messages of that round,
+                // whenever the node is in it.
+                Ok(Parsed::Entry(ScenarioEntry {
+                    at: Time::ZERO,
+                    round: None,
+                    fault: Fault::Mutate { node, round, to },
+                    line: self.number,
+                }))
+            }
+            "twins" => Err(self.at_word(
+                command,
+                "twins exist from the start: `twins` is a line at `@0`".into(),
+                Some("`@0 twins N[,N]`"),
+            )),
+            _ => {
+                let fault = self.command(command)?;
+                Ok(Parsed::Entry(ScenarioEntry {
+                    at: Time::ZERO,
+                    round: Some((round, when)),
+                    fault,
+                    line: self.number,
+                }))
+            }
+        }
     }
 
     fn command(&mut self, command: Word<'a>) -> Result<Fault, ScenarioError> {
@@ -392,20 +594,20 @@ impl<'a> Line<'a> {
             }
             "isolate" => {
                 let node = self.node("node to isolate")?;
-                Fault::Network(topology::isolate(node, self.nodes))
+                Fault::Network(topology::isolate(node, self.endpoints()))
             }
             "majority-minority" => {
                 let minority = if self.peek().is_some() {
                     let start = self.peek().map(|w| w.column).unwrap_or(0);
                     let minority = self.node_list("minority")?;
-                    if 2 * minority.len() >= self.nodes as usize {
+                    if 2 * minority.len() >= self.endpoints() as usize {
                         return Err(self.error(
                             start,
                             self.end_column().saturating_sub(start),
                             format!(
                                 "a minority of {} nodes out of {} is not a minority",
                                 minority.len(),
-                                self.nodes
+                                self.endpoints()
                             ),
                             Some("fewer than half of the nodes"),
                         ));
@@ -414,9 +616,12 @@ impl<'a> Line<'a> {
                 } else {
                     None
                 };
-                Fault::Network(topology::majority_minority(self.nodes, minority.as_deref()))
+                Fault::Network(topology::majority_minority(
+                    self.endpoints(),
+                    minority.as_deref(),
+                ))
             }
-            "ring" => Fault::Network(topology::ring(self.nodes)),
+            "ring" => Fault::Network(topology::ring(self.endpoints())),
             "bridge" => {
                 let middle = if self.peek().is_some() {
                     Some(self.node("bridge node")?)
@@ -433,7 +638,7 @@ impl<'a> Line<'a> {
                         None,
                     ));
                 }
-                Fault::Network(topology::bridge(self.nodes, middle))
+                Fault::Network(topology::bridge(self.endpoints(), middle))
             }
             "cut" => {
                 let from = self.node_list("sending nodes")?;
@@ -574,6 +779,23 @@ impl<'a> Line<'a> {
 
     fn node_word(&self, word: Word<'_>) -> Result<NodeId, ScenarioError> {
         let expected = format!("a node id from 0 to {}", self.nodes.saturating_sub(1));
+        if let Some(base) = word.text.strip_suffix('\'') {
+            let id: u32 = base.parse().map_err(|_| {
+                self.at_word(
+                    word,
+                    format!("`{}` is not a twin's name", word.text),
+                    Some("`N'`, the twin of node N"),
+                )
+            })?;
+            let Some(k) = self.twins.iter().position(|t| t.0 == id) else {
+                return Err(self.at_word(
+                    word,
+                    format!("node {id} has no twin"),
+                    Some(&format!("a node declared with `@0 twins {id}`")),
+                ));
+            };
+            return Ok(NodeId(self.nodes + k as u32));
+        }
         let id: u32 = word.text.parse().map_err(|_| {
             self.at_word(
                 word,

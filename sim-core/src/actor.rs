@@ -101,6 +101,37 @@ pub trait Actor: Sized + 'static {
             "this protocol has no Byzantine behaviour `{behavior}`"
         ))
     }
+
+    /// Test-only: changes `msg` by one small step (a view or sequence number ± 1, another
+    /// digest, a dropped field), as round-based Byzantine fuzzing does to a faulty sender's
+    /// messages, drawing any choice from `rng`; says what it changed, or `None` when this
+    /// message has nothing to change. Protocols implement [`Mutate`] on their message type
+    /// and forward to it.
+    fn mutate_message(_msg: &mut Self::Msg, _rng: &mut SimRng) -> Option<String> {
+        None
+    }
+
+    /// The kind of a message (`"prepare"`, `"vote"`), for coverage signals that summarise
+    /// which kinds a node received before it sent; one kind for every message by default.
+    fn message_kind(_msg: &Self::Msg) -> &'static str {
+        "message"
+    }
+
+    /// A coarse summary of this node's state for coverage-guided search (role, view or a
+    /// capped view, phase, whether it holds a certificate), packed into a number; `0` says
+    /// there is none. Each distinct value a run reaches is one coverage point, so keep the
+    /// summary small: a few hundred values per protocol, not one per request.
+    fn abstract_state(&self) -> u64 {
+        0
+    }
+}
+
+/// Test-only: how a protocol's message changes by one small step under round-based
+/// Byzantine fuzzing (see [`Actor::mutate_message`]).
+pub trait Mutate {
+    /// Changes `self` by one small step drawn from `rng` and says what changed, or returns
+    /// `None` (leaving `self` as it was) when there is nothing to change.
+    fn mutate(&mut self, rng: &mut SimRng) -> Option<String>;
 }
 
 /// One effect recorded by a handler, applied by the runtime after the handler returns.
@@ -122,6 +153,8 @@ pub enum Effect<A: Actor> {
     Annotate(String),
     /// Durable state (bincode bytes) that survives a crash, handed to the restart constructor.
     Persist(Vec<u8>),
+    /// The node entered this round (view), see [`Context::enter_round`].
+    Round(u64),
 }
 
 /// The one context type every runtime hands to handlers. Effects are buffered and applied
@@ -216,6 +249,13 @@ impl<'a, A: Actor> Context<'a, A> {
         crate::codec::encode_into(state, &mut bytes)?;
         self.effects.push(Effect::Persist(bytes));
         Ok(())
+    }
+
+    /// Reports that this node is now in round (view) `round`: the trace records it when it
+    /// changes, and scenarios may trigger on it (`@round 5 partition 0,1 | 2,3`). Report the
+    /// first round in `on_start`, and each later one as the node moves to it.
+    pub fn enter_round(&mut self, round: u64) {
+        self.effects.push(Effect::Round(round));
     }
 
     /// Models CPU cost: in the simulator the node stays busy this much longer and its sends

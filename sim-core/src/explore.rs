@@ -1529,7 +1529,7 @@ fn apply_effects<A: Explorable>(
                     .retain(|armed| armed.id != id);
             }
             Effect::Output(value) => outputs.push((me, value)),
-            Effect::Annotate(_) | Effect::Persist(_) => {}
+            Effect::Annotate(_) | Effect::Persist(_) | Effect::Round(_) => {}
         }
     }
 }

@@ -32,6 +32,14 @@ pub enum Fault {
         node: NodeId,
         behavior: String,
     },
+    /// Test-only, round-based Byzantine fuzzing: from now on, each message `node` sends
+    /// while in round `round` to one of `to` is changed by one small step
+    /// ([`crate::Actor::mutate_message`]) on its way.
+    Mutate {
+        node: NodeId,
+        round: u64,
+        to: Vec<NodeId>,
+    },
     /// A label in the trace, such as a scenario phase.
     Annotate(String),
     /// Ends the run, as a deadline would.
@@ -43,7 +51,9 @@ impl Fault {
     pub fn node(&self) -> NodeId {
         match self {
             Fault::Crash(n) | Fault::Restart(n) | Fault::Pause(n) | Fault::Resume(n) => *n,
-            Fault::Skew { node, .. } | Fault::Byzantine { node, .. } => *node,
+            Fault::Skew { node, .. }
+            | Fault::Byzantine { node, .. }
+            | Fault::Mutate { node, .. } => *node,
             Fault::Network(_) | Fault::Annotate(_) | Fault::Stop => NodeId(0),
         }
     }
@@ -59,6 +69,13 @@ impl fmt::Display for Fault {
             Fault::Skew { node, skew } => write!(f, "skew {} {skew}", node.0),
             Fault::Network(change) => write!(f, "{change}"),
             Fault::Byzantine { node, behavior } => write!(f, "byzantine {} {behavior}", node.0),
+            Fault::Mutate { node, round, to } => {
+                write!(f, "mutate {} round {round} ->", node.0)?;
+                for (i, n) in to.iter().enumerate() {
+                    write!(f, "{}{}", if i == 0 { " " } else { "," }, n.0)?;
+                }
+                Ok(())
+            }
             Fault::Annotate(label) => write!(f, "annotate {label}"),
             Fault::Stop => f.write_str("stop"),
         }

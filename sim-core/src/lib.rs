@@ -21,16 +21,16 @@ mod stats;
 mod time;
 pub mod trace;
 
-pub use actor::{Actor, Context, Effect, Message, NodeId, TimerId};
+pub use actor::{Actor, Context, Effect, Message, Mutate, NodeId, TimerId};
 pub use fault::{ClockSkew, Fault};
 pub use invariant::{EndReason, Invariant, RunEnd};
 pub use network::{
     Admit, Fate, Latency, LatencySpecError, NetChange, NetworkModel, Packet, SimpleNetwork,
 };
-pub use outcome::{FailureKind, Outcome, RunResult, Violation, STALL};
+pub use outcome::{Coverage, FailureKind, Outcome, RunResult, Violation, STALL};
 pub use rng::{derive_rng, SimRng};
 pub use scheduler::{Scheduler, Strategy};
-pub use sim::{RestartFn, RunReport, SimConfig, Simulation};
+pub use sim::{RestartFn, RoundWhen, RunReport, SimConfig, Simulation};
 pub use stats::NodeStats;
 pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};
 pub use trace::{Digest, EventKind, TraceEvent};

@@ -171,6 +171,22 @@ pub struct RunResult {
     pub nodes: Vec<NodeStats>,
     #[serde(rename = "trace_digest")]
     pub digest: Digest,
+    /// What the run covered, when [`crate::SimConfig::coverage`] asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+}
+
+/// What one run covered, for coverage-guided search: each list sorted, without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// The nonzero abstract states ([`crate::Actor::abstract_state`]) any node was in after
+    /// one of its handlers.
+    pub states: Vec<u64>,
+    /// Happens-before summaries: for each send, the kind sent and the set of kinds the node
+    /// received since it last sent ([`crate::Actor::message_kind`]), packed.
+    pub happens_before: Vec<u64>,
+    /// The highest round any node entered ([`crate::Context::enter_round`]).
+    pub rounds: u64,
 }
 
 impl RunResult {

@@ -386,6 +386,20 @@ pub trait Protocol: 'static {
     /// Builds node `id` from the configuration.
     fn node(config: &Self::Config, id: NodeId) -> Result<Self::Node, String>;
 
+    /// Test-only: makes replica `leaders[round]` lead each round listed (a scenario's
+    /// `@round R leader N`, as Twins' generator picks them); unlisted rounds keep the
+    /// protocol's own rotation. The default refuses: the protocol does not let the testbed
+    /// choose its leaders.
+    fn choose_leaders(
+        _config: &mut Self::Config,
+        _leaders: &BTreeMap<u64, NodeId>,
+    ) -> Result<(), String> {
+        Err(format!(
+            "protocol `{}` does not let the testbed choose its leaders",
+            Self::NAME
+        ))
+    }
+
     /// Builds every node of a run, in id order.
     fn nodes(config: &Self::Config, sizes: &Sizes) -> Result<Vec<Self::Node>, String> {
         (0..Self::actors(sizes))

@@ -31,6 +31,9 @@ pub struct SimConfig {
     /// Who makes the run's nondeterministic choices (see [`crate::scheduler`]); the
     /// default is the seeded run. [`Simulation::set_scheduler`] sets any other scheduler.
     pub strategy: Strategy,
+    /// Collect what the run covers ([`crate::Coverage`]: abstract states, happens-before
+    /// summaries, rounds) into [`RunResult::coverage`], for coverage-guided search.
+    pub coverage: bool,
 }
 
 impl SimConfig {
@@ -41,6 +44,7 @@ impl SimConfig {
             keep_trace: false,
             events_max: 100_000_000,
             strategy: Strategy::Default,
+            coverage: false,
         }
     }
 }
@@ -171,6 +175,55 @@ struct NodeSlot<A: Actor> {
     durable: Option<Vec<u8>>,
     skew: ClockSkew,
     stats: NodeStats,
+    /// The round the node last reported ([`Context::enter_round`]), if any.
+    round: Option<u64>,
+    /// Byzantine (switched by a fault, from the start, or a twin): round triggers that wait
+    /// for correct nodes do not wait for it.
+    faulty: bool,
+    /// Coverage only: the kinds of message received since the node last sent, one bit each.
+    received_kinds: u64,
+}
+
+/// When a round-triggered scenario command fires (`@round R ...` / `@round R all ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundWhen {
+    /// When the first correct node enters round R (or a later one).
+    First,
+    /// When every correct node that reports rounds is in round R or later.
+    All,
+}
+
+/// A scenario command waiting for a round.
+struct RoundFault {
+    round: u64,
+    when: RoundWhen,
+    fault: Fault,
+    order: u64,
+}
+
+/// An armed message mutation ([`Fault::Mutate`]).
+struct Mutation {
+    node: NodeId,
+    round: u64,
+    to: Vec<NodeId>,
+}
+
+/// What a run covers so far ([`SimConfig::coverage`]).
+#[derive(Default)]
+struct CoverageState {
+    states: BTreeSet<u64>,
+    happens_before: BTreeSet<u64>,
+    /// Message kinds in the order first seen: a kind's bit is its index (the 63rd and later
+    /// share the last bit).
+    kinds: BTreeMap<&'static str, u32>,
+    rounds: u64,
+}
+
+impl CoverageState {
+    fn kind_bit(&mut self, kind: &'static str) -> u32 {
+        let next = self.kinds.len() as u32;
+        (*self.kinds.entry(kind).or_insert(next)).min(57)
+    }
 }
 
 /// Rebuilds a crashed node's actor from its last durable state.
@@ -228,6 +281,19 @@ pub struct Simulation<A: Actor> {
     /// The network model re-times starts and timers (a follower of a recording whose
     /// scheduler picked the order): see [`NetworkModel::retimes`].
     retimes: bool,
+    /// Per endpoint (index into `actors`), the node it is: itself, or for a twin the node
+    /// it doubles ([`Simulation::add_twin`]).
+    identity: Vec<NodeId>,
+    /// Per node, its endpoints, when the run has twins (empty otherwise: each node is its
+    /// own one endpoint).
+    endpoints: Vec<Vec<NodeId>>,
+    /// Scenario commands waiting for a round, in the order scheduled.
+    round_faults: Vec<RoundFault>,
+    /// Round-triggered commands that became due during a handler, applied after it.
+    round_fired: Vec<(Fault, u64)>,
+    mutations: Vec<Mutation>,
+    mutate_rng: SimRng,
+    coverage: Option<Box<CoverageState>>,
 }
 
 impl<A: Actor> Simulation<A> {
@@ -257,12 +323,25 @@ impl<A: Actor> Simulation<A> {
                 durable: None,
                 skew: ClockSkew::default(),
                 stats: NodeStats::default(),
+                round: None,
+                faulty: false,
+                received_kinds: 0,
             })
             .collect();
         let recorder = Recorder::new(config.keep_trace);
         let scheduler = config.strategy.scheduler(config.seed, actors.len());
         let starts = actors.len() as u64;
+        let identity = (0..actors.len() as u32).map(NodeId).collect();
+        let coverage = config.coverage.then(Box::default);
+        let mutate_rng = derive_rng(config.seed, "mutate", 0);
         Simulation {
+            identity,
+            endpoints: Vec::new(),
+            round_faults: Vec::new(),
+            round_fired: Vec::new(),
+            mutations: Vec::new(),
+            mutate_rng,
+            coverage,
             config,
             actors,
             nodes,
@@ -394,11 +473,118 @@ impl<A: Actor> Simulation<A> {
         }
         self.actors[node.index()]
             .set_byzantine(behavior)
-            .map_err(|problem| format!("`{fault}`: {problem}"))
+            .map_err(|problem| format!("`{fault}`: {problem}"))?;
+        self.nodes[node.index()].faulty = behavior != "correct";
+        Ok(())
+    }
+
+    /// Adds a twin of node `of`: a second instance, `actor`, with the same identity and keys
+    /// (the caller builds it as node `of`). The network treats it as an endpoint of its own,
+    /// numbered after every node (the first twin is endpoint `n`, the next `n + 1`, ...), so
+    /// a partition may put the two instances on opposite sides; every other node sees both
+    /// as `of`, and a message to `of` goes to each instance the network lets it reach. Both
+    /// instances switch to the protocol's `twin` behaviour (correct, but counted as faulty
+    /// by its checks). Call before scheduling any fault; returns the twin's endpoint.
+    pub fn add_twin(&mut self, of: NodeId, mut actor: A) -> Result<NodeId, String> {
+        let nodes = self.endpoints_len_base();
+        if of.index() >= nodes || self.identity[of.index()] != of {
+            return Err(format!("twins {}: the run has nodes 0..{nodes}", of.0));
+        }
+        if self.next_order != self.actors.len() as u64 {
+            return Err("twins are added before any fault is scheduled".into());
+        }
+        if !A::byzantine_behaviors().contains(&"twin") {
+            return Err(format!(
+                "twins {}: this protocol cannot run twins (it offers no `twin` behaviour)",
+                of.0
+            ));
+        }
+        actor
+            .set_byzantine("twin")
+            .map_err(|problem| format!("twins {}: {problem}", of.0))?;
+        self.actors[of.index()]
+            .set_byzantine("twin")
+            .map_err(|problem| format!("twins {}: {problem}", of.0))?;
+        if self.endpoints.is_empty() {
+            self.endpoints = (0..nodes as u32).map(|n| vec![NodeId(n)]).collect();
+        }
+        let endpoint = NodeId(self.actors.len() as u32);
+        self.endpoints[of.index()].push(endpoint);
+        self.identity.push(of);
+        self.nodes[of.index()].faulty = true;
+        self.nodes.push(NodeSlot {
+            rng: derive_rng(self.config.seed, "node", u64::from(endpoint.0)),
+            net_rng: derive_rng(self.config.seed, "net", u64::from(endpoint.0)),
+            next_timer: 0,
+            live_timers: BTreeSet::new(),
+            busy_until: Time::ZERO,
+            crashed: false,
+            paused: false,
+            parked: VecDeque::new(),
+            durable: None,
+            skew: ClockSkew::default(),
+            stats: NodeStats::default(),
+            round: None,
+            faulty: true,
+            received_kinds: 0,
+        });
+        self.actors.push(actor);
+        self.next_order += 1;
+        Ok(endpoint)
+    }
+
+    /// How many nodes the run has, not counting twins.
+    fn endpoints_len_base(&self) -> usize {
+        if self.endpoints.is_empty() {
+            self.actors.len()
+        } else {
+            self.endpoints.len()
+        }
+    }
+
+    /// The node endpoint `e` is (itself, or the node a twin doubles).
+    #[inline]
+    fn identity(&self, e: NodeId) -> NodeId {
+        self.identity.get(e.index()).copied().unwrap_or(e)
+    }
+
+    /// Schedules a fault for when a round is reached: when the first correct node enters
+    /// round `round` or a later one, or when every correct node that reports rounds has
+    /// ([`RoundWhen`]). Commands waiting for rounds apply in the order given, right after
+    /// the handler that reached the round. One that never comes due never applies.
+    pub fn schedule_round_fault(
+        &mut self,
+        round: u64,
+        when: RoundWhen,
+        fault: Fault,
+    ) -> Result<(), String> {
+        self.check_fault(&fault)?;
+        let order = self.next_order;
+        self.next_order += 1;
+        self.round_faults.push(RoundFault {
+            round,
+            when,
+            fault,
+            order,
+        });
+        Ok(())
     }
 
     /// Schedules a fault at virtual time `at`. Faults at one time apply in the order given.
     pub fn schedule_fault(&mut self, at: Time, fault: Fault) -> Result<(), String> {
+        self.check_fault(&fault)?;
+        self.schedule(
+            at,
+            Pending::Fault {
+                fault: Box::new(fault),
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether `fault` can apply to this run: the nodes it names exist, the behaviour it
+    /// names is offered, the node it restarts can be rebuilt.
+    fn check_fault(&self, fault: &Fault) -> Result<(), String> {
         let nodes = self.actors.len();
         if fault.node().index() >= nodes {
             return Err(format!(
@@ -407,7 +593,7 @@ impl<A: Actor> Simulation<A> {
                 nodes
             ));
         }
-        if let Fault::Network(NetChange::Partition { groups }) = &fault {
+        if let Fault::Network(NetChange::Partition { groups }) = fault {
             if let Some(n) = groups.iter().flatten().find(|n| n.index() >= nodes) {
                 return Err(format!(
                     "`{fault}` names node {}, but the run has nodes 0..{nodes}",
@@ -415,7 +601,7 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        if let Fault::Network(NetChange::CutOneWay { from, to }) = &fault {
+        if let Fault::Network(NetChange::CutOneWay { from, to }) = fault {
             if let Some(n) = from.iter().chain(to).find(|n| n.index() >= nodes) {
                 return Err(format!(
                     "`{fault}` names node {}, but the run has nodes 0..{nodes}",
@@ -423,7 +609,7 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        if let Fault::Network(NetChange::Cut { links, .. }) = &fault {
+        if let Fault::Network(NetChange::Cut { links, .. }) = fault {
             if let Some(n) = links
                 .iter()
                 .flat_map(|&(a, b)| [a, b])
@@ -435,7 +621,7 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        if let Fault::Byzantine { node, behavior } = &fault {
+        if let Fault::Byzantine { node, behavior } = fault {
             let offered = A::byzantine_behaviors();
             if offered.is_empty() {
                 return Err(format!(
@@ -459,12 +645,14 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        self.schedule(
-            at,
-            Pending::Fault {
-                fault: Box::new(fault),
-            },
-        );
+        if let Fault::Mutate { to, .. } = fault {
+            if let Some(n) = to.iter().find(|n| n.index() >= nodes) {
+                return Err(format!(
+                    "`{fault}` names node {}, but the run has nodes 0..{nodes}",
+                    n.0
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -851,7 +1039,11 @@ impl<A: Actor> Simulation<A> {
                 let stats = &mut self.nodes[to.index()].stats;
                 stats.messages_received += 1;
                 stats.bytes_received += u64::from(bytes);
-                Handler::Message(from, msg)
+                if let Some(coverage) = self.coverage.as_mut() {
+                    let bit = coverage.kind_bit(A::message_kind(&msg));
+                    self.nodes[to.index()].received_kinds |= 1 << bit;
+                }
+                Handler::Message(self.identity(from), msg)
             }
             Pending::Timer {
                 node, id, timer, ..
@@ -873,11 +1065,12 @@ impl<A: Actor> Simulation<A> {
                 unreachable!("faults are applied by the event loop, lost messages by dispatch")
             }
         };
+        let me = self.identity(node);
         let slot = &mut self.nodes[node.index()];
         let actor = &mut self.actors[node.index()];
         let local_now = slot.skew.local(now);
         let mut cx = Context::new(
-            node,
+            me,
             local_now,
             &mut slot.rng,
             &mut slot.next_timer,
@@ -890,14 +1083,83 @@ impl<A: Actor> Simulation<A> {
         }
         let departs = now.after(cx.charged());
         slot.busy_until = departs;
-        self.apply_effects(node, departs);
+        if let Some(coverage) = self.coverage.as_mut() {
+            let state = actor.abstract_state();
+            if state != 0 {
+                coverage.states.insert(state);
+            }
+            let sent_before = slot.stats.messages_sent;
+            self.apply_effects(node, departs);
+            let slot = &mut self.nodes[node.index()];
+            if slot.stats.messages_sent != sent_before {
+                slot.received_kinds = 0;
+            }
+        } else {
+            self.apply_effects(node, departs);
+        }
+        if !self.round_fired.is_empty() {
+            self.apply_round_faults();
+        }
+    }
+
+    /// Applies the round-triggered commands that came due in the last handler, in the
+    /// order they were scheduled.
+    #[cold]
+    #[inline(never)]
+    fn apply_round_faults(&mut self) {
+        for (fault, order) in std::mem::take(&mut self.round_fired) {
+            self.apply_fault(fault, order);
+        }
+    }
+
+    /// Records that endpoint `node` entered `round`, and sets due the commands waiting for
+    /// it.
+    #[cold]
+    #[inline(never)]
+    fn enter_round(&mut self, node: NodeId, round: u64) {
+        let slot = &mut self.nodes[node.index()];
+        if slot.round == Some(round) {
+            return;
+        }
+        slot.round = Some(round);
+        let seq = self.recorder.begin(trace::TAG_ROUND, self.now, node);
+        self.recorder.field(round);
+        if self.recorder.keep {
+            self.recorder
+                .keep_event(seq, self.now, node, EventKind::Round { round });
+        }
+        if let Some(coverage) = self.coverage.as_mut() {
+            coverage.rounds = coverage.rounds.max(round);
+        }
+        if self.round_faults.is_empty() {
+            return;
+        }
+        let nodes = &self.nodes;
+        let correct = || nodes.iter().filter(|n| !n.faulty);
+        let mut i = 0;
+        while i < self.round_faults.len() {
+            let waiting = &self.round_faults[i];
+            let due = match waiting.when {
+                RoundWhen::First => correct().any(|n| n.round.is_some_and(|r| r >= waiting.round)),
+                RoundWhen::All => {
+                    correct().any(|n| n.round.is_some())
+                        && correct().all(|n| n.round.is_none_or(|r| r >= waiting.round))
+                }
+            };
+            if due {
+                let RoundFault { fault, order, .. } = self.round_faults.remove(i);
+                self.round_fired.push((fault, order));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn apply_effects(&mut self, node: NodeId, departs: Time) {
         let mut effects = std::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
             match effect {
-                Effect::Send { to, msg } => self.send(node, to, msg, departs),
+                Effect::Send { to, msg } => self.send_to(node, to, msg, departs),
                 Effect::SetTimer { id, after, timer } => {
                     let slot = &mut self.nodes[node.index()];
                     slot.live_timers.insert(id);
@@ -929,6 +1191,7 @@ impl<A: Actor> Simulation<A> {
                     self.annotate(node, label);
                 }
                 Effect::Persist(state) => self.nodes[node.index()].durable = Some(state),
+                Effect::Round(round) => self.enter_round(node, round),
             }
         }
         self.effects = effects;
@@ -961,7 +1224,65 @@ impl<A: Actor> Simulation<A> {
         }
     }
 
-    fn send(&mut self, from: NodeId, to: NodeId, msg: A::Msg, departs: Time) {
+    /// Sends from endpoint `from` to node `to`: to each of its endpoints when it has twins,
+    /// after any armed mutation has changed the message.
+    #[inline(always)]
+    fn send_to(&mut self, from: NodeId, to: NodeId, mut msg: A::Msg, departs: Time) {
+        if !self.mutations.is_empty() {
+            self.mutate(from, to, &mut msg);
+        }
+        if let Some(coverage) = self.coverage.as_mut() {
+            let bit = coverage.kind_bit(A::message_kind(&msg));
+            let received = self.nodes[from.index()].received_kinds;
+            coverage
+                .happens_before
+                .insert((u64::from(bit) << 58) | (received & ((1 << 58) - 1)));
+        }
+        if self.endpoints.is_empty() {
+            return self.send(from, to, msg, departs, true);
+        }
+        if to.index() >= self.endpoints.len() {
+            // Not a node (a twin's endpoint is not a node either): dropped as unknown.
+            return self.send(from, to, msg, departs, false);
+        }
+        let count = self.endpoints[to.index()].len();
+        for i in 0..count {
+            let endpoint = self.endpoints[to.index()][i];
+            if i + 1 == count {
+                return self.send(from, endpoint, msg, departs, true);
+            }
+            self.send(from, endpoint, msg.clone(), departs, true);
+        }
+    }
+
+    /// Changes `msg` if an armed mutation covers it: sent by its node in its round to one
+    /// of its recipients. A change is annotated on the sender and counts as a fault.
+    #[cold]
+    #[inline(never)]
+    fn mutate(&mut self, from: NodeId, to: NodeId, msg: &mut A::Msg) {
+        let sender = self.identity(from);
+        let Some(round) = self.nodes[from.index()].round else {
+            return;
+        };
+        let armed = self
+            .mutations
+            .iter()
+            .any(|m| m.node == sender && m.round == round && m.to.contains(&to));
+        if !armed {
+            return;
+        }
+        if let Some(change) = A::mutate_message(msg, &mut self.mutate_rng) {
+            self.annotate(
+                from,
+                format!("mutated (to n{}, round {round}): {change}", to.0),
+            );
+            self.fault_struck();
+        }
+    }
+
+    /// Sends from endpoint `from` to endpoint `to` (a node that does not exist when not
+    /// `known`).
+    fn send(&mut self, from: NodeId, to: NodeId, msg: A::Msg, departs: Time, known: bool) {
         self.encode_buf.clear();
         let encoded = codec::encode_into(&msg, &mut self.encode_buf);
         let bytes = self.encode_buf.len() as u64;
@@ -979,7 +1300,7 @@ impl<A: Actor> Simulation<A> {
             Fate::Drop {
                 reason: "message cannot be encoded",
             }
-        } else if to.index() >= self.actors.len() {
+        } else if !known || to.index() >= self.actors.len() {
             Fate::Drop {
                 reason: "no such node",
             }
@@ -1184,9 +1505,14 @@ impl<A: Actor> Simulation<A> {
                 Err(problem) => self.violation(NodeId(0), "scenario".into(), problem),
             },
             Fault::Byzantine { node, behavior } => {
-                if let Err(problem) = self.actors[node.index()].set_byzantine(&behavior) {
-                    self.violation(node, "scenario".into(), problem);
+                match self.actors[node.index()].set_byzantine(&behavior) {
+                    Ok(()) => self.nodes[node.index()].faulty = behavior != "correct",
+                    Err(problem) => self.violation(node, "scenario".into(), problem),
                 }
+            }
+            Fault::Mutate { node, round, to } => {
+                self.nodes[node.index()].faulty = true;
+                self.mutations.push(Mutation { node, round, to });
             }
             Fault::Annotate(_) => {}
             Fault::Stop => self.stopped = true,
@@ -1226,8 +1552,9 @@ impl<A: Actor> Simulation<A> {
         }
         let now = self.now;
         let mut found = Vec::new();
+        let me = self.identity(node);
         for invariant in &mut self.invariants {
-            if let Err(detail) = invariant.on_output(node, now, &value) {
+            if let Err(detail) = invariant.on_output(me, now, &value) {
                 found.push((invariant.name().to_string(), detail));
             }
         }
@@ -1314,6 +1641,11 @@ impl<A: Actor> Simulation<A> {
                 events: self.recorder.next_seq,
                 nodes,
                 digest,
+                coverage: self.coverage.map(|c| crate::outcome::Coverage {
+                    states: c.states.into_iter().collect(),
+                    happens_before: c.happens_before.into_iter().collect(),
+                    rounds: c.rounds,
+                }),
             },
             trace: std::mem::take(&mut self.recorder.events),
             actors: self.actors,

@@ -63,6 +63,10 @@ pub enum EventKind {
         id: u64,
         msg: String,
     },
+    /// The node entered round (view) `round` ([`crate::Context::enter_round`]).
+    Round {
+        round: u64,
+    },
 }
 
 impl EventKind {
@@ -79,6 +83,7 @@ impl EventKind {
             EventKind::Violation { .. } => "violation",
             EventKind::Fault { .. } => "fault",
             EventKind::Corrupt { .. } => "corrupt",
+            EventKind::Round { .. } => "round",
         }
     }
 }
@@ -120,6 +125,7 @@ pub(crate) const TAG_ANNOTATE: u8 = 7;
 pub(crate) const TAG_VIOLATION: u8 = 8;
 pub(crate) const TAG_FAULT: u8 = 9;
 pub(crate) const TAG_CORRUPT: u8 = 10;
+pub(crate) const TAG_ROUND: u8 = 11;
 
 /// Bytes buffered before they are fed to blake3: large updates use its SIMD paths.
 const DIGEST_BUFFER_BYTES: usize = 64 * 1024;

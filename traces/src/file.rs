@@ -426,7 +426,7 @@ impl Fields {
 
 /// The kinds of event, as written in trace files, and the fields each has besides `seq`,
 /// `t`, `node` and `kind`.
-const KINDS: [(&str, &str); 10] = [
+const KINDS: [(&str, &str); 11] = [
     ("start", "no others"),
     ("send", "to, id, bytes, msg"),
     ("drop", "to, id, reason"),
@@ -437,6 +437,7 @@ const KINDS: [(&str, &str); 10] = [
     ("violation", "invariant, detail"),
     ("fault", "fault"),
     ("corrupt", "to, id, msg"),
+    ("round", "round"),
 ];
 
 fn kind_names() -> String {
@@ -537,6 +538,9 @@ fn parse_event(value: Value) -> Result<TraceEvent, String> {
             to: f.node("to")?,
             id: f.u64("id")?,
             msg: f.string("msg")?,
+        },
+        "round" => EventKind::Round {
+            round: f.u64("round")?,
         },
         _ => unreachable!("every name of KINDS is handled"),
     };

@@ -73,6 +73,7 @@ fn render(events: &[TraceEvent], filter: &Filter, deliveries_say_what: bool) -> 
                 format!("VIOLATION {invariant}: {detail}")
             }
             EventKind::Fault { fault } => format!("FAULT    {fault}"),
+            EventKind::Round { round } => format!("round    {round}"),
             EventKind::Corrupt { to, id, msg } => {
                 format!("corrupt  #{id} to {to} arrives as {msg}")
             }

@@ -117,7 +117,9 @@ fn style(kind: &EventKind) -> &'static str {
         EventKind::Drop { .. } => ", color=red, fontcolor=red, fillcolor=\"#ffe0e0\"",
         EventKind::Timer { .. } => ", fillcolor=\"#fff5c0\"",
         EventKind::Output { .. } => ", fillcolor=\"#ddf5dd\"",
-        EventKind::Annotate { .. } => ", shape=note, style=filled, fillcolor=\"#eeeeee\"",
+        EventKind::Annotate { .. } | EventKind::Round { .. } => {
+            ", shape=note, style=filled, fillcolor=\"#eeeeee\""
+        }
         EventKind::Violation { .. } => ", color=red, fillcolor=red, fontcolor=white",
         EventKind::Corrupt { .. } => ", color=darkorange, fillcolor=\"#ffe8c0\"",
         EventKind::Fault { .. } => ", shape=hexagon, color=darkorange, fillcolor=\"#ffc060\"",

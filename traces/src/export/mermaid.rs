@@ -72,7 +72,10 @@ pub fn mermaid_sequence(events: &[TraceEvent], max_events: usize) -> String {
                 };
                 let _ = writeln!(out, "    {node}-x{to}: {}", label_text(&label));
             }
-            EventKind::Timer { .. } | EventKind::Output { .. } | EventKind::Annotate { .. } => {
+            EventKind::Timer { .. }
+            | EventKind::Output { .. }
+            | EventKind::Annotate { .. }
+            | EventKind::Round { .. } => {
                 let text = match &e.kind {
                     EventKind::Annotate { label } => label.clone(),
                     _ => describe(events, &messages, e),

@@ -224,6 +224,7 @@ pub(crate) fn describe(events: &[TraceEvent], messages: &Messages, e: &TraceEven
             format!("VIOLATION {invariant}: {detail}")
         }
         EventKind::Fault { fault } => format!("FAULT {fault}"),
+        EventKind::Round { round } => format!("round {round}"),
     }
 }
 
