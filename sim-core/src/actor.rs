@@ -102,12 +102,14 @@ pub trait Actor: Sized + 'static {
         ))
     }
 
-    /// Test-only: changes `msg` by one small step (a view or sequence number ± 1, another
-    /// digest, a dropped field), as round-based Byzantine fuzzing does to a faulty sender's
-    /// messages, drawing any choice from `rng`; says what it changed, or `None` when this
-    /// message has nothing to change. Protocols implement [`Mutate`] on their message type
-    /// and forward to it.
-    fn mutate_message(_msg: &mut Self::Msg, _rng: &mut SimRng) -> Option<String> {
+    /// Test-only: changes `msg`, which this node is sending, by one small step (a view or
+    /// sequence number ± 1, another digest, a dropped field), as round-based Byzantine
+    /// fuzzing does to a faulty sender's messages, drawing any choice from `rng`; says what
+    /// it changed, or `None` when this message has nothing to change. Protocols implement
+    /// [`Mutate`] on their message type and forward to it, then sign the changed message
+    /// again with this node's own key where it is signed: the sender is the faulty one, so
+    /// its signature on what it changed is valid.
+    fn mutate_message(&self, _msg: &mut Self::Msg, _rng: &mut SimRng) -> Option<String> {
         None
     }
 

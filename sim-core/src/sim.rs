@@ -1271,7 +1271,7 @@ impl<A: Actor> Simulation<A> {
         if !armed {
             return;
         }
-        if let Some(change) = A::mutate_message(msg, &mut self.mutate_rng) {
+        if let Some(change) = self.actors[from.index()].mutate_message(msg, &mut self.mutate_rng) {
             self.annotate(
                 from,
                 format!("mutated (to n{}, round {round}): {change}", to.0),
