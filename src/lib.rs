@@ -9,6 +9,7 @@ pub mod memory;
 pub mod registry;
 pub mod run;
 pub mod runfile;
+pub mod search;
 pub mod shrink;
 pub mod swarm;
 pub mod testing;

@@ -65,6 +65,8 @@ pub struct RunOptions {
     pub follow: Option<ScheduleFollower>,
     /// Use the minimal network model (latency and loss only), for comparisons.
     pub minimal_network: bool,
+    /// Collect what the run covers (`RunResult::coverage`), for coverage-guided search.
+    pub coverage: bool,
 }
 
 /// Runs one configuration. `keep_trace` keeps every event (for trace files and replay);
@@ -102,6 +104,7 @@ pub fn run_with(config: &RunConfig, options: RunOptions) -> Result<RunSummary, S
         deadline: Some(Time(config.duration_ns)),
         keep_trace,
         strategy,
+        coverage: options.coverage,
         ..SimConfig::new(config.seed)
     };
     let network: Box<dyn NetworkModel> = match options.follow {

@@ -43,6 +43,7 @@ impl Subject for RunConfig {
             keep_trace: true,
             follow: Some(schedule),
             minimal_network: false,
+            coverage: false,
         };
         run_with(&config, options).ok()
     }
@@ -54,6 +55,7 @@ impl Subject for RunConfig {
             keep_trace: true,
             follow: None,
             minimal_network: false,
+            coverage: false,
         };
         run_with(&config, options).ok()
     }

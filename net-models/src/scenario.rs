@@ -32,6 +32,7 @@
 //! | `byzantine N BEHAVIOUR` | test-only: the node misbehaves as its protocol offers (`equivocate`, …) |
 //! | `annotate TEXT` | a label in the trace |
 //! | `stop` | the run ends here |
+//! | `settle` | every cut heals, and round-triggered commands still waiting (and armed mutations) are cancelled |
 //! | `twins N[,N]` | (`@0` only) each listed node runs as two instances with one identity: `N` and its twin `N'`, which partitions may separate |
 //! | `leader N` | (`@round R` only) node N leads round R, for protocols that let the testbed choose |
 //! | `mutate N -> R[,R]` | (`@round R` only) test-only: node N's messages of round R to the listed nodes change by one small step |
@@ -96,6 +97,7 @@ pub const COMMANDS: &[&str] = &[
     "byzantine",
     "annotate",
     "stop",
+    "settle",
     "twins",
     "leader",
     "mutate",
@@ -548,6 +550,15 @@ impl<'a> Line<'a> {
                 Ok(Parsed::Leader { round, node })
             }
             "mutate" => {
+                if when == RoundWhen::All {
+                    return Err(self.at_word(
+                        first,
+                        "a mutation changes the node's messages of round R whenever it is in \
+                         it: `all` does not apply"
+                            .into(),
+                        Some("`@round R mutate N -> R[,R]`"),
+                    ));
+                }
                 let node = self.node("node whose messages are mutated")?;
                 let arrow = self.need("`->`", "`->` between the sender and the receivers")?;
                 if arrow.text != "->" {
@@ -654,6 +665,7 @@ impl<'a> Line<'a> {
                 Fault::Network(NetChange::CutOneWay { from, to })
             }
             "heal" => Fault::Network(NetChange::Heal),
+            "settle" => Fault::Settle,
             "crash" => Fault::Crash(self.node("node to crash")?),
             "restart" => Fault::Restart(self.node("node to restart")?),
             "pause" => Fault::Pause(self.node("node to pause")?),

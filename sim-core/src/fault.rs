@@ -40,6 +40,11 @@ pub enum Fault {
         round: u64,
         to: Vec<NodeId>,
     },
+    /// Ends every fault of the network and of rounds: heals every cut, and cancels the
+    /// round-triggered commands still waiting and the armed mutations. Generated fault
+    /// schedules end with it, so that termination is owed from then on even when the
+    /// rounds their faults wait for never came.
+    Settle,
     /// A label in the trace, such as a scenario phase.
     Annotate(String),
     /// Ends the run, as a deadline would.
@@ -54,7 +59,7 @@ impl Fault {
             Fault::Skew { node, .. }
             | Fault::Byzantine { node, .. }
             | Fault::Mutate { node, .. } => *node,
-            Fault::Network(_) | Fault::Annotate(_) | Fault::Stop => NodeId(0),
+            Fault::Network(_) | Fault::Settle | Fault::Annotate(_) | Fault::Stop => NodeId(0),
         }
     }
 }
@@ -76,6 +81,7 @@ impl fmt::Display for Fault {
                 }
                 Ok(())
             }
+            Fault::Settle => f.write_str("settle"),
             Fault::Annotate(label) => write!(f, "annotate {label}"),
             Fault::Stop => f.write_str("stop"),
         }

@@ -645,10 +645,21 @@ impl<A: Actor> Simulation<A> {
                 ));
             }
         }
-        if let Fault::Mutate { to, .. } = fault {
+        if let Fault::Mutate { node, to, .. } = fault {
             if let Some(n) = to.iter().find(|n| n.index() >= nodes) {
                 return Err(format!(
                     "`{fault}` names node {}, but the run has nodes 0..{nodes}",
+                    n.0
+                ));
+            }
+            // Sends are matched by the sender's identity and the receiving node, so a
+            // twin's endpoint would never match: refuse it rather than never apply.
+            let base = self.endpoints_len_base();
+            if let Some(n) = std::iter::once(node).chain(to).find(|n| n.index() >= base) {
+                let of = self.identity(*n).0;
+                return Err(format!(
+                    "`{fault}` names endpoint {}, the twin of node {of}: a mutation covers \
+                     every instance of a node; name node {of}",
                     n.0
                 ));
             }
@@ -1513,6 +1524,14 @@ impl<A: Actor> Simulation<A> {
             Fault::Mutate { node, round, to } => {
                 self.nodes[node.index()].faulty = true;
                 self.mutations.push(Mutation { node, round, to });
+            }
+            Fault::Settle => {
+                self.round_faults.clear();
+                self.mutations.clear();
+                match self.network.apply(&NetChange::Heal, now) {
+                    Ok(()) => self.release_held(),
+                    Err(problem) => self.violation(NodeId(0), "scenario".into(), problem),
+                }
             }
             Fault::Annotate(_) => {}
             Fault::Stop => self.stopped = true,

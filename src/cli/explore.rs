@@ -48,6 +48,29 @@ pub(super) struct ExploreArgs {
     /// Write the failing run's trace only, without shrinking it.
     #[arg(long, requires = "trace", conflicts_with = "shrink_time")]
     no_shrink: bool,
+    /// `twins`, `byzzfuzz`, `coverage`: faults strike in rounds 0 to R-1.
+    #[arg(long, default_value_t = 8, value_name = "R")]
+    fault_rounds: u64,
+    /// `byzzfuzz`, `coverage`: partitions of the replicas per schedule, each for one round.
+    #[arg(long, default_value_t = 2, value_name = "D")]
+    network_faults: u32,
+    /// `byzzfuzz`, `coverage`: rounds of one faulty replica's messages mutated per schedule.
+    #[arg(long, default_value_t = 2, value_name = "C")]
+    process_faults: u32,
+    /// `twins`: groups per round's partition.
+    #[arg(long, default_value_t = 2, value_name = "G")]
+    groups: u32,
+    /// `twins`, `byzzfuzz`, `coverage`: when every schedule settles (heals, and cancels
+    /// the round faults still waiting); termination is owed from then on.
+    #[arg(long, default_value = "30s", value_name = "T", value_parser = parse_duration_arg)]
+    settle: u64,
+    /// `twins`, `byzzfuzz`, `coverage`: write the coverage reached over time as an SVG plot.
+    #[arg(long, value_name = "FILE.svg")]
+    coverage_plot: Option<PathBuf>,
+    /// `twins`, `byzzfuzz`, `coverage`: run out the budget after a failing run (to measure
+    /// coverage); the first failing run is reported.
+    #[arg(long)]
+    keep_going: bool,
 }
 
 impl ExploreArgs {
@@ -113,6 +136,14 @@ pub(super) fn explore(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
+    if let Some(kind) = args
+        .run
+        .strategy
+        .as_deref()
+        .and_then(crate::search::Kind::parse)
+    {
+        return explore_rounds(&args, kind, out, err);
+    }
     let strategy = match args.run.strategy.as_deref().unwrap_or("bfs") {
         "bfs" => ExploreStrategy::Bfs,
         "dfs" => ExploreStrategy::Dfs,
@@ -361,16 +392,194 @@ fn explore_runs(
         )?;
         match &failing {
             Some((config, summary)) => {
-                writeln!(
-                    out,
-                    "FAILED at seed {} ({})",
-                    config.seed,
-                    summary.outcome.as_str()
-                )?;
-                for v in &summary.violations {
-                    writeln!(out, "  {v}")?;
-                }
+                write_failure(out, config, summary)?;
                 writeln!(out, "re-run it: {}", config.command_line())?;
+                write_traces(out, written.as_ref().ok_or(NO_TRACE))?;
+            }
+            None => writeln!(out, "no failure within the budget")?,
+        }
+    }
+    Ok(if failing.is_some() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `--strategy twins|byzzfuzz|coverage`: fault schedules over the protocol's rounds, run by
+/// run in the simulator (see [`crate::search`]), until one fails or the budget is spent; the
+/// failing run's scenario is written beside its trace, which is shrunk as `sim` shrinks one.
+fn explore_rounds(
+    args: &ExploreArgs,
+    kind: crate::search::Kind,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let refused = [
+        ("--seeds", args.run.seeds.is_some()),
+        ("--swarm", args.run.swarm),
+        ("--scenario", args.run.scenario.is_some()),
+        ("--drops", args.drops != 0),
+        ("--timers", args.timers != 0),
+        ("--no-reduction", args.no_reduction),
+        ("--byzantine", !args.byzantine.is_empty()),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+        return Err(CliError::BadInput(format!(
+            "explore: {flag} does not apply to --strategy {}: it writes each run's fault schedule itself \
+             (--fault-rounds, --network-faults, --process-faults, --groups and --settle bound it)",
+            kind.name()
+        )));
+    }
+    let mut plain = args.run.clone();
+    plain.strategy = None;
+    let (base, _) = sim_config(&plain)?;
+    let bounds = crate::search::Bounds {
+        rounds: args.fault_rounds,
+        network_faults: args.network_faults,
+        process_faults: args.process_faults,
+        groups: args.groups,
+        settle_ns: args.settle,
+    };
+    let budget = std::time::Duration::from_nanos(args.budget);
+    let bar = progress_line(args.run.json);
+    let mut shown = std::time::Instant::now();
+    let mut progress = |r: &crate::search::Report| {
+        if shown.elapsed() < std::time::Duration::from_millis(100) {
+            return;
+        }
+        shown = std::time::Instant::now();
+        bar.set_message(format!(
+            "{} runs, {} abstract states, {} happens-before summaries{}",
+            r.runs,
+            r.states.len(),
+            r.happens_before.len(),
+            if kind == crate::search::Kind::Coverage {
+                format!(", corpus {}", r.corpus)
+            } else {
+                String::new()
+            }
+        ));
+    };
+    let report = crate::search::search(
+        &base,
+        kind,
+        bounds,
+        budget,
+        args.max_states.unwrap_or(u64::MAX),
+        args.keep_going,
+        &mut progress,
+    )
+    .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;
+    bar.finish_and_clear();
+    if let Some(path) = &args.coverage_plot {
+        let title = format!(
+            "{}{}: coverage of --strategy {} over {:.0} s",
+            base.protocol.name(),
+            base.mutant
+                .as_ref()
+                .map(|m| format!(" (mutant {m})"))
+                .unwrap_or_default(),
+            kind.name(),
+            report.wall.as_secs_f64()
+        );
+        let svg = crate::search::coverage_svg(&title, &[(kind.name(), &report.samples)]);
+        std::fs::write(path, svg)
+            .map_err(|e| CliError::BadInput(format!("cannot write {}: {e}", path.display())))?;
+    }
+    // The failing run's scenario goes beside its trace, where the re-run command names it.
+    let mut failing = report.failing.clone();
+    let mut written = None;
+    if let (Some((config, _)), Some(path)) = (&mut failing, &args.run.trace) {
+        let scenario_path = path.with_extension("scenario");
+        if let Some(scenario) = &mut config.scenario {
+            std::fs::write(&scenario_path, &scenario.text).map_err(|e| {
+                CliError::BadInput(format!("cannot write {}: {e}", scenario_path.display()))
+            })?;
+            scenario.origin = scenario_path.display().to_string();
+        }
+        let recorded = run_config(config, true).map_err(CliError::BadInput)?;
+        written = Some(write_and_shrink(
+            &recorded,
+            path,
+            None,
+            args.shrink_plan(),
+            err,
+        )?);
+    }
+    let runs_per_s = report.runs as f64 / report.wall.as_secs_f64().max(1e-9);
+    if args.run.json {
+        let mut value = serde_json::json!({
+            "protocol": base.protocol.name(),
+            "mutant": base.mutant,
+            "strategy": kind.name(),
+            "bounds": bounds,
+            "runs": report.runs,
+            "duplicates": report.duplicates,
+            "runs_per_second": runs_per_s.round(),
+            "abstract_states": report.states.len(),
+            "happens_before": report.happens_before.len(),
+            "corpus": (kind == crate::search::Kind::Coverage).then_some(report.corpus),
+            "coverage": report.samples,
+            "wall_time_ns": u64::try_from(report.wall.as_nanos()).unwrap_or(u64::MAX),
+            "outcome": if failing.is_some() { "violation" } else { "budget" },
+            "seed": failing.as_ref().map(|(c, _)| c.seed),
+            "scenario": failing.as_ref().and_then(|(c, _)| c.scenario.as_ref().map(|s| s.text.clone())),
+            "violations": failing.as_ref().map(|(_, s)| s.violations.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            "command": failing.as_ref().filter(|_| args.run.trace.is_some()).map(|(c, _)| c.command_line()),
+        });
+        with_traces(&mut value, written.as_ref().ok_or(""));
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "explore {}, {}: {} runs{} from seed {} in {:.2} s ({:.0} runs/s); rounds {}, {}",
+            match &base.mutant {
+                Some(m) => format!("{} (mutant {m})", base.protocol.name()),
+                None => base.protocol.name().to_string(),
+            },
+            kind.name(),
+            report.runs,
+            if report.duplicates > 0 {
+                format!(" ({} duplicate scenarios skipped)", report.duplicates)
+            } else {
+                String::new()
+            },
+            base.seed,
+            report.wall.as_secs_f64(),
+            runs_per_s,
+            bounds.rounds,
+            match kind {
+                crate::search::Kind::Twins => format!("{} groups per partition", bounds.groups),
+                _ => format!(
+                    "{} network faults, {} process faults per schedule",
+                    bounds.network_faults, bounds.process_faults
+                ),
+            }
+        )?;
+        writeln!(
+            out,
+            "coverage: {} abstract states, {} happens-before summaries{}",
+            report.states.len(),
+            report.happens_before.len(),
+            if kind == crate::search::Kind::Coverage {
+                format!(" (corpus of {} schedules)", report.corpus)
+            } else {
+                String::new()
+            }
+        )?;
+        match &failing {
+            Some((config, summary)) => {
+                write_failure(out, config, summary)?;
+                match &args.run.trace {
+                    Some(_) => writeln!(out, "re-run it: {}", config.command_line())?,
+                    None => {
+                        writeln!(out, "its scenario (--trace FILE writes it beside the trace, FILE.scenario):")?;
+                        for line in config.scenario.iter().flat_map(|s| s.text.lines()) {
+                            writeln!(out, "  {line}")?;
+                        }
+                    }
+                }
                 write_traces(out, written.as_ref().ok_or(NO_TRACE))?;
             }
             None => writeln!(out, "no failure within the budget")?,
@@ -462,6 +671,7 @@ fn write_counterexample(
         keep_trace: true,
         follow: Some(follower),
         minimal_network: false,
+        coverage: false,
     };
     let summary = crate::run::run_with(&followed, options).map_err(CliError::BadInput)?;
     let want = exploration.found().map(|f| f.invariant).unwrap_or_default();
@@ -650,6 +860,24 @@ fn report(
                 stats.pending
             )?,
         },
+    }
+    Ok(())
+}
+
+/// The first lines of a failure's report: its seed, outcome and violations.
+fn write_failure(
+    out: &mut dyn std::io::Write,
+    config: &RunConfig,
+    summary: &crate::run::RunSummary,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "FAILED at seed {} ({})",
+        config.seed,
+        summary.outcome.as_str()
+    )?;
+    for v in &summary.violations {
+        writeln!(out, "  {v}")?;
     }
     Ok(())
 }

@@ -309,8 +309,9 @@ struct SimArgs {
     /// Who picks the order of events that are ready together: `default` (the seeded run),
     /// `random` (ready events in random order) or `pct` (probabilistic concurrency
     /// testing: node priorities with change points) [default: default]. `rehearsal
-    /// explore` also takes `bfs`, `dfs` and `choices` (state by state) [default there: bfs].
-    #[arg(long, value_name = "NAME", value_parser = ["default", "random", "pct", "bfs", "dfs", "choices"])]
+    /// explore` also takes `bfs`, `dfs` and `choices` (state by state) [default there: bfs],
+    /// and `twins`, `byzzfuzz` and `coverage` (fault schedules over the protocol's rounds).
+    #[arg(long, value_name = "NAME", value_parser = ["default", "random", "pct", "bfs", "dfs", "choices", "twins", "byzzfuzz", "coverage"])]
     strategy: Option<String>,
     /// With --strategy pct: the bug depth targeted, 1 to 64 (depth - 1 priority change
     /// points) [default: 3].

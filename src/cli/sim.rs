@@ -182,6 +182,11 @@ fn strategy(args: &SimArgs) -> Result<Strategy, CliError> {
                 "--strategy {name} searches state by state, not run by run: use `rehearsal explore --strategy {name}`"
             )))
         }
+        "twins" | "byzzfuzz" | "coverage" => {
+            return Err(CliError::BadInput(format!(
+                "--strategy {name} searches over fault schedules, each run its own: use `rehearsal explore --strategy {name}`"
+            )))
+        }
         other => {
             return Err(CliError::BadInput(format!(
                 "--strategy `{other}` is not a strategy; expected default, random or pct"

@@ -123,6 +123,7 @@ pub(super) fn follow_trace(
         keep_trace: true,
         follow: Some(follower),
         minimal_network: false,
+        coverage: false,
     };
     let now = crate::run::run_with(config, options)
         .map_err(|e| CliError::BadInput(format!("trace `{}` line 1: {e}", path.display())))?;

@@ -57,7 +57,7 @@ fn follow(run: &RunSummary, mutant: Option<&str>) -> RunSummary {
     let options = RunOptions {
         keep_trace: true,
         follow: Some(follower_of(&run.trace, run.sim_time.as_nanos())),
-        minimal_network: false,
+        ..RunOptions::default()
     };
     run_with(&config, options).unwrap()
 }

@@ -1,0 +1,846 @@
+//! Searches that know a protocol's rounds, run by run in the simulator: Twins, round-based
+//! Byzantine fuzzing in the style of ByzzFuzz, and coverage-guided search over the same
+//! fault schedules.
+//!
+//! Each strategy writes fault schedules as ordinary scenarios (`@round 3 cut 0,1 -> 2,3`,
+//! `@0 twins 0`, `@round 2 mutate 1 -> 0,3`, ending with `@30s settle`), so the run a
+//! search finds is an ordinary run: its trace replays, shrinks and exports like any other,
+//! and its scenario can be read, edited and run again with `rehearsal sim --scenario`.
+//!
+//! - **Twins** (Bano et al., 2020): one replica runs as two instances with one identity
+//!   and one set of keys. For each of `rounds` rounds the search picks a partition of the
+//!   replicas and the twins into groups (preferring partitions with a group that holds a
+//!   quorum), and, when the protocol lets the testbed choose, the round's leader. Scenarios
+//!   are sampled with the seed and deduplicated; every one runs with the same seed, so a
+//!   scenario is its run.
+//! - **ByzzFuzz** (Winter et al., 2023): within `rounds` rounds, `network_faults`
+//!   partitions of the replicas, each for one round, and `process_faults` mutations of one
+//!   faulty replica's messages of one round to a random subset of the others. Each
+//!   schedule runs with a seed of its own.
+//! - **Coverage-guided**: a corpus of such schedules (the ByzzFuzz space, with the seed),
+//!   mutated (insert, delete or move a fault, perturb its groups or recipients, perturb
+//!   the delivery choices by reseeding, splice two schedules) and kept when its run reaches
+//!   a coverage point no run reached before: an abstract protocol state
+//!   ([`rehearsal_sim_core::Actor::abstract_state`]) or a happens-before summary (which
+//!   kinds of message a node received before a send).
+//!
+//! Partitions are one-way cuts between groups of replicas (and twins) in both
+//! directions: clients reach every replica throughout, as in the papers' models, where
+//! faults are among the replicas.
+
+use crate::config::{RunConfig, ScenarioSource};
+use crate::run::{run_with, RunOptions, RunSummary};
+use rehearsal_sim_core::rand::seq::{IndexedRandom, SliceRandom};
+use rehearsal_sim_core::rand::Rng;
+use rehearsal_sim_core::{derive_rng, Outcome, SimRng};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// The round-aware strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Twins,
+    ByzzFuzz,
+    Coverage,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Twins => "twins",
+            Kind::ByzzFuzz => "byzzfuzz",
+            Kind::Coverage => "coverage",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "twins" => Some(Kind::Twins),
+            "byzzfuzz" => Some(Kind::ByzzFuzz),
+            "coverage" => Some(Kind::Coverage),
+            _ => None,
+        }
+    }
+}
+
+/// The bounds of the fault schedules a search draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Bounds {
+    /// Faults strike in rounds `0..rounds`.
+    pub rounds: u64,
+    /// Partitions (ByzzFuzz and coverage-guided), each for one round.
+    pub network_faults: u32,
+    /// Mutated rounds of the faulty replica's messages (ByzzFuzz and coverage-guided).
+    pub process_faults: u32,
+    /// Groups per partition (Twins).
+    pub groups: u32,
+    /// Virtual time at which every schedule settles (heals, and cancels the round faults
+    /// still waiting): termination is owed from then on.
+    pub settle_ns: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            rounds: 8,
+            network_faults: 2,
+            process_faults: 2,
+            groups: 2,
+            settle_ns: 30_000_000_000,
+        }
+    }
+}
+
+/// One endpoint of a partition: a replica, or its twin (`N'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub node: u32,
+    pub twin: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.node, if self.twin { "'" } else { "" })
+    }
+}
+
+/// One command of a generated schedule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// From round `round` on, the groups are cut from each other (both ways).
+    Cut {
+        round: u64,
+        groups: Vec<Vec<Endpoint>>,
+    },
+    /// At round `round`, every cut heals.
+    Heal { round: u64 },
+    /// Node `node` leads round `round`.
+    Leader { round: u64, node: u32 },
+    /// Node `node`'s messages of round `round` to `to` are mutated.
+    Mutate { round: u64, node: u32, to: Vec<u32> },
+}
+
+impl Step {
+    pub fn round(&self) -> u64 {
+        match self {
+            Step::Cut { round, .. }
+            | Step::Heal { round }
+            | Step::Leader { round, .. }
+            | Step::Mutate { round, .. } => *round,
+        }
+    }
+
+    /// The order of commands within one round: heal, then cuts, then the rest.
+    fn rank(&self) -> u8 {
+        match self {
+            Step::Heal { .. } => 0,
+            Step::Cut { .. } => 1,
+            Step::Leader { .. } => 2,
+            Step::Mutate { .. } => 3,
+        }
+    }
+}
+
+/// A fault schedule: the seed its run draws from, the replica that runs as twins, and
+/// its commands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Schedule {
+    pub seed: u64,
+    pub twin: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+impl Schedule {
+    /// The schedule as a scenario: twins first, then the commands in round order (heals
+    /// before cuts within a round), then the settling.
+    pub fn scenario(&self, bounds: &Bounds) -> String {
+        let mut steps: Vec<&Step> = self.steps.iter().collect();
+        steps.sort_by_key(|s| (s.round(), s.rank()));
+        let mut text = String::new();
+        if let Some(twin) = self.twin {
+            let _ = writeln!(text, "@0 twins {twin}");
+        }
+        let list = |nodes: &mut dyn Iterator<Item = String>| nodes.collect::<Vec<_>>().join(",");
+        for step in steps {
+            match step {
+                Step::Cut { round, groups } => {
+                    for (i, a) in groups.iter().enumerate() {
+                        for (j, b) in groups.iter().enumerate() {
+                            if i != j {
+                                let _ = writeln!(
+                                    text,
+                                    "@round {round} cut {} -> {}",
+                                    list(&mut a.iter().map(ToString::to_string)),
+                                    list(&mut b.iter().map(ToString::to_string))
+                                );
+                            }
+                        }
+                    }
+                }
+                Step::Heal { round } => {
+                    let _ = writeln!(text, "@round {round} heal");
+                }
+                Step::Leader { round, node } => {
+                    let _ = writeln!(text, "@round {round} leader {node}");
+                }
+                Step::Mutate { round, node, to } => {
+                    let _ = writeln!(
+                        text,
+                        "@round {round} mutate {node} -> {}",
+                        list(&mut to.iter().map(ToString::to_string))
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            text,
+            "@{}.{:09} settle",
+            bounds.settle_ns / 1_000_000_000,
+            bounds.settle_ns % 1_000_000_000
+        );
+        text
+    }
+
+    fn network_faults(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Cut { .. }))
+            .count()
+    }
+
+    fn process_faults(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Mutate { .. }))
+            .count()
+    }
+}
+
+/// The replicas a run's faults may concern, and how many may be faulty.
+#[derive(Debug, Clone)]
+pub struct Space {
+    pub replicas: Vec<u32>,
+    /// At most this many replicas are faulty (f).
+    pub faulty_max: u32,
+    /// Whether the protocol lets the testbed choose each round's leader.
+    pub leaders: bool,
+    pub bounds: Bounds,
+}
+
+impl Space {
+    /// The space of `config`'s run: its protocol's replicas (the nodes it lets turn
+    /// Byzantine); an error when the protocol has no room for a faulty replica.
+    pub fn of(config: &RunConfig, bounds: Bounds) -> Result<Space, String> {
+        let room = config
+            .protocol
+            .byzantine_room(&config.sizes())
+            .ok_or_else(|| {
+                format!(
+                    "protocol `{}` has no Byzantine replicas to fuzz or twin",
+                    config.protocol.name()
+                )
+            })?;
+        if room.max == 0 {
+            return Err(format!(
+                "{} replicas of `{}` tolerate no faulty replica: a search with faulty replicas needs at least 4",
+                room.among,
+                config.protocol.name(),
+            ));
+        }
+        if bounds.rounds == 0 {
+            return Err("--fault-rounds must be at least 1".into());
+        }
+        if bounds.groups < 2 {
+            return Err("--groups must be at least 2".into());
+        }
+        Ok(Space {
+            replicas: (room.first..room.first + room.among).collect(),
+            faulty_max: room.max,
+            leaders: true,
+            bounds,
+        })
+    }
+
+    /// Replicas in a quorum (2f+1 of 3f+1).
+    fn quorum(&self) -> usize {
+        self.replicas.len() - self.faulty_max as usize
+    }
+
+    fn round(&self, rng: &mut SimRng) -> u64 {
+        rng.random_range(0..self.bounds.rounds)
+    }
+
+    /// `endpoints` split at random into `groups` nonempty groups, each sorted.
+    fn split(&self, endpoints: &[Endpoint], groups: usize, rng: &mut SimRng) -> Vec<Vec<Endpoint>> {
+        let groups = groups.clamp(2, endpoints.len().max(2));
+        let mut shuffled = endpoints.to_vec();
+        shuffled.shuffle(rng);
+        let mut out: Vec<Vec<Endpoint>> = vec![Vec::new(); groups];
+        // One endpoint in each group, the rest anywhere.
+        for (i, e) in shuffled.into_iter().enumerate() {
+            let g = if i < groups {
+                i
+            } else {
+                rng.random_range(0..groups)
+            };
+            out[g].push(e);
+        }
+        for g in &mut out {
+            g.sort();
+        }
+        out.sort();
+        out
+    }
+
+    /// A Twins partition of the replicas and the twin: with probability 3/4 one with a
+    /// group that holds a quorum of endpoints (when the draw finds one in a few tries).
+    fn twins_partition(&self, endpoints: &[Endpoint], rng: &mut SimRng) -> Vec<Vec<Endpoint>> {
+        let want_quorum = rng.random_bool(0.75);
+        let mut groups = self.split(endpoints, self.bounds.groups as usize, rng);
+        for _ in 0..16 {
+            if !want_quorum || groups.iter().any(|g| g.len() >= self.quorum()) {
+                break;
+            }
+            groups = self.split(endpoints, self.bounds.groups as usize, rng);
+        }
+        groups
+    }
+
+    /// A Twins scenario: per round a partition and (if the protocol lets us) a leader.
+    pub fn twins(&self, seed: u64, rng: &mut SimRng) -> Schedule {
+        let twin = *self.replicas.choose(rng).expect("a space has replicas");
+        let mut endpoints: Vec<Endpoint> = self
+            .replicas
+            .iter()
+            .map(|&node| Endpoint { node, twin: false })
+            .collect();
+        endpoints.push(Endpoint {
+            node: twin,
+            twin: true,
+        });
+        let mut steps = Vec::new();
+        for round in 0..self.bounds.rounds {
+            if round > 0 {
+                steps.push(Step::Heal { round });
+            }
+            steps.push(Step::Cut {
+                round,
+                groups: self.twins_partition(&endpoints, rng),
+            });
+            if self.leaders {
+                steps.push(Step::Leader {
+                    round,
+                    node: *self.replicas.choose(rng).expect("a space has replicas"),
+                });
+            }
+        }
+        steps.push(Step::Heal {
+            round: self.bounds.rounds,
+        });
+        Schedule {
+            seed,
+            twin: Some(twin),
+            steps,
+        }
+    }
+
+    /// One ByzzFuzz network fault: a partition of the replicas for one round.
+    fn network_fault(&self, rng: &mut SimRng) -> [Step; 2] {
+        let round = self.round(rng);
+        let endpoints: Vec<Endpoint> = self
+            .replicas
+            .iter()
+            .map(|&node| Endpoint { node, twin: false })
+            .collect();
+        [
+            Step::Cut {
+                round,
+                groups: self.split(&endpoints, 2, rng),
+            },
+            Step::Heal { round: round + 1 },
+        ]
+    }
+
+    /// One ByzzFuzz process fault: `faulty`'s messages of one round to a nonempty random
+    /// subset of the other replicas are mutated.
+    fn process_fault(&self, faulty: u32, rng: &mut SimRng) -> Step {
+        let others: Vec<u32> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&r| r != faulty)
+            .collect();
+        let mut to: Vec<u32> = others
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.5))
+            .collect();
+        if to.is_empty() {
+            to.push(*others.choose(rng).expect("a space has two replicas"));
+        }
+        Step::Mutate {
+            round: self.round(rng),
+            node: faulty,
+            to,
+        }
+    }
+
+    /// The faulty replica of a schedule's process faults (one, as f >= 1 allows).
+    fn faulty(schedule: &Schedule) -> Option<u32> {
+        schedule.steps.iter().find_map(|s| match s {
+            Step::Mutate { node, .. } => Some(*node),
+            _ => None,
+        })
+    }
+
+    /// A ByzzFuzz schedule: `network_faults` partitions and `process_faults` mutations of
+    /// one faulty replica, at random rounds.
+    pub fn byzzfuzz(&self, seed: u64, rng: &mut SimRng) -> Schedule {
+        let mut steps = Vec::new();
+        for _ in 0..self.bounds.network_faults {
+            steps.extend(self.network_fault(rng));
+        }
+        let faulty = *self.replicas.choose(rng).expect("a space has replicas");
+        for _ in 0..self.bounds.process_faults {
+            steps.push(self.process_fault(faulty, rng));
+        }
+        Schedule {
+            seed,
+            twin: None,
+            steps,
+        }
+    }
+
+    /// A mutation of `parent` (1 to 3 operators), staying within the bounds; `other` is a
+    /// second corpus entry to splice with.
+    pub fn mutate(&self, parent: &Schedule, other: &Schedule, rng: &mut SimRng) -> Schedule {
+        let mut child = parent.clone();
+        for _ in 0..rng.random_range(1..=3) {
+            match rng.random_range(0..7) {
+                // Insert a fault.
+                0 | 1 => {
+                    if rng.random_bool(0.5)
+                        && child.network_faults() < self.bounds.network_faults as usize
+                    {
+                        child.steps.extend(self.network_fault(rng));
+                    } else if child.process_faults() < self.bounds.process_faults as usize {
+                        let faulty = Self::faulty(&child)
+                            .unwrap_or_else(|| *self.replicas.choose(rng).expect("replicas"));
+                        child.steps.push(self.process_fault(faulty, rng));
+                    }
+                }
+                // Delete a fault (a cut with the heal that ends it).
+                2 => {
+                    let faults: Vec<usize> = (0..child.steps.len())
+                        .filter(|&i| !matches!(child.steps[i], Step::Heal { .. }))
+                        .collect();
+                    if let Some(&i) = faults.choose(rng) {
+                        let removed = child.steps.remove(i);
+                        if let Step::Cut { round, .. } = removed {
+                            if let Some(h) = child
+                                .steps
+                                .iter()
+                                .position(|s| *s == Step::Heal { round: round + 1 })
+                            {
+                                child.steps.remove(h);
+                            }
+                        }
+                    }
+                }
+                // Move a fault to another round.
+                3 => {
+                    let faults: Vec<usize> = (0..child.steps.len())
+                        .filter(|&i| !matches!(child.steps[i], Step::Heal { .. }))
+                        .collect();
+                    if let Some(&i) = faults.choose(rng) {
+                        let old = child.steps[i].round();
+                        let new = if rng.random_bool(0.5) {
+                            if rng.random_bool(0.5) {
+                                old.saturating_sub(1)
+                            } else {
+                                (old + 1).min(self.bounds.rounds - 1)
+                            }
+                        } else {
+                            self.round(rng)
+                        };
+                        match &mut child.steps[i] {
+                            Step::Cut { round, .. } => {
+                                *round = new;
+                                if let Some(h) = child
+                                    .steps
+                                    .iter()
+                                    .position(|s| *s == Step::Heal { round: old + 1 })
+                                {
+                                    child.steps[h] = Step::Heal { round: new + 1 };
+                                }
+                            }
+                            Step::Mutate { round, .. } | Step::Leader { round, .. } => *round = new,
+                            Step::Heal { .. } => {}
+                        }
+                    }
+                }
+                // Perturb a fault: other groups, other recipients.
+                4 => {
+                    let faults: Vec<usize> = (0..child.steps.len())
+                        .filter(|&i| !matches!(child.steps[i], Step::Heal { .. }))
+                        .collect();
+                    if let Some(&i) = faults.choose(rng) {
+                        let round = child.steps[i].round();
+                        child.steps[i] = match &child.steps[i] {
+                            Step::Cut { .. } => {
+                                let mut fresh = self.network_fault(rng);
+                                if let Step::Cut { groups, .. } =
+                                    std::mem::replace(&mut fresh[0], Step::Heal { round: 0 })
+                                {
+                                    Step::Cut { round, groups }
+                                } else {
+                                    unreachable!("a network fault starts with a cut")
+                                }
+                            }
+                            Step::Mutate { node, .. } => {
+                                let Step::Mutate { to, .. } = self.process_fault(*node, rng) else {
+                                    unreachable!("a process fault is a mutation")
+                                };
+                                Step::Mutate {
+                                    round,
+                                    node: *node,
+                                    to,
+                                }
+                            }
+                            other => other.clone(),
+                        };
+                    }
+                }
+                // Perturb the delivery choices: the run's network draws another way.
+                5 => child.seed = rng.random(),
+                // Splice: this schedule's faults before a round, the other's from it on.
+                _ => {
+                    let cut = self.round(rng);
+                    let faulty = Self::faulty(&child);
+                    let mut steps: Vec<Step> = child
+                        .steps
+                        .iter()
+                        .filter(|s| {
+                            s.round() < cut || matches!(s, Step::Heal { round } if *round == cut)
+                        })
+                        .cloned()
+                        .collect();
+                    for s in &other.steps {
+                        if s.round() >= cut && !steps.contains(s) {
+                            let mut s = s.clone();
+                            // One faulty replica: the spliced mutations are its.
+                            if let (Step::Mutate { node, to, .. }, Some(f)) = (&mut s, faulty) {
+                                *node = f;
+                                to.retain(|&r| r != f);
+                                if to.is_empty() {
+                                    continue;
+                                }
+                            }
+                            steps.push(s);
+                        }
+                    }
+                    child.steps = steps;
+                    while child.network_faults() > self.bounds.network_faults as usize {
+                        let i = child
+                            .steps
+                            .iter()
+                            .rposition(|s| matches!(s, Step::Cut { .. }))
+                            .expect("counted");
+                        child.steps.remove(i);
+                    }
+                    while child.process_faults() > self.bounds.process_faults as usize {
+                        let i = child
+                            .steps
+                            .iter()
+                            .rposition(|s| matches!(s, Step::Mutate { .. }))
+                            .expect("counted");
+                        child.steps.remove(i);
+                    }
+                }
+            }
+        }
+        child.steps.sort_by_key(|s| (s.round(), s.rank()));
+        child.steps.dedup();
+        child
+    }
+}
+
+/// What a search does between runs: how often it reports.
+pub trait Progress {
+    /// Called after every run.
+    fn ran(&mut self, report: &Report);
+}
+
+impl<F: FnMut(&Report)> Progress for F {
+    fn ran(&mut self, report: &Report) {
+        self(report)
+    }
+}
+
+/// Coverage reached after so many runs, at so much wall time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    pub wall_ns: u64,
+    pub runs: u64,
+    pub states: u64,
+    pub happens_before: u64,
+}
+
+/// Where a search stands, and what it found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Runs made (distinct scenarios, for Twins).
+    pub runs: u64,
+    /// Scenarios drawn again and skipped (Twins).
+    pub duplicates: u64,
+    /// Distinct abstract states and happens-before summaries over every run.
+    pub states: BTreeSet<u64>,
+    pub happens_before: BTreeSet<u64>,
+    /// Schedules the coverage-guided search keeps.
+    pub corpus: usize,
+    /// Coverage over time: one sample when a run adds a point, and the last.
+    pub samples: Vec<Sample>,
+    /// The first failing run, with its schedule.
+    pub failing: Option<(RunConfig, RunSummary)>,
+    pub wall: Duration,
+}
+
+/// The configuration of `base` that runs `schedule`.
+pub fn config_for(base: &RunConfig, schedule: &Schedule, kind: Kind, bounds: &Bounds) -> RunConfig {
+    RunConfig {
+        seed: schedule.seed,
+        scenario: Some(ScenarioSource {
+            origin: format!("<{} schedule>", kind.name()),
+            text: schedule.scenario(bounds),
+        }),
+        ..base.clone()
+    }
+}
+
+/// Searches `base`'s runs with strategy `kind` for up to `budget` or `runs_max` runs,
+/// stopping at the first failing run unless `keep_going`. Draws from `base.seed`.
+pub fn search(
+    base: &RunConfig,
+    kind: Kind,
+    bounds: Bounds,
+    budget: Duration,
+    runs_max: u64,
+    keep_going: bool,
+    progress: &mut dyn Progress,
+) -> Result<Report, String> {
+    let mut space = Space::of(base, bounds)?;
+    if base.scenario.is_some() {
+        return Err(format!(
+            "--strategy {} writes its own scenarios: --scenario does not apply",
+            kind.name()
+        ));
+    }
+    let started = Instant::now();
+    let mut rng = derive_rng(base.seed, kind.name(), 0);
+    let mut report = Report::default();
+    let mut seen: BTreeSet<u64> = BTreeSet::new();
+    let mut corpus: Vec<Schedule> = Vec::new();
+    let mut trial = 0u64;
+    while report.runs < runs_max && started.elapsed() < budget {
+        let seed = base.seed.wrapping_add(trial);
+        trial += 1;
+        let schedule = match kind {
+            Kind::Twins => space.twins(base.seed, &mut rng),
+            Kind::ByzzFuzz => space.byzzfuzz(seed, &mut rng),
+            // Seed the corpus with a few drawn schedules, then mutate.
+            Kind::Coverage if corpus.len() < 4 => space.byzzfuzz(seed, &mut rng),
+            Kind::Coverage => {
+                let parent = corpus.choose(&mut rng).expect("a corpus").clone();
+                let other = corpus.choose(&mut rng).expect("a corpus").clone();
+                space.mutate(&parent, &other, &mut rng)
+            }
+        };
+        if kind == Kind::Twins {
+            let key = fingerprint(&schedule);
+            if !seen.insert(key) {
+                report.duplicates += 1;
+                // A space this small is spent: stop rather than spin.
+                if report.duplicates > 1000 + 10 * report.runs {
+                    break;
+                }
+                continue;
+            }
+        }
+        let config = config_for(base, &schedule, kind, &bounds);
+        let summary = match run_with(
+            &config,
+            RunOptions {
+                coverage: true,
+                ..RunOptions::default()
+            },
+        ) {
+            Ok(summary) => summary,
+            // The protocol does not let the testbed choose leaders: draw without.
+            Err(e) if space.leaders && e.contains("does not let the testbed choose") => {
+                space.leaders = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        report.runs += 1;
+        let mut new = false;
+        if let Some(coverage) = &summary.result.coverage {
+            for &s in &coverage.states {
+                new |= report.states.insert(s);
+            }
+            for &h in &coverage.happens_before {
+                new |= report.happens_before.insert(h);
+            }
+        }
+        let elapsed = started.elapsed();
+        if new || report.runs == 1 {
+            report.samples.push(sample(&report, elapsed));
+            if kind == Kind::Coverage {
+                corpus.push(schedule);
+            }
+        }
+        report.corpus = corpus.len();
+        let failed = summary.result.outcome != Outcome::Ok;
+        if failed && report.failing.is_none() {
+            report.failing = Some((config, summary));
+        }
+        progress.ran(&report);
+        if failed && !keep_going {
+            break;
+        }
+    }
+    report.wall = started.elapsed();
+    report.samples.push(sample(&report, report.wall));
+    Ok(report)
+}
+
+fn sample(report: &Report, elapsed: Duration) -> Sample {
+    Sample {
+        wall_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        runs: report.runs,
+        states: report.states.len() as u64,
+        happens_before: report.happens_before.len() as u64,
+    }
+}
+
+/// A schedule's identity for deduplication.
+fn fingerprint(schedule: &Schedule) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // A fixed hasher: the same schedules are duplicates in every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    schedule.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// An SVG plot of coverage over wall time: one line per search, distinct abstract states
+/// (solid) and happens-before summaries (dashed), each on its own scale.
+pub fn coverage_svg(title: &str, curves: &[(&str, &[Sample])]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 300.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 60.0;
+    const TOP: f64 = 40.0;
+    const BOTTOM: f64 = 60.0;
+    const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let t_max = curves
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|s| s.wall_ns))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let s_max = curves
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|s| s.states))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let h_max = curves
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|s| s.happens_before))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let x = |ns: u64| LEFT + (ns as f64 / t_max) * (W - LEFT - RIGHT);
+    let y = |v: u64, max: f64| TOP + (1.0 - v as f64 / max) * (H - TOP - BOTTOM);
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="11">
+<rect width="{W}" height="{H}" fill="white"/>
+<text x="{LEFT}" y="20" font-size="13">{}</text>
+<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/>
+<line x1="{}" y1="{TOP}" x2="{}" y2="{}" stroke="black"/>
+<text x="{}" y="{}" text-anchor="middle">wall time (s), 0 to {:.0}</text>
+<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">abstract states (solid), 0 to {s_max:.0}</text>
+<text x="{}" y="{}" transform="rotate(90 {} {})" text-anchor="middle">happens-before summaries (dashed), 0 to {h_max:.0}</text>
+"##,
+        escape(title),
+        H - BOTTOM,
+        W - RIGHT,
+        H - BOTTOM,
+        H - BOTTOM,
+        W - RIGHT,
+        W - RIGHT,
+        H - BOTTOM,
+        (LEFT + W - RIGHT) / 2.0,
+        H - BOTTOM + 20.0,
+        t_max / 1e9,
+        (TOP + H - BOTTOM) / 2.0,
+        (TOP + H - BOTTOM) / 2.0,
+        W - 15.0,
+        (TOP + H - BOTTOM) / 2.0,
+        W - 15.0,
+        (TOP + H - BOTTOM) / 2.0,
+    );
+    for (i, (name, samples)) in curves.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        for (dash, pick, max) in [
+            ("", (|s: &Sample| s.states) as fn(&Sample) -> u64, s_max),
+            (
+                " stroke-dasharray=\"5 3\"",
+                |s: &Sample| s.happens_before,
+                h_max,
+            ),
+        ] {
+            // A step line: coverage holds until the next sample.
+            let mut points = String::new();
+            let mut last: Option<u64> = None;
+            for s in samples.iter() {
+                if let Some(v) = last {
+                    let _ = write!(points, "{:.1},{:.1} ", x(s.wall_ns), y(v, max));
+                }
+                let _ = write!(points, "{:.1},{:.1} ", x(s.wall_ns), y(pick(s), max));
+                last = Some(pick(s));
+            }
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{}"/>"#,
+                points.trim_end()
+            );
+        }
+        let last = samples.last().copied().unwrap_or(Sample {
+            wall_ns: 0,
+            runs: 0,
+            states: 0,
+            happens_before: 0,
+        });
+        let _ = writeln!(
+            svg,
+            r#"<text x="{LEFT}" y="{:.0}" fill="{color}">{}: {} states, {} happens-before summaries, {} runs</text>"#,
+            H - BOTTOM + 36.0 + 12.0 * i as f64,
+            escape(name),
+            last.states,
+            last.happens_before,
+            last.runs
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
