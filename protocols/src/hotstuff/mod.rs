@@ -528,6 +528,10 @@ impl<S: TestSeam> Actor for NodeWith<S> {
         }
     }
 
+    fn message_kind(msg: &Msg) -> &'static str {
+        msg.kind()
+    }
+
     fn waiting_for(&self) -> Option<String> {
         match self {
             NodeWith::Replica(r) => r.waiting_for(),

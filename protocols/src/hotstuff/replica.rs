@@ -290,6 +290,7 @@ impl<S: TestSeam> Replica<S> {
     // ---- Events ----------------------------------------------------------------------------
 
     pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
+        cx.enter_round(self.view);
         if self.restored {
             cx.output(Output::StateLoaded {
                 height: self.committed.height,
@@ -837,6 +838,7 @@ impl<S: TestSeam> Replica<S> {
             return;
         }
         self.view = view;
+        cx.enter_round(view);
         for (_, timer) in [self.view_timer.take(), self.resend_timer.take()]
             .into_iter()
             .flatten()

@@ -572,6 +572,7 @@ impl<S: TestSeam> Replica<S> {
     // ---- Handlers -----------------------------------------------------------------------
 
     pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
+        cx.enter_round(self.view);
         self.last_progress = cx.now();
         if let Some(c) = self.changing.as_mut() {
             c.since = cx.now();
