@@ -671,6 +671,14 @@ impl<S: TestSeam> Actor for NodeWith<S> {
         msg.kind()
     }
 
+    /// A replica's summary ([`Replica::abstract_state`]); every client is one state.
+    fn abstract_state(&self) -> u64 {
+        match self {
+            NodeWith::Replica(r) => r.abstract_state(),
+            NodeWith::Client(_) => 1 << 63 | 1 << 62,
+        }
+    }
+
     /// A replica's message changed by one step and signed again with its own key (see
     /// [`mutation`]); clients and the production node never mutate.
     fn mutate_message(&self, msg: &mut Msg, rng: &mut rehearsal_sim_core::SimRng) -> Option<String> {
