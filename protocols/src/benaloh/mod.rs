@@ -243,6 +243,7 @@ impl Node {
         }
         self.kept_share = Some(rest);
         cx.annotate("shares sent");
+        cx.enter_round(self.phase());
         self.arm_retransmit(cx);
     }
 
@@ -251,6 +252,7 @@ impl Node {
         let subset = self.shares.values().fold(kept, |acc, &s| self.add(acc, s));
         self.subset_sums.insert(cx.me(), subset);
         self.broadcast_done = true;
+        cx.enter_round(self.phase());
         let peers: Vec<NodeId> = self.peers(cx.me()).collect();
         if self.robust() {
             self.unacked.subset_sum.extend(peers.iter().copied());
@@ -336,6 +338,22 @@ impl Node {
             .fold(0, |acc, &s| self.add(acc, s));
         self.total = Some(total);
         cx.output(Output::Total { value: total });
+        cx.enter_round(self.phase());
+    }
+
+    /// The phase this node is in, its round for traces and round-triggered scenarios:
+    /// 0 before it shares its secret, 1 once it sent its shares, 2 once it broadcast its
+    /// subset sum, 3 once it output the total.
+    pub fn phase(&self) -> u64 {
+        if self.total.is_some() {
+            3
+        } else if self.broadcast_done {
+            2
+        } else if self.kept_share.is_some() {
+            1
+        } else {
+            0
+        }
     }
 
     /// Robust mode: advance every phase whose inputs are complete.
@@ -383,6 +401,7 @@ impl Actor for Node {
         self.me = Some(cx.me());
         self.secret = cx.rng().random_range(0..self.config.modulus);
         cx.output(Output::Secret { value: self.secret });
+        cx.enter_round(self.phase());
         match self.config.mode {
             Mode::Robust => {
                 self.share(cx);
@@ -441,6 +460,21 @@ impl Actor for Node {
             Timer::Output => self.output_total(cx),
             Timer::Retransmit => self.retransmit(cx),
         }
+    }
+
+    fn message_kind(msg: &Msg) -> &'static str {
+        match msg {
+            Msg::Share { .. } => "share",
+            Msg::SubsetSum { .. } => "subset-sum",
+            Msg::ShareAck => "share-ack",
+            Msg::SubsetSumAck => "subset-sum-ack",
+        }
+    }
+
+    /// The phase ([`Node::phase`]) and whether the node is in robust mode, above a high
+    /// bit: eight values in all.
+    fn abstract_state(&self) -> u64 {
+        1 << 63 | u64::from(self.robust()) << 2 | self.phase()
     }
 
     fn waiting_for(&self) -> Option<String> {

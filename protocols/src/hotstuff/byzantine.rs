@@ -15,6 +15,10 @@
 //! - `silent`: sends nothing at all.
 //! - `impatient`: gives up on every view it votes in at once: with each vote it sends every
 //!   replica a timeout of that view (carrying the genesis QC), as if its timer had fired.
+//! - `twin`: the correct protocol, unchanged. The simulator runs a node as two instances
+//!   sharing one identity and keys (Twins) and switches both to it: each runs HotStuff
+//!   correctly, but together they may propose or vote twice in a view, so the replica is
+//!   announced as faulty.
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
 //! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything
@@ -37,6 +41,8 @@ pub enum Behavior {
     StaleQc,
     Silent,
     Impatient,
+    /// One of two instances of one replica (Twins): correct on its own.
+    Twin,
 }
 
 impl Behavior {
@@ -48,9 +54,10 @@ impl Behavior {
         "stale-qc",
         "silent",
         "impatient",
+        "twin",
     ];
 
-    const ALL: [Behavior; 7] = [
+    const ALL: [Behavior; 8] = [
         Behavior::Equivocate,
         Behavior::DoubleVote,
         Behavior::Amnesia,
@@ -58,6 +65,7 @@ impl Behavior {
         Behavior::StaleQc,
         Behavior::Silent,
         Behavior::Impatient,
+        Behavior::Twin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +77,7 @@ impl Behavior {
             Behavior::StaleQc => "stale-qc",
             Behavior::Silent => "silent",
             Behavior::Impatient => "impatient",
+            Behavior::Twin => "twin",
         }
     }
 

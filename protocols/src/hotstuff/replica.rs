@@ -264,6 +264,30 @@ impl<S: TestSeam> Replica<S> {
         &self.store
     }
 
+    /// Test-only: `msg`, which this replica sends, changed by one step and signed again
+    /// with its key ([`super::mutation`]).
+    pub(super) fn mutate_message(&self, msg: &mut Msg, rng: &mut rehearsal_sim_core::SimRng) -> Option<String> {
+        let clients = self.replies.len() as u32;
+        super::mutation::mutate_signed(msg, &self.crypto, self.n, clients, rng)
+    }
+
+    /// A coarse summary of this replica's state for coverage-guided search, below a high
+    /// bit (256 values): bits 0-2 the view, capped at 7; bit 3 it leads this view; bit 4 it
+    /// voted (or timed out) in this view; bit 5 its highest QC is of the view before (the
+    /// chain is live); bit 6 it holds a lock (not the genesis QC); bit 7 it sent a timeout
+    /// of this view.
+    pub(super) fn abstract_state(&self) -> u64 {
+        let view = self.view;
+        let timed_out = self.last_timeout.as_ref().is_some_and(|t| t.view == view);
+        1 << 63
+            | view.min(7)
+            | u64::from(leader_of(view, self.n) == self.me()) << 3
+            | u64::from(self.last_voted >= view) << 4
+            | u64::from(self.high_qc.view + 1 >= view) << 5
+            | u64::from(!self.locked_qc.is_genesis()) << 6
+            | u64::from(timed_out) << 7
+    }
+
     fn others(&self) -> Vec<NodeId> {
         let me = self.me();
         (0..self.n).map(NodeId).filter(|&r| r != me).collect()
@@ -290,6 +314,7 @@ impl<S: TestSeam> Replica<S> {
     // ---- Events ----------------------------------------------------------------------------
 
     pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
+        cx.enter_round(self.view);
         if self.restored {
             cx.output(Output::StateLoaded {
                 height: self.committed.height,
@@ -837,6 +862,7 @@ impl<S: TestSeam> Replica<S> {
             return;
         }
         self.view = view;
+        cx.enter_round(view);
         for (_, timer) in [self.view_timer.take(), self.resend_timer.take()]
             .into_iter()
             .flatten()

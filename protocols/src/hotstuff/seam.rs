@@ -24,6 +24,10 @@ pub trait TestSeam: sealed::Sealed + Sized + 'static {
     /// The Byzantine behaviours a replica with this seam can be switched to.
     const BYZANTINE_BEHAVIORS: &'static [&'static str];
 
+    /// Whether the replica's messages may be mutated by round-based Byzantine fuzzing
+    /// ([`Actor::mutate_message`](rehearsal_sim_core::Actor::mutate_message)).
+    const MUTATES_MESSAGES: bool;
+
     /// The seam of a replica of `config`'s group.
     fn for_config(config: &Config) -> Self;
 
@@ -69,6 +73,7 @@ pub struct Correct;
 
 impl TestSeam for Correct {
     const BYZANTINE_BEHAVIORS: &'static [&'static str] = &[];
+    const MUTATES_MESSAGES: bool = false;
 
     #[inline]
     fn for_config(_config: &Config) -> Self {
@@ -159,6 +164,7 @@ impl Testing {
 
 impl TestSeam for Testing {
     const BYZANTINE_BEHAVIORS: &'static [&'static str] = Behavior::NAMES;
+    const MUTATES_MESSAGES: bool = true;
 
     fn for_config(config: &Config) -> Self {
         Testing {
@@ -207,7 +213,7 @@ impl TestSeam for Testing {
 
     fn send(&mut self, crypto: &Crypto, cx: &mut Context<NodeWith<Self>>, to: Vec<NodeId>, msg: Msg) {
         match self.byzantine {
-            None => Correct.send_as(cx, to, msg),
+            None | Some(Behavior::Twin) => Correct.send_as(cx, to, msg),
             Some(behavior) => behavior.send(self.replicas, crypto, cx, to, msg),
         }
     }

@@ -14,6 +14,9 @@
 //!   of view ±1, sequence number ±1, another digest, or another result, re-signed with
 //!   its own key; and one large-scope mutation, a pre-prepare whose sequence number jumps
 //!   2^32 ahead (the sequence-number exhaustion attack that watermarks stop).
+//! - `twin`: the correct protocol, unchanged. The simulator runs a node as two instances
+//!   sharing one identity and keys (Twins) and switches both to it: each runs PBFT
+//!   correctly, but together they equivocate, so the replica is announced as faulty.
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
 //! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything else, so checks count
@@ -37,6 +40,8 @@ pub enum Behavior {
     Equivocate,
     Silent,
     Mutate,
+    /// One of two instances of one replica (Twins): correct on its own.
+    Twin,
 }
 
 /// The share of a mutating replica's messages that it mutates.
@@ -45,15 +50,21 @@ const MUTATE_PROBABILITY: f64 = 0.5;
 const FAR_AHEAD: u64 = 1 << 32;
 
 impl Behavior {
-    pub const NAMES: &'static [&'static str] = &["equivocate", "silent", "mutate"];
+    pub const NAMES: &'static [&'static str] = &["equivocate", "silent", "mutate", "twin"];
 
-    const ALL: [Behavior; 3] = [Behavior::Equivocate, Behavior::Silent, Behavior::Mutate];
+    const ALL: [Behavior; 4] = [
+        Behavior::Equivocate,
+        Behavior::Silent,
+        Behavior::Mutate,
+        Behavior::Twin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Behavior::Equivocate => "equivocate",
             Behavior::Silent => "silent",
             Behavior::Mutate => "mutate",
+            Behavior::Twin => "twin",
         }
     }
 }
@@ -82,6 +93,7 @@ impl Behavior {
     ) {
         match self {
             Behavior::Silent => {}
+            Behavior::Twin => cx.broadcast(to, msg),
             Behavior::Equivocate => equivocate(crypto, n, cx, to, msg),
             Behavior::Mutate => {
                 let msg = if cx.rng().random_bool(MUTATE_PROBABILITY) {

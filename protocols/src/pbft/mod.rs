@@ -71,6 +71,7 @@ pub mod catch_up;
 pub mod checks;
 pub mod client;
 pub mod messages;
+pub mod mutation;
 mod protocol;
 pub mod replica;
 #[cfg(test)]
@@ -663,6 +664,30 @@ impl<S: TestSeam> Actor for NodeWith<S> {
             (NodeWith::Replica(r), Timer::Tick) => r.on_tick(cx),
             (NodeWith::Client(c), Timer::Retransmit { number }) => c.on_retransmit(number, cx),
             (_, timer) => cx.annotate(format!("ignored foreign timer {timer:?}")),
+        }
+    }
+
+    fn message_kind(msg: &Msg) -> &'static str {
+        msg.kind()
+    }
+
+    /// A replica's summary ([`Replica::abstract_state`]); every client is one state.
+    fn abstract_state(&self) -> u64 {
+        match self {
+            NodeWith::Replica(r) => r.abstract_state(),
+            NodeWith::Client(_) => 1 << 63 | 1 << 62,
+        }
+    }
+
+    /// A replica's message changed by one step and signed again with its own key (see
+    /// [`mutation`]); clients and the production node never mutate.
+    fn mutate_message(&self, msg: &mut Msg, rng: &mut rehearsal_sim_core::SimRng) -> Option<String> {
+        if !S::MUTATES_MESSAGES {
+            return None;
+        }
+        match self {
+            NodeWith::Replica(r) => mutation::mutate_signed(msg, &r.crypto, r.p.n, r.p.clients, rng),
+            NodeWith::Client(_) => None,
         }
     }
 

@@ -305,6 +305,29 @@ impl<S: TestSeam> Replica<S> {
         r
     }
 
+    /// A coarse summary of this replica's state for coverage-guided search, below a high
+    /// bit (128 values): bits 0-2 the view, capped at 7; bit 3 it is changing views; bit 4
+    /// it is the primary; bits 5-6 the stage of its latest log entry (0 none or votes only,
+    /// 1 pre-prepared, 2 prepared, 3 decided).
+    pub fn abstract_state(&self) -> u64 {
+        let stage = self.log.last_key_value().map_or(0, |(_, e)| {
+            if e.decided.is_some() {
+                3
+            } else if e.prepared {
+                2
+            } else if e.pre_prepare.is_some() {
+                1
+            } else {
+                0
+            }
+        });
+        1 << 63
+            | self.view.min(7)
+            | u64::from(self.changing.is_some()) << 3
+            | u64::from(self.is_primary()) << 4
+            | stage << 5
+    }
+
     /// This replica's id.
     pub fn id(&self) -> NodeId {
         self.me
@@ -572,6 +595,7 @@ impl<S: TestSeam> Replica<S> {
     // ---- Handlers -----------------------------------------------------------------------
 
     pub(super) fn on_start(&mut self, cx: &mut Context<NodeWith<S>>) {
+        cx.enter_round(self.view);
         self.last_progress = cx.now();
         if let Some(c) = self.changing.as_mut() {
             c.since = cx.now();

@@ -31,6 +31,10 @@ pub trait TestSeam: sealed::Sealed + Sized + 'static {
     /// The Byzantine behaviours a replica with this seam can be switched to.
     const BYZANTINE_BEHAVIORS: &'static [&'static str];
 
+    /// Whether the replica's messages may be mutated by round-based Byzantine fuzzing
+    /// ([`Actor::mutate_message`](rehearsal_sim_core::Actor::mutate_message)).
+    const MUTATES_MESSAGES: bool;
+
     /// The seam of a replica of `config`'s group.
     fn for_config(config: &Config) -> Self;
 
@@ -86,6 +90,7 @@ pub struct Correct;
 
 impl TestSeam for Correct {
     const BYZANTINE_BEHAVIORS: &'static [&'static str] = &[];
+    const MUTATES_MESSAGES: bool = false;
 
     #[inline]
     fn for_config(_config: &Config) -> Self {
@@ -182,6 +187,7 @@ impl Testing {
 
 impl TestSeam for Testing {
     const BYZANTINE_BEHAVIORS: &'static [&'static str] = Behavior::NAMES;
+    const MUTATES_MESSAGES: bool = true;
 
     fn for_config(config: &Config) -> Self {
         Testing::new(config.mutant)
@@ -220,7 +226,7 @@ impl TestSeam for Testing {
         msg: Msg,
     ) {
         match self.byzantine {
-            None => cx.send(to, msg),
+            None | Some(Behavior::Twin) => cx.send(to, msg),
             Some(behavior) => behavior.send(crypto, n, cx, vec![to], msg),
         }
     }
@@ -234,7 +240,7 @@ impl TestSeam for Testing {
         msg: Msg,
     ) {
         match self.byzantine {
-            None => cx.broadcast(to, msg),
+            None | Some(Behavior::Twin) => cx.broadcast(to, msg),
             Some(behavior) => behavior.send(crypto, n, cx, to.collect(), msg),
         }
     }

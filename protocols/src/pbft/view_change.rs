@@ -376,6 +376,7 @@ impl<S: TestSeam> Replica<S> {
         self.assert_new_view_quorum(&nv);
         let view = nv.view;
         self.view = view;
+        cx.enter_round(view);
         self.changing = None;
         self.new_view = Some(Arc::clone(&nv));
         self.last_progress = cx.now();

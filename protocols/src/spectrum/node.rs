@@ -174,8 +174,12 @@ impl<const TESTING: bool> Actor for NodeWith<TESTING> {
     type Output = Output;
 
     fn on_start(&mut self, cx: &mut Context<Self>) {
-        if let NodeWith::Client(c) = self {
-            c.on_start(cx);
+        match self {
+            NodeWith::Client(c) => c.on_start(cx),
+            // A server's round is the broadcast round it is in (the next it will close):
+            // it reports each as it opens. Clients and the publisher follow the servers.
+            NodeWith::Server(s) => cx.enter_round(s.round()),
+            NodeWith::Publisher(_) => {}
         }
     }
 
@@ -194,6 +198,10 @@ impl<const TESTING: bool> Actor for NodeWith<TESTING> {
             (NodeWith::Client(c), Timer::ClientResend { round }) => c.on_resend(round, cx),
             (_, timer) => cx.annotate(format!("ignored foreign timer {timer:?}")),
         }
+    }
+
+    fn message_kind(msg: &Msg) -> &'static str {
+        msg.kind()
     }
 
     fn waiting_for(&self) -> Option<String> {

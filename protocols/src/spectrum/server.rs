@@ -597,6 +597,7 @@ impl<const TESTING: bool> Server<TESTING> {
         self.unconfirmed.insert(round, msg);
         self.arm_resend(cx);
         self.round += 1;
+        cx.enter_round(self.round);
         self.received.clear();
         self.leading = Leading::default();
         self.early = None;

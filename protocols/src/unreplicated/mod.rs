@@ -371,6 +371,13 @@ impl<S: TestSeam> Actor for NodeWith<S> {
         }
     }
 
+    fn message_kind(msg: &Msg) -> &'static str {
+        match msg {
+            Msg::Request { .. } => "request",
+            Msg::Reply { .. } => "reply",
+        }
+    }
+
     fn waiting_for(&self) -> Option<String> {
         match self {
             NodeWith::Client(c) if c.completed < c.requests_total => Some(format!(
