@@ -1,5 +1,6 @@
 //! `rehearsal bench`: figures, not pass/fail.
 
+pub mod coverage;
 pub mod search;
 pub mod spectrum;
 

@@ -10,16 +10,20 @@
 //! - **Twins** (Bano et al., 2020): one replica runs as two instances with one identity
 //!   and one set of keys. For each of `rounds` rounds the search picks a partition of the
 //!   replicas and the twins into groups (preferring partitions with a group that holds a
-//!   quorum), and, when the protocol lets the testbed choose, the round's leader. Scenarios
+//!   quorum; half the time the partition of the round before), and, when the protocol
+//!   lets the testbed choose, the round's leader. Scenarios
 //!   are sampled with the seed and deduplicated; every one runs with the same seed, so a
 //!   scenario is its run.
 //! - **ByzzFuzz** (Winter et al., 2023): within `rounds` rounds, `network_faults`
 //!   partitions of the replicas, each for one round, and `process_faults` mutations of one
 //!   faulty replica's messages of one round to a random subset of the others. Each
 //!   schedule runs with a seed of its own.
-//! - **Coverage-guided**: a corpus of such schedules (the ByzzFuzz space, with the seed),
-//!   mutated (insert, delete or move a fault, perturb its groups or recipients, perturb
-//!   the delivery choices by reseeding, splice two schedules) and kept when its run reaches
+//! - **Coverage-guided**: a corpus of such schedules (the ByzzFuzz space, with the seed,
+//!   widened by what swarm mode draws: switches of the faulty replica to one of its
+//!   protocol's Byzantine behaviours at a round, crashes of a replica for a round, and
+//!   swarm's lossy, duplicating, reordering network of the seed), mutated (insert, delete or move a fault, perturb its
+//!   groups, recipients or behaviour, perturb the delivery choices by reseeding, splice
+//!   two schedules) and kept when its run reaches
 //!   a coverage point no run reached before: an abstract protocol state
 //!   ([`rehearsal_sim_core::Actor::abstract_state`]) or a happens-before summary (which
 //!   kinds of message a node received before a send).
@@ -69,7 +73,8 @@ impl Kind {
 pub struct Bounds {
     /// Faults strike in rounds `0..rounds`.
     pub rounds: u64,
-    /// Partitions (ByzzFuzz and coverage-guided), each for one round.
+    /// Partitions (ByzzFuzz and coverage-guided), each for one round; coverage-guided
+    /// search may crash a replica for a round instead.
     pub network_faults: u32,
     /// Mutated rounds of the faulty replica's messages (ByzzFuzz and coverage-guided).
     pub process_faults: u32,
@@ -119,6 +124,16 @@ pub enum Step {
     Leader { round: u64, node: u32 },
     /// Node `node`'s messages of round `round` to `to` are mutated.
     Mutate { round: u64, node: u32, to: Vec<u32> },
+    /// At round `round` node `node` crashes, and restarts from its durable state at the
+    /// next round (or when the schedule settles) (coverage-guided search only).
+    Crash { round: u64, node: u32 },
+    /// From round `round` on, node `node` runs one of its protocol's Byzantine behaviours
+    /// (coverage-guided search only).
+    Byzantine {
+        round: u64,
+        node: u32,
+        behavior: &'static str,
+    },
 }
 
 impl Step {
@@ -127,7 +142,9 @@ impl Step {
             Step::Cut { round, .. }
             | Step::Heal { round }
             | Step::Leader { round, .. }
-            | Step::Mutate { round, .. } => *round,
+            | Step::Mutate { round, .. }
+            | Step::Byzantine { round, .. }
+            | Step::Crash { round, .. } => *round,
         }
     }
 
@@ -138,6 +155,8 @@ impl Step {
             Step::Cut { .. } => 1,
             Step::Leader { .. } => 2,
             Step::Mutate { .. } => 3,
+            Step::Byzantine { .. } => 4,
+            Step::Crash { .. } => 5,
         }
     }
 }
@@ -149,6 +168,9 @@ pub struct Schedule {
     pub seed: u64,
     pub twin: Option<u32>,
     pub steps: Vec<Step>,
+    /// Whether the run's network is the one swarm mode draws from the seed (loss,
+    /// duplication, reordering) rather than the configured one (coverage-guided search).
+    pub noisy: bool,
 }
 
 impl Schedule {
@@ -191,6 +213,17 @@ impl Schedule {
                         list(&mut to.iter().map(ToString::to_string))
                     );
                 }
+                Step::Byzantine {
+                    round,
+                    node,
+                    behavior,
+                } => {
+                    let _ = writeln!(text, "@round {round} byzantine {node} {behavior}");
+                }
+                Step::Crash { round, node } => {
+                    let _ = writeln!(text, "@round {round} crash {node}");
+                    let _ = writeln!(text, "@round {} restart {node}", round + 1);
+                }
             }
         }
         let _ = writeln!(
@@ -202,18 +235,26 @@ impl Schedule {
         text
     }
 
+    /// Partitions and crashes: what the environment does.
     fn network_faults(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s, Step::Cut { .. }))
+            .filter(|s| matches!(s, Step::Cut { .. } | Step::Crash { .. }))
             .count()
     }
 
+    /// Mutated rounds and Byzantine switches: what the faulty replica does.
     fn process_faults(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s, Step::Mutate { .. }))
+            .filter(|s| matches!(s, Step::Mutate { .. } | Step::Byzantine { .. }))
             .count()
+    }
+
+    fn byzantine(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Byzantine { .. }))
     }
 }
 
@@ -225,6 +266,12 @@ pub struct Space {
     pub faulty_max: u32,
     /// Whether the protocol lets the testbed choose each round's leader.
     pub leaders: bool,
+    /// Whether the protocol's nodes keep durable state, so that coverage-guided search may
+    /// crash and restart them.
+    pub crashes: bool,
+    /// The protocol's own Byzantine behaviours, which coverage-guided search may switch
+    /// the faulty replica to (not `twin` and `fuzzed`: the testbed switches those).
+    pub behaviors: Vec<&'static str>,
     pub bounds: Bounds,
 }
 
@@ -258,6 +305,14 @@ impl Space {
             replicas: (room.first..room.first + room.among).collect(),
             faulty_max: room.max,
             leaders: true,
+            crashes: config.protocol.durable(),
+            behaviors: config
+                .protocol
+                .byzantine_behaviors()
+                .iter()
+                .copied()
+                .filter(|&b| b != "twin" && b != rehearsal_sim_core::FUZZED)
+                .collect(),
             bounds,
         })
     }
@@ -321,13 +376,18 @@ impl Space {
         });
         let mut steps = Vec::new();
         for round in 0..self.bounds.rounds {
-            if round > 0 {
-                steps.push(Step::Heal { round });
+            // Half the time a round keeps the partition of the round before: a fork needs
+            // a side to hold for the rounds of a chain of certificates.
+            let keep = round > 0 && rng.random_bool(0.5);
+            if !keep {
+                if round > 0 {
+                    steps.push(Step::Heal { round });
+                }
+                steps.push(Step::Cut {
+                    round,
+                    groups: self.twins_partition(&endpoints, rng),
+                });
             }
-            steps.push(Step::Cut {
-                round,
-                groups: self.twins_partition(&endpoints, rng),
-            });
             if self.leaders {
                 steps.push(Step::Leader {
                     round,
@@ -342,6 +402,7 @@ impl Space {
             seed,
             twin: Some(twin),
             steps,
+            noisy: false,
         }
     }
 
@@ -389,8 +450,19 @@ impl Space {
     /// The faulty replica of a schedule's process faults (one, as f >= 1 allows).
     fn faulty(schedule: &Schedule) -> Option<u32> {
         schedule.steps.iter().find_map(|s| match s {
-            Step::Mutate { node, .. } => Some(*node),
+            Step::Mutate { node, .. } | Step::Byzantine { node, .. } => Some(*node),
             _ => None,
+        })
+    }
+
+    /// A switch of `faulty` to one of the protocol's Byzantine behaviours at a random
+    /// round, if it offers any.
+    fn byzantine_fault(&self, faulty: u32, rng: &mut SimRng) -> Option<Step> {
+        let behavior = *self.behaviors.choose(rng)?;
+        Some(Step::Byzantine {
+            round: self.round(rng),
+            node: faulty,
+            behavior,
         })
     }
 
@@ -409,7 +481,55 @@ impl Space {
             seed,
             twin: None,
             steps,
+            noisy: false,
         }
+    }
+
+    /// A schedule to start coverage-guided search from: a ByzzFuzz schedule, in which half
+    /// the time the faulty replica turns Byzantine in its protocol's own way at a random
+    /// round instead of one of its mutated rounds, a third of the time a replica crashes
+    /// for a round instead of one partition, and half the time the network is the one
+    /// swarm mode draws from the seed.
+    pub fn coverage_seed(&self, seed: u64, rng: &mut SimRng) -> Schedule {
+        let mut schedule = self.byzzfuzz(seed, rng);
+        schedule.noisy = rng.random_bool(0.5);
+        // A third of the time a replica crashes for a round instead of one partition.
+        if self.crashes && rng.random_ratio(1, 3) {
+            if let Some(i) = schedule
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::Cut { .. }))
+            {
+                let round = schedule.steps[i].round();
+                schedule.steps.remove(i);
+                if let Some(h) = schedule
+                    .steps
+                    .iter()
+                    .position(|s| *s == Step::Heal { round: round + 1 })
+                {
+                    schedule.steps.remove(h);
+                }
+                schedule.steps.push(Step::Crash {
+                    round,
+                    node: *self.replicas.choose(rng).expect("replicas"),
+                });
+            }
+        }
+        if rng.random_bool(0.5) {
+            if let Some(faulty) = Self::faulty(&schedule) {
+                if let Some(switch) = self.byzantine_fault(faulty, rng) {
+                    if let Some(i) = schedule
+                        .steps
+                        .iter()
+                        .rposition(|s| matches!(s, Step::Mutate { .. }))
+                    {
+                        schedule.steps[i] = switch;
+                    }
+                }
+            }
+        }
+        schedule.steps.sort_by_key(|s| (s.round(), s.rank()));
+        schedule
     }
 
     /// A mutation of `parent` (1 to 3 operators), staying within the bounds; `other` is a
@@ -423,11 +543,28 @@ impl Space {
                     if rng.random_bool(0.5)
                         && child.network_faults() < self.bounds.network_faults as usize
                     {
-                        child.steps.extend(self.network_fault(rng));
+                        // One in three: a replica crashes for a round (where the
+                        // protocol's nodes keep durable state) rather than a partition.
+                        if self.crashes && rng.random_ratio(1, 3) {
+                            child.steps.push(Step::Crash {
+                                round: self.round(rng),
+                                node: *self.replicas.choose(rng).expect("replicas"),
+                            });
+                        } else {
+                            child.steps.extend(self.network_fault(rng));
+                        }
                     } else if child.process_faults() < self.bounds.process_faults as usize {
                         let faulty = Self::faulty(&child)
                             .unwrap_or_else(|| *self.replicas.choose(rng).expect("replicas"));
-                        child.steps.push(self.process_fault(faulty, rng));
+                        // One in three: the faulty replica turns Byzantine in its
+                        // protocol's own way (once per schedule) rather than having one
+                        // round of its messages mutated.
+                        let switch = (!child.byzantine() && rng.random_ratio(1, 3))
+                            .then(|| self.byzantine_fault(faulty, rng))
+                            .flatten();
+                        child
+                            .steps
+                            .push(switch.unwrap_or_else(|| self.process_fault(faulty, rng)));
                     }
                 }
                 // Delete a fault (a cut with the heal that ends it).
@@ -475,7 +612,10 @@ impl Space {
                                     child.steps[h] = Step::Heal { round: new + 1 };
                                 }
                             }
-                            Step::Mutate { round, .. } | Step::Leader { round, .. } => *round = new,
+                            Step::Mutate { round, .. }
+                            | Step::Leader { round, .. }
+                            | Step::Byzantine { round, .. }
+                            | Step::Crash { round, .. } => *round = new,
                             Step::Heal { .. } => {}
                         }
                     }
@@ -508,12 +648,34 @@ impl Space {
                                     to,
                                 }
                             }
+                            Step::Byzantine { node, behavior, .. } => {
+                                match self.byzantine_fault(*node, rng) {
+                                    Some(Step::Byzantine {
+                                        behavior: other, ..
+                                    }) => Step::Byzantine {
+                                        round,
+                                        node: *node,
+                                        behavior: other,
+                                    },
+                                    _ => Step::Byzantine {
+                                        round,
+                                        node: *node,
+                                        behavior,
+                                    },
+                                }
+                            }
                             other => other.clone(),
                         };
                     }
                 }
-                // Perturb the delivery choices: the run's network draws another way.
-                5 => child.seed = rng.random(),
+                // Perturb the delivery choices: the run's network draws another way, and
+                // now and then the network itself changes (swarm's draw or the configured).
+                5 => {
+                    child.seed = rng.random();
+                    if rng.random_ratio(1, 3) {
+                        child.noisy = !child.noisy;
+                    }
+                }
                 // Splice: this schedule's faults before a round, the other's from it on.
                 _ => {
                     let cut = self.round(rng);
@@ -529,13 +691,25 @@ impl Space {
                     for s in &other.steps {
                         if s.round() >= cut && !steps.contains(s) {
                             let mut s = s.clone();
-                            // One faulty replica: the spliced mutations are its.
-                            if let (Step::Mutate { node, to, .. }, Some(f)) = (&mut s, faulty) {
-                                *node = f;
-                                to.retain(|&r| r != f);
-                                if to.is_empty() {
-                                    continue;
+                            // One faulty replica: the spliced mutations are its, and it
+                            // switches to a Byzantine behaviour at most once.
+                            match (&mut s, faulty) {
+                                (Step::Mutate { node, to, .. }, Some(f)) => {
+                                    *node = f;
+                                    to.retain(|&r| r != f);
+                                    if to.is_empty() {
+                                        continue;
+                                    }
                                 }
+                                (Step::Byzantine { node, .. }, f) => {
+                                    if steps.iter().any(|s| matches!(s, Step::Byzantine { .. })) {
+                                        continue;
+                                    }
+                                    if let Some(f) = f {
+                                        *node = f;
+                                    }
+                                }
+                                _ => {}
                             }
                             steps.push(s);
                         }
@@ -545,7 +719,7 @@ impl Space {
                         let i = child
                             .steps
                             .iter()
-                            .rposition(|s| matches!(s, Step::Cut { .. }))
+                            .rposition(|s| matches!(s, Step::Cut { .. } | Step::Crash { .. }))
                             .expect("counted");
                         child.steps.remove(i);
                     }
@@ -553,7 +727,9 @@ impl Space {
                         let i = child
                             .steps
                             .iter()
-                            .rposition(|s| matches!(s, Step::Mutate { .. }))
+                            .rposition(|s| {
+                                matches!(s, Step::Mutate { .. } | Step::Byzantine { .. })
+                            })
                             .expect("counted");
                         child.steps.remove(i);
                     }
@@ -608,27 +784,63 @@ pub struct Report {
 
 /// The configuration of `base` that runs `schedule`.
 pub fn config_for(base: &RunConfig, schedule: &Schedule, kind: Kind, bounds: &Bounds) -> RunConfig {
-    RunConfig {
+    let mut config = RunConfig {
         seed: schedule.seed,
         scenario: Some(ScenarioSource {
             origin: format!("<{} schedule>", kind.name()),
             text: schedule.scenario(bounds),
         }),
         ..base.clone()
+    };
+    if schedule.noisy {
+        config.network = Some(crate::swarm::network_of(&config));
+        config.net_origin = Some(format!("<swarm network of seed {}>", schedule.seed));
+    }
+    config
+}
+
+/// How long a search runs, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall time to search for.
+    pub budget: Duration,
+    /// Most runs.
+    pub runs_max: u64,
+    /// Run out the budget after a failing run (to measure coverage).
+    pub keep_going: bool,
+    /// Coverage-guided search keeps and mutates the schedules that reach something new;
+    /// without feedback it draws every schedule afresh from the same space: random
+    /// search, to measure what the feedback adds.
+    pub feedback: bool,
+}
+
+impl Limits {
+    /// `budget` of wall time, stopping at the first failing run, with feedback.
+    pub fn budget(budget: Duration) -> Limits {
+        Limits {
+            budget,
+            runs_max: u64::MAX,
+            keep_going: false,
+            feedback: true,
+        }
     }
 }
 
-/// Searches `base`'s runs with strategy `kind` for up to `budget` or `runs_max` runs,
-/// stopping at the first failing run unless `keep_going`. Draws from `base.seed`.
+/// Searches `base`'s runs with strategy `kind` within `limits`, stopping at the first
+/// failing run unless `limits.keep_going`. Draws from `base.seed`.
 pub fn search(
     base: &RunConfig,
     kind: Kind,
     bounds: Bounds,
-    budget: Duration,
-    runs_max: u64,
-    keep_going: bool,
+    limits: Limits,
     progress: &mut dyn Progress,
 ) -> Result<Report, String> {
+    let Limits {
+        budget,
+        runs_max,
+        keep_going,
+        feedback,
+    } = limits;
     let mut space = Space::of(base, bounds)?;
     if base.scenario.is_some() {
         return Err(format!(
@@ -648,8 +860,11 @@ pub fn search(
         let schedule = match kind {
             Kind::Twins => space.twins(base.seed, &mut rng),
             Kind::ByzzFuzz => space.byzzfuzz(seed, &mut rng),
-            // Seed the corpus with a few drawn schedules, then mutate.
-            Kind::Coverage if corpus.len() < 4 => space.byzzfuzz(seed, &mut rng),
+            // Seed the corpus with a few drawn schedules, then mutate (and now and then
+            // draw a fresh one, as fuzzers do, against a corpus stuck in one region).
+            Kind::Coverage if !feedback || corpus.len() < 8 || rng.random_ratio(1, 8) => {
+                space.coverage_seed(seed, &mut rng)
+            }
             Kind::Coverage => {
                 let parent = corpus.choose(&mut rng).expect("a corpus").clone();
                 let other = corpus.choose(&mut rng).expect("a corpus").clone();
@@ -696,7 +911,7 @@ pub fn search(
         let elapsed = started.elapsed();
         if new || report.runs == 1 {
             report.samples.push(sample(&report, elapsed));
-            if kind == Kind::Coverage {
+            if kind == Kind::Coverage && feedback {
                 corpus.push(schedule);
             }
         }

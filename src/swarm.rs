@@ -12,7 +12,7 @@
 //! run configuration (and so in the trace header): a swarm run replays from its trace alone.
 
 use crate::config::{RunConfig, ScenarioSource};
-use rehearsal_net_models::InFlight;
+use rehearsal_net_models::{InFlight, NetConfig};
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{derive_rng, format_ns, Latency, SimRng};
 use std::fmt::Write;
@@ -35,29 +35,7 @@ pub fn seeded(base: &RunConfig, seed: u64) -> RunConfig {
 pub fn draw(base: &RunConfig) -> RunConfig {
     let mut rng = derive_rng(base.seed, "swarm", 0);
     let nodes = base.actors();
-    let mut network = base.net_config();
-    // Probabilities are rounded to a readable precision: they are printed and recorded.
-    let round = |p: f64| (p * 1000.0).round() / 1000.0;
-    network.loss = round(rng.random_range(0.0..0.30));
-    network.duplicate = if rng.random_bool(0.5) {
-        round(rng.random_range(0.0..0.05))
-    } else {
-        0.0
-    };
-    if rng.random_bool(0.5) {
-        network.reorder = round(rng.random_range(0.0..0.2));
-        let spread = network.latency.mean_ns().max(1_000_000).saturating_mul(2);
-        network.reorder_delay = Latency::Uniform {
-            lo_ns: 0,
-            hi_ns: spread,
-        };
-    }
-    network.on_cut = if rng.random_bool(0.5) {
-        InFlight::Hold
-    } else {
-        InFlight::Drop
-    };
-
+    let network = draw_network(base, &mut rng);
     let window = base.duration_ns / 2;
     let mut lines: Vec<(u64, String)> = Vec::new();
     for _ in 0..rng.random_range(0..=2u32) {
@@ -81,7 +59,15 @@ pub fn draw(base: &RunConfig) -> RunConfig {
         }
     }
     // Byzantine replicas, for protocols that offer them: at most f, for good.
-    let behaviors = base.protocol.byzantine_behaviors();
+    // `twin` and `fuzzed` are the correct protocol, switched on by the testbed's own twins
+    // and message mutations: nothing to draw.
+    let behaviors: Vec<&str> = base
+        .protocol
+        .byzantine_behaviors()
+        .iter()
+        .copied()
+        .filter(|&b| b != "twin" && b != rehearsal_sim_core::FUZZED)
+        .collect();
     if let (Some(room), false) = (
         base.protocol.byzantine_room(&base.sizes()),
         behaviors.is_empty(),
@@ -184,4 +170,36 @@ pub fn describe(config: &RunConfig) -> String {
         faults.join("; ")
     };
     format!("swarm: {network}; {faults}")
+}
+/// The network of seed `base.seed` as swarm mode draws it (loss, duplication, reordering,
+/// what cuts do with messages in flight), without its fault schedule.
+pub fn network_of(base: &RunConfig) -> NetConfig {
+    draw_network(base, &mut derive_rng(base.seed, "swarm", 0))
+}
+
+/// The first draws of [`draw`]: the network.
+fn draw_network(base: &RunConfig, rng: &mut SimRng) -> NetConfig {
+    let mut network = base.net_config();
+    // Probabilities are rounded to a readable precision: they are printed and recorded.
+    let round = |p: f64| (p * 1000.0).round() / 1000.0;
+    network.loss = round(rng.random_range(0.0..0.30));
+    network.duplicate = if rng.random_bool(0.5) {
+        round(rng.random_range(0.0..0.05))
+    } else {
+        0.0
+    };
+    if rng.random_bool(0.5) {
+        network.reorder = round(rng.random_range(0.0..0.2));
+        let spread = network.latency.mean_ns().max(1_000_000).saturating_mul(2);
+        network.reorder_delay = Latency::Uniform {
+            lo_ns: 0,
+            hi_ns: spread,
+        };
+    }
+    network.on_cut = if rng.random_bool(0.5) {
+        InFlight::Hold
+    } else {
+        InFlight::Drop
+    };
+    network
 }

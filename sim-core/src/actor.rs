@@ -109,6 +109,11 @@ pub trait Actor: Sized + 'static {
     /// [`Mutate`] on their message type and forward to it, then sign the changed message
     /// again with this node's own key where it is signed: the sender is the faulty one, so
     /// its signature on what it changed is valid.
+    ///
+    /// Before its first message is mutated the simulator switches the node to the behaviour
+    /// [`FUZZED`], which a protocol that mutates messages must offer: the node keeps running
+    /// the correct protocol, but announces itself faulty, so that checks that trust what a
+    /// correct node says of itself leave it out.
     fn mutate_message(&self, _msg: &mut Self::Msg, _rng: &mut SimRng) -> Option<String> {
         None
     }
@@ -122,11 +127,16 @@ pub trait Actor: Sized + 'static {
     /// A coarse summary of this node's state for coverage-guided search (role, view or a
     /// capped view, phase, whether it holds a certificate), packed into a number; `0` says
     /// there is none. Each distinct value a run reaches is one coverage point, so keep the
-    /// summary small: a few hundred values per protocol, not one per request.
+    /// summary coarse: a few thousand values per protocol at most, not one per
+    /// request.
     fn abstract_state(&self) -> u64 {
         0
     }
 }
+
+/// Test-only: the Byzantine behaviour of a node whose messages round-based Byzantine
+/// fuzzing mutates ([`Actor::mutate_message`]): the correct protocol, counted as faulty.
+pub const FUZZED: &str = "fuzzed";
 
 /// Test-only: how a protocol's message changes by one small step under round-based
 /// Byzantine fuzzing (see [`Actor::mutate_message`]).

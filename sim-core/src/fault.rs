@@ -40,8 +40,9 @@ pub enum Fault {
         round: u64,
         to: Vec<NodeId>,
     },
-    /// Ends every fault of the network and of rounds: heals every cut, and cancels the
-    /// round-triggered commands still waiting and the armed mutations. Generated fault
+    /// Ends every fault of the network and of rounds: heals every cut, cancels the
+    /// round-triggered commands still waiting and the armed mutations, and restarts
+    /// crashed nodes (where the protocol can) and resumes paused ones. Generated fault
     /// schedules end with it, so that termination is owed from then on even when the
     /// rounds their faults wait for never came.
     Settle,

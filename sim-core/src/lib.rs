@@ -21,7 +21,7 @@ mod stats;
 mod time;
 pub mod trace;
 
-pub use actor::{Actor, Context, Effect, Message, Mutate, NodeId, TimerId};
+pub use actor::{Actor, Context, Effect, Message, Mutate, NodeId, TimerId, FUZZED};
 pub use fault::{ClockSkew, Fault};
 pub use invariant::{EndReason, Invariant, RunEnd};
 pub use network::{

@@ -652,6 +652,13 @@ impl<A: Actor> Simulation<A> {
                     n.0
                 ));
             }
+            if !A::byzantine_behaviors().contains(&crate::FUZZED) {
+                return Err(format!(
+                    "`{fault}`: this protocol's messages cannot be mutated (it offers no `{}` \
+                     behaviour)",
+                    crate::FUZZED
+                ));
+            }
             // Sends are matched by the sender's identity and the receiving node, so a
             // twin's endpoint would never match: refuse it rather than never apply.
             let base = self.endpoints_len_base();
@@ -662,6 +669,11 @@ impl<A: Actor> Simulation<A> {
                      every instance of a node; name node {of}",
                     n.0
                 ));
+            }
+            if let Some(actor) = self.actors.get(node.index()) {
+                actor
+                    .can_turn_byzantine(crate::FUZZED)
+                    .map_err(|why| format!("`{fault}`: {why}"))?;
             }
         }
         Ok(())
@@ -1493,6 +1505,13 @@ impl<A: Actor> Simulation<A> {
                 let slot = &mut self.nodes[n.index()];
                 self.actors[n.index()] = rebuild(n, slot.durable.as_deref());
                 slot.crashed = false;
+                // Its messages are still mutated: the rebuilt node announces itself faulty
+                // again, as it did before the crash.
+                if self.mutations.iter().any(|m| m.node == n) {
+                    if let Err(problem) = self.actors[n.index()].set_byzantine(crate::FUZZED) {
+                        self.violation(n, "scenario".into(), problem);
+                    }
+                }
                 self.handle(Entry {
                     time: now,
                     order,
@@ -1522,7 +1541,12 @@ impl<A: Actor> Simulation<A> {
                 }
             }
             Fault::Mutate { node, round, to } => {
-                self.nodes[node.index()].faulty = true;
+                if !self.nodes[node.index()].faulty {
+                    match self.actors[node.index()].set_byzantine(crate::FUZZED) {
+                        Ok(()) => self.nodes[node.index()].faulty = true,
+                        Err(problem) => return self.violation(node, "scenario".into(), problem),
+                    }
+                }
                 self.mutations.push(Mutation { node, round, to });
             }
             Fault::Settle => {
@@ -1531,6 +1555,16 @@ impl<A: Actor> Simulation<A> {
                 match self.network.apply(&NetChange::Heal, now) {
                     Ok(()) => self.release_held(),
                     Err(problem) => self.violation(NodeId(0), "scenario".into(), problem),
+                }
+                // Nodes a round fault crashed or paused come back (each as its own fault
+                // in the trace), so that every correct node is up from here on.
+                for n in 0..self.endpoints_len_base() {
+                    let node = NodeId(n as u32);
+                    if self.nodes[n].crashed && self.restart.is_some() {
+                        self.apply_fault(Fault::Restart(node), order);
+                    } else if self.nodes[n].paused {
+                        self.apply_fault(Fault::Resume(node), order);
+                    }
                 }
             }
             Fault::Annotate(_) => {}

@@ -130,9 +130,9 @@ impl<const TWINS: bool> Actor for Toy<TWINS> {
 
     fn byzantine_behaviors() -> &'static [&'static str] {
         if TWINS {
-            &["twin", "silent"]
+            &["twin", "silent", "fuzzed"]
         } else {
-            &["silent"]
+            &["silent", "fuzzed"]
         }
     }
 
@@ -893,4 +893,83 @@ fn the_same_seed_gives_the_same_run_with_rounds_twins_mutations_and_coverage() {
     assert_eq!(a.coverage.as_ref().map(|c| c.rounds), Some(3));
     // Another seed draws other latencies: another run.
     assert_ne!(everything(8, false).digest, a.digest);
+}
+
+#[test]
+fn a_mutated_sender_turns_fuzzed_and_stays_so_across_a_restart() {
+    let (report, _) = mutation_run(Time::ZERO);
+    assert_eq!(report.actors[0].behavior.as_deref(), Some("fuzzed"));
+    assert_eq!(report.actors[1].behavior, None, "only the sender is faulty");
+    // A crash and restart rebuilds the node; its messages are still mutated, so the
+    // rebuilt node is switched to `fuzzed` again.
+    let actors = vec![toy(vec![(0, vec![Step::Round(1)])]), toy(vec![])];
+    let mut sim = Simulation::new(traced(1), actors, net());
+    sim.on_restart(|_, _| toy(vec![]));
+    let mutate = Fault::Mutate {
+        node: NodeId(0),
+        round: 1,
+        to: vec![NodeId(1)],
+    };
+    sim.schedule_fault(Time::ZERO, mutate).unwrap();
+    sim.schedule_fault(Time::from_millis(5), Fault::Crash(NodeId(0)))
+        .unwrap();
+    sim.schedule_fault(Time::from_millis(6), Fault::Restart(NodeId(0)))
+        .unwrap();
+    let report = sim.run();
+    assert_eq!(report.actors[0].behavior.as_deref(), Some("fuzzed"));
+}
+
+/// A node of a protocol that offers no `fuzzed` behaviour (nor any other).
+struct Plain;
+
+impl Actor for Plain {
+    type Msg = Msg;
+    type Timer = usize;
+    type Output = u64;
+    fn on_start(&mut self, _cx: &mut Context<Self>) {}
+    fn on_message(&mut self, _from: NodeId, _msg: Msg, _cx: &mut Context<Self>) {}
+    fn on_timer(&mut self, _timer: usize, _cx: &mut Context<Self>) {}
+}
+
+#[test]
+fn a_protocol_without_the_fuzzed_behaviour_refuses_mutations_by_name() {
+    let mut sim = Simulation::new(traced(1), vec![Plain, Plain], net());
+    let mutate = Fault::Mutate {
+        node: NodeId(0),
+        round: 1,
+        to: vec![NodeId(1)],
+    };
+    let err = sim.schedule_fault(Time::ZERO, mutate).unwrap_err();
+    assert!(
+        err.contains(
+            "this protocol's messages cannot be mutated (it offers no `fuzzed` behaviour)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn settle_heals_restarts_crashed_nodes_and_resumes_paused_ones() {
+    let actors = vec![toy(vec![]), toy(vec![]), toy(vec![])];
+    let mut sim = Simulation::new(traced(1), actors, net());
+    sim.on_restart(|_, _| toy(vec![]));
+    let at = Time::from_millis;
+    sim.schedule_fault(at(2), Fault::Crash(NodeId(1))).unwrap();
+    sim.schedule_fault(at(2), Fault::Pause(NodeId(2))).unwrap();
+    sim.schedule_fault(at(4), Fault::Settle).unwrap();
+    let report = sim.run();
+    let faults: Vec<(String, u64)> = fault_events(&report)
+        .into_iter()
+        .map(|(f, t, _)| (f, t))
+        .collect();
+    assert_eq!(
+        faults,
+        vec![
+            ("crash 1".to_string(), 2),
+            ("pause 2".to_string(), 2),
+            ("settle".to_string(), 4),
+            ("restart 1".to_string(), 4),
+            ("resume 2".to_string(), 4),
+        ]
+    );
 }

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// The strategies, in the order of the table's columns.
-pub const STRATEGIES: &[&str] = &["seeds", "random", "pct", "bfs", "dfs", "choices"];
+pub const STRATEGIES: &[&str] = &[
+    "seeds", "random", "pct", "bfs", "dfs", "choices", "twins", "byzzfuzz", "coverage",
+];
 
 /// What one strategy did against one mutant.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -124,6 +126,28 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
                 seed += 1;
             }
         }
+        "twins" | "byzzfuzz" | "coverage" => {
+            // Round by round, at the protocol's default sizes, with the search's default
+            // bounds (8 rounds; 2 partitions and 2 mutated rounds, or 2 groups a round).
+            let kind = crate::search::Kind::parse(strategy).expect("a round-aware strategy");
+            let config = RunConfig {
+                mutant: Some(mutant.to_string()),
+                ..RunConfig::new(protocol)
+            };
+            let bounds = crate::search::Bounds::default();
+            let mut quiet = |_: &crate::search::Report| {};
+            let limits = crate::search::Limits::budget(cap);
+            match crate::search::search(&config, kind, bounds, limits, &mut quiet) {
+                Ok(report) => {
+                    cell.work = report.runs;
+                    if let Some((_, summary)) = &report.failing {
+                        cell.caught = true;
+                        cell.invariant = summary.violations.first().map(|v| v.invariant.clone());
+                    }
+                }
+                Err(e) => cell.skipped = Some(e),
+            }
+        }
         _ => {
             cell.unit = if strategy == "choices" {
                 "schedules"
@@ -231,7 +255,8 @@ pub fn run(
         let value = serde_json::json!({
             "bench": "search",
             "cap_ns": u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX),
-            "sizes": "seeds: the protocol's defaults; bfs, dfs, choices: default nodes, 1 client, 2 requests",
+            "sizes": "seeds, twins, byzzfuzz, coverage: the protocol's defaults; bfs, dfs, choices: default nodes, 1 client, 2 requests",
+            "round_bounds": crate::search::Bounds::default(),
             "bounds": { "bfs": bounds("bfs"), "dfs": bounds("dfs"), "choices": bounds("choices") },
             "cells": cells,
         });

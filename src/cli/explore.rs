@@ -15,8 +15,10 @@ pub(super) struct ExploreArgs {
     /// Wall-clock time to search for, e.g. 60s, 5m.
     #[arg(long, default_value = "60s", value_name = "T", value_parser = parse_duration_arg)]
     budget: u64,
-    /// Stop after this many distinct states (a fixed amount of work, e.g. to compare
-    /// two builds), even if the time budget is not spent.
+    /// Stop after this many distinct states (dfs, bfs) or runs (the run-by-run strategies:
+    /// default, random, pct, twins, byzzfuzz, coverage): a fixed amount of work, e.g. to
+    /// compare two builds or to make a search reproducible, even if the time budget is not
+    /// spent.
     #[arg(long, value_name = "N")]
     max_states: Option<u64>,
     /// Most steps along one path (deliveries, drops, timer firings).
@@ -71,6 +73,10 @@ pub(super) struct ExploreArgs {
     /// coverage); the first failing run is reported.
     #[arg(long)]
     keep_going: bool,
+    /// `coverage`: draw every schedule afresh from the same space, without keeping what
+    /// reached something new (random search, to measure what the feedback adds).
+    #[arg(long)]
+    no_feedback: bool,
 }
 
 impl ExploreArgs {
@@ -143,6 +149,16 @@ pub(super) fn explore(
         .and_then(crate::search::Kind::parse)
     {
         return explore_rounds(&args, kind, out, err);
+    }
+    let round_only = [
+        ("--coverage-plot", args.coverage_plot.is_some()),
+        ("--keep-going", args.keep_going),
+        ("--no-feedback", args.no_feedback),
+    ];
+    if let Some((flag, _)) = round_only.iter().find(|(_, given)| *given) {
+        return Err(CliError::BadInput(format!(
+            "explore: {flag} is an option of --strategy twins, byzzfuzz or coverage"
+        )));
     }
     let strategy = match args.run.strategy.as_deref().unwrap_or("bfs") {
         "bfs" => ExploreStrategy::Bfs,
@@ -431,6 +447,12 @@ fn explore_rounds(
             kind.name()
         )));
     }
+    if args.no_feedback && kind != crate::search::Kind::Coverage {
+        return Err(CliError::BadInput(format!(
+            "explore: --no-feedback is an option of --strategy coverage, but the strategy is {}",
+            kind.name()
+        )));
+    }
     let mut plain = args.run.clone();
     plain.strategy = None;
     let (base, _) = sim_config(&plain)?;
@@ -461,16 +483,14 @@ fn explore_rounds(
             }
         ));
     };
-    let report = crate::search::search(
-        &base,
-        kind,
-        bounds,
+    let limits = crate::search::Limits {
         budget,
-        args.max_states.unwrap_or(u64::MAX),
-        args.keep_going,
-        &mut progress,
-    )
-    .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;
+        runs_max: args.max_states.unwrap_or(u64::MAX),
+        keep_going: args.keep_going,
+        feedback: !args.no_feedback,
+    };
+    let report = crate::search::search(&base, kind, bounds, limits, &mut progress)
+        .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;
     bar.finish_and_clear();
     if let Some(path) = &args.coverage_plot {
         let title = format!(
@@ -497,6 +517,23 @@ fn explore_rounds(
                 CliError::BadInput(format!("cannot write {}: {e}", scenario_path.display()))
             })?;
             scenario.origin = scenario_path.display().to_string();
+        }
+        // A schedule on swarm's network of its seed: the network goes beside it too, so
+        // that the command printed re-runs the run.
+        if let (Some(network), true) = (
+            &config.network,
+            config
+                .net_origin
+                .as_deref()
+                .is_some_and(|o| o.starts_with('<')),
+        ) {
+            let net_path = path.with_extension("net.toml");
+            let text = toml::to_string(network)
+                .map_err(|e| CliError::BadInput(format!("cannot write the network: {e}")))?;
+            std::fs::write(&net_path, text).map_err(|e| {
+                CliError::BadInput(format!("cannot write {}: {e}", net_path.display()))
+            })?;
+            config.net_origin = Some(net_path.display().to_string());
         }
         let recorded = run_config(config, true).map_err(CliError::BadInput)?;
         written = Some(write_and_shrink(
@@ -577,6 +614,15 @@ fn explore_rounds(
                         writeln!(out, "its scenario (--trace FILE writes it beside the trace, FILE.scenario):")?;
                         for line in config.scenario.iter().flat_map(|s| s.text.lines()) {
                             writeln!(out, "  {line}")?;
+                        }
+                        if let Some(origin) =
+                            config.net_origin.as_deref().filter(|o| o.starts_with('<'))
+                        {
+                            writeln!(
+                                out,
+                                "its network: {} (--trace FILE writes it as FILE.net.toml)",
+                                origin.trim_matches(['<', '>'])
+                            )?;
                         }
                     }
                 }

@@ -155,6 +155,11 @@ enum BenchCommand {
     /// Every mutant of every protocol against every search strategy: the work and wall
     /// time to the first violation, capped.
     Search(SearchBenchArgs),
+    /// Coverage-guided search against random search (the same round-based fault schedules
+    /// without feedback) and swarm seeds, at the same budget, on PBFT and HotStuff:
+    /// distinct abstract states and happens-before summaries, with an SVG plot of their
+    /// growth.
+    Coverage(CoverageBenchArgs),
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
@@ -212,9 +217,29 @@ struct SearchBenchArgs {
     /// Only these protocols (repeatable).
     #[arg(long, value_name = "NAME")]
     protocol: Vec<String>,
-    /// Only these strategies (repeatable): seeds, random, pct, bfs, dfs, choices.
+    /// Only these strategies (repeatable): seeds, random, pct, bfs, dfs, choices, twins,
+    /// byzzfuzz, coverage.
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `bench coverage` takes.
+#[derive(Args, Debug)]
+struct CoverageBenchArgs {
+    /// How long each search runs on each protocol.
+    #[arg(long, default_value = "60s", value_parser = parse_std_duration_arg)]
+    budget: std::time::Duration,
+    /// Only these protocols (repeatable) [default: pbft and hotstuff].
+    #[arg(long, value_name = "NAME")]
+    protocol: Vec<String>,
+    /// The seed every search draws from.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the plots to this directory, as coverage-PROTOCOL.svg.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -488,6 +513,17 @@ pub fn run(
             args.cap,
             &args.protocol,
             &args.strategy,
+            args.json,
+            out,
+            err,
+        ),
+        Command::Bench {
+            what: BenchCommand::Coverage(args),
+        } => bench::coverage::run(
+            args.budget,
+            &args.protocol,
+            args.seed,
+            args.plots.as_deref(),
             args.json,
             out,
             err,

@@ -19,6 +19,9 @@
 //!   sharing one identity and keys (Twins) and switches both to it: each runs HotStuff
 //!   correctly, but together they may propose or vote twice in a view, so the replica is
 //!   announced as faulty.
+//! - `fuzzed`: the correct protocol, unchanged, whose messages round-based Byzantine
+//!   fuzzing mutates (`@round R mutate N -> ...`): the simulator switches the sender to it
+//!   before the first mutation, so the replica is announced as faulty.
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
 //! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything
@@ -43,6 +46,8 @@ pub enum Behavior {
     Impatient,
     /// One of two instances of one replica (Twins): correct on its own.
     Twin,
+    /// Correct, but its messages are mutated by the simulator (round-based fuzzing).
+    Fuzzed,
 }
 
 impl Behavior {
@@ -55,9 +60,10 @@ impl Behavior {
         "silent",
         "impatient",
         "twin",
+        "fuzzed",
     ];
 
-    const ALL: [Behavior; 8] = [
+    const ALL: [Behavior; 9] = [
         Behavior::Equivocate,
         Behavior::DoubleVote,
         Behavior::Amnesia,
@@ -66,6 +72,7 @@ impl Behavior {
         Behavior::Silent,
         Behavior::Impatient,
         Behavior::Twin,
+        Behavior::Fuzzed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +85,7 @@ impl Behavior {
             Behavior::Silent => "silent",
             Behavior::Impatient => "impatient",
             Behavior::Twin => "twin",
+            Behavior::Fuzzed => "fuzzed",
         }
     }
 

@@ -81,6 +81,7 @@ use crate::crypto::{Crypto, Digest};
 use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -182,6 +183,9 @@ pub struct Config {
     pub termination_bound: Duration,
     /// Test-only: a deliberately broken variant.
     pub mutant: Mutant,
+    /// Test-only: the leader of each view listed, chosen by the testbed (Twins' generator,
+    /// a scenario's `@round R leader N`); other views keep the round-robin [`messages::leader_of`].
+    pub leaders: BTreeMap<View, NodeId>,
 }
 
 impl Default for Config {
@@ -198,6 +202,7 @@ impl Default for Config {
             view_timeout: Duration::from_millis(500),
             termination_bound: Duration::from_secs(60),
             mutant: Mutant::None,
+            leaders: BTreeMap::new(),
         }
     }
 }
@@ -533,7 +538,8 @@ impl<S: TestSeam> Actor for NodeWith<S> {
         msg.kind()
     }
 
-    /// A replica's summary ([`Replica::abstract_state`]); every client is one state.
+    /// A replica's summary of its state for coverage-guided search; every client is one
+    /// state.
     fn abstract_state(&self) -> u64 {
         match self {
             NodeWith::Replica(r) => r.abstract_state(),

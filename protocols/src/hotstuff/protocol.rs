@@ -11,6 +11,7 @@ use rehearsal_sim_core::protocol::{
 };
 use rehearsal_sim_core::explore::{explorer, Bounds, Exploration};
 use rehearsal_sim_core::{duration_ns, Invariant, NodeId, RestartFn, Time};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Chained HotStuff: n = 3f+1 replicas and closed-loop clients, with a pacemaker.
@@ -109,6 +110,19 @@ impl Protocol for HotStuff {
         }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
+    }
+
+    /// The leader of each listed view (a round is a view); the others keep the rotation.
+    fn choose_leaders(config: &mut Config, leaders: &BTreeMap<u64, NodeId>) -> Result<(), String> {
+        let n = config.replicas();
+        if let Some((view, node)) = leaders.iter().find(|(_, node)| node.0 >= n) {
+            return Err(format!(
+                "the leader of round {view} is node {}, but hotstuff's replicas are 0..{n}",
+                node.0
+            ));
+        }
+        config.leaders.extend(leaders);
+        Ok(())
     }
 
     fn node(config: &Config, id: NodeId) -> Result<Node, String> {

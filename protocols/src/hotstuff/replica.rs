@@ -4,7 +4,7 @@
 //! fetching, execution and replies. See the [module](super) documentation for the whole.
 
 use super::messages::{
-    leader_of, view_after_tc, Block, Msg, Proposal, Qc, Tc, Timeout, View, Vote,
+    leader_of, view_after_tc, Block, Msg, Proposal, Qc, Tc, Timeout, View, Vote, TERM,
 };
 use super::{
     Behavior, Config, Execution, LoadReason, NodeWith, Output, TestSeam, Timer,
@@ -61,6 +61,9 @@ pub struct Replica<S: TestSeam> {
     view_timeout: Duration,
     #[serde(skip)]
     seam: S,
+    /// Leaders the testbed chose for some views ([`Config::leaders`]).
+    #[serde(skip)]
+    leaders: Arc<BTreeMap<View, NodeId>>,
 
     // What the safety rules rest on (saved before every vote).
     /// The view this replica is in.
@@ -188,6 +191,7 @@ impl<S: TestSeam> Replica<S> {
             batch_max: config.batch_max,
             view_timeout: config.view_timeout,
             seam: S::for_config(config),
+            leaders: Arc::new(config.leaders.clone()),
             view: 1,
             last_voted: 0,
             locked_qc: Qc::genesis(),
@@ -272,20 +276,39 @@ impl<S: TestSeam> Replica<S> {
     }
 
     /// A coarse summary of this replica's state for coverage-guided search, below a high
-    /// bit (256 values): bits 0-2 the view, capped at 7; bit 3 it leads this view; bit 4 it
-    /// voted (or timed out) in this view; bit 5 its highest QC is of the view before (the
-    /// chain is live); bit 6 it holds a lock (not the genesis QC); bit 7 it sent a timeout
-    /// of this view.
+    /// bit. Views grow with every block in chained HotStuff, so the summary says where the
+    /// replica stands rather than which view it is in: bits 0-1 the view's place in its
+    /// leader's term; bit 2 it leads this view; bit 3 it voted (or timed out) in this view;
+    /// bits 4-5 how many views its highest QC lags behind the view before (0 when the
+    /// chain is live, capped at 3); bits 6-7 how far its lock lags behind its highest QC
+    /// (capped at 3); bit 8 it holds a lock (not the genesis QC); bit 9 it sent a timeout
+    /// of this view; bits 10-11 its view timer's backoff (capped at 3); bit 12 it waits for
+    /// fetched blocks; bit 13 it entered this view on a timeout certificate.
     pub(super) fn abstract_state(&self) -> u64 {
         let view = self.view;
         let timed_out = self.last_timeout.as_ref().is_some_and(|t| t.view == view);
+        let qc_lag = view.saturating_sub(self.high_qc.view + 1).min(3);
+        let lock_lag = self.high_qc.view.saturating_sub(self.locked_qc.view).min(3);
+        let on_tc = self.last_tc.as_ref().is_some_and(|tc| tc.view + 1 >= view);
         1 << 63
-            | view.min(7)
-            | u64::from(leader_of(view, self.n) == self.me()) << 3
-            | u64::from(self.last_voted >= view) << 4
-            | u64::from(self.high_qc.view + 1 >= view) << 5
-            | u64::from(!self.locked_qc.is_genesis()) << 6
-            | u64::from(timed_out) << 7
+            | (view % TERM)
+            | u64::from(self.leader(view) == self.me()) << 2
+            | u64::from(self.last_voted >= view) << 3
+            | qc_lag << 4
+            | lock_lag << 6
+            | u64::from(!self.locked_qc.is_genesis()) << 8
+            | u64::from(timed_out) << 9
+            | u64::from(self.backoff.min(3)) << 10
+            | u64::from(!self.requested.is_empty()) << 12
+            | u64::from(on_tc) << 13
+    }
+
+    /// The leader of `view`: the testbed's choice if it made one, else round-robin.
+    fn leader(&self, view: View) -> NodeId {
+        match self.leaders.get(&view) {
+            Some(&chosen) => chosen,
+            None => leader_of(view, self.n),
+        }
     }
 
     fn others(&self) -> Vec<NodeId> {
@@ -389,7 +412,7 @@ impl<S: TestSeam> Replica<S> {
     /// (`update`), and vote if the safe-node rule allows.
     fn on_proposal(&mut self, from: NodeId, proposal: Arc<Proposal>, cx: &mut Context<NodeWith<S>>) {
         let block = &proposal.block;
-        if from != leader_of(block.view, self.n) {
+        if from != self.leader(block.view) {
             return self.drop_msg(cx, "proposal", from, "not the leader of its view");
         }
         // Its own proposal, a leader made right: nothing to check.
@@ -525,7 +548,7 @@ impl<S: TestSeam> Replica<S> {
             block: block.hash,
         });
         let vote = Vote::signed(&self.crypto, block.view, block.hash);
-        let next = leader_of(block.view + 1, self.n);
+        let next = self.leader(block.view + 1);
         self.last_vote = Some((next, vote.clone()));
         self.advance_to(block.view + 1, cx);
         if next == self.me() {
@@ -581,7 +604,7 @@ impl<S: TestSeam> Replica<S> {
         if vote.voter != from.0 || from.0 >= self.n {
             return self.drop_msg(cx, "vote", from, "not a replica's own vote");
         }
-        if leader_of(vote.view + 1, self.n) != self.me() {
+        if self.leader(vote.view + 1) != self.me() {
             return self.drop_msg(cx, "vote", from, "this replica does not lead the next view");
         }
         if vote.view < self.high_qc.view {
@@ -997,7 +1020,7 @@ impl<S: TestSeam> Replica<S> {
     /// requests to order, or blocks with requests still to commit.
     fn propose_if_leader(&mut self, cx: &mut Context<NodeWith<S>>) {
         let view = self.view;
-        if leader_of(view, self.n) != self.me() || self.proposed >= view || !self.seam.proposes() {
+        if self.leader(view) != self.me() || self.proposed >= view || !self.seam.proposes() {
             return;
         }
         let stale = self.seam.byzantine() == Some(Behavior::StaleQc);
@@ -1014,10 +1037,21 @@ impl<S: TestSeam> Replica<S> {
             return; // fetched when the QC came in; proposed when the block arrives
         };
         let in_flight = self.uncommitted_requests(&parent);
-        let batch: Vec<Request> = self
+        let mut candidates: Vec<&Arc<Request>> = self
             .pending
             .values()
             .filter(|r| !in_flight.contains(&(r.client.0, r.number)))
+            .collect();
+        // A leader may batch any of its pending requests. Two instances of one replica
+        // (Twins) pick theirs at random, each from its own stream, as two machines'
+        // mempools would differ: otherwise twins with the same inputs would always propose
+        // the same block, and never equivocate.
+        if self.seam.byzantine() == Some(Behavior::Twin) {
+            use rehearsal_sim_core::rand::seq::SliceRandom;
+            candidates.shuffle(cx.rng());
+        }
+        let batch: Vec<Request> = candidates
+            .into_iter()
             .take(self.batch_max)
             .map(|r| (**r).clone())
             .collect();

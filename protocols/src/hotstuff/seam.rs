@@ -213,7 +213,7 @@ impl TestSeam for Testing {
 
     fn send(&mut self, crypto: &Crypto, cx: &mut Context<NodeWith<Self>>, to: Vec<NodeId>, msg: Msg) {
         match self.byzantine {
-            None | Some(Behavior::Twin) => Correct.send_as(cx, to, msg),
+            None | Some(Behavior::Twin | Behavior::Fuzzed) => Correct.send_as(cx, to, msg),
             Some(behavior) => behavior.send(self.replicas, crypto, cx, to, msg),
         }
     }

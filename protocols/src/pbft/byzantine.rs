@@ -17,6 +17,9 @@
 //! - `twin`: the correct protocol, unchanged. The simulator runs a node as two instances
 //!   sharing one identity and keys (Twins) and switches both to it: each runs PBFT
 //!   correctly, but together they equivocate, so the replica is announced as faulty.
+//! - `fuzzed`: the correct protocol, unchanged, whose messages round-based Byzantine
+//!   fuzzing mutates (`@round R mutate N -> ...`): the simulator switches the sender to it
+//!   before the first mutation, so the replica is announced as faulty.
 //!
 //! Every choice draws from the replica's `cx.rng()`, so runs stay reproducible. The replica
 //! announces the switch with [`Output::Byzantine`](super::Output::Byzantine) before anything else, so checks count
@@ -42,6 +45,8 @@ pub enum Behavior {
     Mutate,
     /// One of two instances of one replica (Twins): correct on its own.
     Twin,
+    /// Correct, but its messages are mutated by the simulator (round-based fuzzing).
+    Fuzzed,
 }
 
 /// The share of a mutating replica's messages that it mutates.
@@ -50,13 +55,14 @@ const MUTATE_PROBABILITY: f64 = 0.5;
 const FAR_AHEAD: u64 = 1 << 32;
 
 impl Behavior {
-    pub const NAMES: &'static [&'static str] = &["equivocate", "silent", "mutate", "twin"];
+    pub const NAMES: &'static [&'static str] = &["equivocate", "silent", "mutate", "twin", "fuzzed"];
 
-    const ALL: [Behavior; 4] = [
+    const ALL: [Behavior; 5] = [
         Behavior::Equivocate,
         Behavior::Silent,
         Behavior::Mutate,
         Behavior::Twin,
+        Behavior::Fuzzed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +71,7 @@ impl Behavior {
             Behavior::Silent => "silent",
             Behavior::Mutate => "mutate",
             Behavior::Twin => "twin",
+            Behavior::Fuzzed => "fuzzed",
         }
     }
 }
@@ -93,7 +100,7 @@ impl Behavior {
     ) {
         match self {
             Behavior::Silent => {}
-            Behavior::Twin => cx.broadcast(to, msg),
+            Behavior::Twin | Behavior::Fuzzed => cx.broadcast(to, msg),
             Behavior::Equivocate => equivocate(crypto, n, cx, to, msg),
             Behavior::Mutate => {
                 let msg = if cx.rng().random_bool(MUTATE_PROBABILITY) {

@@ -671,7 +671,8 @@ impl<S: TestSeam> Actor for NodeWith<S> {
         msg.kind()
     }
 
-    /// A replica's summary ([`Replica::abstract_state`]); every client is one state.
+    /// A replica's summary of its state for coverage-guided search; every client is one
+    /// state.
     fn abstract_state(&self) -> u64 {
         match self {
             NodeWith::Replica(r) => r.abstract_state(),

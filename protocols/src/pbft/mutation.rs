@@ -4,8 +4,8 @@
 //!
 //! - request: its number ±1, or another operation (another key);
 //! - pre-prepare: its view ±1, its sequence number ±1, or another batch (the last request
-//!   dropped, the digest recomputed as a real primary would) or, for an empty batch, a
-//!   made-up digest;
+//!   dropped, the digest recomputed as a real primary would, or left as it was, a field
+//!   dropped) or, for an empty batch, a made-up digest;
 //! - prepare and commit: view ±1, sequence number ±1, or a made-up digest;
 //! - reply: view ±1, request number ±1, or result ±1;
 //! - checkpoint: sequence number ±1, or a made-up state digest;
@@ -69,7 +69,7 @@ impl Mutate for Msg {
             }
             Msg::PrePrepare(pp) => {
                 let pp = Arc::make_mut(pp);
-                match rng.random_range(0..3u32) {
+                match rng.random_range(0..4u32) {
                     0 => {
                         let change = stepped("pre-prepare view", pp.view, up);
                         pp.view = nudge(pp.view, up);
@@ -79,6 +79,15 @@ impl Mutate for Msg {
                         let change = stepped("pre-prepare seq", pp.seq, up);
                         pp.seq = nudge(pp.seq, up);
                         Some(change)
+                    }
+                    3 if !pp.batch.is_empty() => {
+                        let len = pp.batch.len();
+                        pp.batch = Arc::from(&pp.batch[..len - 1]);
+                        Some(format!(
+                            "pre-prepare {}: batch of {len} -> {}, its digest left as it was",
+                            pp.seq,
+                            len - 1
+                        ))
                     }
                     _ if pp.batch.is_empty() => {
                         pp.digest = Digest(rng.random());

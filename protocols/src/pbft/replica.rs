@@ -306,9 +306,12 @@ impl<S: TestSeam> Replica<S> {
     }
 
     /// A coarse summary of this replica's state for coverage-guided search, below a high
-    /// bit (128 values): bits 0-2 the view, capped at 7; bit 3 it is changing views; bit 4
-    /// it is the primary; bits 5-6 the stage of its latest log entry (0 none or votes only,
-    /// 1 pre-prepared, 2 prepared, 3 decided).
+    /// bit: bits 0-2 the view, capped at 7; bit 3 it is changing views; bit 4 it is the
+    /// primary; bits 5-6 the stage of its latest log entry (0 none or votes only, 1
+    /// pre-prepared, 2 prepared, 3 decided); bits 7-8 how many log entries it holds beyond
+    /// what it executed (capped at 3); bit 9 it buffers messages of a later view; bit 10
+    /// it holds the new-view message of its view; bits 11-12 view changes in a row that
+    /// brought no progress (capped at 3); bit 13 it waits on client requests.
     pub fn abstract_state(&self) -> u64 {
         let stage = self.log.last_key_value().map_or(0, |(_, e)| {
             if e.decided.is_some() {
@@ -321,11 +324,18 @@ impl<S: TestSeam> Replica<S> {
                 0
             }
         });
+        let in_flight = self.log.range(self.last_executed + 1..).count().min(3) as u64;
+        let new_view = self.new_view.as_ref().is_some_and(|nv| nv.view == self.view);
         1 << 63
             | self.view.min(7)
             | u64::from(self.changing.is_some()) << 3
             | u64::from(self.is_primary()) << 4
             | stage << 5
+            | in_flight << 7
+            | u64::from(!self.future.is_empty()) << 9
+            | u64::from(new_view) << 10
+            | u64::from(self.view_changes_unproductive.min(3)) << 11
+            | u64::from(self.pending_count > 0) << 13
     }
 
     /// This replica's id.
@@ -750,6 +760,15 @@ impl<S: TestSeam> Replica<S> {
             }
             let mut batch = Vec::with_capacity(self.queue.len().min(self.p.batch_max));
             while batch.len() < self.p.batch_max {
+                // A primary may order its queued requests as it likes. Two instances of
+                // one replica (Twins) pick at random, each from its own stream, as two
+                // machines would differ: otherwise twins with the same inputs would always
+                // propose alike, and never equivocate.
+                if self.seam.byzantine() == Some(Behavior::Twin) && self.queue.len() > 1 {
+                    use rehearsal_sim_core::rand::Rng;
+                    let pick = cx.rng().random_range(0..self.queue.len());
+                    self.queue.swap(0, pick);
+                }
                 let Some(request) = self.queue.pop_front() else {
                     break;
                 };

@@ -226,7 +226,7 @@ impl TestSeam for Testing {
         msg: Msg,
     ) {
         match self.byzantine {
-            None | Some(Behavior::Twin) => cx.send(to, msg),
+            None | Some(Behavior::Twin | Behavior::Fuzzed) => cx.send(to, msg),
             Some(behavior) => behavior.send(crypto, n, cx, vec![to], msg),
         }
     }
@@ -240,7 +240,7 @@ impl TestSeam for Testing {
         msg: Msg,
     ) {
         match self.byzantine {
-            None | Some(Behavior::Twin) => cx.broadcast(to, msg),
+            None | Some(Behavior::Twin | Behavior::Fuzzed) => cx.broadcast(to, msg),
             Some(behavior) => behavior.send(crypto, n, cx, to.collect(), msg),
         }
     }
