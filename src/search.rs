@@ -866,7 +866,15 @@ pub fn search(
                 space.coverage_seed(seed, &mut rng)
             }
             Kind::Coverage => {
-                let parent = corpus.choose(&mut rng).expect("a corpus").clone();
+                // Half the time a parent among the latest additions: the frontier.
+                let recent = corpus.len().saturating_sub(32);
+                let parent = if rng.random_bool(0.5) {
+                    corpus[recent..].choose(&mut rng)
+                } else {
+                    corpus.choose(&mut rng)
+                }
+                .expect("a corpus")
+                .clone();
                 let other = corpus.choose(&mut rng).expect("a corpus").clone();
                 space.mutate(&parent, &other, &mut rng)
             }
@@ -899,19 +907,22 @@ pub fn search(
             Err(e) => return Err(e),
         };
         report.runs += 1;
-        let mut new = false;
+        let (mut new_state, mut new_order) = (false, false);
         if let Some(coverage) = &summary.result.coverage {
             for &s in &coverage.states {
-                new |= report.states.insert(s);
+                new_state |= report.states.insert(s);
             }
             for &h in &coverage.happens_before {
-                new |= report.happens_before.insert(h);
+                new_order |= report.happens_before.insert(h);
             }
         }
         let elapsed = started.elapsed();
-        if new || report.runs == 1 {
+        if new_state || new_order || report.runs == 1 {
             report.samples.push(sample(&report, elapsed));
-            if kind == Kind::Coverage && feedback {
+            // A schedule that reached a new abstract state is kept; one that reached only
+            // a new happens-before summary, a quarter of the time: those come by the
+            // thousand and would crowd the states out of the corpus.
+            if kind == Kind::Coverage && feedback && (new_state || rng.random_ratio(1, 4)) {
                 corpus.push(schedule);
             }
         }
@@ -952,11 +963,13 @@ fn fingerprint(schedule: &Schedule) -> u64 {
 /// (solid) and happens-before summaries (dashed), each on its own scale.
 pub fn coverage_svg(title: &str, curves: &[(&str, &[Sample])]) -> String {
     const W: f64 = 720.0;
-    const H: f64 = 300.0;
     const LEFT: f64 = 60.0;
     const RIGHT: f64 = 60.0;
     const TOP: f64 = 40.0;
-    const BOTTOM: f64 = 60.0;
+    // A legend line per curve below the axis label: the plot grows to hold them.
+    let legend = 14.0 * curves.len() as f64;
+    let bottom = 44.0 + legend;
+    let h = 284.0 + legend;
     const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
     let t_max = curves
         .iter()
@@ -977,10 +990,10 @@ pub fn coverage_svg(title: &str, curves: &[(&str, &[Sample])]) -> String {
         .unwrap_or(1)
         .max(1) as f64;
     let x = |ns: u64| LEFT + (ns as f64 / t_max) * (W - LEFT - RIGHT);
-    let y = |v: u64, max: f64| TOP + (1.0 - v as f64 / max) * (H - TOP - BOTTOM);
+    let y = |v: u64, max: f64| TOP + (1.0 - v as f64 / max) * (h - TOP - bottom);
     let mut svg = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="11">
-<rect width="{W}" height="{H}" fill="white"/>
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="Helvetica, Arial, sans-serif" font-size="11">
+<rect width="{W}" height="{h}" fill="white"/>
 <text x="{LEFT}" y="20" font-size="13">{}</text>
 <line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="black"/>
 <line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/>
@@ -990,22 +1003,22 @@ pub fn coverage_svg(title: &str, curves: &[(&str, &[Sample])]) -> String {
 <text x="{}" y="{}" transform="rotate(90 {} {})" text-anchor="middle">happens-before summaries (dashed), 0 to {h_max:.0}</text>
 "##,
         escape(title),
-        H - BOTTOM,
+        h - bottom,
         W - RIGHT,
-        H - BOTTOM,
-        H - BOTTOM,
+        h - bottom,
+        h - bottom,
         W - RIGHT,
         W - RIGHT,
-        H - BOTTOM,
+        h - bottom,
         (LEFT + W - RIGHT) / 2.0,
-        H - BOTTOM + 20.0,
+        h - bottom + 20.0,
         t_max / 1e9,
-        (TOP + H - BOTTOM) / 2.0,
-        (TOP + H - BOTTOM) / 2.0,
+        (TOP + h - bottom) / 2.0,
+        (TOP + h - bottom) / 2.0,
         W - 15.0,
-        (TOP + H - BOTTOM) / 2.0,
+        (TOP + h - bottom) / 2.0,
         W - 15.0,
-        (TOP + H - BOTTOM) / 2.0,
+        (TOP + h - bottom) / 2.0,
     );
     for (i, (name, samples)) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
@@ -1042,7 +1055,7 @@ pub fn coverage_svg(title: &str, curves: &[(&str, &[Sample])]) -> String {
         let _ = writeln!(
             svg,
             r#"<text x="{LEFT}" y="{:.0}" fill="{color}">{}: {} states, {} happens-before summaries, {} runs</text>"#,
-            H - BOTTOM + 36.0 + 12.0 * i as f64,
+            h - bottom + 36.0 + 14.0 * i as f64,
             escape(name),
             last.states,
             last.happens_before,

@@ -12,7 +12,16 @@ use std::time::{Duration, Instant};
 
 /// The strategies, in the order of the table's columns.
 pub const STRATEGIES: &[&str] = &[
-    "seeds", "random", "pct", "bfs", "dfs", "choices", "twins", "byzzfuzz", "coverage",
+    "seeds",
+    "random",
+    "pct",
+    "bfs",
+    "dfs",
+    "choices",
+    "twins",
+    "byzzfuzz",
+    "coverage",
+    "coverage-random",
 ];
 
 /// What one strategy did against one mutant.
@@ -126,17 +135,22 @@ pub fn cell(protocol: Protocol, mutant: &str, strategy: &'static str, cap: Durat
                 seed += 1;
             }
         }
-        "twins" | "byzzfuzz" | "coverage" => {
+        "twins" | "byzzfuzz" | "coverage" | "coverage-random" => {
             // Round by round, at the protocol's default sizes, with the search's default
             // bounds (8 rounds; 2 partitions and 2 mutated rounds, or 2 groups a round).
-            let kind = crate::search::Kind::parse(strategy).expect("a round-aware strategy");
+            // `coverage-random`: the coverage-guided search's space without its feedback.
+            let kind = crate::search::Kind::parse(strategy.trim_end_matches("-random"))
+                .expect("a round-aware strategy");
             let config = RunConfig {
                 mutant: Some(mutant.to_string()),
                 ..RunConfig::new(protocol)
             };
             let bounds = crate::search::Bounds::default();
             let mut quiet = |_: &crate::search::Report| {};
-            let limits = crate::search::Limits::budget(cap);
+            let limits = crate::search::Limits {
+                feedback: strategy != "coverage-random",
+                ..crate::search::Limits::budget(cap)
+            };
             match crate::search::search(&config, kind, bounds, limits, &mut quiet) {
                 Ok(report) => {
                     cell.work = report.runs;

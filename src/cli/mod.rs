@@ -218,7 +218,8 @@ struct SearchBenchArgs {
     #[arg(long, value_name = "NAME")]
     protocol: Vec<String>,
     /// Only these strategies (repeatable): seeds, random, pct, bfs, dfs, choices, twins,
-    /// byzzfuzz, coverage.
+    /// byzzfuzz, coverage, coverage-random (the coverage-guided search's space without its
+    /// feedback).
     #[arg(long, value_name = "NAME")]
     strategy: Vec<String>,
     #[arg(long)]
