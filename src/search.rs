@@ -780,6 +780,8 @@ pub struct Report {
     /// The first failing run, with its schedule.
     pub failing: Option<(RunConfig, RunSummary)>,
     pub wall: Duration,
+    /// The run that took longest, and how long: a search that slows down says why.
+    pub slowest: Option<(Duration, RunConfig)>,
 }
 
 /// The configuration of `base` that runs `schedule`.
@@ -891,6 +893,7 @@ pub fn search(
             }
         }
         let config = config_for(base, &schedule, kind, &bounds);
+        let run_started = Instant::now();
         let summary = match run_with(
             &config,
             RunOptions {
@@ -907,6 +910,10 @@ pub fn search(
             Err(e) => return Err(e),
         };
         report.runs += 1;
+        let took = run_started.elapsed();
+        if report.slowest.as_ref().is_none_or(|(t, _)| took > *t) {
+            report.slowest = Some((took, config.clone()));
+        }
         let (mut new_state, mut new_order) = (false, false);
         if let Some(coverage) = &summary.result.coverage {
             for &s in &coverage.states {

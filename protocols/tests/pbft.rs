@@ -383,7 +383,7 @@ fn clients_cannot_be_made_byzantine_and_behaviours_are_listed() {
     use rehearsal_sim_core::Actor;
     assert_eq!(
         pbft::Node::byzantine_behaviors(),
-        &["equivocate", "silent", "mutate", "twin"]
+        &["equivocate", "silent", "mutate", "twin", "fuzzed"]
     );
     let config = Config::default();
     let mut sim = simulation(&config, 1, TestNet::new("constant:10ms"), None, None);

@@ -53,10 +53,12 @@ pub(super) struct ExploreArgs {
     /// `twins`, `byzzfuzz`, `coverage`: faults strike in rounds 0 to R-1.
     #[arg(long, default_value_t = 8, value_name = "R")]
     fault_rounds: u64,
-    /// `byzzfuzz`, `coverage`: partitions of the replicas per schedule, each for one round.
+    /// `byzzfuzz`, `coverage`: partitions of the replicas per schedule, each for one round
+    /// (for `coverage`, some are crashes of a replica for a round).
     #[arg(long, default_value_t = 2, value_name = "D")]
     network_faults: u32,
-    /// `byzzfuzz`, `coverage`: rounds of one faulty replica's messages mutated per schedule.
+    /// `byzzfuzz`, `coverage`: rounds of one faulty replica's messages mutated per schedule
+    /// (for `coverage`, one may be a switch to a Byzantine behaviour of its protocol).
     #[arg(long, default_value_t = 2, value_name = "C")]
     process_faults: u32,
     /// `twins`: groups per round's partition.
@@ -559,6 +561,11 @@ fn explore_rounds(
             "corpus": (kind == crate::search::Kind::Coverage).then_some(report.corpus),
             "coverage": report.samples,
             "wall_time_ns": u64::try_from(report.wall.as_nanos()).unwrap_or(u64::MAX),
+            "slowest_run": report.slowest.as_ref().map(|(t, c)| serde_json::json!({
+                "wall_time_ns": u64::try_from(t.as_nanos()).unwrap_or(u64::MAX),
+                "seed": c.seed,
+                "scenario": c.scenario.as_ref().map(|s| s.text.clone()),
+            })),
             "outcome": if failing.is_some() { "violation" } else { "budget" },
             "seed": failing.as_ref().map(|(c, _)| c.seed),
             "scenario": failing.as_ref().and_then(|(c, _)| c.scenario.as_ref().map(|s| s.text.clone())),
@@ -605,6 +612,19 @@ fn explore_rounds(
                 String::new()
             }
         )?;
+        // A run that took a good part of the budget (and a second at least) is worth
+        // knowing of, and re-running.
+        if let Some((took, config)) = report.slowest.as_ref().filter(|(t, _)| {
+            report.runs > 1 && *t >= std::time::Duration::from_secs(1) && *t * 10 > report.wall
+        }) {
+            writeln!(
+                out,
+                "slowest run: {:.2} s of the {:.2} s, seed {} (--json gives its scenario)",
+                took.as_secs_f64(),
+                report.wall.as_secs_f64(),
+                config.seed
+            )?;
+        }
         match &failing {
             Some((config, summary)) => {
                 write_failure(out, config, summary)?;
