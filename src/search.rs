@@ -302,7 +302,8 @@ impl Space {
             return Err("--groups must be at least 2".into());
         }
         Ok(Space {
-            replicas: (room.first..room.first + room.among).collect(),
+            // `among` ends the range of nodes that may turn Byzantine.
+            replicas: (room.first..room.among).collect(),
             faulty_max: room.max,
             leaders: true,
             crashes: config.protocol.durable(),
@@ -844,6 +845,24 @@ pub fn search(
         feedback,
     } = limits;
     let mut space = Space::of(base, bounds)?;
+    // The behaviours the testbed switches nodes to: twins run `twin`, mutated senders
+    // `fuzzed`. A protocol without them cannot be searched this way.
+    let needed = match kind {
+        Kind::Twins => "twin",
+        Kind::ByzzFuzz | Kind::Coverage => rehearsal_sim_core::FUZZED,
+    };
+    if !base.protocol.byzantine_behaviors().contains(&needed) {
+        return Err(format!(
+            "protocol `{}` offers no `{needed}` behaviour, which --strategy {} needs ({})",
+            base.protocol.name(),
+            kind.name(),
+            if kind == Kind::Twins {
+                "two correct instances of one node, counted as faulty"
+            } else {
+                "a node whose messages are mutated, counted as faulty"
+            }
+        ));
+    }
     if base.scenario.is_some() {
         return Err(format!(
             "--strategy {} writes its own scenarios: --scenario does not apply",

@@ -247,10 +247,14 @@ fn a_search_is_its_seed_and_reports_coverage_as_json_and_svg() {
 
 #[test]
 fn round_strategies_refuse_what_does_not_apply_and_say_why() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--protocol", "unreplicated", "--strategy", "twins"],
             "no Byzantine replicas to fuzz or twin",
+        ),
+        (
+            &["--protocol", "spectrum", "--strategy", "byzzfuzz"],
+            "protocol `spectrum` offers no `fuzzed` behaviour, which --strategy byzzfuzz needs",
         ),
         (
             &[
