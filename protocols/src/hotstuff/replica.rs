@@ -1037,24 +1037,22 @@ impl<S: TestSeam> Replica<S> {
             return; // fetched when the QC came in; proposed when the block arrives
         };
         let in_flight = self.uncommitted_requests(&parent);
-        let mut candidates: Vec<&Arc<Request>> = self
+        let candidates = self
             .pending
             .values()
-            .filter(|r| !in_flight.contains(&(r.client.0, r.number)))
-            .collect();
+            .filter(|r| !in_flight.contains(&(r.client.0, r.number)));
         // A leader may batch any of its pending requests. Two instances of one replica
         // (Twins) pick theirs at random, each from its own stream, as two machines'
         // mempools would differ: otherwise twins with the same inputs would always propose
         // the same block, and never equivocate.
-        if self.seam.byzantine() == Some(Behavior::Twin) {
+        let batch: Vec<Request> = if self.seam.byzantine() == Some(Behavior::Twin) {
             use rehearsal_sim_core::rand::seq::SliceRandom;
-            candidates.shuffle(cx.rng());
-        }
-        let batch: Vec<Request> = candidates
-            .into_iter()
-            .take(self.batch_max)
-            .map(|r| (**r).clone())
-            .collect();
+            let mut shuffled: Vec<&Arc<Request>> = candidates.collect();
+            shuffled.shuffle(cx.rng());
+            shuffled.into_iter().take(self.batch_max).map(|r| (**r).clone()).collect()
+        } else {
+            candidates.take(self.batch_max).map(|r| (**r).clone()).collect()
+        };
         // This proposal lets the others commit up to two blocks below its parent (the
         // leader may have committed those already): it is worth making while any of those
         // three carries requests.
