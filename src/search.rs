@@ -312,7 +312,7 @@ impl Space {
                 .byzantine_behaviors()
                 .iter()
                 .copied()
-                .filter(|&b| b != "twin" && b != rehearsal_sim_core::FUZZED)
+                .filter(|&b| !rehearsal_sim_core::testbed_behavior(b))
                 .collect(),
             bounds,
         })
@@ -785,6 +785,22 @@ pub struct Report {
     pub slowest: Option<(Duration, RunConfig)>,
 }
 
+impl Report {
+    /// Adds what `run` covered; says whether it reached a point no run reached before.
+    pub fn add_coverage(&mut self, run: &RunSummary) -> bool {
+        let mut new = false;
+        if let Some(coverage) = &run.result.coverage {
+            for &s in &coverage.states {
+                new |= self.states.insert(s);
+            }
+            for &h in &coverage.happens_before {
+                new |= self.happens_before.insert(h);
+            }
+        }
+        new
+    }
+}
+
 /// The configuration of `base` that runs `schedule`.
 pub fn config_for(base: &RunConfig, schedule: &Schedule, kind: Kind, bounds: &Bounds) -> RunConfig {
     let mut config = RunConfig {
@@ -848,7 +864,7 @@ pub fn search(
     // The behaviours the testbed switches nodes to: twins run `twin`, mutated senders
     // `fuzzed`. A protocol without them cannot be searched this way.
     let needed = match kind {
-        Kind::Twins => "twin",
+        Kind::Twins => rehearsal_sim_core::TWIN,
         Kind::ByzzFuzz | Kind::Coverage => rehearsal_sim_core::FUZZED,
     };
     if !base.protocol.byzantine_behaviors().contains(&needed) {
@@ -933,17 +949,11 @@ pub fn search(
         if report.slowest.as_ref().is_none_or(|(t, _)| took > *t) {
             report.slowest = Some((took, config.clone()));
         }
-        let (mut new_state, mut new_order) = (false, false);
-        if let Some(coverage) = &summary.result.coverage {
-            for &s in &coverage.states {
-                new_state |= report.states.insert(s);
-            }
-            for &h in &coverage.happens_before {
-                new_order |= report.happens_before.insert(h);
-            }
-        }
+        let states_before = report.states.len();
+        let new = report.add_coverage(&summary);
+        let new_state = report.states.len() > states_before;
         let elapsed = started.elapsed();
-        if new_state || new_order || report.runs == 1 {
+        if new || report.runs == 1 {
             report.samples.push(sample(&report, elapsed));
             // A schedule that reached a new abstract state is kept; one that reached only
             // a new happens-before summary, a quarter of the time: those come by the
@@ -967,7 +977,8 @@ pub fn search(
     Ok(report)
 }
 
-fn sample(report: &Report, elapsed: Duration) -> Sample {
+/// The coverage `report` holds, `elapsed` into its search.
+pub fn sample(report: &Report, elapsed: Duration) -> Sample {
     Sample {
         wall_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
         runs: report.runs,

@@ -66,7 +66,7 @@ pub fn draw(base: &RunConfig) -> RunConfig {
         .byzantine_behaviors()
         .iter()
         .copied()
-        .filter(|&b| b != "twin" && b != rehearsal_sim_core::FUZZED)
+        .filter(|&b| !rehearsal_sim_core::testbed_behavior(b))
         .collect();
     if let (Some(room), false) = (
         base.protocol.byzantine_room(&base.sizes()),

@@ -138,6 +138,17 @@ pub trait Actor: Sized + 'static {
 /// fuzzing mutates ([`Actor::mutate_message`]): the correct protocol, counted as faulty.
 pub const FUZZED: &str = "fuzzed";
 
+/// Test-only: the Byzantine behaviour of both instances of a twinned node
+/// ([`Simulation::add_twin`](crate::Simulation::add_twin)): the correct protocol, counted
+/// as faulty.
+pub const TWIN: &str = "twin";
+
+/// Whether `behavior` is one the testbed itself switches nodes to ([`TWIN`], [`FUZZED`]),
+/// rather than a misbehaviour for scenarios and swarm mode to draw.
+pub fn testbed_behavior(behavior: &str) -> bool {
+    behavior == TWIN || behavior == FUZZED
+}
+
 /// Test-only: how a protocol's message changes by one small step under round-based
 /// Byzantine fuzzing (see [`Actor::mutate_message`]).
 pub trait Mutate {

@@ -21,7 +21,9 @@ mod stats;
 mod time;
 pub mod trace;
 
-pub use actor::{Actor, Context, Effect, Message, Mutate, NodeId, TimerId, FUZZED};
+pub use actor::{
+    testbed_behavior, Actor, Context, Effect, Message, Mutate, NodeId, TimerId, FUZZED, TWIN,
+};
 pub use fault::{ClockSkew, Fault};
 pub use invariant::{EndReason, Invariant, RunEnd};
 pub use network::{

@@ -493,17 +493,17 @@ impl<A: Actor> Simulation<A> {
         if self.next_order != self.actors.len() as u64 {
             return Err("twins are added before any fault is scheduled".into());
         }
-        if !A::byzantine_behaviors().contains(&"twin") {
+        if !A::byzantine_behaviors().contains(&crate::TWIN) {
             return Err(format!(
                 "twins {}: this protocol cannot run twins (it offers no `twin` behaviour)",
                 of.0
             ));
         }
         actor
-            .set_byzantine("twin")
+            .set_byzantine(crate::TWIN)
             .map_err(|problem| format!("twins {}: {problem}", of.0))?;
         self.actors[of.index()]
-            .set_byzantine("twin")
+            .set_byzantine(crate::TWIN)
             .map_err(|problem| format!("twins {}: {problem}", of.0))?;
         if self.endpoints.is_empty() {
             self.endpoints = (0..nodes as u32).map(|n| vec![NodeId(n)]).collect();

@@ -14,8 +14,7 @@
 use crate::cli::{CliError, EXIT_OK};
 use crate::config::{Protocol, RunConfig};
 use crate::run::{run_with, RunOptions};
-use crate::search::{search, Bounds, Kind, Limits, Report, Sample};
-use std::collections::BTreeSet;
+use crate::search::{sample, search, Bounds, Kind, Limits, Report, Sample};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -39,8 +38,6 @@ pub struct Curve {
 fn seeds(base: &RunConfig, budget: Duration) -> Result<Report, CliError> {
     let started = Instant::now();
     let mut report = Report::default();
-    let mut states = BTreeSet::new();
-    let mut happens_before = BTreeSet::new();
     let mut seed = base.seed;
     while started.elapsed() < budget {
         let config = crate::swarm::draw(&RunConfig {
@@ -55,33 +52,12 @@ fn seeds(base: &RunConfig, budget: Duration) -> Result<Report, CliError> {
         };
         let summary = run_with(&config, options).map_err(CliError::BadInput)?;
         report.runs += 1;
-        let mut new = report.runs == 1;
-        if let Some(c) = &summary.result.coverage {
-            for &s in &c.states {
-                new |= states.insert(s);
-            }
-            for &h in &c.happens_before {
-                new |= happens_before.insert(h);
-            }
-        }
-        if new {
-            report.samples.push(Sample {
-                wall_ns: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                runs: report.runs,
-                states: states.len() as u64,
-                happens_before: happens_before.len() as u64,
-            });
+        if report.add_coverage(&summary) || report.runs == 1 {
+            report.samples.push(sample(&report, started.elapsed()));
         }
     }
     report.wall = started.elapsed();
-    report.samples.push(Sample {
-        wall_ns: u64::try_from(report.wall.as_nanos()).unwrap_or(u64::MAX),
-        runs: report.runs,
-        states: states.len() as u64,
-        happens_before: happens_before.len() as u64,
-    });
-    report.states = states;
-    report.happens_before = happens_before;
+    report.samples.push(sample(&report, report.wall));
     Ok(report)
 }
 

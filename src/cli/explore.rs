@@ -400,10 +400,7 @@ fn explore_runs(
         writeln!(
             out,
             "explore {}, {name}: {runs} runs from seed {} in {:.2} s ({:.0} runs/s)",
-            match &base.mutant {
-                Some(m) => format!("{} (mutant {m})", base.protocol.name()),
-                None => base.protocol.name().to_string(),
-            },
+            subject(&base),
             base.seed,
             wall.as_secs_f64(),
             runs as f64 / wall.as_secs_f64().max(1e-9)
@@ -496,12 +493,8 @@ fn explore_rounds(
     bar.finish_and_clear();
     if let Some(path) = &args.coverage_plot {
         let title = format!(
-            "{}{}: coverage of --strategy {} over {:.0} s",
-            base.protocol.name(),
-            base.mutant
-                .as_ref()
-                .map(|m| format!(" (mutant {m})"))
-                .unwrap_or_default(),
+            "{}: coverage of --strategy {} over {:.0} s",
+            subject(&base),
             kind.name(),
             report.wall.as_secs_f64()
         );
@@ -578,10 +571,7 @@ fn explore_rounds(
         writeln!(
             out,
             "explore {}, {}: {} runs{} from seed {} in {:.2} s ({:.0} runs/s); rounds {}, {}",
-            match &base.mutant {
-                Some(m) => format!("{} (mutant {m})", base.protocol.name()),
-                None => base.protocol.name().to_string(),
-            },
+            subject(&base),
             kind.name(),
             report.runs,
             if report.duplicates > 0 {
@@ -853,10 +843,7 @@ fn report(
         writeln!(out, "{value}")?;
         return Ok(());
     }
-    let what = match &config.mutant {
-        Some(m) => format!("{} (mutant {m})", config.protocol.name()),
-        None => config.protocol.name().to_string(),
-    };
+    let what = subject(config);
     if search.strategy == "choices" {
         writeln!(
             out,
@@ -946,4 +933,12 @@ fn write_failure(
         writeln!(out, "  {v}")?;
     }
     Ok(())
+}
+
+/// What a search explores: the protocol, and its mutant if any (`pbft (mutant no-commit)`).
+fn subject(config: &RunConfig) -> String {
+    match &config.mutant {
+        Some(m) => format!("{} (mutant {m})", config.protocol.name()),
+        None => config.protocol.name().to_string(),
+    }
 }
