@@ -343,6 +343,11 @@ pub enum Msg {
     Proposal(Arc<Proposal>),
     Vote(Arc<Vote>),
     Timeout(Arc<Timeout>),
+    /// A replica's timeout of a view it had already left, sent back to a replica that
+    /// timed out of that view, so that the ones still there can form a TC. It is never
+    /// answered in turn: two replicas past the view would otherwise answer each other
+    /// for ever.
+    TimeoutAnswer(Arc<Timeout>),
     /// A replica's highest QC and the latest TC it knows: sent to the next view's leader
     /// when a TC moves the replica on, and to a replica still timing out of an older view.
     NewView { high_qc: Qc, tc: Option<Arc<Tc>> },
@@ -360,6 +365,7 @@ impl Msg {
             Msg::Proposal(_) => "proposal",
             Msg::Vote(_) => "vote",
             Msg::Timeout(_) => "timeout",
+            Msg::TimeoutAnswer(_) => "timeout-answer",
             Msg::NewView { .. } => "new-view",
             Msg::Fetch { .. } => "fetch",
             Msg::Blocks(_) => "blocks",

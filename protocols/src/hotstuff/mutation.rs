@@ -97,7 +97,7 @@ impl Mutate for Msg {
                     Some(format!("vote of view {} for a made-up block", v.view))
                 }
             }
-            Msg::Timeout(t) => {
+            Msg::Timeout(t) | Msg::TimeoutAnswer(t) => {
                 let t = Arc::make_mut(t);
                 if t.high_qc.is_genesis() || rng.random_bool(0.5) {
                     let change = stepped("timeout view", t.view, up);
@@ -146,7 +146,7 @@ pub fn can_sign_again(msg: &Msg, crypto: &Crypto, reply_to: Option<NodeId>) -> b
         Msg::Request(r) => r.client == me,
         Msg::Reply(_) => reply_to.is_some(),
         Msg::Vote(v) => v.voter == me.0,
-        Msg::Timeout(t) => t.sender == me.0,
+        Msg::Timeout(t) | Msg::TimeoutAnswer(t) => t.sender == me.0,
         // Signed by the leader of its view: the sender signs as the leader it claims to be.
         Msg::Proposal(_) | Msg::NewView { .. } | Msg::Fetch { .. } | Msg::Blocks(_) => true,
     }
@@ -166,7 +166,9 @@ pub fn sign_again(msg: &mut Msg, crypto: &Crypto, reply_to: Option<NodeId>) {
             *p = Arc::new(Proposal::signed(crypto, Arc::clone(&p.block), p.tc.clone()));
         }
         Msg::Vote(v) => *v = Arc::new(Vote::signed(crypto, v.view, v.block)),
-        Msg::Timeout(t) => *t = Arc::new(Timeout::signed(crypto, t.view, t.high_qc.clone())),
+        Msg::Timeout(t) | Msg::TimeoutAnswer(t) => {
+            *t = Arc::new(Timeout::signed(crypto, t.view, t.high_qc.clone()))
+        }
         Msg::NewView { .. } | Msg::Fetch { .. } | Msg::Blocks(_) => {}
     }
 }
@@ -254,7 +256,7 @@ mod tests {
                 again.sig == p.sig && p.block.hash_is_right()
             }
             Msg::Vote(v) => v.voter == me && v.verify(signer),
-            Msg::Timeout(t) => t.sender == me && t.verify(signer),
+            Msg::Timeout(t) | Msg::TimeoutAnswer(t) => t.sender == me && t.verify(signer),
             Msg::NewView { .. } | Msg::Fetch { .. } | Msg::Blocks(_) => true,
         }
     }

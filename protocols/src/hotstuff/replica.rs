@@ -376,7 +376,8 @@ impl<S: TestSeam> Replica<S> {
             Msg::Request(request) => self.on_request(from, request, cx),
             Msg::Proposal(proposal) => self.on_proposal(from, proposal, cx),
             Msg::Vote(vote) => self.on_vote(from, &vote, cx),
-            Msg::Timeout(timeout) => self.on_timeout_msg(from, timeout, cx),
+            Msg::Timeout(timeout) => self.on_timeout_msg(from, timeout, true, cx),
+            Msg::TimeoutAnswer(timeout) => self.on_timeout_msg(from, timeout, false, cx),
             Msg::NewView { high_qc, tc } => self.on_new_view(from, high_qc, tc, cx),
             Msg::Fetch { block } => self.on_fetch(from, block, cx),
             Msg::Blocks(blocks) => self.on_blocks(from, blocks, cx),
@@ -633,7 +634,14 @@ impl<S: TestSeam> Replica<S> {
 
     /// A replica gave up on a view: collect its timeout, learn its QC, and form a TC from
     /// 2f+1 of them. One that times out of an older view hears where the others are.
-    fn on_timeout_msg(&mut self, from: NodeId, timeout: Arc<Timeout>, cx: &mut Context<NodeWith<S>>) {
+    /// A replica's timeout; `answer` says whether it may be answered (not an answer itself).
+    fn on_timeout_msg(
+        &mut self,
+        from: NodeId,
+        timeout: Arc<Timeout>,
+        answer: bool,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if timeout.sender != from.0 || from.0 >= self.n {
             return self.drop_msg(cx, "timeout", from, "not a replica's own timeout");
         }
@@ -646,6 +654,10 @@ impl<S: TestSeam> Replica<S> {
         self.process_qc(&timeout.high_qc, from, cx);
         let view = timeout.view;
         if view < self.entry_view() {
+            if !answer {
+                // An answer to a timeout that crossed this replica's certificate.
+                return;
+            }
             // It is behind: a certificate this replica holds moves it past that view.
             let msg = Msg::NewView {
                 high_qc: self.high_qc.clone(),
@@ -658,10 +670,13 @@ impl<S: TestSeam> Replica<S> {
             // it gives up on it too, so that the ones still there can form a TC. (A lone
             // Byzantine replica can collect these and end a view that has its votes, as the
             // `impatient` behaviour does; waiting for f+1 timeouts first would stop that.)
-            cx.output(Output::TimedOut { view });
-            let mine = Arc::new(Timeout::signed(&self.crypto, view, self.high_qc.clone()));
-            self.send(cx, vec![from], Msg::Timeout(Arc::clone(&mine)));
-            self.collect_timeout(mine, cx);
+            // An answer is not answered: the sender is past that view as well.
+            if answer {
+                cx.output(Output::TimedOut { view });
+                let mine = Arc::new(Timeout::signed(&self.crypto, view, self.high_qc.clone()));
+                self.send(cx, vec![from], Msg::TimeoutAnswer(Arc::clone(&mine)));
+                self.collect_timeout(mine, cx);
+            }
         }
         self.collect_timeout(timeout, cx);
     }
@@ -1193,7 +1208,7 @@ impl<S: TestSeam> Replica<S> {
         let others = self.others();
         self.send(cx, others, Msg::Timeout(Arc::clone(&timeout)));
         let me = self.me();
-        self.on_timeout_msg(me, timeout, cx);
+        self.on_timeout_msg(me, timeout, false, cx);
     }
 
     pub(super) fn waiting_for(&self) -> Option<String> {
