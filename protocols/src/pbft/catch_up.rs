@@ -136,7 +136,9 @@ impl<S: TestSeam> Replica<S> {
         if let Err(why) = check_committed(cert, &self.crypto, &self.q, self.seam.checks_digests()) {
             return self.drop_msg(cx, "commit certificate", from, &why);
         }
-        if let Err(why) = check_batch(&cert.pre_prepare.batch, &self.crypto, |c| self.is_client(c))
+        if let Err(why) = check_batch(&cert.pre_prepare.batch, &self.crypto, |c| self.is_client(c), |r| {
+            self.verified_request(r)
+        })
         {
             return self.drop_msg(cx, "commit certificate", from, &why);
         }

@@ -519,6 +519,7 @@ pub fn check_batch(
     batch: &[Request],
     crypto: &Crypto,
     is_client: impl Fn(NodeId) -> bool,
+    verified: impl Fn(&Request) -> bool,
 ) -> Result<(), Refusal> {
     for request in batch {
         if !is_client(request.client) {
@@ -527,7 +528,7 @@ pub fn check_batch(
                 request.client
             ));
         }
-        if !request.verify(crypto) {
+        if !verified(request) && !request.verify(crypto) {
             return Err(format!(
                 "batch holds request {} of {} with a bad client signature",
                 request.number, request.client
@@ -549,6 +550,12 @@ pub fn check_pre_prepare(
     if !pp.verify_signature(crypto, q.n) {
         return Err("bad signature".into());
     }
+    check_binding(pp, check_digest)
+}
+
+/// If `check_digest`, that a pre-prepare's digest binds its batch: [`check_pre_prepare`]
+/// for one whose signature was checked already.
+pub fn check_binding(pp: &PrePrepare, check_digest: bool) -> Result<(), Refusal> {
     if check_digest && !pp.binds_batch() {
         return Err(format!("digest {} does not match its batch", pp.digest));
     }

@@ -7,7 +7,7 @@
 use super::app::{KvStore, ReplyCache, Snapshot};
 use super::byzantine::Behavior;
 use super::messages::{
-    batch_digest, check_batch, check_pre_prepare, distinct_replicas, primary_of, Batch, Checkpoint,
+    batch_digest, check_batch, check_binding, distinct_replicas, primary_of, Batch, Checkpoint,
     CommitCert, Msg, NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View,
     ViewChange, Vote,
 };
@@ -722,6 +722,16 @@ impl<S: TestSeam> Replica<S> {
 
     /// Records that request `number` of client `ci` waits to execute (with its body, to
     /// propose it should this replica become primary).
+    /// Whether `request` is the very request (signature included) this replica checked
+    /// when its client sent it and still holds pending: its signature need not be checked
+    /// again in a batch.
+    pub(super) fn verified_request(&self, request: &Request) -> bool {
+        let ci = self.client_index(request.client);
+        self.pending
+            .get(ci)
+            .is_some_and(|(number, body)| *number == request.number && body.as_deref() == Some(request))
+    }
+
     pub(super) fn note_pending(
         &mut self,
         ci: usize,
@@ -827,11 +837,13 @@ impl<S: TestSeam> Replica<S> {
             }
             return; // a retransmission of what we accepted
         }
-        if let Err(why) = check_pre_prepare(&pp, &self.crypto, &self.q, self.seam.checks_digests())
-        {
+        // Its signature was checked on arrival: check that its digest binds its batch.
+        if let Err(why) = check_binding(&pp, self.seam.checks_digests()) {
             return self.drop_msg(cx, "pre-prepare", from, &why);
         }
-        if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c)) {
+        if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
+            self.verified_request(r)
+        }) {
             return self.drop_msg(cx, "pre-prepare", from, &why);
         }
         self.accept_pre_prepare(pp, cx);

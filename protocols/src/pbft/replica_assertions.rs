@@ -246,3 +246,38 @@ fn an_accepted_commit_certificate_short_of_a_quorum_stops_the_replica() {
     // second line of defence should validation ever let one through.
     h.replica.assert_commit_quorum(&cert, "accepted");
 }
+
+// ---- Checked once ----------------------------------------------------------------------
+
+/// A backup checks a client's signature once: a batch request identical to one it checked
+/// on arrival and holds pending is taken as it is, while one that differs in anything (a
+/// Byzantine primary's forgery of the same client and number) is checked, and refused.
+#[test]
+fn a_batch_request_skips_its_signature_check_only_if_it_is_the_one_checked_on_arrival() {
+    use super::messages::{Msg, Op, Request};
+    let mut h = Harness::new();
+    let client = h.replica.p.n as usize; // the first client's node
+    let request = Request::signed(&h.keys[client], 1, Op::Put { key: 7, value: 1 });
+    let from = NodeId(client as u32);
+    h.step(|r, cx| r.on_message(from, Msg::Request(Arc::new(request.clone())), cx));
+    assert!(h.replica.verified_request(&request), "held pending after its check");
+    // The forgery: another operation under the same client, number and signature.
+    let forged = Request {
+        op: Op::Put { key: 7, value: 1_000 },
+        ..request.clone()
+    };
+    assert!(!h.replica.verified_request(&forged));
+    let batch = |r: &Request| -> Batch { Arc::new([r.clone()]) };
+    let bad = Arc::new(PrePrepare::signed(&h.keys[0], 0, 1, batch(&forged)));
+    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(bad), cx));
+    assert!(
+        h.replica.log.get(&1).is_none_or(|e| e.pre_prepare.is_none()),
+        "a forged request in a batch is refused"
+    );
+    let good = Arc::new(PrePrepare::signed(&h.keys[0], 0, 1, batch(&request)));
+    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(good), cx));
+    assert!(
+        h.replica.log[&1].pre_prepare.is_some(),
+        "the request it checked is accepted"
+    );
+}

@@ -171,7 +171,9 @@ impl<S: TestSeam> Replica<S> {
                 return Err(format!("two prepared certificates for {}", pp.seq));
             }
             check_prepared(cert, &self.crypto, &self.q, self.seam.checks_digests())?;
-            check_batch(&pp.batch, &self.crypto, |c| self.is_client(c))?;
+            check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
+                self.verified_request(r)
+            })?;
         }
         Ok(())
     }
@@ -361,7 +363,9 @@ impl<S: TestSeam> Replica<S> {
                 ));
             }
             check_pre_prepare(pp, &self.crypto, &self.q, self.seam.checks_digests())?;
-            check_batch(&pp.batch, &self.crypto, |c| self.is_client(c))?;
+            check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
+                self.verified_request(r)
+            })?;
         }
         Ok(plan)
     }
