@@ -2,10 +2,12 @@
 //! registry that turns one into a simulation, and the command line itself.
 
 pub mod bench;
+pub mod campaign;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod memory;
+pub mod parallel;
 pub mod registry;
 pub mod run;
 pub mod runfile;

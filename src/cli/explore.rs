@@ -351,22 +351,43 @@ fn explore_runs(
     let bar = progress_line(args.run.json);
     let mut runs = 0u64;
     let mut failing = None;
-    let mut seed = base.seed;
-    while started.elapsed() < budget && runs < args.max_states.unwrap_or(u64::MAX) {
-        // With --swarm, this seed's network and fault schedule, as `sim` draws them.
-        let config = crate::swarm::seeded(&base, seed);
-        let summary = run_config(&config, false).map_err(CliError::BadInput)?;
-        runs += 1;
-        if summary.outcome != Outcome::Ok {
-            failing = Some((config, summary));
-            break;
-        }
-        seed = seed.wrapping_add(1);
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!(
-            "{runs} runs ({:.0}/s), seed {seed}",
-            runs as f64 / secs
-        ));
+    let mut trouble = None;
+    let jobs = args.run.jobs.unwrap_or_else(crate::parallel::default_jobs);
+    // Seeds run on every core, and are taken in order: the first failing seed is the
+    // one a single thread finds, and with --max-states the same runs are made.
+    crate::parallel::ordered(
+        args.max_states.unwrap_or(u64::MAX),
+        jobs,
+        |i| {
+            // With --swarm, this seed's network and fault schedule, as `sim` draws them.
+            let config = crate::swarm::seeded(&base, base.seed.wrapping_add(i));
+            run_config(&config, false).map(|summary| (config, summary))
+        },
+        |i, ran| {
+            let (config, summary) = match ran {
+                Ok(ran) => ran,
+                Err(e) => {
+                    trouble = Some(CliError::BadInput(e));
+                    return false;
+                }
+            };
+            runs += 1;
+            if summary.outcome != Outcome::Ok {
+                failing = Some((config, summary));
+                return false;
+            }
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{runs} runs ({:.0}/s), seed {}",
+                runs as f64 / secs,
+                base.seed.wrapping_add(i + 1)
+            ));
+            started.elapsed() < budget
+        },
+    );
+    if let Some(e) = trouble {
+        bar.finish_and_clear();
+        return Err(e);
     }
     bar.finish_and_clear();
     let wall = started.elapsed();

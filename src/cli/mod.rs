@@ -126,10 +126,31 @@ enum Command {
     /// Write fresh keys for a real cluster: one private key file per node, one public-key
     /// list.
     Keygen(keygen::KeygenArgs),
+    /// Campaigns of many seeds split into shards (`sim --seeds K --shard I/N`), run as
+    /// separate processes or on other machines.
+    Campaign {
+        #[command(subcommand)]
+        what: CampaignCommand,
+    },
     /// Measure the simulator's and the transports' speed.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CampaignCommand {
+    /// Merge the campaign lines of shards into one summary: the runs, the failing seeds
+    /// with the command that re-runs each, and any seed no shard reported. Exits 1 when a
+    /// seed failed or is missing.
+    Merge {
+        /// Files of campaign lines (the standard output of `sim --shard`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -358,6 +379,15 @@ struct SimArgs {
     /// Print one JSON object per run on stdout.
     #[arg(long)]
     json: bool,
+    /// Threads to run seeds on (--seeds, and `explore` run by run) [default: one per
+    /// core]; the output is the same whatever the number.
+    #[arg(long, value_name = "N", value_parser = crate::parallel::parse_jobs)]
+    jobs: Option<usize>,
+    /// Run only shard I of N of the --seeds (the seeds at offsets I, I+N, I+2N, ...),
+    /// writing one campaign line (JSON) per seed on stdout for `rehearsal campaign
+    /// merge`; `auto` reads the shard from a Slurm job array or a Kubernetes Indexed Job.
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<String>,
 }
 
 /// `--protocol`'s values: every registered protocol, and `help`.
@@ -451,6 +481,9 @@ pub fn run(
     let result = match cli.command {
         Command::Sim(args) => sim(*args, out, err),
         Command::Explore(args) => explore(*args, out, err),
+        Command::Campaign {
+            what: CampaignCommand::Merge { files, json },
+        } => campaign_merge(&files, json, out),
         Command::Protocols => crate::registry::write_protocols(out)
             .map(|()| EXIT_OK)
             .map_err(CliError::from),
@@ -572,3 +605,93 @@ mod traces;
 // Each part sees the others' items through its `use super::*`.
 #[allow(unused_imports)]
 use {counterexample::*, explore::*, sim::*, traces::*};
+
+/// `rehearsal campaign merge FILES...`.
+fn campaign_merge(files: &[PathBuf], json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+    let mut texts = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::BadInput(format!(
+                "cannot read campaign file `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        texts.push((path.display().to_string(), text));
+    }
+    let summary = crate::campaign::merge(&texts).map_err(CliError::BadInput)?;
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&summary).expect("a summary serializes")
+        )?;
+    } else {
+        let last = summary.first_seed as u128 + summary.seeds as u128 - 1;
+        writeln!(
+            out,
+            "campaign: {} (configuration {}, commit {}), seeds {}..={last} from {} files",
+            summary.protocol,
+            summary.config_hash,
+            summary.commit,
+            summary.first_seed,
+            files.len()
+        )?;
+        writeln!(
+            out,
+            "{} runs: {} ok, {} violation, {} stalled; {} s of runs",
+            summary.runs,
+            summary.ok,
+            summary.violation,
+            summary.stalled,
+            format_secs(summary.run_time_ns)
+        )?;
+        if !summary.missing.is_empty() {
+            let shown: Vec<String> = summary
+                .missing
+                .iter()
+                .take(20)
+                .map(u64::to_string)
+                .collect();
+            let more = if summary.missing.len() > 20 {
+                ", ..."
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "missing: {} seeds no file reports: {}{more}",
+                summary.missing.len(),
+                shown.join(", ")
+            )?;
+        }
+        for failure in summary.failing.iter().take(50) {
+            writeln!(out, "seed {} {}:", failure.seed, failure.outcome)?;
+            for v in failure.violations.iter().take(3) {
+                writeln!(out, "  {v}")?;
+            }
+            writeln!(
+                out,
+                "  re-run it: {} --trace seed-{}.jsonl",
+                failure.command, failure.seed
+            )?;
+        }
+        if summary.failing.len() > 50 {
+            writeln!(
+                out,
+                "... and {} more failing seeds (--json lists them all)",
+                summary.failing.len() - 50
+            )?;
+        }
+    }
+    Ok(
+        if summary.failing.is_empty() && summary.missing.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        },
+    )
+}
+
+fn format_secs(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e9)
+}

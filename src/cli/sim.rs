@@ -226,7 +226,8 @@ pub(super) fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         rehearsal_net_models::scenario::parse(&scenario.text, &scenario.origin, base.actors())
             .map_err(|e| CliError::BadInput(e.to_string()))?;
     }
-    let last_seed = base.seed.checked_add(seeds - 1).ok_or_else(|| {
+    // The last seed must exist.
+    base.seed.checked_add(seeds - 1).ok_or_else(|| {
         let place = if base.file_positions.contains_key("seeds") {
             at("seeds")
         } else {
@@ -239,36 +240,46 @@ pub(super) fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
             u64::MAX
         ))
     })?;
+    if let Some(text) = &args.shard {
+        let shard = crate::campaign::Shard::parse(text, &|k| std::env::var(k).ok())
+            .map_err(CliError::BadInput)?;
+        return sim_shard(&args, &base, seeds, shard, out, err);
+    }
     if !args.json {
         writeln!(out, "{}", describe(&base))?;
     }
     let progress = progress_bar(seeds);
     let mut failed: Vec<RunSummary> = Vec::new();
     let mut first: Option<RunSummary> = None;
-    let mut counts = [0u64; 3];
-    for seed in base.seed..=last_seed {
-        let config = crate::swarm::seeded(&base, seed);
-        // A single run keeps its trace directly; across many seeds only a chosen run is
-        // re-run with its trace kept (same seed, same events).
-        let keep = args.trace.is_some() && seeds == 1;
-        let summary = run_config(&config, keep).map_err(CliError::BadInput)?;
-        counts[summary.outcome as usize] += 1;
-        if args.json {
-            writeln!(out, "{}", summary.to_json())?;
-        } else if seeds <= 20 || summary.outcome != Outcome::Ok {
-            progress.suspend(|| writeln!(out, "{}", describe_run(&summary)))?;
-            if seeds == 1 {
-                out.write_all(node_table(&summary.nodes).as_bytes())?;
+    // A single run keeps its trace directly; across many seeds only a chosen run is re-run
+    // with its trace kept (same seed, same events).
+    let keep = args.trace.is_some() && seeds == 1;
+    let counts = run_seeds(
+        &base,
+        seeds,
+        |i| i,
+        args.jobs,
+        keep,
+        &progress,
+        |summary| {
+            if args.json {
+                writeln!(out, "{}", summary.to_json())?;
+            } else if seeds <= 20 || summary.outcome != Outcome::Ok {
+                progress.suspend(|| {
+                    writeln!(out, "{}", describe_run(&summary))?;
+                    if seeds == 1 {
+                        out.write_all(node_table(&summary.nodes).as_bytes())?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                })?;
             }
-        }
-        progress.inc(1);
-        if summary.outcome != Outcome::Ok && failed.len() < 1_000 {
-            failed.push(summary.clone());
-        }
-        if first.is_none() {
-            first = Some(summary);
-        }
-    }
+            if summary.outcome != Outcome::Ok && failed.len() < 1_000 {
+                failed.push(summary.clone());
+            }
+            first.get_or_insert(summary);
+            Ok(())
+        },
+    )?;
     progress.finish_and_clear();
     let first = first.expect("at least one seed ran");
     if let Some(path) = &args.trace {
@@ -334,6 +345,120 @@ pub(super) fn sim(args: SimArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
     })
 }
 
+/// Runs `count` seeds of `base` on `jobs` threads (one per core by default), the i-th at
+/// `base.seed + offset(i)`, and hands each run to `each` in seed order, ticking `progress`
+/// (with the failures so far); returns the tally by outcome. Stops at the first error.
+fn run_seeds(
+    base: &RunConfig,
+    count: u64,
+    offset: impl Fn(u64) -> u64 + Sync,
+    jobs: Option<usize>,
+    keep_trace: bool,
+    progress: &indicatif::ProgressBar,
+    mut each: impl FnMut(RunSummary) -> Result<(), CliError>,
+) -> Result<[u64; 3], CliError> {
+    let mut counts = [0u64; 3];
+    let mut trouble: Option<CliError> = None;
+    crate::parallel::ordered(
+        count,
+        jobs.unwrap_or_else(crate::parallel::default_jobs),
+        |i| {
+            let config = crate::swarm::seeded(base, base.seed + offset(i));
+            run_config(&config, keep_trace)
+        },
+        |_, summary| {
+            let summary = match summary {
+                Ok(summary) => summary,
+                Err(e) => {
+                    trouble = Some(CliError::BadInput(e));
+                    return false;
+                }
+            };
+            counts[summary.outcome as usize] += 1;
+            if summary.outcome != Outcome::Ok {
+                let failures =
+                    counts[Outcome::Violation as usize] + counts[Outcome::Stalled as usize];
+                progress.set_message(format!("{failures} failing"));
+            }
+            progress.inc(1);
+            match each(summary) {
+                Ok(()) => true,
+                Err(e) => {
+                    trouble = Some(e);
+                    false
+                }
+            }
+        },
+    );
+    match trouble {
+        Some(e) => {
+            progress.finish_and_clear();
+            Err(e)
+        }
+        None => Ok(counts),
+    }
+}
+
+/// `sim --shard I/N`: the shard's seeds, one campaign line each on `out`; the
+/// description and the tally on `err`. The first failing seed's trace is written with
+/// --trace.
+fn sim_shard(
+    args: &SimArgs,
+    base: &RunConfig,
+    seeds: u64,
+    shard: crate::campaign::Shard,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, CliError> {
+    writeln!(
+        err,
+        "{}\nshard {}/{}: {} of seeds {}..={}",
+        describe(base),
+        shard.index,
+        shard.count,
+        shard.len(seeds),
+        base.seed,
+        base.seed + (seeds - 1)
+    )?;
+    let runs = shard.len(seeds);
+    let progress = progress_bar(runs);
+    let mut first_failing: Option<RunConfig> = None;
+    let offset = |i| shard.offset(i);
+    let counts = run_seeds(base, runs, offset, args.jobs, false, &progress, |summary| {
+        let line = crate::campaign::Line::of(&summary, base, seeds, shard);
+        let line = serde_json::to_string(&line).expect("a campaign line serializes");
+        writeln!(out, "{line}")?;
+        if summary.outcome != Outcome::Ok {
+            first_failing.get_or_insert(summary.config);
+        }
+        Ok(())
+    })?;
+    writeln!(
+        err,
+        "shard {}/{}: {} runs: {} ok, {} violation, {} stalled",
+        shard.index,
+        shard.count,
+        runs,
+        counts[Outcome::Ok as usize],
+        counts[Outcome::Violation as usize],
+        counts[Outcome::Stalled as usize]
+    )?;
+    if let (Some(path), Some(config)) = (&args.trace, &first_failing) {
+        save_trace(path, &run_config(config, true).map_err(CliError::BadInput)?)?;
+        writeln!(
+            err,
+            "trace of seed {} written to {}",
+            config.seed,
+            path.display()
+        )?;
+    }
+    Ok(if first_failing.is_none() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
 pub(super) fn read_scenario(path: &Path) -> Result<crate::config::ScenarioSource, CliError> {
     let text = rehearsal_net_models::scenario::read_text_file(path).map_err(|e| {
         CliError::BadInput(format!("cannot read scenario `{}`: {e}", path.display()))
@@ -355,7 +480,7 @@ pub(super) fn progress_bar(total: u64) -> indicatif::ProgressBar {
     );
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} seeds  {elapsed} (eta {eta})",
+            "{bar:40} {pos}/{len} seeds  {per_sec}  {msg}  {elapsed} (eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

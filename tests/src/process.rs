@@ -1,6 +1,7 @@
-//! For test binaries that launch `rehearsal node` processes (`harness = false`): Cargo does
+//! For test binaries that launch `rehearsal` processes (`harness = false`): Cargo does
 //! not build the `rehearsal` program for this package's tests, so such a binary plays it.
-//! Run with `node ...` or `cluster ...` arguments it runs that command, through the same
+//! Run with `node ...`, `cluster ...`, `sim ...` or `campaign ...` arguments it runs that
+//! command, through the same
 //! library functions the `rehearsal` binary calls; run otherwise it runs its tests one at
 //! a time and prints the usual `test result:` line. An argument that is not a flag
 //! filters tests by name.
@@ -73,6 +74,12 @@ pub fn main(tests: &[(&str, fn())]) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.first().map(String::as_str), Some("node" | "cluster")) {
         return play_rehearsal();
+    }
+    if matches!(args.first().map(String::as_str), Some("sim" | "campaign")) {
+        // The whole command line, as the `rehearsal` binary runs it.
+        let argv = std::iter::once("rehearsal".to_string()).chain(args);
+        let status = rehearsal::cli::run(argv, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(status);
     }
     if args.iter().any(|a| a == "--list") {
         for (name, _) in tests {

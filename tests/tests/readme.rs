@@ -156,9 +156,18 @@ fn every_console_block_of_the_readme_shows_what_the_command_prints() {
     );
     let mut stale = Vec::new();
     for example in blocks.iter().flatten() {
-        let args = arguments(&example.command, &repo, &scratch);
+        // `rehearsal ... > FILE`: stdout goes to FILE (in the scratch dir), and the block
+        // shows what the command wrote to stderr.
+        let (command, stdout_to) = match example.command.split_once(" > ") {
+            Some((command, file)) => (command, Some(scratch.join(file.trim()))),
+            None => (example.command.as_str(), None),
+        };
+        let args = arguments(command, &repo, &scratch);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let run = cli(&args);
+        let mut run = cli(&args);
+        if let Some(file) = stdout_to {
+            std::fs::write(&file, std::mem::take(&mut run.stdout)).unwrap();
+        }
         let printed = format!("{}{}", run.stdout, run.stderr)
             .replace(&format!("{}/", scratch.display()), "")
             .replace(&format!("{}/", repo.display()), "");
