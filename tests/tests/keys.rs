@@ -59,15 +59,18 @@ fn path_arg(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 scratch path")
 }
 
-/// A PBFT cluster file of 4 replicas and 1 client on loopback (ports that nobody listens
-/// on: the nodes here are refused before they listen), with `extra` at the top.
+/// A PBFT cluster file of 4 replicas and 1 client on loopback, with `extra` at the top.
+/// The ports are below the system's ephemeral range (32768 and up on Linux), from which
+/// the other cluster tests' sockets take theirs: a fixed port inside it could be a
+/// socket's source port still open when a node here must listen on it (seen in CI:
+/// "Address already in use").
 fn pbft_cluster_file(dir: &Path, extra: &str) -> PathBuf {
     let mut text = format!("protocol = \"pbft\"\n{extra}\n");
     for id in 0..5 {
         let role = if id < 4 { "replica" } else { "client" };
         text += &format!(
             "[[node]]\nid = {id}\nrole = \"{role}\"\naddress = \"127.0.0.1:{}\"\n",
-            47000 + id
+            27000 + id
         );
     }
     let file = dir.join("cluster.toml");
