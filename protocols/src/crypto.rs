@@ -291,8 +291,37 @@ enum SigningSecret {
 /// Checks any node's signatures; shared by all nodes of a run. It holds every node's
 /// verification key (for the simulated scheme: the MAC keys themselves) and deliberately
 /// has no method that produces a signature.
+///
+/// An Ed25519 signature it found valid is remembered (a few thousand, the latest win),
+/// with its signer and the bytes signed: the same signature over the same bytes checked
+/// again (a multicast message reaching each of its receivers, in a simulation where they
+/// share this verifier) is known valid after comparing them, without the cryptography.
+/// Only checks that succeeded are remembered, so nothing is accepted that a check would
+/// refuse. (The simulated scheme's MAC is recomputed faster than it is looked up.)
 pub struct Verifier {
     keys: VerifierKeys,
+    checked: std::sync::Mutex<Vec<Option<Checked>>>,
+}
+
+/// A signature found valid, in its slot of [`Verifier::checked`].
+struct Checked {
+    signer: NodeId,
+    sig: Signature,
+    bytes: Vec<u8>,
+}
+
+/// Slots of remembered signatures (a power of two).
+const CHECKED_SLOTS: usize = 4096;
+
+/// The slot of a signature: its first bytes, which are as good as random.
+fn slot_of(sig: &Signature) -> usize {
+    let head = match sig {
+        Signature::Mac(tag) => &tag[..8],
+        Signature::Ed25519(r, _) => &r[..8],
+    };
+    let mut word = [0u8; 8];
+    word.copy_from_slice(head);
+    (u64::from_le_bytes(word) as usize) & (CHECKED_SLOTS - 1)
 }
 
 enum VerifierKeys {
@@ -301,9 +330,57 @@ enum VerifierKeys {
 }
 
 impl Verifier {
+    fn new(keys: VerifierKeys) -> Verifier {
+        Verifier {
+            keys,
+            checked: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     /// Whether `sig` is `signer`'s signature over `bytes`. Unknown signers, and
     /// signatures of the other scheme, are invalid.
     pub fn verify(&self, signer: NodeId, bytes: &[u8], sig: &Signature) -> bool {
+        if let VerifierKeys::Mac(_) = self.keys {
+            // A MAC is recomputed faster than it is looked up.
+            return self.check(signer, bytes, sig);
+        }
+        let slot = slot_of(sig);
+        // A poisoned lock only loses the memory of checks: check again.
+        if let Ok(checked) = self.checked.lock() {
+            if let Some(Some(known)) = checked.get(slot) {
+                if known.signer == signer && known.sig == *sig && known.bytes == bytes {
+                    return true;
+                }
+            }
+        }
+        let valid = self.check(signer, bytes, sig);
+        if valid {
+            if let Ok(mut checked) = self.checked.lock() {
+                if checked.is_empty() {
+                    checked.resize_with(CHECKED_SLOTS, || None);
+                }
+                match &mut checked[slot] {
+                    Some(known) => {
+                        known.signer = signer;
+                        known.sig = *sig;
+                        known.bytes.clear();
+                        known.bytes.extend_from_slice(bytes);
+                    }
+                    empty => {
+                        *empty = Some(Checked {
+                            signer,
+                            sig: *sig,
+                            bytes: bytes.to_vec(),
+                        })
+                    }
+                }
+            }
+        }
+        valid
+    }
+
+    /// The cryptographic check.
+    fn check(&self, signer: NodeId, bytes: &[u8], sig: &Signature) -> bool {
         match (&self.keys, sig) {
             (VerifierKeys::Mac(keys), Signature::Mac(tag)) => match keys.get(signer.index()) {
                 Some(key) => mac(key, bytes) == *tag,
@@ -388,7 +465,7 @@ impl Crypto {
                     .collect(),
             ),
         };
-        Arc::new(Verifier { keys })
+        Arc::new(Verifier::new(keys))
     }
 
     /// Node `me`'s own key, derived from `seed`, with `verifier` (from
@@ -441,9 +518,7 @@ impl Crypto {
         Ok(Crypto {
             me,
             secret: SigningSecret::Ed25519(Box::new(secret)),
-            verifier: Arc::new(Verifier {
-                keys: VerifierKeys::Ed25519(keys),
-            }),
+            verifier: Arc::new(Verifier::new(VerifierKeys::Ed25519(keys))),
         })
     }
 
@@ -577,6 +652,42 @@ impl Transcript {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The verifier remembers the signatures it found valid; what it remembers must never
+    /// let through what a check would refuse: the same signature over other bytes, claimed
+    /// by another signer, or a forgery checked before or after the genuine one.
+    #[test]
+    fn a_remembered_signature_is_valid_only_for_its_signer_and_bytes() {
+        for kind in [CryptoKind::Sim, CryptoKind::Real] {
+            let nodes = Crypto::generate(kind, 5, 3);
+            let (a, b) = (&nodes[0], &nodes[1]);
+            let sig = a.sign(b"hello");
+            let forged = b.sign(b"hello");
+            for _ in 0..3 {
+                assert!(b.verify(a.me(), b"hello", &sig), "{kind}");
+                assert!(!b.verify(a.me(), b"hellp", &sig), "{kind}: other bytes");
+                assert!(!b.verify(b.me(), b"hello", &sig), "{kind}: another signer");
+                assert!(
+                    !b.verify(a.me(), b"hello", &forged),
+                    "{kind}: another's signature"
+                );
+                assert!(
+                    !b.verify(NodeId(9), b"hello", &sig),
+                    "{kind}: an unknown signer"
+                );
+            }
+            // Many signatures: slots are reused, and each is still checked right.
+            for i in 0..10_000u32 {
+                let bytes = i.to_le_bytes();
+                let sig = a.sign(&bytes);
+                assert!(b.verify(a.me(), &bytes, &sig));
+                assert!(!b.verify(a.me(), &(i + 1).to_le_bytes(), &sig));
+                if kind == CryptoKind::Real && i == 50 {
+                    break; // Ed25519 signing is slow in debug builds
+                }
+            }
+        }
+    }
 
     #[test]
     fn digests_order_as_their_bytes_do() {
