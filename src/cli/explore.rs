@@ -144,6 +144,23 @@ pub(super) fn explore(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, CliError> {
+    if args.run.shard.is_some() {
+        return Err(CliError::BadInput(
+            "explore: --shard splits the seeds of `rehearsal sim --seeds K` into a campaign;              a search is not sharded"
+                .into(),
+        ));
+    }
+    // Any strategy but the state-space ones (bfs, the default, dfs, choices) and the
+    // round-aware ones (twins, byzzfuzz, coverage) runs seed by seed.
+    let strategy = args.run.strategy.as_deref();
+    let run_by_run = !matches!(strategy, None | Some("bfs" | "dfs" | "choices"))
+        && strategy.and_then(crate::search::Kind::parse).is_none();
+    if args.run.jobs.is_some() && !run_by_run {
+        return Err(CliError::BadInput(format!(
+            "explore: --jobs runs seeds on several threads for the run-by-run strategies              (default, random, pct); --strategy {} searches on one thread",
+            args.run.strategy.as_deref().unwrap_or("bfs")
+        )));
+    }
     if let Some(kind) = args
         .run
         .strategy

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
             "merge_refuses_lines_of_other_campaigns_and_bad_lines",
             merge_refuses_lines_of_other_campaigns_and_bad_lines,
         ),
+        (
+            "explore_refuses_jobs_and_shards_where_they_do_not_apply",
+            explore_refuses_jobs_and_shards_where_they_do_not_apply,
+        ),
     ])
 }
 
@@ -301,4 +305,50 @@ fn merge_refuses_lines_of_other_campaigns_and_bad_lines() {
     let forged = write("forged.jsonl", &format!("{forged}\n"));
     expect_refusal(&[fa, forged], "forged.jsonl:1: seed 1 ran differently");
     expect_refusal(&[write("empty.jsonl", "")], "no campaign lines");
+}
+
+fn explore_refuses_jobs_and_shards_where_they_do_not_apply() {
+    for (args, needle) in [
+        (
+            &[
+                "explore",
+                "--protocol",
+                "pbft",
+                "--strategy",
+                "coverage",
+                "--jobs",
+                "2",
+            ][..],
+            "--jobs",
+        ),
+        (
+            &["explore", "--protocol", "pbft", "--jobs", "2"][..],
+            "--strategy bfs searches on one thread",
+        ),
+        (
+            &[
+                "explore",
+                "--protocol",
+                "pbft",
+                "--strategy",
+                "random",
+                "--shard",
+                "0/2",
+            ][..],
+            "--shard",
+        ),
+        (
+            &["sim", "--seeds", "4", "--shard", "2/2"][..],
+            "shard 2 of 2 does not exist",
+        ),
+        (&["sim", "--jobs", "0"][..], "at least 1"),
+    ] {
+        let run = cli(args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stdout);
+        assert!(
+            run.stderr.contains(needle),
+            "{args:?}: expected `{needle}` in {}",
+            run.stderr
+        );
+    }
 }
