@@ -596,6 +596,9 @@ fn explore_rounds(
                 "wall_time_ns": u64::try_from(t.as_nanos()).unwrap_or(u64::MAX),
                 "seed": c.seed,
                 "scenario": c.scenario.as_ref().map(|s| s.text.clone()),
+                // The network swarm drew for the schedule, when it was not the configured
+                // one: with the seed and the scenario, what re-runs it.
+                "network": c.network.as_ref().map(|n| serde_json::to_value(n).unwrap_or_default()),
             })),
             "outcome": if failing.is_some() { "violation" } else { "budget" },
             "seed": failing.as_ref().map(|(c, _)| c.seed),
@@ -647,7 +650,7 @@ fn explore_rounds(
         }) {
             writeln!(
                 out,
-                "slowest run: {:.2} s of the {:.2} s, seed {} (--json gives its scenario)",
+                "slowest run: {:.2} s of the {:.2} s, seed {} (--json gives its scenario and network)",
                 took.as_secs_f64(),
                 report.wall.as_secs_f64(),
                 config.seed

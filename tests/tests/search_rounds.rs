@@ -213,7 +213,18 @@ fn a_search_is_its_seed_and_reports_coverage_as_json_and_svg() {
         for sample in value["coverage"].as_array_mut().unwrap() {
             sample.as_object_mut().unwrap().remove("wall_ns");
         }
-        // Which run was slowest is the clock's say too.
+        // Which run was slowest is the clock's say too; whichever it is, it comes with
+        // what re-runs it: its seed, its scenario and its network (null: the configured).
+        let slowest = &value["slowest_run"];
+        assert!(slowest["seed"].is_u64(), "{slowest}");
+        assert!(slowest["scenario"].is_string(), "{slowest}");
+        let network = slowest
+            .get("network")
+            .unwrap_or_else(|| panic!("no network: {slowest}"));
+        assert!(
+            network.is_null() || network["latency"].is_string(),
+            "{slowest}"
+        );
         for key in ["wall_time_ns", "runs_per_second", "slowest_run"] {
             value.as_object_mut().unwrap().remove(key);
         }
