@@ -149,12 +149,20 @@ pub struct Line {
 }
 
 impl Line {
-    pub fn of(summary: &RunSummary, base: &RunConfig, seeds: u64, shard: Shard) -> Line {
+    /// The line of `summary`, a run of the campaign of `seeds` seeds of `base` whose
+    /// [`config_hash`] is `hash` (hashed once per campaign, not per line).
+    pub fn of(
+        summary: &RunSummary,
+        base: &RunConfig,
+        hash: &str,
+        seeds: u64,
+        shard: Shard,
+    ) -> Line {
         Line {
             campaign: FORMAT,
             commit: COMMIT.into(),
             protocol: summary.config.protocol.name().into(),
-            config_hash: config_hash(base),
+            config_hash: hash.into(),
             first_seed: base.seed,
             seeds,
             shard,

@@ -423,9 +423,10 @@ fn sim_shard(
     let runs = shard.len(seeds);
     let progress = progress_bar(runs);
     let mut first_failing: Option<RunConfig> = None;
+    let hash = crate::campaign::config_hash(base);
     let offset = |i| shard.offset(i);
     let counts = run_seeds(base, runs, offset, args.jobs, false, &progress, |summary| {
-        let line = crate::campaign::Line::of(&summary, base, seeds, shard);
+        let line = crate::campaign::Line::of(&summary, base, &hash, seeds, shard);
         let line = serde_json::to_string(&line).expect("a campaign line serializes");
         writeln!(out, "{line}")?;
         if summary.outcome != Outcome::Ok {
