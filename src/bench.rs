@@ -1,6 +1,8 @@
 //! `rehearsal bench`: figures, not pass/fail.
 
+pub mod all;
 pub mod coverage;
+pub mod scale;
 pub mod search;
 pub mod spectrum;
 

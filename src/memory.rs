@@ -16,6 +16,22 @@ pub fn resident_bytes() -> Option<u64> {
     )
 }
 
+/// This process's peak resident memory (`VmHWM`) since it started or since the last
+/// [`reset_peak`], where `/proc` tells it.
+pub fn peak_bytes() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmHWM:",
+    )
+}
+
+/// Starts [`peak_bytes`] afresh from the current resident memory (Linux's
+/// `/proc/self/clear_refs`); false where that is not possible, and then the peak is the
+/// whole process's.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The machine's memory (`MemTotal`), where `/proc` tells it.
 pub fn machine_bytes() -> Option<u64> {
     kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal:")
@@ -99,5 +115,29 @@ mod tests {
         let total = machine_bytes().expect("MemTotal in /proc/meminfo");
         assert!(rss > 0 && rss < total, "{rss} of {total}");
         assert_eq!(default_bound(), total / 2);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_peak_counts_freed_memory_until_it_is_reset() {
+        const BIG: usize = 256 << 20;
+        let block = vec![1u8; BIG];
+        let rss = resident_bytes().expect("VmRSS");
+        assert!(
+            rss >= BIG as u64,
+            "a touched {BIG}-byte block is resident: {rss}"
+        );
+        drop(std::hint::black_box(block)); // a block this large goes back to the system
+        let peak = peak_bytes().expect("VmHWM");
+        assert!(
+            peak >= BIG as u64,
+            "the peak remembers the freed block: {peak}"
+        );
+        assert!(reset_peak(), "/proc/self/clear_refs takes 5");
+        let after = peak_bytes().expect("VmHWM");
+        assert!(
+            after + (BIG as u64) / 2 < peak,
+            "the reset peak starts from what is resident now: {after} after {peak}"
+        );
     }
 }

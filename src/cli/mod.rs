@@ -164,6 +164,12 @@ enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// The performance table in one go: sim, pbft, hotstuff, scale, tcp, a PBFT cluster
+    /// over TCP and dpdk (in a build with it), each figure beside its target.
+    All(AllBenchArgs),
+    /// Wall time per delivered message as PBFT (4 to 64 replicas) and Benaloh (200 to
+    /// 1,000 peers) grow, with the peak resident memory of each run.
+    Scale(ScaleBenchArgs),
     /// PBFT in the simulator: committed requests per wall-second and messages per
     /// committed request (sim and real crypto, with and without batching).
     Pbft(ReplicatedBenchArgs),
@@ -205,6 +211,42 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `bench all` takes.
+#[derive(Args, Debug)]
+struct AllBenchArgs {
+    /// Small sizes and short windows: every step runs, in about a minute, with noisy
+    /// figures.
+    #[arg(long)]
+    quick: bool,
+    /// Leave out steps (repeatable, or comma-separated): sim, pbft, hotstuff, scale, tcp,
+    /// cluster, dpdk.
+    #[arg(long, value_name = "STEP", value_delimiter = ',')]
+    skip: Vec<String>,
+    /// The `rehearsal` program that runs the cluster step's nodes [default: this program].
+    #[arg(long, value_name = "PATH")]
+    node_binary: Option<std::path::PathBuf>,
+    /// Print one JSON object (the rows and every step's whole report) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `bench scale` takes.
+#[derive(Args, Debug)]
+struct ScaleBenchArgs {
+    /// PBFT replica counts, comma-separated (3f+1 each).
+    #[arg(long, value_delimiter = ',', default_value = "4,16,31,64")]
+    pbft_nodes: Vec<u32>,
+    /// Benaloh peer counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "200,500,1000")]
+    benaloh_nodes: Vec<u32>,
+    /// Delivered messages each PBFT size aims at.
+    #[arg(long, default_value_t = 1_000_000)]
+    pbft_messages: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// What `bench spectrum` takes.
@@ -534,6 +576,26 @@ pub fn run(
                 ..defaults
             };
             bench::spectrum::run(&settings, args.json, out)
+        }
+        Command::Bench {
+            what: BenchCommand::All(args),
+        } => {
+            let settings = bench::all::AllBench {
+                quick: args.quick,
+                skip: args.skip,
+                node_binary: args.node_binary,
+            };
+            bench::all::run(&settings, args.json, out, err)
+        }
+        Command::Bench {
+            what: BenchCommand::Scale(args),
+        } => {
+            let settings = bench::scale::ScaleBench {
+                pbft_nodes: args.pbft_nodes,
+                benaloh_nodes: args.benaloh_nodes,
+                pbft_messages: args.pbft_messages,
+            };
+            bench::scale::run(&settings, args.json, out, err)
         }
         Command::Bench {
             what: BenchCommand::Sim { round_trips, json },

@@ -253,6 +253,127 @@ fn bench_sim_prints_its_figures_as_json() {
 }
 
 #[test]
+fn bench_scale_prints_the_cost_per_message_at_each_size() {
+    let run = cli(&[
+        "bench",
+        "scale",
+        "--pbft-nodes",
+        "4,7",
+        "--benaloh-nodes",
+        "10,20",
+        "--pbft-messages",
+        "3000",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(all["bench"], "scale");
+    let runs = all["runs"].as_array().unwrap();
+    let sizes: Vec<(&str, u64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["protocol"].as_str().unwrap(),
+                r["nodes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [("pbft", 4), ("pbft", 7), ("benaloh", 10), ("benaloh", 20)]
+    );
+    for run in runs {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        let messages = run["messages_delivered"].as_u64().unwrap();
+        let wall = run["wall_time_ns"].as_f64().unwrap();
+        let per_message = run["ns_per_message"].as_f64().unwrap();
+        assert!((per_message - wall / messages as f64).abs() <= 0.1, "{run}");
+        if cfg!(target_os = "linux") {
+            assert!(run["peak_resident_bytes"].as_u64().unwrap() > 0, "{run}");
+        }
+    }
+    // Benaloh sends every peer's share to every other peer: n² grows 4x from 10 to 20.
+    let benaloh = |i: usize| runs[i]["messages_delivered"].as_u64().unwrap();
+    assert!(benaloh(3) >= 3 * benaloh(2), "{all}");
+    // PBFT's requests are chosen so each size delivers about as many messages.
+    for pbft in &runs[..2] {
+        assert!(pbft["committed_requests"].as_u64().unwrap() >= 20, "{pbft}");
+        assert!(pbft["wall_ns_per_committed_request"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn bench_all_prints_each_figure_beside_its_target() {
+    let run = cli(&[
+        "bench",
+        "all",
+        "--quick",
+        "--skip",
+        "pbft,hotstuff,tcp,cluster,dpdk",
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(all["bench"], "all");
+    // Each step keeps its whole report, and the rows read their figures from it.
+    let reports = all["reports"].as_object().unwrap();
+    assert_eq!(reports.keys().collect::<Vec<_>>(), ["scale", "sim"]);
+    let rows = all["rows"].as_array().unwrap();
+    let row = |start: &str| {
+        rows.iter()
+            .find(|r| r["figure"].as_str().unwrap().starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start}: {all}"))
+    };
+    let sim = row("sim ping-pong");
+    assert_eq!(
+        sim["value"],
+        reports["sim"]["runs"][0]["messages_per_wall_second"]
+    );
+    assert_eq!(sim["target"], ">= 8,000,000");
+    let met = sim["value"].as_f64().unwrap() >= 8e6;
+    assert_eq!(sim["met"], met);
+    let pbft4 = row("pbft, n = 4: wall time per message");
+    assert_eq!(
+        pbft4["value"],
+        reports["scale"]["runs"][0]["ns_per_message"]
+    );
+    assert_eq!(pbft4["target"], "<= 400");
+    assert!(
+        row("benaloh, n = 60: peak resident memory")["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(rows
+        .iter()
+        .all(|r| !r["figure"].as_str().unwrap().starts_with("tcp")));
+
+    let text = cli(&[
+        "bench",
+        "all",
+        "--quick",
+        "--skip",
+        "pbft,hotstuff,scale,tcp,cluster,dpdk",
+    ]);
+    assert_eq!(text.status, 0, "{}", text.stderr);
+    assert!(text.stdout.contains("sim ping-pong"), "{}", text.stdout);
+    assert!(text.stdout.contains("targets met"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("bench all: sim ..."),
+        "{}",
+        text.stderr
+    );
+
+    let bad = cli(&["bench", "all", "--skip", "telepathy"]);
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--skip telepathy: no such step"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn bench_pbft_and_hotstuff_print_the_same_figures_as_json() {
     for protocol in ["pbft", "hotstuff"] {
         let run = cli(&["bench", protocol, "--requests", "100", "--json"]);

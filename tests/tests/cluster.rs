@@ -326,6 +326,33 @@ fn spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `bench all`'s transport steps, briefly: `bench tcp` and PBFT through `rehearsal cluster`
+/// over TCP, each row read from its step's report.
+fn bench_all_runs_the_tcp_and_cluster_steps() {
+    let program = this_program();
+    let run = rehearsal_tests::cli(&[
+        "bench",
+        "all",
+        "--quick",
+        "--skip",
+        "sim,pbft,hotstuff,scale,dpdk",
+        "--node-binary",
+        program.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let all: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let cluster = &all["reports"]["cluster"];
+    assert_eq!(cluster["outcome"], "ok", "{all}");
+    assert_eq!(cluster["protocol"], "pbft", "{all}");
+    assert!(cluster["requests"].as_u64().unwrap() > 0, "{all}");
+    let rows = all["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{all}");
+    assert_eq!(rows[0]["value"], all["reports"]["tcp"]["throughput_ratio"]);
+    assert_eq!(rows[1]["value"], cluster["throughput_rps"]);
+    assert_eq!(rows[1]["target"], ">= 10,000");
+}
+
 /// `bench spectrum`'s part (d), briefly: the public implementation's workload (50 clients,
 /// 3 channels, 10 KiB) over TCP on loopback passes its checks and reports writes/s.
 fn bench_spectrum_runs_the_public_workload_over_tcp() {
@@ -648,6 +675,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught",
         spectrum_cluster_publishes_every_round_and_a_tampered_channel_is_caught,
+    ),
+    (
+        "bench_all_runs_the_tcp_and_cluster_steps",
+        bench_all_runs_the_tcp_and_cluster_steps,
     ),
     (
         "bench_spectrum_runs_the_public_workload_over_tcp",
