@@ -15,14 +15,23 @@ fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=REHEARSAL_COMMIT={commit}");
     // Build again when HEAD moves: to another branch, or to a new commit on it.
+    // A path that does not exist counts as changed at every build (cargo's rule), which
+    // would rebuild this crate every time: only existing files are watched. (A branch's
+    // ref moves from its own file to packed-refs when git packs refs: the file goes, which
+    // counts as a change.)
+    let watch = |path: String| {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    };
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+        watch(format!("{dir}/HEAD"));
         // Branches live in the common directory (the same one but in a worktree).
         let common = git(&["rev-parse", "--git-common-dir"]).unwrap_or(dir);
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={common}/{branch}");
+            watch(format!("{common}/{branch}"));
         }
-        println!("cargo:rerun-if-changed={common}/packed-refs");
+        watch(format!("{common}/packed-refs"));
     }
     println!("cargo:rerun-if-changed=build.rs");
 }
