@@ -301,7 +301,12 @@ enum SigningSecret {
 pub struct Verifier {
     keys: VerifierKeys,
     checked: std::sync::Mutex<Vec<Option<Checked>>>,
+    /// This verifier among the process's (from 1): what a [`Shared`] message remembers.
+    id: u64,
 }
+
+/// The next [`Verifier::id`].
+static NEXT_VERIFIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A signature found valid, in its slot of [`Verifier::checked`].
 struct Checked {
@@ -334,6 +339,7 @@ impl Verifier {
         Verifier {
             keys,
             checked: std::sync::Mutex::new(Vec::new()),
+            id: NEXT_VERIFIER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -649,6 +655,120 @@ impl Transcript {
     }
 }
 
+/// A signed message shared by every node it is sent to (as an [`Arc`] is), which remembers
+/// the verifier that found its signatures valid and for what purpose.
+///
+/// In a simulation the receivers of a multicast share one message and one verifier, so
+/// the first receiver's check answers for the others: [`Shared::verified`] runs the check
+/// once per verifier and purpose, and a later call with the same pair is answered from
+/// memory. Only a check that succeeded is remembered, the value cannot change behind a
+/// `Shared` (changing it through [`Shared::make_mut`] forgets the check, as a clone that
+/// is changed does), and a check for another purpose or by another verifier runs afresh:
+/// so nothing is accepted that the check would refuse. Over a real transport every node
+/// decodes its own copy, which starts unchecked.
+///
+/// Serialized, compared and printed as the value itself.
+pub struct Shared<T>(Arc<SharedValue<T>>);
+
+struct SharedValue<T> {
+    value: T,
+    /// `verifier id << 8 | purpose` of the check that found `value` valid, or 0.
+    valid: std::sync::atomic::AtomicU64,
+}
+
+impl<T> Shared<T> {
+    /// A new, unchecked message.
+    pub fn new(value: T) -> Shared<T> {
+        Shared(Arc::new(SharedValue {
+            value,
+            valid: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether `check` holds for the value, as checked with `crypto`'s verifier for
+    /// `purpose` (which names everything the check depends on besides the value and the
+    /// verifier, e.g. a vote's phase). Runs `check` unless it already succeeded on this
+    /// value for the same verifier and purpose.
+    pub fn verified(&self, crypto: &Crypto, purpose: u8, check: impl FnOnce(&T) -> bool) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let key = crypto.verifier.id << 8 | u64::from(purpose);
+        if self.0.valid.load(Relaxed) == key {
+            return true;
+        }
+        let valid = check(&self.0.value);
+        if valid {
+            self.0.valid.store(key, Relaxed);
+        }
+        valid
+    }
+
+    /// The value, for changing: copied first if other holders share it; either way it is
+    /// unchecked afterwards.
+    pub fn make_mut(this: &mut Shared<T>) -> &mut T
+    where
+        T: Clone,
+    {
+        let shared = Arc::make_mut(&mut this.0);
+        *shared.valid.get_mut() = 0;
+        &mut shared.value
+    }
+}
+
+impl<T: Clone> Clone for SharedValue<T> {
+    /// A copy starts unchecked (it is about to be changed: [`Shared::make_mut`]).
+    fn clone(&self) -> Self {
+        SharedValue {
+            value: self.value.clone(),
+            valid: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0.value
+    }
+}
+
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared::new(value)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.value.fmt(f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.value == other.0.value
+    }
+}
+
+impl<T: Eq> Eq for Shared<T> {}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.value.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Shared::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,6 +807,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A shared message's check is answered from memory only for the verifier and purpose
+    /// it succeeded for, and never once the value changed.
+    #[test]
+    fn a_shared_message_remembers_only_a_successful_check_for_its_verifier_and_purpose() {
+        let nodes = Crypto::generate(CryptoKind::Sim, 5, 2);
+        let other_run = Crypto::generate(CryptoKind::Sim, 5, 2);
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let signed = |bytes: &[u8]| (bytes.to_vec(), a.sign(bytes));
+        fn check<'a>(
+            c: &'a Crypto,
+            calls: &'a std::cell::Cell<u32>,
+        ) -> impl FnOnce(&(Vec<u8>, Signature)) -> bool + 'a {
+            move |(bytes, sig)| {
+                calls.set(calls.get() + 1);
+                c.verify(NodeId(0), bytes, sig)
+            }
+        }
+        let calls = std::cell::Cell::new(0);
+        let message = Shared::new(signed(b"vote"));
+        let copy = message.clone(); // another receiver's copy of a multicast
+        assert!(message.verified(b, 1, check(b, &calls)));
+        assert!(copy.verified(a, 1, check(a, &calls)), "same verifier");
+        assert_eq!(calls.get(), 1, "the second receiver's check was remembered");
+        assert!(copy.verified(b, 2, check(b, &calls)));
+        assert_eq!(calls.get(), 2, "another purpose is checked afresh");
+        assert!(copy.verified(&other_run[1], 2, check(&other_run[1], &calls)));
+        assert_eq!(calls.get(), 3, "another verifier checks afresh");
+
+        // A change forgets the check, in the changed copy; the others keep theirs.
+        let mut changed = copy.clone();
+        Shared::make_mut(&mut changed).0 = b"vots".to_vec();
+        assert!(
+            !changed.verified(b, 2, check(b, &calls)),
+            "a changed value is refused"
+        );
+        assert_eq!(calls.get(), 4);
+        // (It remembers the latest successful check.)
+        assert!(copy.verified(&other_run[1], 2, check(&other_run[1], &calls)));
+        assert_eq!(calls.get(), 4, "the unchanged copy still remembers");
+        let mut alone = Shared::new(signed(b"vote"));
+        assert!(alone.verified(b, 1, check(b, &calls)));
+        Shared::make_mut(&mut alone).0 = b"vots".to_vec(); // not shared: changed in place
+        assert!(!alone.verified(b, 1, check(b, &calls)));
+        assert_eq!(calls.get(), 6);
+
+        // A failed check is not remembered: it runs again.
+        let forged = Shared::new((b"vote".to_vec(), b.sign(b"vote")));
+        assert!(!forged.verified(b, 1, check(b, &calls)));
+        assert!(!forged.verified(b, 1, check(b, &calls)));
+        assert_eq!(calls.get(), 8);
+
+        // Serialized, compared and printed as the value.
+        let plain = signed(b"vote");
+        assert_eq!(*message, plain);
+        assert_eq!(format!("{message:?}"), format!("{plain:?}"));
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        rehearsal_sim_core::codec::encode_into(&message, &mut x).unwrap();
+        rehearsal_sim_core::codec::encode_into(&plain, &mut y).unwrap();
+        assert_eq!(x, y);
     }
 
     #[test]

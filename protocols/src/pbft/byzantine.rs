@@ -30,7 +30,7 @@ use super::messages::{
     ViewChange, Vote,
 };
 use super::Node;
-use crate::crypto::{Crypto, Digest};
+use crate::crypto::{Crypto, Digest, Shared};
 use rehearsal_sim_core::rand::seq::SliceRandom;
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Context, NodeId};
@@ -138,8 +138,8 @@ fn equivocate(crypto: &Crypto, n: u32, cx: &mut Context<Node>, mut to: Vec<NodeI
             // Back each version with our own commit, to push both towards a quorum.
             let good = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, pp.digest);
             let evil = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, bad_digest);
-            cx.broadcast(honest.iter().copied(), Msg::Commit(Arc::new(good)));
-            cx.broadcast(fooled.iter().copied(), Msg::Commit(Arc::new(evil)));
+            cx.broadcast(honest.iter().copied(), Msg::Commit(Shared::new(good)));
+            cx.broadcast(fooled.iter().copied(), Msg::Commit(Shared::new(evil)));
         }
         Msg::Prepare(ref vote) | Msg::Commit(ref vote) => {
             let phase = if matches!(msg, Msg::Prepare(_)) {
@@ -147,7 +147,7 @@ fn equivocate(crypto: &Crypto, n: u32, cx: &mut Context<Node>, mut to: Vec<NodeI
             } else {
                 Phase::Commit
             };
-            let vote = Arc::clone(vote);
+            let vote = vote.clone();
             let made_up = Digest(cx.rng().random());
             let other = Vote::signed(crypto, phase, vote.view, vote.seq, made_up);
             let wrap = |v| match phase {
@@ -155,7 +155,7 @@ fn equivocate(crypto: &Crypto, n: u32, cx: &mut Context<Node>, mut to: Vec<NodeI
                 Phase::Commit => Msg::Commit(v),
             };
             cx.broadcast(honest.iter().copied(), wrap(vote));
-            cx.broadcast(fooled.iter().copied(), wrap(Arc::new(other)));
+            cx.broadcast(fooled.iter().copied(), wrap(Shared::new(other)));
         }
         Msg::ViewChange(vc) => {
             // Claim that nothing prepared here: the new primary must not rely on us.
@@ -218,7 +218,7 @@ fn mutate(crypto: &Crypto, cx: &mut Context<Node>, msg: Msg, to: Option<NodeId>)
                 2 | 3 => seq = nudge(seq, up),
                 _ => digest = made_up,
             }
-            let vote = Arc::new(Vote::signed(crypto, phase, view, seq, digest));
+            let vote = Shared::new(Vote::signed(crypto, phase, view, seq, digest));
             match phase {
                 Phase::Prepare => Msg::Prepare(vote),
                 Phase::Commit => Msg::Commit(vote),
@@ -230,7 +230,7 @@ fn mutate(crypto: &Crypto, cx: &mut Context<Node>, msg: Msg, to: Option<NodeId>)
             } else {
                 Checkpoint::signed(crypto, c.seq, made_up)
             };
-            Msg::Checkpoint(Arc::new(checkpoint))
+            Msg::Checkpoint(Shared::new(checkpoint))
         }
         Msg::Reply(r) => {
             let Some(client) = to else {

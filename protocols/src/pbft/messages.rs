@@ -5,7 +5,7 @@
 //! broadcast, a certificate and the log all point at one value.
 
 use super::app::Snapshot;
-use crate::crypto::{Crypto, Digest, Signature, Transcript};
+use crate::crypto::{Crypto, Digest, Shared, Signature, Transcript};
 use rehearsal_sim_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -454,10 +454,10 @@ pub struct FetchReply {
 pub enum Msg {
     Request(Arc<Request>),
     PrePrepare(Arc<PrePrepare>),
-    Prepare(Arc<Vote>),
-    Commit(Arc<Vote>),
+    Prepare(Shared<Vote>),
+    Commit(Shared<Vote>),
     Reply(Arc<Reply>),
-    Checkpoint(Arc<Checkpoint>),
+    Checkpoint(Shared<Checkpoint>),
     ViewChange(Arc<ViewChange>),
     NewView(Arc<NewView>),
     Fetch(Arc<Fetch>),

@@ -26,7 +26,7 @@ use super::messages::{
     batch_digest, Checkpoint, Fetch, Msg, NewView, Op, Phase, PrePrepare, Reply, Request,
     ViewChange, Vote,
 };
-use crate::crypto::{Crypto, Digest};
+use crate::crypto::{Crypto, Digest, Shared};
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Mutate, NodeId, SimRng};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ impl Mutate for Msg {
                 }
             }
             Msg::Prepare(v) | Msg::Commit(v) => {
-                let v = Arc::make_mut(v);
+                let v = Shared::make_mut(v);
                 match rng.random_range(0..3u32) {
                     0 => {
                         let change = stepped("vote view", v.view, up);
@@ -136,7 +136,7 @@ impl Mutate for Msg {
                 Some(change)
             }
             Msg::Checkpoint(c) => {
-                let c = Arc::make_mut(c);
+                let c = Shared::make_mut(c);
                 if rng.random_bool(0.5) {
                     let change = stepped("checkpoint seq", c.seq, up);
                     c.seq = nudge(c.seq, up);
@@ -264,14 +264,14 @@ pub fn sign_again(msg: &mut Msg, crypto: &Crypto, reply_to: Option<NodeId>) {
                 Arc::clone(&pp.batch),
             ));
         }
-        Msg::Prepare(v) => *v = Arc::new(Vote::signed(crypto, Phase::Prepare, v.view, v.seq, v.digest)),
-        Msg::Commit(v) => *v = Arc::new(Vote::signed(crypto, Phase::Commit, v.view, v.seq, v.digest)),
+        Msg::Prepare(v) => *v = Shared::new(Vote::signed(crypto, Phase::Prepare, v.view, v.seq, v.digest)),
+        Msg::Commit(v) => *v = Shared::new(Vote::signed(crypto, Phase::Commit, v.view, v.seq, v.digest)),
         Msg::Reply(r) => {
             if let Some(client) = reply_to {
                 *r = Arc::new(Reply::signed(crypto, r.view, client, r.number, r.result));
             }
         }
-        Msg::Checkpoint(c) => *c = Arc::new(Checkpoint::signed(crypto, c.seq, c.digest)),
+        Msg::Checkpoint(c) => *c = Shared::new(Checkpoint::signed(crypto, c.seq, c.digest)),
         Msg::ViewChange(vc) => {
             *vc = Arc::new(ViewChange::signed(
                 crypto,
@@ -348,7 +348,7 @@ mod tests {
             .map(|number| Request::signed(&client, number, Op::Put { key: 1, value: number }))
             .collect();
         let pp = Arc::new(PrePrepare::signed(&r1, 1, 3, Arc::from(requests.clone())));
-        let vote = |phase| Arc::new(Vote::signed(&r1, phase, 1, 3, pp.digest));
+        let vote = |phase| Shared::new(Vote::signed(&r1, phase, 1, 3, pp.digest));
         let vc = Arc::new(ViewChange::signed(
             &r1,
             1,
@@ -367,7 +367,7 @@ mod tests {
             Msg::Prepare(vote(Phase::Prepare)),
             Msg::Commit(vote(Phase::Commit)),
             Msg::Reply(Arc::new(Reply::signed(&r1, 1, NodeId(4), 1, 7))),
-            Msg::Checkpoint(Arc::new(Checkpoint::signed(&r1, 16, Digest([5; 32])))),
+            Msg::Checkpoint(Shared::new(Checkpoint::signed(&r1, 16, Digest([5; 32])))),
             Msg::ViewChange(vc),
             Msg::NewView(Arc::clone(&nv)),
             Msg::Fetch(Arc::new(Fetch::signed(&r1, 1, 0, 1))),

@@ -12,7 +12,7 @@ use super::messages::{
     ViewChange, Vote,
 };
 use super::{Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer};
-use crate::crypto::{Crypto, Digest};
+use crate::crypto::{Crypto, Digest, Shared};
 use rehearsal_sim_core::fingerprint::Cached;
 use std::ops::DerefMut;
 use rehearsal_sim_core::{Context, NodeId, Time};
@@ -644,7 +644,7 @@ impl<S: TestSeam> Replica<S> {
             Msg::PrePrepare(pp) => self.on_pre_prepare(from, pp, cx),
             Msg::Prepare(vote) => self.on_vote(from, Phase::Prepare, vote, cx),
             Msg::Commit(vote) => self.on_vote(from, Phase::Commit, vote, cx),
-            Msg::Checkpoint(c) => self.on_checkpoint(from, *c, cx),
+            Msg::Checkpoint(c) => self.on_checkpoint(from, c, cx),
             Msg::ViewChange(vc) => self.on_view_change(from, vc, cx),
             Msg::NewView(nv) => self.on_new_view(from, nv, cx),
             Msg::Fetch(f) => self.on_fetch(from, f, cx),
@@ -865,7 +865,7 @@ impl<S: TestSeam> Replica<S> {
         if primary_of(pp.view, self.p.n) != self.me {
             let vote = Vote::signed(&self.crypto, Phase::Prepare, pp.view, seq, pp.digest);
             Self::record_vote(entry, Phase::Prepare, vote);
-            self.multicast(cx, Msg::Prepare(Arc::new(vote)));
+            self.multicast(cx, Msg::Prepare(Shared::new(vote)));
         }
         self.advance(seq, cx);
     }
@@ -918,7 +918,7 @@ impl<S: TestSeam> Replica<S> {
         &mut self,
         from: NodeId,
         phase: Phase,
-        vote: Arc<Vote>,
+        vote: Shared<Vote>,
         cx: &mut Context<NodeWith<S>>,
     ) {
         let kind = match phase {
@@ -931,13 +931,13 @@ impl<S: TestSeam> Replica<S> {
         if phase == Phase::Prepare && from == primary_of(vote.view, self.p.n) {
             return self.drop_msg(cx, kind, from, "the primary does not prepare");
         }
-        if !vote.verify(&self.crypto, phase) {
+        if !vote.verified(&self.crypto, phase as u8, |v| v.verify(&self.crypto, phase)) {
             return self.drop_msg(cx, kind, from, "bad signature");
         }
         self.note_claim(from.0, vote.view, vote.seq);
         let msg = || match phase {
-            Phase::Prepare => Msg::Prepare(Arc::clone(&vote)),
-            Phase::Commit => Msg::Commit(Arc::clone(&vote)),
+            Phase::Prepare => Msg::Prepare(vote.clone()),
+            Phase::Commit => Msg::Commit(vote.clone()),
         };
         if !self.in_current_view(from, vote.view, msg, cx) {
             return;
@@ -1003,7 +1003,7 @@ impl<S: TestSeam> Replica<S> {
             entry.sent_commit = true;
             let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
             Self::record_vote(entry, Phase::Commit, vote);
-            self.multicast(cx, Msg::Commit(Arc::new(vote)));
+            self.multicast(cx, Msg::Commit(Shared::new(vote)));
         }
         let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
         if entry.commit_cert.is_none()
@@ -1118,22 +1118,27 @@ impl<S: TestSeam> Replica<S> {
         self.snapshots.insert(seq, snapshot);
         cx.output(Output::Checkpointed { seq, digest });
         let checkpoint = Checkpoint::signed(&self.crypto, seq, digest);
-        self.multicast(cx, Msg::Checkpoint(Arc::new(checkpoint)));
+        self.multicast(cx, Msg::Checkpoint(Shared::new(checkpoint)));
         self.record_checkpoint(checkpoint, cx);
     }
 
-    fn on_checkpoint(&mut self, from: NodeId, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
+    fn on_checkpoint(
+        &mut self,
+        from: NodeId,
+        c: Shared<Checkpoint>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if !self.is_replica(from) || c.replica != from.0 {
             return self.drop_msg(cx, "checkpoint", from, "not the replica's own checkpoint");
         }
         if c.seq % self.p.checkpoint_interval != 0 || c.seq == 0 {
             return self.drop_msg(cx, "checkpoint", from, "not at a checkpoint interval");
         }
-        if !c.verify(&self.crypto) {
+        if !c.verified(&self.crypto, 0, |c| c.verify(&self.crypto)) {
             return self.drop_msg(cx, "checkpoint", from, "bad signature");
         }
         self.note_claim(from.0, 0, c.seq);
-        self.record_checkpoint(c, cx);
+        self.record_checkpoint(*c, cx);
     }
 
     fn record_checkpoint(&mut self, c: Checkpoint, cx: &mut Context<NodeWith<S>>) {
@@ -1270,17 +1275,17 @@ impl<S: TestSeam> Replica<S> {
                 out.push(Msg::PrePrepare(Arc::clone(pp)));
             }
             for vote in entry.prepares.iter().filter(|v| v.replica == self.me.0) {
-                out.push(Msg::Prepare(Arc::new(*vote)));
+                out.push(Msg::Prepare(Shared::new(*vote)));
             }
             for vote in entry.commits.iter().filter(|v| v.replica == self.me.0) {
-                out.push(Msg::Commit(Arc::new(*vote)));
+                out.push(Msg::Commit(Shared::new(*vote)));
             }
         }
         // Our checkpoints that are not stable yet: lost checkpoint messages would otherwise
         // hold the watermarks back for good.
         for votes in self.checkpoints.values() {
             for c in votes.votes.iter().filter(|c| c.replica == self.me.0) {
-                out.push(Msg::Checkpoint(Arc::new(*c)));
+                out.push(Msg::Checkpoint(Shared::new(*c)));
             }
         }
         for msg in out {
