@@ -7,8 +7,8 @@
 #![cfg(feature = "dpdk")]
 
 use rehearsal_hardware::dpdk::{
-    bench_ring_pair, Dpdk, DpdkConfig, DpdkError, DpdkTransport, EalConfig, FrameHeader,
-    MacAddress, ETHERTYPE, FRAME_HEADER_BYTES,
+    bench_ring_pair, Dpdk, DpdkBenchError, DpdkConfig, DpdkError, DpdkTransport, EalConfig,
+    FrameHeader, MacAddress, ETHERTYPE, FRAME_HEADER_BYTES,
 };
 use rehearsal_hardware::{
     check_invariants, NodeRuntime, OutputRecord, RunStop, RuntimeConfig, SendError, Transport,
@@ -411,4 +411,58 @@ fn the_ring_pair_benchmark_reports_what_it_measured() {
     );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["messages"], 20_000);
+}
+
+#[test]
+fn the_raw_baseline_moves_the_same_messages_in_the_same_run() {
+    let _serial = serial();
+    dpdk();
+    // Three frames per message, the last one short: every frame length is checked.
+    let report = bench_ring_pair(20_001, 3000).unwrap();
+    let raw = &report.raw;
+    assert_eq!(raw.messages, report.messages);
+    assert_eq!(raw.frames, 20_001 * 3);
+    assert_eq!(raw.bytes, report.bytes);
+    assert_eq!(raw.bytes, 20_001 * 3000);
+    assert!(raw.seconds > 0.0 && raw.messages_per_sec > 0.0, "{raw:?}");
+    assert_eq!(raw.messages_per_sec, 20_001.0 / raw.seconds);
+    assert_eq!(raw.bytes_per_sec, raw.bytes as f64 / raw.seconds);
+    assert_eq!(
+        report.transport_over_raw,
+        report.messages_per_sec / raw.messages_per_sec
+    );
+    assert!(report.setup.contains("interleaved"), "{}", report.setup);
+
+    // One frame per message, the usual case, and an empty message (one empty frame).
+    for payload_bytes in [64, 0] {
+        let report = bench_ring_pair(5_000, payload_bytes).unwrap();
+        assert_eq!(report.raw.frames, 5_000, "{report:?}");
+        assert_eq!(report.raw.bytes, 5_000 * payload_bytes as u64);
+        assert_eq!(report.raw.bytes, report.bytes);
+    }
+
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["raw"]["messages"], 20_001);
+    assert_eq!(json["raw"]["frames"], 60_003);
+    assert!(json["transport_over_raw"].as_f64().unwrap() > 0.0, "{json}");
+    // The fields from before the baseline are still there.
+    for field in [
+        "setup",
+        "messages",
+        "payload_bytes",
+        "frames_per_message",
+        "seconds",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+
+    assert!(matches!(
+        bench_ring_pair(0, 64),
+        Err(DpdkBenchError::NoMessages)
+    ));
+    let too_large = DpdkConfig::default().message_bytes_max + 1;
+    assert!(matches!(
+        bench_ring_pair(1, too_large),
+        Err(DpdkBenchError::Send(SendError::FrameTooLarge { frame_bytes, .. })) if frame_bytes == too_large
+    ));
 }

@@ -190,7 +190,9 @@ enum BenchCommand {
     /// Unreplicated over TCP through the node runtime, against a plain std::net echo.
     Tcp(crate::cluster::BenchTcpArgs),
     /// DPDK ring pair in one process: one-way messages through the Transport trait, one
-    /// thread driving both ends (needs a build with `--features dpdk`).
+    /// thread driving both ends, beside the same messages through the bare burst calls
+    /// (the raw baseline) in the same run, and their ratio (needs a build with
+    /// `--features dpdk`).
     Dpdk {
         /// Messages to send.
         #[arg(long, default_value_t = 10_000_000)]

@@ -1,10 +1,9 @@
 //! For test binaries that launch `rehearsal` processes (`harness = false`): Cargo does
 //! not build the `rehearsal` program for this package's tests, so such a binary plays it.
-//! Run with `node ...`, `cluster ...`, `sim ...` or `campaign ...` arguments it runs that
-//! command, through the same
-//! library functions the `rehearsal` binary calls; run otherwise it runs its tests one at
-//! a time and prints the usual `test result:` line. An argument that is not a flag
-//! filters tests by name.
+//! Run with `node ...`, `cluster ...`, `sim ...`, `campaign ...` or `bench ...` arguments it
+//! runs that command, through the same library functions the `rehearsal` binary calls; run
+//! otherwise it runs its tests one at a time and prints the usual `test result:` line. An
+//! argument that is not a flag filters tests by name.
 
 use clap::{Parser, Subcommand};
 use rehearsal::cluster::{self, ClusterArgs, NodeArgs};
@@ -75,7 +74,10 @@ pub fn main(tests: &[(&str, fn())]) -> ExitCode {
     if matches!(args.first().map(String::as_str), Some("node" | "cluster")) {
         return play_rehearsal();
     }
-    if matches!(args.first().map(String::as_str), Some("sim" | "campaign")) {
+    if matches!(
+        args.first().map(String::as_str),
+        Some("sim" | "campaign" | "bench")
+    ) {
         // The whole command line, as the `rehearsal` binary runs it.
         let argv = std::iter::once("rehearsal".to_string()).chain(args);
         let status = rehearsal::cli::run(argv, &mut std::io::stdout(), &mut std::io::stderr());

@@ -450,6 +450,62 @@ fn dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `rehearsal bench dpdk`, in a process of its own (the EAL is initialised once per
+/// process): the transport's rate, the raw baseline's and their ratio, as JSON and as text.
+fn bench_dpdk_prints_the_transport_the_raw_baseline_and_their_ratio() {
+    let bench = |extra: &[&str]| {
+        let output = Command::new(this_program())
+            .args([
+                "bench",
+                "dpdk",
+                "--messages",
+                "20000",
+                "--payload-bytes",
+                "100",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        stdout
+    };
+
+    let stdout = bench(&["--json"]);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}"));
+    assert_eq!(report["messages"], 20_000);
+    assert_eq!(report["bytes"], 20_000 * 100);
+    assert_eq!(report["raw"]["messages"], 20_000);
+    assert_eq!(report["raw"]["frames"], 20_000);
+    assert_eq!(report["raw"]["bytes"], 20_000 * 100);
+    let rate = |value: &Value| value.as_f64().unwrap_or(0.0);
+    let transport = rate(&report["messages_per_sec"]);
+    let raw = rate(&report["raw"]["messages_per_sec"]);
+    assert!(transport > 0.0 && raw > 0.0, "{report:#}");
+    assert_eq!(rate(&report["transport_over_raw"]), transport / raw);
+
+    let text = bench(&[]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("dpdk ring pair: 20000 messages of 100 B in "),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("raw burst baseline: 20000 messages of 100 B in "),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("transport / raw: "), "{text}");
+    let ratio: f64 = lines[2]["transport / raw: ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|figure| figure.parse().ok())
+        .unwrap_or_else(|| panic!("no ratio in {text}"));
+    assert!(ratio > 0.0, "{text}");
+}
+
 // ---- Harness ------------------------------------------------------------------------------
 
 const TESTS: &[(&str, fn())] = &[
@@ -476,6 +532,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts",
         dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts,
+    ),
+    (
+        "bench_dpdk_prints_the_transport_the_raw_baseline_and_their_ratio",
+        bench_dpdk_prints_the_transport_the_raw_baseline_and_their_ratio,
     ),
 ];
 

@@ -116,7 +116,7 @@ mod frame;
 mod sys;
 mod transport;
 
-pub use bench::{bench_ring_pair, DpdkBenchError, DpdkBenchReport};
+pub use bench::{bench_ring_pair, DpdkBenchError, DpdkBenchReport, DpdkRawBaseline};
 pub use eal::{
     Dpdk, DpdkError, DpdkPort, EalConfig, MemifRole, EAL_ARGS_WITHOUT_HARDWARE, RING_PAIR_SLOTS,
 };

@@ -65,6 +65,7 @@ extern "C" {
     fn rh_rx_burst(port: u16, mbufs: *mut *mut RteMbuf, count: u16) -> u16;
     fn rh_tx_burst(port: u16, mbufs: *mut *mut RteMbuf, count: u16) -> u16;
     fn rh_alloc(pool: *mut RteMempool) -> *mut RteMbuf;
+    fn rh_alloc_bulk(pool: *mut RteMempool, mbufs: *mut *mut RteMbuf, count: c_uint) -> c_int;
     fn rh_free(mbuf: *mut RteMbuf);
     fn rh_free_bulk(mbufs: *mut *mut RteMbuf, count: c_uint);
     fn rh_append(mbuf: *mut RteMbuf, len: u16) -> *mut u8;
@@ -197,6 +198,28 @@ impl Pool {
             raw,
             _not_sync: PhantomData,
         })
+    }
+
+    /// Appends `count` empty buffers to `queue` in one call (`rte_pktmbuf_alloc_bulk`),
+    /// all or none: returns `false`, leaving `queue` as it was, if the pool has fewer.
+    pub(super) fn alloc_bulk(&self, queue: &mut Vec<Mbuf>, count: usize) -> bool {
+        let Ok(count_c) = c_uint::try_from(count) else {
+            return false;
+        };
+        queue.reserve(count);
+        let len = queue.len();
+        // SAFETY: the pool is alive (we own it) and allocation is thread-safe; the vector
+        // has room for `count` more elements, which the call fills with non-null owned
+        // buffers on success (laid out as `Mbuf`s: transparent `rte_mbuf *`) and leaves
+        // unused on failure, so the length grows by `count` only on success.
+        unsafe {
+            let spare = (queue.as_mut_ptr() as *mut *mut RteMbuf).add(len);
+            if rh_alloc_bulk(self.raw.as_ptr(), spare, count_c) != 0 {
+                return false;
+            }
+            queue.set_len(len + count);
+        }
+        true
     }
 }
 

@@ -129,6 +129,35 @@ impl Default for DpdkConfig {
     }
 }
 
+/// Makes a pool of `pool_mbufs` packet buffers for `port`, then configures and starts the
+/// port with one receive and one transmit queue (receive buffers from that pool); returns
+/// the pool and the port's MAC address. The pool must outlive the port's use: drop the
+/// port first.
+pub(super) fn start_port(
+    port: &DpdkPort,
+    pool_mbufs: u32,
+) -> Result<(Pool, MacAddress), DpdkError> {
+    let cache = (pool_mbufs / 8).clamp(32, 256);
+    let data_room = (MBUF_DATA_BYTES + MBUF_HEADROOM_BYTES) as u16;
+    let pool =
+        Pool::create(&unique_name("rhp"), pool_mbufs, cache, data_room).map_err(|errno| {
+            DpdkError::Port {
+                action: format!(
+                    "create a pool of {pool_mbufs} packet buffers for {}",
+                    port.name()
+                ),
+                reason: sys::describe(errno),
+            }
+        })?;
+    let mac = sys::port_start(port.id(), &pool, QUEUE_DESCRIPTORS, QUEUE_DESCRIPTORS).map_err(
+        |errno| DpdkError::Port {
+            action: format!("configure and start port {} ({})", port.id(), port.name()),
+            reason: sys::describe(errno),
+        },
+    )?;
+    Ok((pool, MacAddress(mac)))
+}
+
 /// Frames needed for a message of `message_bytes` (an empty message takes one frame).
 fn frames_for(message_bytes: usize, fragment_bytes_max: usize) -> usize {
     message_bytes.div_ceil(fragment_bytes_max).max(1)
@@ -264,27 +293,10 @@ impl DpdkTransport {
     pub fn new(port: DpdkPort, local: NodeId, config: DpdkConfig) -> Result<Self, DpdkError> {
         config.validate(local)?;
         sys::register_thread();
-        let cache = (config.pool_mbufs / 8).clamp(32, 256);
-        let data_room = (MBUF_DATA_BYTES + MBUF_HEADROOM_BYTES) as u16;
-        let pool = Pool::create(&unique_name("rhp"), config.pool_mbufs, cache, data_room).map_err(
-            |errno| DpdkError::Port {
-                action: format!(
-                    "create a pool of {} packet buffers for {}",
-                    config.pool_mbufs,
-                    port.name()
-                ),
-                reason: sys::describe(errno),
-            },
-        )?;
-        let mac = sys::port_start(port.id(), &pool, QUEUE_DESCRIPTORS, QUEUE_DESCRIPTORS).map_err(
-            |errno| DpdkError::Port {
-                action: format!("configure and start port {} ({})", port.id(), port.name()),
-                reason: sys::describe(errno),
-            },
-        )?;
+        let (pool, mac) = start_port(&port, config.pool_mbufs)?;
         Ok(DpdkTransport {
             local,
-            mac: MacAddress(mac),
+            mac,
             next_message_id: 0,
             tx_queue: Vec::with_capacity(config.tx_queue_frames_max),
             rx_queue: Vec::with_capacity(config.rx_burst_frames),
