@@ -5,7 +5,7 @@
 mod pbft_common;
 
 use pbft_common::TestNet;
-use rehearsal_protocols::crypto::{Crypto, CryptoKind, Digest};
+use rehearsal_protocols::crypto::{Crypto, CryptoKind, Digest, Shared};
 use rehearsal_protocols::hotstuff::checks::{
     Agreement, InOrderExecution, LockMonotonic, VotesIncrease,
 };
@@ -438,17 +438,21 @@ fn keys() -> Vec<Crypto> {
 }
 
 fn qc_of(keys: &[Crypto], view: u64, block: Digest, signers: &[usize]) -> Qc {
-    Qc {
+    Qc::of(
         view,
         block,
-        votes: signers
+        signers
             .iter()
             .map(|&i| {
                 let v = Vote::signed(&keys[i], view, block);
                 (v.voter, v.sig)
             })
             .collect(),
-    }
+    )
+}
+
+fn genuine_check(qc: &hotstuff::messages::QcBody, crypto: &Crypto) -> bool {
+    qc.verify(crypto, 4, 3).is_ok()
 }
 
 #[test]
@@ -461,16 +465,23 @@ fn a_qc_needs_a_quorum_of_distinct_valid_signers() {
     let err = |qc: Qc| qc.verify(&keys[3], 4, 3).unwrap_err();
     assert!(err(qc_of(&keys, 5, block, &[0, 1])).contains("fewer than the quorum"));
     assert!(err(qc_of(&keys, 5, block, &[0, 1, 1])).contains("two votes from n1"));
-    let mut forged = qc_of(&keys, 5, block, &[0, 1, 2]);
-    forged.block = Digest::of(b"other");
+    // A certificate found valid remembers it (replicas share it in a simulation); a copy
+    // changed afterwards does not.
+    let genuine = qc_of(&keys, 5, block, &[0, 1, 2]);
+    let check = |qc: &hotstuff::messages::QcBody| genuine_check(qc, &keys[3]);
+    assert!(genuine.verified(&keys[3], 3, check));
+    let mut forged = genuine.clone();
+    Shared::make_mut(&mut forged).block = Digest::of(b"other");
+    assert!(!forged.verified(&keys[3], 3, check));
+    assert!(genuine.verified(&keys[3], 3, |_| unreachable!("remembered")));
     assert!(err(forged).contains("bad signature"));
     let mut stranger = qc_of(&keys, 5, block, &[0, 1, 2]);
     let mut votes = stranger.votes.to_vec();
     votes[0].0 = 9;
-    stranger.votes = votes.into();
+    Shared::make_mut(&mut stranger).votes = votes.into();
     assert!(err(stranger).contains("not a replica"));
     let mut fake_genesis = Qc::genesis();
-    fake_genesis.block = block;
+    Shared::make_mut(&mut fake_genesis).block = block;
     assert!(err(fake_genesis).contains("genesis"));
     assert!(Qc::genesis().verify(&keys[0], 4, 3).is_ok());
 }

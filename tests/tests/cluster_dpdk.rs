@@ -488,7 +488,10 @@ fn bench_dpdk_prints_the_transport_the_raw_baseline_and_their_ratio() {
     assert!(transport > 0.0 && raw > 0.0, "{report:#}");
     // serde_json's float parsing may be one unit in the last place off.
     let ratio = rate(&report["transport_over_raw"]);
-    assert!((ratio - transport / raw).abs() <= 1e-12 * ratio, "{report:#}");
+    assert!(
+        (ratio - transport / raw).abs() <= 1e-12 * ratio,
+        "{report:#}"
+    );
 
     let text = bench(&[]);
     let lines: Vec<&str> = text.lines().collect();

@@ -5,7 +5,7 @@
 //! A block, a proposal and a timeout live behind `Arc`: a broadcast, the block tree and
 //! the certificates that cite them point at one value.
 
-use crate::crypto::{Crypto, Digest, Signature, Transcript};
+use crate::crypto::{Crypto, Digest, Shared, Signature, Transcript};
 use crate::pbft::messages::{batch_digest, Batch, Reply, Request};
 use rehearsal_sim_core::NodeId;
 use serde::{Deserialize, Serialize};
@@ -45,23 +45,44 @@ pub fn genesis_hash() -> Digest {
 /// A quorum certificate: signed votes of distinct replicas for `block` in `view`. The
 /// genesis certificate (view 0, the genesis block, no votes) is the one exception every
 /// replica accepts without signatures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Qc {
+///
+/// Shared: a certificate is copied into blocks, locks and messages, never changed; and
+/// it remembers the check that found it valid, so that in a simulation the replicas that
+/// receive one certificate check its signatures once ([`Shared::verified`]).
+pub type Qc = Shared<QcBody>;
+
+/// What a [`Qc`] holds.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QcBody {
     pub view: View,
     pub block: Digest,
     /// (replica, its signature over the vote), in the order the leader received them.
-    /// Shared: a certificate is copied into blocks, locks and messages, never changed.
     pub votes: Arc<[(u32, Signature)]>,
 }
 
-impl Qc {
-    pub fn genesis() -> Qc {
-        Qc {
-            view: 0,
-            block: genesis_hash(),
-            votes: Arc::from([]),
-        }
+/// Printed as a `Qc` (trace labels name it so).
+impl std::fmt::Debug for QcBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qc")
+            .field("view", &self.view)
+            .field("block", &self.block)
+            .field("votes", &self.votes)
+            .finish()
     }
+}
+
+impl Qc {
+    /// The certificate of `block` in `view` by `votes`.
+    pub fn of(view: View, block: Digest, votes: Arc<[(u32, Signature)]>) -> Qc {
+        Shared::new(QcBody { view, block, votes })
+    }
+
+    pub fn genesis() -> Qc {
+        Qc::of(0, genesis_hash(), Arc::from([]))
+    }
+}
+
+impl QcBody {
 
     pub fn is_genesis(&self) -> bool {
         self.view == 0 && self.block == genesis_hash() && self.votes.is_empty()

@@ -216,13 +216,13 @@ mod tests {
             .map(|number| Request::signed(&client, number, Op::Put { key: 1, value: number }))
             .collect();
         let parent = Block::new(4, 1, Qc::genesis(), Arc::from([]));
-        let qc = Qc {
-            view: 4,
-            block: parent.hash,
-            votes: (0..3)
+        let qc = Qc::of(
+            4,
+            parent.hash,
+            (0..3)
                 .map(|i| (i, Vote::signed(&crypto(config, i), 4, parent.hash).sig))
                 .collect(),
-        };
+        );
         let block = Arc::new(Block::new(5, 2, qc.clone(), Arc::from(requests.clone())));
         let tc = Arc::new(Tc {
             view: 3,
