@@ -45,6 +45,7 @@ mod inbound;
 mod peer;
 mod socket;
 
+use crate::syscalls::{Syscall, SyscallCounter, SyscallCounts};
 use crate::transport::{SendError, Transport, TransportError};
 use crate::wire::ConnectionError;
 use inbound::{FrameStatus, InboundConn};
@@ -218,6 +219,8 @@ pub struct TcpStats {
     /// writing them (a frame partly written; frames queued behind it wait for the next
     /// connection).
     pub frames_lost: u64,
+    /// System calls this transport made, by kind (see [`SyscallCounts`]).
+    pub syscalls: SyscallCounts,
 }
 
 #[derive(Default)]
@@ -239,6 +242,7 @@ struct Counters {
     bytes_received: AtomicU64,
     frames_dropped_queue_full: AtomicU64,
     frames_lost: AtomicU64,
+    syscalls: SyscallCounter,
 }
 
 /// Adds to a counter. Only the transport's thread writes the counters; the atomics let a
@@ -268,6 +272,7 @@ impl Counters {
             bytes_received: get(&self.bytes_received),
             frames_dropped_queue_full: get(&self.frames_dropped_queue_full),
             frames_lost: get(&self.frames_lost),
+            syscalls: self.syscalls.get(),
         }
     }
 }
@@ -444,6 +449,9 @@ impl TcpTransport {
             errors: Mutex::new(VecDeque::new()),
             connected: Mutex::new(BTreeSet::new()),
         });
+        // The listener's non-blocking flag and the poller, made above.
+        shared.counters.syscalls.count(Syscall::Other);
+        shared.counters.syscalls.count(Syscall::Other);
         let mut transport = TcpTransport {
             me,
             local_addr,
@@ -528,6 +536,7 @@ impl TcpTransport {
         self.closed = true;
         self.listener = None;
         for (_, conn) in std::mem::take(&mut self.inbound) {
+            self.shared.counters.syscalls.count(Syscall::Other);
             let _ = conn.stream.shutdown(Shutdown::Both);
         }
         let now = Instant::now();
@@ -565,7 +574,7 @@ impl TcpTransport {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         self.poller
-            .wait(timeout, &mut events)
+            .wait(timeout, &mut events, &self.shared.counters.syscalls)
             .map_err(|error| TransportError::io("cannot wait for the sockets", error))?;
         let now = if timeout.is_zero() {
             now
@@ -595,7 +604,8 @@ impl TcpTransport {
         for conn in self.inbound.values_mut() {
             if now >= conn.handshake_deadline {
                 // Fails it (silence), unless the handshake completed meanwhile.
-                conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
+                let syscalls = &self.shared.counters.syscalls;
+                conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
                 self.reap_due |= conn.fate.is_some();
             }
         }
@@ -618,6 +628,7 @@ impl TcpTransport {
     /// Brings the poller's registration of each peer's socket up to date (a system call
     /// only where it changed: a dial, a handshake, a full socket).
     fn watch_peers(&mut self) -> io::Result<()> {
+        let syscalls = &self.shared.counters.syscalls;
         for (i, peer) in self.peers.iter_mut().enumerate() {
             let token = PEER_TOKEN | i as u64;
             let wanted = peer.interest();
@@ -630,12 +641,12 @@ impl TcpTransport {
                     was = Some(interest);
                 } else {
                     // The link closed that socket since, which took it out of the poller.
-                    self.poller.unwatch(token, fd, false);
+                    self.poller.unwatch(token, fd, false, syscalls);
                 }
             }
             peer.watched = None;
             if let Some((_, fd, interest)) = wanted {
-                self.poller.watch(token, fd, interest, was)?;
+                self.poller.watch(token, fd, interest, was, syscalls)?;
             }
             peer.watched = wanted;
         }
@@ -647,6 +658,7 @@ impl TcpTransport {
             return Ok(());
         };
         let wanted = self.accept_paused_until.is_none();
+        let syscalls = &self.shared.counters.syscalls;
         if wanted != self.listener_watched {
             let fd = listener.as_raw_fd();
             if wanted {
@@ -654,9 +666,10 @@ impl TcpTransport {
                     read: true,
                     write: false,
                 };
-                self.poller.watch(LISTENER_TOKEN, fd, interest, None)?;
+                self.poller
+                    .watch(LISTENER_TOKEN, fd, interest, None, syscalls)?;
             } else {
-                self.poller.unwatch(LISTENER_TOKEN, fd, true);
+                self.poller.unwatch(LISTENER_TOKEN, fd, true, syscalls);
             }
             self.listener_watched = wanted;
         }
@@ -693,15 +706,16 @@ impl TcpTransport {
         let Some(conn) = self.inbound.get_mut(&seq) else {
             return;
         };
+        let syscalls = &self.shared.counters.syscalls;
         if ready.writable && conn.wants_write() {
-            conn.write_ack();
+            conn.write_ack(syscalls);
         }
         if ready.readable && conn.wants_read() {
-            conn.read();
+            conn.read(syscalls);
         }
         let me = self.me;
         let peers = &self.peer_index;
-        conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
+        conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
         if conn.fate.is_some() {
             self.reap_due = true;
             return;
@@ -713,7 +727,7 @@ impl TcpTransport {
         let interest = conn.interest();
         if conn.watched != Some(interest) {
             let fd = conn.stream.as_raw_fd();
-            match self.poller.watch(seq, fd, interest, conn.watched) {
+            match self.poller.watch(seq, fd, interest, conn.watched, syscalls) {
                 Ok(()) => conn.watched = Some(interest),
                 Err(error) => {
                     conn.fate = Some(ConnectionError::Io(error));
@@ -729,6 +743,8 @@ impl TcpTransport {
             let Some(listener) = &self.listener else {
                 return;
             };
+            let syscalls = &self.shared.counters.syscalls;
+            syscalls.count(Syscall::Other);
             let (stream, remote) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) => match error.kind() {
@@ -752,17 +768,20 @@ impl TcpTransport {
                     .log(format!("closed inbound connection from {remote}: {error}"));
                 continue;
             }
+            syscalls.count(Syscall::Other);
             if let Err(error) = stream.set_nonblocking(true) {
                 self.shared.log(format!(
                     "cannot serve inbound connection from {remote}: {error}"
                 ));
                 continue;
             }
+            syscalls.count(Syscall::Other);
             let _ = stream.set_nodelay(true);
             if let Err(error) = socket::set_keepalive(
                 &stream,
                 self.config.keepalive_idle,
                 self.config.write_timeout,
+                syscalls,
             ) {
                 self.shared.log(format!(
                     "cannot serve inbound connection from {remote}: {error}"
@@ -792,8 +811,10 @@ impl TcpTransport {
             let Some(conn) = self.inbound.remove(&seq) else {
                 continue;
             };
+            let syscalls = &self.shared.counters.syscalls;
             if conn.watched.is_some() {
-                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
+                self.poller
+                    .unwatch(seq, conn.stream.as_raw_fd(), true, syscalls);
             }
             let Some(&i) = conn.complete().and_then(|from| self.peer_index.get(&from)) else {
                 continue;
@@ -818,9 +839,12 @@ impl TcpTransport {
             let Some(mut conn) = self.inbound.remove(&seq) else {
                 continue;
             };
+            let syscalls = &self.shared.counters.syscalls;
             if conn.watched.is_some() {
-                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
+                self.poller
+                    .unwatch(seq, conn.stream.as_raw_fd(), true, syscalls);
             }
+            syscalls.count(Syscall::Other);
             let _ = conn.stream.shutdown(Shutdown::Both);
             bump(&self.shared.counters.inbound_rejected, 1);
             let Some(error) = conn.fate.take() else {

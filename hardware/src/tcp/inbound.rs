@@ -3,6 +3,7 @@
 //! copy; and accepted connections during the acceptor's side of the handshake.
 
 use super::socket::Interest;
+use crate::syscalls::{Counted, Syscall, SyscallCounter};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 use rehearsal_sim_core::NodeId;
 use std::io::{self, Read, Write};
@@ -264,14 +265,18 @@ impl InboundConn {
     }
 
     /// Reads once; notes the end of the stream or a failure.
-    pub fn read(&mut self) {
-        self.end = self.buf.read_once(&mut self.stream);
+    pub fn read(&mut self, syscalls: &SyscallCounter) {
+        self.end = self.buf.read_once(&mut Counted {
+            inner: &mut self.stream,
+            counter: syscalls,
+        });
     }
 
     /// Writes what is left of the handshake answer.
-    pub fn write_ack(&mut self) {
+    pub fn write_ack(&mut self, syscalls: &SyscallCounter) {
         while self.ack_unsent > 0 {
             let from = ACK_BYTES - self.ack_unsent;
+            syscalls.count(Syscall::Write);
             match self.stream.write(&self.ack[from..]) {
                 Ok(0) => {
                     let error = io::Error::from(io::ErrorKind::WriteZero);
@@ -291,7 +296,13 @@ impl InboundConn {
 
     /// Checks the hello once it has arrived and answers it. Sets the fate when it failed,
     /// or when the connection ended or fell silent before the handshake completed.
-    pub fn handshake(&mut self, me: NodeId, now: Instant, is_known: impl Fn(NodeId) -> bool) {
+    pub fn handshake(
+        &mut self,
+        me: NodeId,
+        now: Instant,
+        is_known: impl Fn(NodeId) -> bool,
+        syscalls: &SyscallCounter,
+    ) {
         if self.fate.is_some() {
             return;
         }
@@ -334,7 +345,7 @@ impl InboundConn {
                 self.peer = Some(from);
                 self.ack = Ack { from: me }.encode();
                 self.ack_unsent = ACK_BYTES;
-                self.write_ack();
+                self.write_ack(syscalls);
             }
             Err(error) => self.fate = Some(error),
         }

@@ -5,6 +5,7 @@
 use super::inbound::{End, FrameStatus, RecvBuffer};
 use super::socket::{self, Interest, Readiness};
 use super::{bump, Shared, TcpConfig};
+use crate::syscalls::{Counted, Syscall};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 use rehearsal_sim_core::NodeId;
 use std::collections::VecDeque;
@@ -292,7 +293,7 @@ impl Peer {
 
     fn dial(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
         self.socket_generation += 1;
-        match socket::connect_nonblocking(self.addr) {
+        match socket::connect_nonblocking(self.addr, &shared.counters.syscalls) {
             Ok((stream, true)) => self.start_handshake(stream, now, config, shared),
             Ok((stream, false)) => {
                 self.link = Link::Connecting {
@@ -311,10 +312,15 @@ impl Peer {
         config: &TcpConfig,
         shared: &Shared,
     ) {
+        let syscalls = &shared.counters.syscalls;
+        syscalls.count(Syscall::Other);
         let _ = stream.set_nodelay(true);
-        if let Err(error) =
-            socket::set_keepalive(&stream, config.keepalive_idle, config.write_timeout)
-        {
+        if let Err(error) = socket::set_keepalive(
+            &stream,
+            config.keepalive_idle,
+            config.write_timeout,
+            syscalls,
+        ) {
             self.connect_failed(ConnectionError::Io(error), now, config, shared);
             return;
         }
@@ -350,18 +356,22 @@ impl Peer {
         }
         match &mut self.link {
             Link::Idle { .. } | Link::Waiting => {}
-            Link::Connecting { stream, .. } => match socket::connect_outcome(stream) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let Link::Connecting { stream, .. } =
-                        std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
-                    else {
-                        unreachable!("matched above")
-                    };
-                    self.start_handshake(stream, now, config, shared);
+            Link::Connecting { stream, .. } => {
+                match socket::connect_outcome(stream, &shared.counters.syscalls) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let Link::Connecting { stream, .. } =
+                            std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
+                        else {
+                            unreachable!("matched above")
+                        };
+                        self.start_handshake(stream, now, config, shared);
+                    }
+                    Err(error) => {
+                        self.connect_failed(ConnectionError::Io(error), now, config, shared)
+                    }
                 }
-                Err(error) => self.connect_failed(ConnectionError::Io(error), now, config, shared),
-            },
+            }
             Link::Handshaking {
                 stream,
                 hello,
@@ -369,7 +379,17 @@ impl Peer {
                 ack,
                 ack_got,
                 ..
-            } => match handshake_step(stream, hello, hello_sent, ack, ack_got, self.id) {
+            } => match handshake_step(
+                &mut Counted {
+                    inner: &mut *stream,
+                    counter: &shared.counters.syscalls,
+                },
+                hello,
+                hello_sent,
+                ack,
+                ack_got,
+                self.id,
+            ) {
                 Ok(false) => {}
                 Ok(true) => {
                     let Link::Handshaking { stream, .. } =
@@ -394,7 +414,10 @@ impl Peer {
                 let wants_read = self.end.is_none()
                     && self.buf.status(config.frame_bytes_max) == FrameStatus::Incomplete;
                 if ready.readable && wants_read {
-                    self.end = self.buf.read_once(stream);
+                    self.end = self.buf.read_once(&mut Counted {
+                        inner: &mut *stream,
+                        counter: &shared.counters.syscalls,
+                    });
                 }
                 if ready.writable {
                     self.write(now, config, shared);
@@ -465,7 +488,10 @@ impl Peer {
             *stalled_since = None;
             return Ok(());
         }
-        let written = self.queue.write_to(stream)?;
+        let written = self.queue.write_to(&mut Counted {
+            inner: &mut *stream,
+            counter: &shared.counters.syscalls,
+        })?;
         if written.frames > 0 {
             bump(&shared.counters.frames_sent, written.frames);
             bump(&shared.counters.bytes_sent, written.payload_bytes);
@@ -602,7 +628,7 @@ impl Peer {
 /// Sends what is left of the hello and reads what has come of the acknowledgement.
 /// `Ok(true)` once the acknowledgement is complete and names the peer dialed.
 fn handshake_step(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     hello: &[u8; HELLO_BYTES],
     hello_sent: &mut usize,
     ack: &mut [u8; ACK_BYTES],

@@ -2,6 +2,7 @@
 //! many sockets at once ([`Poller`]: epoll on Linux, `poll(2)` elsewhere). Everything else
 //! goes through `std::net`.
 
+use crate::syscalls::{Syscall, SyscallCounter};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -13,11 +14,18 @@ const POLL_WAIT_MAX: Duration = Duration::from_secs(3600);
 /// Starts connecting to `addr` without blocking. Returns the non-blocking socket and whether
 /// it is connected already; if not, the outcome is known once the socket turns writable
 /// (see [`connect_outcome`]).
-pub(super) fn connect_nonblocking(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
+pub(super) fn connect_nonblocking(
+    addr: SocketAddr,
+    syscalls: &SyscallCounter,
+) -> io::Result<(TcpStream, bool)> {
     let domain = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
+    // socket, fcntl (elsewhere than on Linux), the non-blocking flag, connect.
+    for _ in 0..if SOCKET_FLAGS != 0 { 3 } else { 4 } {
+        syscalls.count(Syscall::Other);
+    }
     // SAFETY: a plain system call; the result is checked before use.
     let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | SOCKET_FLAGS, 0) };
     if fd < 0 {
@@ -50,10 +58,12 @@ pub(super) fn connect_nonblocking(addr: SocketAddr) -> io::Result<(TcpStream, bo
 
 /// Whether a connect started by [`connect_nonblocking`] has completed: `Ok(true)` once it
 /// is established, `Ok(false)` while it is still in progress, the error if it failed.
-pub(super) fn connect_outcome(stream: &TcpStream) -> io::Result<bool> {
+pub(super) fn connect_outcome(stream: &TcpStream, syscalls: &SyscallCounter) -> io::Result<bool> {
+    syscalls.count(Syscall::Other);
     if let Some(error) = stream.take_error()? {
         return Err(error);
     }
+    syscalls.count(Syscall::Other);
     match stream.peer_addr() {
         Ok(_) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -78,9 +88,14 @@ pub(super) fn set_keepalive(
     stream: &TcpStream,
     idle: Duration,
     unacknowledged: Duration,
+    syscalls: &SyscallCounter,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
+    let set_int_option = |fd, level, name, value| {
+        syscalls.count(Syscall::Other);
+        set_int_option(fd, level, name, value)
+    };
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -246,8 +261,10 @@ impl Poller {
         fd: RawFd,
         token: u64,
         interest: Interest,
+        syscalls: &SyscallCounter,
     ) -> io::Result<()> {
         use std::os::fd::AsRawFd;
+        syscalls.count(Syscall::Other);
         let mut bits = 0;
         if interest.read {
             bits |= libc::EPOLLIN;
@@ -274,26 +291,32 @@ impl Poller {
         fd: RawFd,
         interest: Interest,
         was: Option<Interest>,
+        syscalls: &SyscallCounter,
     ) -> io::Result<()> {
         match was {
             Some(was) if was == interest => Ok(()),
-            Some(_) => self.control(libc::EPOLL_CTL_MOD, fd, token, interest),
-            None => self.control(libc::EPOLL_CTL_ADD, fd, token, interest),
+            Some(_) => self.control(libc::EPOLL_CTL_MOD, fd, token, interest, syscalls),
+            None => self.control(libc::EPOLL_CTL_ADD, fd, token, interest, syscalls),
         }
     }
 
     /// Stops watching `token`'s socket `fd`. `open`: the socket is still open (a closed one
     /// left the poller by itself, and its number may belong to another socket by now).
-    pub fn unwatch(&mut self, _token: u64, fd: RawFd, open: bool) {
+    pub fn unwatch(&mut self, _token: u64, fd: RawFd, open: bool, syscalls: &SyscallCounter) {
         if open {
-            let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, Interest::default());
+            let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, Interest::default(), syscalls);
         }
     }
 
     /// Blocks until a watched socket is ready or `timeout` passes (zero: just looks), and
     /// appends `(token, readiness)` of the ready ones to `ready`. A signal ends the wait
     /// early with nothing ready.
-    pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<(u64, Readiness)>) -> io::Result<()> {
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+        ready: &mut Vec<(u64, Readiness)>,
+        syscalls: &SyscallCounter,
+    ) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let epoll = self.epoll.as_raw_fd();
         let timeout = timeout.min(POLL_WAIT_MAX);
@@ -311,11 +334,13 @@ impl Poller {
                 tv_sec: 0,
                 tv_nsec: timeout.subsec_nanos() as libc::c_long,
             };
+            syscalls.count(Syscall::Wait);
             // SAFETY: one initialised entry; no signal mask is passed.
             let waited = unsafe { libc::ppoll(&mut watch, 1, &spec, std::ptr::null()) };
             if waited <= 0 {
                 waited
             } else {
+                syscalls.count(Syscall::Wait);
                 // SAFETY: `events` has room for `capacity` entries.
                 unsafe { libc::epoll_wait(epoll, events, capacity, 0) }
             }
@@ -323,6 +348,7 @@ impl Poller {
             // Whole milliseconds, rounded down: an early return only makes the caller wait
             // again for the rest.
             let ms = timeout.as_millis() as libc::c_int;
+            syscalls.count(Syscall::Wait);
             // SAFETY: `events` has room for `capacity` entries.
             unsafe { libc::epoll_wait(epoll, events, capacity, ms) }
         };
@@ -372,20 +398,26 @@ impl Poller {
         fd: RawFd,
         interest: Interest,
         _was: Option<Interest>,
+        _syscalls: &SyscallCounter,
     ) -> io::Result<()> {
         self.watched.insert(token, (fd, interest));
         Ok(())
     }
 
     /// Stops watching `token`'s socket.
-    pub fn unwatch(&mut self, token: u64, _fd: RawFd, _open: bool) {
+    pub fn unwatch(&mut self, token: u64, _fd: RawFd, _open: bool, _syscalls: &SyscallCounter) {
         self.watched.remove(&token);
     }
 
     /// Blocks until a watched socket is ready or `timeout` passes (zero: just looks), and
     /// appends `(token, readiness)` of the ready ones to `ready`. A signal ends the wait
     /// early with nothing ready.
-    pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<(u64, Readiness)>) -> io::Result<()> {
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+        ready: &mut Vec<(u64, Readiness)>,
+        syscalls: &SyscallCounter,
+    ) -> io::Result<()> {
         self.fds.clear();
         self.tokens.clear();
         for (&token, &(fd, interest)) in &self.watched {
@@ -405,6 +437,7 @@ impl Poller {
         }
         // Round up, so that a short wait does not turn into a busy loop.
         let ms = timeout.min(POLL_WAIT_MAX).as_nanos().div_ceil(1_000_000) as libc::c_int;
+        syscalls.count(Syscall::Wait);
         // SAFETY: `fds` holds as many initialised entries as passed.
         let count =
             unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms) };
@@ -461,7 +494,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
-        set_keepalive(&stream, Duration::from_secs(7), Duration::from_millis(2500)).unwrap();
+        let syscalls = SyscallCounter::default();
+        set_keepalive(
+            &stream,
+            Duration::from_secs(7),
+            Duration::from_millis(2500),
+            &syscalls,
+        )
+        .unwrap();
+        assert_eq!(syscalls.get().other, 5);
         assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
         assert_eq!(
             int_option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
