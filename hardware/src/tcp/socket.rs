@@ -51,7 +51,8 @@ pub(super) const KEEPALIVE_PROBES: u32 = 3;
 /// - a user timeout (Linux): data written but unacknowledged for `unacknowledged` ends the
 ///   connection too, rather than after the many minutes of TCP's own retransmissions.
 ///
-/// (Elsewhere than on Linux only keepalive, with the system's default timing, applies.)
+/// (macOS has keepalive with this timing, and no user timeout; elsewhere only keepalive,
+/// with the system's default timing, applies.)
 pub(super) fn set_keepalive(
     stream: &impl AsRawFd,
     idle: Duration,
@@ -64,10 +65,15 @@ pub(super) fn set_keepalive(
         set_int_option(fd, level, name, value)
     };
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
     {
+        // macOS names the idle time TCP_KEEPALIVE.
+        #[cfg(target_vendor = "apple")]
+        const KEEPIDLE: libc::c_int = libc::TCP_KEEPALIVE;
+        #[cfg(not(target_vendor = "apple"))]
+        const KEEPIDLE: libc::c_int = libc::TCP_KEEPIDLE;
         let idle_s = libc::c_int::try_from(idle.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
-        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle_s)?;
+        set_int_option(fd, libc::IPPROTO_TCP, KEEPIDLE, idle_s)?;
         set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1)?;
         set_int_option(
             fd,
@@ -75,6 +81,9 @@ pub(super) fn set_keepalive(
             libc::TCP_KEEPCNT,
             KEEPALIVE_PROBES as libc::c_int,
         )?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
         let unacknowledged_ms =
             libc::c_int::try_from(unacknowledged.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
         set_int_option(
@@ -85,7 +94,9 @@ pub(super) fn set_keepalive(
         )?;
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (idle, unacknowledged);
+    let _ = unacknowledged;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    let _ = (idle, KEEPALIVE_PROBES);
     Ok(())
 }
 
