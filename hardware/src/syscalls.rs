@@ -5,9 +5,9 @@
 //! echo), one count per call, whatever its outcome (a read that finds nothing, a wait
 //! that times out, a write cut short by `EINTR` all count). Calls that set up a
 //! connection (socket, connect, setsockopt, accept, shutdown, registering with the poller)
-//! are counted as `other`; calls made by the operating system's own libraries outside
-//! the transport (the clock, which Linux answers without entering the kernel; memory
-//! allocation; locks) are not counted.
+//! are counted as `other`, as many as Linux makes. Calls made on the side (reading the
+//! clock, which Linux answers without entering the kernel; allocating memory; taking an
+//! uncontended lock) are not counted.
 
 use serde::Serialize;
 use std::ops::{Add, Sub};
@@ -20,10 +20,10 @@ pub struct SyscallCounts {
     pub reads: u64,
     /// `write`, `writev`, `send` on a connection.
     pub writes: u64,
-    /// Waits for readiness: `epoll_wait`, `poll`, `ppoll`, `kevent`.
+    /// Waits for readiness: `epoll_wait` (Linux), `kevent` (macOS and the BSDs).
     pub waits: u64,
     /// Everything else: `accept`, `socket`, `connect`, `setsockopt`, `shutdown`,
-    /// registrations with the poller (`epoll_ctl`).
+    /// registrations with the poller (`epoll_ctl`, `kevent`).
     pub other: u64,
 }
 
