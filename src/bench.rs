@@ -335,5 +335,24 @@ fn write_bench_tcp(r: &TcpBenchReport, out: &mut dyn Write) -> io::Result<()> {
         out,
         "  runtime / baseline throughput: {:.1} %",
         r.throughput_ratio * 100.0
-    )
+    )?;
+    writeln!(
+        out,
+        "  system calls per request    total   reads  writes   waits   other"
+    )?;
+    for (name, side) in [("runtime ", &r.runtime), ("baseline", &r.baseline)] {
+        let s = &side.syscalls;
+        for (part, rates) in [
+            ("server ", &s.server_per_request),
+            ("clients", &s.clients_per_request),
+            ("total  ", &s.per_request),
+        ] {
+            writeln!(
+                out,
+                "    {name}  {part}       {:>6.2}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6.2}",
+                rates.total, rates.reads, rates.writes, rates.waits, rates.other
+            )?;
+        }
+    }
+    Ok(())
 }

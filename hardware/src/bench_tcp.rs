@@ -7,7 +7,8 @@
 //! through [`NodeRuntime`] over [`TcpTransport`], one thread per node; the baseline echoes
 //! length-prefixed frames of the same size with blocking sockets, one thread per client
 //! and one per server connection. Each side warms up, then counts the requests completed
-//! in a fixed window and records their latencies. The client threads of both sides run at
+//! in a fixed window and records their latencies and the system calls each side's server
+//! and clients made meanwhile (see [`SideSyscalls`]). The client threads of both sides run at
 //! the same nice value ([`TcpBenchConfig::client_nice`]), so that the load generators do
 //! not take the CPU from the servers.
 //!
@@ -15,6 +16,7 @@
 
 use crate::latency::{LatencyHistogram, LatencySummary};
 use crate::runtime::{NodeRuntime, OutputRecord, RuntimeConfig, RuntimeError, StopHandle};
+use crate::syscalls::{Counted, Syscall, SyscallCounter, SyscallCounts, SyscallRates};
 use crate::tcp::{TcpConfig, TcpTransport};
 use crate::transport::TransportError;
 use rehearsal_sim_core::{Actor, NodeId};
@@ -120,6 +122,38 @@ pub struct SideReport {
     pub requests_per_second: f64,
     /// Latency of those requests (send to answer), in nanoseconds.
     pub latency: LatencySummary,
+    /// The system calls the side made inside the window.
+    pub syscalls: SideSyscalls,
+}
+
+/// The system calls one side made inside the measurement window, counted by the code
+/// that makes them (see [`SyscallCounts`] for what counts): on the runtime side, every
+/// call of each node's [`TcpTransport`] (the node runtime makes none of its own); on the
+/// baseline side, every `read`, `write` and `accept` of the echo's sockets.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideSyscalls {
+    /// The server's calls (the runtime's server node; the baseline's echo threads).
+    pub server: SyscallCounts,
+    /// The clients' calls, all together.
+    pub clients: SyscallCounts,
+    /// `server` divided by the requests completed in the window.
+    pub server_per_request: SyscallRates,
+    /// `clients` divided by the requests completed in the window.
+    pub clients_per_request: SyscallRates,
+    /// `server + clients` divided by the requests completed in the window.
+    pub per_request: SyscallRates,
+}
+
+impl SideSyscalls {
+    fn new(server: SyscallCounts, clients: SyscallCounts, requests: u64) -> Self {
+        SideSyscalls {
+            server,
+            clients,
+            server_per_request: server.per(requests),
+            clients_per_request: clients.per(requests),
+            per_request: (server + clients).per(requests),
+        }
+    }
 }
 
 /// What `rehearsal bench tcp` reports.
@@ -234,7 +268,14 @@ impl Recorder {
     }
 }
 
-fn side_report(recorders: &[Recorder], window: Duration) -> SideReport {
+/// What one side's server and clients made of system calls inside the window.
+#[derive(Default)]
+struct WindowSyscalls {
+    server: SyscallCounts,
+    clients: SyscallCounts,
+}
+
+fn side_report(recorders: &[Recorder], window: Duration, syscalls: WindowSyscalls) -> SideReport {
     let mut latencies = LatencyHistogram::new();
     let mut requests = 0;
     for recorder in recorders {
@@ -245,6 +286,30 @@ fn side_report(recorders: &[Recorder], window: Duration) -> SideReport {
         requests,
         requests_per_second: requests as f64 / window.as_secs_f64(),
         latency: latencies.summary(),
+        syscalls: SideSyscalls::new(syscalls.server, syscalls.clients, requests),
+    }
+}
+
+/// Reads the server's counts (the first) and the clients' (the rest, summed) at the
+/// window's start and at its end, and returns the difference.
+fn count_window(
+    epoch: Instant,
+    config: &TcpBenchConfig,
+    read: impl Fn() -> Vec<SyscallCounts>,
+) -> WindowSyscalls {
+    let split = |counts: Vec<SyscallCounts>| {
+        let mut counts = counts.into_iter();
+        let server = counts.next().unwrap_or_default();
+        let clients = counts.fold(SyscallCounts::default(), |sum, count| sum + count);
+        (server, clients)
+    };
+    sleep_until(epoch + config.warmup);
+    let (server_before, clients_before) = split(read());
+    sleep_until(epoch + config.warmup + config.duration);
+    let (server_after, clients_after) = split(read());
+    WindowSyscalls {
+        server: server_after - server_before,
+        clients: clients_after - clients_before,
     }
 }
 
@@ -285,6 +350,7 @@ where
     let epoch = Instant::now();
     let window = window_ns(config);
     let mut recorders = Vec::new();
+    let mut monitors = Vec::new();
     let mut stops: Vec<StopHandle> = Vec::new();
     let mut threads: Vec<NodeThread> = Vec::new();
     for (i, (actor, listener)) in actors.into_iter().zip(listeners).enumerate() {
@@ -295,6 +361,7 @@ where
         };
         let transport =
             TcpTransport::with_listener(NodeId(i as u32), listener, &table, tcp_config)?;
+        monitors.push(transport.monitor());
         let runtime_config = RuntimeConfig {
             epoch: Some(epoch),
             log_errors: false,
@@ -328,7 +395,12 @@ where
             .map_err(io_error("cannot start a node thread"))?;
         threads.push(thread);
     }
-    sleep_until(epoch + config.warmup + config.duration);
+    let syscalls = count_window(epoch, config, || {
+        monitors
+            .iter()
+            .map(|monitor| monitor.stats().syscalls)
+            .collect()
+    });
     for stop in &stops {
         stop.stop();
     }
@@ -347,7 +419,7 @@ where
         .into_iter()
         .map(|recorder| std::mem::take(&mut *lock(&recorder)))
         .collect();
-    Ok(side_report(&recorders, config.duration))
+    Ok(side_report(&recorders, config.duration, syscalls))
 }
 
 /// Sets the calling thread's nice value (0 leaves it alone). On Linux the nice value
@@ -381,8 +453,11 @@ fn sleep_until(deadline: Instant) {
 
 // ---- The plain std::net baseline --------------------------------------------------------
 
+/// One socket of the echo, whose calls are counted.
+type EchoStream<'a> = Counted<'a, &'a TcpStream>;
+
 /// Reads one length-prefixed frame into `payload`; `Ok(false)` at a clean end of stream.
-fn read_echo_frame(stream: &mut TcpStream, payload: &mut Vec<u8>) -> io::Result<bool> {
+fn read_echo_frame(stream: &mut EchoStream, payload: &mut Vec<u8>) -> io::Result<bool> {
     let mut header = [0u8; 4];
     match stream.read_exact(&mut header) {
         Ok(()) => {}
@@ -403,7 +478,7 @@ fn read_echo_frame(stream: &mut TcpStream, payload: &mut Vec<u8>) -> io::Result<
 
 /// Writes header and payload with one system call, as the runtime's writer batches them.
 fn write_echo_frame(
-    stream: &mut TcpStream,
+    stream: &mut EchoStream,
     frame: &mut Vec<u8>,
     payload_len: usize,
 ) -> io::Result<()> {
@@ -413,8 +488,13 @@ fn write_echo_frame(
     stream.write_all(frame)
 }
 
-fn echo_connection(mut stream: TcpStream) {
+fn echo_connection(stream: TcpStream, syscalls: &SyscallCounter) {
+    syscalls.count(Syscall::Other);
     let _ = stream.set_nodelay(true);
+    let mut stream = Counted {
+        inner: &stream,
+        counter: syscalls,
+    };
     let mut payload = Vec::new();
     let mut frame = vec![0u8; 4];
     while let Ok(true) = read_echo_frame(&mut stream, &mut payload) {
@@ -441,11 +521,17 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
         .set_nonblocking(true)
         .map_err(io_error("cannot configure the echo listener"))?;
     let server_stop = Arc::clone(&stop);
+    // One counter per thread: the acceptor's, then each connection's.
+    let server_syscalls: Vec<Arc<SyscallCounter>> = (0..=clients).map(|_| Arc::default()).collect();
+    let client_syscalls: Vec<Arc<SyscallCounter>> = (0..clients).map(|_| Arc::default()).collect();
+    let acceptor_syscalls = server_syscalls.clone();
     let server = thread::Builder::new()
         .name("bench-echo-accept".into())
         .spawn(move || {
             let mut connections = Vec::new();
+            let accepts = &acceptor_syscalls[0];
             while connections.len() < clients && !server_stop.load(Ordering::Relaxed) {
+                accepts.count(Syscall::Other);
                 let stream = match listener.accept() {
                     Ok((stream, _)) => stream,
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -454,15 +540,19 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
                     }
                     Err(_) => break,
                 };
+                // The blocking flag, and the duplicate descriptor of the handle.
+                accepts.count(Syscall::Other);
+                accepts.count(Syscall::Other);
                 if stream.set_nonblocking(false).is_err() {
                     break;
                 }
                 let Ok(handle) = stream.try_clone() else {
                     break;
                 };
+                let syscalls = Arc::clone(&acceptor_syscalls[connections.len() + 1]);
                 match thread::Builder::new()
                     .name("bench-echo-serve".into())
-                    .spawn(move || echo_connection(stream))
+                    .spawn(move || echo_connection(stream, &syscalls))
                 {
                     Ok(thread) => connections.push((handle, thread)),
                     Err(_) => break,
@@ -475,16 +565,25 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
     let epoch = Instant::now();
     let window = window_ns(config);
     let mut threads = Vec::new();
-    for i in 0..clients {
+    for (i, syscalls) in client_syscalls.iter().enumerate() {
         let stop = Arc::clone(&stop);
         let message_bytes = config.message_bytes;
         let client_nice = config.client_nice;
+        let syscalls = Arc::clone(syscalls);
         let thread = thread::Builder::new()
             .name(format!("bench-echo-client-{i}"))
             .spawn(move || -> io::Result<Recorder> {
                 lower_priority(client_nice)?;
-                let mut stream = TcpStream::connect(server_addr)?;
+                // socket, connect, and the no-delay option.
+                for _ in 0..3 {
+                    syscalls.count(Syscall::Other);
+                }
+                let stream = TcpStream::connect(server_addr)?;
                 stream.set_nodelay(true)?;
+                let mut stream = Counted {
+                    inner: &stream,
+                    counter: &syscalls,
+                };
                 let mut recorder = Recorder::default();
                 let mut frame = vec![0u8; 4];
                 let mut reply = Vec::new();
@@ -500,13 +599,19 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
                     recorder.last_ns = Some(sent_ns);
                     recorder.complete(duration_ns(epoch.elapsed()), window);
                 }
-                let _ = stream.shutdown(Shutdown::Both);
+                let _ = stream.inner.shutdown(Shutdown::Both);
                 Ok(recorder)
             })
             .map_err(io_error("cannot start an echo client"))?;
         threads.push(thread);
     }
-    sleep_until(epoch + config.warmup + config.duration);
+    let syscalls = count_window(epoch, config, || {
+        let server = server_syscalls
+            .iter()
+            .fold(SyscallCounts::default(), |sum, counter| sum + counter.get());
+        let clients = client_syscalls.iter().map(|counter| counter.get());
+        std::iter::once(server).chain(clients).collect()
+    });
     stop.store(true, Ordering::Relaxed);
     let mut recorders = Vec::new();
     let mut failure = None;
@@ -533,7 +638,7 @@ fn baseline_side(config: &TcpBenchConfig) -> Result<SideReport, BenchError> {
     if let Some(error) = failure {
         return Err(error);
     }
-    Ok(side_report(&recorders, config.duration))
+    Ok(side_report(&recorders, config.duration, syscalls))
 }
 
 fn duration_ns(duration: Duration) -> u64 {

@@ -64,6 +64,7 @@ pub mod dpdk;
 mod memory;
 mod node_transport;
 mod runtime;
+mod syscalls;
 mod tcp;
 mod transport;
 pub mod wire;
@@ -85,6 +86,7 @@ pub use runtime::{
     NodeRuntime, OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle,
     DECODE_BYTES_MAX,
 };
+pub use syscalls::{SyscallCounts, SyscallRates};
 pub use tcp::{
     TcpConfig, TcpMonitor, TcpStats, TcpTransport, RECENT_ERRORS_MAX, TCP_FRAME_BYTES_MAX_DEFAULT,
 };

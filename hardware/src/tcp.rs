@@ -14,11 +14,15 @@
 //!   queue (one buffer per peer);
 //! - [`flush`](Transport::flush) writes each queue with one `write`, as much as the socket
 //!   takes; the rest stays queued, in order, and goes out as the socket drains;
-//! - [`poll`](Transport::poll) reads the readable connections into one buffer each and hands
-//!   complete frames to the callback straight from those buffers;
-//! - [`wait`](Transport::wait) blocks on the listener and every socket at once (epoll on
-//!   Linux, `poll(2)` elsewhere), and meanwhile accepts connections, runs handshakes, dials
-//!   and redials peers (with exponential backoff), and writes what `flush` left over.
+//! - [`poll`](Transport::poll) reads the readable connections into one buffer each, as much
+//!   as each has while no complete frame is waiting, and hands complete frames to the
+//!   callback straight from those buffers; as it hands them out it reads on, without
+//!   asking the poller again;
+//! - [`wait`](Transport::wait) blocks on the listener and every socket at once (`mio`: epoll
+//!   on Linux, kqueue on macOS and the BSDs), and meanwhile accepts connections, runs
+//!   handshakes, dials and redials peers (with exponential backoff), and writes what
+//!   `flush` left over. The poller counts in milliseconds on Linux: a wait shorter than
+//!   one (for a timer due sooner) lasts one.
 //!
 //! A transport therefore makes progress only while its owner calls it, as the node runtime
 //! does all the time; a frame sent without any later `flush`, `poll` or `wait` may never
@@ -45,16 +49,18 @@ mod inbound;
 mod peer;
 mod socket;
 
+use crate::syscalls::{Syscall, SyscallCounter, SyscallCounts};
 use crate::transport::{SendError, Transport, TransportError};
 use crate::wire::ConnectionError;
 use inbound::{FrameStatus, InboundConn};
-use peer::Peer;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use peer::{Peer, Register};
 use rehearsal_sim_core::NodeId;
-use socket::{Interest, Poller, Readiness};
+use socket::Readiness;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -75,8 +81,8 @@ const ACCEPTS_PER_TURN_MAX: usize = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 
 /// [`Transport::poll`] hands out what is buffered without looking at the sockets again if
-/// they were looked at less than this ago. This saves the runtime's loop one `poll(2)`
-/// per message: after handling a batch it polls once more, finds nothing, and waits,
+/// they were looked at less than this ago. This saves the runtime's loop one wait of the
+/// poller per message: after handling a batch it polls once more, finds nothing, and waits,
 /// which looks anyway. A node that never runs out of work, and so never waits, still
 /// looks this often.
 const LOOK_AGAIN_AFTER: Duration = Duration::from_micros(50);
@@ -218,6 +224,8 @@ pub struct TcpStats {
     /// writing them (a frame partly written; frames queued behind it wait for the next
     /// connection).
     pub frames_lost: u64,
+    /// System calls this transport made, by kind (see [`SyscallCounts`]).
+    pub syscalls: SyscallCounts,
 }
 
 #[derive(Default)]
@@ -239,6 +247,7 @@ struct Counters {
     bytes_received: AtomicU64,
     frames_dropped_queue_full: AtomicU64,
     frames_lost: AtomicU64,
+    syscalls: SyscallCounter,
 }
 
 /// Adds to a counter. Only the transport's thread writes the counters; the atomics let a
@@ -268,6 +277,7 @@ impl Counters {
             bytes_received: get(&self.bytes_received),
             frames_dropped_queue_full: get(&self.frames_dropped_queue_full),
             frames_lost: get(&self.frames_lost),
+            syscalls: self.syscalls.get(),
         }
     }
 }
@@ -338,8 +348,14 @@ impl TcpMonitor {
 
 /// Poller token of the listener; peers are `PEER_TOKEN | index`; inbound connections are
 /// their accept sequence number (below `PEER_TOKEN`).
-const LISTENER_TOKEN: u64 = u64::MAX;
-const PEER_TOKEN: u64 = 1 << 62;
+const LISTENER_TOKEN: Token = Token(usize::MAX);
+const PEER_TOKEN: usize = 1 << (usize::BITS - 2);
+
+/// Events one wait collects, at most; the rest are reported by the next one.
+const EVENTS_PER_WAIT_MAX: usize = 256;
+
+/// What every socket is registered for, once: reading and writing both.
+const INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
 /// A [`Transport`] over TCP: length-prefixed frames on one connection per peer, carrying
 /// both directions, with reconnection, bounded queues and a frame size limit, all driven by
@@ -363,12 +379,15 @@ pub struct TcpTransport {
     local_addr: SocketAddr,
     config: TcpConfig,
     shared: Arc<Shared>,
-    poller: Poller,
+    poll: Poll,
+    events: Events,
     /// What the last wait found ready, by token (kept to reuse its allocation).
-    events: Vec<(u64, Readiness)>,
+    ready: Vec<(Token, Readiness)>,
     /// `None` once shut down.
     listener: Option<TcpListener>,
-    listener_watched: bool,
+    /// Connections may be waiting to be accepted: the poller said so, and no `accept` has
+    /// found none since.
+    listener_ready: bool,
     /// Set while accepting pauses after a failed `accept`.
     accept_paused_until: Option<Instant>,
     peers: Vec<Peer>,
@@ -377,8 +396,8 @@ pub struct TcpTransport {
     /// `peers`).
     unflushed: Vec<usize>,
     /// Accepted connections by accept sequence number (their poller token).
-    inbound: BTreeMap<u64, InboundConn>,
-    next_inbound_seq: u64,
+    inbound: BTreeMap<usize, InboundConn>,
+    next_inbound_seq: usize,
     /// Some inbound connection has its fate decided and waits to be removed.
     reap_due: bool,
     /// Frames this node sent to itself.
@@ -399,7 +418,7 @@ impl TcpTransport {
     /// from the first connection on, use [`from_peer_table`](TcpTransport::from_peer_table) or
     /// [`with_listener`](TcpTransport::with_listener).
     pub fn bind(me: NodeId, listen: SocketAddr, config: TcpConfig) -> Result<Self, TransportError> {
-        let listener = TcpListener::bind(listen)
+        let listener = std::net::TcpListener::bind(listen)
             .map_err(|error| TransportError::io(format!("cannot listen on {listen}"), error))?;
         TcpTransport::with_listener(me, listener, &BTreeMap::new(), config)
     }
@@ -414,7 +433,7 @@ impl TcpTransport {
         let listen = *peers.get(&me).ok_or_else(|| {
             TransportError::Config(format!("the peer table has no address for {me}"))
         })?;
-        let listener = TcpListener::bind(listen)
+        let listener = std::net::TcpListener::bind(listen)
             .map_err(|error| TransportError::io(format!("cannot listen on {listen}"), error))?;
         TcpTransport::with_listener(me, listener, peers, config)
     }
@@ -424,7 +443,7 @@ impl TcpTransport {
     /// nodes, build the peer table from their addresses, and then start them.
     pub fn with_listener(
         me: NodeId,
-        listener: TcpListener,
+        listener: std::net::TcpListener,
         peers: &BTreeMap<NodeId, SocketAddr>,
         config: TcpConfig,
     ) -> Result<Self, TransportError> {
@@ -435,8 +454,12 @@ impl TcpTransport {
         listener
             .set_nonblocking(true)
             .map_err(|error| TransportError::io("cannot configure the listener", error))?;
-        let poller =
-            Poller::new().map_err(|error| TransportError::io("cannot create a poller", error))?;
+        let mut listener = TcpListener::from_std(listener);
+        let poll =
+            Poll::new().map_err(|error| TransportError::io("cannot create a poller", error))?;
+        poll.registry()
+            .register(&mut listener, LISTENER_TOKEN, Interest::READABLE)
+            .map_err(|error| TransportError::io("cannot watch the listener", error))?;
         let shared = Arc::new(Shared {
             me,
             log_errors: config.log_errors,
@@ -444,15 +467,22 @@ impl TcpTransport {
             errors: Mutex::new(VecDeque::new()),
             connected: Mutex::new(BTreeSet::new()),
         });
+        // The listener's non-blocking flag, the poller and the listener's registration,
+        // made above.
+        for _ in 0..3 {
+            shared.counters.syscalls.count(Syscall::Other);
+        }
         let mut transport = TcpTransport {
             me,
             local_addr,
             config,
             shared,
-            poller,
-            events: Vec::new(),
+            poll,
+            events: Events::with_capacity(EVENTS_PER_WAIT_MAX),
+            ready: Vec::new(),
             listener: Some(listener),
-            listener_watched: false,
+            // Connections that came before the registration may wait already.
+            listener_ready: true,
             accept_paused_until: None,
             peers: Vec::new(),
             peer_index: BTreeMap::new(),
@@ -465,9 +495,6 @@ impl TcpTransport {
             deliver_from: 0,
             closed: false,
         };
-        transport
-            .watch_listener()
-            .map_err(|error| TransportError::io("cannot watch the listener", error))?;
         for (&id, &addr) in peers {
             if id != me {
                 transport.add_peer(id, addr)?;
@@ -528,12 +555,12 @@ impl TcpTransport {
         self.closed = true;
         self.listener = None;
         for (_, conn) in std::mem::take(&mut self.inbound) {
+            self.shared.counters.syscalls.count(Syscall::Other);
             let _ = conn.stream.shutdown(Shutdown::Both);
         }
         let now = Instant::now();
         for peer in &mut self.peers {
             peer.close(now);
-            peer.watched = None;
         }
         self.unflushed.clear();
         self.loopback.clear();
@@ -555,30 +582,49 @@ impl TcpTransport {
     /// time after the wait.
     fn turn(&mut self, timeout: Duration) -> Result<Instant, TransportError> {
         let now = Instant::now();
-        let timeout = match self.next_deadline() {
+        let mut timeout = match self.next_deadline() {
             Some(deadline) => timeout.min(deadline.saturating_duration_since(now)),
             None => timeout,
         };
-        self.watch_peers()
-            .and_then(|()| self.watch_listener())
-            .map_err(|error| TransportError::io("cannot watch the sockets", error))?;
-        let mut events = std::mem::take(&mut self.events);
-        events.clear();
-        self.poller
-            .wait(timeout, &mut events)
-            .map_err(|error| TransportError::io("cannot wait for the sockets", error))?;
+        self.register_peers(now);
+        if self.pump_due() {
+            // The poller reports changes only: what is known to be ready goes first.
+            timeout = Duration::ZERO;
+        }
+        self.shared.counters.syscalls.count(Syscall::Wait);
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            // A signal ended the wait early, with nothing ready.
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(error) => return Err(TransportError::io("cannot wait for the sockets", error)),
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(
+            self.events
+                .iter()
+                .map(|event| (event.token(), Readiness::of(event))),
+        );
         let now = if timeout.is_zero() {
             now
         } else {
             Instant::now()
         };
-        self.service(&events, now);
+        self.service(&ready, now);
         // Deadlines after what the wait found: after a stall of this thread, a handshake
         // whose answer has arrived meanwhile completes rather than times out.
         self.on_time(now);
-        self.events = events;
+        self.ready = ready;
         self.looked_at = Some(now);
         Ok(now)
+    }
+
+    /// Whether a socket is known to be ready for work that waits: connections to accept,
+    /// bytes to read, room for queued frames.
+    fn pump_due(&self) -> bool {
+        let frame_bytes_max = self.config.frame_bytes_max;
+        (self.listener_ready && self.accept_paused_until.is_none() && self.listener.is_some())
+            || self.peers.iter().any(|peer| peer.pump_due(frame_bytes_max))
     }
 
     /// Dials peers whose backoff is over, and gives up dials, handshakes and writes that
@@ -595,7 +641,8 @@ impl TcpTransport {
         for conn in self.inbound.values_mut() {
             if now >= conn.handshake_deadline {
                 // Fails it (silence), unless the handshake completed meanwhile.
-                conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
+                let syscalls = &self.shared.counters.syscalls;
+                conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
                 self.reap_due |= conn.fate.is_some();
             }
         }
@@ -615,66 +662,53 @@ impl TcpTransport {
             .min()
     }
 
-    /// Brings the poller's registration of each peer's socket up to date (a system call
-    /// only where it changed: a dial, a handshake, a full socket).
-    fn watch_peers(&mut self) -> io::Result<()> {
+    /// Registers the peers' new sockets with the poller, under their peers' tokens. A socket
+    /// the poller refuses fails as if an i/o call on it had.
+    fn register_peers(&mut self, now: Instant) {
+        let registry = self.poll.registry();
+        let syscalls = &self.shared.counters.syscalls;
         for (i, peer) in self.peers.iter_mut().enumerate() {
-            let token = PEER_TOKEN | i as u64;
-            let wanted = peer.interest();
-            if wanted == peer.watched {
+            let Some(how) = peer.register.take() else {
                 continue;
+            };
+            let Some(stream) = peer.stream_mut() else {
+                continue;
+            };
+            let token = Token(PEER_TOKEN | i);
+            syscalls.count(Syscall::Other);
+            let registered = match how {
+                Register::New => registry.register(stream, token, INTEREST),
+                Register::Moved => registry.reregister(stream, token, INTEREST),
+            };
+            if let Err(error) = registered {
+                peer.socket_failed(error, now, &self.config, &self.shared);
             }
-            let mut was = None;
-            if let Some((generation, fd, interest)) = peer.watched {
-                if wanted.is_some_and(|(now, _, _)| now == generation) {
-                    was = Some(interest);
-                } else {
-                    // The link closed that socket since, which took it out of the poller.
-                    self.poller.unwatch(token, fd, false);
-                }
-            }
-            peer.watched = None;
-            if let Some((_, fd, interest)) = wanted {
-                self.poller.watch(token, fd, interest, was)?;
-            }
-            peer.watched = wanted;
         }
-        Ok(())
-    }
-
-    fn watch_listener(&mut self) -> io::Result<()> {
-        let Some(listener) = &self.listener else {
-            return Ok(());
-        };
-        let wanted = self.accept_paused_until.is_none();
-        if wanted != self.listener_watched {
-            let fd = listener.as_raw_fd();
-            if wanted {
-                let interest = Interest {
-                    read: true,
-                    write: false,
-                };
-                self.poller.watch(LISTENER_TOKEN, fd, interest, None)?;
-            } else {
-                self.poller.unwatch(LISTENER_TOKEN, fd, true);
-            }
-            self.listener_watched = wanted;
-        }
-        Ok(())
     }
 
     /// Acts on what the last wait found ready.
-    fn service(&mut self, events: &[(u64, Readiness)], now: Instant) {
+    fn service(&mut self, events: &[(Token, Readiness)], now: Instant) {
         let mut handshaken = Vec::new();
         for &(token, ready) in events {
             if token == LISTENER_TOKEN {
-                self.accept(now, &mut handshaken);
-            } else if token & PEER_TOKEN != 0 {
-                if let Some(peer) = self.peers.get_mut((token & !PEER_TOKEN) as usize) {
+                self.listener_ready = true;
+            } else if token.0 & PEER_TOKEN != 0 {
+                if let Some(peer) = self.peers.get_mut(token.0 & !PEER_TOKEN) {
                     peer.on_ready(ready, now, &self.config, &self.shared);
                 }
             } else {
-                self.serve_inbound(token, ready, now, &mut handshaken);
+                self.serve_inbound(token.0, ready, now, &mut handshaken);
+            }
+        }
+        if self.listener_ready && self.accept_paused_until.is_none() {
+            self.accept(now, &mut handshaken);
+        }
+        // Sockets the poller said nothing new of may still be ready: a frame handed out since
+        // lets reading go on.
+        let frame_bytes_max = self.config.frame_bytes_max;
+        for peer in &mut self.peers {
+            if peer.pump_due(frame_bytes_max) {
+                peer.pump(now, &self.config, &self.shared);
             }
         }
         self.hand_over(&handshaken, now);
@@ -685,54 +719,44 @@ impl TcpTransport {
     /// acknowledgement. Notes the connection in `handshaken` once both are done.
     fn serve_inbound(
         &mut self,
-        seq: u64,
+        seq: usize,
         ready: Readiness,
         now: Instant,
-        handshaken: &mut Vec<u64>,
+        handshaken: &mut Vec<usize>,
     ) {
         let Some(conn) = self.inbound.get_mut(&seq) else {
             return;
         };
-        if ready.writable && conn.wants_write() {
-            conn.write_ack();
-        }
-        if ready.readable && conn.wants_read() {
-            conn.read();
-        }
+        let syscalls = &self.shared.counters.syscalls;
+        conn.on_ready(ready, syscalls);
         let me = self.me;
         let peers = &self.peer_index;
-        conn.handshake(me, now, |id| id != me && peers.contains_key(&id));
+        conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
         if conn.fate.is_some() {
             self.reap_due = true;
             return;
         }
         if conn.complete().is_some() {
             handshaken.push(seq);
-            return;
-        }
-        let interest = conn.interest();
-        if conn.watched != Some(interest) {
-            let fd = conn.stream.as_raw_fd();
-            match self.poller.watch(seq, fd, interest, conn.watched) {
-                Ok(()) => conn.watched = Some(interest),
-                Err(error) => {
-                    conn.fate = Some(ConnectionError::Io(error));
-                    self.reap_due = true;
-                }
-            }
         }
     }
 
     /// Accepts pending connections, and reads the handshakes that came with them.
-    fn accept(&mut self, now: Instant, handshaken: &mut Vec<u64>) {
+    fn accept(&mut self, now: Instant, handshaken: &mut Vec<usize>) {
         for _ in 0..ACCEPTS_PER_TURN_MAX {
             let Some(listener) = &self.listener else {
                 return;
             };
-            let (stream, remote) = match listener.accept() {
+            let syscalls = &self.shared.counters.syscalls;
+            syscalls.count(Syscall::Other);
+            // Accepted sockets are non-blocking and kept from child processes already.
+            let (mut stream, remote) = match listener.accept() {
                 Ok(accepted) => accepted,
                 Err(error) => match error.kind() {
-                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::WouldBlock => {
+                        self.listener_ready = false;
+                        return;
+                    }
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
                     _ => {
                         // Usually transient (out of file descriptors): report, and pause
@@ -752,49 +776,46 @@ impl TcpTransport {
                     .log(format!("closed inbound connection from {remote}: {error}"));
                 continue;
             }
-            if let Err(error) = stream.set_nonblocking(true) {
-                self.shared.log(format!(
-                    "cannot serve inbound connection from {remote}: {error}"
-                ));
-                continue;
-            }
+            syscalls.count(Syscall::Other);
             let _ = stream.set_nodelay(true);
-            if let Err(error) = socket::set_keepalive(
+            let seq = self.next_inbound_seq;
+            let set_up = socket::set_keepalive(
                 &stream,
                 self.config.keepalive_idle,
                 self.config.write_timeout,
-            ) {
+                syscalls,
+            )
+            .and_then(|()| {
+                syscalls.count(Syscall::Other);
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(seq), INTEREST)
+            });
+            if let Err(error) = set_up {
                 self.shared.log(format!(
                     "cannot serve inbound connection from {remote}: {error}"
                 ));
                 continue;
             }
-            let seq = self.next_inbound_seq;
-            self.next_inbound_seq += 1;
+            self.next_inbound_seq = (seq + 1) % PEER_TOKEN;
             let deadline = now + self.config.handshake_timeout;
             let conn = InboundConn::new(stream, remote.to_string(), deadline);
             self.inbound.insert(seq, conn);
-            // The hello often follows the connect at once: read it in this pass. This also
-            // registers the connection with the poller.
-            let ready = Readiness {
-                readable: true,
-                writable: false,
-            };
-            self.serve_inbound(seq, ready, now, handshaken);
+            // The hello often follows the connect at once: read it in this pass.
+            self.serve_inbound(seq, Readiness::BOTH, now, handshaken);
         }
     }
 
     /// Hands the connections whose handshake completed to their peers, each replacing the
     /// peer's connection or dial, if any (a peer that reconnects replaces its older
     /// connection, which may be half-open).
-    fn hand_over(&mut self, handshaken: &[u64], now: Instant) {
+    fn hand_over(&mut self, handshaken: &[usize], now: Instant) {
         for &seq in handshaken {
+            // Its socket leaves the poller when it closes, or is registered again under its
+            // peer's token.
             let Some(conn) = self.inbound.remove(&seq) else {
                 continue;
             };
-            if conn.watched.is_some() {
-                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
-            }
             let Some(&i) = conn.complete().and_then(|from| self.peer_index.get(&from)) else {
                 continue;
             };
@@ -808,7 +829,7 @@ impl TcpTransport {
         if !std::mem::take(&mut self.reap_due) {
             return;
         }
-        let doomed: Vec<u64> = self
+        let doomed: Vec<usize> = self
             .inbound
             .iter()
             .filter(|(_, conn)| conn.fate.is_some())
@@ -818,9 +839,8 @@ impl TcpTransport {
             let Some(mut conn) = self.inbound.remove(&seq) else {
                 continue;
             };
-            if conn.watched.is_some() {
-                self.poller.unwatch(seq, conn.stream.as_raw_fd(), true);
-            }
+            // Closing the socket takes it out of the poller.
+            self.shared.counters.syscalls.count(Syscall::Other);
             let _ = conn.stream.shutdown(Shutdown::Both);
             bump(&self.shared.counters.inbound_rejected, 1);
             let Some(error) = conn.fate.take() else {
@@ -907,6 +927,14 @@ impl Handed {
         let mut took = false;
         while self.frames < frames_max {
             let FrameStatus::Ready(length) = peer.buf.status(config.frame_bytes_max) else {
+                if peer.read_due(config.frame_bytes_max) {
+                    // The frames read are handed out and the socket has more: read them
+                    // now, without asking the poller.
+                    peer.pump(now, config, shared);
+                    if peer.has_frame(config.frame_bytes_max) {
+                        continue;
+                    }
+                }
                 break;
             };
             deliver(peer.id, peer.buf.payload(length));

@@ -470,6 +470,21 @@ fn bench_tcp_runs_both_sides_briefly_and_refuses_a_bad_nice_value() {
             "{report}"
         );
     }
+    // Every request and every reply is written once and read at least once, by the server
+    // and by its client, on both sides (the window's edges cut a request or two short).
+    for side in ["runtime", "baseline"] {
+        let syscalls = &report[side]["syscalls"];
+        for part in ["server_per_request", "clients_per_request"] {
+            for kind in ["reads", "writes"] {
+                let rate = syscalls[part][kind].as_f64().unwrap();
+                assert!(rate > 0.9, "{side} {part} {kind}: {report}");
+            }
+        }
+        let total = syscalls["per_request"]["total"].as_f64().unwrap();
+        assert!(total >= 3.6, "{side}: {report}");
+    }
+    // The blocking echo never waits for readiness: its reads block.
+    assert_eq!(report["baseline"]["syscalls"]["server"]["waits"], 0);
     let ratio = report["throughput_ratio"].as_f64().unwrap();
     let runtime = report["runtime"]["requests_per_second"].as_f64().unwrap();
     let baseline = report["baseline"]["requests_per_second"].as_f64().unwrap();

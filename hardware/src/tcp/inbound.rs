@@ -2,11 +2,12 @@
 //! and handed to [`Transport::poll`](crate::Transport::poll) straight from it, without a
 //! copy; and accepted connections during the acceptor's side of the handshake.
 
-use super::socket::Interest;
+use super::socket::Readiness;
+use crate::syscalls::{Counted, Syscall, SyscallCounter};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
+use mio::net::TcpStream;
 use rehearsal_sim_core::NodeId;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::time::Instant;
 
 /// Size of a peer's receive buffer, in bytes. A frame larger than this grows the
@@ -138,29 +139,67 @@ impl RecvBuffer {
         }
     }
 
-    /// Reads once from a non-blocking `stream` (see [`read_from`](RecvBuffer::read_from)).
-    /// Returns how the stream ended, if this read found its end or failed; nothing if it
-    /// read bytes or there were none yet.
-    pub fn read_once(&mut self, stream: &mut impl Read) -> Option<End> {
-        match self.read_from(stream) {
-            Ok(0) => Some(End::Closed),
-            Ok(_) => None,
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                None
-            }
-            Err(error) => Some(End::Failed(error)),
-        }
+    /// Reads from the non-blocking `stream` while it may have bytes (`*readable`) and the
+    /// unread bytes start no complete frame (so that a peer whose frames are not handed out
+    /// is slowed down by TCP flow control, and so that growing is for a frame in
+    /// progress). Returns how the stream ended, if a read found out.
+    pub fn read_frame(
+        &mut self,
+        stream: &mut impl Read,
+        ready: &mut Readiness,
+        frame_bytes_max: u32,
+    ) -> Option<End> {
+        self.read_while(stream, ready, |buf| {
+            buf.status(frame_bytes_max) == FrameStatus::Incomplete
+        })
     }
 
-    /// Reads once from `stream` into the free space, making room first. Only called while
-    /// the unread bytes hold no complete frame (so growing is for a frame in progress, whose
-    /// announced length is at most the maximum).
-    pub fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+    /// Reads from the non-blocking `stream` while it may have bytes (`ready.readable`) and
+    /// `wanted` holds. Clears `readable` once a read finds the stream drained: it took fewer
+    /// bytes than there was room for (the poller reports when more come; unless the stream's
+    /// end was reported, which a next read returns), none yet, the stream's end, or an
+    /// error. Returns how the stream ended, if a read found out.
+    fn read_while(
+        &mut self,
+        stream: &mut impl Read,
+        ready: &mut Readiness,
+        wanted: impl Fn(&RecvBuffer) -> bool,
+    ) -> Option<End> {
+        while ready.readable && wanted(self) {
+            let room = self.make_room();
+            match stream.read(&mut self.bytes[self.end..]) {
+                Ok(0) => {
+                    ready.readable = false;
+                    return Some(End::Closed);
+                }
+                Ok(count) => {
+                    self.end += count;
+                    ready.readable = count == room || ready.closed;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => ready.readable = false,
+                Err(error) => {
+                    ready.readable = false;
+                    return Some(End::Failed(error));
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads once from `stream` into the free space, making room first.
+    #[cfg(test)]
+    fn read_from(&mut self, stream: &mut impl Read) -> io::Result<usize> {
+        self.make_room();
+        let count = stream.read(&mut self.bytes[self.end..])?;
+        self.end += count;
+        Ok(count)
+    }
+
+    /// Makes room at the end for a read; returns how many bytes there is room for. Only
+    /// called while the unread bytes hold no complete frame (so growing is for a frame in
+    /// progress, whose announced length is at most the maximum).
+    fn make_room(&mut self) -> usize {
         if self.bytes.len() < RECV_BUFFER_BYTES {
             self.bytes.resize(RECV_BUFFER_BYTES, 0);
         }
@@ -179,9 +218,7 @@ impl RecvBuffer {
             let grown = (self.bytes.len() * 2).min(announced).max(self.end + 1);
             self.bytes.resize(grown, 0);
         }
-        let count = stream.read(&mut self.bytes[self.end..])?;
-        self.end += count;
-        Ok(count)
+        self.bytes.len() - self.end
     }
 }
 
@@ -213,8 +250,9 @@ pub(super) struct InboundConn {
     end: Option<End>,
     /// Set when the handshake failed; the connection is then closed and removed.
     pub fate: Option<ConnectionError>,
-    /// What the poller watches it for, once registered.
-    pub watched: Option<Interest>,
+    /// What the socket may be ready for: what the poller reported since a read or write
+    /// last found otherwise.
+    ready: Readiness,
 }
 
 impl InboundConn {
@@ -229,7 +267,7 @@ impl InboundConn {
             buf: RecvBuffer::new(),
             end: None,
             fate: None,
-            watched: None,
+            ready: Readiness::BOTH,
         }
     }
 
@@ -245,15 +283,6 @@ impl InboundConn {
         self.fate.is_none() && self.ack_unsent > 0
     }
 
-    /// What to watch the socket for: reading (the hello, or the connection's end), and
-    /// writing while the acknowledgement is not out.
-    pub fn interest(&self) -> Interest {
-        Interest {
-            read: true,
-            write: self.wants_write(),
-        }
-    }
-
     /// The handshake passed and its acknowledgement is out: the connection goes to its
     /// peer.
     pub fn complete(&self) -> Option<NodeId> {
@@ -263,15 +292,31 @@ impl InboundConn {
         }
     }
 
-    /// Reads once; notes the end of the stream or a failure.
-    pub fn read(&mut self) {
-        self.end = self.buf.read_once(&mut self.stream);
+    /// Acts on what the poller reported: writes what is left of the acknowledgement, reads
+    /// what came of the hello.
+    pub fn on_ready(&mut self, ready: Readiness, syscalls: &SyscallCounter) {
+        self.ready.merge(ready);
+        if self.ready.writable && self.wants_write() {
+            self.write_ack(syscalls);
+        }
+        if self.wants_read() {
+            let end = self.buf.read_while(
+                &mut Counted {
+                    inner: &mut self.stream,
+                    counter: syscalls,
+                },
+                &mut self.ready,
+                |buf| buf.unread().len() < HELLO_BYTES,
+            );
+            self.end = end;
+        }
     }
 
     /// Writes what is left of the handshake answer.
-    pub fn write_ack(&mut self) {
+    pub fn write_ack(&mut self, syscalls: &SyscallCounter) {
         while self.ack_unsent > 0 {
             let from = ACK_BYTES - self.ack_unsent;
+            syscalls.count(Syscall::Write);
             match self.stream.write(&self.ack[from..]) {
                 Ok(0) => {
                     let error = io::Error::from(io::ErrorKind::WriteZero);
@@ -280,7 +325,10 @@ impl InboundConn {
                 }
                 Ok(count) => self.ack_unsent -= count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready.writable = false;
+                    return;
+                }
                 Err(error) => {
                     self.fate = Some(ConnectionError::Handshake(error));
                     return;
@@ -291,7 +339,13 @@ impl InboundConn {
 
     /// Checks the hello once it has arrived and answers it. Sets the fate when it failed,
     /// or when the connection ended or fell silent before the handshake completed.
-    pub fn handshake(&mut self, me: NodeId, now: Instant, is_known: impl Fn(NodeId) -> bool) {
+    pub fn handshake(
+        &mut self,
+        me: NodeId,
+        now: Instant,
+        is_known: impl Fn(NodeId) -> bool,
+        syscalls: &SyscallCounter,
+    ) {
         if self.fate.is_some() {
             return;
         }
@@ -334,7 +388,7 @@ impl InboundConn {
                 self.peer = Some(from);
                 self.ack = Ack { from: me }.encode();
                 self.ack_unsent = ACK_BYTES;
-                self.write_ack();
+                self.write_ack(syscalls);
             }
             Err(error) => self.fate = Some(error),
         }
@@ -416,6 +470,43 @@ mod tests {
         assert_eq!(buf.drop_incomplete(16), 5);
         buf.absorb(buffer_with(&next));
         assert_eq!(buf.payload(1), b"f");
+    }
+
+    #[test]
+    fn reading_stops_at_a_short_read_unless_the_end_was_reported() {
+        let mut wire = Vec::new();
+        crate::wire::encode_frame(b"abc", &mut wire).unwrap();
+        let partial = &wire[..5];
+        // A read that does not fill the buffer took everything there was: the poller
+        // reports more when it comes.
+        let mut buf = RecvBuffer::new();
+        let mut ready = Readiness::BOTH;
+        assert!(buf.read_frame(&mut &partial[..], &mut ready, 16).is_none());
+        assert!(!ready.readable);
+        assert_eq!(buf.unread(), partial);
+        // But an end reported with the bytes comes with no event of its own: it is read.
+        let mut buf = RecvBuffer::new();
+        let mut ready = Readiness {
+            closed: true,
+            ..Readiness::BOTH
+        };
+        let end = buf.read_frame(&mut &partial[..], &mut ready, 16);
+        assert!(matches!(end, Some(End::Closed)));
+        assert!(!ready.readable);
+        assert!(matches!(
+            buf.truncation(),
+            ConnectionError::Truncated {
+                got_bytes: 5,
+                expected_bytes: 7
+            }
+        ));
+        // A complete frame stops reading until it is handed out.
+        let mut buf = RecvBuffer::new();
+        let mut ready = Readiness::BOTH;
+        wire.extend_from_slice(&wire.clone());
+        let mut reader = &wire[..];
+        assert!(buf.read_frame(&mut reader, &mut ready, 16).is_none());
+        assert_eq!(buf.status(16), FrameStatus::Ready(3));
     }
 
     #[test]

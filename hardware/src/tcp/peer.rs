@@ -3,14 +3,15 @@
 //! established, redial with backoff; or accepted: waiting, established).
 
 use super::inbound::{End, FrameStatus, RecvBuffer};
-use super::socket::{self, Interest, Readiness};
+use super::socket::{self, Readiness};
 use super::{bump, Shared, TcpConfig};
+use crate::syscalls::{Counted, Syscall};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
+use mio::net::TcpStream;
 use rehearsal_sim_core::NodeId;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A send queue whose buffer grew past this keeps it only while it holds frames.
@@ -185,12 +186,21 @@ pub(super) struct Peer {
     end: Option<End>,
     backoff: Duration,
     failures_in_a_row: u64,
-    /// Counts the sockets this peer has had, to tell a new one from an old one that happens
-    /// to get the same descriptor number.
-    socket_generation: u64,
-    /// The socket (generation and descriptor) and interest the poller watches for this
-    /// peer, if any.
-    pub watched: Option<(u64, RawFd, Interest)>,
+    /// What the socket may be ready for: what the poller reported since a read or write last
+    /// found otherwise (the poller reports changes only).
+    ready: Readiness,
+    /// The socket is new and the poller does not know it yet under this peer's token.
+    pub register: Option<Register>,
+}
+
+/// How the poller is to learn of a peer's new socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Register {
+    /// A socket this node dialed: registered afresh.
+    New,
+    /// A connection accepted, registered under its accept sequence number until its
+    /// handshake passed: registered again under the peer's token.
+    Moved,
 }
 
 impl Peer {
@@ -210,33 +220,54 @@ impl Peer {
             end: None,
             backoff: config.reconnect_backoff_min,
             failures_in_a_row: 0,
-            socket_generation: 0,
-            watched: None,
+            ready: Readiness::default(),
+            register: None,
         }
     }
 
-    /// The socket to watch (generation and descriptor), and what for.
-    pub fn interest(&self) -> Option<(u64, RawFd, Interest)> {
-        let (stream, read, write) = match &self.link {
-            Link::Idle { .. } | Link::Waiting => return None,
-            Link::Connecting { stream, .. } => (stream, false, true),
-            Link::Handshaking {
-                stream, hello_sent, ..
-            } => (stream, true, *hello_sent < HELLO_BYTES),
-            // Reading stays watched even while a frame waits to be handed out: the wait
-            // returns at once then anyway, and toggling would cost a system call per
-            // frame. Writing waits only when the socket was full: queued frames go out
-            // with the next flush.
-            Link::Established {
-                stream,
-                stalled_since,
-            } => (stream, true, stalled_since.is_some()),
-        };
-        Some((
-            self.socket_generation,
-            stream.as_raw_fd(),
-            Interest { read, write },
-        ))
+    /// The peer's socket, if it has one.
+    pub fn stream_mut(&mut self) -> Option<&mut TcpStream> {
+        match &mut self.link {
+            Link::Idle { .. } | Link::Waiting => None,
+            Link::Connecting { stream, .. }
+            | Link::Handshaking { stream, .. }
+            | Link::Established { stream, .. } => Some(stream),
+        }
+    }
+
+    /// Whether [`pump`](Peer::pump) has work without a word from the poller: the socket
+    /// may have bytes to read that no complete frame holds back, or room for queued frames.
+    pub fn pump_due(&self, frame_bytes_max: u32) -> bool {
+        self.read_due(frame_bytes_max)
+            || (matches!(self.link, Link::Established { .. })
+                && self.ready.writable
+                && !self.queue.is_empty())
+    }
+
+    /// Whether the socket may have bytes to read that no complete frame holds back.
+    pub fn read_due(&self, frame_bytes_max: u32) -> bool {
+        matches!(self.link, Link::Established { .. })
+            && self.ready.readable
+            && self.end.is_none()
+            && self.buf.status(frame_bytes_max) == FrameStatus::Incomplete
+    }
+
+    /// The poller could not take the peer's socket: it fails as if an i/o call had.
+    pub fn socket_failed(
+        &mut self,
+        error: io::Error,
+        now: Instant,
+        config: &TcpConfig,
+        shared: &Shared,
+    ) {
+        let error = ConnectionError::Io(error);
+        match self.link {
+            Link::Idle { .. } | Link::Waiting => {}
+            Link::Connecting { .. } | Link::Handshaking { .. } => {
+                self.connect_failed(error, now, config, shared)
+            }
+            Link::Established { .. } => self.lost(Loss::Failed(error), now, config, shared),
+        }
     }
 
     /// The next instant at which [`on_time`](Peer::on_time) has something to do.
@@ -291,14 +322,16 @@ impl Peer {
     }
 
     fn dial(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
-        self.socket_generation += 1;
-        match socket::connect_nonblocking(self.addr) {
-            Ok((stream, true)) => self.start_handshake(stream, now, config, shared),
-            Ok((stream, false)) => {
+        match socket::connect(self.addr, &shared.counters.syscalls) {
+            Ok(stream) => {
                 self.link = Link::Connecting {
                     stream,
                     deadline: now + config.connect_timeout,
                 };
+                self.register = Some(Register::New);
+                self.ready = Readiness::default();
+                // A connect on loopback is often complete at once: find out now.
+                self.on_ready(Readiness::BOTH, now, config, shared);
             }
             Err(error) => self.connect_failed(ConnectionError::Io(error), now, config, shared),
         }
@@ -311,10 +344,15 @@ impl Peer {
         config: &TcpConfig,
         shared: &Shared,
     ) {
+        let syscalls = &shared.counters.syscalls;
+        syscalls.count(Syscall::Other);
         let _ = stream.set_nodelay(true);
-        if let Err(error) =
-            socket::set_keepalive(&stream, config.keepalive_idle, config.write_timeout)
-        {
+        if let Err(error) = socket::set_keepalive(
+            &stream,
+            config.keepalive_idle,
+            config.write_timeout,
+            syscalls,
+        ) {
             self.connect_failed(ConnectionError::Io(error), now, config, shared);
             return;
         }
@@ -331,8 +369,8 @@ impl Peer {
             deadline: now + config.handshake_timeout,
         };
         let ready = Readiness {
-            readable: false,
             writable: true,
+            ..Readiness::default()
         };
         self.on_ready(ready, now, config, shared);
     }
@@ -348,20 +386,25 @@ impl Peer {
         if !ready.any() {
             return;
         }
+        self.ready.merge(ready);
         match &mut self.link {
             Link::Idle { .. } | Link::Waiting => {}
-            Link::Connecting { stream, .. } => match socket::connect_outcome(stream) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let Link::Connecting { stream, .. } =
-                        std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
-                    else {
-                        unreachable!("matched above")
-                    };
-                    self.start_handshake(stream, now, config, shared);
+            Link::Connecting { stream, .. } => {
+                match socket::connect_outcome(stream, &shared.counters.syscalls) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let Link::Connecting { stream, .. } =
+                            std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
+                        else {
+                            unreachable!("matched above")
+                        };
+                        self.start_handshake(stream, now, config, shared);
+                    }
+                    Err(error) => {
+                        self.connect_failed(ConnectionError::Io(error), now, config, shared)
+                    }
                 }
-                Err(error) => self.connect_failed(ConnectionError::Io(error), now, config, shared),
-            },
+            }
             Link::Handshaking {
                 stream,
                 hello,
@@ -369,7 +412,17 @@ impl Peer {
                 ack,
                 ack_got,
                 ..
-            } => match handshake_step(stream, hello, hello_sent, ack, ack_got, self.id) {
+            } => match handshake_step(
+                &mut Counted {
+                    inner: &mut *stream,
+                    counter: &shared.counters.syscalls,
+                },
+                hello,
+                hello_sent,
+                ack,
+                ack_got,
+                self.id,
+            ) {
                 Ok(false) => {}
                 Ok(true) => {
                     let Link::Handshaking { stream, .. } =
@@ -390,18 +443,29 @@ impl Peer {
                 }
                 Err(error) => self.connect_failed(error, now, config, shared),
             },
-            Link::Established { stream, .. } => {
-                let wants_read = self.end.is_none()
-                    && self.buf.status(config.frame_bytes_max) == FrameStatus::Incomplete;
-                if ready.readable && wants_read {
-                    self.end = self.buf.read_once(stream);
-                }
-                if ready.writable {
-                    self.write(now, config, shared);
-                }
-                self.settle(now, config, shared);
-            }
+            Link::Established { .. } => self.pump(now, config, shared),
         }
+    }
+
+    /// Reads what the socket has, while no complete frame holds reading back, and writes
+    /// what is queued, while the socket takes it; then ends the connection if what was read
+    /// ends it. Only where the socket may be ready: no call finds nothing to do twice.
+    pub fn pump(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+        let Link::Established { stream, .. } = &mut self.link else {
+            return;
+        };
+        if self.end.is_none() {
+            self.end = self.buf.read_frame(
+                &mut Counted {
+                    inner: &mut *stream,
+                    counter: &shared.counters.syscalls,
+                },
+                &mut self.ready,
+                config.frame_bytes_max,
+            );
+        }
+        self.write(now, config, shared);
+        self.settle(now, config, shared);
     }
 
     /// Takes a connection the peer dialed, whose handshake passed (`buf` holds what came
@@ -417,11 +481,9 @@ impl Peer {
         if matches!(self.link, Link::Established { .. }) {
             self.lost(Loss::Replaced, now, config, shared);
         }
-        self.socket_generation += 1;
         self.buf.absorb(buf);
+        self.register = Some(Register::Moved);
         self.established(stream, now, config, shared);
-        // What the dialer sent along with its hello may already end the connection.
-        self.settle(now, config, shared);
     }
 
     fn established(
@@ -437,7 +499,10 @@ impl Peer {
             stream,
             stalled_since: None,
         };
-        self.write(now, config, shared);
+        // Bytes may have come after the handshake already, and an event of the poller may
+        // have passed: read and write until the socket says otherwise.
+        self.ready = Readiness::BOTH;
+        self.pump(now, config, shared);
     }
 
     /// Writes queued frames, as many as the socket takes; a write that fails ends the
@@ -465,11 +530,19 @@ impl Peer {
             *stalled_since = None;
             return Ok(());
         }
-        let written = self.queue.write_to(stream)?;
+        if !self.ready.writable {
+            // Full since the last write: the poller says when it has room again.
+            return Ok(());
+        }
+        let written = self.queue.write_to(&mut Counted {
+            inner: &mut *stream,
+            counter: &shared.counters.syscalls,
+        })?;
         if written.frames > 0 {
             bump(&shared.counters.frames_sent, written.frames);
             bump(&shared.counters.bytes_sent, written.payload_bytes);
         }
+        self.ready.writable = !written.blocked;
         if !written.blocked {
             *stalled_since = None;
         } else if written.bytes > 0 || stalled_since.is_none() {
@@ -593,6 +666,7 @@ impl Peer {
     /// down).
     pub fn close(&mut self, now: Instant) {
         self.link = Link::Idle { retry_at: now };
+        self.register = None;
         self.queue.clear();
         self.buf = RecvBuffer::new();
         self.end = None;
@@ -602,7 +676,7 @@ impl Peer {
 /// Sends what is left of the hello and reads what has come of the acknowledgement.
 /// `Ok(true)` once the acknowledgement is complete and names the peer dialed.
 fn handshake_step(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     hello: &[u8; HELLO_BYTES],
     hello_sent: &mut usize,
     ack: &mut [u8; ACK_BYTES],

@@ -1,59 +1,37 @@
-//! The two socket facilities `std::net` lacks: a connect that does not block, and waiting on
-//! many sockets at once ([`Poller`]: epoll on Linux, `poll(2)` elsewhere). Everything else
-//! goes through `std::net`.
+//! What the transport needs of sockets beyond reading and writing them: a connect that does
+//! not block ([`connect`], [`connect_outcome`]), keepalive options ([`set_keepalive`]), and
+//! the readiness the poller reports ([`Readiness`]).
+//!
+//! Sockets and the poller are `mio`'s: epoll on Linux, kqueue on macOS and the BSDs. Every
+//! socket is registered once, for reading and writing both, and the poller is
+//! edge-triggered: it reports that a socket turned readable or writable, not that it still
+//! is. So each connection keeps what it was told (see [`Readiness`]) until a read or write
+//! finds otherwise, and nothing is registered again while a connection lives.
 
+use crate::syscalls::{Syscall, SyscallCounter};
+use mio::net::TcpStream;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-/// Longest single wait in [`Poller::wait`]; callers loop for longer ones.
-const POLL_WAIT_MAX: Duration = Duration::from_secs(3600);
-
-/// Starts connecting to `addr` without blocking. Returns the non-blocking socket and whether
-/// it is connected already; if not, the outcome is known once the socket turns writable
-/// (see [`connect_outcome`]).
-pub(super) fn connect_nonblocking(addr: SocketAddr) -> io::Result<(TcpStream, bool)> {
-    let domain = match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
-    };
-    // SAFETY: a plain system call; the result is checked before use.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | SOCKET_FLAGS, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    set_cloexec(fd)?;
-    stream.set_nonblocking(true)?;
-    let (storage, length) = sockaddr(addr);
-    // SAFETY: `storage` holds a socket address of `length` bytes of the family of `fd`.
-    let result = unsafe {
-        libc::connect(
-            fd,
-            std::ptr::addr_of!(storage).cast::<libc::sockaddr>(),
-            length,
-        )
-    };
-    if result == 0 {
-        return Ok((stream, true));
-    }
-    let error = io::Error::last_os_error();
-    match error.raw_os_error() {
-        // An interrupted non-blocking connect goes on in the background, like one in
-        // progress.
-        Some(libc::EINPROGRESS | libc::EINTR) => Ok((stream, false)),
-        _ => Err(error),
-    }
+/// Starts connecting to `addr` without blocking. The outcome is known once the socket turns
+/// writable (see [`connect_outcome`]).
+pub(super) fn connect(addr: SocketAddr, syscalls: &SyscallCounter) -> io::Result<TcpStream> {
+    // socket (non-blocking and close-on-exec from the start on Linux) and connect.
+    syscalls.count(Syscall::Other);
+    syscalls.count(Syscall::Other);
+    TcpStream::connect(addr)
 }
 
-/// Whether a connect started by [`connect_nonblocking`] has completed: `Ok(true)` once it
-/// is established, `Ok(false)` while it is still in progress, the error if it failed.
-pub(super) fn connect_outcome(stream: &TcpStream) -> io::Result<bool> {
+/// Whether a connect started by [`connect`] has completed: `Ok(true)` once it is
+/// established, `Ok(false)` while it is still in progress, the error if it failed.
+pub(super) fn connect_outcome(stream: &TcpStream, syscalls: &SyscallCounter) -> io::Result<bool> {
+    syscalls.count(Syscall::Other);
     if let Some(error) = stream.take_error()? {
         return Err(error);
     }
+    syscalls.count(Syscall::Other);
     match stream.peer_addr() {
         Ok(_) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -73,19 +51,29 @@ pub(super) const KEEPALIVE_PROBES: u32 = 3;
 /// - a user timeout (Linux): data written but unacknowledged for `unacknowledged` ends the
 ///   connection too, rather than after the many minutes of TCP's own retransmissions.
 ///
-/// (Elsewhere than on Linux only keepalive, with the system's default timing, applies.)
+/// (macOS has keepalive with this timing, and no user timeout; elsewhere only keepalive,
+/// with the system's default timing, applies.)
 pub(super) fn set_keepalive(
-    stream: &TcpStream,
+    stream: &impl AsRawFd,
     idle: Duration,
     unacknowledged: Duration,
+    syscalls: &SyscallCounter,
 ) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
+    let set_int_option = |fd, level, name, value| {
+        syscalls.count(Syscall::Other);
+        set_int_option(fd, level, name, value)
+    };
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
     {
+        // macOS names the idle time TCP_KEEPALIVE.
+        #[cfg(target_vendor = "apple")]
+        const KEEPIDLE: libc::c_int = libc::TCP_KEEPALIVE;
+        #[cfg(not(target_vendor = "apple"))]
+        const KEEPIDLE: libc::c_int = libc::TCP_KEEPIDLE;
         let idle_s = libc::c_int::try_from(idle.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
-        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle_s)?;
+        set_int_option(fd, libc::IPPROTO_TCP, KEEPIDLE, idle_s)?;
         set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 1)?;
         set_int_option(
             fd,
@@ -93,6 +81,9 @@ pub(super) fn set_keepalive(
             libc::TCP_KEEPCNT,
             KEEPALIVE_PROBES as libc::c_int,
         )?;
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
         let unacknowledged_ms =
             libc::c_int::try_from(unacknowledged.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
         set_int_option(
@@ -103,7 +94,9 @@ pub(super) fn set_keepalive(
         )?;
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = (idle, unacknowledged);
+    let _ = unacknowledged;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    let _ = (idle, KEEPALIVE_PROBES);
     Ok(())
 }
 
@@ -129,315 +122,52 @@ fn set_int_option(
     Ok(())
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const SOCKET_FLAGS: libc::c_int = libc::SOCK_CLOEXEC;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const SOCKET_FLAGS: libc::c_int = 0;
-
-/// Keeps the socket out of child processes (`rehearsal cluster` spawns nodes). Linux sets
-/// the flag atomically at creation; elsewhere it is set right after.
-fn set_cloexec(fd: RawFd) -> io::Result<()> {
-    if SOCKET_FLAGS != 0 {
-        return Ok(());
-    }
-    // SAFETY: `fd` is open; F_SETFD takes an int argument.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero bytes are a valid value of these plain C structures.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let length = match addr {
-        SocketAddr::V4(v4) => {
-            // SAFETY: as above.
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            // The octets are in network order already.
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(v4.ip().octets()),
-            };
-            // SAFETY: `sockaddr_storage` is larger than and aligned for every address type.
-            unsafe {
-                std::ptr::addr_of_mut!(storage)
-                    .cast::<libc::sockaddr_in>()
-                    .write(sin)
-            };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: as above.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_flowinfo = v6.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: v6.ip().octets(),
-            };
-            sin6.sin6_scope_id = v6.scope_id();
-            // SAFETY: as above.
-            unsafe {
-                std::ptr::addr_of_mut!(storage)
-                    .cast::<libc::sockaddr_in6>()
-                    .write(sin6);
-            };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, length as libc::socklen_t)
-}
-
-/// What a socket is watched for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Interest {
-    pub read: bool,
-    pub write: bool,
-}
-
-/// What a socket is ready for. Errors and hang-ups count as both, so that the owner's next
-/// read or write finds out what happened.
+/// What the poller reported a socket turned ready for. Errors and hang-ups count as both,
+/// so that the owner's next read or write finds out what happened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Readiness {
     pub readable: bool,
     pub writable: bool,
+    /// The peer's end of the stream (or an error) has come: reading goes on until it is
+    /// read, even after a read that did not fill the buffer (which otherwise means that
+    /// everything was read), because no further event will announce it.
+    pub closed: bool,
 }
 
 impl Readiness {
+    /// Ready for both: what a socket is taken to be when it is new, so that the first read
+    /// and write find out, rather than waiting for an event that may have passed already.
+    pub const BOTH: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        closed: false,
+    };
+
+    pub fn of(event: &mio::event::Event) -> Readiness {
+        let failed = event.is_error();
+        Readiness {
+            readable: failed || event.is_readable() || event.is_read_closed(),
+            writable: failed || event.is_writable() || event.is_write_closed(),
+            closed: failed || event.is_read_closed(),
+        }
+    }
+
+    /// Adds what an event reported to what was known.
+    pub fn merge(&mut self, reported: Readiness) {
+        self.readable |= reported.readable;
+        self.writable |= reported.writable;
+        self.closed |= reported.closed;
+    }
+
     pub fn any(self) -> bool {
         self.readable || self.writable
-    }
-}
-
-/// Events one wait reports, at most; the rest are reported by the next one (the poller is
-/// level-triggered, so nothing is lost).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const EVENTS_PER_WAIT_MAX: usize = 256;
-
-/// Waits on many sockets at once, level-triggered. Each socket is registered under a token
-/// of the caller's choosing, and registrations change only when what a socket waits for
-/// changes, so that a wait costs the same however many idle connections there are.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) struct Poller {
-    epoll: OwnedFd,
-    events: Vec<libc::epoll_event>,
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-impl Poller {
-    pub fn new() -> io::Result<Poller> {
-        // SAFETY: a plain system call; the result is checked before use.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Poller {
-            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT_MAX],
-        })
-    }
-
-    fn control(
-        &self,
-        op: libc::c_int,
-        fd: RawFd,
-        token: u64,
-        interest: Interest,
-    ) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let mut bits = 0;
-        if interest.read {
-            bits |= libc::EPOLLIN;
-        }
-        if interest.write {
-            bits |= libc::EPOLLOUT;
-        }
-        let mut event = libc::epoll_event {
-            events: bits as u32,
-            u64: token,
-        };
-        // SAFETY: both descriptors are open; `event` outlives the call.
-        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut event) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Watches the open socket `fd` for `interest` under `token`. `was` is what this same
-    /// socket was watched for until now, if it was.
-    pub fn watch(
-        &mut self,
-        token: u64,
-        fd: RawFd,
-        interest: Interest,
-        was: Option<Interest>,
-    ) -> io::Result<()> {
-        match was {
-            Some(was) if was == interest => Ok(()),
-            Some(_) => self.control(libc::EPOLL_CTL_MOD, fd, token, interest),
-            None => self.control(libc::EPOLL_CTL_ADD, fd, token, interest),
-        }
-    }
-
-    /// Stops watching `token`'s socket `fd`. `open`: the socket is still open (a closed one
-    /// left the poller by itself, and its number may belong to another socket by now).
-    pub fn unwatch(&mut self, _token: u64, fd: RawFd, open: bool) {
-        if open {
-            let _ = self.control(libc::EPOLL_CTL_DEL, fd, 0, Interest::default());
-        }
-    }
-
-    /// Blocks until a watched socket is ready or `timeout` passes (zero: just looks), and
-    /// appends `(token, readiness)` of the ready ones to `ready`. A signal ends the wait
-    /// early with nothing ready.
-    pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<(u64, Readiness)>) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let epoll = self.epoll.as_raw_fd();
-        let timeout = timeout.min(POLL_WAIT_MAX);
-        let capacity = self.events.len() as libc::c_int;
-        let events = self.events.as_mut_ptr();
-        let count = if timeout < Duration::from_millis(1) && !timeout.is_zero() {
-            // epoll_wait counts in milliseconds: wait for the epoll descriptor itself to
-            // turn readable with ppoll, which counts in nanoseconds, then collect.
-            let mut watch = libc::pollfd {
-                fd: epoll,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let spec = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: timeout.subsec_nanos() as libc::c_long,
-            };
-            // SAFETY: one initialised entry; no signal mask is passed.
-            let waited = unsafe { libc::ppoll(&mut watch, 1, &spec, std::ptr::null()) };
-            if waited <= 0 {
-                waited
-            } else {
-                // SAFETY: `events` has room for `capacity` entries.
-                unsafe { libc::epoll_wait(epoll, events, capacity, 0) }
-            }
-        } else {
-            // Whole milliseconds, rounded down: an early return only makes the caller wait
-            // again for the rest.
-            let ms = timeout.as_millis() as libc::c_int;
-            // SAFETY: `events` has room for `capacity` entries.
-            unsafe { libc::epoll_wait(epoll, events, capacity, ms) }
-        };
-        if count < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(error);
-        }
-        for event in &self.events[..count as usize] {
-            // Copies: the structure is packed on some targets.
-            let (bits, token) = (event.events, event.u64);
-            let failed = bits & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
-            ready.push((
-                token,
-                Readiness {
-                    readable: failed || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 != 0,
-                    writable: failed || bits & libc::EPOLLOUT as u32 != 0,
-                },
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Waits on many sockets at once with `poll(2)`, rebuilding its set for every wait (the
-/// portable fallback: the cost of a wait grows with the number of sockets).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-#[derive(Default)]
-pub(super) struct Poller {
-    watched: std::collections::BTreeMap<u64, (RawFd, Interest)>,
-    fds: Vec<libc::pollfd>,
-    tokens: Vec<u64>,
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-impl Poller {
-    pub fn new() -> io::Result<Poller> {
-        Ok(Poller::default())
-    }
-
-    /// Watches the open socket `fd` for `interest` under `token`.
-    pub fn watch(
-        &mut self,
-        token: u64,
-        fd: RawFd,
-        interest: Interest,
-        _was: Option<Interest>,
-    ) -> io::Result<()> {
-        self.watched.insert(token, (fd, interest));
-        Ok(())
-    }
-
-    /// Stops watching `token`'s socket.
-    pub fn unwatch(&mut self, token: u64, _fd: RawFd, _open: bool) {
-        self.watched.remove(&token);
-    }
-
-    /// Blocks until a watched socket is ready or `timeout` passes (zero: just looks), and
-    /// appends `(token, readiness)` of the ready ones to `ready`. A signal ends the wait
-    /// early with nothing ready.
-    pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<(u64, Readiness)>) -> io::Result<()> {
-        self.fds.clear();
-        self.tokens.clear();
-        for (&token, &(fd, interest)) in &self.watched {
-            let mut events = 0;
-            if interest.read {
-                events |= libc::POLLIN;
-            }
-            if interest.write {
-                events |= libc::POLLOUT;
-            }
-            self.fds.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
-            self.tokens.push(token);
-        }
-        // Round up, so that a short wait does not turn into a busy loop.
-        let ms = timeout.min(POLL_WAIT_MAX).as_nanos().div_ceil(1_000_000) as libc::c_int;
-        // SAFETY: `fds` holds as many initialised entries as passed.
-        let count =
-            unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms) };
-        if count < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(error);
-        }
-        for (fd, &token) in self.fds.iter().zip(&self.tokens) {
-            let revents = fd.revents;
-            if revents == 0 {
-                continue;
-            }
-            let failed = revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
-            ready.push((
-                token,
-                Readiness {
-                    readable: failed || revents & libc::POLLIN != 0,
-                    writable: failed || revents & libc::POLLOUT != 0,
-                },
-            ));
-        }
-        Ok(())
     }
 }
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
-    use std::os::fd::AsRawFd;
+    use std::net::{TcpListener, TcpStream};
 
     fn int_option(stream: &TcpStream, level: libc::c_int, name: libc::c_int) -> libc::c_int {
         let mut value: libc::c_int = -1;
@@ -461,7 +191,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
-        set_keepalive(&stream, Duration::from_secs(7), Duration::from_millis(2500)).unwrap();
+        let syscalls = SyscallCounter::default();
+        set_keepalive(
+            &stream,
+            Duration::from_secs(7),
+            Duration::from_millis(2500),
+            &syscalls,
+        )
+        .unwrap();
+        assert_eq!(syscalls.get().other, 5);
         assert_eq!(int_option(&stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
         assert_eq!(
             int_option(&stream, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
