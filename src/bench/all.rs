@@ -257,7 +257,9 @@ pub fn run(
             nodes: Some(4),
             servers: None,
             clients: 16,
-            duration: Duration::from_secs(if quick { 2 } else { 10 }),
+            // Quick: long enough for 4 replica processes to start and commit on a loaded
+            // machine.
+            duration: Duration::from_secs(if quick { 4 } else { 10 }),
             requests: None,
             rounds: None,
             seed: 1,
