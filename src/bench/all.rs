@@ -101,6 +101,19 @@ fn step_json(
     Ok((value, status == EXIT_OK))
 }
 
+/// A step's report, or, when the step could not run, nothing (its rows read "not
+/// measured") and the reason noted: one step's failure loses no other figure.
+fn settle(
+    failures: &mut Vec<String>,
+    name: &str,
+    result: Result<(Value, bool), CliError>,
+) -> (Value, bool) {
+    result.unwrap_or_else(|error| {
+        failures.push(format!("the {name} step failed: {error}"));
+        (Value::Null, false)
+    })
+}
+
 fn f(value: &Value) -> Option<f64> {
     value.as_f64()
 }
@@ -125,12 +138,17 @@ pub fn run(
     let mut rows = Vec::new();
     let mut reports = serde_json::Map::new();
     let mut ok = true;
+    let mut failures = Vec::new();
     let note = |err: &mut dyn Write, step: &str| writeln!(err, "bench all: {step} ...");
 
     if runs("sim") {
         note(err, "sim")?;
         let round_trips = if quick { 50_000 } else { 1_000_000 };
-        let (report, good) = step_json("sim", |o| super::sim(round_trips, true, o))?;
+        let (report, good) = settle(
+            &mut failures,
+            "sim",
+            step_json("sim", |o| super::sim(round_trips, true, o)),
+        );
         ok &= good;
         rows.push(Row::new(
             "sim ping-pong: delivered messages per wall-second",
@@ -146,9 +164,13 @@ pub fn run(
         }
         note(err, protocol)?;
         let requests = if quick { 2_000 } else { 100_000 };
-        let (report, good) = step_json(protocol, |o| {
-            super::replicated(Protocol::of(protocol), requests, true, o)
-        })?;
+        let (report, good) = settle(
+            &mut failures,
+            protocol,
+            step_json(protocol, |o| {
+                super::replicated(Protocol::of(protocol), requests, true, o)
+            }),
+        );
         ok &= good;
         // The order of `bench pbft`'s settings, and PBFT's targets.
         let goals = [
@@ -181,7 +203,11 @@ pub fn run(
         } else {
             ScaleBench::default()
         };
-        let (report, good) = step_json("scale", |o| scale::run(&settings, true, o, err))?;
+        let (report, good) = settle(
+            &mut failures,
+            "scale",
+            step_json("scale", |o| scale::run(&settings, true, o, err)),
+        );
         ok &= good;
         let runs = report["runs"].as_array().cloned().unwrap_or_default();
         for run in &runs {
@@ -239,7 +265,11 @@ pub fn run(
             client_nice: rehearsal_hardware::bench_tcp::BENCH_CLIENT_NICE_DEFAULT,
             json: true,
         };
-        let (report, good) = step_json("tcp", |o| super::tcp(&args, o, err))?;
+        let (report, good) = settle(
+            &mut failures,
+            "tcp",
+            step_json("tcp", |o| super::tcp(&args, o, err)),
+        );
         ok &= good;
         rows.push(Row::new(
             "tcp: runtime throughput / std echo",
@@ -276,7 +306,11 @@ pub fn run(
             testbed_keys: true,
         };
         let mut log = Vec::new();
-        let (report, good) = step_json("cluster", |o| crate::cluster::cluster(&args, o, &mut log))?;
+        let (report, good) = settle(
+            &mut failures,
+            "cluster",
+            step_json("cluster", |o| crate::cluster::cluster(&args, o, &mut log)),
+        );
         if !good {
             err.write_all(&log)?;
         }
@@ -292,7 +326,11 @@ pub fn run(
     if runs("dpdk") && cfg!(feature = "dpdk") {
         note(err, "dpdk")?;
         let messages = if quick { 200_000 } else { 10_000_000 };
-        let (report, good) = step_json("dpdk", |o| super::dpdk(messages, 64, true, o))?;
+        let (report, good) = settle(
+            &mut failures,
+            "dpdk",
+            step_json("dpdk", |o| super::dpdk(messages, 64, true, o)),
+        );
         ok &= good;
         rows.push(Row::new(
             "dpdk ring pair, 64-byte messages through the Transport trait: msg/s",
@@ -314,11 +352,20 @@ pub fn run(
         )?;
     }
 
+    for failure in &failures {
+        writeln!(err, "bench all: {failure}")?;
+    }
     if json {
         writeln!(
             out,
             "{}",
-            json!({ "bench": "all", "quick": quick, "rows": rows, "reports": reports })
+            json!({
+                "bench": "all",
+                "quick": quick,
+                "rows": rows,
+                "reports": reports,
+                "failed_steps": failures,
+            })
         )?;
     } else {
         write_table(&rows, quick, out)?;

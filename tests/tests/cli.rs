@@ -364,6 +364,40 @@ fn bench_all_prints_each_figure_beside_its_target() {
         text.stderr
     );
 
+    // A step that cannot run (here the cluster: this test program cannot be a node)
+    // loses no other figure: its rows read "not measured" and the run fails.
+    let run = cli(&[
+        "bench",
+        "all",
+        "--quick",
+        "--skip",
+        "pbft,hotstuff,scale,tcp,dpdk",
+        "--json",
+    ]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let all: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let failed = all["failed_steps"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{all}");
+    assert!(
+        failed[0]
+            .as_str()
+            .unwrap()
+            .starts_with("the cluster step failed: "),
+        "{all}"
+    );
+    assert!(
+        run.stderr.contains("bench all: the cluster step failed"),
+        "{}",
+        run.stderr
+    );
+    let rows = all["rows"].as_array().unwrap();
+    assert!(rows[0]["value"].as_f64().unwrap() > 0.0, "{all}");
+    assert!(rows[1]["value"].is_null(), "{all}");
+    assert!(rows[1]["figure"]
+        .as_str()
+        .unwrap()
+        .starts_with("pbft cluster"));
+
     let bad = cli(&["bench", "all", "--skip", "telepathy"]);
     assert_eq!(bad.status, 2, "{}", bad.stderr);
     assert!(
