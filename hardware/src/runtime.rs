@@ -544,7 +544,7 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         let mut outbox = std::mem::take(&mut self.outbox);
         for effect in effects.drain(..) {
             match effect {
-                Effect::Send { to, msg } => outbox.push((to, msg)),
+                Effect::Send { to, msg, .. } => outbox.push((to, msg)),
                 Effect::SetTimer { id, after, timer } => {
                     let deadline = now.after(after);
                     self.timers.insert((deadline, id), timer);

@@ -163,6 +163,9 @@ pub enum Effect<A: Actor> {
     Send {
         to: NodeId,
         msg: A::Msg,
+        /// A later copy of a broadcast: the same message as the `Send` just before it
+        /// (the simulator encodes it once for all its recipients).
+        copy: bool,
     },
     SetTimer {
         id: TimerId,
@@ -227,15 +230,20 @@ impl<'a, A: Actor> Context<'a, A> {
     }
 
     pub fn send(&mut self, to: NodeId, msg: A::Msg) {
-        self.effects.push(Effect::Send { to, msg });
+        self.effects.push(Effect::Send {
+            to,
+            msg,
+            copy: false,
+        });
     }
 
     /// Sends a copy of `msg` to each of `to`, in order.
     pub fn broadcast(&mut self, to: impl IntoIterator<Item = NodeId>, msg: A::Msg) {
-        for node in to {
+        for (i, node) in to.into_iter().enumerate() {
             self.effects.push(Effect::Send {
                 to: node,
                 msg: msg.clone(),
+                copy: i > 0,
             });
         }
     }

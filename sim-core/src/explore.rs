@@ -1481,7 +1481,7 @@ fn apply_effects<A: Explorable>(
     let nodes = state.nodes.len();
     for effect in effects.drain(..) {
         match effect {
-            Effect::Send { to, msg } => {
+            Effect::Send { to, msg, .. } => {
                 if to.index() >= nodes {
                     continue; // no such node: lost, as the simulator loses it
                 }

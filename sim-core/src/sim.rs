@@ -268,6 +268,9 @@ pub struct Simulation<A: Actor> {
     now: Time,
     effects: Vec<Effect<A>>,
     encode_buf: Vec<u8>,
+    /// Whether `encode_buf` holds the message being sent (`Some`), and whether it could
+    /// be encoded; `None` when the next send must encode its message.
+    encoded: Option<bool>,
     recorder: Recorder,
     violations: Vec<Violation>,
     stopped: bool,
@@ -353,6 +356,7 @@ impl<A: Actor> Simulation<A> {
             now: Time::ZERO,
             effects: Vec::new(),
             encode_buf: Vec::new(),
+            encoded: None,
             recorder,
             violations: Vec::new(),
             stopped: false,
@@ -1182,7 +1186,7 @@ impl<A: Actor> Simulation<A> {
         let mut effects = std::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
             match effect {
-                Effect::Send { to, msg } => self.send_to(node, to, msg, departs),
+                Effect::Send { to, msg, copy } => self.send_to(node, to, msg, departs, copy),
                 Effect::SetTimer { id, after, timer } => {
                     let slot = &mut self.nodes[node.index()];
                     slot.live_timers.insert(id);
@@ -1250,9 +1254,15 @@ impl<A: Actor> Simulation<A> {
     /// Sends from endpoint `from` to node `to`: to each of its endpoints when it has twins,
     /// after any armed mutation has changed the message.
     #[inline(always)]
-    fn send_to(&mut self, from: NodeId, to: NodeId, mut msg: A::Msg, departs: Time) {
-        if !self.mutations.is_empty() {
-            self.mutate(from, to, &mut msg);
+    /// `copy`: the same message as the one sent just before (a broadcast's later copy).
+    fn send_to(&mut self, from: NodeId, to: NodeId, mut msg: A::Msg, departs: Time, copy: bool) {
+        // A mutation may change any copy: each is encoded then.
+        let copy = copy && self.mutations.is_empty();
+        if !copy {
+            self.encoded = None;
+            if !self.mutations.is_empty() {
+                self.mutate(from, to, &mut msg);
+            }
         }
         if let Some(coverage) = self.coverage.as_mut() {
             let bit = coverage.kind_bit(A::message_kind(&msg));
@@ -1306,8 +1316,12 @@ impl<A: Actor> Simulation<A> {
     /// Sends from endpoint `from` to endpoint `to` (a node that does not exist when not
     /// `known`).
     fn send(&mut self, from: NodeId, to: NodeId, msg: A::Msg, departs: Time, known: bool) {
-        self.encode_buf.clear();
-        let encoded = codec::encode_into(&msg, &mut self.encode_buf);
+        // A broadcast's copies (and a node's twins) share one encoding.
+        if self.encoded.is_none() {
+            self.encode_buf.clear();
+            self.encoded = Some(codec::encode_into(&msg, &mut self.encode_buf).is_ok());
+        }
+        let encoded = self.encoded == Some(true);
         let bytes = self.encode_buf.len() as u64;
         let id = self.recorder.begin(trace::TAG_SEND, self.now, from);
         self.recorder.field(u64::from(to.0));
@@ -1319,7 +1333,7 @@ impl<A: Actor> Simulation<A> {
         stats.messages_sent += 1;
         stats.bytes_sent += bytes;
 
-        let fate = if encoded.is_err() {
+        let fate = if !encoded {
             Fate::Drop {
                 reason: "message cannot be encoded",
             }
@@ -1421,6 +1435,7 @@ impl<A: Actor> Simulation<A> {
     /// nothing) damages the message exactly as the recording did.
     fn corrupt(&mut self, from: NodeId, to: NodeId, id: u64) -> Option<A::Msg> {
         let rng = &mut derive_rng(self.config.seed, "corrupt", id);
+        self.encoded = None; // the buffer is damaged below
         if self.encode_buf.is_empty() {
             return None;
         }

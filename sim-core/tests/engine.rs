@@ -353,3 +353,81 @@ fn waiting_for_a_busy_node_does_not_let_later_events_overtake() {
     let report = Simulation::new(SimConfig::new(1), nodes, ByContent).run();
     assert_eq!(report.actors[1].seen, vec![(1, 0), (11, 1), (11, 2)]);
 }
+
+/// Sends distinct messages to nodes 1 and 2 and back to itself: as broadcasts, or as the
+/// same sends one by one.
+struct Broadcaster {
+    broadcast: bool,
+    got: Vec<(NodeId, u64)>,
+}
+
+impl Actor for Broadcaster {
+    type Msg = u64;
+    type Timer = ();
+    type Output = u64;
+
+    fn on_start(&mut self, cx: &mut Context<Self>) {
+        if cx.me() != NodeId(0) {
+            return;
+        }
+        let to = [NodeId(1), NodeId(2), NodeId(0)];
+        for msg in [7u64, 300, 1 << 40] {
+            if self.broadcast {
+                cx.broadcast(to, msg);
+            } else {
+                for node in to {
+                    cx.send(node, msg);
+                }
+            }
+            cx.send(NodeId(1), msg + 1); // a different message between broadcasts
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: u64, _: &mut Context<Self>) {
+        self.got.push((from, msg));
+    }
+
+    fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+}
+
+/// A broadcast is encoded once for all its recipients: the run, its trace and its digest
+/// are those of the same messages sent one by one.
+#[test]
+fn a_broadcast_is_the_same_run_as_its_sends_one_by_one() {
+    let run = |broadcast| {
+        let actors = (0..3)
+            .map(|_| Broadcaster {
+                broadcast,
+                got: Vec::new(),
+            })
+            .collect();
+        let config = SimConfig {
+            keep_trace: true,
+            ..SimConfig::new(5)
+        };
+        Simulation::new(config, actors, SimpleNetwork::default()).run()
+    };
+    let (broadcast, one_by_one) = (run(true), run(false));
+    assert_eq!(broadcast.digest, one_by_one.digest);
+    let got = |r: &rehearsal_sim_core::RunReport<Broadcaster>| -> Vec<Vec<(NodeId, u64)>> {
+        r.actors.iter().map(|a| a.got.clone()).collect()
+    };
+    assert_eq!(got(&broadcast), got(&one_by_one));
+    assert_eq!(
+        got(&broadcast)[1].iter().filter(|(_, m)| *m == 301).count(),
+        1,
+        "{:?}",
+        got(&broadcast)
+    );
+    let sent = |r: &rehearsal_sim_core::RunReport<Broadcaster>| {
+        r.trace
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Send { to, bytes, msg, .. } => Some((*to, *bytes, msg.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sent(&broadcast), sent(&one_by_one));
+    assert_eq!(sent(&broadcast).len(), 12);
+}
