@@ -971,8 +971,10 @@ impl<S: TestSeam> Replica<S> {
         let primary = primary_of(pp.view, self.p.n);
         if !entry.prepared {
             // The primary's pre-prepare stands for its vote; prepares come from backups.
-            let prepares = Entry::matching(&entry.prepares, &pp.digest);
-            if prepares < self.q.prepared() {
+            // Too few votes of any digest is the common case: no need to count them.
+            if entry.prepares.len() < self.q.prepared()
+                || Entry::matching(&entry.prepares, &pp.digest) < self.q.prepared()
+            {
                 return;
             }
             entry.prepared = true;
@@ -1007,6 +1009,7 @@ impl<S: TestSeam> Replica<S> {
         }
         let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
         if entry.commit_cert.is_none()
+            && entry.commits.len() >= self.q.commit
             && Entry::matching(&entry.commits, &pp.digest) >= self.q.commit
         {
             let commits: Vec<Vote> = entry
