@@ -14,6 +14,7 @@ mod invariant;
 mod network;
 mod outcome;
 pub mod protocol;
+mod queue;
 mod rng;
 pub mod scheduler;
 mod sim;

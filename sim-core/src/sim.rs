@@ -7,14 +7,14 @@ use crate::fault::{ClockSkew, Fault};
 use crate::invariant::{EndReason, Invariant, RunEnd};
 use crate::network::{Admit, Fate, NetChange, NetworkModel, Packet};
 use crate::outcome::{Outcome, RunResult, Violation};
+use crate::queue::EventQueue;
 use crate::rng::{derive_rng, SimRng};
 use crate::scheduler::{Candidate, ChoiceKind, Scheduler, Strategy};
 use crate::stats::NodeStats;
 use crate::time::Time;
 use crate::trace::{self, summarize, EventKind, Recorder, TraceEvent};
 use rand::Rng;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How one run is driven.
 #[derive(Debug, Clone)]
@@ -140,24 +140,6 @@ struct Entry<A: Actor> {
     event: Pending<A>,
 }
 
-impl<A: Actor> PartialEq for Entry<A> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.order) == (other.time, other.order)
-    }
-}
-impl<A: Actor> Eq for Entry<A> {}
-impl<A: Actor> PartialOrd for Entry<A> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<A: Actor> Ord for Entry<A> {
-    // BinaryHeap is a max-heap: reverse so the earliest (time, order) pops first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.time, other.order).cmp(&(self.time, self.order))
-    }
-}
-
 /// Simulator-side state of one node.
 struct NodeSlot<A: Actor> {
     rng: SimRng,
@@ -261,7 +243,7 @@ pub struct Simulation<A: Actor> {
     network: Box<dyn NetworkModel>,
     invariants: Vec<Box<dyn Invariant<A>>>,
     restart: Option<RestartFn<A>>,
-    queue: BinaryHeap<Entry<A>>,
+    queue: EventQueue<Pending<A>>,
     /// Deliveries the network holds back (e.g. across a partition) until a change.
     held: Vec<Entry<A>>,
     next_order: u64,
@@ -351,7 +333,7 @@ impl<A: Actor> Simulation<A> {
             network,
             invariants: Vec::new(),
             restart: None,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             held: Vec::new(),
             now: Time::ZERO,
             effects: Vec::new(),
@@ -690,7 +672,7 @@ impl<A: Actor> Simulation<A> {
     fn schedule(&mut self, time: Time, event: Pending<A>) {
         let order = self.next_order;
         self.next_order += 1;
-        self.queue.push(Entry { time, order, event });
+        self.queue.push(time, order, event);
     }
 
     /// Runs to quiescence, the deadline, the event bound, a stop, or the first safety
@@ -705,11 +687,7 @@ impl<A: Actor> Simulation<A> {
                 Time::ZERO
             };
             let event = Pending::Start { node };
-            self.queue.push(Entry {
-                time,
-                order: i as u64,
-                event,
-            });
+            self.queue.push(time, i as u64, event);
         }
         let controlled = self.scheduler.as_ref().is_some_and(|s| s.controls_order());
         let end = if controlled {
@@ -732,9 +710,10 @@ impl<A: Actor> Simulation<A> {
             if self.recorder.next_seq >= self.config.events_max {
                 return EndReason::EventLimit;
             }
-            let Some(entry) = self.queue.pop() else {
+            let Some((time, order, event)) = self.queue.pop() else {
                 return EndReason::Quiescent;
             };
+            let entry = Entry { time, order, event };
             if let Pending::Timer { node, id, .. } = &entry.event {
                 if !self.nodes[node.index()].live_timers.contains(id) {
                     continue; // cancelled: not an event, and it moves no clock
@@ -774,11 +753,7 @@ impl<A: Actor> Simulation<A> {
                 // Keep the original tie-breaker: an event that waited for a busy node
                 // still comes before those scheduled after it (FIFO links stay FIFO).
                 let busy_until = slot.busy_until;
-                self.queue.push(Entry {
-                    time: busy_until,
-                    order: entry.order,
-                    event: entry.event,
-                });
+                self.queue.push(busy_until, entry.order, entry.event);
                 continue;
             }
             self.now = entry.time;
@@ -825,7 +800,8 @@ impl<A: Actor> Simulation<A> {
             if self.recorder.next_seq >= self.config.events_max {
                 return EndReason::EventLimit;
             }
-            for entry in self.queue.drain() {
+            self.queue.drain(|time, order, event| {
+                let entry = Entry { time, order, event };
                 if let Pending::Fault { .. } = entry.event {
                     let at =
                         faults.partition_point(|f| (f.time, f.order) < (entry.time, entry.order));
@@ -835,7 +811,7 @@ impl<A: Actor> Simulation<A> {
                     let clash = pending.insert(key, entry);
                     assert!(clash.is_none(), "simulator bug: two events share {key:?}");
                 }
-            }
+            });
             // Timers cancelled since they became ready are not events.
             let nodes = &self.nodes;
             ready.retain(|e| match &e.event {
@@ -1502,11 +1478,8 @@ impl<A: Actor> Simulation<A> {
                 // never saw the pause) reproduces.
                 for entry in std::mem::take(&mut slot.parked) {
                     if let Pending::Deliver { from, to, id, .. } = entry.event {
-                        self.queue.push(Entry {
-                            time: now,
-                            order: entry.order,
-                            event: Pending::Lost { from, to, id },
-                        });
+                        self.queue
+                            .push(now, entry.order, Pending::Lost { from, to, id });
                     }
                 }
             }
@@ -1541,7 +1514,7 @@ impl<A: Actor> Simulation<A> {
                 // (in the order the events were created, which is the order they arrived
                 // on any one FIFO link).
                 for entry in std::mem::take(&mut slot.parked) {
-                    self.queue.push(Entry { time: now, ..entry });
+                    self.queue.push(now, entry.order, entry.event);
                 }
             }
             Fault::Skew { node, skew } => self.nodes[node.index()].skew = skew,
@@ -1601,7 +1574,7 @@ impl<A: Actor> Simulation<A> {
     fn release_held(&mut self) {
         let now = self.now;
         for entry in std::mem::take(&mut self.held) {
-            self.queue.push(Entry { time: now, ..entry });
+            self.queue.push(now, entry.order, entry.event);
         }
     }
 
