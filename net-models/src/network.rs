@@ -16,11 +16,15 @@ use std::fmt;
 /// Largest run a [`Network`] models: its per-link state grows with the square of the nodes.
 pub const NODES_MAX: usize = 1024;
 
+/// How many of the latest distinct link settings a new link is compared with.
+const PROFILES_SEARCHED: usize = 8;
+
 /// Marks a link that is not on the fast path.
 const SLOW: u64 = u64::MAX;
 
-/// The settings and state of one directed link.
-#[derive(Debug, Clone)]
+/// The settings of a directed link. Links with the same settings share one (with
+/// constant latencies, every link does): a thousand nodes have a million links.
+#[derive(Debug, Clone, PartialEq)]
 struct Link {
     /// Fixed part of the latency (a matrix entry), added to each draw of `latency`.
     latency_base_ns: u64,
@@ -30,6 +34,11 @@ struct Link {
     reorder: f64,
     corrupt: f64,
     bandwidth: Option<Bandwidth>,
+}
+
+/// What a link remembers between messages, kept only with a bandwidth or in FIFO mode.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkState {
     /// With a bandwidth: when the link has finished sending everything given to it so far.
     busy_until_ns: u64,
     /// In FIFO mode: the latest arrival time scheduled on this link.
@@ -87,7 +96,11 @@ pub struct Network {
     /// Per link (`from * nodes + to`): the delay if the link is on the fast path, else
     /// [`SLOW`]. Apart from `links` so the fast path reads 8 bytes per link.
     fast_delay_ns: Vec<u64>,
-    links: Vec<Link>,
+    /// The distinct link settings; `link_of[from * nodes + to]` says which a link has.
+    profiles: Vec<Link>,
+    link_of: Vec<u32>,
+    /// Per link, when some link has a bandwidth or the links are FIFO; else empty.
+    state: Vec<LinkState>,
     topology: Topology,
     fifo: bool,
     on_cut: InFlight,
@@ -107,7 +120,8 @@ impl Network {
             });
         }
         config.validate(nodes)?;
-        let mut links = Vec::with_capacity(nodes * nodes);
+        let mut profiles: Vec<Link> = Vec::new();
+        let mut link_of = Vec::with_capacity(nodes * nodes);
         for from in 0..nodes as u32 {
             for to in 0..nodes as u32 {
                 let (from, to) = (NodeId(from), NodeId(to));
@@ -126,8 +140,6 @@ impl Network {
                     reorder: config.reorder,
                     corrupt: config.corrupt,
                     bandwidth: config.bandwidth,
-                    busy_until_ns: 0,
-                    last_arrival_ns: 0,
                 };
                 for rule in config.links.iter().filter(|r| r.applies_to(from, to)) {
                     if let Some(latency) = rule.latency {
@@ -140,15 +152,33 @@ impl Network {
                     link.corrupt = rule.corrupt.unwrap_or(link.corrupt);
                     link.bandwidth = rule.bandwidth.or(link.bandwidth);
                 }
-                links.push(link);
+                // Settings come in runs (a row of a matrix, the links a rule covers):
+                // the last few distinct ones are enough to share almost all of them.
+                let recent = profiles.len().saturating_sub(PROFILES_SEARCHED);
+                let profile = match profiles[recent..].iter().rposition(|p| *p == link) {
+                    Some(at) => recent + at,
+                    None => {
+                        profiles.push(link);
+                        profiles.len() - 1
+                    }
+                };
+                link_of.push(u32::try_from(profile).expect("at most NODES_MAX^2 links"));
             }
         }
+        let fifo = config.mode == LinkMode::Fifo;
+        let stateful = fifo || profiles.iter().any(|p| p.bandwidth.is_some());
         let mut network = Network {
             nodes,
             fast_delay_ns: vec![SLOW; nodes * nodes],
-            links,
+            profiles,
+            link_of,
+            state: if stateful {
+                vec![LinkState::default(); nodes * nodes]
+            } else {
+                Vec::new()
+            },
             topology: Topology::full(nodes),
-            fifo: config.mode == LinkMode::Fifo,
+            fifo,
             on_cut: config.on_cut,
             reorder_delay: config.reorder_delay,
             config: config.clone(),
@@ -174,7 +204,8 @@ impl Network {
 
     /// Recomputes which links take the fast path: after any change to links or topology.
     fn refresh_fast_path(&mut self) {
-        for (i, link) in self.links.iter().enumerate() {
+        for (i, &profile) in self.link_of.iter().enumerate() {
+            let link = &self.profiles[profile as usize];
             let from = NodeId((i / self.nodes) as u32);
             let to = NodeId((i % self.nodes) as u32);
             // FIFO needs its bookkeeping even at constant latency: a node's modelled CPU
@@ -196,14 +227,15 @@ impl Network {
                 reason: "partition",
             };
         }
-        let link = &mut self.links[index];
+        let link = &self.profiles[self.link_of[index] as usize];
         let sent_ns = packet.sent_at.as_nanos();
         let lost = link.loss > 0.0 && rng.random_bool(link.loss);
         let departs_ns = match link.bandwidth {
             Some(bandwidth) => {
-                let start_ns = sent_ns.max(link.busy_until_ns);
+                let state = &mut self.state[index];
+                let start_ns = sent_ns.max(state.busy_until_ns);
                 let done_ns = start_ns.saturating_add(bandwidth.serialization_ns(packet.bytes));
-                link.busy_until_ns = done_ns;
+                state.busy_until_ns = done_ns;
                 done_ns
             }
             None => sent_ns,
@@ -219,8 +251,9 @@ impl Network {
             arrives_ns = arrives_ns.saturating_add(self.reorder_delay.sample(rng));
         }
         if self.fifo {
-            arrives_ns = arrives_ns.max(link.last_arrival_ns);
-            link.last_arrival_ns = arrives_ns;
+            let state = &mut self.state[index];
+            arrives_ns = arrives_ns.max(state.last_arrival_ns);
+            state.last_arrival_ns = arrives_ns;
         }
         let delay_ns = arrives_ns - sent_ns;
         if link.corrupt > 0.0 && rng.random_bool(link.corrupt) {
@@ -234,7 +267,7 @@ impl Network {
             if self.fifo {
                 // The copy keeps its place behind the original, and later messages behind it.
                 copy_arrives_ns = copy_arrives_ns.max(arrives_ns);
-                link.last_arrival_ns = copy_arrives_ns;
+                self.state[index].last_arrival_ns = copy_arrives_ns;
             }
             return Fate::Duplicate {
                 delay_ns,
@@ -245,7 +278,7 @@ impl Network {
     }
 
     fn set_every_link(&mut self, set: impl Fn(&mut Link)) {
-        self.links.iter_mut().for_each(set);
+        self.profiles.iter_mut().for_each(set);
         self.refresh_fast_path();
     }
 }
@@ -320,5 +353,39 @@ impl fmt::Debug for Network {
             .field("config", &self.config.to_string())
             .field("cut_links", &self.topology.cut_links().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LinkOverride;
+
+    #[test]
+    fn links_with_the_same_settings_share_them_and_keep_state_only_when_needed() {
+        // A thousand nodes, every link alike: one set of settings, no per-link state.
+        let net = Network::new(&NetConfig::default(), 1000).unwrap();
+        assert_eq!(net.profiles.len(), 1);
+        assert_eq!(net.link_of.len(), 1_000_000);
+        assert!(net.state.is_empty());
+        // One override on the links into node 0: two sets, shared by row.
+        let config = NetConfig {
+            links: vec![LinkOverride {
+                to: Some(vec![NodeId(0)]),
+                loss: Some(0.5),
+                ..LinkOverride::default()
+            }],
+            ..NetConfig::default()
+        };
+        let net = Network::new(&config, 50).unwrap();
+        assert_eq!(net.profiles.len(), 2);
+        assert_eq!(net.profiles[net.link_of[50] as usize].loss, 0.5);
+        assert_eq!(net.profiles[net.link_of[51] as usize].loss, 0.0);
+        // FIFO links remember their last arrival: state for every link.
+        let config = NetConfig {
+            mode: LinkMode::Fifo,
+            ..NetConfig::default()
+        };
+        assert_eq!(Network::new(&config, 50).unwrap().state.len(), 2500);
     }
 }
