@@ -21,7 +21,7 @@
 use rehearsal_sim_core::rand::Rng;
 use rehearsal_sim_core::{Actor, Context, EndReason, Invariant, NodeId, RunEnd, Time, TimerId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -195,8 +195,21 @@ impl ByNode {
         true
     }
 
+    /// Forgets `node`'s value and returns it.
+    fn remove(&mut self, node: NodeId) -> Option<u64> {
+        let value = self.get(node)?;
+        let i = node.index();
+        self.present[i / 64] &= !(1 << (i % 64));
+        self.len -= 1;
+        Some(value)
+    }
+
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
@@ -225,13 +238,45 @@ impl std::fmt::Debug for ByNode {
     }
 }
 
+/// Nodes, each at most once: a [`ByNode`] without values. Iterates and hashes as a
+/// `BTreeSet<NodeId>` would.
+#[derive(Clone, Default)]
+struct NodeSet(ByNode);
+
+impl NodeSet {
+    fn insert(&mut self, node: NodeId) -> bool {
+        self.0.insert(node, 0)
+    }
+
+    fn remove(&mut self, node: NodeId) -> bool {
+        self.0.remove(node).is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.0.iter().map(|(node, _)| node)
+    }
+}
+
+impl std::hash::Hash for NodeSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.len());
+        for node in self.iter() {
+            node.hash(state);
+        }
+    }
+}
+
 /// Robust mode: the shares and subset sum a node sent that no acknowledgement answered yet.
 #[derive(Clone)]
 struct Unacked {
     /// Per peer: the share sent to it (resent unchanged: a new share would break the sum).
-    shares: BTreeMap<NodeId, u64>,
+    shares: ByNode,
     /// Peers that have not acknowledged our subset sum.
-    subset_sum: BTreeSet<NodeId>,
+    subset_sum: NodeSet,
     retransmit_after: Duration,
     /// Doublings of the retransmission period so far.
     backoff: u32,
@@ -247,8 +292,8 @@ struct Unacked {
 impl Unacked {
     fn new() -> Self {
         Unacked {
-            shares: BTreeMap::new(),
-            subset_sum: BTreeSet::new(),
+            shares: ByNode::default(),
+            subset_sum: NodeSet::default(),
             retransmit_after: RETRANSMIT_AFTER_DEFAULT,
             backoff: 0,
             timer: None,
@@ -319,7 +364,9 @@ impl Node {
         cx.enter_round(self.phase());
         let peers: Vec<NodeId> = self.peers(cx.me()).collect();
         if self.robust() {
-            self.unacked.subset_sum.extend(peers.iter().copied());
+            for &peer in &peers {
+                self.unacked.subset_sum.insert(peer);
+            }
         }
         cx.broadcast(peers, Msg::SubsetSum { value: subset });
         cx.annotate(format!(
@@ -342,8 +389,8 @@ impl Node {
     /// Robust mode: an acknowledgement from `from` of what `acked` says.
     fn on_ack(&mut self, from: NodeId, acked: Msg, cx: &mut Context<Self>) {
         let fresh = match acked {
-            Msg::ShareAck => self.unacked.shares.remove(&from).is_some(),
-            _ => self.unacked.subset_sum.remove(&from),
+            Msg::ShareAck => self.unacked.shares.remove(from).is_some(),
+            _ => self.unacked.subset_sum.remove(from),
         };
         self.unacked.acked_since_retransmit |= fresh;
         if self.unacked.is_empty() {
@@ -369,12 +416,12 @@ impl Node {
             .unacked
             .shares
             .iter()
-            .map(|(&peer, &value)| (peer, Msg::Share { value }))
+            .map(|(peer, value)| (peer, Msg::Share { value }))
             .chain(
                 self.unacked
                     .subset_sum
                     .iter()
-                    .filter_map(|&peer| own_sum.map(|value| (peer, Msg::SubsetSum { value }))),
+                    .filter_map(|peer| own_sum.map(|value| (peer, Msg::SubsetSum { value }))),
             )
             .collect();
         if pending.is_empty() {
@@ -681,5 +728,29 @@ mod tests {
         // The explorer's fingerprints are those of the map it replaces.
         assert_eq!(hash_of(&table), hash_of(&map));
         assert_eq!(format!("{table:?}"), format!("{map:?}"));
+        // Removing, as acknowledgements do.
+        assert_eq!(table.remove(NodeId(70)), Some(5));
+        assert_eq!(table.remove(NodeId(70)), None);
+        map.remove(&NodeId(70));
+        assert_eq!(table.len(), 3);
+        assert_eq!(hash_of(&table), hash_of(&map));
+        assert!(table.insert(NodeId(70), 8), "a removed node's value is kept again");
+    }
+
+    #[test]
+    fn a_set_of_nodes_reads_and_hashes_as_a_sorted_set() {
+        let mut nodes = NodeSet::default();
+        let mut set = std::collections::BTreeSet::new();
+        for node in [9, 2, 200, 9, 64] {
+            assert_eq!(nodes.insert(NodeId(node)), set.insert(NodeId(node)));
+        }
+        assert!(nodes.remove(NodeId(2)) && set.remove(&NodeId(2)));
+        assert!(!nodes.remove(NodeId(2)));
+        assert_eq!(nodes.iter().collect::<Vec<_>>(), set.iter().copied().collect::<Vec<_>>());
+        assert_eq!(hash_of(&nodes), hash_of(&set));
+        for node in [9, 200, 64] {
+            nodes.remove(NodeId(node));
+        }
+        assert!(nodes.is_empty());
     }
 }
