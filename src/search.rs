@@ -31,6 +31,11 @@
 //! Partitions are one-way cuts between groups of replicas (and twins) in both
 //! directions: clients reach every replica throughout, as in the papers' models, where
 //! faults are among the replicas.
+//!
+//! A search runs its schedules on [`Limits::jobs`] threads and makes the same runs
+//! whatever their number: it draws a batch of schedules on the calling thread (of a size
+//! that does not depend on the threads), runs the batch, and takes the results in order,
+//! as one thread would, run by run.
 
 use crate::config::{RunConfig, ScenarioSource};
 use crate::run::{run_with, RunOptions, RunSummary};
@@ -831,22 +836,61 @@ pub struct Limits {
     /// without feedback it draws every schedule afresh from the same space: random
     /// search, to measure what the feedback adds.
     pub feedback: bool,
+    /// Threads the runs go on. A search bounded by runs makes the same runs and reports
+    /// the same coverage and the same first failure whatever the number: schedules are
+    /// drawn in batches of a size of their own ([`BATCH_FEEDBACK`], [`BATCH_BLIND`]), and
+    /// each batch's results are taken in order, as one thread takes them.
+    pub jobs: usize,
 }
 
 impl Limits {
-    /// `budget` of wall time, stopping at the first failing run, with feedback.
+    /// `budget` of wall time, stopping at the first failing run, with feedback, on one
+    /// thread.
     pub fn budget(budget: Duration) -> Limits {
         Limits {
             budget,
             runs_max: u64::MAX,
             keep_going: false,
             feedback: true,
+            jobs: 1,
         }
     }
 }
 
+/// Schedules coverage-guided search draws from one state of its corpus: it draws a batch,
+/// runs it, and only then keeps what reached something new. A smaller batch follows the
+/// feedback more closely; a larger one leaves threads idle less often (at a batch's end,
+/// while its last runs finish). The size does not depend on the number of threads, so
+/// neither do the runs.
+pub const BATCH_FEEDBACK: usize = 16;
+
+/// Schedules drawn at once by the searches whose draws do not depend on the runs (Twins,
+/// ByzzFuzz, coverage-guided search without feedback): they make the same runs whatever
+/// the batch, which bounds only how far they draw ahead and how often threads wait for a
+/// batch's last run.
+pub const BATCH_BLIND: usize = 64;
+
+/// Where a search's drawing stands: its random stream, the next schedule's seed offset,
+/// and the duplicate scenarios drawn so far (Twins).
+#[derive(Clone)]
+struct Drawing {
+    rng: SimRng,
+    trial: u64,
+    duplicates: u64,
+}
+
+/// A schedule drawn, its run's configuration, and the drawing as it stood just after it
+/// (to draw again from there).
+struct Drawn {
+    schedule: Schedule,
+    config: RunConfig,
+    key: u64,
+    after: Drawing,
+}
+
 /// Searches `base`'s runs with strategy `kind` within `limits`, stopping at the first
-/// failing run unless `limits.keep_going`. Draws from `base.seed`.
+/// failing run unless `limits.keep_going`. Draws from `base.seed`; runs on `limits.jobs`
+/// threads, with the same result whatever their number.
 pub fn search(
     base: &RunConfig,
     kind: Kind,
@@ -859,6 +903,7 @@ pub fn search(
         runs_max,
         keep_going,
         feedback,
+        jobs,
     } = limits;
     let mut space = Space::of(base, bounds)?;
     // The behaviours the testbed switches nodes to: twins run `twin`, mutated senders
@@ -886,90 +931,152 @@ pub fn search(
         ));
     }
     let started = Instant::now();
-    let mut rng = derive_rng(base.seed, kind.name(), 0);
+    let mut drawing = Drawing {
+        rng: derive_rng(base.seed, kind.name(), 0),
+        trial: 0,
+        duplicates: 0,
+    };
     let mut report = Report::default();
     let mut seen: BTreeSet<u64> = BTreeSet::new();
     let mut corpus: Vec<Schedule> = Vec::new();
-    let mut trial = 0u64;
-    while report.runs < runs_max && started.elapsed() < budget {
-        let seed = base.seed.wrapping_add(trial);
-        trial += 1;
-        let schedule = match kind {
-            Kind::Twins => space.twins(base.seed, &mut rng),
-            Kind::ByzzFuzz => space.byzzfuzz(seed, &mut rng),
-            // Seed the corpus with a few drawn schedules, then mutate (and now and then
-            // draw a fresh one, as fuzzers do, against a corpus stuck in one region).
-            Kind::Coverage if !feedback || corpus.len() < 8 || rng.random_ratio(1, 8) => {
-                space.coverage_seed(seed, &mut rng)
-            }
-            Kind::Coverage => {
-                // Half the time a parent among the latest additions: the frontier.
-                let recent = corpus.len().saturating_sub(32);
-                let parent = if rng.random_bool(0.5) {
-                    corpus[recent..].choose(&mut rng)
-                } else {
-                    corpus.choose(&mut rng)
+    let batch_max = if kind == Kind::Coverage && feedback {
+        BATCH_FEEDBACK
+    } else {
+        BATCH_BLIND
+    };
+    // A Twins space this small is spent: stop rather than spin.
+    let mut spent = false;
+    let mut stopped = false;
+    while !stopped && !spent && report.runs < runs_max && started.elapsed() < budget {
+        let want = usize::try_from(runs_max - report.runs).map_or(batch_max, |w| w.min(batch_max));
+        let mut batch: Vec<Drawn> = Vec::with_capacity(want);
+        while batch.len() < want {
+            let seed = base.seed.wrapping_add(drawing.trial);
+            drawing.trial += 1;
+            let rng = &mut drawing.rng;
+            let schedule = match kind {
+                Kind::Twins => space.twins(base.seed, rng),
+                Kind::ByzzFuzz => space.byzzfuzz(seed, rng),
+                // Seed the corpus with a few drawn schedules, then mutate (and now and
+                // then draw a fresh one, as fuzzers do, against a corpus stuck in one
+                // region).
+                Kind::Coverage if !feedback || corpus.len() < 8 || rng.random_ratio(1, 8) => {
+                    space.coverage_seed(seed, rng)
                 }
-                .expect("a corpus")
-                .clone();
-                let other = corpus.choose(&mut rng).expect("a corpus").clone();
-                space.mutate(&parent, &other, &mut rng)
-            }
-        };
-        if kind == Kind::Twins {
+                Kind::Coverage => {
+                    // Half the time a parent among the latest additions: the frontier.
+                    let recent = corpus.len().saturating_sub(32);
+                    let parent = if rng.random_bool(0.5) {
+                        corpus[recent..].choose(rng)
+                    } else {
+                        corpus.choose(rng)
+                    }
+                    .expect("a corpus");
+                    let other = corpus.choose(rng).expect("a corpus");
+                    space.mutate(parent, other, rng)
+                }
+            };
             let key = fingerprint(&schedule);
-            if !seen.insert(key) {
-                report.duplicates += 1;
-                // A space this small is spent: stop rather than spin.
-                if report.duplicates > 1000 + 10 * report.runs {
+            if kind == Kind::Twins && !seen.insert(key) {
+                drawing.duplicates += 1;
+                // Runs made and runs drawn: the same count whatever the threads.
+                let distinct = report.runs + batch.len() as u64;
+                if drawing.duplicates > 1000 + 10 * distinct {
+                    spent = true;
                     break;
                 }
                 continue;
             }
+            let config = config_for(base, &schedule, kind, &bounds);
+            batch.push(Drawn {
+                schedule,
+                config,
+                key,
+                after: drawing.clone(),
+            });
         }
-        let config = config_for(base, &schedule, kind, &bounds);
-        let run_started = Instant::now();
-        let summary = match run_with(
-            &config,
-            RunOptions {
-                coverage: true,
-                ..RunOptions::default()
+        let mut taken = 0;
+        let mut redraw = None;
+        let mut trouble = None;
+        crate::parallel::ordered(
+            batch.len() as u64,
+            jobs,
+            |i| {
+                let run_started = Instant::now();
+                let options = RunOptions {
+                    coverage: true,
+                    ..RunOptions::default()
+                };
+                let ran = run_with(&batch[i as usize].config, options);
+                (ran, run_started.elapsed())
             },
-        ) {
-            Ok(summary) => summary,
-            // The protocol does not let the testbed choose leaders: draw without.
-            Err(e) if space.leaders && e.contains("does not let the testbed choose") => {
-                space.leaders = false;
-                continue;
+            |i, (ran, took)| {
+                let drawn = &batch[i as usize];
+                taken += 1;
+                let summary = match ran {
+                    Ok(summary) => summary,
+                    // The protocol does not let the testbed choose leaders: draw again
+                    // without them from just after this schedule, as if the rest of the
+                    // batch had not been drawn.
+                    Err(e) if space.leaders && e.contains("does not let the testbed choose") => {
+                        space.leaders = false;
+                        redraw = Some(i as usize);
+                        return false;
+                    }
+                    Err(e) => {
+                        trouble = Some(e);
+                        return false;
+                    }
+                };
+                report.runs += 1;
+                report.duplicates = drawn.after.duplicates;
+                if report.slowest.as_ref().is_none_or(|(t, _)| took > *t) {
+                    report.slowest = Some((took, drawn.config.clone()));
+                }
+                let states_before = report.states.len();
+                let new = report.add_coverage(&summary);
+                let new_state = report.states.len() > states_before;
+                let elapsed = started.elapsed();
+                if new || report.runs == 1 {
+                    report.samples.push(sample(&report, elapsed));
+                    // A schedule that reached a new abstract state is kept; one that
+                    // reached only a new happens-before summary, a quarter of the time:
+                    // those come by the thousand and would crowd the states out of the
+                    // corpus.
+                    if kind == Kind::Coverage
+                        && feedback
+                        && (new_state || drawing.rng.random_ratio(1, 4))
+                    {
+                        corpus.push(drawn.schedule.clone());
+                    }
+                }
+                report.corpus = corpus.len();
+                let failed = summary.result.outcome != Outcome::Ok;
+                if failed && report.failing.is_none() {
+                    report.failing = Some((drawn.config.clone(), summary));
+                }
+                progress.ran(&report);
+                if failed && !keep_going {
+                    stopped = true;
+                    return false;
+                }
+                started.elapsed() < budget
+            },
+        );
+        if let Some(e) = trouble {
+            return Err(e);
+        }
+        if let Some(i) = redraw {
+            // Only Twins names leaders, and its results draw nothing from the stream.
+            for later in &batch[i + 1..] {
+                seen.remove(&later.key);
             }
-            Err(e) => return Err(e),
-        };
-        report.runs += 1;
-        let took = run_started.elapsed();
-        if report.slowest.as_ref().is_none_or(|(t, _)| took > *t) {
-            report.slowest = Some((took, config.clone()));
-        }
-        let states_before = report.states.len();
-        let new = report.add_coverage(&summary);
-        let new_state = report.states.len() > states_before;
-        let elapsed = started.elapsed();
-        if new || report.runs == 1 {
-            report.samples.push(sample(&report, elapsed));
-            // A schedule that reached a new abstract state is kept; one that reached only
-            // a new happens-before summary, a quarter of the time: those come by the
-            // thousand and would crowd the states out of the corpus.
-            if kind == Kind::Coverage && feedback && (new_state || rng.random_ratio(1, 4)) {
-                corpus.push(schedule);
-            }
-        }
-        report.corpus = corpus.len();
-        let failed = summary.result.outcome != Outcome::Ok;
-        if failed && report.failing.is_none() {
-            report.failing = Some((config, summary));
-        }
-        progress.ran(&report);
-        if failed && !keep_going {
-            break;
+            drawing = batch.swap_remove(i).after;
+            spent = false;
+        } else if taken == batch.len() {
+            // The duplicates drawn after the batch's last schedule, before the space was
+            // spent, count too.
+            report.duplicates = drawing.duplicates;
         }
     }
     report.wall = started.elapsed();
@@ -1108,4 +1215,94 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+
+    /// PBFT with one client of two requests, in short runs: the schedules settle at 5 s
+    /// and the runs end at 20 s (a stuck twin keeps timing out until the run ends).
+    fn short_pbft(seed: u64) -> (RunConfig, Bounds) {
+        let config = RunConfig {
+            clients: 1,
+            requests: 2,
+            seed,
+            duration_ns: 20_000_000_000,
+            ..RunConfig::new(Protocol::named("pbft").expect("pbft is registered"))
+        };
+        let bounds = Bounds {
+            settle_ns: 5_000_000_000,
+            ..Bounds::default()
+        };
+        (config, bounds)
+    }
+
+    /// What a search did and found, without what the clock says.
+    fn outcome(report: &Report) -> impl PartialEq + std::fmt::Debug {
+        let samples: Vec<(u64, u64, u64)> = report
+            .samples
+            .iter()
+            .map(|s| (s.runs, s.states, s.happens_before))
+            .collect();
+        let failing = report.failing.as_ref().map(|(config, summary)| {
+            let scenario = config.scenario.as_ref().map(|s| s.text.clone());
+            (config.seed, scenario, summary.result.digest.clone())
+        });
+        (
+            report.runs,
+            report.duplicates,
+            report.states.clone(),
+            report.happens_before.clone(),
+            report.corpus,
+            samples,
+            failing,
+        )
+    }
+
+    /// A Twins search of `base` for at most `runs_max` runs on `jobs` threads.
+    fn twins(base: &RunConfig, bounds: Bounds, runs_max: u64, jobs: usize) -> Report {
+        let limits = Limits {
+            runs_max,
+            keep_going: true,
+            jobs,
+            ..Limits::budget(Duration::from_secs(3600))
+        };
+        search(base, Kind::Twins, bounds, limits, &mut |_: &Report| {}).expect("a search")
+    }
+
+    #[test]
+    fn twins_draw_again_without_leaders_where_the_protocol_elects_its_own() {
+        // PBFT does not let the testbed choose its primaries: the first schedule, which
+        // names leaders, is refused, and the rest of its batch (running on other threads
+        // meanwhile) is drawn again without them.
+        let (base, bounds) = short_pbft(3);
+        let one = twins(&base, bounds, 20, 1);
+        let three = twins(&base, bounds, 20, 3);
+        assert_eq!(one.runs, 20);
+        assert_eq!(outcome(&one), outcome(&three));
+        for report in [&one, &three] {
+            let (_, config) = report.slowest.as_ref().expect("a slowest run");
+            let scenario = &config.scenario.as_ref().expect("a scenario").text;
+            assert!(scenario.contains("@0 twins "), "{scenario}");
+            assert!(!scenario.contains("leader"), "{scenario}");
+        }
+    }
+
+    #[test]
+    fn a_spent_twins_space_stops_at_the_same_run_whatever_the_threads() {
+        // One round of one partition: 60 distinct scenarios (a twin among 4 replicas, 15
+        // partitions of 5 endpoints in two groups), then only duplicates.
+        let (base, bounds) = short_pbft(1);
+        let bounds = Bounds {
+            rounds: 1,
+            ..bounds
+        };
+        let one = twins(&base, bounds, 10_000, 1);
+        let three = twins(&base, bounds, 10_000, 3);
+        assert_eq!(one.runs, 60);
+        assert!(one.duplicates > 1000 + 10 * 60, "{}", one.duplicates);
+        assert_eq!(outcome(&one), outcome(&three));
+    }
 }

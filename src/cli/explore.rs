@@ -146,18 +146,19 @@ pub(super) fn explore(
 ) -> Result<u8, CliError> {
     if args.run.shard.is_some() {
         return Err(CliError::BadInput(
-            "explore: --shard splits the seeds of `rehearsal sim --seeds K` into a campaign;              a search is not sharded"
+            "explore: --shard splits the seeds of `rehearsal sim --seeds K` into a campaign; \
+             a search is not sharded"
                 .into(),
         ));
     }
-    // Any strategy but the state-space ones (bfs, the default, dfs, choices) and the
-    // round-aware ones (twins, byzzfuzz, coverage) runs seed by seed.
+    // Any strategy but the state-space ones (bfs, the default, dfs, choices) runs seed by
+    // seed, or schedule by schedule (the round-aware ones: twins, byzzfuzz, coverage).
     let strategy = args.run.strategy.as_deref();
-    let run_by_run = !matches!(strategy, None | Some("bfs" | "dfs" | "choices"))
-        && strategy.and_then(crate::search::Kind::parse).is_none();
+    let run_by_run = !matches!(strategy, None | Some("bfs" | "dfs" | "choices"));
     if args.run.jobs.is_some() && !run_by_run {
         return Err(CliError::BadInput(format!(
-            "explore: --jobs runs seeds on several threads for the run-by-run strategies              (default, random, pct); --strategy {} searches on one thread",
+            "explore: --jobs runs seeds on several threads for the run-by-run strategies \
+             (default, random, pct, twins, byzzfuzz, coverage); --strategy {} searches on one thread",
             args.run.strategy.as_deref().unwrap_or("bfs")
         )));
     }
@@ -502,15 +503,17 @@ fn explore_rounds(
     };
     let budget = std::time::Duration::from_nanos(args.budget);
     let bar = progress_line(args.run.json);
-    let mut shown = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    let mut shown = started;
     let mut progress = |r: &crate::search::Report| {
         if shown.elapsed() < std::time::Duration::from_millis(100) {
             return;
         }
         shown = std::time::Instant::now();
         bar.set_message(format!(
-            "{} runs, {} abstract states, {} happens-before summaries{}",
+            "{} runs ({:.0}/s), {} abstract states, {} happens-before summaries{}",
             r.runs,
+            r.runs as f64 / started.elapsed().as_secs_f64().max(1e-9),
             r.states.len(),
             r.happens_before.len(),
             if kind == crate::search::Kind::Coverage {
@@ -525,6 +528,9 @@ fn explore_rounds(
         runs_max: args.max_states.unwrap_or(u64::MAX),
         keep_going: args.keep_going,
         feedback: !args.no_feedback,
+        // Schedules run on every core, and their results are taken in order: with
+        // --max-states the same runs are made, and the same first failure found.
+        jobs: args.run.jobs.unwrap_or_else(crate::parallel::default_jobs),
     };
     let report = crate::search::search(&base, kind, bounds, limits, &mut progress)
         .map_err(|e| CliError::BadInput(format!("explore: {e}")))?;

@@ -423,8 +423,9 @@ struct SimArgs {
     /// Print one JSON object per run on stdout.
     #[arg(long)]
     json: bool,
-    /// Threads to run seeds on (--seeds, and `explore` run by run) [default: one per
-    /// core]; the output is the same whatever the number.
+    /// Threads to run seeds on (--seeds; `explore` run by run, and its schedules with
+    /// --strategy twins, byzzfuzz or coverage) [default: one per core]; the output is the
+    /// same whatever the number.
     #[arg(long, value_name = "N", value_parser = crate::parallel::parse_jobs)]
     jobs: Option<usize>,
     /// Run only shard I of N of the --seeds (the seeds at offsets I, I+N, I+2N, ...),

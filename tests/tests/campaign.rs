@@ -1,7 +1,8 @@
 //! Campaigns of many seeds: `--jobs N` gives the same results, failing seeds and output
-//! whatever N is, and seeds split into shards run as separate processes (by hand, or
-//! through GNU `parallel`) merge to exactly what one unsharded run reports. This binary
-//! plays `rehearsal` (`sim` and `campaign` arguments) for the processes it starts.
+//! whatever N is (so do `explore`'s round-aware searches), and seeds split into shards
+//! run as separate processes (by hand, or through GNU `parallel`) merge to exactly what
+//! one unsharded run reports. This binary plays `rehearsal` (`sim` and `campaign`
+//! arguments) for the processes it starts.
 
 use rehearsal_tests::cli;
 use rehearsal_tests::process::{main as run_tests, scratch_named, this_program};
@@ -17,6 +18,10 @@ fn main() -> ExitCode {
         (
             "explore_run_by_run_finds_the_same_first_failure_whatever_the_jobs",
             explore_run_by_run_finds_the_same_first_failure_whatever_the_jobs,
+        ),
+        (
+            "round_searches_make_the_same_runs_and_find_the_same_failure_whatever_the_jobs",
+            round_searches_make_the_same_runs_and_find_the_same_failure_whatever_the_jobs,
         ),
         (
             "shards_in_separate_processes_merge_to_one_unsharded_run",
@@ -134,6 +139,89 @@ fn explore_run_by_run_finds_the_same_first_failure_whatever_the_jobs() {
     }
     assert!(found[0].0.as_u64().is_some(), "a failing seed: {found:?}");
     assert_eq!(found[0], found[1]);
+}
+
+/// `explore --strategy twins|byzzfuzz|coverage` bounded by runs: with `--jobs 1` and
+/// `--jobs 3` the same runs, the same coverage (over time too), the same first failing
+/// run, and the same trace and scenario written for it. Short runs (they settle at 5 s
+/// and end at 20 s) keep the test quick; each search fails after a few dozen runs, past
+/// the first batch of schedules (ByzzFuzz, coverage-guided) or after PBFT refused the
+/// first Twins schedule for its leaders.
+fn round_searches_make_the_same_runs_and_find_the_same_failure_whatever_the_jobs() {
+    let dir = scratch_named("campaign", "rounds");
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (
+            "twins",
+            "no-watermarks",
+            &["--seed", "3", "--max-states", "60"],
+        ),
+        ("byzzfuzz", "no-digest-check", &["--max-states", "300"]),
+        // Past the failing run: the corpus grows over several batches.
+        (
+            "coverage",
+            "no-digest-check",
+            &["--max-states", "60", "--keep-going"],
+        ),
+    ];
+    for (strategy, mutant, extra) in cases {
+        let trace = dir.join(format!("{strategy}.jsonl"));
+        let mut found = Vec::new();
+        for jobs in ["1", "3"] {
+            let mut args = vec![
+                "explore",
+                "--protocol",
+                "pbft",
+                "--requests",
+                "10",
+                "--settle",
+                "5s",
+                "--duration",
+                "20s",
+                "--mutant",
+                mutant,
+                "--strategy",
+                strategy,
+                "--budget",
+                "1h",
+                "--json",
+                "--trace",
+                trace.to_str().unwrap(),
+                "--no-shrink",
+                "--jobs",
+                jobs,
+            ];
+            args.extend_from_slice(extra);
+            let run = cli(&args);
+            assert_eq!(run.status, 1, "{strategy} --jobs {jobs}: {}", run.stderr);
+            let mut report = without_wall_times(run.stdout.trim());
+            let fields = report.as_object_mut().unwrap();
+            // Which run was slowest, and how fast they went, is the clock's say.
+            fields.remove("slowest_run");
+            fields.remove("runs_per_second");
+            for sample in fields["coverage"].as_array_mut().unwrap() {
+                sample.as_object_mut().unwrap().remove("wall_ns");
+            }
+            let written = (
+                std::fs::read_to_string(&trace).unwrap(),
+                std::fs::read_to_string(trace.with_extension("scenario")).unwrap(),
+            );
+            found.push((report, written));
+        }
+        let (report, (trace_text, scenario)) = &found[0];
+        assert_eq!(report["outcome"], "violation", "{strategy}: {report}");
+        assert!(report["seed"].is_u64(), "{strategy}: {report}");
+        assert!(
+            report["runs"].as_u64().unwrap() > 10,
+            "{strategy}: {report}"
+        );
+        assert!(trace_text.lines().count() > 10, "{strategy}: a trace");
+        assert!(scenario.contains("@round "), "{strategy}: {scenario}");
+        assert_eq!(found[0].0, found[1].0, "{strategy}: --jobs 1 and 3");
+        assert!(
+            found[0].1 == found[1].1,
+            "{strategy}: --jobs 1 and 3 wrote different traces or scenarios"
+        );
+    }
 }
 
 /// Runs `rehearsal ARGS` as a separate process; returns its status and stdout.
@@ -315,11 +403,11 @@ fn explore_refuses_jobs_and_shards_where_they_do_not_apply() {
                 "--protocol",
                 "pbft",
                 "--strategy",
-                "coverage",
+                "choices",
                 "--jobs",
                 "2",
             ][..],
-            "--jobs",
+            "--strategy choices searches on one thread",
         ),
         (
             &["explore", "--protocol", "pbft", "--jobs", "2"][..],
