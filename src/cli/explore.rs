@@ -158,7 +158,8 @@ pub(super) fn explore(
     if args.run.jobs.is_some() && !run_by_run {
         return Err(CliError::BadInput(format!(
             "explore: --jobs runs seeds on several threads for the run-by-run strategies \
-             (default, random, pct, twins, byzzfuzz, coverage); --strategy {} searches on one thread",
+             (default, random, pct, twins, byzzfuzz, coverage); --strategy {} searches the state \
+             space on one thread (each step depends on the states seen before)",
             args.run.strategy.as_deref().unwrap_or("bfs")
         )));
     }

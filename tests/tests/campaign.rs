@@ -407,11 +407,11 @@ fn explore_refuses_jobs_and_shards_where_they_do_not_apply() {
                 "--jobs",
                 "2",
             ][..],
-            "--strategy choices searches on one thread",
+            "--strategy choices searches the state space on one thread",
         ),
         (
             &["explore", "--protocol", "pbft", "--jobs", "2"][..],
-            "--strategy bfs searches on one thread",
+            "--strategy bfs searches the state space on one thread",
         ),
         (
             &[
