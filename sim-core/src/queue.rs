@@ -82,9 +82,7 @@ impl<E> EventQueue<E> {
 
     #[inline]
     fn take(&mut self, slot: u32) -> E {
-        let event = self.slots[slot as usize]
-            .take()
-            .expect("simulator bug: a queued event's slot is empty");
+        let event = vacate(&mut self.slots, slot);
         self.free.push(slot);
         event
     }
@@ -93,14 +91,19 @@ impl<E> EventQueue<E> {
     /// empty.
     pub(crate) fn drain(&mut self, mut each: impl FnMut(Time, u64, E)) {
         for key in self.keys.drain() {
-            let event = self.slots[key.slot as usize]
-                .take()
-                .expect("simulator bug: a queued event's slot is empty");
-            each(key.time, key.order, event);
+            each(key.time, key.order, vacate(&mut self.slots, key.slot));
         }
         self.slots.clear();
         self.free.clear();
     }
+}
+
+/// The event waiting in `slot`, leaving the slot empty.
+#[inline]
+fn vacate<E>(slots: &mut [Option<E>], slot: u32) -> E {
+    slots[slot as usize]
+        .take()
+        .expect("simulator bug: a queued event's slot is empty")
 }
 
 #[cfg(test)]
