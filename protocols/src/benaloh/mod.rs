@@ -167,55 +167,49 @@ pub struct Node {
 #[derive(Clone, Default)]
 struct ByNode {
     values: Vec<u64>,
-    /// One bit per node: whether `values` holds its value.
-    present: Vec<u64>,
-    len: usize,
+    /// The nodes whose value `values` holds.
+    present: NodeSet,
 }
 
 impl ByNode {
     fn get(&self, node: NodeId) -> Option<u64> {
-        let i = node.index();
-        let bit = self.present.get(i / 64)? >> (i % 64) & 1;
-        (bit == 1).then(|| self.values[i])
+        self.present
+            .contains(node)
+            .then(|| self.values[node.index()])
     }
 
     /// Keeps `value` for `node` unless it has one already; says whether it was kept.
     fn insert(&mut self, node: NodeId, value: u64) -> bool {
-        if self.get(node).is_some() {
+        if !self.present.insert(node) {
             return false;
         }
         let i = node.index();
         if self.values.len() <= i {
             self.values.resize(i + 1, 0);
-            self.present.resize(i / 64 + 1, 0);
         }
         self.values[i] = value;
-        self.present[i / 64] |= 1 << (i % 64);
-        self.len += 1;
         true
     }
 
     /// Forgets `node`'s value and returns it.
     fn remove(&mut self, node: NodeId) -> Option<u64> {
         let value = self.get(node)?;
-        let i = node.index();
-        self.present[i / 64] &= !(1 << (i % 64));
-        self.len -= 1;
+        self.present.remove(node);
         Some(value)
     }
 
     fn len(&self) -> usize {
-        self.len
+        self.present.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.len == 0
+        self.present.is_empty()
     }
 
     fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
-        (0..self.values.len())
-            .filter(|&i| self.present[i / 64] >> (i % 64) & 1 == 1)
-            .map(|i| (NodeId(i as u32), self.values[i]))
+        self.present
+            .iter()
+            .map(|node| (node, self.values[node.index()]))
     }
 
     fn values(&self) -> impl Iterator<Item = u64> + '_ {
@@ -225,7 +219,7 @@ impl ByNode {
 
 impl std::hash::Hash for ByNode {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_usize(self.len);
+        state.write_usize(self.len());
         for entry in self.iter() {
             entry.hash(state);
         }
@@ -238,32 +232,74 @@ impl std::fmt::Debug for ByNode {
     }
 }
 
-/// Nodes, each at most once: a [`ByNode`] without values. Iterates and hashes as a
+/// Nodes, each at most once: one bit per node. Iterates and hashes as a
 /// `BTreeSet<NodeId>` would.
 #[derive(Clone, Default)]
-struct NodeSet(ByNode);
+struct NodeSet {
+    words: Vec<u64>,
+    len: usize,
+}
 
 impl NodeSet {
-    fn insert(&mut self, node: NodeId) -> bool {
-        self.0.insert(node, 0)
+    fn contains(&self, node: NodeId) -> bool {
+        let i = node.index();
+        self.words
+            .get(i / 64)
+            .is_some_and(|word| word >> (i % 64) & 1 == 1)
     }
 
+    /// Adds `node`; says whether it was new.
+    fn insert(&mut self, node: NodeId) -> bool {
+        if self.contains(node) {
+            return false;
+        }
+        let i = node.index();
+        if self.words.len() <= i / 64 {
+            self.words.resize(i / 64 + 1, 0);
+        }
+        self.words[i / 64] |= 1 << (i % 64);
+        self.len += 1;
+        true
+    }
+
+    /// Takes `node` out; says whether it was in.
     fn remove(&mut self, node: NodeId) -> bool {
-        self.0.remove(node).is_some()
+        if !self.contains(node) {
+            return false;
+        }
+        let i = node.index();
+        self.words[i / 64] &= !(1 << (i % 64));
+        self.len -= 1;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
+    /// The nodes in increasing order.
     fn iter(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.0.iter().map(|(node, _)| node)
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                Some(NodeId(w as u32 * 64 + bit))
+            })
+        })
     }
 }
 
 impl std::hash::Hash for NodeSet {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_usize(self.0.len());
+        state.write_usize(self.len);
         for node in self.iter() {
             node.hash(state);
         }
