@@ -140,13 +140,46 @@ struct Entry<A: Actor> {
     event: Pending<A>,
 }
 
+/// A node's timers set and neither fired nor cancelled, in increasing order of id. A node
+/// has few at once and takes ids in increasing order, so a sorted vector adds at its end
+/// and finds by bisection, without a tree's allocations.
+#[derive(Default)]
+struct LiveTimers(Vec<TimerId>);
+
+impl LiveTimers {
+    fn insert(&mut self, id: TimerId) {
+        match self.0.last() {
+            Some(&last) if last >= id => {
+                if let Err(at) = self.0.binary_search(&id) {
+                    self.0.insert(at, id);
+                }
+            }
+            _ => self.0.push(id),
+        }
+    }
+
+    fn remove(&mut self, id: TimerId) {
+        if let Ok(at) = self.0.binary_search(&id) {
+            self.0.remove(at);
+        }
+    }
+
+    fn contains(&self, id: TimerId) -> bool {
+        self.0.binary_search(&id).is_ok()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// Simulator-side state of one node.
 struct NodeSlot<A: Actor> {
     rng: SimRng,
     net_rng: SimRng,
     next_timer: u64,
     /// Timers set and neither fired nor cancelled.
-    live_timers: BTreeSet<TimerId>,
+    live_timers: LiveTimers,
     /// Modelled CPU: the node handles nothing before this time.
     busy_until: Time,
     crashed: bool,
@@ -300,7 +333,7 @@ impl<A: Actor> Simulation<A> {
                 rng: derive_rng(config.seed, "node", i),
                 net_rng: derive_rng(config.seed, "net", i),
                 next_timer: 0,
-                live_timers: BTreeSet::new(),
+                live_timers: LiveTimers::default(),
                 busy_until: Time::ZERO,
                 crashed: false,
                 paused: false,
@@ -502,7 +535,7 @@ impl<A: Actor> Simulation<A> {
             rng: derive_rng(self.config.seed, "node", u64::from(endpoint.0)),
             net_rng: derive_rng(self.config.seed, "net", u64::from(endpoint.0)),
             next_timer: 0,
-            live_timers: BTreeSet::new(),
+            live_timers: LiveTimers::default(),
             busy_until: Time::ZERO,
             crashed: false,
             paused: false,
@@ -715,7 +748,7 @@ impl<A: Actor> Simulation<A> {
             };
             let entry = Entry { time, order, event };
             if let Pending::Timer { node, id, .. } = &entry.event {
-                if !self.nodes[node.index()].live_timers.contains(id) {
+                if !self.nodes[node.index()].live_timers.contains(*id) {
                     continue; // cancelled: not an event, and it moves no clock
                 }
             }
@@ -815,7 +848,7 @@ impl<A: Actor> Simulation<A> {
             // Timers cancelled since they became ready are not events.
             let nodes = &self.nodes;
             ready.retain(|e| match &e.event {
-                Pending::Timer { node, id, .. } => nodes[node.index()].live_timers.contains(id),
+                Pending::Timer { node, id, .. } => nodes[node.index()].live_timers.contains(*id),
                 _ => true,
             });
             let earliest = ready
@@ -877,7 +910,7 @@ impl<A: Actor> Simulation<A> {
                     break;
                 };
                 if let Pending::Timer { node, id, .. } = &entry.event {
-                    if !self.nodes[node.index()].live_timers.contains(id) {
+                    if !self.nodes[node.index()].live_timers.contains(*id) {
                         continue; // cancelled
                     }
                 }
@@ -1051,7 +1084,7 @@ impl<A: Actor> Simulation<A> {
             Pending::Timer {
                 node, id, timer, ..
             } => {
-                self.nodes[node.index()].live_timers.remove(&id);
+                self.nodes[node.index()].live_timers.remove(id);
                 let seq = self.recorder.begin(trace::TAG_TIMER, now, node);
                 self.recorder.field(id.0);
                 if self.recorder.keep {
@@ -1186,7 +1219,7 @@ impl<A: Actor> Simulation<A> {
                     );
                 }
                 Effect::CancelTimer { id } => {
-                    self.nodes[node.index()].live_timers.remove(&id);
+                    self.nodes[node.index()].live_timers.remove(id);
                 }
                 Effect::Output(value) => self.output(node, value),
                 Effect::Annotate(label) => {
@@ -1759,5 +1792,35 @@ mod engine_assertions {
             },
         );
         sim.run();
+    }
+}
+
+#[cfg(test)]
+mod live_timers {
+    use super::*;
+
+    #[test]
+    fn live_timers_are_a_set_of_ids() {
+        let mut timers = LiveTimers::default();
+        let mut model = BTreeSet::new();
+        // Ids in increasing order (the common case), then out of order and repeated.
+        for id in [1, 2, 5, 9, 3, 5, 0, 12, 7] {
+            timers.insert(TimerId(id));
+            model.insert(TimerId(id));
+        }
+        for id in [5, 5, 12, 4, 0] {
+            timers.remove(TimerId(id));
+            model.remove(&TimerId(id));
+        }
+        for id in 0..14 {
+            assert_eq!(
+                timers.contains(TimerId(id)),
+                model.contains(&TimerId(id)),
+                "{id}"
+            );
+        }
+        assert_eq!(timers.0, model.iter().copied().collect::<Vec<_>>());
+        timers.clear();
+        assert!(!timers.contains(TimerId(1)));
     }
 }
