@@ -94,10 +94,14 @@ impl Link {
 pub struct Network {
     nodes: usize,
     /// Per link (`from * nodes + to`): the delay if the link is on the fast path, else
-    /// [`SLOW`]. Apart from `links` so the fast path reads 8 bytes per link.
+    /// [`SLOW`]. Apart from the settings so the fast path reads 8 bytes per link. Empty
+    /// while every link is alike and none is cut: then `uniform_delay_ns` says it.
     fast_delay_ns: Vec<u64>,
+    /// Every link's fast-path delay (or [`SLOW`]) while `fast_delay_ns` is empty.
+    uniform_delay_ns: u64,
     /// The distinct link settings; `link_of[from * nodes + to]` says which a link has.
     profiles: Vec<Link>,
+    /// Empty when there is one set of settings (every link has the first).
     link_of: Vec<u32>,
     /// Per link, when some link has a bandwidth or the links are FIFO; else empty.
     state: Vec<LinkState>,
@@ -165,11 +169,15 @@ impl Network {
                 link_of.push(u32::try_from(profile).expect("at most NODES_MAX^2 links"));
             }
         }
+        if profiles.len() == 1 {
+            link_of = Vec::new();
+        }
         let fifo = config.mode == LinkMode::Fifo;
         let stateful = fifo || profiles.iter().any(|p| p.bandwidth.is_some());
         let mut network = Network {
             nodes,
-            fast_delay_ns: vec![SLOW; nodes * nodes],
+            fast_delay_ns: Vec::new(),
+            uniform_delay_ns: SLOW,
             profiles,
             link_of,
             state: if stateful {
@@ -204,17 +212,31 @@ impl Network {
 
     /// Recomputes which links take the fast path: after any change to links or topology.
     fn refresh_fast_path(&mut self) {
-        for (i, &profile) in self.link_of.iter().enumerate() {
-            let link = &self.profiles[profile as usize];
+        // FIFO needs its bookkeeping even at constant latency: a node's modelled CPU
+        // time can make a later message depart before an earlier one.
+        let fast = |link: &Link| link.constant_delay_ns().filter(|_| !self.fifo);
+        if self.link_of.is_empty() && self.topology.is_whole() {
+            self.uniform_delay_ns = self.profiles.first().and_then(fast).unwrap_or(SLOW);
+            self.fast_delay_ns = Vec::new();
+            return;
+        }
+        let mut delays = std::mem::take(&mut self.fast_delay_ns);
+        delays.resize(self.nodes * self.nodes, SLOW);
+        for (i, delay) in delays.iter_mut().enumerate() {
             let from = NodeId((i / self.nodes) as u32);
             let to = NodeId((i % self.nodes) as u32);
-            // FIFO needs its bookkeeping even at constant latency: a node's modelled CPU
-            // time can make a later message depart before an earlier one.
-            self.fast_delay_ns[i] = match link.constant_delay_ns() {
-                Some(delay) if !self.fifo && self.topology.can_send(from, to) => delay,
+            *delay = match fast(self.link(i)) {
+                Some(ns) if self.topology.can_send(from, to) => ns,
                 _ => SLOW,
             };
         }
+        self.fast_delay_ns = delays;
+    }
+
+    /// The settings of link `index` (`from * nodes + to`).
+    fn link(&self, index: usize) -> &Link {
+        let profile = self.link_of.get(index).map_or(0, |&p| p as usize);
+        &self.profiles[profile]
     }
 
     /// Everything but the fast path; see the type's documentation for the order.
@@ -227,7 +249,8 @@ impl Network {
                 reason: "partition",
             };
         }
-        let link = &self.profiles[self.link_of[index] as usize];
+        // The settings alone are borrowed: the link's state changes below.
+        let link = &self.profiles[self.link_of.get(index).map_or(0, |&p| p as usize)];
         let sent_ns = packet.sent_at.as_nanos();
         let lost = link.loss > 0.0 && rng.random_bool(link.loss);
         let departs_ns = match link.bandwidth {
@@ -297,7 +320,10 @@ impl NetworkModel for Network {
             };
         }
         let index = from * self.nodes + to;
-        let fast = self.fast_delay_ns[index];
+        let fast = match self.fast_delay_ns.get(index) {
+            Some(&delay) => delay,
+            None => self.uniform_delay_ns,
+        };
         if fast != SLOW {
             return Fate::Deliver { delay_ns: fast };
         }
@@ -366,8 +392,37 @@ mod tests {
         // A thousand nodes, every link alike: one set of settings, no per-link state.
         let net = Network::new(&NetConfig::default(), 1000).unwrap();
         assert_eq!(net.profiles.len(), 1);
-        assert_eq!(net.link_of.len(), 1_000_000);
+        assert!(
+            net.link_of.is_empty(),
+            "one set of settings needs no table of links"
+        );
+        assert!(
+            net.fast_delay_ns.is_empty(),
+            "nor a table of fast-path delays"
+        );
         assert!(net.state.is_empty());
+        // A cut needs per-link delays while it lasts; healed, the links are alike again.
+        let mut net = Network::new(&NetConfig::default(), 3).unwrap();
+        let mut rng = rehearsal_sim_core::derive_rng(1, "net", 0);
+        let packet = |from, to| Packet {
+            from: NodeId(from),
+            to: NodeId(to),
+            sent_at: Time::ZERO,
+            bytes: 10,
+        };
+        let partition = NetChange::Partition {
+            groups: vec![vec![NodeId(0), NodeId(1)], vec![NodeId(2)]],
+        };
+        net.apply(&partition, Time::ZERO).unwrap();
+        assert_eq!(net.fast_delay_ns.len(), 9);
+        let delivered = Fate::Deliver {
+            delay_ns: 10_000_000,
+        };
+        assert_eq!(net.route(&packet(0, 1), &mut rng), delivered);
+        assert_ne!(net.route(&packet(0, 2), &mut rng), delivered);
+        net.apply(&NetChange::Heal, Time::ZERO).unwrap();
+        assert!(net.fast_delay_ns.is_empty());
+        assert_eq!(net.route(&packet(0, 2), &mut rng), delivered);
         // One override on the links into node 0: two sets, shared by row.
         let config = NetConfig {
             links: vec![LinkOverride {

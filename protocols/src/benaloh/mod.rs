@@ -162,11 +162,12 @@ pub struct Node {
 }
 
 /// Values by node, one at most per node: a dense table, since a node hears from every
-/// peer (at a thousand nodes, a million entries across the run, eight bytes each rather
-/// than a tree's forty). Iterates and hashes as a `BTreeMap<NodeId, u64>` would.
+/// peer (at a thousand nodes, a million entries across the run, four bytes each rather
+/// than a tree's forty). Its values are residues below the modulus, at most 2^32, so four
+/// bytes hold them. Iterates and hashes as a `BTreeMap<NodeId, u64>` would.
 #[derive(Clone, Default)]
 struct ByNode {
-    values: Vec<u64>,
+    values: Vec<u32>,
     /// The nodes whose value `values` holds.
     present: NodeSet,
 }
@@ -175,7 +176,7 @@ impl ByNode {
     fn get(&self, node: NodeId) -> Option<u64> {
         self.present
             .contains(node)
-            .then(|| self.values[node.index()])
+            .then(|| u64::from(self.values[node.index()]))
     }
 
     /// Keeps `value` for `node` unless it has one already; says whether it was kept.
@@ -187,7 +188,7 @@ impl ByNode {
         if self.values.len() <= i {
             self.values.resize(i + 1, 0);
         }
-        self.values[i] = value;
+        self.values[i] = u32::try_from(value).expect("a residue below a modulus of at most 2^32");
         true
     }
 
@@ -209,7 +210,7 @@ impl ByNode {
     fn iter(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
         self.present
             .iter()
-            .map(|node| (node, self.values[node.index()]))
+            .map(|node| (node, u64::from(self.values[node.index()])))
     }
 
     fn values(&self) -> impl Iterator<Item = u64> + '_ {
