@@ -335,6 +335,8 @@ pub(super) fn explore(
         run.json,
         out,
     )?;
+    // The seen states (and the frontier) can be millions of allocations.
+    super::drop_or_leave_to_exit(exploration);
     Ok(if found.is_some() {
         EXIT_FAILED
     } else {

@@ -499,6 +499,27 @@ fn parse_latency_arg(text: &str) -> Result<Latency, String> {
     text.parse::<Latency>().map_err(|e| e.to_string())
 }
 
+/// Whether the process ends when [`run`] returns: see [`exits_after_run`].
+static EXITS_AFTER_RUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that the process ends as soon as [`run`] returns (the `rehearsal` program's
+/// `main` says so; a test calling [`run`] does not): a command may then leave its largest
+/// structures, such as an exploration's millions of states, for the operating system to
+/// take back at exit at once, rather than free them one by one (seconds, after a large
+/// search) before the process can end.
+pub fn exits_after_run() {
+    EXITS_AFTER_RUN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Drops `value`, or leaves it to the process's exit when [`exits_after_run`] was called.
+pub(crate) fn drop_or_leave_to_exit<T>(value: T) {
+    if EXITS_AFTER_RUN.load(std::sync::atomic::Ordering::Relaxed) {
+        std::mem::forget(value);
+    } else {
+        drop(value);
+    }
+}
+
 /// Runs the command line `args` (program name first), writing to `out` and `err`, and
 /// returns the exit status.
 pub fn run(
@@ -759,4 +780,17 @@ fn campaign_merge(files: &[PathBuf], json: bool, out: &mut dyn Write) -> Result<
 
 fn format_secs(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    #[test]
+    fn a_command_run_in_a_process_that_goes_on_frees_what_it_built() {
+        // Tests call `run` without `exits_after_run`: nothing may be left behind.
+        let value = Rc::new(());
+        super::drop_or_leave_to_exit(Rc::clone(&value));
+        assert_eq!(Rc::strong_count(&value), 1, "the copy was dropped");
+    }
 }
