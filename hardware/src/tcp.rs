@@ -223,6 +223,9 @@ impl TcpConfig {
 /// Counters of a [`TcpTransport`]. Frame and byte counts are payloads (no length prefix).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpStats {
+    /// Whether the connections are authenticated and their frames sealed
+    /// ([`TcpConfig::auth`]).
+    pub authenticated: bool,
     /// Inbound TCP connections accepted (before their handshake).
     pub inbound_accepted: u64,
     /// Inbound handshakes that succeeded.
@@ -313,9 +316,10 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    fn snapshot(&self) -> TcpStats {
+    fn snapshot(&self, authenticated: bool) -> TcpStats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TcpStats {
+            authenticated,
             inbound_accepted: get(&self.inbound_accepted),
             inbound_handshakes: get(&self.inbound_handshakes),
             inbound_rejected: get(&self.inbound_rejected),
@@ -352,6 +356,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     me: NodeId,
     log_errors: bool,
+    authenticated: bool,
     counters: Counters,
     errors: Mutex<VecDeque<String>>,
     /// Peers with an established connection.
@@ -390,7 +395,7 @@ pub struct TcpMonitor {
 impl TcpMonitor {
     /// The counters so far.
     pub fn stats(&self) -> TcpStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(self.shared.authenticated)
     }
 
     /// The most recent connection errors (at most [`RECENT_ERRORS_MAX`]), oldest first.
@@ -528,6 +533,7 @@ impl TcpTransport {
         let shared = Arc::new(Shared {
             me,
             log_errors: config.log_errors,
+            authenticated: config.auth.is_some(),
             counters: Counters::default(),
             errors: Mutex::new(VecDeque::new()),
             connected: Mutex::new(BTreeSet::new()),
@@ -616,7 +622,7 @@ impl TcpTransport {
 
     /// The counters so far.
     pub fn stats(&self) -> TcpStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(self.shared.authenticated)
     }
 
     /// Closes the listener and every connection. Frames still queued are lost. Called by
