@@ -52,7 +52,7 @@ fn cluster_keys(nodes: u32) -> Vec<PrivateKey> {
     (0..nodes).map(|i| private_key(i, 1)).collect()
 }
 
-fn config(auth: TcpAuth) -> TcpConfig {
+fn config_for(auth: TcpAuth) -> TcpConfig {
     TcpConfig {
         reconnect_backoff_max: Duration::from_millis(100),
         log_errors: false,
@@ -126,14 +126,14 @@ impl Pair {
             SERVER,
             server_listener,
             &server_table,
-            config(auth(SERVER, keys[0].clone(), &keys)),
+            config_for(auth(SERVER, keys[0].clone(), &keys)),
         )
         .unwrap();
         let client = TcpTransport::with_listener(
             CLIENT,
             client_listener,
             &table,
-            config(auth(CLIENT, keys[1].clone(), &keys)),
+            config_for(auth(CLIENT, keys[1].clone(), &keys)),
         )
         .unwrap();
         let (sink, outputs) = mpsc::channel();
@@ -285,7 +285,7 @@ fn an_impostor_with_the_wrong_key_is_refused_and_the_real_connection_stays() {
         SERVER,
         TcpListener::bind("127.0.0.1:0").unwrap(),
         &pair.table,
-        config(auth(SERVER, listed[0].clone(), &listed)),
+        config_for(auth(SERVER, listed[0].clone(), &listed)),
     )
     .unwrap();
     let client = pair.client.monitor.clone();
@@ -400,7 +400,7 @@ fn a_node_whose_key_is_not_listed_is_refused_by_the_node_that_dials_it() {
         NodeId(2),
         stranger_listener,
         &pair.table,
-        config(auth(NodeId(2), listed[2].clone(), &listed)),
+        config_for(auth(NodeId(2), listed[2].clone(), &listed)),
     )
     .unwrap();
     let server = pair.server.monitor.clone();
@@ -438,7 +438,7 @@ fn keys_must_list_every_peer_and_belong_to_the_node() {
         SERVER,
         listener(),
         &table,
-        config(auth(SERVER, keys[0].clone(), &keys)),
+        config_for(auth(SERVER, keys[0].clone(), &keys)),
     )
     .err()
     .unwrap()
@@ -448,7 +448,7 @@ fn keys_must_list_every_peer_and_belong_to_the_node() {
         CLIENT,
         listener(),
         &BTreeMap::new(),
-        config(auth(SERVER, keys[0].clone(), &keys)),
+        config_for(auth(SERVER, keys[0].clone(), &keys)),
     )
     .err()
     .unwrap()
@@ -471,7 +471,7 @@ fn sealed_frames_of_every_size_arrive_whole_and_in_order_both_ways() {
         .enumerate()
         .map(|(i, listener)| {
             let me = NodeId(i as u32);
-            let config = config(auth(me, keys[i].clone(), &keys));
+            let config = config_for(auth(me, keys[i].clone(), &keys));
             TcpTransport::with_listener(me, listener, &table, config).unwrap()
         })
         .collect();
@@ -503,4 +503,99 @@ fn sealed_frames_of_every_size_arrive_whole_and_in_order_both_ways() {
     let stats = nodes[1].stats();
     assert_eq!(stats.frames_received, sizes.len() as u64);
     assert_eq!(stats.frames_rejected, 0);
+}
+
+#[test]
+fn an_unreplicated_cluster_answers_every_request_while_an_impostor_keeps_dialing() {
+    use rehearsal_hardware::check_invariants;
+    use rehearsal_protocols::unreplicated;
+    use rehearsal_sim_core::Invariant;
+
+    let config = unreplicated::Config {
+        clients: 2,
+        requests_per_client: 300,
+        retransmit_after: Duration::from_millis(500),
+    };
+    let total = u64::from(config.clients) * config.requests_per_client;
+    let actors = unreplicated::actors(&config);
+    let keys = cluster_keys(actors.len() as u32);
+    let (listeners, table) = listen_on_loopback(actors.len());
+    let epoch = Instant::now();
+    let (sink, outputs) = mpsc::channel();
+    let mut nodes = Vec::new();
+    for (i, (actor, listener)) in actors.into_iter().zip(listeners).enumerate() {
+        let me = NodeId(i as u32);
+        let transport = TcpTransport::with_listener(
+            me,
+            listener,
+            &table,
+            config_for(auth(me, keys[i].clone(), &keys)),
+        )
+        .unwrap();
+        let monitor = transport.monitor();
+        let runtime = RuntimeConfig {
+            epoch: Some(epoch),
+            log_errors: false,
+            ..RuntimeConfig::default()
+        };
+        let sink = sink.clone();
+        let mut node = NodeRuntime::new(actor, transport, runtime)
+            .with_output_sink(move |record| drop(sink.send(record)));
+        let stop = node.stop_handle();
+        let thread = thread::spawn(move || {
+            let stop = node.run_for(Duration::from_secs(120)).unwrap();
+            (stop, node.into_parts().0)
+        });
+        nodes.push((stop, thread, monitor));
+    }
+    // An impostor claiming to be the server dials both clients, again and again, for the
+    // whole run (its own key, listed for nobody).
+    let mut listed = keys.clone();
+    listed[0] = private_key(0, 3);
+    let mut impostor = TcpTransport::with_listener(
+        SERVER,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &table,
+        config_for(auth(SERVER, listed[0].clone(), &listed)),
+    )
+    .unwrap();
+    let mut seen: Vec<OutputRecord<unreplicated::Output>> = Vec::new();
+    let completed = |seen: &[OutputRecord<unreplicated::Output>]| {
+        seen.iter()
+            .filter(|r| matches!(r.value, unreplicated::Output::Completed { .. }))
+            .count() as u64
+    };
+    let deadline = Instant::now() + TEST_LIMIT;
+    while completed(&seen) < total {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} answered",
+            completed(&seen)
+        );
+        impostor.wait(Duration::from_millis(2)).unwrap();
+        seen.extend(outputs.try_iter());
+    }
+    drop(impostor);
+    let mut finals = Vec::new();
+    for (stop, thread, monitor) in nodes {
+        stop.stop();
+        let (run_stop, actor) = thread.join().unwrap();
+        assert_eq!(run_stop, RunStop::Stopped);
+        finals.push((actor, monitor.stats()));
+    }
+    seen.extend(outputs.try_iter());
+    // Every request was answered, correctly, and executed once.
+    let actors: Vec<_> = finals.iter().map(|(actor, _)| actor.clone()).collect();
+    let end = seen.iter().map(|r| r.at).max().unwrap_or_default();
+    let mut invariant = unreplicated::RequestsAnswered::new(&config);
+    let invariants: &mut [&mut dyn Invariant<unreplicated::Node>] = &mut [&mut invariant];
+    let violations = check_invariants(&seen, &actors, end, invariants);
+    assert!(violations.is_empty(), "{violations:?}");
+    // Each client refused the impostor, and its real connections (one from each node of
+    // a lower id, which dials it) were never replaced.
+    for (i, (_, stats)) in finals.iter().enumerate().skip(1) {
+        assert!(stats.inbound_auth_failures >= 1, "{stats:?}");
+        assert_eq!(stats.connections_replaced, 0, "{stats:?}");
+        assert_eq!(stats.inbound_handshakes, i as u64, "{stats:?}");
+    }
 }
