@@ -273,7 +273,7 @@ pub fn run(
         );
         ok &= good;
         rows.push(Row::new(
-            "tcp: runtime throughput / std echo",
+            "tcp: authenticated runtime throughput / std echo",
             f(&report["throughput_ratio"]),
             "x",
             Goal::AtLeast(0.8),
