@@ -599,3 +599,53 @@ fn an_unreplicated_cluster_answers_every_request_while_an_impostor_keeps_dialing
         assert_eq!(stats.inbound_handshakes, i as u64, "{stats:?}");
     }
 }
+
+#[test]
+fn a_listener_that_answers_garbage_is_refused_by_the_dialer_without_harm() {
+    // Something listens at node 1's address and answers every hello with a well-formed
+    // acknowledgement and garbage in place of the Noise message, or with a short answer
+    // and a close.
+    let keys = cluster_keys(2);
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    thread::spawn(move || {
+        for (index, stream) in fake.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut opening = [0u8; HELLO_BYTES + NOISE_1_BYTES];
+            if stream.read_exact(&mut opening).is_err() {
+                continue;
+            }
+            let ack = rehearsal_hardware::wire::Ack {
+                from: CLIENT,
+                authenticated: true,
+            };
+            let mut answer = ack.encode().to_vec();
+            if index % 2 == 0 {
+                answer.extend_from_slice(&[0xa5; NOISE_2_BYTES]);
+            } else {
+                answer.extend_from_slice(&[0xa5; 7]);
+            }
+            let _ = stream.write_all(&answer);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    });
+    let table: BTreeMap<NodeId, SocketAddr> = [
+        (SERVER, "127.0.0.1:1".parse().unwrap()),
+        (CLIENT, fake_addr),
+    ]
+    .into();
+    let mut server = TcpTransport::with_listener(
+        SERVER,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        &table,
+        config_for(auth(SERVER, keys[0].clone(), &keys)),
+    )
+    .unwrap();
+    assert!(drive(&mut server, |server| {
+        let stats = server.stats();
+        stats.outbound_auth_failures >= 2 && stats.outbound_connect_failures >= 4
+    }));
+    let stats = server.stats();
+    assert_eq!(stats.outbound_connects, 0, "{stats:?}");
+    assert!(server.monitor().connected_peers().is_empty());
+}

@@ -297,6 +297,11 @@ impl FrameCipher {
         let rejected = || ConnectionError::FrameRejected {
             frame_bytes: sealed.len() as u64,
         };
+        // An empty frame would open to an empty payload without a tag: refused, as is any
+        // size no sealed payload has.
+        if opened_bytes(sealed.len()) != Some(out.len()) {
+            return Err(rejected());
+        }
         let mut at = 0;
         for chunk in sealed.chunks(NOISE_MESSAGE_BYTES_MAX) {
             let room = chunk.len().checked_sub(TAG_BYTES).ok_or_else(rejected)?;
@@ -406,6 +411,37 @@ mod tests {
             receiver.open(&wire[4..], &mut opened),
             Err(ConnectionError::FrameRejected { frame_bytes: 19 })
         ));
+    }
+
+    #[test]
+    fn garbage_of_any_length_is_rejected_without_a_panic() {
+        let keys = auths(2);
+        let (_, mut receiver) = handshake(&keys[0], &keys[1], NodeId(0)).unwrap();
+        let lengths = (0..64)
+            .chain(NOISE_MESSAGE_BYTES_MAX - 2..NOISE_MESSAGE_BYTES_MAX + 20)
+            .chain([2 * NOISE_MESSAGE_BYTES_MAX + 16]);
+        for length in lengths {
+            let garbage: Vec<u8> = (0..length).map(|i| (i * 7 + 3) as u8).collect();
+            let opened = opened_bytes(length).unwrap_or(0);
+            for room in [opened, opened + 1, opened.saturating_sub(1)] {
+                let mut out = vec![0; room];
+                assert!(
+                    receiver.open(&garbage, &mut out).is_err(),
+                    "{length}, {room}"
+                );
+            }
+        }
+        // And handshake messages of the wrong size or content.
+        let hello = b"hello";
+        for length in [0, 31, 32, 33, 96, 200] {
+            let garbage = vec![0x5au8; length];
+            let answered = Accepting::answer(&keys[1], hello, NodeId(0), &garbage);
+            if let Ok((accepting, _)) = answered {
+                assert!(accepting.finish(&keys[1], &garbage).is_err());
+            }
+            let (dialing, _) = Dialing::start(&keys[0], hello).unwrap();
+            assert!(dialing.finish(&keys[0], NodeId(1), &garbage).is_err());
+        }
     }
 
     #[test]
