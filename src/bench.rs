@@ -267,12 +267,18 @@ pub fn tcp(args: &BenchTcpArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         warmup: args.warmup,
         duration: args.duration,
         client_nice: args.client_nice,
+        authenticated: !args.unauthenticated,
     };
     config.validate().map_err(bad)?;
     let workload = format!(
-        "unreplicated closed loop, {} clients, 1 server, TCP on 127.0.0.1, {}-byte requests; \
-         baseline: std::net blocking echo, thread per connection",
+        "unreplicated closed loop, {} clients, 1 server, TCP on 127.0.0.1 ({}), {}-byte \
+         requests; baseline: std::net blocking echo, thread per connection",
         args.clients,
+        if args.unauthenticated {
+            "unauthenticated"
+        } else {
+            "authenticated, frames sealed"
+        },
         sample.len()
     );
     let report = match bench_tcp::run(

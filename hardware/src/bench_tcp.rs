@@ -58,6 +58,10 @@ pub struct TcpBenchConfig {
     /// a thread-per-connection server does), so the comparison then measures the
     /// scheduler as much as the runtime.
     pub client_nice: u8,
+    /// Whether the runtime side's connections are authenticated and their frames sealed
+    /// ([`TcpConfig::auth`], with fresh keys), as a cluster's are when its file names key
+    /// files; the baseline's are plain either way.
+    pub authenticated: bool,
 }
 
 /// Largest [`TcpBenchConfig::client_nice`].
@@ -78,6 +82,7 @@ impl Default for TcpBenchConfig {
             warmup: Duration::from_millis(500),
             duration: Duration::from_secs(3),
             client_nice: BENCH_CLIENT_NICE_DEFAULT,
+            authenticated: true,
         }
     }
 }
@@ -347,6 +352,14 @@ where
         .map(|(i, listener)| Ok((NodeId(i as u32), listener.local_addr()?)))
         .collect::<Result<_, io::Error>>()
         .map_err(io_error("cannot read a listening address"))?;
+    let mut auths = if config.authenticated {
+        crate::keys::fresh_tcp_auth(table.len())?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None; table.len()]
+    };
     let epoch = Instant::now();
     let window = window_ns(config);
     let mut recorders = Vec::new();
@@ -357,6 +370,7 @@ where
         // Nothing on these threads prints: a caller may hold the stderr lock meanwhile.
         let tcp_config = TcpConfig {
             log_errors: false,
+            auth: auths[i].take(),
             ..TcpConfig::default()
         };
         let transport =

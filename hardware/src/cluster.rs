@@ -29,16 +29,19 @@
 //!
 //! # Keys
 //!
-//! A protocol whose nodes sign (PBFT) needs `keys`:
+//! A protocol whose nodes sign (PBFT) needs `keys`, and any protocol's TCP connections
+//! are authenticated with them when they are key files:
 //!
 //! - `keys = "DIR"`: a key directory written by `rehearsal keygen` (a relative path is
 //!   taken from the cluster file's directory). Each node reads only its own private key,
 //!   `DIR/node-ID.key`, and the public-key list `DIR/public-keys.txt` (format:
 //!   [`crate::keys`]), so on a deployment each machine's `DIR` holds its own key file
-//!   and the list.
+//!   and the list. Over TCP every node needs one, and each connection proves both ends'
+//!   listed keys ([`TcpAuth`](crate::TcpAuth)).
 //! - `keys = "testbed"`: every node derives every key from `seed`, as the simulator does:
 //!   anyone with the file can sign as any node. For testbeds only (and the only keys of
-//!   PBFT's simulated signatures, `crypto = "sim"`).
+//!   PBFT's simulated signatures, `crypto = "sim"`); the TCP connections are not
+//!   authenticated.
 //!
 //! # DPDK settings
 //!

@@ -407,6 +407,49 @@ pub fn cluster_node_keys(
     }
 }
 
+/// Node `id`'s transport keys in `cluster` (see [`TcpAuth`](crate::TcpAuth)): from the
+/// file's key directory (`keys = "DIR"`), which must then hold a key for every node of the
+/// cluster; `None` without one (`keys = "testbed"`, whose keys anyone with the file can
+/// derive, or no `keys`), and connections are then not authenticated.
+pub fn cluster_tcp_auth(
+    cluster: &ClusterConfig,
+    id: NodeId,
+) -> Result<Option<crate::TcpAuth>, String> {
+    let ClusterKeys::Dir(dir) = &cluster.keys else {
+        return Ok(None);
+    };
+    let nodes = u32::try_from(cluster.nodes.len()).unwrap_or(u32::MAX);
+    let keys = KeyDir::new(dir).node_keys(id, nodes).map_err(|e| {
+        format!(
+            "{e} (authenticated connections need a key for every node of the cluster: \
+             `rehearsal keygen --count {nodes}` writes them)"
+        )
+    })?;
+    crate::TcpAuth::from_node_keys(&keys)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Fresh transport keys for nodes `0..count`, from the operating system's random source,
+/// held in memory (for benchmarks and tests: nothing is written).
+pub fn fresh_tcp_auth(count: usize) -> Result<Vec<crate::TcpAuth>, crate::TransportError> {
+    let private: Vec<PrivateKey> = (0..count)
+        .map(|_| PrivateKey(SigningKey::generate(&mut rand_core::OsRng).to_bytes()))
+        .collect();
+    let public: Vec<[u8; 32]> = private.iter().map(public_key_of).collect();
+    (0..count)
+        .map(|i| {
+            let me = NodeId(u32::try_from(i).unwrap_or(u32::MAX));
+            let keys = NodeKeys {
+                me,
+                private: private[i].clone(),
+                public: public.clone(),
+            };
+            crate::TcpAuth::from_node_keys(&keys)
+        })
+        .collect()
+}
+
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {

@@ -88,6 +88,7 @@ pub use runtime::{
 };
 pub use syscalls::{SyscallCounts, SyscallRates};
 pub use tcp::{
-    TcpConfig, TcpMonitor, TcpStats, TcpTransport, RECENT_ERRORS_MAX, TCP_FRAME_BYTES_MAX_DEFAULT,
+    TcpAuth, TcpConfig, TcpMonitor, TcpStats, TcpTransport, RECENT_ERRORS_MAX,
+    TCP_FRAME_BYTES_MAX_DEFAULT,
 };
 pub use transport::{SendError, Transport, TransportError};

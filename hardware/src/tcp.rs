@@ -42,17 +42,38 @@
 //! (counted), and the rest of its queue waits for the next connection. As on any TCP
 //! connection that is reset, frames still in the kernel's buffers of a connection given
 //! up (replaced by a newer one, or stuck past the write timeout) are lost. TCP keepalive
-//! notices a peer that vanished without closing its connection. Node ids in
-//! handshakes are not authenticated: this transport is for trusted networks.
+//! notices a peer that vanished without closing its connection.
+//!
+//! # Authentication
+//!
+//! With keys ([`TcpConfig::auth`], a [`TcpAuth`]: `rehearsal node` makes them from the
+//! cluster file's key directory), every connection runs a Noise `XX` handshake inside the
+//! hello and its acknowledgement (see [`crate::wire`]): each end proves that it holds the
+//! static key listed for the node it claims to be, the acceptor only after the dialer's
+//! last message, so neither an impostor (a wrong key, or a key listed for no node) nor a
+//! recorded handshake replayed can take a node's place, not even for a moment: the real
+//! connection stays. After it every frame is sealed (ChaCha20-Poly1305, a nonce counting up each
+//! way), so a frame altered, replayed, reordered or injected fails its tag and closes its
+//! connection (the dialer redials). Each refusal is counted ([`TcpStats::inbound_auth_failures`],
+//! [`TcpStats::outbound_auth_failures`], [`TcpStats::frames_rejected`]) and logged, and the
+//! node goes on serving its real peers. What it does not hide: who talks to whom, when,
+//! and how much (frame sizes and timing), and the handshake's node ids; what it does not
+//! stop: anyone on the path from delaying, cutting or resetting connections. Without keys
+//! (the default) node ids in handshakes are not authenticated and frames are not
+//! protected, which is for trusted networks only; a node with keys and one without refuse
+//! each other's handshakes.
 
 mod inbound;
+mod noise;
 mod peer;
 mod socket;
+
+pub use noise::TcpAuth;
 
 use crate::syscalls::{Syscall, SyscallCounter, SyscallCounts};
 use crate::transport::{SendError, Transport, TransportError};
 use crate::wire::ConnectionError;
-use inbound::{FrameStatus, InboundConn};
+use inbound::{FrameStatus, InboundConn, Welcome};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use peer::{Peer, Register};
@@ -129,6 +150,10 @@ pub struct TcpConfig {
     /// Print connection errors to stderr, from the thread that calls the transport (they
     /// are counted and kept either way).
     pub log_errors: bool,
+    /// The keys that authenticate every connection and seal every frame (see
+    /// [`TcpAuth`]); `None` (the default): unauthenticated, for
+    /// trusted networks only. Every peer needs a listed key.
+    pub auth: Option<TcpAuth>,
 }
 
 impl Default for TcpConfig {
@@ -145,6 +170,7 @@ impl Default for TcpConfig {
             reconnect_backoff_min: Duration::from_millis(10),
             reconnect_backoff_max: Duration::from_secs(1),
             log_errors: true,
+            auth: None,
         }
     }
 }
@@ -175,20 +201,50 @@ impl TcpConfig {
         {
             return fail("need 0 < reconnect_backoff_min <= reconnect_backoff_max");
         }
+        if self.auth.is_some()
+            && u32::try_from(noise::sealed_bytes(self.frame_bytes_max as usize)).is_err()
+        {
+            return fail("frame_bytes_max is too large for authenticated frames (sealed, they need a 32-bit length)");
+        }
         Ok(())
+    }
+
+    /// Largest frame on the wire, in bytes: [`frame_bytes_max`](TcpConfig::frame_bytes_max)
+    /// sealed, on authenticated connections.
+    fn wire_frame_bytes_max(&self) -> u32 {
+        match self.auth {
+            None => self.frame_bytes_max,
+            Some(_) => u32::try_from(noise::sealed_bytes(self.frame_bytes_max as usize))
+                .unwrap_or(u32::MAX),
+        }
     }
 }
 
 /// Counters of a [`TcpTransport`]. Frame and byte counts are payloads (no length prefix).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpStats {
+    /// Whether the connections are authenticated and their frames sealed
+    /// ([`TcpConfig::auth`]).
+    pub authenticated: bool,
     /// Inbound TCP connections accepted (before their handshake).
     pub inbound_accepted: u64,
     /// Inbound handshakes that succeeded.
     pub inbound_handshakes: u64,
     /// Inbound connections closed because of their handshake: bad magic or version,
-    /// unknown node id, wrong destination, silence, or too many connections.
+    /// unknown node id, wrong destination, failed authentication, silence, or too many
+    /// connections.
     pub inbound_rejected: u64,
+    /// Inbound handshakes that failed authentication (of `inbound_rejected`): the dialer
+    /// did not prove the key listed for the node it claimed (an impostor, a key listed for
+    /// no node, a recorded handshake replayed, bytes altered on the way).
+    pub inbound_auth_failures: u64,
+    /// Outbound handshakes that failed authentication (of `outbound_connect_failures`):
+    /// the node that answered did not prove the key listed for the node dialed.
+    pub outbound_auth_failures: u64,
+    /// Frames on authenticated connections that failed their tag (altered, replayed,
+    /// reordered or injected); each closed its connection (counted in
+    /// `connections_failed`).
+    pub frames_rejected: u64,
     /// Frames whose length prefix exceeded the maximum (their connection was closed).
     pub frames_oversized: u64,
     /// Frames cut short by the end of their connection (the bytes of them that arrived
@@ -233,6 +289,9 @@ struct Counters {
     inbound_accepted: AtomicU64,
     inbound_handshakes: AtomicU64,
     inbound_rejected: AtomicU64,
+    inbound_auth_failures: AtomicU64,
+    outbound_auth_failures: AtomicU64,
+    frames_rejected: AtomicU64,
     frames_oversized: AtomicU64,
     frames_truncated: AtomicU64,
     outbound_connects: AtomicU64,
@@ -257,12 +316,16 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    fn snapshot(&self) -> TcpStats {
+    fn snapshot(&self, authenticated: bool) -> TcpStats {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TcpStats {
+            authenticated,
             inbound_accepted: get(&self.inbound_accepted),
             inbound_handshakes: get(&self.inbound_handshakes),
             inbound_rejected: get(&self.inbound_rejected),
+            inbound_auth_failures: get(&self.inbound_auth_failures),
+            outbound_auth_failures: get(&self.outbound_auth_failures),
+            frames_rejected: get(&self.frames_rejected),
             frames_oversized: get(&self.frames_oversized),
             frames_truncated: get(&self.frames_truncated),
             outbound_connects: get(&self.outbound_connects),
@@ -293,6 +356,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     me: NodeId,
     log_errors: bool,
+    authenticated: bool,
     counters: Counters,
     errors: Mutex<VecDeque<String>>,
     /// Peers with an established connection.
@@ -331,7 +395,7 @@ pub struct TcpMonitor {
 impl TcpMonitor {
     /// The counters so far.
     pub fn stats(&self) -> TcpStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(self.shared.authenticated)
     }
 
     /// The most recent connection errors (at most [`RECENT_ERRORS_MAX`]), oldest first.
@@ -448,6 +512,12 @@ impl TcpTransport {
         config: TcpConfig,
     ) -> Result<Self, TransportError> {
         config.validate()?;
+        if let Some(auth) = config.auth.as_ref().filter(|auth| auth.me() != me) {
+            return Err(TransportError::Config(format!(
+                "the keys are {}'s, and this is {me}",
+                auth.me()
+            )));
+        }
         let local_addr = listener
             .local_addr()
             .map_err(|error| TransportError::io("cannot read the listening address", error))?;
@@ -463,6 +533,7 @@ impl TcpTransport {
         let shared = Arc::new(Shared {
             me,
             log_errors: config.log_errors,
+            authenticated: config.auth.is_some(),
             counters: Counters::default(),
             errors: Mutex::new(VecDeque::new()),
             connected: Mutex::new(BTreeSet::new()),
@@ -526,6 +597,14 @@ impl TcpTransport {
         if self.closed {
             return Err(TransportError::Closed);
         }
+        if let Some(auth) = &self.config.auth {
+            if !auth.knows(id) {
+                return Err(TransportError::Config(format!(
+                    "no key is listed for peer {id}: authenticated connections need every \
+                     peer's key"
+                )));
+            }
+        }
         let now = Instant::now();
         let mut peer = Peer::new(self.me, id, addr, &self.config, now);
         peer.on_time(now, &self.config, &self.shared);
@@ -543,7 +622,7 @@ impl TcpTransport {
 
     /// The counters so far.
     pub fn stats(&self) -> TcpStats {
-        self.shared.counters.snapshot()
+        self.shared.counters.snapshot(self.shared.authenticated)
     }
 
     /// Closes the listener and every connection. Frames still queued are lost. Called by
@@ -569,12 +648,7 @@ impl TcpTransport {
 
     /// Whether a frame is ready to be handed out by `poll`.
     fn frames_ready(&self) -> bool {
-        let frame_bytes_max = self.config.frame_bytes_max;
-        !self.loopback.is_empty()
-            || self
-                .peers
-                .iter()
-                .any(|peer| peer.has_frame(frame_bytes_max))
+        !self.loopback.is_empty() || self.peers.iter().any(Peer::has_frame)
     }
 
     /// One pass over the sockets: runs what is due, waits at most `timeout` for a socket to
@@ -622,9 +696,8 @@ impl TcpTransport {
     /// Whether a socket is known to be ready for work that waits: connections to accept,
     /// bytes to read, room for queued frames.
     fn pump_due(&self) -> bool {
-        let frame_bytes_max = self.config.frame_bytes_max;
         (self.listener_ready && self.accept_paused_until.is_none() && self.listener.is_some())
-            || self.peers.iter().any(|peer| peer.pump_due(frame_bytes_max))
+            || self.peers.iter().any(Peer::pump_due)
     }
 
     /// Dials peers whose backoff is over, and gives up dials, handshakes and writes that
@@ -636,13 +709,11 @@ impl TcpTransport {
         for peer in &mut self.peers {
             peer.on_time(now, &self.config, &self.shared);
         }
-        let me = self.me;
-        let peers = &self.peer_index;
+        let welcome = Welcome::new(self.me, &self.peer_index, &self.config);
         for conn in self.inbound.values_mut() {
             if now >= conn.handshake_deadline {
                 // Fails it (silence), unless the handshake completed meanwhile.
-                let syscalls = &self.shared.counters.syscalls;
-                conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
+                conn.handshake(&welcome, now, &self.shared.counters.syscalls);
                 self.reap_due |= conn.fate.is_some();
             }
         }
@@ -705,10 +776,9 @@ impl TcpTransport {
         }
         // Sockets the poller said nothing new of may still be ready: a frame handed out since
         // lets reading go on.
-        let frame_bytes_max = self.config.frame_bytes_max;
         for peer in &mut self.peers {
-            if peer.pump_due(frame_bytes_max) {
-                peer.pump(now, &self.config, &self.shared);
+            if peer.pump_due() {
+                peer.pump(now, &self.shared);
             }
         }
         self.hand_over(&handshaken, now);
@@ -729,9 +799,8 @@ impl TcpTransport {
         };
         let syscalls = &self.shared.counters.syscalls;
         conn.on_ready(ready, syscalls);
-        let me = self.me;
-        let peers = &self.peer_index;
-        conn.handshake(me, now, |id| id != me && peers.contains_key(&id), syscalls);
+        let welcome = Welcome::new(self.me, &self.peer_index, &self.config);
+        conn.handshake(&welcome, now, syscalls);
         if conn.fate.is_some() {
             self.reap_due = true;
             return;
@@ -813,14 +882,16 @@ impl TcpTransport {
         for &seq in handshaken {
             // Its socket leaves the poller when it closes, or is registered again under its
             // peer's token.
-            let Some(conn) = self.inbound.remove(&seq) else {
+            let Some(mut conn) = self.inbound.remove(&seq) else {
                 continue;
             };
             let Some(&i) = conn.complete().and_then(|from| self.peer_index.get(&from)) else {
                 continue;
             };
             bump(&self.shared.counters.inbound_handshakes, 1);
-            self.peers[i].accepted(conn.stream, conn.buf, now, &self.config, &self.shared);
+            let cipher = conn.cipher.take();
+            let peer = &mut self.peers[i];
+            peer.accepted(conn.stream, conn.buf, cipher, now, &self.shared);
         }
     }
 
@@ -846,6 +917,9 @@ impl TcpTransport {
             let Some(error) = conn.fate.take() else {
                 continue;
             };
+            if error.is_authentication() {
+                bump(&self.shared.counters.inbound_auth_failures, 1);
+            }
             let who = match conn.peer {
                 Some(peer) => format!("{peer} at {}", conn.remote),
                 None => conn.remote.clone(),
@@ -869,14 +943,7 @@ impl TcpTransport {
         let now = Instant::now();
         let mut handed = Handed::default();
         for i in (first..count).chain(0..first) {
-            handed.take(
-                &mut self.peers[i],
-                frames_max,
-                now,
-                &self.config,
-                &self.shared,
-                deliver,
-            );
+            handed.take(&mut self.peers[i], frames_max, now, &self.shared, deliver);
             if handed.frames == frames_max {
                 break;
             }
@@ -898,7 +965,7 @@ impl TcpTransport {
         let now = Instant::now();
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for &i in &unflushed {
-            self.peers[i].write(now, &self.config, &self.shared);
+            self.peers[i].write(now, &self.shared);
         }
         unflushed.clear();
         self.unflushed = unflushed;
@@ -920,31 +987,32 @@ impl Handed {
         peer: &mut Peer,
         frames_max: usize,
         now: Instant,
-        config: &TcpConfig,
         shared: &Shared,
         deliver: &mut dyn FnMut(NodeId, &[u8]),
     ) {
         let mut took = false;
         while self.frames < frames_max {
-            let FrameStatus::Ready(length) = peer.buf.status(config.frame_bytes_max) else {
-                if peer.read_due(config.frame_bytes_max) {
+            let FrameStatus::Ready(length) = peer.inbox_status() else {
+                if peer.read_due() {
                     // The frames read are handed out and the socket has more: read them
                     // now, without asking the poller.
-                    peer.pump(now, config, shared);
-                    if peer.has_frame(config.frame_bytes_max) {
+                    peer.pump(now, shared);
+                    if peer.has_frame() {
                         continue;
                     }
                 }
                 break;
             };
-            deliver(peer.id, peer.buf.payload(length));
-            peer.buf.pop_frame(length);
+            let id = peer.id;
+            let inbox = peer.inbox();
+            deliver(id, inbox.payload(length));
+            inbox.pop_frame(length);
             self.frames += 1;
             self.payload_bytes += length as u64;
             took = true;
         }
         if took {
-            peer.settle(now, config, shared);
+            peer.settle(now, shared);
         }
     }
 }

@@ -12,6 +12,23 @@
 //! the other waits for it. The dialer writes frames only once the acknowledgement came;
 //! the acceptor writes them right after its acknowledgement. An acceptor takes a valid
 //! hello from any known peer, and a newer connection of a peer replaces the older one.
+//!
+//! Authenticated connections (version [`WIRE_VERSION_AUTHENTICATED`]; see
+//! [`TcpAuth`](crate::TcpAuth)) run a Noise `XX` handshake (`Noise_XX_25519_ChaChaPoly_SHA256`,
+//! with the hello as its prologue) inside the same exchange, and seal every frame:
+//!
+//! ```text
+//! dialer -> acceptor   hello (14 bytes) | Noise message 1: e                 (32 bytes)
+//! acceptor -> dialer   ack (10 bytes)   | Noise message 2: e, ee, s, es      (96 bytes)
+//! dialer -> acceptor   Noise message 3: s, se                                 (64 bytes)
+//! both ways            frame: length u32 | sealed payload (length bytes), repeated
+//! ```
+//!
+//! A sealed payload is the payload cut into chunks of at most 65,519 bytes, each one Noise
+//! transport message (the chunk encrypted, then a 16-byte tag), so `length` is the
+//! payload's size plus 16 bytes per chunk (an empty payload is one tag). The messages'
+//! nonces count up on each connection, so a frame replayed, reordered, dropped or altered
+//! fails its tag.
 
 use rehearsal_sim_core::NodeId;
 use std::io::{self, Read};
@@ -19,8 +36,13 @@ use std::io::{self, Read};
 /// First bytes of every handshake.
 pub const MAGIC: [u8; 4] = *b"RHRS";
 
-/// Version of this wire format; a handshake with any other version is refused.
+/// Version of this wire format, unauthenticated; a handshake with a version other than
+/// this one or [`WIRE_VERSION_AUTHENTICATED`] is refused.
 pub const WIRE_VERSION: u16 = 2;
+
+/// Version of this wire format with a Noise handshake and sealed frames (see the module
+/// docs). A node speaks one of the two versions, and refuses the other.
+pub const WIRE_VERSION_AUTHENTICATED: u16 = 3;
 
 /// Size of [`Hello`] on the wire, in bytes.
 pub const HELLO_BYTES: usize = 14;
@@ -42,10 +64,44 @@ pub enum ConnectionError {
         found: [u8; 4],
     },
     /// The peer speaks another version of the wire format.
-    #[error("wire version {found} in handshake (expected {WIRE_VERSION})")]
+    #[error("wire version {found} in handshake (expected {WIRE_VERSION} or {WIRE_VERSION_AUTHENTICATED})")]
     BadVersion {
         /// The version received.
         found: u16,
+    },
+    /// One side authenticates its connections and the other does not: they were given
+    /// different keys (a cluster file with `keys = "DIR"`, and one without).
+    #[error(
+        "{}: give every node of the cluster the same key directory",
+        if *.peer_authenticates {
+            "the peer authenticates its connections and this node has no keys"
+        } else {
+            "the peer does not authenticate its connections and this node requires it"
+        }
+    )]
+    AuthenticationMismatch {
+        /// Whether the peer spoke the authenticated version.
+        peer_authenticates: bool,
+    },
+    /// A Noise handshake message failed: not made with the keys it claims (an impostor, a
+    /// recorded handshake replayed, bytes altered on the way).
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+    /// The remote end proved a static key other than the one listed for the node it
+    /// claims to be.
+    #[error("{node} proved a key other than the one listed for it: an impostor, or keys of another cluster")]
+    WrongKey {
+        /// The node the remote end claims to be.
+        node: NodeId,
+    },
+    /// A frame on an authenticated connection failed its tag: altered, replayed, reordered
+    /// or cut.
+    #[error(
+        "a frame of {frame_bytes} bytes failed authentication (altered, replayed or reordered)"
+    )]
+    FrameRejected {
+        /// The frame's sealed length.
+        frame_bytes: u64,
     },
     /// The handshake names a node that is not in the peer table (or this node itself).
     #[error("handshake from unknown node {0}")]
@@ -100,6 +156,8 @@ pub struct Hello {
     pub from: NodeId,
     /// The node the dialer believes it is connecting to.
     pub to: NodeId,
+    /// Whether the dialer authenticates ([`WIRE_VERSION_AUTHENTICATED`]).
+    pub authenticated: bool,
 }
 
 impl Hello {
@@ -107,7 +165,7 @@ impl Hello {
     pub fn encode(&self) -> [u8; HELLO_BYTES] {
         let mut bytes = [0; HELLO_BYTES];
         bytes[..4].copy_from_slice(&MAGIC);
-        bytes[4..6].copy_from_slice(&WIRE_VERSION.to_be_bytes());
+        bytes[4..6].copy_from_slice(&version(self.authenticated).to_be_bytes());
         bytes[6..10].copy_from_slice(&self.from.0.to_be_bytes());
         bytes[10..14].copy_from_slice(&self.to.0.to_be_bytes());
         bytes
@@ -115,10 +173,11 @@ impl Hello {
 
     /// Parses a handshake, checking magic and version.
     pub fn decode(bytes: &[u8; HELLO_BYTES]) -> Result<Hello, ConnectionError> {
-        check_preamble(bytes)?;
+        let authenticated = check_preamble(bytes)?;
         Ok(Hello {
             from: NodeId(u32_at(bytes, 6)),
             to: NodeId(u32_at(bytes, 10)),
+            authenticated,
         })
     }
 }
@@ -128,6 +187,8 @@ impl Hello {
 pub struct Ack {
     /// The accepting node.
     pub from: NodeId,
+    /// Whether the acceptor authenticates ([`WIRE_VERSION_AUTHENTICATED`]).
+    pub authenticated: bool,
 }
 
 impl Ack {
@@ -135,31 +196,53 @@ impl Ack {
     pub fn encode(&self) -> [u8; ACK_BYTES] {
         let mut bytes = [0; ACK_BYTES];
         bytes[..4].copy_from_slice(&MAGIC);
-        bytes[4..6].copy_from_slice(&WIRE_VERSION.to_be_bytes());
+        bytes[4..6].copy_from_slice(&version(self.authenticated).to_be_bytes());
         bytes[6..10].copy_from_slice(&self.from.0.to_be_bytes());
         bytes
     }
 
     /// Parses an answer, checking magic and version.
     pub fn decode(bytes: &[u8; ACK_BYTES]) -> Result<Ack, ConnectionError> {
-        check_preamble(bytes)?;
+        let authenticated = check_preamble(bytes)?;
         Ok(Ack {
             from: NodeId(u32_at(bytes, 6)),
+            authenticated,
         })
     }
 }
 
-fn check_preamble(bytes: &[u8]) -> Result<(), ConnectionError> {
+fn version(authenticated: bool) -> u16 {
+    if authenticated {
+        WIRE_VERSION_AUTHENTICATED
+    } else {
+        WIRE_VERSION
+    }
+}
+
+/// Checks magic and version; returns whether the version is the authenticated one.
+fn check_preamble(bytes: &[u8]) -> Result<bool, ConnectionError> {
     let mut found = [0; 4];
     found.copy_from_slice(&bytes[..4]);
     if found != MAGIC {
         return Err(ConnectionError::BadMagic { found });
     }
-    let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != WIRE_VERSION {
-        return Err(ConnectionError::BadVersion { found: version });
+    match u16::from_be_bytes([bytes[4], bytes[5]]) {
+        WIRE_VERSION => Ok(false),
+        WIRE_VERSION_AUTHENTICATED => Ok(true),
+        found => Err(ConnectionError::BadVersion { found }),
     }
-    Ok(())
+}
+
+impl ConnectionError {
+    /// Whether the connection failed authentication (rather than framing or i/o).
+    pub fn is_authentication(&self) -> bool {
+        matches!(
+            self,
+            ConnectionError::AuthenticationFailed(_)
+                | ConnectionError::WrongKey { .. }
+                | ConnectionError::FrameRejected { .. }
+        )
+    }
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -241,13 +324,19 @@ mod tests {
 
     #[test]
     fn hello_and_ack_round_trip() {
-        let hello = Hello {
-            from: NodeId(3),
-            to: NodeId(70_000),
-        };
-        assert_eq!(Hello::decode(&hello.encode()).ok(), Some(hello));
-        let ack = Ack { from: NodeId(9) };
-        assert_eq!(Ack::decode(&ack.encode()).ok(), Some(ack));
+        for authenticated in [false, true] {
+            let hello = Hello {
+                from: NodeId(3),
+                to: NodeId(70_000),
+                authenticated,
+            };
+            assert_eq!(Hello::decode(&hello.encode()).ok(), Some(hello));
+            let ack = Ack {
+                from: NodeId(9),
+                authenticated,
+            };
+            assert_eq!(Ack::decode(&ack.encode()).ok(), Some(ack));
+        }
     }
 
     #[test]
@@ -255,6 +344,7 @@ mod tests {
         let mut bytes = Hello {
             from: NodeId(1),
             to: NodeId(2),
+            authenticated: false,
         }
         .encode();
         bytes[5] = 99;

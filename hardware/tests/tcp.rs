@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{wait_until, Event, Msg, PingPong, RoundsInOrder, TEST_LIMIT};
+use common::{raw, wait_until, Event, Msg, PingPong, RoundsInOrder, TEST_LIMIT};
 use rehearsal_hardware::wire::{Ack, Hello, ACK_BYTES, WIRE_VERSION};
 use rehearsal_hardware::{
     check_invariants, encode_message, NodeRuntime, OutputRecord, RunStop, RuntimeConfig, SendError,
@@ -320,19 +320,19 @@ fn sends_that_cannot_be_queued_are_refused_and_counted() {
     ));
 }
 
-/// Connects a raw socket to `addr` with a 5-second read timeout.
-fn raw(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-}
-
 /// A raw socket that sent a hello as `from` (the transport answers it while it is called).
 fn raw_hello(addr: SocketAddr, from: NodeId, to: NodeId) -> TcpStream {
     let mut stream = raw(addr);
-    stream.write_all(&Hello { from, to }.encode()).unwrap();
+    stream
+        .write_all(
+            &Hello {
+                from,
+                to,
+                authenticated: false,
+            }
+            .encode(),
+        )
+        .unwrap();
     stream
 }
 
@@ -341,7 +341,13 @@ fn raw_peer(addr: SocketAddr, from: NodeId, to: NodeId) -> TcpStream {
     let mut stream = raw_hello(addr, from, to);
     let mut ack = [0u8; ACK_BYTES];
     stream.read_exact(&mut ack).unwrap();
-    assert_eq!(Ack::decode(&ack).unwrap(), Ack { from: to });
+    assert_eq!(
+        Ack::decode(&ack).unwrap(),
+        Ack {
+            from: to,
+            authenticated: false
+        }
+    );
     stream
 }
 
@@ -398,6 +404,7 @@ fn malformed_connections_are_closed_and_the_node_keeps_serving() {
             &Hello {
                 from: NodeId(99),
                 to: SERVER,
+                authenticated: false,
             }
             .encode(),
         )
@@ -411,6 +418,7 @@ fn malformed_connections_are_closed_and_the_node_keeps_serving() {
             &Hello {
                 from: RAW,
                 to: NodeId(5),
+                authenticated: false,
             }
             .encode(),
         )
@@ -421,9 +429,10 @@ fn malformed_connections_are_closed_and_the_node_keeps_serving() {
     let mut hello = Hello {
         from: RAW,
         to: SERVER,
+        authenticated: false,
     }
     .encode();
-    hello[4..6].copy_from_slice(&(WIRE_VERSION + 1).to_be_bytes());
+    hello[4..6].copy_from_slice(&(WIRE_VERSION + 7).to_be_bytes());
     let mut versioned = raw(server_addr);
     versioned.write_all(&hello).unwrap();
     assert_closed(versioned, "bad version");
@@ -475,7 +484,7 @@ fn malformed_connections_are_closed_and_the_node_keeps_serving() {
         "bad magic",
         "unknown node n99",
         "addressed to n5",
-        &format!("wire version {}", WIRE_VERSION + 1),
+        &format!("wire version {}", WIRE_VERSION + 7),
         "exceeds the maximum",
         "got 14 of 104 bytes",
     ] {
@@ -628,7 +637,13 @@ fn a_newer_connection_replaces_the_older_and_no_complete_frame_is_lost() {
         monitor.stats().inbound_handshakes == 2
     }));
     second.read_exact(&mut ack).unwrap();
-    assert_eq!(Ack::decode(&ack).unwrap(), Ack { from: SERVER });
+    assert_eq!(
+        Ack::decode(&ack).unwrap(),
+        Ack {
+            from: SERVER,
+            authenticated: false
+        }
+    );
     second.write_all(&frame(b"three")).unwrap();
     assert_closed(first, "replaced connection");
 
@@ -787,10 +802,19 @@ fn a_peer_that_takes_nothing_is_disconnected_after_the_write_timeout() {
         Hello::decode(&hello).unwrap(),
         Hello {
             from: SERVER,
-            to: RAW
+            to: RAW,
+            authenticated: false,
         }
     );
-    stream.write_all(&Ack { from: RAW }.encode()).unwrap();
+    stream
+        .write_all(
+            &Ack {
+                from: RAW,
+                authenticated: false,
+            }
+            .encode(),
+        )
+        .unwrap();
     let monitor = transport.monitor();
     assert!(wait_until(TEST_LIMIT, || {
         transport.wait(Duration::from_millis(1)).unwrap();

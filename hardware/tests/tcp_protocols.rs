@@ -9,8 +9,6 @@ use rehearsal_hardware::{
 };
 use rehearsal_protocols::{benaloh, unreplicated};
 use rehearsal_sim_core::{Actor, Invariant, NodeId};
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -32,15 +30,7 @@ where
 {
     /// Starts `actors[i]` as node i, on ephemeral ports of 127.0.0.1.
     fn start(actors: Vec<A>, seed: u64) -> Self {
-        let listeners: Vec<TcpListener> = actors
-            .iter()
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let table: BTreeMap<NodeId, SocketAddr> = listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (NodeId(i as u32), l.local_addr().unwrap()))
-            .collect();
+        let (listeners, table) = common::listen_on_loopback(actors.len());
         // One epoch for every node: output times are comparable, as in one simulation.
         let epoch = Instant::now();
         let (sink, outputs) = mpsc::channel();

@@ -263,6 +263,7 @@ pub fn run(
             duration: Duration::from_secs(if quick { 1 } else { 3 }),
             warmup: Duration::from_millis(if quick { 200 } else { 500 }),
             client_nice: rehearsal_hardware::bench_tcp::BENCH_CLIENT_NICE_DEFAULT,
+            unauthenticated: false,
             json: true,
         };
         let (report, good) = settle(
@@ -272,7 +273,7 @@ pub fn run(
         );
         ok &= good;
         rows.push(Row::new(
-            "tcp: runtime throughput / std echo",
+            "tcp: authenticated runtime throughput / std echo",
             f(&report["throughput_ratio"]),
             "x",
             Goal::AtLeast(0.8),

@@ -1,5 +1,6 @@
 //! `rehearsal keygen`: fresh Ed25519 keys for the nodes of a real cluster, one private key
-//! file per node and one public-key list (the format is `rehearsal_hardware::keys`').
+//! file per node and one public-key list (the format is `rehearsal_hardware::keys`'). The
+//! same keys sign the protocols' messages and authenticate the TCP connections.
 
 use super::{CliError, EXIT_OK};
 use crate::config::Protocol;
@@ -15,8 +16,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 #[command(group = clap::ArgGroup::new("who").required(true).args(["config", "count"]))]
 pub struct KeygenArgs {
-    /// A cluster file: keys for the nodes its protocol says sign (every PBFT replica and
-    /// client).
+    /// A cluster file: keys for every node of it (its signing nodes use them for their
+    /// signatures, and every node to authenticate its TCP connections).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Keys for nodes 0 to N-1, without a cluster file.
@@ -40,13 +41,11 @@ fn holders(args: &KeygenArgs) -> Result<u32, CliError> {
     let cluster = ClusterConfig::load(path).map_err(|e| bad(e.to_string()))?;
     let protocol =
         Protocol::named(&cluster.protocol).map_err(|e| bad(cluster.error(e).to_string()))?;
+    let nodes = u32::try_from(cluster.nodes.len()).unwrap_or(u32::MAX);
     match protocol.key_needs(&cluster).map_err(bad)? {
-        KeyNeeds::Ed25519 { holders } => Ok(holders),
-        KeyNeeds::None => Err(bad(cluster
-            .error(format!(
-                "the nodes of {protocol} sign nothing: they need no keys"
-            ))
-            .to_string())),
+        // Every node needs one for its TCP connections; signers may be fewer.
+        KeyNeeds::Ed25519 { holders } => Ok(holders.max(nodes)),
+        KeyNeeds::None => Ok(nodes),
         KeyNeeds::TestbedOnly(why) => Err(bad(cluster
             .error(format!(
                 "{why}; key files cannot serve it: write keys = \"testbed\""

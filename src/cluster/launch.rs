@@ -335,16 +335,27 @@ pub(super) fn launch_config(
     ClusterConfig::new("cluster.toml", protocol, args.seed, params, node_configs).map_err(bad)
 }
 
-/// The cluster of a launch with its nodes' keys, if its protocol's nodes sign: the
-/// directory `--keys` names, keys derived from the seed with `--testbed-keys` (or for
-/// signatures that have no other keys, such as pbft's `crypto = "sim"`), or else fresh
-/// keys written to `dir/keys`.
+/// The cluster of a launch with its nodes' keys: the directory `--keys` names, keys
+/// derived from the seed with `--testbed-keys` (or for signatures that have no other keys,
+/// such as pbft's `crypto = "sim"`), or else fresh keys for every node written to
+/// `dir/keys`. Key files also authenticate the TCP connections, so a launch over TCP has
+/// them whether or not its protocol's nodes sign.
 pub(super) fn with_launch_keys(
     args: &ClusterArgs,
     config: ClusterConfig,
     dir: &Path,
 ) -> Result<ClusterConfig, CliError> {
     let needs = args.protocol.key_needs(&config).map_err(bad)?;
+    let nodes = u32::try_from(config.nodes.len()).unwrap_or(u32::MAX);
+    let needs = match needs {
+        KeyNeeds::None if args.transport == TransportArg::Tcp && !args.testbed_keys => {
+            KeyNeeds::Ed25519 { holders: nodes }
+        }
+        KeyNeeds::Ed25519 { holders } => KeyNeeds::Ed25519 {
+            holders: holders.max(nodes),
+        },
+        needs => needs,
+    };
     let keys = match (needs, &args.keys) {
         (KeyNeeds::None, _) => return Ok(config),
         (_, None) if args.testbed_keys => ClusterKeys::Testbed,

@@ -260,6 +260,11 @@ pub struct BenchTcpArgs {
     /// elsewhere only 0 runs)
     #[arg(long, default_value_t = bench_tcp::BENCH_CLIENT_NICE_DEFAULT, value_name = "N")]
     pub client_nice: u8,
+    /// Run the runtime side's connections unauthenticated (by default they are
+    /// authenticated and their frames sealed, with fresh keys, as a cluster with key files
+    /// runs)
+    #[arg(long)]
+    pub unauthenticated: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,

@@ -202,6 +202,7 @@ pub(super) fn open_tcp(
     // the node's thread instead.
     let tcp_config = TcpConfig {
         log_errors: false,
+        auth: keys::cluster_tcp_auth(cluster, entry.id)?,
         ..TcpConfig::default()
     };
     TcpTransport::from_peer_table(entry.id, &table, tcp_config).map_err(|e| e.to_string())

@@ -126,6 +126,10 @@ pub(super) struct NodeSummaryBrief {
     tcp_frames_lost: u64,
     tcp_connection_failures: u64,
     tcp_connection_resets: u64,
+    /// Whether its TCP connections were authenticated (the cluster file named key files).
+    tcp_authenticated: bool,
+    /// Handshakes and frames refused for failing authentication, both ways.
+    tcp_auth_failures: u64,
 }
 
 impl From<&NodeSummary> for NodeSummaryBrief {
@@ -145,6 +149,15 @@ impl From<&NodeSummary> for NodeSummaryBrief {
             tcp_frames_lost: counter(&s.tcp, &["frames_lost"]),
             tcp_connection_failures: counter(&s.tcp, &["connections_failed"]),
             tcp_connection_resets: counter(&s.tcp, &["connections_reset"]),
+            tcp_authenticated: s.tcp["authenticated"].as_bool().unwrap_or(false),
+            tcp_auth_failures: [
+                "inbound_auth_failures",
+                "outbound_auth_failures",
+                "frames_rejected",
+            ]
+            .into_iter()
+            .map(|name| counter(&s.tcp, &[name]))
+            .sum(),
         }
     }
 }

@@ -132,6 +132,12 @@ fn unreplicated_cluster_serves_every_client_and_passes_its_invariant() {
         );
         assert_eq!(summary["stop"], "stdin_closed");
     }
+    // The launch gave every node a key of its own, so its connections were authenticated
+    // (though unreplicated signs nothing), and nothing failed authentication.
+    for summary in &summaries {
+        assert_eq!(summary["tcp_authenticated"], true, "{report:#}");
+        assert_eq!(summary["tcp_auth_failures"], 0, "{report:#}");
+    }
     for node in report["per_node"].as_array().unwrap() {
         assert_eq!(node["exit_status"], 0, "{node}");
     }

@@ -121,6 +121,10 @@ fn keygen_keys_run_a_pbft_cluster_over_tcp() {
     assert_eq!(report["outcome"], "ok");
     assert_eq!(report["requests"], 3, "{report:#}");
     assert_eq!(report["invariants_checked"], true);
+    // The same keys authenticated every node's TCP connections.
+    for node in report["per_node"].as_array().unwrap() {
+        assert_eq!(node["summary"]["tcp_authenticated"], true, "{report:#}");
+    }
 
     // A key directory that holds only node 2's private key (and the list) serves node 2:
     // no node needs another's private key. Node 3 finds none.
@@ -213,6 +217,11 @@ fn testbed_keys_derived_from_the_seed_still_run_a_pbft_cluster() {
     let text = std::fs::read_to_string(dir.join("cluster.toml")).unwrap();
     assert!(text.contains("keys = \"testbed\""), "{text}");
     assert!(!dir.join("keys").exists());
+    // Keys anyone with the file can derive would authenticate nothing: the connections
+    // are plain.
+    for node in report["per_node"].as_array().unwrap() {
+        assert_eq!(node["summary"]["tcp_authenticated"], false, "{report:#}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -44,8 +44,10 @@
 //! from [`DpdkConfig::peers`] (on point-to-point links, broadcast for everyone:
 //! [`DpdkConfig::point_to_point`]); the source MAC is the port's. Ports run promiscuous,
 //! and a frame is for this endpoint if the destination node id in its header is this
-//! endpoint's id; the sender is the source node id in the header (not authenticated:
-//! DPDK links are trusted networks, like the TCP transport's).
+//! endpoint's id; the sender is the source node id in the header. Nothing of a frame is
+//! authenticated (unlike the TCP transport's with [`TcpAuth`](crate::TcpAuth)): anyone
+//! who can put frames on the link can send as any node, and alter, replay or drop
+//! frames, so DPDK links must be trusted networks.
 //!
 //! Every received frame is checked; a frame with another ethertype, too short for the
 //! headers, of another version, with inconsistent lengths, for another node or from a node

@@ -2,11 +2,14 @@
 //! and handed to [`Transport::poll`](crate::Transport::poll) straight from it, without a
 //! copy; and accepted connections during the acceptor's side of the handshake.
 
+use super::noise::{Accepting, FrameCipher, TcpAuth, NOISE_1_BYTES, NOISE_2_BYTES, NOISE_3_BYTES};
 use super::socket::Readiness;
+use super::TcpConfig;
 use crate::syscalls::{Counted, Syscall, SyscallCounter};
 use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
 use mio::net::TcpStream;
 use rehearsal_sim_core::NodeId;
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
@@ -85,6 +88,31 @@ impl RecvBuffer {
     pub fn payload(&self, payload_bytes: usize) -> &[u8] {
         let from = self.start + FRAME_HEADER_BYTES;
         &self.bytes[from..from + payload_bytes]
+    }
+
+    /// Room at the end for the payload of one more frame of `payload_bytes` (opened from a
+    /// sealed one), which [`commit_frame`](RecvBuffer::commit_frame) then appends.
+    pub fn frame_room(&mut self, payload_bytes: usize) -> &mut [u8] {
+        let needed = FRAME_HEADER_BYTES + payload_bytes;
+        if self.bytes.len() - self.end < needed && self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.bytes.len() - self.end < needed {
+            self.bytes
+                .resize((self.end + needed).max(RECV_BUFFER_BYTES), 0);
+        }
+        let from = self.end + FRAME_HEADER_BYTES;
+        &mut self.bytes[from..from + payload_bytes]
+    }
+
+    /// Appends the frame whose payload [`frame_room`](RecvBuffer::frame_room) made room
+    /// for and the caller wrote there; `payload_bytes` is at most a frame's maximum.
+    pub fn commit_frame(&mut self, payload_bytes: usize) {
+        let length = u32::try_from(payload_bytes).unwrap_or(u32::MAX);
+        self.bytes[self.end..self.end + FRAME_HEADER_BYTES].copy_from_slice(&length.to_be_bytes());
+        self.end += FRAME_HEADER_BYTES + payload_bytes;
     }
 
     /// Drops the first frame, after its payload was handed out.
@@ -222,6 +250,28 @@ impl RecvBuffer {
     }
 }
 
+/// What an acceptor checks a handshake against: this node, its peers, and its keys.
+pub(super) struct Welcome<'a> {
+    me: NodeId,
+    peers: &'a BTreeMap<NodeId, usize>,
+    auth: Option<&'a TcpAuth>,
+}
+
+impl<'a> Welcome<'a> {
+    pub fn new(me: NodeId, peers: &'a BTreeMap<NodeId, usize>, config: &'a TcpConfig) -> Self {
+        Welcome {
+            me,
+            peers,
+            auth: config.auth.as_ref(),
+        }
+    }
+
+    /// Whether `id` is a peer (this node is not its own).
+    fn is_known(&self, id: NodeId) -> bool {
+        id != self.me && self.peers.contains_key(&id)
+    }
+}
+
 /// How the remote end of a connection finished. Noted when read, and acted on once the
 /// frames that came before it have been handed out.
 pub(super) enum End {
@@ -232,7 +282,8 @@ pub(super) enum End {
 }
 
 /// A connection accepted and still in its handshake. Once the hello names a known peer
-/// and the acknowledgement is written, the connection is handed to that peer's
+/// and the acknowledgement is written (and, if authenticated, the dialer's last Noise
+/// message proved the key listed for that peer), the connection is handed to that peer's
 /// [`Peer`](super::peer::Peer), which carries frames both ways on it.
 pub(super) struct InboundConn {
     pub stream: TcpStream,
@@ -242,7 +293,13 @@ pub(super) struct InboundConn {
     pub peer: Option<NodeId>,
     /// When a handshake still missing counts as silence.
     pub handshake_deadline: Instant,
-    ack: [u8; ACK_BYTES],
+    /// The answer: the acknowledgement, and, if authenticated, the Noise message.
+    ack: [u8; ACK_BYTES + NOISE_2_BYTES],
+    ack_bytes: usize,
+    /// If authenticated: the handshake waiting for the dialer's last message.
+    accepting: Option<Accepting>,
+    /// If authenticated: the frame cipher, once the dialer's last message passed.
+    pub cipher: Option<FrameCipher>,
     /// Bytes at the end of `ack` not written yet.
     ack_unsent: usize,
     /// What was read: the hello, and anything the dialer sent after it.
@@ -262,7 +319,10 @@ impl InboundConn {
             remote,
             peer: None,
             handshake_deadline,
-            ack: [0; ACK_BYTES],
+            ack: [0; ACK_BYTES + NOISE_2_BYTES],
+            ack_bytes: ACK_BYTES,
+            accepting: None,
+            cipher: None,
             ack_unsent: 0,
             buf: RecvBuffer::new(),
             end: None,
@@ -271,12 +331,22 @@ impl InboundConn {
         }
     }
 
-    /// Whether to read when the socket is readable: until the hello is complete.
+    /// Whether to read when the socket is readable: until the hello (and the first Noise
+    /// message) is complete, and, if authenticated, the last Noise message.
     pub fn wants_read(&self) -> bool {
-        self.fate.is_none()
-            && self.end.is_none()
-            && self.peer.is_none()
-            && self.buf.unread().len() < HELLO_BYTES
+        self.fate.is_none() && self.end.is_none() && self.buf.unread().len() < self.bytes_wanted()
+    }
+
+    /// Bytes the handshake waits for at the start of what is read: the hello (with the
+    /// first Noise message, if authenticated), or the dialer's last message once it
+    /// passed (0 if there is none).
+    fn bytes_wanted(&self) -> usize {
+        match (self.peer, &self.accepting) {
+            (None, _) if self.ack_bytes > ACK_BYTES => HELLO_BYTES + NOISE_1_BYTES,
+            (None, _) => HELLO_BYTES,
+            (Some(_), Some(_)) => NOISE_3_BYTES,
+            (Some(_), None) => 0,
+        }
     }
 
     pub fn wants_write(&self) -> bool {
@@ -287,7 +357,11 @@ impl InboundConn {
     /// peer.
     pub fn complete(&self) -> Option<NodeId> {
         match self.peer {
-            Some(peer) if self.fate.is_none() && self.ack_unsent == 0 => Some(peer),
+            Some(peer)
+                if self.fate.is_none() && self.ack_unsent == 0 && self.accepting.is_none() =>
+            {
+                Some(peer)
+            }
             _ => None,
         }
     }
@@ -300,13 +374,14 @@ impl InboundConn {
             self.write_ack(syscalls);
         }
         if self.wants_read() {
+            let wanted = self.bytes_wanted();
             let end = self.buf.read_while(
                 &mut Counted {
                     inner: &mut self.stream,
                     counter: syscalls,
                 },
                 &mut self.ready,
-                |buf| buf.unread().len() < HELLO_BYTES,
+                |buf| buf.unread().len() < wanted,
             );
             self.end = end;
         }
@@ -315,9 +390,9 @@ impl InboundConn {
     /// Writes what is left of the handshake answer.
     pub fn write_ack(&mut self, syscalls: &SyscallCounter) {
         while self.ack_unsent > 0 {
-            let from = ACK_BYTES - self.ack_unsent;
+            let from = self.ack_bytes - self.ack_unsent;
             syscalls.count(Syscall::Write);
-            match self.stream.write(&self.ack[from..]) {
+            match self.stream.write(&self.ack[from..self.ack_bytes]) {
                 Ok(0) => {
                     let error = io::Error::from(io::ErrorKind::WriteZero);
                     self.fate = Some(ConnectionError::Handshake(error));
@@ -337,61 +412,104 @@ impl InboundConn {
         }
     }
 
-    /// Checks the hello once it has arrived and answers it. Sets the fate when it failed,
-    /// or when the connection ended or fell silent before the handshake completed.
-    pub fn handshake(
-        &mut self,
-        me: NodeId,
-        now: Instant,
-        is_known: impl Fn(NodeId) -> bool,
-        syscalls: &SyscallCounter,
-    ) {
+    /// Checks the hello once it has arrived and answers it; if authenticated, checks the
+    /// dialer's last message once it has arrived. Sets the fate when it failed, or when
+    /// the connection ended or fell silent before the handshake completed.
+    pub fn handshake(&mut self, welcome: &Welcome<'_>, now: Instant, syscalls: &SyscallCounter) {
         if self.fate.is_some() {
             return;
         }
-        if self.peer.is_some() {
-            if self.ack_unsent > 0 {
-                // Only the acknowledgement is missing: the dialer must take it in time.
-                if let Some(end) = self.end.take() {
-                    self.fate = Some(ConnectionError::Handshake(end.into_error()));
-                } else if now >= self.handshake_deadline {
-                    let error =
-                        io::Error::new(io::ErrorKind::TimedOut, "the dialer took no answer");
-                    self.fate = Some(ConnectionError::Handshake(error));
+        let auth = welcome.auth;
+        if self.peer.is_none() {
+            self.ack_bytes = ACK_BYTES + if auth.is_some() { NOISE_2_BYTES } else { 0 };
+            match self.check_hello(welcome) {
+                Ok(false) => {}
+                Ok(true) => self.write_ack(syscalls),
+                Err(error) => {
+                    self.fate = Some(error);
+                    return;
                 }
             }
+        }
+        if let (Some(auth), Some(_)) = (auth, &self.accepting) {
+            if let Some(last) = self.buf.unread().get(..NOISE_3_BYTES) {
+                let accepting = self.accepting.take();
+                match accepting.map(|accepting| accepting.finish(auth, last)) {
+                    Some(Ok(cipher)) => {
+                        self.cipher = Some(cipher);
+                        self.buf.consume(NOISE_3_BYTES);
+                    }
+                    Some(Err(error)) => {
+                        self.fate = Some(error);
+                        return;
+                    }
+                    None => {}
+                }
+            }
+        }
+        if self.complete().is_some() {
             return;
         }
-        let Some(hello) = self.buf.unread().first_chunk::<HELLO_BYTES>() else {
-            let error = match self.end.take() {
-                Some(end) => end.into_error(),
-                None if now >= self.handshake_deadline => {
-                    io::Error::new(io::ErrorKind::TimedOut, "no handshake in time")
-                }
-                None => return,
-            };
-            self.fate = Some(ConnectionError::Handshake(error));
-            return;
+        // Still waiting: for the hello, for the dialer to take the answer, or for its last
+        // message.
+        let error = match self.end.take() {
+            Some(end) => end.into_error(),
+            None if now >= self.handshake_deadline => {
+                let what = if self.peer.is_none() {
+                    "no handshake in time"
+                } else {
+                    "the dialer did not complete the handshake in time"
+                };
+                io::Error::new(io::ErrorKind::TimedOut, what)
+            }
+            None => return,
         };
-        let checked = Hello::decode(hello).and_then(|hello| {
-            if hello.to != me {
-                Err(ConnectionError::WrongDestination { to: hello.to, me })
-            } else if !is_known(hello.from) {
-                Err(ConnectionError::UnknownPeer(hello.from))
-            } else {
-                Ok(hello.from)
-            }
-        });
-        match checked {
-            Ok(from) => {
-                self.buf.consume(HELLO_BYTES);
-                self.peer = Some(from);
-                self.ack = Ack { from: me }.encode();
-                self.ack_unsent = ACK_BYTES;
-                self.write_ack(syscalls);
-            }
-            Err(error) => self.fate = Some(error),
+        self.fate = Some(ConnectionError::Handshake(error));
+    }
+
+    /// Checks the hello (and, if authenticated, answers the first Noise message) once
+    /// enough has arrived: `Ok(true)` when the answer is ready to write.
+    fn check_hello(&mut self, welcome: &Welcome<'_>) -> Result<bool, ConnectionError> {
+        let (me, auth) = (welcome.me, welcome.auth);
+        let unread = self.buf.unread();
+        let Some(hello_bytes) = unread.first_chunk::<HELLO_BYTES>() else {
+            return Ok(false);
+        };
+        let hello = Hello::decode(hello_bytes)?;
+        if hello.authenticated != auth.is_some() {
+            return Err(ConnectionError::AuthenticationMismatch {
+                peer_authenticates: hello.authenticated,
+            });
         }
+        if hello.to != me {
+            return Err(ConnectionError::WrongDestination { to: hello.to, me });
+        }
+        if !welcome.is_known(hello.from) {
+            return Err(ConnectionError::UnknownPeer(hello.from));
+        }
+        let mut answer = [0; ACK_BYTES + NOISE_2_BYTES];
+        answer[..ACK_BYTES].copy_from_slice(
+            &Ack {
+                from: me,
+                authenticated: auth.is_some(),
+            }
+            .encode(),
+        );
+        let mut consumed = HELLO_BYTES;
+        if let Some(auth) = auth {
+            let Some(first) = unread.get(HELLO_BYTES..HELLO_BYTES + NOISE_1_BYTES) else {
+                return Ok(false);
+            };
+            let (accepting, message) = Accepting::answer(auth, hello_bytes, hello.from, first)?;
+            answer[ACK_BYTES..].copy_from_slice(&message);
+            self.accepting = Some(accepting);
+            consumed += NOISE_1_BYTES;
+        }
+        self.buf.consume(consumed);
+        self.peer = Some(hello.from);
+        self.ack = answer;
+        self.ack_unsent = self.ack_bytes;
+        Ok(true)
     }
 }
 

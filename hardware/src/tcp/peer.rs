@@ -3,10 +3,11 @@
 //! established, redial with backoff; or accepted: waiting, established).
 
 use super::inbound::{End, FrameStatus, RecvBuffer};
+use super::noise::{self, Dialing, FrameCipher, NOISE_2_BYTES};
 use super::socket::{self, Readiness};
 use super::{bump, Shared, TcpConfig};
 use crate::syscalls::{Counted, Syscall};
-use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES};
+use crate::wire::{Ack, ConnectionError, Hello, ACK_BYTES, FRAME_HEADER_BYTES};
 use mio::net::TcpStream;
 use rehearsal_sim_core::NodeId;
 use std::collections::VecDeque;
@@ -28,6 +29,25 @@ pub(super) struct SendQueue {
     frames: VecDeque<usize>,
     /// Bytes of the oldest frame already written.
     front_written: usize,
+    /// On an authenticated connection: the frames at the front of the queue, sealed for
+    /// it. A frame leaves the queue once its sealed bytes are written; if the connection
+    /// ends first, the frames not begun are sealed again for the next one.
+    sealed: Sealed,
+}
+
+/// Frames sealed for the current connection, waiting to be written.
+#[derive(Default)]
+struct Sealed {
+    /// The unwritten bytes are `bytes[start..]`.
+    bytes: Vec<u8>,
+    start: usize,
+    /// Wire sizes of the sealed frames (length prefixes included), oldest first: they are
+    /// the queue's first frames.
+    frames: VecDeque<usize>,
+    /// Bytes of the oldest sealed frame already written.
+    front_written: usize,
+    /// Bytes of the queue (length prefixes included) that the sealed frames hold.
+    plain_bytes: usize,
 }
 
 /// Frames and payload bytes one write completed.
@@ -66,10 +86,25 @@ impl SendQueue {
 
     /// Writes as much as `stream` takes without blocking.
     pub fn write_to(&mut self, stream: &mut impl Write) -> io::Result<Written> {
+        self.write_out(stream, false)
+    }
+
+    /// Writes the frames as they are queued, or, if `sealed`, as they are sealed, as much
+    /// as `stream` takes without blocking.
+    fn write_out(&mut self, stream: &mut impl Write, sealed: bool) -> io::Result<Written> {
         let mut written = Written::default();
-        while self.start < self.bytes.len() {
-            match stream.write(&self.bytes[self.start..]) {
+        loop {
+            let unwritten = if sealed {
+                &self.sealed.bytes[self.sealed.start..]
+            } else {
+                &self.bytes[self.start..]
+            };
+            if unwritten.is_empty() {
+                break;
+            }
+            match stream.write(unwritten) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(count) if sealed => self.advance_sealed(count, &mut written),
                 Ok(count) => self.advance(count, &mut written),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -83,6 +118,55 @@ impl SendQueue {
             self.clear();
         }
         Ok(written)
+    }
+
+    /// Seals the queued frames not sealed yet with `cipher`, and writes as much of the
+    /// sealed frames as `stream` takes without blocking.
+    pub fn write_sealed(
+        &mut self,
+        stream: &mut impl Write,
+        cipher: &mut FrameCipher,
+    ) -> io::Result<Written> {
+        debug_assert_eq!(self.front_written, 0, "a queue is written sealed or plain");
+        let sealed = &mut self.sealed;
+        if sealed.start > 0 && sealed.start >= sealed.bytes.len() / 2 {
+            sealed.bytes.drain(..sealed.start);
+            sealed.start = 0;
+        }
+        let mut at = self.start + sealed.plain_bytes;
+        for &payload in self.frames.iter().skip(sealed.frames.len()) {
+            let from = at + FRAME_HEADER_BYTES;
+            let wire = cipher
+                .seal(&self.bytes[from..from + payload], &mut sealed.bytes)
+                .map_err(io::Error::other)?;
+            sealed.frames.push_back(wire);
+            sealed.plain_bytes += FRAME_HEADER_BYTES + payload;
+            at = from + payload;
+        }
+        self.write_out(stream, true)
+    }
+
+    fn advance_sealed(&mut self, count: usize, written: &mut Written) {
+        let sealed = &mut self.sealed;
+        sealed.start += count;
+        written.bytes += count;
+        let mut left = count;
+        while let Some(&wire) = sealed.frames.front() {
+            let rest = wire - sealed.front_written;
+            if left < rest {
+                sealed.front_written += left;
+                return;
+            }
+            left -= rest;
+            sealed.front_written = 0;
+            sealed.frames.pop_front();
+            let payload = self.frames.pop_front().unwrap_or_default();
+            self.start += FRAME_HEADER_BYTES + payload;
+            sealed.plain_bytes -= FRAME_HEADER_BYTES + payload;
+            written.frames += 1;
+            written.payload_bytes += payload as u64;
+        }
+        debug_assert_eq!(left, 0, "wrote past the sealed frames");
     }
 
     fn advance(&mut self, count: usize, written: &mut Written) {
@@ -107,6 +191,17 @@ impl SendQueue {
     /// Drops the frame that was partly written when its connection failed (the next
     /// connection cannot carry its remainder); returns how many frames that was (0 or 1).
     pub fn drop_partial(&mut self) -> u64 {
+        // What was sealed was for the connection that ended.
+        let sealed = std::mem::take(&mut self.sealed);
+        if sealed.front_written > 0 {
+            if let Some(payload) = self.frames.pop_front() {
+                self.start += FRAME_HEADER_BYTES + payload;
+            }
+            if self.frames.is_empty() {
+                self.clear();
+            }
+            return 1;
+        }
         if self.front_written == 0 {
             return 0;
         }
@@ -128,6 +223,15 @@ impl SendQueue {
         if self.bytes.capacity() > SEND_BUFFER_BYTES_KEPT {
             self.bytes.shrink_to(SEND_BUFFER_BYTES_KEPT);
         }
+        let sealed = &mut self.sealed;
+        sealed.bytes.clear();
+        sealed.start = 0;
+        sealed.frames.clear();
+        sealed.front_written = 0;
+        sealed.plain_bytes = 0;
+        if sealed.bytes.capacity() > SEND_BUFFER_BYTES_KEPT {
+            sealed.bytes.shrink_to(SEND_BUFFER_BYTES_KEPT);
+        }
     }
 }
 
@@ -142,20 +246,19 @@ pub(super) enum Link {
         stream: TcpStream,
         deadline: Instant,
     },
-    /// Connected; the hello goes out and the acknowledgement comes back.
+    /// Connected; the hello goes out and the acknowledgement comes back (and, if
+    /// authenticated, the handshake's last message goes out).
     Handshaking {
         stream: TcpStream,
-        hello: [u8; HELLO_BYTES],
-        hello_sent: usize,
-        ack: [u8; ACK_BYTES],
-        ack_got: usize,
+        handshake: Box<DialHandshake>,
         deadline: Instant,
     },
-    /// Carrying frames both ways. `stalled_since` is when a write last found the socket
-    /// full.
+    /// Carrying frames both ways, sealed by `cipher` if authenticated. `stalled_since` is
+    /// when a write last found the socket full.
     Established {
         stream: TcpStream,
         stalled_since: Option<Instant>,
+        cipher: Option<FrameCipher>,
     },
 }
 
@@ -180,8 +283,17 @@ pub(super) struct Peer {
     /// Frames waiting to be written.
     pub queue: SendQueue,
     /// Frames read and not yet handed out. Frames complete when a connection ends stay here
-    /// until handed out; the start of a frame cut short is dropped.
+    /// until handed out; the start of a frame cut short is dropped. If authenticated,
+    /// sealed frames only wait here until they are opened into `opened`.
     pub buf: RecvBuffer,
+    /// If authenticated: frames opened, and not yet handed out.
+    opened: RecvBuffer,
+    /// Whether connections are authenticated (the transport has keys).
+    authenticated: bool,
+    /// Largest payload of a frame handed out, and largest frame on the wire (sealed, if
+    /// authenticated), in bytes.
+    frame_bytes_max: u32,
+    wire_bytes_max: u32,
     /// How the remote end of the current connection finished, once read.
     end: Option<End>,
     backoff: Duration,
@@ -217,6 +329,10 @@ impl Peer {
             },
             queue: SendQueue::default(),
             buf: RecvBuffer::new(),
+            opened: RecvBuffer::new(),
+            authenticated: config.auth.is_some(),
+            frame_bytes_max: config.frame_bytes_max,
+            wire_bytes_max: config.wire_frame_bytes_max(),
             end: None,
             backoff: config.reconnect_backoff_min,
             failures_in_a_row: 0,
@@ -237,19 +353,40 @@ impl Peer {
 
     /// Whether [`pump`](Peer::pump) has work without a word from the poller: the socket
     /// may have bytes to read that no complete frame holds back, or room for queued frames.
-    pub fn pump_due(&self, frame_bytes_max: u32) -> bool {
-        self.read_due(frame_bytes_max)
+    pub fn pump_due(&self) -> bool {
+        self.read_due()
             || (matches!(self.link, Link::Established { .. })
                 && self.ready.writable
                 && !self.queue.is_empty())
     }
 
     /// Whether the socket may have bytes to read that no complete frame holds back.
-    pub fn read_due(&self, frame_bytes_max: u32) -> bool {
+    pub fn read_due(&self) -> bool {
         matches!(self.link, Link::Established { .. })
             && self.ready.readable
             && self.end.is_none()
-            && self.buf.status(frame_bytes_max) == FrameStatus::Incomplete
+            && self.buf.status(self.wire_bytes_max) == FrameStatus::Incomplete
+            && (!self.authenticated || !self.has_frame())
+    }
+
+    /// Where frames are handed out from: the frames read, or, if authenticated, the frames
+    /// opened.
+    pub fn inbox(&mut self) -> &mut RecvBuffer {
+        if self.authenticated {
+            &mut self.opened
+        } else {
+            &mut self.buf
+        }
+    }
+
+    /// What the first frame to hand out is.
+    pub fn inbox_status(&self) -> FrameStatus {
+        let inbox = if self.authenticated {
+            &self.opened
+        } else {
+            &self.buf
+        };
+        inbox.status(self.frame_bytes_max)
     }
 
     /// The poller could not take the peer's socket: it fails as if an i/o call had.
@@ -266,7 +403,7 @@ impl Peer {
             Link::Connecting { .. } | Link::Handshaking { .. } => {
                 self.connect_failed(error, now, config, shared)
             }
-            Link::Established { .. } => self.lost(Loss::Failed(error), now, config, shared),
+            Link::Established { .. } => self.lost(Loss::Failed(error), now, shared),
         }
     }
 
@@ -285,8 +422,8 @@ impl Peer {
     }
 
     /// Whether a frame is ready to be handed out.
-    pub fn has_frame(&self, frame_bytes_max: u32) -> bool {
-        matches!(self.buf.status(frame_bytes_max), FrameStatus::Ready(_))
+    pub fn has_frame(&self) -> bool {
+        matches!(self.inbox_status(), FrameStatus::Ready(_))
     }
 
     /// Dials when the backoff is over; gives up a dial, handshake or stalled write that
@@ -310,12 +447,7 @@ impl Peer {
                     io::ErrorKind::TimedOut,
                     format!("the peer took nothing for {:?}", config.write_timeout),
                 );
-                self.lost(
-                    Loss::Failed(ConnectionError::Io(error)),
-                    now,
-                    config,
-                    shared,
-                );
+                self.lost(Loss::Failed(ConnectionError::Io(error)), now, shared);
             }
             _ => {}
         }
@@ -359,13 +491,18 @@ impl Peer {
         let hello = Hello {
             from: shared.me,
             to: self.id,
+            authenticated: config.auth.is_some(),
+        };
+        let handshake = match DialHandshake::new(hello, config) {
+            Ok(handshake) => handshake,
+            Err(error) => {
+                self.connect_failed(error, now, config, shared);
+                return;
+            }
         };
         self.link = Link::Handshaking {
             stream,
-            hello: hello.encode(),
-            hello_sent: 0,
-            ack: [0; ACK_BYTES],
-            ack_got: 0,
+            handshake: Box::new(handshake),
             deadline: now + config.handshake_timeout,
         };
         let ready = Readiness {
@@ -406,27 +543,20 @@ impl Peer {
                 }
             }
             Link::Handshaking {
-                stream,
-                hello,
-                hello_sent,
-                ack,
-                ack_got,
-                ..
-            } => match handshake_step(
+                stream, handshake, ..
+            } => match handshake.step(
                 &mut Counted {
                     inner: &mut *stream,
                     counter: &shared.counters.syscalls,
                 },
-                hello,
-                hello_sent,
-                ack,
-                ack_got,
                 self.id,
+                config,
             ) {
                 Ok(false) => {}
                 Ok(true) => {
-                    let Link::Handshaking { stream, .. } =
-                        std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
+                    let Link::Handshaking {
+                        stream, handshake, ..
+                    } = std::mem::replace(&mut self.link, Link::Idle { retry_at: now })
                     else {
                         unreachable!("matched above")
                     };
@@ -439,33 +569,65 @@ impl Peer {
                     self.failures_in_a_row = 0;
                     self.backoff = config.reconnect_backoff_min;
                     bump(&shared.counters.outbound_connects, 1);
-                    self.established(stream, now, config, shared);
+                    self.established(stream, handshake.cipher, now, shared);
                 }
                 Err(error) => self.connect_failed(error, now, config, shared),
             },
-            Link::Established { .. } => self.pump(now, config, shared),
+            Link::Established { .. } => self.pump(now, shared),
         }
     }
 
     /// Reads what the socket has, while no complete frame holds reading back, and writes
     /// what is queued, while the socket takes it; then ends the connection if what was read
     /// ends it. Only where the socket may be ready: no call finds nothing to do twice.
-    pub fn pump(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+    pub fn pump(&mut self, now: Instant, shared: &Shared) {
+        // Opened frames not handed out hold reading back, as complete frames read do.
+        let held = self.authenticated && self.has_frame();
         let Link::Established { stream, .. } = &mut self.link else {
             return;
         };
-        if self.end.is_none() {
+        if self.end.is_none() && !held {
             self.end = self.buf.read_frame(
                 &mut Counted {
                     inner: &mut *stream,
                     counter: &shared.counters.syscalls,
                 },
                 &mut self.ready,
-                config.frame_bytes_max,
+                self.wire_bytes_max,
             );
         }
-        self.write(now, config, shared);
-        self.settle(now, config, shared);
+        if let Err(error) = self.open_sealed() {
+            bump(&shared.counters.frames_rejected, 1);
+            self.lost(Loss::Failed(error), now, shared);
+            return;
+        }
+        self.write(now, shared);
+        self.settle(now, shared);
+    }
+
+    /// On an authenticated connection, opens the complete sealed frames read into
+    /// `opened`. Fails at the first frame that fails its tag.
+    fn open_sealed(&mut self) -> Result<(), ConnectionError> {
+        let Link::Established {
+            cipher: Some(cipher),
+            ..
+        } = &mut self.link
+        else {
+            return Ok(());
+        };
+        while let FrameStatus::Ready(sealed) = self.buf.status(self.wire_bytes_max) {
+            let rejected = ConnectionError::FrameRejected {
+                frame_bytes: sealed as u64,
+            };
+            let payload = noise::opened_bytes(sealed)
+                .filter(|&payload| payload <= self.frame_bytes_max as usize)
+                .ok_or(rejected)?;
+            let room = self.opened.frame_room(payload);
+            cipher.open(self.buf.payload(sealed), room)?;
+            self.opened.commit_frame(payload);
+            self.buf.pop_frame(sealed);
+        }
+        Ok(())
     }
 
     /// Takes a connection the peer dialed, whose handshake passed (`buf` holds what came
@@ -474,47 +636,44 @@ impl Peer {
         &mut self,
         stream: TcpStream,
         buf: RecvBuffer,
+        cipher: Option<FrameCipher>,
         now: Instant,
-        config: &TcpConfig,
         shared: &Shared,
     ) {
         if matches!(self.link, Link::Established { .. }) {
-            self.lost(Loss::Replaced, now, config, shared);
+            self.lost(Loss::Replaced, now, shared);
         }
         self.buf.absorb(buf);
         self.register = Some(Register::Moved);
-        self.established(stream, now, config, shared);
+        self.established(stream, cipher, now, shared);
     }
 
     fn established(
         &mut self,
         stream: TcpStream,
+        cipher: Option<FrameCipher>,
         now: Instant,
-        config: &TcpConfig,
         shared: &Shared,
     ) {
+        debug_assert_eq!(cipher.is_some(), self.authenticated);
         shared.set_connected(self.id, true);
         self.end = None;
         self.link = Link::Established {
             stream,
             stalled_since: None,
+            cipher,
         };
         // Bytes may have come after the handshake already, and an event of the poller may
         // have passed: read and write until the socket says otherwise.
         self.ready = Readiness::BOTH;
-        self.pump(now, config, shared);
+        self.pump(now, shared);
     }
 
     /// Writes queued frames, as many as the socket takes; a write that fails ends the
     /// connection.
-    pub fn write(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+    pub fn write(&mut self, now: Instant, shared: &Shared) {
         if let Err(error) = self.write_queued(now, shared) {
-            self.lost(
-                Loss::Failed(ConnectionError::Io(error)),
-                now,
-                config,
-                shared,
-            );
+            self.lost(Loss::Failed(ConnectionError::Io(error)), now, shared);
         }
     }
 
@@ -522,6 +681,7 @@ impl Peer {
         let Link::Established {
             stream,
             stalled_since,
+            cipher,
         } = &mut self.link
         else {
             return Ok(());
@@ -534,10 +694,14 @@ impl Peer {
             // Full since the last write: the poller says when it has room again.
             return Ok(());
         }
-        let written = self.queue.write_to(&mut Counted {
+        let mut stream = Counted {
             inner: &mut *stream,
             counter: &shared.counters.syscalls,
-        })?;
+        };
+        let written = match cipher {
+            Some(cipher) => self.queue.write_sealed(&mut stream, cipher)?,
+            None => self.queue.write_to(&mut stream)?,
+        };
         if written.frames > 0 {
             bump(&shared.counters.frames_sent, written.frames);
             bump(&shared.counters.bytes_sent, written.payload_bytes);
@@ -554,18 +718,18 @@ impl Peer {
 
     /// Ends an established connection whose unread bytes start no complete frame: closed
     /// if its end came, failed if the next frame is too large or cut short.
-    pub fn settle(&mut self, now: Instant, config: &TcpConfig, shared: &Shared) {
+    pub fn settle(&mut self, now: Instant, shared: &Shared) {
         if !matches!(self.link, Link::Established { .. }) {
             return;
         }
-        let frame_bytes_max = config.frame_bytes_max;
-        let loss = match self.buf.status(frame_bytes_max) {
+        let wire_bytes_max = self.wire_bytes_max;
+        let loss = match self.buf.status(wire_bytes_max) {
             FrameStatus::Ready(_) => return,
             FrameStatus::TooLarge(length) => {
                 bump(&shared.counters.frames_oversized, 1);
                 Loss::Failed(ConnectionError::FrameTooLarge {
                     frame_bytes: u64::from(length),
-                    frame_bytes_max: u64::from(frame_bytes_max),
+                    frame_bytes_max: u64::from(wire_bytes_max),
                 })
             }
             FrameStatus::Incomplete => match self.end.take() {
@@ -575,7 +739,7 @@ impl Peer {
                 Some(End::Closed) => Loss::Failed(self.buf.truncation()),
             },
         };
-        self.lost(loss, now, config, shared);
+        self.lost(loss, now, shared);
     }
 
     /// A dial or handshake failed: retry after the backoff, which doubles.
@@ -587,7 +751,14 @@ impl Peer {
         shared: &Shared,
     ) {
         bump(&shared.counters.outbound_connect_failures, 1);
-        if self.failures_in_a_row == 0 {
+        if error.is_authentication() {
+            bump(&shared.counters.outbound_auth_failures, 1);
+            // Every time: an impostor is news, not a retry of the same failure.
+            shared.log(format!(
+                "refused {} at {}: {error}; retrying with backoff",
+                self.id, self.addr
+            ));
+        } else if self.failures_in_a_row == 0 {
             shared.log(format!(
                 "cannot connect to {} at {}: {error}; retrying with backoff",
                 self.id, self.addr
@@ -604,10 +775,24 @@ impl Peer {
     /// waits to be dialed again. Queued frames wait for the next connection, but for one
     /// partly written (its remainder cannot go on another connection); complete frames read
     /// stay to be handed out, and the start of one cut short is dropped.
-    fn lost(&mut self, loss: Loss, now: Instant, config: &TcpConfig, shared: &Shared) {
+    fn lost(&mut self, loss: Loss, now: Instant, shared: &Shared) {
         let frames_lost = self.queue.drop_partial();
-        let oversized = matches!(loss, Loss::Failed(ConnectionError::FrameTooLarge { .. }));
-        let truncated = self.buf.drop_incomplete(config.frame_bytes_max) > 0 && !oversized;
+        let oversized = matches!(
+            loss,
+            Loss::Failed(
+                ConnectionError::FrameTooLarge { .. } | ConnectionError::FrameRejected { .. }
+            )
+        );
+        let dropped = if self.authenticated {
+            // Sealed bytes of the connection that ended cannot be opened on the next one:
+            // what is left is an incomplete frame, or frames after one rejected.
+            let unread = self.buf.unread().len();
+            self.buf = RecvBuffer::new();
+            unread
+        } else {
+            self.buf.drop_incomplete(self.wire_bytes_max)
+        };
+        let truncated = dropped > 0 && !oversized;
         if truncated {
             // The start of a frame whose connection ended: its rest will not come.
             bump(&shared.counters.frames_truncated, 1);
@@ -669,52 +854,120 @@ impl Peer {
         self.register = None;
         self.queue.clear();
         self.buf = RecvBuffer::new();
+        self.opened = RecvBuffer::new();
         self.end = None;
     }
 }
 
-/// Sends what is left of the hello and reads what has come of the acknowledgement.
-/// `Ok(true)` once the acknowledgement is complete and names the peer dialed.
-fn handshake_step(
-    stream: &mut (impl Read + Write),
-    hello: &[u8; HELLO_BYTES],
-    hello_sent: &mut usize,
-    ack: &mut [u8; ACK_BYTES],
-    ack_got: &mut usize,
-    peer: NodeId,
-) -> Result<bool, ConnectionError> {
-    while *hello_sent < HELLO_BYTES {
-        match stream.write(&hello[*hello_sent..]) {
-            Ok(0) => return Err(ConnectionError::Io(io::ErrorKind::WriteZero.into())),
-            Ok(count) => *hello_sent += count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(error) => return Err(ConnectionError::Io(error)),
-        }
-    }
-    while *ack_got < ACK_BYTES {
-        match stream.read(&mut ack[*ack_got..]) {
-            Ok(0) => {
-                let error = io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed the connection during the handshake",
-                );
-                return Err(ConnectionError::Handshake(error));
+/// The dialer's side of the handshake: the hello (and the first Noise message) goes out,
+/// the acknowledgement (and the acceptor's Noise message) comes back, and, if
+/// authenticated, the last Noise message goes out.
+pub(super) struct DialHandshake {
+    /// What to write, and how much of it is written.
+    out: Vec<u8>,
+    sent: usize,
+    /// The answer expected, and how much of it came.
+    answer: [u8; ACK_BYTES + NOISE_2_BYTES],
+    answer_bytes: usize,
+    got: usize,
+    noise: Option<Dialing>,
+    /// The answer came and was checked: what is left to write is the last message.
+    answered: bool,
+    /// The authenticated connection's frame cipher, once the answer is checked.
+    pub cipher: Option<FrameCipher>,
+}
+
+impl DialHandshake {
+    fn new(hello: Hello, config: &TcpConfig) -> Result<Self, ConnectionError> {
+        let hello = hello.encode();
+        let mut out = hello.to_vec();
+        let noise = match &config.auth {
+            None => None,
+            Some(auth) => {
+                let (dialing, first) = Dialing::start(auth, &hello)?;
+                out.extend_from_slice(&first);
+                Some(dialing)
             }
-            Ok(count) => *ack_got += count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(error) => return Err(ConnectionError::Handshake(error)),
+        };
+        Ok(DialHandshake {
+            out,
+            sent: 0,
+            answer: [0; ACK_BYTES + NOISE_2_BYTES],
+            answer_bytes: ACK_BYTES + if noise.is_some() { NOISE_2_BYTES } else { 0 },
+            got: 0,
+            noise,
+            answered: false,
+            cipher: None,
+        })
+    }
+
+    /// Writes what is left to write and reads what has come of the answer. `Ok(true)` once
+    /// the answer names the peer dialed (and proved its listed key) and all is written.
+    fn step(
+        &mut self,
+        stream: &mut (impl Read + Write),
+        peer: NodeId,
+        config: &TcpConfig,
+    ) -> Result<bool, ConnectionError> {
+        loop {
+            while self.sent < self.out.len() {
+                match stream.write(&self.out[self.sent..]) {
+                    Ok(0) => return Err(ConnectionError::Io(io::ErrorKind::WriteZero.into())),
+                    Ok(count) => self.sent += count,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(error) => return Err(ConnectionError::Io(error)),
+                }
+            }
+            if self.answered {
+                return Ok(true);
+            }
+            // Exactly the answer: what follows it is frames, read once established.
+            while self.got < self.answer_bytes {
+                match stream.read(&mut self.answer[self.got..self.answer_bytes]) {
+                    Ok(0) => {
+                        let error = io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the peer closed the connection during the handshake",
+                        );
+                        return Err(ConnectionError::Handshake(error));
+                    }
+                    Ok(count) => self.got += count,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(error) => return Err(ConnectionError::Handshake(error)),
+                }
+            }
+            self.check_answer(peer, config)?;
         }
     }
-    let ack = Ack::decode(ack)?;
-    if ack.from != peer {
-        return Err(ConnectionError::WrongPeer {
-            expected: peer,
-            found: ack.from,
-        });
+
+    /// Checks the complete answer; if authenticated, makes the last message the thing to
+    /// write.
+    fn check_answer(&mut self, peer: NodeId, config: &TcpConfig) -> Result<(), ConnectionError> {
+        self.answered = true;
+        let (ack, rest) = self.answer.split_at(ACK_BYTES);
+        let ack = Ack::decode(ack.try_into().unwrap_or(&[0; ACK_BYTES]))?;
+        if ack.authenticated != config.auth.is_some() {
+            return Err(ConnectionError::AuthenticationMismatch {
+                peer_authenticates: ack.authenticated,
+            });
+        }
+        if ack.from != peer {
+            return Err(ConnectionError::WrongPeer {
+                expected: peer,
+                found: ack.from,
+            });
+        }
+        if let (Some(dialing), Some(auth)) = (self.noise.take(), &config.auth) {
+            let (last, cipher) = dialing.finish(auth, peer, &rest[..NOISE_2_BYTES])?;
+            self.out.clear();
+            self.out.extend_from_slice(&last);
+            self.sent = 0;
+            self.cipher = Some(cipher);
+        }
+        Ok(())
     }
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use rehearsal_sim_core::{Actor, Context, Invariant, NodeId, RunEnd, Time, TimerId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Messages of the ping-pong protocol.
@@ -195,3 +196,25 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// A bound on every test's waits: generous for a loaded two-core machine, finite.
 pub const TEST_LIMIT: Duration = Duration::from_secs(20);
+
+/// Connects a raw socket to `addr` with a 5-second read timeout.
+pub fn raw(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+/// Listeners for nodes `0..nodes` on ephemeral ports of 127.0.0.1, and their peer table.
+pub fn listen_on_loopback(nodes: usize) -> (Vec<TcpListener>, BTreeMap<NodeId, SocketAddr>) {
+    let listeners: Vec<TcpListener> = (0..nodes)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let table = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| (NodeId(i as u32), listener.local_addr().unwrap()))
+        .collect();
+    (listeners, table)
+}
