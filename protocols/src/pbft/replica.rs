@@ -815,22 +815,31 @@ impl<S: TestSeam> Replica<S> {
             let pp = Arc::new(PrePrepare::signed(&self.crypto, self.view, seq, batch));
             let entry = entry_mut(&mut self.log, seq);
             entry.pre_prepare = Some(Arc::clone(&pp));
-            self.multicast(cx, Msg::PrePrepare(pp));
+            self.multicast(cx, Msg::PrePrepare(Shared::new(pp)));
             self.advance(seq, cx);
         }
     }
 
     // ---- Pre-prepare, prepare, commit ---------------------------------------------------
 
-    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<NodeWith<S>>) {
+    fn on_pre_prepare(
+        &mut self,
+        from: NodeId,
+        pp: Shared<Arc<PrePrepare>>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if from != primary_of(pp.view, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "not from the primary of its view");
         }
-        if !pp.verify_signature(&self.crypto, self.p.n) {
+        // Another backup sharing this message found all of it valid (signature, digest
+        // and requests): the checks below would pass, so they are skipped.
+        let purpose = PrePrepare::CHECKED_WHOLE | u8::from(self.seam.checks_digests());
+        let known_valid = pp.known_valid(&self.crypto, purpose);
+        if !known_valid && !pp.verify_signature(&self.crypto, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "bad signature");
         }
         self.note_claim(from.0, pp.view, pp.seq);
-        if !self.in_current_view(from, pp.view, || Msg::PrePrepare(Arc::clone(&pp)), cx) {
+        if !self.in_current_view(from, pp.view, || Msg::PrePrepare(pp.clone()), cx) {
             return;
         }
         if from == self.me {
@@ -855,16 +864,24 @@ impl<S: TestSeam> Replica<S> {
             }
             return; // a retransmission of what we accepted
         }
-        // Its signature was checked on arrival: check that its digest binds its batch.
-        if let Err(why) = check_binding(&pp, self.seam.checks_digests()) {
-            return self.drop_msg(cx, "pre-prepare", from, &why);
+        if !known_valid {
+            // Its signature was checked on arrival: check that its digest binds its batch,
+            // and its requests. Remembered only if all of it holds.
+            let mut refusal = None;
+            pp.verified(&self.crypto, purpose, |pp| {
+                let checked = check_binding(pp, self.seam.checks_digests()).and_then(|()| {
+                    check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
+                        self.verified_request(r)
+                    })
+                });
+                refusal = checked.err();
+                refusal.is_none()
+            });
+            if let Some(why) = refusal {
+                return self.drop_msg(cx, "pre-prepare", from, &why);
+            }
         }
-        if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
-            self.verified_request(r)
-        }) {
-            return self.drop_msg(cx, "pre-prepare", from, &why);
-        }
-        self.accept_pre_prepare(pp, cx);
+        self.accept_pre_prepare(Arc::clone(&pp), cx);
     }
 
     /// Accepts a valid pre-prepare of the current view: log it, prepare it.
@@ -1315,7 +1332,7 @@ impl<S: TestSeam> Replica<S> {
                 continue;
             };
             if self.is_primary() {
-                out.push(Msg::PrePrepare(Arc::clone(pp)));
+                out.push(Msg::PrePrepare(Shared::new(Arc::clone(pp))));
             }
             for vote in entry.prepares.iter().filter(|v| v.replica == self.me.0) {
                 out.push(Msg::Prepare(Shared::new(*vote)));
