@@ -5,6 +5,7 @@
 //! [`super::byzantine`].
 
 use super::app::{KvStore, ReplyCache, Snapshot};
+use super::log::Log;
 use super::byzantine::Behavior;
 use super::messages::{
     batch_digest, check_batch, check_binding, distinct_replicas, primary_of, Batch, Checkpoint,
@@ -69,8 +70,8 @@ pub(super) struct Entry {
 
 /// The log entry for `seq`, made empty if there is none, for writing (a shared one is
 /// copied first).
-pub(super) fn entry_mut(log: &mut BTreeMap<Seq, Arc<Cached<Entry>>>, seq: Seq) -> &mut Entry {
-    Arc::make_mut(log.entry(seq).or_default())
+pub(super) fn entry_mut(log: &mut Log<Arc<Cached<Entry>>>, seq: Seq) -> &mut Entry {
+    Arc::make_mut(log.entry_or_default(seq))
         .deref_mut()
 }
 
@@ -159,7 +160,7 @@ pub struct Replica<S: TestSeam = Testing> {
     /// Entries are shared until written (`entry_mut` copies a shared one): a copy of
     /// the replica, as the explorer makes at every step, copies no entry; and each
     /// remembers its fingerprint until written, so a step rehashes only what it changed.
-    pub(super) log: BTreeMap<Seq, Arc<Cached<Entry>>>,
+    pub(super) log: Log<Arc<Cached<Entry>>>,
     pub(super) checkpoints: BTreeMap<Seq, CheckpointVotes>,
     /// Own state at each checkpoint above h, and at h (what state transfer ships). Left
     /// out of the fingerprint: the one at h is named by `stable_digest`, and those above
@@ -240,7 +241,7 @@ impl<S: TestSeam> Replica<S> {
             low: 0,
             stable_digest: initial.digest(),
             stable_proof: Vec::new(),
-            log: BTreeMap::new(),
+            log: Log::new(),
             checkpoints: BTreeMap::new(),
             snapshots: BTreeMap::from([(0, initial)]),
             next_seq: 1,
@@ -1249,7 +1250,7 @@ impl<S: TestSeam> Replica<S> {
         self.low = seq;
         self.stable_digest = digest;
         self.stable_proof = proof;
-        self.log = self.log.split_off(&(seq + 1));
+        self.log.remove_below(seq + 1);
         self.checkpoints = self.checkpoints.split_off(&(seq + 1));
         self.snapshots = self.snapshots.split_off(&seq);
         if self.next_seq <= seq {
