@@ -702,6 +702,14 @@ impl<T> Shared<T> {
         valid
     }
 
+    /// Whether a check of the value for `purpose` by `crypto`'s verifier succeeded
+    /// already (see [`Shared::verified`]): for a receiver that checks a message in steps,
+    /// to skip them all.
+    pub fn known_valid(&self, crypto: &Crypto, purpose: u8) -> bool {
+        let key = crypto.verifier.id << 8 | u64::from(purpose);
+        self.0.valid.load(std::sync::atomic::Ordering::Relaxed) == key
+    }
+
     /// The value, for changing: copied first if other holders share it; either way it is
     /// unchecked afterwards.
     pub fn make_mut(this: &mut Shared<T>) -> &mut T

@@ -133,8 +133,8 @@ fn equivocate(crypto: &Crypto, n: u32, cx: &mut Context<Node>, mut to: Vec<NodeI
                 PrePrepare::signed(crypto, pp.view, pp.seq, other)
             };
             let bad_digest = bad.digest;
-            cx.broadcast(honest.iter().copied(), Msg::PrePrepare(Arc::clone(&pp)));
-            cx.broadcast(fooled.iter().copied(), Msg::PrePrepare(Arc::new(bad)));
+            cx.broadcast(honest.iter().copied(), Msg::PrePrepare(pp.clone()));
+            cx.broadcast(fooled.iter().copied(), Msg::PrePrepare(Shared::new(Arc::new(bad))));
             // Back each version with our own commit, to push both towards a quorum.
             let good = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, pp.digest);
             let evil = Vote::signed(crypto, Phase::Commit, pp.view, pp.seq, bad_digest);
@@ -198,13 +198,13 @@ fn mutate(crypto: &Crypto, cx: &mut Context<Node>, msg: Msg, to: Option<NodeId>)
                 3 => seq = seq.saturating_add(FAR_AHEAD),
                 _ => digest = made_up,
             }
-            Msg::PrePrepare(Arc::new(PrePrepare::signed_with_digest(
+            Msg::PrePrepare(Shared::new(Arc::new(PrePrepare::signed_with_digest(
                 crypto,
                 view,
                 seq,
                 digest,
                 Arc::clone(&pp.batch),
-            )))
+            ))))
         }
         Msg::Prepare(ref v) | Msg::Commit(ref v) => {
             let phase = if matches!(msg, Msg::Prepare(_)) {

@@ -70,6 +70,7 @@ pub mod byzantine;
 pub mod catch_up;
 pub mod checks;
 pub mod client;
+pub mod log;
 pub mod messages;
 pub mod mutation;
 mod protocol;

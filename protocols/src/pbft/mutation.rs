@@ -68,7 +68,7 @@ impl Mutate for Msg {
                 }
             }
             Msg::PrePrepare(pp) => {
-                let pp = Arc::make_mut(pp);
+                let pp = Arc::make_mut(Shared::make_mut(pp));
                 match rng.random_range(0..4u32) {
                     0 => {
                         let change = stepped("pre-prepare view", pp.view, up);
@@ -256,13 +256,13 @@ pub fn sign_again(msg: &mut Msg, crypto: &Crypto, reply_to: Option<NodeId>) {
         Msg::PrePrepare(pp) => {
             // The digest as the mutation left it: recomputed for a changed batch, made up
             // otherwise.
-            *pp = Arc::new(PrePrepare::signed_with_digest(
+            *pp = Shared::new(Arc::new(PrePrepare::signed_with_digest(
                 crypto,
                 pp.view,
                 pp.seq,
                 pp.digest,
                 Arc::clone(&pp.batch),
-            ));
+            )));
         }
         Msg::Prepare(v) => *v = Shared::new(Vote::signed(crypto, Phase::Prepare, v.view, v.seq, v.digest)),
         Msg::Commit(v) => *v = Shared::new(Vote::signed(crypto, Phase::Commit, v.view, v.seq, v.digest)),
@@ -363,7 +363,7 @@ mod tests {
         let nv = Arc::new(NewView::signed(&r1, 1, vec![Arc::clone(&vc)], vec![Arc::clone(&pp)]));
         vec![
             Msg::Request(Arc::new(requests[0].clone())),
-            Msg::PrePrepare(Arc::clone(&pp)),
+            Msg::PrePrepare(Shared::new(Arc::clone(&pp))),
             Msg::Prepare(vote(Phase::Prepare)),
             Msg::Commit(vote(Phase::Commit)),
             Msg::Reply(Arc::new(Reply::signed(&r1, 1, NodeId(4), 1, 7))),

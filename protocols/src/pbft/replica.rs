@@ -5,13 +5,16 @@
 //! [`super::byzantine`].
 
 use super::app::{KvStore, ReplyCache, Snapshot};
+use super::log::Log;
 use super::byzantine::Behavior;
 use super::messages::{
     batch_digest, check_batch, check_binding, distinct_replicas, primary_of, Batch, Checkpoint,
     CommitCert, Msg, NewView, Phase, PrePrepare, PreparedCert, Quorums, Reply, Request, Seq, View,
     ViewChange, Vote,
 };
-use super::{Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer};
+use super::{
+    Config, Execution, LoadReason, NodeWith, Output, TestSeam, Testing, Timer, REPLICAS_MAX,
+};
 use crate::crypto::{Crypto, Digest, Shared};
 use rehearsal_sim_core::fingerprint::Cached;
 use std::ops::DerefMut;
@@ -67,8 +70,8 @@ pub(super) struct Entry {
 
 /// The log entry for `seq`, made empty if there is none, for writing (a shared one is
 /// copied first).
-pub(super) fn entry_mut(log: &mut BTreeMap<Seq, Arc<Cached<Entry>>>, seq: Seq) -> &mut Entry {
-    Arc::make_mut(log.entry(seq).or_default())
+pub(super) fn entry_mut(log: &mut Log<Arc<Cached<Entry>>>, seq: Seq) -> &mut Entry {
+    Arc::make_mut(log.entry_or_default(seq))
         .deref_mut()
 }
 
@@ -157,7 +160,7 @@ pub struct Replica<S: TestSeam = Testing> {
     /// Entries are shared until written (`entry_mut` copies a shared one): a copy of
     /// the replica, as the explorer makes at every step, copies no entry; and each
     /// remembers its fingerprint until written, so a step rehashes only what it changed.
-    pub(super) log: BTreeMap<Seq, Arc<Cached<Entry>>>,
+    pub(super) log: Log<Arc<Cached<Entry>>>,
     pub(super) checkpoints: BTreeMap<Seq, CheckpointVotes>,
     /// Own state at each checkpoint above h, and at h (what state transfer ships). Left
     /// out of the fingerprint: the one at h is named by `stable_digest`, and those above
@@ -238,7 +241,7 @@ impl<S: TestSeam> Replica<S> {
             low: 0,
             stable_digest: initial.digest(),
             stable_proof: Vec::new(),
-            log: BTreeMap::new(),
+            log: Log::new(),
             checkpoints: BTreeMap::new(),
             snapshots: BTreeMap::from([(0, initial)]),
             next_seq: 1,
@@ -452,14 +455,30 @@ impl<S: TestSeam> Replica<S> {
     /// The (f+1)-th highest value among the other replicas' claims: at least one correct
     /// replica has reached it.
     pub(super) fn vouched(&self, claims: &[u64]) -> u64 {
-        let mut others: Vec<u64> = claims
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 != self.me.0)
-            .map(|(_, &c)| c)
-            .collect();
-        others.sort_unstable_by(|a, b| b.cmp(a));
-        others.get(self.p.f as usize).copied().unwrap_or(0)
+        // On the stack: this runs after most events (`has_work`), and a valid group has at
+        // most `REPLICAS_MAX` replicas.
+        let mut stack = [0u64; REPLICAS_MAX as usize];
+        let mut heap = Vec::new();
+        let room: &mut [u64] = if claims.len() <= stack.len() {
+            &mut stack
+        } else {
+            heap.resize(claims.len(), 0);
+            &mut heap
+        };
+        let mut len = 0;
+        for (i, &claim) in claims.iter().enumerate() {
+            if i as u32 != self.me.0 {
+                room[len] = claim;
+                len += 1;
+            }
+        }
+        let others = &mut room[..len];
+        let rank = self.p.f as usize;
+        if rank >= others.len() {
+            return 0;
+        }
+        // The value at `rank` in descending order.
+        *others.select_nth_unstable_by(rank, |a, b| b.cmp(a)).1
     }
 
     // ---- Own invariants -----------------------------------------------------------------
@@ -797,22 +816,31 @@ impl<S: TestSeam> Replica<S> {
             let pp = Arc::new(PrePrepare::signed(&self.crypto, self.view, seq, batch));
             let entry = entry_mut(&mut self.log, seq);
             entry.pre_prepare = Some(Arc::clone(&pp));
-            self.multicast(cx, Msg::PrePrepare(pp));
+            self.multicast(cx, Msg::PrePrepare(Shared::new(pp)));
             self.advance(seq, cx);
         }
     }
 
     // ---- Pre-prepare, prepare, commit ---------------------------------------------------
 
-    fn on_pre_prepare(&mut self, from: NodeId, pp: Arc<PrePrepare>, cx: &mut Context<NodeWith<S>>) {
+    fn on_pre_prepare(
+        &mut self,
+        from: NodeId,
+        pp: Shared<Arc<PrePrepare>>,
+        cx: &mut Context<NodeWith<S>>,
+    ) {
         if from != primary_of(pp.view, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "not from the primary of its view");
         }
-        if !pp.verify_signature(&self.crypto, self.p.n) {
+        // Another backup sharing this message found all of it valid (signature, digest
+        // and requests): the checks below would pass, so they are skipped.
+        let purpose = PrePrepare::CHECKED_WHOLE | u8::from(self.seam.checks_digests());
+        let known_valid = pp.known_valid(&self.crypto, purpose);
+        if !known_valid && !pp.verify_signature(&self.crypto, self.p.n) {
             return self.drop_msg(cx, "pre-prepare", from, "bad signature");
         }
         self.note_claim(from.0, pp.view, pp.seq);
-        if !self.in_current_view(from, pp.view, || Msg::PrePrepare(Arc::clone(&pp)), cx) {
+        if !self.in_current_view(from, pp.view, || Msg::PrePrepare(pp.clone()), cx) {
             return;
         }
         if from == self.me {
@@ -837,16 +865,24 @@ impl<S: TestSeam> Replica<S> {
             }
             return; // a retransmission of what we accepted
         }
-        // Its signature was checked on arrival: check that its digest binds its batch.
-        if let Err(why) = check_binding(&pp, self.seam.checks_digests()) {
-            return self.drop_msg(cx, "pre-prepare", from, &why);
+        if !known_valid {
+            // Its signature was checked on arrival: check that its digest binds its batch,
+            // and its requests. Remembered only if all of it holds.
+            let mut refusal = None;
+            pp.verified(&self.crypto, purpose, |pp| {
+                let checked = check_binding(pp, self.seam.checks_digests()).and_then(|()| {
+                    check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
+                        self.verified_request(r)
+                    })
+                });
+                refusal = checked.err();
+                refusal.is_none()
+            });
+            if let Some(why) = refusal {
+                return self.drop_msg(cx, "pre-prepare", from, &why);
+            }
         }
-        if let Err(why) = check_batch(&pp.batch, &self.crypto, |c| self.is_client(c), |r| {
-            self.verified_request(r)
-        }) {
-            return self.drop_msg(cx, "pre-prepare", from, &why);
-        }
-        self.accept_pre_prepare(pp, cx);
+        self.accept_pre_prepare(Arc::clone(&pp), cx);
     }
 
     /// Accepts a valid pre-prepare of the current view: log it, prepare it.
@@ -864,7 +900,7 @@ impl<S: TestSeam> Replica<S> {
         entry.pre_prepare = Some(Arc::clone(&pp));
         if primary_of(pp.view, self.p.n) != self.me {
             let vote = Vote::signed(&self.crypto, Phase::Prepare, pp.view, seq, pp.digest);
-            Self::record_vote(entry, Phase::Prepare, vote);
+            Self::record_vote(entry, Phase::Prepare, vote, self.p.n as usize);
             self.multicast(cx, Msg::Prepare(Shared::new(vote)));
         }
         self.advance(seq, cx);
@@ -900,7 +936,10 @@ impl<S: TestSeam> Replica<S> {
         false
     }
 
-    fn record_vote(entry: &mut Entry, phase: Phase, vote: Vote) -> bool {
+    /// Records `vote` unless its replica already voted in this phase. The first vote
+    /// makes room for one from each of the `voters` replicas: growing the list vote by
+    /// vote would copy it several times in a large group.
+    fn record_vote(entry: &mut Entry, phase: Phase, vote: Vote, voters: usize) -> bool {
         let bit = 1u128 << vote.replica;
         let (votes, mask) = match phase {
             Phase::Prepare => (&mut entry.prepares, &mut entry.prepare_mask),
@@ -910,6 +949,9 @@ impl<S: TestSeam> Replica<S> {
             return false;
         }
         *mask |= bit;
+        if votes.capacity() == 0 {
+            votes.reserve_exact(voters);
+        }
         votes.push(vote);
         true
     }
@@ -955,82 +997,100 @@ impl<S: TestSeam> Replica<S> {
             return; // a late vote for something garbage-collected: nothing to do
         }
         let entry = entry_mut(&mut self.log, vote.seq);
-        if Self::record_vote(entry, phase, *vote) {
+        if Self::record_vote(entry, phase, *vote, self.p.n as usize) {
             self.advance(vote.seq, cx);
         }
     }
 
     /// Moves one sequence number forward: prepared, committed, executed.
+    ///
+    /// Most calls complete nothing (a vote short of a quorum, or one past it): those look
+    /// the entry up once and write nothing, so a shared entry is not copied. Each step
+    /// that does complete (prepared, own commit sent, committed) happens once per entry
+    /// and looks it up again after the assertions and sends, which need the whole replica.
     pub(super) fn advance(&mut self, seq: Seq, cx: &mut Context<NodeWith<S>>) {
-        let Some(entry) = self.log.get_mut(&seq).map(Arc::make_mut) else {
+        let Some(mut entry) = self.log.get_mut(&seq) else {
             return;
         };
-        let Some(pp) = entry.pre_prepare.clone() else {
+        // The pre-prepare itself is taken (a reference count changed) only by a step that
+        // completes.
+        let Some((view, digest)) = entry.pre_prepare.as_ref().map(|pp| (pp.view, pp.digest))
+        else {
             return;
         };
-        let primary = primary_of(pp.view, self.p.n);
         if !entry.prepared {
             // The primary's pre-prepare stands for its vote; prepares come from backups.
             // Too few votes of any digest is the common case: no need to count them.
-            if entry.prepares.len() < self.q.prepared()
-                || Entry::matching(&entry.prepares, &pp.digest) < self.q.prepared()
-            {
+            let quorum = self.q.prepared();
+            if entry.prepares.len() < quorum || Entry::matching(&entry.prepares, &digest) < quorum {
                 return;
             }
-            entry.prepared = true;
-            let prepares: Vec<Vote> = entry
-                .prepares
-                .iter()
-                .filter(|v| v.digest == pp.digest && NodeId(v.replica) != primary)
-                .take(self.q.prepared())
-                .copied()
-                .collect();
-            let cert = PreparedCert {
-                pre_prepare: Arc::clone(&pp),
-                prepares,
-            };
-            let decide = self.seam.decides_when_prepared() && entry.decided.is_none();
-            self.assert_prepared_quorum(&cert, "formed");
-            if decide {
-                self.assert_within_watermarks(seq, "decides");
-            }
-            let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
-            entry.prepared_cert = Some(cert);
-            if decide {
-                entry.decided = Some(Arc::clone(&pp));
-            }
+            self.form_prepared(seq);
+            entry = self.log.get_mut(&seq).expect("present above");
         }
-        let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
         if !entry.sent_commit {
-            entry.sent_commit = true;
-            let vote = Vote::signed(&self.crypto, Phase::Commit, pp.view, seq, pp.digest);
-            Self::record_vote(entry, Phase::Commit, vote);
+            let voters = self.p.n as usize;
+            let writable = Arc::make_mut(entry);
+            writable.sent_commit = true;
+            let vote = Vote::signed(&self.crypto, Phase::Commit, view, seq, digest);
+            Self::record_vote(writable, Phase::Commit, vote, voters);
             self.multicast(cx, Msg::Commit(Shared::new(vote)));
+            entry = self.log.get_mut(&seq).expect("present above");
         }
-        let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
+        let quorum = self.q.commit;
         if entry.commit_cert.is_none()
-            && entry.commits.len() >= self.q.commit
-            && Entry::matching(&entry.commits, &pp.digest) >= self.q.commit
+            && entry.commits.len() >= quorum
+            && Entry::matching(&entry.commits, &digest) >= quorum
         {
-            let commits: Vec<Vote> = entry
-                .commits
-                .iter()
-                .filter(|v| v.digest == pp.digest)
-                .copied()
-                .collect();
+            let pp = entry.pre_prepare.clone().expect("present above");
+            let mut commits = Vec::with_capacity(entry.commits.len());
+            commits.extend(entry.commits.iter().filter(|v| v.digest == digest).copied());
             let cert = CommitCert {
                 pre_prepare: Arc::clone(&pp),
                 commits,
             };
             self.assert_commit_quorum(&cert, "formed");
             self.assert_within_watermarks(seq, "commits");
-            let entry = self.log.get_mut(&seq).map(Arc::make_mut).expect("present above");
+            let entry = entry_mut(&mut self.log, seq);
             entry.commit_cert = Some(cert);
             if entry.decided.is_none() {
                 entry.decided = Some(pp);
             }
         }
         self.execute_ready(cx);
+    }
+
+    /// Entry `seq` has its pre-prepare `pp` and 2f matching prepares: it is prepared, with
+    /// a prepared certificate (and decided, under the `no-commit` mutant).
+    fn form_prepared(&mut self, seq: Seq) {
+        let quorum = self.q.prepared();
+        let entry = entry_mut(&mut self.log, seq);
+        let pp = entry.pre_prepare.clone().expect("advance checked it");
+        let primary = primary_of(pp.view, self.p.n);
+        entry.prepared = true;
+        let mut prepares = Vec::with_capacity(quorum);
+        prepares.extend(
+            entry
+                .prepares
+                .iter()
+                .filter(|v| v.digest == pp.digest && NodeId(v.replica) != primary)
+                .take(quorum)
+                .copied(),
+        );
+        let decide = self.seam.decides_when_prepared() && entry.decided.is_none();
+        let cert = PreparedCert {
+            pre_prepare: Arc::clone(&pp),
+            prepares,
+        };
+        self.assert_prepared_quorum(&cert, "formed");
+        if decide {
+            self.assert_within_watermarks(seq, "decides");
+        }
+        let entry = entry_mut(&mut self.log, seq);
+        entry.prepared_cert = Some(cert);
+        if decide {
+            entry.decided = Some(pp);
+        }
     }
 
     // ---- Execution ----------------------------------------------------------------------
@@ -1157,14 +1217,12 @@ impl<S: TestSeam> Replica<S> {
         }
         votes.mask |= bit;
         votes.votes.push(c);
-        let matching: Vec<Checkpoint> = votes
-            .votes
-            .iter()
-            .filter(|v| v.digest == c.digest)
-            .copied()
-            .collect();
-        if matching.len() >= self.q.stable() {
-            self.make_stable(c.seq, c.digest, matching, cx);
+        // Count first: the proof is collected only once there is a quorum.
+        let matching = votes.votes.iter().filter(|v| v.digest == c.digest).count();
+        if matching >= self.q.stable() {
+            let mut proof = Vec::with_capacity(matching);
+            proof.extend(votes.votes.iter().filter(|v| v.digest == c.digest).copied());
+            self.make_stable(c.seq, c.digest, proof, cx);
         }
     }
 
@@ -1192,7 +1250,7 @@ impl<S: TestSeam> Replica<S> {
         self.low = seq;
         self.stable_digest = digest;
         self.stable_proof = proof;
-        self.log = self.log.split_off(&(seq + 1));
+        self.log.remove_below(seq + 1);
         self.checkpoints = self.checkpoints.split_off(&(seq + 1));
         self.snapshots = self.snapshots.split_off(&seq);
         if self.next_seq <= seq {
@@ -1275,7 +1333,7 @@ impl<S: TestSeam> Replica<S> {
                 continue;
             };
             if self.is_primary() {
-                out.push(Msg::PrePrepare(Arc::clone(pp)));
+                out.push(Msg::PrePrepare(Shared::new(Arc::clone(pp))));
             }
             for vote in entry.prepares.iter().filter(|v| v.replica == self.me.0) {
                 out.push(Msg::Prepare(Shared::new(*vote)));

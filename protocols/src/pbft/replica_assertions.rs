@@ -10,7 +10,7 @@ use super::messages::{
 };
 use super::replica::{entry_mut, Entry, Replica};
 use super::{Config, Node};
-use crate::crypto::Crypto;
+use crate::crypto::{Crypto, Shared};
 use rehearsal_sim_core::{derive_rng, Context, Effect, NodeId, SimRng, Time};
 use std::sync::Arc;
 
@@ -269,13 +269,13 @@ fn a_batch_request_skips_its_signature_check_only_if_it_is_the_one_checked_on_ar
     assert!(!h.replica.verified_request(&forged));
     let batch = |r: &Request| -> Batch { Arc::new([r.clone()]) };
     let bad = Arc::new(PrePrepare::signed(&h.keys[0], 0, 1, batch(&forged)));
-    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(bad), cx));
+    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(Shared::new(bad)), cx));
     assert!(
         h.replica.log.get(&1).is_none_or(|e| e.pre_prepare.is_none()),
         "a forged request in a batch is refused"
     );
     let good = Arc::new(PrePrepare::signed(&h.keys[0], 0, 1, batch(&request)));
-    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(good), cx));
+    h.step(|r, cx| r.on_message(NodeId(0), Msg::PrePrepare(Shared::new(good)), cx));
     assert!(
         h.replica.log[&1].pre_prepare.is_some(),
         "the request it checked is accepted"
