@@ -309,7 +309,8 @@ fn pbft_replicas_keep_their_durable_state_in_their_state_files() {
 }
 
 /// A state file that is torn, corrupt or not a state file at all stops the node before
-/// it opens anything, with an error that names the file; nothing panics.
+/// it opens anything, with an error that names the file; nothing panics. So does, for
+/// now, a whole one (see `NO_REAL_RESTART`).
 fn a_damaged_state_file_stops_the_node_naming_the_file() {
     let dir = scratch_named("durable", "damaged");
     let file = pbft_cluster_file(&dir);
@@ -340,6 +341,19 @@ fn a_damaged_state_file_stops_the_node_naming_the_file() {
         // Left as it was, for whoever looks into it.
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{damage}");
     }
+
+    // A whole state is not thrown away either: until a real node can be rebuilt from it,
+    // the node refuses to start from nothing over it (it would forget its promises).
+    save_state(&path, &[5u8; 64]).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let error = cluster::node(&node_args(&file, 1, Some(path.clone())), &mut out, &mut err)
+        .expect_err("a node over a saved state")
+        .to_string();
+    assert!(
+        error.contains(&path.display().to_string()) && error.contains("cannot restart"),
+        "{error}"
+    );
+    assert_eq!(load_state(&path).unwrap().unwrap(), [5u8; 64]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
