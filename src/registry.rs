@@ -106,6 +106,9 @@ pub struct NodeRun<'a> {
     pub cluster: &'a ClusterConfig,
     pub entry: &'a NodeConfig,
     pub args: &'a NodeArgs,
+    /// The durable state an earlier run of this node saved in its state file (`--state`),
+    /// checked whole; `None` on a first start.
+    pub durable: Option<Vec<u8>>,
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
 }
@@ -442,6 +445,25 @@ impl<P: Spec> Registered for Entry<P> {
     fn run_node(&self, run: NodeRun<'_>) -> Result<u8, CliError> {
         let (proto, sizes, needs) =
             cluster_config_of::<P>(run.cluster).map_err(CliError::BadInput)?;
+        if run.durable.is_some() {
+            // The simulator restarts a node through `Protocol::restart`, which builds its
+            // testing node; a real node is built by `Protocol::real_node`, which takes no
+            // durable state yet. Starting it from nothing would forget what it promised
+            // before its crash (its view, what it prepared), so it does not start.
+            let path = run
+                .args
+                .state
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"));
+            return Err(CliError::BadInput(format!(
+                "{}: node {} saved durable state there in an earlier run, but {} cannot \
+                 restart a node on a real transport from its durable state yet (its real-node \
+                 constructor takes none); the file is left as it is",
+                path.display(),
+                run.entry.id.0,
+                P::NAME
+            )));
+        }
         let keys =
             cluster_node_keys(run.cluster, run.entry.id, needs).map_err(CliError::BadInput)?;
         let source = match &keys {

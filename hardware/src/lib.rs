@@ -12,6 +12,8 @@
 //!   (where it is, its link, its threads' errors, its final counters).
 //! - [`wire`]: the TCP handshake and frame format.
 //! - [`keys`]: a cluster's key files (one private key per node, one public-key list).
+//! - [`save_state`] and [`load_state`]: a node's durable state file, replaced atomically
+//!   and checked when read back.
 //!
 //! ```
 //! use rehearsal_hardware::{MemoryHub, NodeRuntime, RunStop, RuntimeConfig};
@@ -64,6 +66,7 @@ pub mod dpdk;
 mod memory;
 mod node_transport;
 mod runtime;
+mod state_file;
 mod syscalls;
 mod tcp;
 mod transport;
@@ -82,10 +85,10 @@ pub use memory::{
 };
 pub use node_transport::{ErrorForwarder, NodeTransport};
 pub use runtime::{
-    check_invariants, decode_message, encode_message, load_state, save_state, Annotation,
-    NodeRuntime, OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle,
-    DECODE_BYTES_MAX,
+    check_invariants, decode_message, encode_message, Annotation, NodeRuntime, OutputRecord,
+    RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle, DECODE_BYTES_MAX,
 };
+pub use state_file::{load_state, save_state, StateFileError};
 pub use syscalls::{SyscallCounts, SyscallRates};
 pub use tcp::{
     TcpAuth, TcpConfig, TcpMonitor, TcpStats, TcpTransport, RECENT_ERRORS_MAX,

@@ -1,5 +1,6 @@
 //! The node runtime: drives one [`Actor`] over one [`Transport`] by the real clock.
 
+use crate::state_file::save_state;
 use crate::transport::{SendError, Transport, TransportError};
 use rehearsal_sim_core::{
     derive_rng, duration_ns, Actor, Context, Effect, EndReason, Invariant, NodeId, NodeStats,
@@ -7,9 +8,7 @@ use rehearsal_sim_core::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,8 +45,8 @@ pub struct RuntimeConfig {
     /// comparable output times; `None` means the runtime's creation.
     pub epoch: Option<Instant>,
     /// Where `cx.persist` writes the node's durable state (see [`save_state`]); `None`
-    /// keeps it in memory only ([`NodeRuntime::persisted`]). A restarted node reads it
-    /// back with [`load_state`] and hands it to the protocol's restart constructor.
+    /// keeps it in memory only ([`NodeRuntime::persisted`]). A restarted node's state is
+    /// read back with [`load_state`](crate::load_state), for whoever builds its actor.
     pub state_path: Option<PathBuf>,
 }
 
@@ -692,40 +691,6 @@ fn receive_into<M: serde::de::DeserializeOwned>(
                 );
             }
         }
-    }
-}
-
-/// Writes a node's durable state to `path` atomically and durably: into a temporary file
-/// beside it (`path` with `.tmp` appended), synced, renamed over `path`, and the directory
-/// synced. A crash leaves either the old state or the new one, never a mix.
-pub fn save_state(path: &Path, state: &[u8]) -> io::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut file = File::create(&temporary)?;
-    file.write_all(state)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, path)?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    // Syncing a directory is how a rename is made durable on Unix; elsewhere it may be
-    // refused, and the rename is as durable as the platform makes it.
-    if let Ok(directory) = File::open(directory) {
-        let _ = directory.sync_all();
-    }
-    Ok(())
-}
-
-/// Reads the durable state [`save_state`] wrote to `path`; `None` if there is none (a node
-/// that never saved, or its first start).
-pub fn load_state(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(state) => Ok(Some(state)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
     }
 }
 

@@ -49,8 +49,8 @@ use rehearsal_hardware::bench_tcp;
 use rehearsal_hardware::cluster::{ClusterKeys, DpdkNode, MacAddr};
 use rehearsal_hardware::keys;
 use rehearsal_hardware::{
-    check_invariants, ClusterConfig, ErrorForwarder, LatencyHistogram, LatencySummary, NodeConfig,
-    NodeRuntime, NodeTransport, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
+    check_invariants, load_state, ClusterConfig, ErrorForwarder, LatencyHistogram, LatencySummary,
+    NodeConfig, NodeRuntime, NodeTransport, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
     TcpTransport, TransportKind,
 };
 use rehearsal_sim_core::protocol::{KeyNeeds, Sizes, Target};
@@ -115,6 +115,11 @@ pub struct NodeArgs {
     /// stdin, stop at the end of stdin or on SIGTERM, ignore SIGINT.
     #[arg(long)]
     pub controlled: bool,
+    /// Keep the node's durable state in FILE: each state the protocol saves replaces it
+    /// atomically (written beside it, synced, renamed). A FILE that exists at start holds
+    /// the state of an earlier run of this node, which it restarts from.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 /// Launch a cluster of node processes on loopback, measure it and check its invariants.

@@ -147,10 +147,17 @@ pub fn node(args: &NodeArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     if args.transport == TransportArg::Dpdk {
         return Err(bad(DPDK_MISSING));
     }
+    // Read before anything opens: a state file that is torn, corrupt or unreadable stops
+    // the node at once, naming the file, rather than letting it start from nothing.
+    let durable = match &args.state {
+        Some(path) => load_state(path).map_err(bad)?,
+        None => None,
+    };
     protocol.run_node(NodeRun {
         cluster: &cluster,
         entry,
         args,
+        durable,
         out,
         err,
     })
@@ -172,6 +179,7 @@ where
         args,
         out,
         err,
+        ..
     } = run;
     match args.transport {
         TransportArg::Tcp => {
@@ -300,6 +308,7 @@ where
     let sink_observer = Arc::clone(&observer);
     let runtime_config = RuntimeConfig {
         seed: cluster.seed,
+        state_path: args.state.clone(),
         ..RuntimeConfig::default()
     };
     let mut runtime = NodeRuntime::new(actor, transport, runtime_config)
@@ -370,10 +379,21 @@ where
                 report_error = writeln!(out, "{line}").and_then(|()| out.flush()).err();
             }
         }
-        stopped()
+        // A node whose state can no longer be made durable stops: going on would promise
+        // (in the messages it sends) what a crash could take back.
+        stopped() || node.stats().state_write_failures > 0
     });
     let elapsed_ns = runtime.now().0.saturating_sub(started.0);
+    let state_lost = runtime.stats().state_write_failures > 0;
     let (stop_cause, error) = match result {
+        Ok(_) if state_lost => (
+            StopCause::Failed,
+            Some(format!(
+                "node {}: cannot save its durable state to {}",
+                me.0,
+                args.state.as_deref().unwrap_or(Path::new("?")).display()
+            )),
+        ),
         Ok(RunStop::TimedOut) => (StopCause::Duration, None),
         Ok(_) if stop.load(Ordering::SeqCst) => (StopCause::Signal, None),
         Ok(_) => (StopCause::StdinClosed, None),

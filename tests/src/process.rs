@@ -70,6 +70,16 @@ pub fn this_program() -> PathBuf {
 
 /// The `main` of such a test binary: plays `rehearsal`, or runs `tests`.
 pub fn main(tests: &[(&str, fn())]) -> ExitCode {
+    main_with_ignored(tests, &[])
+}
+
+/// A test that does not run unless asked for (`--ignored` or `--include-ignored`, as
+/// libtest's `#[ignore = "why"]`): its name, why it is ignored, and the test.
+pub type IgnoredTest<'a> = (&'a str, &'a str, fn());
+
+/// [`main`], with `ignored` tests besides `tests`: listed, counted as ignored, and run
+/// only with `--ignored` (alone) or `--include-ignored` (with the others).
+pub fn main_with_ignored(tests: &[(&str, fn())], ignored: &[IgnoredTest<'_>]) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(args.first().map(String::as_str), Some("node" | "cluster")) {
         return play_rehearsal();
@@ -87,17 +97,37 @@ pub fn main(tests: &[(&str, fn())]) -> ExitCode {
         for (name, _) in tests {
             println!("{name}: test");
         }
+        for (name, _, _) in ignored {
+            println!("{name}: test");
+        }
         return ExitCode::SUCCESS;
     }
+    let only_ignored = args.iter().any(|a| a == "--ignored");
+    let with_ignored = only_ignored || args.iter().any(|a| a == "--include-ignored");
     // Cargo passes libtest's flags (--nocapture, --test-threads, ...): ignore them, keep
     // name filters.
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let begun = Instant::now();
-    let selected: Vec<&(&str, fn())> = tests
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    let mut selected: Vec<(&str, fn())> = Vec::new();
+    if !only_ignored {
+        selected.extend(tests.iter().copied().filter(|(name, _)| wanted(name)));
+    }
+    let mut skipped = Vec::new();
+    for &(name, why, test) in ignored.iter().filter(|(name, _, _)| wanted(name)) {
+        if with_ignored {
+            selected.push((name, test));
+        } else {
+            skipped.push((name, why));
+        }
+    }
+    let total = tests.len() + ignored.len();
+    println!("\nrunning {} tests", selected.len() + skipped.len());
+    for (name, why) in &skipped {
+        println!("test {name} ... ignored, {why}");
+    }
+    let skipped = skipped.len();
     let mut failed = Vec::new();
     // One at a time: each test starts processes, and the machine may have two cores.
     for (name, test) in &selected {
@@ -117,11 +147,11 @@ pub fn main(tests: &[(&str, fn())]) -> ExitCode {
         }
     }
     println!(
-        "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
+        "\ntest result: {}. {} passed; {} failed; {skipped} ignored; 0 measured; {} filtered out; finished in {:.2}s\n",
         if failed.is_empty() { "ok" } else { "FAILED" },
         selected.len() - failed.len(),
         failed.len(),
-        tests.len() - selected.len(),
+        total - selected.len() - skipped,
         begun.elapsed().as_secs_f64()
     );
     if failed.is_empty() {

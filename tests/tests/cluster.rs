@@ -560,6 +560,7 @@ fn node_rejects_a_bad_cluster_file_naming_the_place() {
         outputs: None,
         json: false,
         controlled: false,
+        state: None,
     };
     let mut out = Vec::new();
     let mut err = Vec::new();

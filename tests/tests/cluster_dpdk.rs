@@ -415,6 +415,7 @@ fn dpdk_clusters_beyond_one_memif_link_are_refused_before_dpdk_starts() {
         outputs: None,
         json: false,
         controlled: false,
+        state: None,
     };
     let third = "[[node]]\nid = 2\nrole = \"client\"\n\
                  dpdk = { port = \"net_memif1,role=client\", mac = \"02:00:00:00:00:03\" }\n";

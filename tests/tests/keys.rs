@@ -88,6 +88,7 @@ fn node_refusal(file: &Path, id: u32) -> String {
         outputs: None,
         json: true,
         controlled: false,
+        state: None,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     match cluster::node(&args, &mut out, &mut err) {
@@ -148,6 +149,7 @@ fn keygen_keys_run_a_pbft_cluster_over_tcp() {
         outputs: None,
         json: true,
         controlled: false,
+        state: None,
     };
     let status = cluster::node(&args, &mut out, &mut err).unwrap();
     let out = String::from_utf8_lossy(&out);
