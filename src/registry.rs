@@ -445,33 +445,47 @@ impl<P: Spec> Registered for Entry<P> {
     fn run_node(&self, run: NodeRun<'_>) -> Result<u8, CliError> {
         let (proto, sizes, needs) =
             cluster_config_of::<P>(run.cluster).map_err(CliError::BadInput)?;
-        if run.durable.is_some() {
-            // The simulator restarts a node through `Protocol::restart`, which builds its
-            // testing node; a real node is built by `Protocol::real_node`, which takes no
-            // durable state yet. Starting it from nothing would forget what it promised
-            // before its crash (its view, what it prepared), so it does not start.
-            let path = run
-                .args
-                .state
-                .as_deref()
-                .unwrap_or(std::path::Path::new("?"));
-            return Err(CliError::BadInput(format!(
-                "{}: node {} saved durable state there in an earlier run, but {} cannot \
-                 restart a node on a real transport from its durable state yet (its real-node \
-                 constructor takes none); the file is left as it is",
-                path.display(),
-                run.entry.id.0,
-                P::NAME
-            )));
-        }
         let keys =
             cluster_node_keys(run.cluster, run.entry.id, needs).map_err(CliError::BadInput)?;
         let source = match &keys {
             Some(keys) => KeySource::Node(keys),
             None => KeySource::Testbed,
         };
-        let actor = P::real_node(&proto, run.entry.id, source)
-            .map_err(|e| CliError::BadInput(run.cluster.error(e).to_string()))?;
+        let actor = match run.durable.as_deref() {
+            None => P::real_node(&proto, run.entry.id, source)
+                .map_err(|e| CliError::BadInput(run.cluster.error(e).to_string()))?,
+            // Back from the state an earlier run saved, as the simulator restarts a node;
+            // a protocol that cannot do so refuses to start from nothing, which would
+            // forget what the node promised before it stopped (its view, what it
+            // prepared), and the file is left as it is.
+            Some(durable) => {
+                let path = run
+                    .args
+                    .state
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"));
+                match P::real_restart(&proto, run.entry.id, source, durable) {
+                    Ok(Some(actor)) => actor,
+                    Ok(None) => {
+                        return Err(CliError::BadInput(format!(
+                            "{}: node {} saved durable state there in an earlier run, but {} \
+                             cannot restart a node on a real transport from its durable state; \
+                             the file is left as it is",
+                            path.display(),
+                            run.entry.id.0,
+                            P::NAME
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(CliError::BadInput(format!(
+                            "{}: node {} cannot restart from it: {e}; the file is left as it is",
+                            path.display(),
+                            run.entry.id.0
+                        )))
+                    }
+                }
+            }
+        };
         let watch = Watch {
             is_completion: P::is_completion,
             executions: P::executions,

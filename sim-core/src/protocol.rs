@@ -494,6 +494,20 @@ pub trait Protocol: 'static {
         keys: KeySource<'_>,
     ) -> Result<Self::RealNode, String>;
 
+    /// Node `id` on a real transport, rebuilt from the durable state an earlier run of it
+    /// saved with [`Context::persist`](crate::Context::persist) (its state file), as
+    /// [`Protocol::restart`] rebuilds a crashed node in the simulator. `Ok(None)`: this
+    /// protocol cannot restart a real node (the default); `Err`: the state is not one this
+    /// node saves, or as [`Protocol::real_node`].
+    fn real_restart(
+        _config: &Self::Config,
+        _id: NodeId,
+        _keys: KeySource<'_>,
+        _durable: &[u8],
+    ) -> Result<Option<Self::RealNode>, String> {
+        Ok(None)
+    }
+
     /// A client's output that completes one of its requests.
     fn is_completion(_output: &<Self::Node as Actor>::Output) -> bool {
         false

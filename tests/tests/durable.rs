@@ -342,15 +342,17 @@ fn a_damaged_state_file_stops_the_node_naming_the_file() {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{damage}");
     }
 
-    // A whole state is not thrown away either: until a real node can be rebuilt from it,
-    // the node refuses to start from nothing over it (it would forget its promises).
+    // A whole file whose state is not a replica's is not thrown away either: the node
+    // refuses to start from nothing over it (it would forget its promises).
     save_state(&path, &[5u8; 64]).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let error = cluster::node(&node_args(&file, 1, Some(path.clone())), &mut out, &mut err)
         .expect_err("a node over a saved state")
         .to_string();
     assert!(
-        error.contains(&path.display().to_string()) && error.contains("cannot restart"),
+        error.contains(&path.display().to_string())
+            && error.contains("cannot restart from it")
+            && error.contains("not a PBFT replica's durable state"),
         "{error}"
     );
     assert_eq!(load_state(&path).unwrap().unwrap(), [5u8; 64]);
@@ -622,24 +624,18 @@ const TESTS: &[(&str, fn())] = &[
         "a_replica_that_cannot_write_its_state_stops_saying_why",
         a_replica_that_cannot_write_its_state_stops_saying_why,
     ),
-];
-
-/// Why the restart tests do not run yet.
-const NO_REAL_RESTART: &str = "`rehearsal node` cannot yet restart a real node from its state \
-     file: `Protocol::real_node` (sim-core) takes no durable state";
-
-const IGNORED: &[IgnoredTest<'static>] = &[
     (
         "a_sigkilled_backup_restarts_from_its_state_file_and_catches_up",
-        NO_REAL_RESTART,
         a_sigkilled_backup_restarts_from_its_state_file_and_catches_up,
     ),
     (
         "a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file",
-        NO_REAL_RESTART,
         a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file,
     ),
 ];
+
+/// None: every test above runs.
+const IGNORED: &[IgnoredTest<'static>] = &[];
 
 fn main() -> ExitCode {
     main_with_ignored(TESTS, IGNORED)

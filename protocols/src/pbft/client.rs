@@ -67,6 +67,11 @@ struct Durable {
     view: View,
 }
 
+/// Whether `bytes` decode as the durable state a client saves.
+pub(super) fn durable_decodes(bytes: &[u8]) -> bool {
+    rehearsal_sim_core::codec::decode::<Durable>(bytes).is_ok()
+}
+
 impl Client {
     pub fn new(config: &Config, crypto: Crypto) -> Self {
         let settings = ClientSettings {

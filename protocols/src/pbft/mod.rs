@@ -605,15 +605,49 @@ pub fn production_node(
     id: NodeId,
     keys: KeySource<'_>,
 ) -> Result<ProductionNode, ConfigError> {
+    Ok(ProductionNode::new(config, id, production_crypto(config, id, keys)?))
+}
+
+/// Node `id`'s keys for a real deployment of `config`, which must be valid and correct.
+fn production_crypto(config: &Config, id: NodeId, keys: KeySource<'_>) -> Result<Crypto, ConfigError> {
     config.validate()?;
     if config.mutant != Mutant::None {
         return Err(ConfigError::MutantInProduction(config.mutant));
     }
-    let crypto = match keys {
+    Ok(match keys {
         KeySource::Testbed => testbed_crypto(config, id, None)?,
         KeySource::Node(keys) => Crypto::from_node_keys(config.crypto, config.nodes(), id, keys)?,
+    })
+}
+
+/// Node `id` for a real deployment, restarted from the durable state an earlier run of it
+/// saved: as [`restart`] brings a node back in the simulator (a replica with its view and
+/// stable checkpoint, catching up from the others; a client after its last completed
+/// request). A state that does not decode as this node's is refused, not ignored: starting
+/// from nothing would forget what the node promised before it stopped.
+pub fn production_restart(
+    config: &Config,
+    id: NodeId,
+    keys: KeySource<'_>,
+    durable: &[u8],
+) -> Result<ProductionNode, String> {
+    let crypto = production_crypto(config, id, keys).map_err(|e| e.to_string())?;
+    let (role, decodes) = if config.is_replica(id) {
+        ("replica", replica::durable_decodes(durable))
+    } else {
+        ("client", client::durable_decodes(durable))
     };
-    Ok(ProductionNode::new(config, id, crypto))
+    if !decodes {
+        return Err(format!(
+            "the saved state ({} bytes) is not a PBFT {role}'s durable state",
+            durable.len()
+        ));
+    }
+    Ok(if config.is_replica(id) {
+        NodeWith::Replica(Box::new(Replica::restore(config, crypto, Some(durable))))
+    } else {
+        NodeWith::Client(Box::new(Client::restore(config, crypto, Some(durable))))
+    })
 }
 
 

@@ -1,7 +1,7 @@
 //! PBFT in the protocol registry.
 
 use super::{
-    actors, production_node, restart, safety_checks, Config, CryptoKind, Mutant, Node, Output,
+    actors, production_node, production_restart, restart, safety_checks, Config, CryptoKind, Mutant, Node, Output,
     ProductionNode, Summary, Termination,
 };
 use rehearsal_sim_core::protocol::{
@@ -258,6 +258,15 @@ impl Protocol for Pbft {
         keys: KeySource<'_>,
     ) -> Result<ProductionNode, String> {
         production_node(config, id, keys).map_err(|e| e.to_string())
+    }
+
+    fn real_restart(
+        config: &Config,
+        id: NodeId,
+        keys: KeySource<'_>,
+        durable: &[u8],
+    ) -> Result<Option<ProductionNode>, String> {
+        production_restart(config, id, keys, durable).map(Some)
     }
 
     /// Safety, and termination once the last fault is over: every request must then

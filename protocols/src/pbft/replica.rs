@@ -199,6 +199,11 @@ pub struct Replica<S: TestSeam = Testing> {
     pub(super) seam: S,
 }
 
+/// Whether `bytes` decode as the durable state a replica saves.
+pub(super) fn durable_decodes(bytes: &[u8]) -> bool {
+    rehearsal_sim_core::codec::decode::<Durable>(bytes).is_ok()
+}
+
 impl<S: TestSeam> Replica<S> {
     pub fn new(config: &Config, crypto: Crypto) -> Self {
         let p = Params {
