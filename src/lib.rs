@@ -6,6 +6,7 @@ pub mod campaign;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod corpus;
 pub mod memory;
 pub mod parallel;
 pub mod registry;

@@ -26,7 +26,10 @@
 //!   two schedules) and kept when its run reaches
 //!   a coverage point no run reached before: an abstract protocol state
 //!   ([`rehearsal_sim_core::Actor::abstract_state`]) or a happens-before summary (which
-//!   kinds of message a node received before a send).
+//!   kinds of message a node received before a send). The [`crate::corpus`] chooses
+//!   between fresh draws and mutations by which has found new points lately, and favours
+//!   parents whose runs reached rare points; half the children run with a seed of their
+//!   own.
 //!
 //! Partitions are one-way cuts between groups of replicas (and twins) in both
 //! directions: clients reach every replica throughout, as in the papers' models, where
@@ -38,6 +41,7 @@
 //! as one thread would, run by run.
 
 use crate::config::{RunConfig, ScenarioSource};
+use crate::corpus::{Corpus, Origin};
 use crate::run::{run_with, RunOptions, RunSummary};
 use rehearsal_sim_core::rand::seq::{IndexedRandom, SliceRandom};
 use rehearsal_sim_core::rand::Rng;
@@ -864,6 +868,10 @@ impl Limits {
 /// neither do the runs.
 pub const BATCH_FEEDBACK: usize = 16;
 
+/// Most times coverage-guided search mutates a parent again when the child is a schedule
+/// it drew before.
+const MUTATE_AGAIN_MAX: usize = 4;
+
 /// Schedules drawn at once by the searches whose draws do not depend on the runs (Twins,
 /// ByzzFuzz, coverage-guided search without feedback): they make the same runs whatever
 /// the batch, which bounds only how far they draw ahead and how often threads wait for a
@@ -883,6 +891,7 @@ struct Drawing {
 /// (to draw again from there).
 struct Drawn {
     schedule: Schedule,
+    origin: Origin,
     config: RunConfig,
     key: u64,
     after: Drawing,
@@ -938,7 +947,9 @@ pub fn search(
     };
     let mut report = Report::default();
     let mut seen: BTreeSet<u64> = BTreeSet::new();
-    let mut corpus: Vec<Schedule> = Vec::new();
+    let mut corpus: Corpus<Schedule> = Corpus::default();
+    // Every schedule drawn so far (coverage-guided search).
+    let mut made: BTreeSet<u64> = BTreeSet::new();
     let batch_max = if kind == Kind::Coverage && feedback {
         BATCH_FEEDBACK
     } else {
@@ -950,33 +961,52 @@ pub fn search(
     while !stopped && !spent && report.runs < runs_max && started.elapsed() < budget {
         let want = usize::try_from(runs_max - report.runs).map_or(batch_max, |w| w.min(batch_max));
         let mut batch: Vec<Drawn> = Vec::with_capacity(want);
+        corpus.plan();
         while batch.len() < want {
             let seed = base.seed.wrapping_add(drawing.trial);
             drawing.trial += 1;
             let rng = &mut drawing.rng;
+            let mut origin = Origin::Fresh;
             let schedule = match kind {
                 Kind::Twins => space.twins(base.seed, rng),
                 Kind::ByzzFuzz => space.byzzfuzz(seed, rng),
-                // Seed the corpus with a few drawn schedules, then mutate (and now and
-                // then draw a fresh one, as fuzzers do, against a corpus stuck in one
-                // region).
-                Kind::Coverage if !feedback || corpus.len() < 8 || rng.random_ratio(1, 8) => {
-                    space.coverage_seed(seed, rng)
-                }
+                Kind::Coverage if !feedback => space.coverage_seed(seed, rng),
                 Kind::Coverage => {
-                    // Half the time a parent among the latest additions: the frontier.
-                    let recent = corpus.len().saturating_sub(32);
-                    let parent = if rng.random_bool(0.5) {
-                        corpus[recent..].choose(rng)
-                    } else {
-                        corpus.choose(rng)
+                    origin = corpus.origin(rng);
+                    match origin {
+                        Origin::Fresh => space.coverage_seed(seed, rng),
+                        Origin::Mutated { parent } => {
+                            let other = rng.random_range(0..corpus.len());
+                            let mut child =
+                                space.mutate(corpus.schedule(parent), corpus.schedule(other), rng);
+                            // A child that is a run already made (or drawn) teaches
+                            // nothing: mutate again, a few times at most.
+                            for _ in 0..MUTATE_AGAIN_MAX {
+                                if !made.contains(&fingerprint(&child)) {
+                                    break;
+                                }
+                                child = space.mutate(
+                                    corpus.schedule(parent),
+                                    corpus.schedule(other),
+                                    rng,
+                                );
+                            }
+                            // Half the children run with a seed of their own, so that the
+                            // corpus steers the faults while the delivery choices vary as a
+                            // fresh draw's do; the other half keep the parent's run up to
+                            // where their faults differ.
+                            if rng.random_bool(0.5) {
+                                child.seed = rng.random();
+                            }
+                            child
+                        }
                     }
-                    .expect("a corpus");
-                    let other = corpus.choose(rng).expect("a corpus");
-                    space.mutate(parent, other, rng)
                 }
             };
             let key = fingerprint(&schedule);
+            if kind == Kind::Coverage {
+                made.insert(key);
+            }
             if kind == Kind::Twins && !seen.insert(key) {
                 drawing.duplicates += 1;
                 // Runs made and runs drawn: the same count whatever the threads.
@@ -990,6 +1020,7 @@ pub fn search(
             let config = config_for(base, &schedule, kind, &bounds);
             batch.push(Drawn {
                 schedule,
+                origin,
                 config,
                 key,
                 after: drawing.clone(),
@@ -1034,21 +1065,29 @@ pub fn search(
                     report.slowest = Some((took, drawn.config.clone()));
                 }
                 let states_before = report.states.len();
+                let happens_before_before = report.happens_before.len();
                 let new = report.add_coverage(&summary);
-                let new_state = report.states.len() > states_before;
+                let new_states = report.states.len() - states_before;
+                let new_happens_before = report.happens_before.len() - happens_before_before;
+                let new_state = new_states > 0;
                 let elapsed = started.elapsed();
                 if new || report.runs == 1 {
                     report.samples.push(sample(&report, elapsed));
+                }
+                if kind == Kind::Coverage && feedback {
                     // A schedule that reached a new abstract state is kept; one that
                     // reached only a new happens-before summary, a quarter of the time:
                     // those come by the thousand and would crowd the states out of the
                     // corpus.
-                    if kind == Kind::Coverage
-                        && feedback
-                        && (new_state || drawing.rng.random_ratio(1, 4))
-                    {
-                        corpus.push(drawn.schedule.clone());
-                    }
+                    let keep = new && (new_state || drawing.rng.random_ratio(1, 4));
+                    corpus.ran(
+                        drawn.origin,
+                        &drawn.schedule,
+                        summary.result.coverage.as_ref(),
+                        new_states,
+                        new_happens_before,
+                        keep,
+                    );
                 }
                 report.corpus = corpus.len();
                 let failed = summary.result.outcome != Outcome::Ok;
