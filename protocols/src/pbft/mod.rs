@@ -632,22 +632,23 @@ pub fn production_restart(
     durable: &[u8],
 ) -> Result<ProductionNode, String> {
     let crypto = production_crypto(config, id, keys).map_err(|e| e.to_string())?;
-    let (role, decodes) = if config.is_replica(id) {
-        ("replica", replica::durable_decodes(durable))
-    } else {
-        ("client", client::durable_decodes(durable))
-    };
-    if !decodes {
-        return Err(format!(
+    let refused = |role: &str| {
+        format!(
             "the saved state ({} bytes) is not a PBFT {role}'s durable state",
             durable.len()
-        ));
-    }
-    Ok(if config.is_replica(id) {
-        NodeWith::Replica(Box::new(Replica::restore(config, crypto, Some(durable))))
+        )
+    };
+    if config.is_replica(id) {
+        if !replica::durable_decodes(durable) {
+            return Err(refused("replica"));
+        }
+        Ok(NodeWith::Replica(Box::new(Replica::restore(config, crypto, Some(durable)))))
     } else {
-        NodeWith::Client(Box::new(Client::restore(config, crypto, Some(durable))))
-    })
+        if !client::durable_decodes(durable) {
+            return Err(refused("client"));
+        }
+        Ok(NodeWith::Client(Box::new(Client::restore(config, crypto, Some(durable)))))
+    }
 }
 
 
