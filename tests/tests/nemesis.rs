@@ -341,7 +341,7 @@ fn partition_cuts_tcp_between_the_sides_and_heal_restores_it() {
             probes
                 .tcp(2, 1, LIMIT, 1)
                 .expect("2 reaches 1 within its side");
-            assert!((0..3).all(|host| has_our_table(&net, host)));
+            assert!((0..3).all(|host| has_our_table(net, host)));
 
             assert_eq!(
                 nemesis.apply_due(at(1), &mut NoProcesses),
@@ -351,7 +351,7 @@ fn partition_cuts_tcp_between_the_sides_and_heal_restores_it() {
                 .tcp(0, 1, LIMIT, 1)
                 .expect("0 reaches 1 after the heal");
             assert!(
-                (0..3).all(|host| !has_our_table(&net, host)),
+                (0..3).all(|host| !has_our_table(net, host)),
                 "heal removes our tables"
             );
             let report = nemesis.finish(&mut NoProcesses);
@@ -422,7 +422,7 @@ fn set_loss_loses_that_share_of_packets() {
             );
             let report = nemesis.finish(&mut NoProcesses);
             assert!(report.failure.is_none(), "{report:?}");
-            assert!(!has_our_table(&net, 1));
+            assert!(!has_our_table(net, 1));
         },
     );
 }
