@@ -622,6 +622,50 @@ fn netem_delay(latency: &Latency) -> Result<Option<Vec<String>>, String> {
     })
 }
 
+// ---- Clock skew on a controlled node ---------------------------------------------------
+
+/// The stdin line that tells a controlled node (`rehearsal node --controlled`) to skew its
+/// actor's clock: `skew OFFSET_NS DRIFT_PPM`, e.g. `skew -2000000000 100`, for a launcher's
+/// [`NodeControl::skew`] to write; [`parse_skew_line`] reads it back on the node's side.
+pub fn skew_line(skew: ClockSkew) -> String {
+    format!("skew {} {}", skew.offset_ns, skew.drift_ppm)
+}
+
+/// A [`skew_line`] read back: `None` if the line is not a `skew` line, an error naming
+/// what is wrong if it is one but malformed.
+///
+/// ```
+/// use rehearsal::cluster::nemesis::{parse_skew_line, skew_line};
+/// use rehearsal_sim_core::ClockSkew;
+/// let skew = ClockSkew { offset_ns: -5_000_000, drift_ppm: 100 };
+/// assert_eq!(parse_skew_line(&skew_line(skew)), Some(Ok(skew)));
+/// assert_eq!(parse_skew_line("start"), None);
+/// ```
+pub fn parse_skew_line(line: &str) -> Option<Result<ClockSkew, String>> {
+    let mut words = line.split_whitespace();
+    if words.next() != Some("skew") {
+        return None;
+    }
+    let mut number = |what: &str| -> Result<i64, String> {
+        let word = words
+            .next()
+            .ok_or_else(|| format!("`{line}`: missing the {what}"))?;
+        word.parse()
+            .map_err(|_| format!("`{line}`: the {what} `{word}` is not an integer"))
+    };
+    let parsed = (|| {
+        let skew = ClockSkew {
+            offset_ns: number("offset in nanoseconds")?,
+            drift_ppm: number("drift in parts per million")?,
+        };
+        Ok(skew)
+    })();
+    Some(parsed.and_then(|skew| match words.next() {
+        None => Ok(skew),
+        Some(extra) => Err(format!("`{line}`: unexpected `{extra}` after the drift")),
+    }))
+}
+
 // ---- Applying a plan --------------------------------------------------------------------
 
 /// What the nemesis needs from whoever started the nodes' processes (the launcher): it
@@ -1293,6 +1337,22 @@ mod tests {
             }
         ));
         assert_eq!(steps[7], [Step::Stop]);
+    }
+
+    #[test]
+    fn skew_lines_round_trip_and_malformed_ones_are_named() {
+        let skew = ClockSkew {
+            offset_ns: 3_600_000_000_000,
+            drift_ppm: -500_000,
+        };
+        assert_eq!(skew_line(skew), "skew 3600000000000 -500000");
+        assert_eq!(parse_skew_line(&skew_line(skew)), Some(Ok(skew)));
+        assert_eq!(parse_skew_line("start"), None);
+        let error = parse_skew_line("skew 5ms").unwrap().unwrap_err();
+        assert!(error.contains("offset in nanoseconds `5ms`"), "{error}");
+        let error = parse_skew_line("skew 5").unwrap().unwrap_err();
+        assert!(error.contains("missing the drift"), "{error}");
+        assert!(parse_skew_line("skew 1 2 3").unwrap().is_err());
     }
 
     #[test]
