@@ -1356,6 +1356,31 @@ mod tests {
     }
 
     #[test]
+    fn host_commands_report_their_stderr_and_are_killed_when_they_hang() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let mut shell = ProcessShell {
+            timeout: Duration::from_millis(300),
+        };
+        let failed = shell.run(
+            &HostAccess::Local,
+            &argv(&["sh", "-c", "cat >&2; exit 3"]),
+            Some("Error: no such table\n"),
+        );
+        assert!(!failed.success && !failed.timed_out);
+        assert_eq!(failed.stderr, "Error: no such table\n");
+        let begun = Instant::now();
+        let hung = shell.run(&HostAccess::Local, &argv(&["sleep", "30"]), None);
+        assert!(hung.timed_out && !hung.success, "{hung:?}");
+        assert!(begun.elapsed() < Duration::from_secs(10));
+        let missing = shell.run(&HostAccess::Local, &argv(&["no-such-program-here"]), None);
+        assert!(missing
+            .stderr
+            .starts_with("cannot run `no-such-program-here`"));
+        let ok = shell.run(&HostAccess::Exec(argv(&["env"])), &argv(&["true"]), None);
+        assert!(ok.success, "{ok:?}");
+    }
+
+    #[test]
     fn ssh_hosts_get_each_remote_word_quoted() {
         let ssh = HostAccess::Ssh(vec!["ssh".into(), "node1".into()]);
         let line = ssh.command_line(&["nft".into(), "-f".into(), "it's here".into()]);
@@ -1472,6 +1497,25 @@ mod tests {
         assert!(removals
             .iter()
             .all(|r| r.contains("delete table inet rehearsal")));
+    }
+
+    #[test]
+    fn run_applies_each_action_no_earlier_than_its_time_and_stops_at_stop() {
+        let text = "@0 annotate a\n@100ms annotate b\n@200ms stop\n@300ms annotate c\n";
+        let plan = plan_of(text, 1).unwrap();
+        let mut shell = FakeShell::default();
+        let mut nemesis = Nemesis::new(plan, &mut shell);
+        let start = Instant::now();
+        let progress = nemesis.run(start, &mut FakeControl::default(), || true);
+        assert_eq!(progress, Ok(Progress::Stop));
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        let report = nemesis.report();
+        assert!(report.stopped);
+        assert_eq!(report.actions.len(), 3, "`annotate c` comes after the stop");
+        for action in &report.actions {
+            assert!(action.applied_ns >= action.planned_ns, "{action:?}");
+        }
+        assert_eq!(report.actions[1].steps[0].what, "b");
     }
 
     #[test]
