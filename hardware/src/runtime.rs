@@ -392,6 +392,14 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         self.clock.clone()
     }
 
+    /// Takes its clock skew from `clock` (made before the runtime, e.g. for a control
+    /// thread that starts first); a skew already set on it applies from the first step.
+    pub fn with_clock_handle(mut self, clock: ClockHandle) -> Self {
+        self.clock = clock;
+        self.clock.shared.changed.store(true, Ordering::Release);
+        self
+    }
+
     /// The actor, as the handlers left it.
     pub fn actor(&self) -> &A {
         &self.actor

@@ -295,6 +295,15 @@ fn a_skewed_clock_is_what_the_actor_reads_and_times_its_timers_by() {
     // Removing the skew gives the true clock back.
     node.set_clock_skew(rehearsal_sim_core::ClockSkew::default());
     assert!(node.actor_now() < Time::from_secs(3_600));
+
+    // A handle made before the runtime (by a control thread that starts first).
+    let clock = rehearsal_hardware::ClockHandle::default();
+    clock.set_skew(skew);
+    let endpoint = MemoryHub::new(1).endpoint(NodeId(0)).unwrap();
+    let mut node =
+        NodeRuntime::new(Timers { set_at: Time::ZERO }, endpoint, quiet()).with_clock_handle(clock);
+    node.step().unwrap();
+    assert!(node.actor().set_at >= Time::from_secs(3_600));
 }
 
 #[test]
