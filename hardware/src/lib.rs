@@ -12,6 +12,7 @@
 //!   (where it is, its link, its threads' errors, its final counters).
 //! - [`wire`]: the TCP handshake and frame format.
 //! - [`keys`]: a cluster's key files (one private key per node, one public-key list).
+//! - [`netns`] (Linux): a test network of namespaces on one bridge, one per "host".
 //! - [`save_state`] and [`load_state`]: a node's durable state file, replaced atomically
 //!   and checked when read back.
 //!
@@ -77,6 +78,9 @@ pub mod bench_tcp;
 pub mod cluster;
 pub mod keys;
 mod latency;
+// Test networks of network namespaces (`tests/hosts.rs`, the nemesis); Linux only.
+#[cfg(target_os = "linux")]
+pub mod netns;
 
 pub use cluster::{ClusterConfig, ClusterError, NodeConfig, Role, TransportKind};
 pub use latency::{LatencyHistogram, LatencySummary, LATENCY_NS_MAX};
@@ -85,8 +89,8 @@ pub use memory::{
 };
 pub use node_transport::{ErrorForwarder, NodeTransport};
 pub use runtime::{
-    check_invariants, decode_message, encode_message, Annotation, NodeRuntime, OutputRecord,
-    RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle, DECODE_BYTES_MAX,
+    check_invariants, decode_message, encode_message, Annotation, ClockHandle, NodeRuntime,
+    OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle, DECODE_BYTES_MAX,
 };
 pub use state_file::{load_state, save_state, StateFileError};
 pub use syscalls::{SyscallCounts, SyscallRates};

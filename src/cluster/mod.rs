@@ -307,6 +307,7 @@ pub(crate) struct Watch<O> {
 #[cfg(feature = "dpdk")]
 mod dpdk_node;
 mod launch;
+pub mod nemesis;
 mod node;
 mod outputs;
 mod report;
