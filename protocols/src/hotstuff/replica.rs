@@ -288,7 +288,10 @@ impl<S: TestSeam> Replica<S> {
     /// chain is live, capped at 3); bits 6-7 how far its lock lags behind its highest QC
     /// (capped at 3); bit 8 it holds a lock (not the genesis QC); bit 9 it sent a timeout
     /// of this view; bits 10-11 its view timer's backoff (capped at 3); bit 12 it waits for
-    /// fetched blocks; bit 13 it entered this view on a timeout certificate.
+    /// fetched blocks; bit 13 it entered this view on a timeout certificate; bits 14-15
+    /// and 16-17 the shape of the chain below its highest QC, what locking and committing
+    /// read: the link from the certified block to the block its own QC certifies, then
+    /// the next link down ([`Replica::link_shape`]).
     pub(super) fn abstract_state(&self) -> u64 {
         let view = self.view;
         let timed_out = self.last_timeout.as_ref().is_some_and(|t| t.view == view);
@@ -306,6 +309,33 @@ impl<S: TestSeam> Replica<S> {
             | u64::from(self.backoff.min(3)) << 10
             | u64::from(!self.requested.is_empty()) << 12
             | u64::from(on_tc) << 13
+            | self.chain_shape() << 14
+    }
+
+    /// The two links below the highest QC's block, as [`Replica::link_shape`] names each
+    /// (the upper link in bits 0-1, the lower in bits 2-3).
+    fn chain_shape(&self) -> u64 {
+        let certified = self.blocks.get(&self.high_qc.block);
+        let below = certified.and_then(|b| self.blocks.get(&b.justify.block));
+        let upper = certified.map_or(0, |b| self.link_shape(b));
+        let lower = below.map_or(0, |b| self.link_shape(b));
+        upper | lower << 2
+    }
+
+    /// How `block` hangs from the block its QC certifies: 0 that block is unknown here or
+    /// `block` is the genesis; 1 it is not `block`'s parent (a fork below the QC); 2 it
+    /// is the parent but from an earlier view than the one before (no commit runs
+    /// through this link); 3 the parent, from the view before (a link of a 3-chain).
+    fn link_shape(&self, block: &Block) -> u64 {
+        if block.height == 0 {
+            return 0;
+        }
+        match self.blocks.get(&block.justify.block) {
+            None => 0,
+            Some(certified) if certified.hash != block.parent => 1,
+            Some(certified) if certified.view + 1 != block.view => 2,
+            Some(_) => 3,
+        }
     }
 
     /// The leader of `view`: the testbed's choice if it made one, else round-robin.
