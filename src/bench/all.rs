@@ -305,6 +305,7 @@ pub fn run(
             message_bytes: None,
             keys: None,
             testbed_keys: true,
+            hosts: Default::default(),
         };
         let mut log = Vec::new();
         let (report, good) = settle(

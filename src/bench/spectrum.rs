@@ -270,6 +270,7 @@ fn tcp_workload(
         message_bytes: Some(TCP_MESSAGE_BYTES),
         keys: None,
         testbed_keys: false,
+        hosts: Default::default(),
     };
     let (mut report, mut log) = (Vec::new(), Vec::new());
     crate::cluster::cluster(&args, &mut report, &mut log)?;
