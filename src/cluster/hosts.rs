@@ -173,7 +173,7 @@ pub(super) fn node_command(
     node: &NodeConfig,
     transport: TransportKind,
     outputs: Option<&str>,
-    state: &str,
+    state: Option<&str>,
     controlled: bool,
 ) -> Vec<String> {
     let mut words: Vec<String> = [
@@ -192,7 +192,9 @@ pub(super) fn node_command(
     if let Some(outputs) = outputs {
         words.extend(["--outputs".to_string(), outputs.to_string()]);
     }
-    words.extend(["--state".to_string(), state.to_string()]);
+    if let Some(state) = state {
+        words.extend(["--state".to_string(), state.to_string()]);
+    }
     words
 }
 

@@ -607,7 +607,9 @@ pub(super) fn print_commands(
             node,
             args.transport.kind(),
             Some(&outputs),
-            &state.display().to_string(),
+            (!args.hosts.no_state)
+                .then(|| state.display().to_string())
+                .as_deref(),
             false,
         );
         let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
@@ -849,7 +851,8 @@ pub fn cluster(
     let record_outputs = !args.no_check;
     let mut processes = Processes::new();
     for node in config.nodes.iter().filter(|_| failures.is_empty()) {
-        let state = placement.state_file(node, &dir.path).display().to_string();
+        let state = (!args.hosts.no_state)
+            .then(|| placement.state_file(node, &dir.path).display().to_string());
         let (words, name, remote_outputs) = match &node.host {
             None => {
                 let binary = binary.as_ref().expect("a local node's binary was found");
@@ -862,7 +865,7 @@ pub fn cluster(
                     record_outputs
                         .then(|| outputs.display().to_string())
                         .as_deref(),
-                    &state,
+                    state.as_deref(),
                     true,
                 );
                 (words, format!("node {}", node.id.0), None)
@@ -876,7 +879,7 @@ pub fn cluster(
                     node,
                     args.transport.kind(),
                     record_outputs.then_some(outputs.as_str()),
-                    &state,
+                    state.as_deref(),
                     true,
                 ));
                 let name = format!(

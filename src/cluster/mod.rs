@@ -237,6 +237,11 @@ pub struct HostsArgs {
     /// its state [default: in the working directory, gone after the run].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Give the nodes no state file: their durable state lives in memory only, and saving
+    /// it costs nothing (a PBFT client saves after every reply, each save synced to disk),
+    /// for throughput runs.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub no_state: bool,
     /// Print the command that runs each node (the host, a tab, and the `rehearsal node`
     /// command line; `-` for a node without a host) for a launcher of your own, and exit.
     /// Paths on the hosts: --remote-dir, by default the cluster file's own directory.

@@ -274,6 +274,20 @@ fn print_commands_give_each_node_its_host_and_command() {
         "alice@10.0.0.5\t/opt/bin/rehearsal node --config /srv/r/cluster.toml --id 0 --transport \
          tcp --json --outputs /srv/r/outputs-0.jsonl --state /var/lib/r/state-0.bin"
     );
+    // Without state files.
+    let run = rehearsal_tests::cli(&[
+        "cluster",
+        "--config",
+        file_text,
+        "--print-commands",
+        "--no-state",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.lines().all(|line| !line.contains("--state")),
+        "{}",
+        run.stdout
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -672,21 +686,18 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// An unreplicated server and two clients, each in its namespace, over DPDK `af_packet`
-/// ports on the namespaces' veths (`mac` = the veth's).
-fn unreplicated_over_dpdk_af_packet_with_one_node_per_namespace() {
-    let test = "hosts::unreplicated_over_dpdk_af_packet_with_one_node_per_namespace";
-    if !cfg!(feature = "dpdk") {
-        skip(test, "needs the dpdk feature (cargo test --features dpdk)");
-        return;
-    }
-    let Some(net) = test_net(test, "hosts_dpdk", 3) else {
-        return;
-    };
-    let dir = scratch_named("hosts", "netns-dpdk");
-    let nodes: Vec<Node<'_>> = (0..3)
-        .map(|i| Node {
-            role: if i == 0 { "server" } else { "client" },
+/// Nodes with these roles, one per namespace of `net`, on DPDK `af_packet` ports bound to
+/// the namespaces' veths (`mac` = the veth's).
+#[cfg(target_os = "linux")]
+fn af_packet_nodes(
+    net: &rehearsal_hardware::netns::TestNet,
+    roles: &[&'static str],
+) -> Vec<Node<'static>> {
+    roles
+        .iter()
+        .enumerate()
+        .map(|(i, &role)| Node {
+            role,
             address: None,
             dpdk: Some((
                 format!("net_af_packet0,iface={}", net.interface(i)),
@@ -694,14 +705,13 @@ fn unreplicated_over_dpdk_af_packet_with_one_node_per_namespace() {
             )),
             host: Some(net.namespace(i).to_string()),
         })
-        .collect();
-    let file = cluster_file(
-        &dir,
-        "unreplicated",
-        "requests_per_client = 100",
-        None,
-        &nodes,
-    );
+        .collect()
+}
+
+/// Runs `file` over DPDK with one node per namespace of `net`, launched with `ip netns
+/// exec`, and checks that it ran clean with `requests` completed and left no process.
+#[cfg(target_os = "linux")]
+fn run_over_dpdk(test: &str, net: &rehearsal_hardware::netns::TestNet, file: &Path, requests: u64) {
     let began = Instant::now();
     let (status, report, stderr) = run_cluster(&cluster_args(&[
         "--config",
@@ -715,14 +725,75 @@ fn unreplicated_over_dpdk_af_packet_with_one_node_per_namespace() {
     ]));
     let took = began.elapsed();
     assert_eq!(status, 0, "{report:#}\n{stderr}");
-    assert_clean_run(&report, &stderr, 200);
+    assert_clean_run(&report, &stderr, requests);
     assert_eq!(report["transport"], "dpdk");
-    for i in 0..3 {
-        assert_eq!(pids_in(net.namespace(i)), "");
+    for i in 0..net.hosts() {
+        assert_eq!(
+            pids_in(net.namespace(i)),
+            "",
+            "a process is left in host {i}"
+        );
     }
-    eprintln!("{test}: {took:?} for 200 requests");
-    drop(net);
-    std::fs::remove_dir_all(&dir).unwrap();
+    eprintln!("{test}: {took:?} for {requests} requests");
+}
+
+/// An unreplicated server and two clients, each in its namespace, over DPDK `af_packet`.
+fn unreplicated_over_dpdk_af_packet_with_one_node_per_namespace() {
+    let test = "hosts::unreplicated_over_dpdk_af_packet_with_one_node_per_namespace";
+    if !cfg!(feature = "dpdk") {
+        skip(test, "needs the dpdk feature (cargo test --features dpdk)");
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let Some(net) = test_net(test, "hosts_dpdk", 3) else {
+            return;
+        };
+        let dir = scratch_named("hosts", "netns-dpdk");
+        let nodes = af_packet_nodes(&net, &["server", "client", "client"]);
+        let file = cluster_file(
+            &dir,
+            "unreplicated",
+            "requests_per_client = 100",
+            None,
+            &nodes,
+        );
+        run_over_dpdk(test, &net, &file, 200);
+        drop(net);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// PBFT, 4 replicas and 1 client, each in its namespace, over DPDK `af_packet`, with key
+/// files for its signatures (DPDK frames themselves are not authenticated).
+fn pbft_over_dpdk_af_packet_with_one_node_per_namespace() {
+    let test = "hosts::pbft_over_dpdk_af_packet_with_one_node_per_namespace";
+    if !cfg!(feature = "dpdk") {
+        skip(test, "needs the dpdk feature (cargo test --features dpdk)");
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let Some(net) = test_net(test, "hosts_dpdk_pbft", 5) else {
+            return;
+        };
+        let dir = scratch_named("hosts", "netns-dpdk-pbft");
+        keys::generate(&dir.join("keys"), 5).unwrap();
+        let nodes = af_packet_nodes(
+            &net,
+            &["replica", "replica", "replica", "replica", "client"],
+        );
+        let file = cluster_file(
+            &dir,
+            "pbft",
+            "requests_per_client = 20",
+            Some("keys"),
+            &nodes,
+        );
+        run_over_dpdk(test, &net, &file, 20);
+        drop(net);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 const TESTS: &[(&str, fn())] = &[
@@ -753,6 +824,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "unreplicated_over_dpdk_af_packet_with_one_node_per_namespace",
         unreplicated_over_dpdk_af_packet_with_one_node_per_namespace,
+    ),
+    (
+        "pbft_over_dpdk_af_packet_with_one_node_per_namespace",
+        pbft_over_dpdk_af_packet_with_one_node_per_namespace,
     ),
 ];
 
