@@ -89,8 +89,8 @@ pub use memory::{
 };
 pub use node_transport::{ErrorForwarder, NodeTransport};
 pub use runtime::{
-    check_invariants, decode_message, encode_message, Annotation, NodeRuntime, OutputRecord,
-    RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle, DECODE_BYTES_MAX,
+    check_invariants, decode_message, encode_message, Annotation, ClockHandle, NodeRuntime,
+    OutputRecord, RunStop, RuntimeConfig, RuntimeError, RuntimeStats, StopHandle, DECODE_BYTES_MAX,
 };
 pub use state_file::{load_state, save_state, StateFileError};
 pub use syscalls::{SyscallCounts, SyscallRates};

@@ -3,14 +3,14 @@
 use crate::state_file::save_state;
 use crate::transport::{SendError, Transport, TransportError};
 use rehearsal_sim_core::{
-    derive_rng, duration_ns, Actor, Context, Effect, EndReason, Invariant, NodeId, NodeStats,
-    RunEnd, SimRng, Time, TimerId, Violation,
+    derive_rng, duration_ns, Actor, ClockSkew, Context, Effect, EndReason, Invariant, NodeId,
+    NodeStats, RunEnd, SimRng, Time, TimerId, Violation,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 // One codec for the simulator and every real runtime (`rehearsal_sim_core::codec`), so a
@@ -166,6 +166,65 @@ impl StopHandle {
     }
 }
 
+/// Sets a [`NodeRuntime`]'s clock error from another thread (a nemesis's `skew N OFFSET
+/// [DRIFT]`): from the node's next step on, its actor reads `skew.local(now)` through
+/// `cx.now()` and its timers run by that clock, as [`Fault::Skew`] does in the simulator.
+/// Only what the actor sees changes: the kernel's clock, output and annotation times (kept
+/// true so that nodes' outputs merge in real order) and the transport are not skewed.
+///
+/// ```
+/// use rehearsal_hardware::ClockHandle;
+/// use rehearsal_sim_core::ClockSkew;
+/// let clock = ClockHandle::default();
+/// clock.set_skew(ClockSkew { offset_ns: -2_000_000_000, drift_ppm: 100 });
+/// assert_eq!(clock.skew().drift_ppm, 100);
+/// ```
+///
+/// [`Fault::Skew`]: rehearsal_sim_core::Fault::Skew
+#[derive(Debug, Clone, Default)]
+pub struct ClockHandle {
+    shared: Arc<ClockShared>,
+}
+
+#[derive(Debug, Default)]
+struct ClockShared {
+    /// Set by `set_skew`, cleared by the runtime when it takes the new skew: the runtime's
+    /// hot path reads one atomic flag, not the lock.
+    changed: AtomicBool,
+    skew: Mutex<ClockSkew>,
+}
+
+impl ClockHandle {
+    /// The node's clock reads `skew.local(true time)` from its next step on (replacing any
+    /// earlier skew, as in the simulator; `ClockSkew::default()` removes it).
+    pub fn set_skew(&self, skew: ClockSkew) {
+        *self
+            .shared
+            .skew
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = skew;
+        self.shared.changed.store(true, Ordering::Release);
+    }
+
+    /// The skew set last.
+    pub fn skew(&self) -> ClockSkew {
+        *self
+            .shared
+            .skew
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The new skew, if one was set since the last call.
+    fn take_change(&self) -> Option<ClockSkew> {
+        if self.shared.changed.swap(false, Ordering::Acquire) {
+            Some(self.skew())
+        } else {
+            None
+        }
+    }
+}
+
 /// Receives every output of a node, in place of collecting them.
 type OutputSink<O> = Box<dyn FnMut(OutputRecord<O>) + Send>;
 
@@ -230,6 +289,9 @@ pub struct NodeRuntime<A: Actor, T: Transport> {
     violations: Vec<Violation>,
     stats: RuntimeStats,
     stop: StopHandle,
+    /// The clock error the actor sees (see [`ClockHandle`]), taken from `clock` at each step.
+    skew: ClockSkew,
+    clock: ClockHandle,
 }
 
 impl<A: Actor, T: Transport> fmt::Debug for NodeRuntime<A, T> {
@@ -273,6 +335,8 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
             violations: Vec::new(),
             stats: RuntimeStats::default(),
             stop: StopHandle::default(),
+            skew: ClockSkew::default(),
+            clock: ClockHandle::default(),
         }
     }
 
@@ -302,9 +366,38 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         self.me
     }
 
-    /// Monotonic time since the epoch: what handlers see as `cx.now()`.
+    /// Monotonic time since the epoch: what handlers see as `cx.now()` unless the node's
+    /// clock is skewed ([`actor_now`](NodeRuntime::actor_now)); outputs and annotations
+    /// carry this time.
     pub fn now(&self) -> Time {
         Time(duration_ns(self.epoch.elapsed()))
+    }
+
+    /// What the actor's clock reads now: [`now`](NodeRuntime::now) through the skew set
+    /// with [`ClockHandle::set_skew`] or [`set_clock_skew`](NodeRuntime::set_clock_skew).
+    pub fn actor_now(&self) -> Time {
+        self.skew.local(self.now())
+    }
+
+    /// Skews the actor's clock from now on (see [`ClockHandle`]).
+    pub fn set_clock_skew(&mut self, skew: ClockSkew) {
+        self.clock.set_skew(skew);
+        self.skew = skew;
+        let _ = self.clock.take_change();
+    }
+
+    /// A handle that skews this node's clock from another thread (the thread that reads a
+    /// controlled node's control lines).
+    pub fn clock_handle(&self) -> ClockHandle {
+        self.clock.clone()
+    }
+
+    /// Takes its clock skew from `clock` (made before the runtime, e.g. for a control
+    /// thread that starts first); a skew already set on it applies from the first step.
+    pub fn with_clock_handle(mut self, clock: ClockHandle) -> Self {
+        self.clock = clock;
+        self.clock.shared.changed.store(true, Ordering::Release);
+        self
     }
 
     /// The actor, as the handlers left it.
@@ -389,6 +482,9 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
     /// frames dropped (0 means there was nothing to do).
     pub fn step(&mut self) -> Result<usize, RuntimeError> {
         let mut work = 0;
+        if let Some(skew) = self.clock.take_change() {
+            self.skew = skew;
+        }
         if !self.started {
             self.started = true;
             self.dispatch(Event::Start);
@@ -523,7 +619,7 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
         self.effects.clear();
         let mut cx = Context::new(
             self.me,
-            now,
+            self.skew.local(now),
             &mut self.rng,
             &mut self.next_timer,
             &mut self.effects,
@@ -545,7 +641,8 @@ impl<A: Actor, T: Transport> NodeRuntime<A, T> {
             match effect {
                 Effect::Send { to, msg, .. } => outbox.push((to, msg)),
                 Effect::SetTimer { id, after, timer } => {
-                    let deadline = now.after(after);
+                    // `after` is measured by the node's own (possibly skewed) clock.
+                    let deadline = now.after(self.skew.real_after(after));
                     self.timers.insert((deadline, id), timer);
                     self.timer_deadlines.insert(id, deadline);
                     self.stats.timers_set += 1;

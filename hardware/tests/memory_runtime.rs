@@ -260,6 +260,52 @@ fn timers_fire_in_order_on_time_and_cancelled_ones_never() {
     assert_eq!(node.timers_armed(), 0);
 }
 
+/// A skewed clock (set through the handle another thread holds, as a controlled node's
+/// control line does): the actor reads an hour ahead and a clock running at half speed, so
+/// its 100 ms timer takes 200 ms of true time; outputs keep true times.
+#[test]
+fn a_skewed_clock_is_what_the_actor_reads_and_times_its_timers_by() {
+    let hub = MemoryHub::new(1);
+    let endpoint = hub.endpoint(NodeId(0)).unwrap();
+    let mut node = NodeRuntime::new(Timers { set_at: Time::ZERO }, endpoint, quiet());
+    let skew = rehearsal_sim_core::ClockSkew {
+        offset_ns: 3_600_000_000_000,
+        drift_ppm: -500_000,
+    };
+    node.clock_handle().set_skew(skew);
+    let stop = node
+        .run_until(TEST_LIMIT, |node| node.outputs().len() >= 2)
+        .unwrap();
+    assert_eq!(stop, RunStop::Done);
+    let set_at = node.actor().set_at;
+    assert!(set_at >= Time::from_secs(3_600), "the actor read {set_at}");
+    let fired: Vec<&OutputRecord<(char, Time)>> = node.outputs().iter().collect();
+    assert_eq!((fired[0].value.0, fired[1].value.0), ('A', 'C'));
+    // The actor's clock advanced by at least the 60 ms it asked for...
+    assert!(fired[1].value.1 >= set_at.after(Duration::from_millis(60)));
+    // ...which took at least twice that of true time: the output times are true, and
+    // an unskewed runtime would fire C after 60 ms.
+    assert!(fired[1].at < Time::from_secs(3_600), "{}", fired[1].at);
+    assert!(
+        fired[1].at >= Time::from_millis(120),
+        "C fired at true {} (unskewed: 60ms)",
+        fired[1].at
+    );
+    assert_eq!(node.actor_now().as_nanos() / 1_000_000_000, 3_600);
+    // Removing the skew gives the true clock back.
+    node.set_clock_skew(rehearsal_sim_core::ClockSkew::default());
+    assert!(node.actor_now() < Time::from_secs(3_600));
+
+    // A handle made before the runtime (by a control thread that starts first).
+    let clock = rehearsal_hardware::ClockHandle::default();
+    clock.set_skew(skew);
+    let endpoint = MemoryHub::new(1).endpoint(NodeId(0)).unwrap();
+    let mut node =
+        NodeRuntime::new(Timers { set_at: Time::ZERO }, endpoint, quiet()).with_clock_handle(clock);
+    node.step().unwrap();
+    assert!(node.actor().set_at >= Time::from_secs(3_600));
+}
+
 #[test]
 fn retransmission_timers_recover_lost_messages() {
     // The server's queue holds nothing at first: the ping is refused (counted as dropped by

@@ -27,6 +27,7 @@
 //! ```
 
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -526,6 +527,21 @@ impl Crypto {
             secret: SigningSecret::Ed25519(Box::new(secret)),
             verifier: Arc::new(Verifier::new(VerifierKeys::Ed25519(keys))),
         })
+    }
+
+    /// A real node's keys: its key files (`keys`), or in a testbed those `testbed` derives
+    /// from the seed.
+    pub(crate) fn for_real_node<E: From<KeyError>>(
+        kind: CryptoKind,
+        nodes: u32,
+        id: NodeId,
+        keys: KeySource<'_>,
+        testbed: impl FnOnce() -> Result<Crypto, E>,
+    ) -> Result<Crypto, E> {
+        match keys {
+            KeySource::Testbed => testbed(),
+            KeySource::Node(keys) => Ok(Crypto::from_node_keys(kind, nodes, id, keys)?),
+        }
     }
 
     /// Node `id`'s keys as a real node reads them from key files

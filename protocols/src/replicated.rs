@@ -677,6 +677,25 @@ macro_rules! explorable_by_encoding {
 }
 pub(crate) use explorable_by_encoding;
 
+/// Refuses to restart a real node of `protocol` in `role` from a saved state that does not
+/// decode as that role's (`decodes`): starting from nothing instead would forget what the
+/// node promised before it stopped.
+pub(crate) fn check_saved_state(
+    protocol: &str,
+    role: &str,
+    durable: &[u8],
+    decodes: bool,
+) -> Result<(), String> {
+    if decodes {
+        Ok(())
+    } else {
+        Err(format!(
+            "the saved state ({} bytes) is not a {protocol} {role}'s durable state",
+            durable.len()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The shared checks over a protocol that is not PBFT: a fake whose outputs number

@@ -357,6 +357,7 @@ pub(crate) struct Watch<O> {
 mod dpdk_node;
 mod hosts;
 mod launch;
+pub mod nemesis;
 mod node;
 mod outputs;
 mod report;

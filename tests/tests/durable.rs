@@ -1,13 +1,12 @@
 //! Durable state on real transports: `rehearsal node --state FILE` keeps a node's durable
-//! state in FILE, replaced atomically, and a PBFT replica killed with SIGKILL in the middle
-//! of a run restarts from it.
+//! state in FILE, replaced atomically, and a PBFT or HotStuff replica killed with SIGKILL in
+//! the middle of a run restarts from it.
 //!
 //! Real processes on loopback: this binary plays `rehearsal` (see `cluster.rs`), and runs
 //! its tests with the small harness of `rehearsal_tests::process` (`harness = false`).
 
 use rehearsal::cluster::{self, NodeArgs, TransportArg};
 use rehearsal_hardware::{load_state, save_state};
-use rehearsal_protocols::pbft::Output;
 use rehearsal_sim_core::NodeId;
 use rehearsal_tests::process::{main_with_ignored, scratch_named, this_program, IgnoredTest};
 use serde_json::Value;
@@ -33,13 +32,18 @@ const CLIENT: u32 = 4;
 /// A PBFT cluster file of 4 replicas and 1 client on loopback, on ports free a moment ago,
 /// with testbed keys (derived from the seed: no key files to write).
 fn pbft_cluster_file(dir: &Path) -> PathBuf {
-    let mut text = String::from("protocol = \"pbft\"\nseed = 1\nkeys = \"testbed\"\n");
-    for id in 0..=CLIENT {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    cluster_file(dir, "pbft")
+}
+
+/// A cluster file of `protocol` with 4 replicas and 1 client, as [`pbft_cluster_file`].
+fn cluster_file(dir: &Path, protocol: &str) -> PathBuf {
+    let mut text = format!("protocol = \"{protocol}\"\nseed = 1\nkeys = \"testbed\"\n");
+    // Every listener is held until all ports are chosen, so no two nodes get one port.
+    let listeners: Vec<std::net::TcpListener> = (0..=CLIENT)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (id, listener) in (0..=CLIENT).zip(&listeners) {
+        let port = listener.local_addr().unwrap().port();
         let role = if id < REPLICAS { "replica" } else { "client" };
         text +=
             &format!("[[node]]\nid = {id}\nrole = \"{role}\"\naddress = \"127.0.0.1:{port}\"\n");
@@ -236,7 +240,17 @@ fn saved(path: &Path) -> Option<Vec<u8>> {
     load_state(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Every output in the outputs files `files`, as PBFT types them.
+/// The outputs of a run that the checks below read. PBFT and HotStuff write them alike:
+/// a replica's `executed` event (with its `requests`), its `state_loaded` (with each
+/// client's latest `executed` request) and a client's `completed` (with its `number`).
+enum Output {
+    Executed { requests: Vec<(NodeId, u64)> },
+    StateLoaded { executed: Vec<(NodeId, u64)> },
+    Completed { number: u64 },
+    Other,
+}
+
+/// Every output in the outputs files `files`.
 fn outputs(files: &[PathBuf]) -> Vec<(NodeId, Output)> {
     let mut all = Vec::new();
     for file in files {
@@ -246,8 +260,31 @@ fn outputs(files: &[PathBuf]) -> Vec<(NodeId, Output)> {
         for line in text.lines() {
             let line: Value = serde_json::from_str(line).unwrap();
             let node: NodeId = serde_json::from_value(line["node"].clone()).unwrap();
-            let value: Output = serde_json::from_value(line["value"].clone()).unwrap();
-            all.push((node, value));
+            let value = &line["value"];
+            let pairs =
+                |v: &Value| -> Vec<(NodeId, u64)> { serde_json::from_value(v.clone()).unwrap() };
+            let output = match value["event"].as_str() {
+                Some("executed") => Output::Executed {
+                    requests: value["requests"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| {
+                            let client: NodeId =
+                                serde_json::from_value(e["client"].clone()).unwrap();
+                            (client, e["number"].as_u64().unwrap())
+                        })
+                        .collect(),
+                },
+                Some("state_loaded") => Output::StateLoaded {
+                    executed: pairs(&value["executed"]),
+                },
+                Some("completed") => Output::Completed {
+                    number: value["number"].as_u64().unwrap(),
+                },
+                _ => Output::Other,
+            };
+            all.push((node, output));
         }
     }
     all
@@ -309,8 +346,8 @@ fn pbft_replicas_keep_their_durable_state_in_their_state_files() {
 }
 
 /// A state file that is torn, corrupt or not a state file at all stops the node before
-/// it opens anything, with an error that names the file; nothing panics. So does, for
-/// now, a whole one (see `NO_REAL_RESTART`).
+/// it opens anything, with an error that names the file; nothing panics. So does a whole
+/// one that holds another kind of node's state.
 fn a_damaged_state_file_stops_the_node_naming_the_file() {
     let dir = scratch_named("durable", "damaged");
     let file = pbft_cluster_file(&dir);
@@ -436,18 +473,8 @@ fn a_sigkilled_backup_restarts_from_its_state_file_and_catches_up() {
         saved(&state(victim)).is_some_and(|now| now != at_kill)
     });
 
-    let client_summary = client.stop();
-    let restarted_summary = restarted.stop();
-    for replica in replicas.into_iter().flatten() {
-        replica.stop();
-    }
-    let restarts = [Restart {
-        id: victim,
-        outputs_before: outputs_of(victim),
-        outputs_after: restarted_outputs,
-        summary: restarted_summary,
-    }];
-    check_run(&file, &outputs_of, &client_summary, &restarts);
+    let restarted = vec![(victim, restarted, restarted_outputs)];
+    stop_and_check(&file, &outputs_of, client, restarted, replicas);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -477,7 +504,7 @@ fn a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file() {
     });
     replicas[backup as usize].take().unwrap().kill();
 
-    let mut back: Vec<(u32, NodeProcess)> = [backup, primary]
+    let back: Vec<(u32, NodeProcess)> = [backup, primary]
         .into_iter()
         .map(|id| {
             let mut node = NodeProcess::spawn(&file, id, Some(&state(id)), &restarted_outputs(id));
@@ -501,20 +528,55 @@ fn a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file() {
         },
     );
 
-    let client_summary = client.stop();
-    let mut restarts = Vec::new();
-    for (id, node) in back.drain(..) {
-        restarts.push(Restart {
-            id,
-            outputs_before: outputs_of(id),
-            outputs_after: restarted_outputs(id),
-            summary: node.stop(),
-        });
-    }
-    for replica in replicas.into_iter().flatten() {
-        replica.stop();
-    }
-    check_run(&file, &outputs_of, &client_summary, &restarts);
+    let restarted = back
+        .into_iter()
+        .map(|(id, node)| (id, node, restarted_outputs(id)))
+        .collect();
+    stop_and_check(&file, &outputs_of, client, restarted, replicas);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A HotStuff replica killed with SIGKILL in the middle of a run restarts from its state
+/// file (its view, last vote, lock, highest QC and committed state): the safety checks
+/// hold on every node's outputs, no acknowledged request is lost, and the restarted
+/// replica commits and executes blocks after its restart. Leaders rotate every view, so
+/// the victim leads views before and after its crash.
+fn a_sigkilled_hotstuff_replica_restarts_from_its_state_file_and_catches_up() {
+    let dir = scratch_named("durable", "hotstuff");
+    let file = cluster_file(&dir, "hotstuff");
+    let victim = 2;
+    let witness = 3;
+    let state = |id: u32| dir.join(format!("node-{id}.state"));
+    let outputs_of = |id: u32| dir.join(format!("node-{id}.outputs"));
+    let restarted_outputs = dir.join(format!("node-{victim}.restarted.outputs"));
+    let (mut replicas, client) = launch(&file, &state, &outputs_of);
+
+    // A replica saves before every vote: once the victim has voted, kill it.
+    wait_for("the victim votes", || saved(&state(victim)).is_some());
+    replicas[victim as usize].take().unwrap().kill();
+    let at_kill = saved(&state(victim)).expect("a SIGKILL leaves the last saved state whole");
+    let witness_before = saved(&state(witness));
+    wait_for("the others vote on while the victim is down", || {
+        saved(&state(witness)) != witness_before
+    });
+
+    let mut restarted = NodeProcess::spawn(&file, victim, Some(&state(victim)), &restarted_outputs);
+    restarted.wait_ready();
+    // It catches up: it votes again, in later views than the one it saved last. A block
+    // is committed by the third of three consecutive views that certify it, so after four
+    // votes of its own the restarted replica has committed (and executed) a block it
+    // voted for, which `check_run` checks in its outputs.
+    let mut seen = at_kill;
+    let mut votes = 0;
+    wait_for("the restarted replica votes in four later views", || {
+        if let Some(now) = saved(&state(victim)).filter(|now| *now != seen) {
+            seen = now;
+            votes += 1;
+        }
+        votes >= 4
+    });
+    let restarted = vec![(victim, restarted, restarted_outputs)];
+    stop_and_check(&file, &outputs_of, client, restarted, replicas);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -527,6 +589,31 @@ struct Restart {
     outputs_after: PathBuf,
     /// The summary of its run after the restart.
     summary: Value,
+}
+
+/// Stops the client, then the `restarted` replicas (each with its outputs file since its
+/// restart) and the other `replicas`, and checks the run ([`check_run`]).
+fn stop_and_check(
+    file: &Path,
+    outputs_of: &dyn Fn(u32) -> PathBuf,
+    client: NodeProcess,
+    restarted: Vec<(u32, NodeProcess, PathBuf)>,
+    replicas: Vec<Option<NodeProcess>>,
+) {
+    let client_summary = client.stop();
+    let restarts: Vec<Restart> = restarted
+        .into_iter()
+        .map(|(id, node, outputs_after)| Restart {
+            id,
+            outputs_before: outputs_of(id),
+            outputs_after,
+            summary: node.stop(),
+        })
+        .collect();
+    for replica in replicas.into_iter().flatten() {
+        replica.stop();
+    }
+    check_run(file, outputs_of, &client_summary, &restarts);
 }
 
 /// The checks of a run with restarts: safety on every node's outputs (each restarted
@@ -568,19 +655,15 @@ fn check_run(
     let mut latest_loaded: Vec<(NodeId, u64)> = Vec::new();
     for (_, output) in &all {
         match output {
-            Output::Executed { requests, .. } => {
-                executed.extend(requests.iter().map(|e| (e.client, e.number)));
-            }
-            Output::StateLoaded {
-                executed: latest, ..
-            } => latest_loaded.extend(latest),
+            Output::Executed { requests } => executed.extend(requests),
+            Output::StateLoaded { executed: latest } => latest_loaded.extend(latest),
             _ => {}
         }
     }
     let acknowledged: Vec<u64> = all
         .iter()
         .filter_map(|(node, output)| match output {
-            Output::Completed { number, .. } if *node == NodeId(CLIENT) => Some(*number),
+            Output::Completed { number } if *node == NodeId(CLIENT) => Some(*number),
             _ => None,
         })
         .collect();
@@ -631,6 +714,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file",
         a_replica_sigkilled_during_a_view_change_restarts_from_its_state_file,
+    ),
+    (
+        "a_sigkilled_hotstuff_replica_restarts_from_its_state_file_and_catches_up",
+        a_sigkilled_hotstuff_replica_restarts_from_its_state_file_and_catches_up,
     ),
 ];
 

@@ -26,6 +26,11 @@ struct Durable {
     completed: u64,
 }
 
+/// Whether `bytes` decode as the durable state a client saves.
+pub(super) fn durable_decodes(bytes: &[u8]) -> bool {
+    rehearsal_sim_core::codec::decode::<Durable>(bytes).is_ok()
+}
+
 impl Client {
     /// A client of `config`'s group holding `crypto`; with `durable` (what it saved
     /// before a crash), it resumes after the last request it completed.

@@ -78,6 +78,7 @@ pub use replica::Replica;
 pub use seam::{Correct, TestSeam, Testing};
 
 use crate::crypto::{Crypto, Digest};
+use crate::replicated::check_saved_state;
 use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use serde::{Deserialize, Serialize};
@@ -476,17 +477,49 @@ pub fn production_node(
     id: NodeId,
     keys: KeySource<'_>,
 ) -> Result<ProductionNode, ConfigError> {
+    Ok(ProductionNode::new(config, production_crypto(config, id, keys)?, None))
+}
+
+/// Node `id`'s keys for a real deployment of `config`, which must be valid and correct.
+fn production_crypto(config: &Config, id: NodeId, keys: KeySource<'_>) -> Result<Crypto, ConfigError> {
     config.validate()?;
     if config.mutant != Mutant::None {
         return Err(ConfigError::MutantInProduction(config.mutant));
     }
-    let crypto = match keys {
-        KeySource::Testbed => testbed_crypto(config, id)?,
-        KeySource::Node(keys) => {
-            Crypto::from_node_keys(config.crypto, config.nodes(), id, keys)?
-        }
-    };
-    Ok(ProductionNode::new(config, crypto, None))
+    Crypto::for_real_node(config.crypto, config.nodes(), id, keys, || {
+        testbed_crypto(config, id)
+    })
+}
+
+/// Node `id` for a real deployment, restarted from the durable state an earlier run of it
+/// saved: as [`restart`] brings a node back in the simulator (a replica with its view, the
+/// last view it voted in, its lock, its highest QC and its committed state, catching up
+/// from the others; a client after its last completed request). A state that does not
+/// decode as this node's is refused, not ignored: a replica starting from nothing could
+/// vote twice in a view it already voted in.
+///
+/// ```
+/// use rehearsal_protocols::hotstuff::{self, Config};
+/// use rehearsal_sim_core::protocol::KeySource;
+/// use rehearsal_sim_core::NodeId;
+///
+/// let restarted = hotstuff::production_restart(&Config::default(), NodeId(0), KeySource::Testbed, b"junk");
+/// let Err(error) = restarted else { panic!("a replica restarted from junk") };
+/// assert!(error.contains("not a HotStuff replica's durable state"), "{error}");
+/// ```
+pub fn production_restart(
+    config: &Config,
+    id: NodeId,
+    keys: KeySource<'_>,
+    durable: &[u8],
+) -> Result<ProductionNode, String> {
+    let crypto = production_crypto(config, id, keys).map_err(|e| e.to_string())?;
+    if config.is_replica(id) {
+        check_saved_state("HotStuff", "replica", durable, replica::durable_decodes(durable))?;
+    } else {
+        check_saved_state("HotStuff", "client", durable, client::durable_decodes(durable))?;
+    }
+    Ok(ProductionNode::new(config, crypto, Some(durable)))
 }
 
 /// The restart constructor: a replica comes back with the view, vote, lock, highest QC

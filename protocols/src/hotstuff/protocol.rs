@@ -1,7 +1,7 @@
 //! HotStuff in the protocol registry.
 
 use super::{
-    actors, checks, production_node, restart, safety_checks, summary, Config, Mutant, Node,
+    actors, checks, production_node, production_restart, restart, safety_checks, summary, Config, Mutant, Node,
     Output, ProductionNode,
 };
 use crate::crypto::CryptoKind;
@@ -150,6 +150,15 @@ impl Protocol for HotStuff {
     /// Only the correct protocol runs on real transports: a mutant is refused.
     fn real_node(config: &Config, id: NodeId, keys: KeySource<'_>) -> Result<ProductionNode, String> {
         production_node(config, id, keys).map_err(|e| e.to_string())
+    }
+
+    fn real_restart(
+        config: &Config,
+        id: NodeId,
+        keys: KeySource<'_>,
+        durable: &[u8],
+    ) -> Result<Option<ProductionNode>, String> {
+        production_restart(config, id, keys, durable).map(Some)
     }
 
     /// Safety, the per-replica checks, and termination once the last fault is over.

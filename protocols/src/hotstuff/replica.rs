@@ -143,6 +143,11 @@ struct Durable {
     snapshot: Vec<u8>,
 }
 
+/// Whether `bytes` decode as the durable state a replica saves.
+pub(super) fn durable_decodes(bytes: &[u8]) -> bool {
+    rehearsal_sim_core::codec::decode::<Durable>(bytes).is_ok()
+}
+
 /// [`Durable`] as it is written: the same fields, borrowed, so that saving copies nothing.
 #[derive(Serialize)]
 struct DurableRef<'a> {

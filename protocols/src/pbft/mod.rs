@@ -93,6 +93,7 @@ pub use replica::Replica;
 pub use seam::{Correct, TestSeam, Testing};
 
 use crate::crypto::{Crypto, Digest, Verifier};
+use crate::replicated::check_saved_state;
 use rehearsal_sim_core::protocol::KeySource;
 use rehearsal_sim_core::{Actor, Context, NodeId, Time};
 use std::sync::Arc;
@@ -614,9 +615,8 @@ fn production_crypto(config: &Config, id: NodeId, keys: KeySource<'_>) -> Result
     if config.mutant != Mutant::None {
         return Err(ConfigError::MutantInProduction(config.mutant));
     }
-    Ok(match keys {
-        KeySource::Testbed => testbed_crypto(config, id, None)?,
-        KeySource::Node(keys) => Crypto::from_node_keys(config.crypto, config.nodes(), id, keys)?,
+    Crypto::for_real_node(config.crypto, config.nodes(), id, keys, || {
+        testbed_crypto(config, id, None)
     })
 }
 
@@ -632,21 +632,11 @@ pub fn production_restart(
     durable: &[u8],
 ) -> Result<ProductionNode, String> {
     let crypto = production_crypto(config, id, keys).map_err(|e| e.to_string())?;
-    let refused = |role: &str| {
-        format!(
-            "the saved state ({} bytes) is not a PBFT {role}'s durable state",
-            durable.len()
-        )
-    };
     if config.is_replica(id) {
-        if !replica::durable_decodes(durable) {
-            return Err(refused("replica"));
-        }
+        check_saved_state("PBFT", "replica", durable, replica::durable_decodes(durable))?;
         Ok(NodeWith::Replica(Box::new(Replica::restore(config, crypto, Some(durable)))))
     } else {
-        if !client::durable_decodes(durable) {
-            return Err(refused("client"));
-        }
+        check_saved_state("PBFT", "client", durable, client::durable_decodes(durable))?;
         Ok(NodeWith::Client(Box::new(Client::restore(config, crypto, Some(durable)))))
     }
 }
