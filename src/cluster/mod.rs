@@ -224,12 +224,13 @@ pub struct HostsArgs {
     pub config: Option<PathBuf>,
     /// How to run a command on a node's host: words separated by spaces, `{host}` replaced
     /// by the node's `host`, the command's words appended [default: ssh -o BatchMode=yes
-    /// {host}]. The cluster file, key files and outputs travel through it too (mkdir, tee,
-    /// chmod, cat, rm on the host).
+    /// {host}]. The cluster file, key files and outputs travel through it too (`install`,
+    /// `cat` and `rm` of the host's coreutils).
     #[arg(long, value_name = "TEMPLATE", requires = "config")]
     pub launcher: Option<String>,
-    /// The directory on each host that holds the node's cluster file, keys and outputs
-    /// [default: a fresh /tmp/rehearsal-node-..., removed after the run unless --keep].
+    /// The directory on the hosts that holds each host's cluster file, keys and outputs,
+    /// in DIR/HOST [default: a fresh /tmp/rehearsal-node-...; the launcher removes what it
+    /// wrote after the run, unless --keep].
     #[arg(long, value_name = "DIR", requires = "config")]
     pub remote_dir: Option<String>,
     /// Keep the nodes' state files (`state-ID.bin`) in DIR, here for local nodes and on the

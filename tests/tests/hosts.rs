@@ -521,6 +521,74 @@ fn pbft_over_tcp_with_one_node_per_namespace() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The launcher killed with SIGKILL in the middle of a run: the nodes in the namespaces
+/// see their stdin close and stop; none is left behind.
+fn a_killed_launcher_leaves_no_node_on_its_hosts() {
+    let test = "hosts::a_killed_launcher_leaves_no_node_on_its_hosts";
+    let Some(net) = test_net(test, "hosts_kill", 3) else {
+        return;
+    };
+    let dir = scratch_named("hosts", "netns-kill");
+    let nodes: Vec<Node<'_>> = (0..3)
+        .map(|i| Node {
+            role: if i == 0 { "server" } else { "client" },
+            address: Some(format!("{}:7000", net.address(i))),
+            dpdk: None,
+            host: Some(net.namespace(i).to_string()),
+        })
+        .collect();
+    // No request budget: the clients run until the launcher stops them.
+    let file = cluster_file(&dir, "unreplicated", "", None, &nodes);
+    let remote = dir.join("remote");
+    let mut launcher = Command::new(this_program())
+        .args([
+            "cluster",
+            "--config",
+            file.to_str().unwrap(),
+            "--launcher",
+            "ip netns exec {host}",
+        ])
+        .args([
+            "--duration",
+            "120s",
+            "--json",
+            "--remote-dir",
+            remote.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let namespaces: Vec<String> = (0..3).map(|i| net.namespace(i).to_string()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while namespaces.iter().any(|ns| pids_in(ns).is_empty()) {
+        assert!(Instant::now() < deadline, "the nodes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let them run a moment, then kill the launcher outright.
+    std::thread::sleep(Duration::from_millis(500));
+    launcher.kill().unwrap();
+    launcher.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while namespaces.iter().any(|ns| !pids_in(ns).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "nodes left: {:?}",
+            namespaces.iter().map(|ns| pids_in(ns)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A launcher killed outright cannot remove its working directory: the test does.
+    let prefix = format!("rehearsal-cluster-{}-", launcher.id());
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// sshd started in each namespace, with a host key and an authorized key made here; the
 /// launcher itself runs in a sixth namespace and reaches the hosts with ssh.
 fn pbft_over_ssh_with_one_sshd_per_namespace() {
@@ -816,6 +884,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "pbft_over_tcp_with_one_node_per_namespace",
         pbft_over_tcp_with_one_node_per_namespace,
+    ),
+    (
+        "a_killed_launcher_leaves_no_node_on_its_hosts",
+        a_killed_launcher_leaves_no_node_on_its_hosts,
     ),
     (
         "pbft_over_ssh_with_one_sshd_per_namespace",
