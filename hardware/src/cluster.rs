@@ -22,6 +22,7 @@
 //! role = "client"
 //! address = "127.0.0.1:7001"
 //! dpdk = { port = "net_memif0,role=client,socket=/tmp/rehearsal.sock", mac = "02:00:00:00:00:02" }
+//! # host = "user@10.0.0.5"            # where `rehearsal cluster` starts it (default: locally)
 //! ```
 //!
 //! Node ids are `0..N` without gaps, because protocols number their nodes from 0. Every
@@ -359,6 +360,52 @@ impl<'de> Deserialize<'de> for DpdkDevice {
     }
 }
 
+/// Longest `host` accepted, in bytes: far above any host name or ssh destination.
+pub const HOST_BYTES_MAX: usize = 255;
+
+/// Checks a node's `host`: a non-empty word a launcher can take as one argument (no
+/// spaces, no control characters, no quotes or shell syntax, not an option).
+///
+/// ```
+/// use rehearsal_hardware::cluster::check_host;
+///
+/// assert!(check_host("user@10.0.0.5").is_ok());
+/// assert!(check_host("rack-2.example.org").is_ok());
+/// assert!(check_host("").is_err());
+/// assert!(check_host("-oProxyCommand=x").is_err());
+/// assert!(check_host("a b").is_err());
+/// ```
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err(
+            "is empty: name the host, e.g. host = \"user@10.0.0.5\" (or leave \
+                    `host` out to run the node on the launcher's machine)"
+                .into(),
+        );
+    }
+    if host.len() > HOST_BYTES_MAX {
+        return Err(format!(
+            "has {} bytes, more than the {HOST_BYTES_MAX} accepted",
+            host.len()
+        ));
+    }
+    if host.starts_with('-') {
+        return Err(format!(
+            "`{host}` starts with `-`, which a launcher such as ssh would read as an option"
+        ));
+    }
+    if let Some(c) = host.chars().find(|&c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '@' | '.' | '-' | '_' | ':' | '%' | '[' | ']' | '/'))
+    }) {
+        return Err(format!(
+            "`{host}` contains {c:?}: a host is one word of letters, digits and `@ . - _ : % [ ]` \
+             (an ssh destination such as user@10.0.0.5, or a name the launcher understands)"
+        ));
+    }
+    Ok(())
+}
+
 /// Where in a file something is: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Location {
@@ -379,6 +426,10 @@ pub struct NodeConfig {
     pub address: Option<SocketAddr>,
     /// Its DPDK device and MAC (required by `--transport dpdk`).
     pub dpdk: Option<DpdkNode>,
+    /// The host it runs on, for a launcher (`rehearsal cluster` starts the node through
+    /// its `--launcher`, by default `ssh`): an ssh destination such as `user@10.0.0.5`,
+    /// or any name the launcher understands. `None`: the launcher's own machine.
+    pub host: Option<String>,
     /// Where the node's `[[node]]` entry starts in the file (zero for a built config).
     pub location: Location,
 }
@@ -391,6 +442,7 @@ impl NodeConfig {
             role,
             address: Some(address),
             dpdk: None,
+            host: None,
             location: Location::default(),
         }
     }
@@ -402,6 +454,7 @@ impl NodeConfig {
             role,
             address: None,
             dpdk: Some(settings),
+            host: None,
             location: Location::default(),
         }
     }
@@ -505,6 +558,8 @@ struct NodeFile {
     address: Option<SocketAddr>,
     #[serde(default)]
     dpdk: Option<DpdkNode>,
+    #[serde(default)]
+    host: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -526,6 +581,8 @@ struct NodeFileOut<'a> {
     address: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dpdk: Option<&'a DpdkNode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 /// Wraps the `[params]` table of a cluster file for [`ClusterConfig::params`]; everything
@@ -650,6 +707,7 @@ impl ClusterConfig {
                     role: node.role,
                     address: node.address,
                     dpdk: node.dpdk,
+                    host: node.host,
                     location,
                 }
             })
@@ -762,6 +820,9 @@ impl ClusterConfig {
                         format!("address {address} is already node {}'s", other.id.0),
                     ));
                 }
+            }
+            if let Some(host) = &node.host {
+                check_host(host).map_err(|why| self.node_error(node, format!("host: {why}")))?;
             }
             if let Some(dpdk) = &node.dpdk {
                 if dpdk.mac.is_multicast() || dpdk.mac.0 == [0; 6] {
@@ -949,6 +1010,7 @@ impl ClusterConfig {
                     role: node.role,
                     address: node.address,
                     dpdk: node.dpdk.as_ref(),
+                    host: node.host.as_deref(),
                 })
                 .collect(),
         };
@@ -1076,6 +1138,40 @@ dpdk = { port = "net_memif0,role=client,socket=/tmp/r.sock", mac = "02:00:00:00:
         );
         let cluster = ClusterConfig::parse(&tcp, "c.toml").unwrap();
         assert!(cluster.check_transport(TransportKind::Tcp).is_err()); // nodes 0 and 2 lack an address
+    }
+
+    #[test]
+    fn a_node_names_its_host_and_bad_hosts_are_refused_at_their_node() {
+        let text = "protocol = \"benaloh\"\n[[node]]\nid = 0\nrole = \"peer\"\n\
+                    address = \"10.0.0.5:7000\"\nhost = \"alice@10.0.0.5\"\n\
+                    [[node]]\nid = 1\nrole = \"peer\"\naddress = \"127.0.0.1:7001\"\n";
+        let cluster = ClusterConfig::parse(text, "c.toml").unwrap();
+        assert_eq!(cluster.nodes[0].host.as_deref(), Some("alice@10.0.0.5"));
+        assert_eq!(cluster.nodes[1].host, None);
+        let again = ClusterConfig::parse(&cluster.to_toml(), "again.toml").unwrap();
+        assert_eq!(again.nodes[0].host, cluster.nodes[0].host);
+        for (host, why) in [
+            ("", "is empty"),
+            ("-oProxyCommand=touch", "starts with `-`"),
+            ("a b", "contains ' '"),
+            ("x;rm", "contains ';'"),
+        ] {
+            let bad = text.replace("alice@10.0.0.5", host);
+            let error = ClusterConfig::parse(&bad, "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.starts_with("c.toml:2:1: node 0: host: ") && error.contains(why),
+                "{host:?}: {error}"
+            );
+        }
+        let error = ClusterConfig::parse(
+            &text.replace("host = \"alice@10.0.0.5\"", "host = 5"),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("c.toml:"), "{error}");
     }
 
     #[test]

@@ -305,6 +305,11 @@ pub fn run(
             message_bytes: None,
             keys: None,
             testbed_keys: true,
+            // Throughput as before state files: no sync to disk per saved state.
+            hosts: crate::cluster::HostsArgs {
+                no_state: true,
+                ..Default::default()
+            },
         };
         let mut log = Vec::new();
         let (report, good) = settle(

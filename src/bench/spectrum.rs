@@ -270,6 +270,11 @@ fn tcp_workload(
         message_bytes: Some(TCP_MESSAGE_BYTES),
         keys: None,
         testbed_keys: false,
+        // Throughput as before state files: no sync to disk per saved state.
+        hosts: crate::cluster::HostsArgs {
+            no_state: true,
+            ..Default::default()
+        },
     };
     let (mut report, mut log) = (Vec::new(), Vec::new());
     crate::cluster::cluster(&args, &mut report, &mut log)?;

@@ -121,8 +121,9 @@ enum Command {
     },
     /// Run one node of a cluster file over a real transport until stopped; print a summary.
     Node(crate::cluster::NodeArgs),
-    /// Launch a cluster of node processes on loopback, measure it and check its invariants.
-    Cluster(crate::cluster::ClusterArgs),
+    /// Launch a cluster of node processes (on loopback, or on the hosts of a cluster file),
+    /// measure it and check its invariants.
+    Cluster(Box<crate::cluster::ClusterArgs>),
     /// Write fresh keys for a real cluster: one private key file per node, one public-key
     /// list.
     Keygen(keygen::KeygenArgs),

@@ -55,6 +55,12 @@ pub(super) enum ChildEvent {
 pub(super) struct NodeProcess {
     pub(super) id: NodeId,
     pub(super) role: Role,
+    /// The node's host, if it runs on one.
+    pub(super) host: Option<String>,
+    /// "node ID", or "node ID on host H (through `LAUNCHER`)": the node in messages.
+    pub(super) name: String,
+    /// Its outputs file on its host, fetched into `outputs` after the run.
+    pub(super) remote_outputs: Option<String>,
     pub(super) child: Child,
     pub(super) stdin: Option<ChildStdin>,
     pub(super) log: PathBuf,
@@ -86,30 +92,26 @@ impl Processes {
         }
     }
 
+    /// Starts node `node` with the command `words` (its own `rehearsal node`, or a
+    /// launcher's prefix and the node's command on its host).
     fn spawn(
         &mut self,
-        binary: &Path,
+        words: &[String],
         dir: &Path,
-        config: &Path,
         node: &NodeConfig,
-        transport: TransportKind,
-        record_outputs: bool,
+        name: String,
+        remote_outputs: Option<String>,
     ) -> io::Result<()> {
         let index = self.nodes.len();
         let log = dir.join(format!("node-{}.log", node.id.0));
         let outputs = dir.join(format!("outputs-{}.jsonl", node.id.0));
-        let mut command = Command::new(binary);
-        command
-            .arg("node")
-            .arg("--config")
-            .arg(config)
-            .arg("--id")
-            .arg(node.id.0.to_string())
-            .arg("--transport")
-            .arg(transport.name())
-            .arg("--controlled");
-        if record_outputs {
-            command.arg("--outputs").arg(&outputs);
+        let mut command = Command::new(&words[0]);
+        command.args(&words[1..]);
+        if node.host.is_some() {
+            // A process group of its own: a Ctrl-C in the terminal would kill ssh at once,
+            // cutting the node off from the orderly shutdown the launcher runs.
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -121,6 +123,9 @@ impl Processes {
         self.nodes.push(NodeProcess {
             id: node.id,
             role: node.role,
+            host: node.host.clone(),
+            name,
+            remote_outputs,
             child,
             stdin,
             log,
@@ -466,10 +471,313 @@ pub(super) fn check_cluster_args(args: &ClusterArgs) -> Result<(u32, u32), CliEr
     Ok((nodes, clients))
 }
 
-/// Launches a cluster of node processes on loopback, runs it for `--duration` (clients)
-/// or until every peer is done (Benaloh), stops it, and reports throughput, latency and
-/// the protocol's invariants. Exit status 0 if every node ran and stopped cleanly and the
-/// invariants hold, 1 otherwise (or on Ctrl-C), 2 for bad arguments.
+/// A cluster file of the user's (`--config`), loaded and checked for a launch.
+pub(super) struct UserCluster {
+    pub(super) path: PathBuf,
+    pub(super) config: ClusterConfig,
+    pub(super) protocol: Protocol,
+    pub(super) nodes: u32,
+    pub(super) clients: u32,
+    /// The file's `requests_per_client`.
+    pub(super) requests: Option<u64>,
+}
+
+/// Loads and checks the user's cluster file `path` for a launch over `--transport`: the
+/// protocol, the roles and sizes, the parameters, what the transport needs of every node.
+pub(super) fn user_cluster(args: &ClusterArgs, path: &Path) -> Result<UserCluster, CliError> {
+    let config = ClusterConfig::load(path).map_err(bad)?;
+    let protocol = Protocol::named(&config.protocol).map_err(|e| bad(config.error(e)))?;
+    if let Some(refusal) = protocol.real_refusal() {
+        return Err(bad(config.error(refusal)));
+    }
+    config.check_transport(args.transport.kind()).map_err(bad)?;
+    // Reads the file's setup as the nodes will: roles, sizes and [params].
+    protocol.key_needs(&config).map_err(bad)?;
+    let count = config.nodes.len() as u32;
+    if count > CLUSTER_PROCESSES_MAX {
+        return Err(bad(config.error(format!(
+            "{count} nodes: `rehearsal cluster` launches at most {CLUSTER_PROCESSES_MAX}"
+        ))));
+    }
+    if args.duration.is_zero() {
+        return Err(bad("--duration must be longer than 0"));
+    }
+    let clients = config.ids_with_role(Role::Client).len() as u32;
+    let requests = config
+        .params
+        .get("requests_per_client")
+        .and_then(toml::Value::as_integer)
+        .and_then(|n| u64::try_from(n).ok());
+    // The launcher writes the file again elsewhere: its key directory must not depend on
+    // where the file was.
+    let config = match &config.keys {
+        ClusterKeys::Dir(dir) => {
+            let absolute = std::path::absolute(dir)
+                .map_err(|e| bad(format!("{}: keys {}: {e}", config.origin, dir.display())))?;
+            config.clone().with_keys(ClusterKeys::Dir(absolute))
+        }
+        _ => config,
+    };
+    Ok(UserCluster {
+        path: path.to_path_buf(),
+        nodes: count - clients,
+        clients,
+        requests,
+        protocol,
+        config,
+    })
+}
+
+/// Where the nodes of a launch run and keep their files, from the flags.
+pub(super) fn placement(
+    args: &ClusterArgs,
+    user: Option<&UserCluster>,
+) -> Result<Placement, CliError> {
+    let hosts = &args.hosts;
+    let launcher = Launcher::parse(hosts.launcher.as_deref().unwrap_or(DEFAULT_LAUNCHER))?;
+    let remote_binary = match &args.node_binary {
+        Some(path) => path.to_str().unwrap_or_default().to_string(),
+        None => "rehearsal".to_string(),
+    };
+    let remote_dir_ours = hosts.remote_dir.is_none() && !hosts.print_commands;
+    let remote_dir = match (&hosts.remote_dir, user) {
+        (Some(dir), _) => dir.clone(),
+        // What --print-commands names: the cluster file where it is, on every host.
+        (None, Some(user)) if hosts.print_commands => {
+            let file = std::path::absolute(&user.path)?;
+            file.parent()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_else(|| "/".into())
+        }
+        (None, _) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            format!("/tmp/rehearsal-node-{}-{nanos:09}", std::process::id())
+        }
+    };
+    let remote_hosts = user.is_some_and(|u| u.config.nodes.iter().any(|n| n.host.is_some()));
+    if remote_hosts && !hosts.print_commands {
+        check_host_path("--node-binary", &remote_binary)?;
+        check_host_path("--remote-dir", &remote_dir)?;
+        if let Some(dir) = &hosts.state_dir {
+            check_host_path("--state-dir", dir)?;
+        }
+    }
+    let mut placement = Placement {
+        launcher,
+        remote_binary,
+        remote_dir,
+        remote_dir_ours,
+        host_dirs: BTreeMap::new(),
+        state_dir: hosts.state_dir.clone(),
+    };
+    if let (Some(user), false) = (user, hosts.print_commands) {
+        placement.assign_host_dirs(&user.config);
+    }
+    Ok(placement)
+}
+
+/// `--print-commands`: for each node, its host (`-` for none), a tab, and the command that
+/// runs it standalone, with its paths on that host.
+pub(super) fn print_commands(
+    args: &ClusterArgs,
+    user: &UserCluster,
+    placement: &Placement,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
+    let config_path = if args.hosts.remote_dir.is_some() {
+        format!(
+            "{}/cluster.toml",
+            placement.remote_dir.trim_end_matches('/')
+        )
+    } else {
+        std::path::absolute(&user.path)?.display().to_string()
+    };
+    for node in &user.config.nodes {
+        let outputs = format!(
+            "{}/outputs-{}.jsonl",
+            placement.remote_dir.trim_end_matches('/'),
+            node.id.0
+        );
+        let state = placement.state_file(node, Path::new(&placement.remote_dir));
+        let words = node_command(
+            &placement.remote_binary,
+            &config_path,
+            node,
+            args.transport.kind(),
+            Some(&outputs),
+            (!args.hosts.no_state)
+                .then(|| state.display().to_string())
+                .as_deref(),
+            false,
+        );
+        let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+        writeln!(
+            out,
+            "{}\t{}",
+            node.host.as_deref().unwrap_or("-"),
+            line.join(" ")
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `word` as a POSIX shell reads it back: as it is if it is plain, else in single quotes.
+pub(super) fn shell_quote(word: &str) -> String {
+    if shell_safe(word) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The remote directories of a launch, removed from their hosts when dropped (after the
+/// nodes stopped: declare it before the processes) unless kept.
+pub(super) struct RemoteDirs<'a> {
+    pub(super) placement: &'a Placement,
+    /// Each host that got files, once.
+    pub(super) hosts: Vec<String>,
+    pub(super) keep: bool,
+    /// Failures to remove, reported by the launcher.
+    pub(super) warnings: Vec<String>,
+}
+
+impl RemoteDirs<'_> {
+    fn remove(&mut self) {
+        if self.keep {
+            return;
+        }
+        let hosts = std::mem::take(&mut self.hosts);
+        let placement = self.placement;
+        // Every host at once. A directory of the launcher's own naming goes whole (hosts
+        // that share a file system then remove one directory, which is harmless: what one
+        // removes, the others skip); in one the user named, only the hosts' directories.
+        let results: Vec<(String, String, Result<(), String>)> = thread::scope(|scope| {
+            let jobs: Vec<_> = hosts
+                .into_iter()
+                .map(|host| {
+                    let dir = if placement.remote_dir_ours {
+                        placement.remote_dir.clone()
+                    } else {
+                        placement.host_dir(&host).to_string()
+                    };
+                    let job = {
+                        let (host, dir) = (host.clone(), dir.clone());
+                        scope.spawn(move || remove_on_host(&placement.launcher, &host, &dir))
+                    };
+                    (host, dir, job)
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|(host, dir, job)| {
+                    let result = job
+                        .join()
+                        .unwrap_or_else(|_| Err("the removing thread panicked".into()));
+                    (host, dir, result)
+                })
+                .collect()
+        });
+        for (host, dir, result) in results {
+            if let Err(e) = result {
+                self.warnings.push(format!(
+                    "cannot remove {dir} on {}: {e}",
+                    placement.launcher.describe(&host)
+                ));
+            }
+        }
+    }
+}
+
+impl Drop for RemoteDirs<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Copies each host's files through the launcher, hosts in parallel: the cluster file
+/// (its keys at `keys/` beside it), the public-key list and the private keys of that
+/// host's nodes only. An error names the host and its nodes.
+pub(super) fn stage_hosts(
+    config: &ClusterConfig,
+    placement: &Placement,
+    hosts: &BTreeMap<String, Vec<NodeId>>,
+) -> Vec<String> {
+    let key_dir = match &config.keys {
+        ClusterKeys::Dir(dir) => Some(keys::KeyDir::new(dir.clone())),
+        _ => None,
+    };
+    let host_config = match key_dir {
+        Some(_) => config
+            .clone()
+            .with_keys(ClusterKeys::Dir(PathBuf::from("keys"))),
+        None => config.clone(),
+    };
+    let text = host_config.to_toml().into_bytes();
+    let read = |path: &Path| {
+        fs::read(path).map_err(|e| format!("cannot read `{}` to copy it: {e}", path.display()))
+    };
+    let mut failures = Vec::new();
+    thread::scope(|scope| {
+        let jobs: Vec<_> = hosts
+            .iter()
+            .map(|(host, ids)| {
+                let text = text.clone();
+                let key_dir = key_dir.as_ref();
+                let job = scope.spawn(move || -> Result<(), String> {
+                    let mut dirs = Vec::new();
+                    let mut files = vec![HostFile {
+                        path: placement.on_host(host, "cluster.toml"),
+                        bytes: text,
+                        private: false,
+                    }];
+                    if let Some(key_dir) = key_dir {
+                        files.push(HostFile {
+                            path: placement
+                                .on_host(host, &format!("keys/{}", keys::PUBLIC_KEYS_FILE)),
+                            bytes: read(&key_dir.public_keys_path())?,
+                            private: false,
+                        });
+                        for &id in ids {
+                            files.push(HostFile {
+                                path: placement
+                                    .on_host(host, &format!("keys/{}", keys::private_key_file(id))),
+                                bytes: read(&key_dir.private_key_path(id))?,
+                                private: true,
+                            });
+                        }
+                    }
+                    if let Some(state_dir) = &placement.state_dir {
+                        dirs.push(state_dir.clone());
+                    }
+                    stage_host(&placement.launcher, host, &dirs, &files)
+                });
+                (host, ids, job)
+            })
+            .collect();
+        for (host, ids, job) in jobs {
+            let result = job
+                .join()
+                .unwrap_or_else(|_| Err("the copying thread panicked".into()));
+            if let Err(e) = result {
+                let nodes: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+                failures.push(format!(
+                    "cannot copy the cluster's files to {} for node{} {}: {e}",
+                    placement.launcher.describe(host),
+                    if ids.len() == 1 { "" } else { "s" },
+                    nodes.join(", ")
+                ));
+            }
+        }
+    });
+    failures
+}
+
+/// Launches a cluster of node processes (on loopback, or the nodes of `--config` on their
+/// hosts), runs it for `--duration` (clients) or until every peer is done (Benaloh), stops
+/// it, and reports throughput, latency and the protocol's invariants. Exit status 0 if
+/// every node ran and stopped cleanly and the invariants hold, 1 otherwise (or on Ctrl-C),
+/// 2 for bad arguments.
 pub fn cluster(
     args: &ClusterArgs,
     out: &mut dyn Write,
@@ -479,32 +787,111 @@ pub fn cluster(
     if args.transport == TransportArg::Dpdk {
         return Err(bad(DPDK_MISSING));
     }
-    let (nodes, clients) = check_cluster_args(args)?;
-    let binary = node_binary(args)?;
+    let user = match &args.hosts.config {
+        Some(path) => Some(user_cluster(args, path)?),
+        None => None,
+    };
+    let placement = placement(args, user.as_ref())?;
+    if args.hosts.print_commands {
+        let Some(user) = &user else {
+            return Err(bad(
+                "--print-commands needs the cluster file: give --config FILE",
+            ));
+        };
+        return print_commands(args, user, &placement, out);
+    }
+    let (protocol, nodes, clients, requests) = match &user {
+        Some(user) => (user.protocol, user.nodes, user.clients, user.requests),
+        None => {
+            let (nodes, clients) = check_cluster_args(args)?;
+            (args.protocol, nodes, clients, args.requests())
+        }
+    };
+    let any_local = user
+        .as_ref()
+        .is_none_or(|user| user.config.nodes.iter().any(|n| n.host.is_none()));
+    let binary = if any_local {
+        Some(node_binary(args)?)
+    } else {
+        None
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     let _signals = Signals::install(&interrupted, false)?;
     let dir = WorkDir::create(args.keep)?;
-    let config = launch_config(args, nodes, clients, &dir.path)?;
-    let config = with_launch_keys(args, config, &dir.path)?;
+    let config = match user {
+        Some(user) => user.config,
+        None => {
+            let config = launch_config(args, nodes, clients, &dir.path)?;
+            with_launch_keys(args, config, &dir.path)?
+        }
+    };
     let config_path = dir.path.join("cluster.toml");
     fs::write(&config_path, config.to_toml())?;
+    if let (Some(state_dir), true) = (&placement.state_dir, any_local) {
+        fs::create_dir_all(state_dir).map_err(|e| bad(format!("--state-dir {state_dir}: {e}")))?;
+    }
 
-    let mut processes = Processes::new();
     let mut failures: Vec<String> = Vec::new();
+    let mut by_host: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
     for node in &config.nodes {
-        let spawned = processes.spawn(
-            &binary,
-            &dir.path,
-            &config_path,
-            node,
-            args.transport.kind(),
-            !args.no_check,
-        );
-        if let Err(e) = spawned {
-            return Err(bad(format!(
-                "cannot launch `{} node`: {e}",
-                binary.display()
-            )));
+        if let Some(host) = &node.host {
+            by_host.entry(host.clone()).or_default().push(node.id);
+        }
+    }
+    // Declared before the processes, so dropped after them: the directories go once every
+    // node stopped.
+    let mut remote = RemoteDirs {
+        placement: &placement,
+        hosts: by_host.keys().cloned().collect(),
+        keep: args.keep,
+        warnings: Vec::new(),
+    };
+    failures.extend(stage_hosts(&config, &placement, &by_host));
+
+    let record_outputs = !args.no_check;
+    let mut processes = Processes::new();
+    for node in config.nodes.iter().filter(|_| failures.is_empty()) {
+        let state = (!args.hosts.no_state)
+            .then(|| placement.state_file(node, &dir.path).display().to_string());
+        let (words, name, remote_outputs) = match &node.host {
+            None => {
+                let binary = binary.as_ref().expect("a local node's binary was found");
+                let outputs = dir.path.join(format!("outputs-{}.jsonl", node.id.0));
+                let words = node_command(
+                    &binary.display().to_string(),
+                    &config_path.display().to_string(),
+                    node,
+                    args.transport.kind(),
+                    record_outputs
+                        .then(|| outputs.display().to_string())
+                        .as_deref(),
+                    state.as_deref(),
+                    true,
+                );
+                (words, format!("node {}", node.id.0), None)
+            }
+            Some(host) => {
+                let outputs = placement.on_host(host, &format!("outputs-{}.jsonl", node.id.0));
+                let mut words = placement.launcher.prefix(host);
+                words.extend(node_command(
+                    &placement.remote_binary,
+                    &placement.on_host(host, "cluster.toml"),
+                    node,
+                    args.transport.kind(),
+                    record_outputs.then_some(outputs.as_str()),
+                    state.as_deref(),
+                    true,
+                ));
+                let name = format!(
+                    "node {} on {}",
+                    node.id.0,
+                    placement.launcher.describe(host)
+                );
+                (words, name, record_outputs.then_some(outputs))
+            }
+        };
+        if let Err(e) = processes.spawn(&words, &dir.path, node, name, remote_outputs) {
+            return Err(bad(format!("cannot launch `{}`: {e}", words.join(" "))));
         }
     }
     let all: Vec<usize> = (0..processes.nodes.len()).collect();
@@ -514,20 +901,35 @@ pub fn cluster(
 
     // Phase 1: every node listens.
     let deadline = Instant::now() + READY_TIMEOUT;
-    while !processes.nodes.iter().all(|n| n.ready) {
+    while failures.is_empty() && !processes.nodes.iter().all(|n| n.ready) {
         if interrupted.load(Ordering::SeqCst) {
             break;
         }
         if let Some(i) = processes.ended_early(&all) {
+            // Its exit status, if it has one yet (the end of stdout may come first).
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while processes.nodes[i].status.is_none() && Instant::now() < deadline {
+                processes.pump(LAUNCHER_TICK);
+            }
+            let node = &processes.nodes[i];
+            let status = node.status.map(|s| format!(" ({s})")).unwrap_or_default();
             failures.push(format!(
-                "node {} exited before it was ready",
-                processes.nodes[i].id.0
+                "{} exited before it was ready{status}{}",
+                node.name,
+                last_words(&node.log)
             ));
             break;
         }
         if Instant::now() >= deadline {
+            let waiting: Vec<&str> = processes
+                .nodes
+                .iter()
+                .filter(|n| !n.ready)
+                .map(|n| n.name.as_str())
+                .collect();
             failures.push(format!(
-                "the nodes were not all listening after {READY_TIMEOUT:?}"
+                "the nodes were not all listening after {READY_TIMEOUT:?} (waiting for {})",
+                waiting.join(", ")
             ));
             break;
         }
@@ -544,17 +946,17 @@ pub fn cluster(
         }
     }
     if let Some(start) = started_at {
-        let with_clients = args.protocol.has_clients();
+        let with_clients = protocol.has_clients();
         let goal_nodes: &[usize] = if with_clients { &clients_idx } else { &all };
-        let stop_when_done = args.requests().is_some() || !with_clients;
+        let stop_when_done = requests.is_some() || !with_clients;
         loop {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
             if let Some(i) = processes.ended_early(&all) {
                 failures.push(format!(
-                    "node {} exited while the cluster ran",
-                    processes.nodes[i].id.0
+                    "{} exited while the cluster ran",
+                    processes.nodes[i].name
                 ));
                 break;
             }
@@ -591,9 +993,9 @@ pub fn cluster(
         if !clean || node.summary.is_none() {
             let mut failure = match node.status {
                 Some(status) if !status.success() => {
-                    format!("node {} exited with {status}", node.id.0)
+                    format!("{} exited with {status}", node.name)
                 }
-                _ => format!("node {} printed no summary", node.id.0),
+                _ => format!("{} printed no summary", node.name),
             };
             if let Some(error) = node.summary.as_ref().and_then(|s| s.error.clone()) {
                 failure += &format!(": {error}");
@@ -618,14 +1020,19 @@ pub fn cluster(
         }
     }
 
-    // Phase 4: the invariants, on what the nodes output.
+    // Phase 4: the invariants, on what the nodes output (fetched from their hosts).
     let mut violations = Vec::new();
     let mut outputs_checked = 0;
-    let check = !args.no_check && failures.is_empty() && !was_interrupted && started_at.is_some();
+    let mut check =
+        record_outputs && failures.is_empty() && !was_interrupted && started_at.is_some();
+    if check {
+        let fetch_failures = fetch_outputs(&processes, &placement);
+        check = fetch_failures.is_empty();
+        failures.extend(fetch_failures);
+    }
     if check {
         let files: Vec<PathBuf> = processes.nodes.iter().map(|n| n.outputs.clone()).collect();
-        let result = args.protocol.check_outputs(&config, &files);
-        match result {
+        match protocol.check_outputs(&config, &files) {
             Ok((count, found)) => {
                 outputs_checked = count;
                 violations = found;
@@ -633,9 +1040,14 @@ pub fn cluster(
             Err(e) => failures.push(e),
         }
     }
+    remote.remove();
+    for warning in &remote.warnings {
+        writeln!(err, "warning: {warning}")?;
+    }
 
     let report = cluster_report(
         args,
+        protocol,
         nodes,
         clients,
         &processes,
@@ -645,6 +1057,7 @@ pub fn cluster(
         outputs_checked,
         was_interrupted,
         args.keep.then(|| dir.path.clone()),
+        (args.keep && !by_host.is_empty()).then(|| placement.remote_dir.clone()),
     );
     if args.json {
         writeln!(
@@ -660,4 +1073,50 @@ pub fn cluster(
     } else {
         EXIT_FAILED
     })
+}
+
+/// Fetches the outputs file of every node that ran on a host into the working directory,
+/// all at once; the failures name the node and its host.
+fn fetch_outputs(processes: &Processes, placement: &Placement) -> Vec<String> {
+    thread::scope(|scope| {
+        let jobs: Vec<_> = processes
+            .nodes
+            .iter()
+            .filter_map(|node| Some((node, node.host.as_ref()?, node.remote_outputs.as_ref()?)))
+            .map(|(node, host, path)| {
+                let job = scope.spawn(move || {
+                    fetch_from_host(&placement.launcher, host, path).and_then(|bytes| {
+                        fs::write(&node.outputs, bytes)
+                            .map_err(|e| format!("cannot write `{}`: {e}", node.outputs.display()))
+                    })
+                });
+                (node, job)
+            })
+            .collect();
+        jobs.into_iter()
+            .filter_map(|(node, job)| {
+                let result = job
+                    .join()
+                    .unwrap_or_else(|_| Err("the fetching thread panicked".into()));
+                let error = result.err()?;
+                Some(format!(
+                    "cannot fetch the outputs of {}: {error}",
+                    node.name
+                ))
+            })
+            .collect()
+    })
+}
+
+/// The last line a node (or its launcher) wrote to its log, for a one-line failure: the
+/// reason a node ended early is usually there (`rehearsal: command not found`, `ssh:
+/// connect to host ...`, the node's own error).
+fn last_words(path: &Path) -> String {
+    let tail = log_tail(path, 1);
+    let tail = tail.trim();
+    if tail.is_empty() {
+        return String::new();
+    }
+    let cut: String = tail.chars().take(300).collect();
+    format!(": {cut}")
 }

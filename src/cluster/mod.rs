@@ -1,12 +1,14 @@
 //! Real deployments: `rehearsal node` runs one node of a cluster file over TCP or DPDK,
 //! `rehearsal cluster` launches a whole cluster of node processes on loopback (or, over
-//! DPDK, two nodes joined by a memif link), measures it and checks the protocol's
-//! invariants on what the nodes output, and `rehearsal bench tcp` measures what the node
-//! runtime costs against plain `std::net` sockets (in [`crate::bench`]).
+//! DPDK, two nodes joined by a memif link), or the nodes of a cluster file on the hosts it
+//! names (`--config`, through ssh or another launcher), measures it and checks the
+//! protocol's invariants on what the nodes output, and `rehearsal bench tcp` measures what
+//! the node runtime costs against plain `std::net` sockets (in [`crate::bench`]).
 //!
 //! One part per job: `node` runs a node, `dpdk_node` opens its DPDK device, `launch`
-//! launches and drives a cluster's processes, `report` prints what a cluster run measured,
-//! and `outputs` checks what its nodes output.
+//! launches and drives a cluster's processes, `hosts` places nodes on their hosts (the
+//! launcher, the files copied there and fetched back), `report` prints what a cluster run
+//! measured, and `outputs` checks what its nodes output.
 //!
 //! # Nodes over DPDK
 //!
@@ -24,8 +26,8 @@
 //! `rehearsal cluster` writes a cluster file with free loopback ports (and, for a protocol
 //! whose nodes sign, fresh keys from `rehearsal keygen`'s code in `keys/`, unless `--keys`
 //! or `--testbed-keys` says otherwise) into a fresh working
-//! directory and starts one `rehearsal node --controlled` process per node. A controlled
-//! node:
+//! directory and starts one `rehearsal node --controlled --state FILE` process per node
+//! (on its host, for a node of `--config` that names one). A controlled node:
 //!
 //! - prints one JSON object per line on stdout: `{"event":"ready",..}` once it listens,
 //!   `{"event":"done",..}` when it reached its goal (a client finished its requests, a
@@ -56,6 +58,7 @@ use rehearsal_hardware::{
 use rehearsal_sim_core::protocol::{KeyNeeds, Sizes, Target};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time, Violation};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -122,9 +125,9 @@ pub struct NodeArgs {
     pub state: Option<PathBuf>,
 }
 
-/// Launch a cluster of node processes on loopback, measure it and check its invariants.
-/// Over DPDK the cluster is two nodes joined by a memif link (`--clients 1` for
-/// unreplicated, `--nodes 2` for benaloh).
+/// Launch a cluster of node processes, measure it and check its invariants: on loopback
+/// (over DPDK, two nodes joined by a memif link: `--clients 1` for unreplicated, `--nodes
+/// 2` for benaloh), or the nodes of a cluster file (`--config`), on the hosts it names.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// Protocol to run (`rehearsal protocols` lists them).
@@ -198,6 +201,53 @@ pub struct ClusterArgs {
     /// with the cluster file can sign as any node).
     #[arg(long)]
     pub testbed_keys: bool,
+    /// A cluster file of the user's, and how to reach the hosts it names.
+    #[command(flatten)]
+    pub hosts: HostsArgs,
+}
+
+/// `rehearsal cluster` on a cluster file of the user's, whose nodes may run on other hosts.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HostsArgs {
+    /// Run the nodes of this cluster file (protocol, seed, keys, `[params]`, and each node's
+    /// role, address and host) instead of a cluster on loopback; the flags that the file
+    /// fixes cannot be given with it. A node with `host = "..."` runs on that host, through
+    /// --launcher; the others run here.
+    #[arg(
+        long = "config",
+        value_name = "FILE",
+        conflicts_with_all = [
+            "protocol", "nodes", "servers", "clients", "requests", "rounds", "channels",
+            "message_bytes", "seed", "param", "crypto", "batch", "keys", "testbed_keys",
+        ]
+    )]
+    pub config: Option<PathBuf>,
+    /// How to run a command on a node's host: words separated by spaces, `{host}` replaced
+    /// by the node's `host`, the command's words appended [default: ssh -o BatchMode=yes
+    /// {host}]. The cluster file, key files and outputs travel through it too (`install`,
+    /// `cat` and `rm` of the host's coreutils).
+    #[arg(long, value_name = "TEMPLATE", requires = "config")]
+    pub launcher: Option<String>,
+    /// The directory on the hosts that holds each host's cluster file, keys and outputs,
+    /// in DIR/HOST [default: a fresh /tmp/rehearsal-node-...; the launcher removes what it
+    /// wrote after the run, unless --keep].
+    #[arg(long, value_name = "DIR", requires = "config")]
+    pub remote_dir: Option<String>,
+    /// Keep the nodes' state files (`state-ID.bin`) in DIR, here for local nodes and on the
+    /// host for the others, so that a later run with the same DIR restarts every node from
+    /// its state [default: in the working directory, gone after the run].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
+    /// Give the nodes no state file: their durable state lives in memory only, and saving
+    /// it costs nothing (a PBFT client saves after every reply, each save synced to disk),
+    /// for throughput runs.
+    #[arg(long, conflicts_with = "state_dir")]
+    pub no_state: bool,
+    /// Print the command that runs each node (the host, a tab, and the `rehearsal node`
+    /// command line; `-` for a node without a host) for a launcher of your own, and exit.
+    /// Paths on the hosts: --remote-dir, by default the cluster file's own directory.
+    #[arg(long, requires = "config")]
+    pub print_commands: bool,
 }
 
 impl ClusterArgs {
@@ -306,12 +356,14 @@ pub(crate) struct Watch<O> {
 
 #[cfg(feature = "dpdk")]
 mod dpdk_node;
+mod hosts;
 mod launch;
 pub mod nemesis;
 mod node;
 mod outputs;
 mod report;
 
+pub use hosts::DEFAULT_LAUNCHER;
 pub use launch::{cluster, CLUSTER_PROCESSES_MAX};
 pub use node::node;
 pub(crate) use node::run_node_over;
@@ -320,4 +372,4 @@ pub(crate) use outputs::{read_outputs, run_invariant};
 pub(crate) use report::short_ns;
 // Each part sees the others' items through its `use super::*`.
 #[allow(unused_imports)]
-use {launch::*, node::*, outputs::*, report::*};
+use {hosts::*, launch::*, node::*, outputs::*, report::*};

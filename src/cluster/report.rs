@@ -95,12 +95,18 @@ pub(super) struct ClusterReport {
     /// The working directory, when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) directory: Option<PathBuf>,
+    /// The directory on the hosts (cluster file, keys, outputs), when kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) remote_directory: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(super) struct NodeReport {
     node: u32,
     role: Role,
+    /// The host it ran on (`None`: the launcher's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
     /// The exit code; `None` if the node was ended by a signal (see `signal`).
     exit_status: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +170,7 @@ impl From<&NodeSummary> for NodeSummaryBrief {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn cluster_report(
     args: &ClusterArgs,
+    protocol: Protocol,
     nodes: u32,
     clients: u32,
     processes: &Processes,
@@ -173,6 +180,7 @@ pub(super) fn cluster_report(
     outputs_checked: u64,
     interrupted: bool,
     directory: Option<PathBuf>,
+    remote_directory: Option<String>,
 ) -> ClusterReport {
     let mut latencies = LatencyHistogram::new();
     let mut requests = 0;
@@ -194,7 +202,7 @@ pub(super) fn cluster_report(
         "failed"
     };
     ClusterReport {
-        protocol: args.protocol.name().to_string(),
+        protocol: protocol.name().to_string(),
         transport: args.transport.kind().name().into(),
         nodes,
         clients,
@@ -213,6 +221,7 @@ pub(super) fn cluster_report(
             .map(|node| NodeReport {
                 node: node.id.0,
                 role: node.role,
+                host: node.host.clone(),
                 exit_status: node.status.and_then(|s| s.code()),
                 signal: node.status.and_then(|s| {
                     use std::os::unix::process::ExitStatusExt;
@@ -222,6 +231,7 @@ pub(super) fn cluster_report(
             })
             .collect(),
         directory,
+        remote_directory,
     }
 }
 
@@ -334,6 +344,9 @@ pub(super) fn write_cluster_table(r: &ClusterReport, out: &mut dyn Write) -> io:
     }
     if let Some(dir) = &r.directory {
         writeln!(out, "files kept in {}", dir.display())?;
+    }
+    if let Some(dir) = &r.remote_directory {
+        writeln!(out, "files kept on the hosts in {dir}")?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ struct Program {
 #[derive(Subcommand)]
 enum Commands {
     Node(NodeArgs),
-    Cluster(ClusterArgs),
+    Cluster(Box<ClusterArgs>),
 }
 
 /// Runs `rehearsal cluster` in this process; returns the status, the JSON report and

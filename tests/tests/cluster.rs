@@ -43,6 +43,7 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
         batch: None,
         keys: None,
         testbed_keys: false,
+        hosts: Default::default(),
     }
 }
 

@@ -201,6 +201,7 @@ fn cluster_args(protocol: Protocol) -> ClusterArgs {
         batch: None,
         keys: None,
         testbed_keys: false,
+        hosts: Default::default(),
     }
 }
 

@@ -39,6 +39,7 @@ fn replicated_args(protocol: Protocol) -> ClusterArgs {
         batch: None,
         keys: None,
         testbed_keys: false,
+        hosts: Default::default(),
     }
 }
 
@@ -209,6 +210,7 @@ fn a_node_whose_private_key_does_not_match_its_public_key_is_refused() {
 fn testbed_keys_derived_from_the_seed_still_run_a_pbft_cluster() {
     let args = ClusterArgs {
         testbed_keys: true,
+        hosts: Default::default(),
         keep: true,
         ..pbft_args()
     };
