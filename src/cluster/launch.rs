@@ -72,6 +72,11 @@ pub(super) struct NodeProcess {
     pub(super) status: Option<ExitStatus>,
     /// Lines on stdout that were not events (reported on failure).
     pub(super) stray_lines: Vec<String>,
+    /// Its process id on its host, from its `ready` line (where a nemesis signals it).
+    pub(super) pid: Option<u32>,
+    /// Killed by the scenario's `crash`: its end is no failure, and a later process of
+    /// the same node (its `restart`) takes its place.
+    pub(super) crashed: bool,
 }
 
 /// Every node process of a launch. Dropping it stops and reaps every process still
@@ -93,18 +98,20 @@ impl Processes {
     }
 
     /// Starts node `node` with the command `words` (its own `rehearsal node`, or a
-    /// launcher's prefix and the node's command on its host).
-    fn spawn(
+    /// launcher's prefix and the node's command on its host); `incarnation` counts its
+    /// restarts by a scenario, each with a log and outputs file of its own.
+    pub(super) fn spawn(
         &mut self,
         words: &[String],
         dir: &Path,
         node: &NodeConfig,
         name: String,
         remote_outputs: Option<String>,
+        incarnation: u32,
     ) -> io::Result<()> {
         let index = self.nodes.len();
-        let log = dir.join(format!("node-{}.log", node.id.0));
-        let outputs = dir.join(format!("outputs-{}.jsonl", node.id.0));
+        let log = dir.join(incarnation_file("node", node.id, incarnation, "log"));
+        let outputs = dir.join(incarnation_file("outputs", node.id, incarnation, "jsonl"));
         let mut command = Command::new(&words[0]);
         command.args(&words[1..]);
         if node.host.is_some() {
@@ -136,6 +143,8 @@ impl Processes {
             summary: None,
             status: None,
             stray_lines: Vec::new(),
+            pid: None,
+            crashed: false,
         });
         if let Some(stdout) = stdout {
             let tx = self.events_tx.clone();
@@ -156,7 +165,7 @@ impl Processes {
 
     /// Handles the events that arrive within `timeout`. Returns a failure if a node
     /// exited or closed its stdout while it was expected to run.
-    fn pump(&mut self, timeout: Duration) {
+    pub(super) fn pump(&mut self, timeout: Duration) {
         let mut next = self.events.recv_timeout(timeout).ok();
         while let Some(event) = next.take() {
             match event {
@@ -182,7 +191,14 @@ impl Processes {
             .and_then(|v| v.get("event"))
             .and_then(|e| e.as_str())
         {
-            Some("ready") => node.ready = true,
+            Some("ready") => {
+                node.ready = true;
+                node.pid = value
+                    .as_ref()
+                    .and_then(|v| v.get("pid"))
+                    .and_then(|p| p.as_u64())
+                    .and_then(|p| u32::try_from(p).ok());
+            }
             Some("done") => node.done = true,
             Some("summary") => {
                 match value.and_then(|v| serde_json::from_value::<NodeSummary>(v).ok()) {
@@ -198,15 +214,23 @@ impl Processes {
         }
     }
 
-    /// A node that ended (exited or closed its stdout) while it should run.
-    fn ended_early(&self, indices: &[usize]) -> Option<usize> {
+    /// A node that ended (exited or closed its stdout) while it should run: not one a
+    /// scenario crashed.
+    pub(super) fn ended_early(&self, indices: &[usize]) -> Option<usize> {
         indices.iter().copied().find(|&i| {
             let node = &self.nodes[i];
-            node.status.is_some() || node.stdout_closed
+            !node.crashed && (node.status.is_some() || node.stdout_closed)
         })
     }
 
-    fn send_start(&mut self, indices: &[usize]) -> Result<(), String> {
+    /// The processes not crashed by a scenario: (servers, clients), by index.
+    pub(super) fn live_by_role(&self) -> (Vec<usize>, Vec<usize>) {
+        (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].crashed)
+            .partition(|&i| self.nodes[i].role != Role::Client)
+    }
+
+    pub(super) fn send_start(&mut self, indices: &[usize]) -> Result<(), String> {
         for &i in indices {
             let node = &mut self.nodes[i];
             let written = match &mut node.stdin {
@@ -260,6 +284,14 @@ impl Drop for Processes {
         if !running.is_empty() {
             self.stop(&running, Duration::from_secs(5));
         }
+    }
+}
+
+/// `STEM-ID.EXT` for a node's first process, `STEM-ID.restart-K.EXT` for its K-th restart.
+pub(super) fn incarnation_file(stem: &str, id: NodeId, incarnation: u32, ext: &str) -> String {
+    match incarnation {
+        0 => format!("{stem}-{}.{ext}", id.0),
+        k => format!("{stem}-{}.restart-{k}.{ext}", id.0),
     }
 }
 
@@ -849,14 +881,25 @@ pub fn cluster(
     failures.extend(stage_hosts(&config, &placement, &by_host));
 
     let record_outputs = !args.no_check;
-    let mut processes = Processes::new();
-    for node in config.nodes.iter().filter(|_| failures.is_empty()) {
-        let state = (!args.hosts.no_state)
-            .then(|| placement.state_file(node, &dir.path).display().to_string());
+    let state = !args.hosts.no_state;
+    let mut nemesis = match &args.hosts.scenario {
+        Some(path) if failures.is_empty() => Some(scenario::prepare(
+            path,
+            &config,
+            &placement,
+            args.transport.kind(),
+            state,
+        )?),
+        _ => None,
+    };
+    // Starts a process of `node` (its `incarnation`-th restart, from 0).
+    let launch = |processes: &mut Processes, node: &NodeConfig, incarnation: u32| {
+        let state = state.then(|| placement.state_file(node, &dir.path).display().to_string());
+        let outputs_name = incarnation_file("outputs", node.id, incarnation, "jsonl");
         let (words, name, remote_outputs) = match &node.host {
             None => {
                 let binary = binary.as_ref().expect("a local node's binary was found");
-                let outputs = dir.path.join(format!("outputs-{}.jsonl", node.id.0));
+                let outputs = dir.path.join(&outputs_name);
                 let words = node_command(
                     &binary.display().to_string(),
                     &config_path.display().to_string(),
@@ -871,7 +914,7 @@ pub fn cluster(
                 (words, format!("node {}", node.id.0), None)
             }
             Some(host) => {
-                let outputs = placement.on_host(host, &format!("outputs-{}.jsonl", node.id.0));
+                let outputs = placement.on_host(host, &outputs_name);
                 let mut words = placement.launcher.prefix(host);
                 words.extend(node_command(
                     &placement.remote_binary,
@@ -890,9 +933,17 @@ pub fn cluster(
                 (words, name, record_outputs.then_some(outputs))
             }
         };
-        if let Err(e) = processes.spawn(&words, &dir.path, node, name, remote_outputs) {
-            return Err(bad(format!("cannot launch `{}`: {e}", words.join(" "))));
-        }
+        let name = match incarnation {
+            0 => name,
+            k => format!("{name} (restart {k})"),
+        };
+        processes
+            .spawn(&words, &dir.path, node, name, remote_outputs, incarnation)
+            .map_err(|e| format!("cannot launch `{}`: {e}", words.join(" ")))
+    };
+    let mut processes = Processes::new();
+    for node in config.nodes.iter().filter(|_| failures.is_empty()) {
+        launch(&mut processes, node, 0).map_err(bad)?;
     }
     let all: Vec<usize> = (0..processes.nodes.len()).collect();
     let (servers, clients_idx): (Vec<usize>, Vec<usize>) = all
@@ -945,22 +996,54 @@ pub fn cluster(
             Err(e) => failures.push(e),
         }
     }
+    let mut scenario_report = None;
     if let Some(start) = started_at {
         let with_clients = protocol.has_clients();
-        let goal_nodes: &[usize] = if with_clients { &clients_idx } else { &all };
         let stop_when_done = requests.is_some() || !with_clients;
         loop {
             if interrupted.load(Ordering::SeqCst) {
                 break;
             }
-            if let Some(i) = processes.ended_early(&all) {
+            // The scenario's lines that are due (a restart waits for its node's `ready`).
+            if let Some(nemesis) = nemesis.as_mut() {
+                if nemesis.next_due().is_some_and(|due| due <= start.elapsed()) {
+                    let mut control = scenario::Control::new(
+                        &mut processes,
+                        &config,
+                        &placement,
+                        &launch,
+                        &interrupted,
+                    );
+                    match nemesis.apply_due(start.elapsed(), &mut control) {
+                        Ok(nemesis::Progress::Stop) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            failures.push(format!("scenario: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            let every: Vec<usize> = (0..processes.nodes.len()).collect();
+            if let Some(i) = processes.ended_early(&every) {
                 failures.push(format!(
                     "{} exited while the cluster ran",
                     processes.nodes[i].name
                 ));
                 break;
             }
-            if stop_when_done && goal_nodes.iter().all(|&i| processes.nodes[i].done) {
+            // Done when the goal nodes are, and the scenario has nothing left to apply.
+            let (live_servers, live_clients) = processes.live_by_role();
+            let goal_nodes = if with_clients {
+                live_clients
+            } else {
+                [live_servers, live_clients].concat()
+            };
+            let scenario_over = nemesis.as_ref().is_none_or(|n| n.next_due().is_none());
+            if stop_when_done
+                && scenario_over
+                && goal_nodes.iter().all(|&i| processes.nodes[i].done)
+            {
                 break;
             }
             let left = args.duration.saturating_sub(start.elapsed());
@@ -977,7 +1060,15 @@ pub fn cluster(
         }
     }
 
+    // The scenario's cleanup: our nftables tables and qdiscs go, paused nodes resume.
+    if let Some(nemesis) = nemesis.take() {
+        let mut control =
+            scenario::Control::new(&mut processes, &config, &placement, &launch, &interrupted);
+        scenario_report = Some(nemesis.finish(&mut control));
+    }
+
     // Phase 3: stop clients first (so servers see no half-finished requests), then the rest.
+    let (servers, clients_idx) = processes.live_by_role();
     for (group, what) in [(&clients_idx, "client"), (&servers, "node")] {
         let killed = processes.stop(group, STOP_TIMEOUT);
         for id in killed {
@@ -988,7 +1079,7 @@ pub fn cluster(
         }
     }
     let was_interrupted = interrupted.load(Ordering::SeqCst);
-    for node in &processes.nodes {
+    for node in processes.nodes.iter().filter(|n| !n.crashed) {
         let clean = node.status.is_some_and(|s| s.success());
         if !clean || node.summary.is_none() {
             let mut failure = match node.status {
@@ -1031,6 +1122,12 @@ pub fn cluster(
         failures.extend(fetch_failures);
     }
     if check {
+        // A crashed node's outputs file may end inside a line: keep its whole lines.
+        for node in processes.nodes.iter().filter(|n| n.crashed) {
+            if let Err(e) = scenario::keep_whole_lines(&node.outputs) {
+                failures.push(format!("the outputs of {}: {e}", node.name));
+            }
+        }
         let files: Vec<PathBuf> = processes.nodes.iter().map(|n| n.outputs.clone()).collect();
         match protocol.check_outputs(&config, &files) {
             Ok((count, found)) => {
@@ -1045,7 +1142,7 @@ pub fn cluster(
         writeln!(err, "warning: {warning}")?;
     }
 
-    let report = cluster_report(
+    let mut report = cluster_report(
         args,
         protocol,
         nodes,
@@ -1059,6 +1156,15 @@ pub fn cluster(
         args.keep.then(|| dir.path.clone()),
         (args.keep && !by_host.is_empty()).then(|| placement.remote_dir.clone()),
     );
+    report.scenario = scenario_report;
+    if report
+        .scenario
+        .as_ref()
+        .is_some_and(|r| r.failure.is_some())
+        && report.outcome == "ok"
+    {
+        report.outcome = "failed";
+    }
     if args.json {
         writeln!(
             out,

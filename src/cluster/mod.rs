@@ -51,9 +51,9 @@ use rehearsal_hardware::bench_tcp;
 use rehearsal_hardware::cluster::{ClusterKeys, DpdkNode, MacAddr};
 use rehearsal_hardware::keys;
 use rehearsal_hardware::{
-    check_invariants, load_state, ClusterConfig, ErrorForwarder, LatencyHistogram, LatencySummary,
-    NodeConfig, NodeRuntime, NodeTransport, OutputRecord, Role, RunStop, RuntimeConfig, TcpConfig,
-    TcpTransport, TransportKind,
+    check_invariants, load_state, ClockHandle, ClusterConfig, ErrorForwarder, LatencyHistogram,
+    LatencySummary, NodeConfig, NodeRuntime, NodeTransport, OutputRecord, Role, RunStop,
+    RuntimeConfig, TcpConfig, TcpTransport, TransportKind,
 };
 use rehearsal_sim_core::protocol::{KeyNeeds, Sizes, Target};
 use rehearsal_sim_core::{duration_ns, parse_duration, Actor, Invariant, NodeId, Time, Violation};
@@ -248,6 +248,14 @@ pub struct HostsArgs {
     /// Paths on the hosts: --remote-dir, by default the cluster file's own directory.
     #[arg(long, requires = "config")]
     pub print_commands: bool,
+    /// Drive the running cluster with a scenario file, as `sim --scenario` drives a
+    /// simulation: cuts and loss through nftables, latency through tc netem, crash,
+    /// restart, pause and resume through signals and state files, skew through the node's
+    /// clock, each line at its time from the start (needs root on the hosts; nodes that
+    /// are cut apart need addresses of their own: --config with one host or address per
+    /// node). The report gives each line's planned and applied times.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -362,6 +370,7 @@ pub mod nemesis;
 mod node;
 mod outputs;
 mod report;
+mod scenario;
 
 pub use hosts::DEFAULT_LAUNCHER;
 pub use launch::{cluster, CLUSTER_PROCESSES_MAX};

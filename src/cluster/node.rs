@@ -218,7 +218,7 @@ pub(super) fn open_tcp(
 
 /// Reads a controlled node's stdin on a thread of its own: sends `()` for every `start`
 /// line, and raises `closed` at the end of stdin (the channel then disconnects).
-pub(super) fn watch_stdin(closed: &Arc<AtomicBool>) -> Receiver<()> {
+pub(super) fn watch_stdin(closed: &Arc<AtomicBool>, clock: ClockHandle) -> Receiver<()> {
     let (tx, rx) = mpsc::channel();
     let at_end = Arc::clone(closed);
     let spawned = thread::Builder::new()
@@ -230,7 +230,12 @@ pub(super) fn watch_stdin(closed: &Arc<AtomicBool>) -> Receiver<()> {
                     Ok(line) if line.trim() == "start" => {
                         let _ = tx.send(());
                     }
-                    Ok(_) => {}
+                    // The launcher's nemesis skews the clock the actor reads.
+                    Ok(line) => match super::nemesis::parse_skew_line(&line) {
+                        Some(Ok(skew)) => clock.set_skew(skew),
+                        Some(Err(e)) => eprintln!("ignored control line: {e}"),
+                        None => {}
+                    },
                     Err(_) => break,
                 }
             }
@@ -279,7 +284,10 @@ where
     // A controlled node heeds the end of its stdin from the start, so that it stops even
     // while its transport opens (a memif client waits for its server).
     let stdin_closed = Arc::new(AtomicBool::new(false));
-    let control = args.controlled.then(|| watch_stdin(&stdin_closed));
+    let clock = ClockHandle::default();
+    let control = args
+        .controlled
+        .then(|| watch_stdin(&stdin_closed, clock.clone()));
     let stopped = || stop.load(Ordering::Relaxed) || stdin_closed.load(Ordering::Relaxed);
     // --duration counts from here (from `start` under --controlled): waits for the peer
     // included.
@@ -312,12 +320,15 @@ where
         ..RuntimeConfig::default()
     };
     let mut runtime = NodeRuntime::new(actor, transport, runtime_config)
+        .with_clock_handle(clock)
         .with_output_sink(move |record| lock(&sink_observer).observe(&record));
 
     if json {
         let mut ready = serde_json::Map::new();
         ready.insert("event".into(), "ready".into());
         ready.insert("node".into(), me.0.into());
+        // Where the launcher's nemesis sends its signals (`pause`, `crash`), on any host.
+        ready.insert("pid".into(), std::process::id().into());
         ready.insert("transport".into(), T::KIND.name().into());
         ready.extend(
             whereabouts

@@ -98,6 +98,10 @@ pub(super) struct ClusterReport {
     /// The directory on the hosts (cluster file, keys, outputs), when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) remote_directory: Option<String>,
+    /// What `--scenario` did: each line's planned and applied times, its commands and
+    /// their outcomes, and the cleanup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) scenario: Option<super::nemesis::NemesisReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +236,7 @@ pub(super) fn cluster_report(
             .collect(),
         directory,
         remote_directory,
+        scenario: None,
     }
 }
 
@@ -239,7 +244,9 @@ pub(super) fn cluster_report(
 /// clients`): from the registry's roles, so that no protocol is named here.
 fn size_by_role(nodes: &[NodeReport]) -> String {
     let mut counts: Vec<(Role, usize)> = Vec::new();
-    for node in nodes {
+    let mut seen = std::collections::BTreeSet::new();
+    // A node a scenario restarted has a row per process, and counts once.
+    for node in nodes.iter().filter(|node| seen.insert(node.node)) {
         match counts.iter_mut().find(|(role, _)| *role == node.role) {
             Some((_, count)) => *count += 1,
             None => counts.push((node.role, 1)),
@@ -338,6 +345,24 @@ pub(super) fn write_cluster_table(r: &ClusterReport, out: &mut dyn Write) -> io:
         }
     } else {
         writeln!(out, "invariants  not checked")?;
+    }
+    if let Some(scenario) = &r.scenario {
+        writeln!(out, "scenario    line  planned   applied   command")?;
+        for action in &scenario.actions {
+            let failed = action.steps.iter().any(|step| !step.ok);
+            writeln!(
+                out,
+                "            {:>4}  {:<8}  {:<8}  {}{}",
+                action.line,
+                short_ns(action.planned_ns),
+                short_ns(action.applied_ns),
+                action.command,
+                if failed { "  (FAILED)" } else { "" }
+            )?;
+        }
+        if let Some(failure) = &scenario.failure {
+            writeln!(out, "scenario failed: {failure}")?;
+        }
     }
     for failure in &r.failures {
         writeln!(out, "failure: {failure}")?;

@@ -864,6 +864,223 @@ fn pbft_over_dpdk_af_packet_with_one_node_per_namespace() {
     }
 }
 
+// ---- --scenario: the scenario file as a nemesis ------------------------------------------
+
+/// The scenario's lines as the report gives them: (line, command, planned, applied, ok).
+fn scenario_actions(report: &Value) -> Vec<(u64, String, u64, u64, bool)> {
+    report["scenario"]["actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no scenario in the report: {report:#}"))
+        .iter()
+        .map(|a| {
+            let ok = a["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["ok"] == true);
+            (
+                a["line"].as_u64().unwrap(),
+                a["command"].as_str().unwrap().to_string(),
+                a["planned_ns"].as_u64().unwrap(),
+                a["applied_ns"].as_u64().unwrap(),
+                ok,
+            )
+        })
+        .collect()
+}
+
+/// A PBFT cluster on loopback driven by a scenario of process faults: a backup crashed
+/// with SIGKILL and restarted from its state file, another paused and resumed, a third's
+/// clock skewed. The run passes its safety checks on every process's outputs (the crashed
+/// one's included), the restarted process executes requests, and each line was applied
+/// at or after its time, in order.
+fn a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster() {
+    let dir = scratch_named("hosts", "scenario-loopback");
+    let scenario = dir.join("faults.scenario");
+    std::fs::write(
+        &scenario,
+        "@1s crash 2\n@2.5s restart 2\n@3s pause 1\n@3.5s resume 1\n@4s skew 3 +50ms\n",
+    )
+    .unwrap();
+    let (status, report, stderr) = run_cluster(&cluster_args(&[
+        "--protocol",
+        "pbft",
+        "--clients",
+        "2",
+        "--crypto",
+        "sim",
+        "--duration",
+        "6s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]));
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok", "{report:#}\n{stderr}");
+    assert_eq!(report["invariants_checked"], true, "{report:#}");
+    assert!(
+        report["violations"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report:#}");
+    let actions = scenario_actions(&report);
+    let commands: Vec<&str> = actions.iter().map(|a| a.1.as_str()).collect();
+    assert_eq!(
+        commands,
+        [
+            "crash 2",
+            "restart 2",
+            "pause 1",
+            "resume 1",
+            "skew 3 +50ms +0ppm"
+        ],
+        "{report:#}"
+    );
+    let mut last_applied = 0;
+    for (line, command, planned, applied, ok) in &actions {
+        assert!(ok, "line {line} `{command}` failed: {report:#}");
+        assert!(applied >= planned && *applied >= last_applied, "{report:#}");
+        last_applied = *applied;
+    }
+    // Node 2 ran twice: killed by SIGKILL, then restarted, and the restart executed.
+    let runs: Vec<&Value> = report["per_node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["node"] == 2)
+        .collect();
+    assert_eq!(runs.len(), 2, "{report:#}");
+    assert_eq!(runs[0]["signal"], 9, "{report:#}");
+    assert!(
+        runs[1]["summary"]["requests_executed"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a scenario cannot do on a real cluster is refused before any node starts, naming
+/// the file and line: a simulator-only command, a cut between nodes that share an
+/// address (a cluster on loopback), a restart without state files, a missing file.
+fn scenarios_a_real_cluster_cannot_run_are_refused_before_it_starts() {
+    let dir = scratch_named("hosts", "scenario-refused");
+    for (name, text, flags, expected) in [
+        ("byzantine", "@1s byzantine 1 equivocate\n", &[][..], ":1"),
+        (
+            "cut",
+            "@0 annotate x\n@1s partition 0 | 1,2,3\n",
+            &[][..],
+            ":2",
+        ),
+        (
+            "no-state",
+            "@1s crash 1\n@2s restart 1\n",
+            &["--no-state"][..],
+            ":2",
+        ),
+    ] {
+        let scenario = dir.join(format!("{name}.scenario"));
+        std::fs::write(&scenario, text).unwrap();
+        let mut words = vec![
+            "--protocol",
+            "pbft",
+            "--duration",
+            "5s",
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ];
+        words.extend(flags);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let began = Instant::now();
+        let error = rehearsal::cluster::cluster(&cluster_args(&words), &mut out, &mut err)
+            .expect_err(name)
+            .to_string();
+        let origin = format!("{}{expected}", scenario.display());
+        assert!(error.contains(&origin), "{name}: {error}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{name}: no node should start"
+        );
+    }
+    let missing = dir.join("missing.scenario");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let error = rehearsal::cluster::cluster(
+        &cluster_args(&["--scenario", missing.to_str().unwrap()]),
+        &mut out,
+        &mut err,
+    )
+    .expect_err("a missing scenario file")
+    .to_string();
+    assert!(error.contains(missing.to_str().unwrap()), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The README's scenario on a real network: a PBFT cluster, one node per namespace, whose
+/// primary (replica 0) is isolated by nftables rules at 1 s and healed at 4 s. The others
+/// change view and go on; the run passes its safety checks; both lines were applied on
+/// every host they concern, and no table of ours is left on any host.
+fn pbft_primary_isolated_then_healed_in_namespaces() {
+    let test = "hosts::pbft_primary_isolated_then_healed_in_namespaces";
+    if !Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        skip(test, "needs `nft` (nftables)");
+        return;
+    }
+    let Some(net) = test_net(test, "hosts_nemesis", 5) else {
+        return;
+    };
+    let dir = scratch_named("hosts", "scenario-netns");
+    let addresses: Vec<String> = (0..5).map(|i| net.address(i).to_string()).collect();
+    let hosts: Vec<String> = (0..5).map(|i| net.namespace(i).to_string()).collect();
+    let file = pbft_on_hosts(&dir, &addresses, &hosts, 1_000_000);
+    let scenario = dir.join("isolate.scenario");
+    std::fs::write(&scenario, "@1s isolate 0\n@4s heal\n").unwrap();
+    let (status, report, stderr) = run_cluster(&cluster_args(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--launcher",
+        "ip netns exec {host}",
+        "--duration",
+        "8s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]));
+    assert_eq!(status, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["outcome"], "ok", "{report:#}\n{stderr}");
+    assert!(
+        report["violations"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(report["requests"].as_u64().unwrap() > 0, "{report:#}");
+    let actions = scenario_actions(&report);
+    assert_eq!(actions.len(), 2, "{report:#}");
+    assert!(actions.iter().all(|a| a.4), "{report:#}");
+    // (`isolate 0` is the partition that puts node 0 alone.)
+    assert_eq!(actions[0].1, "partition 0 | 1,2,3,4", "{report:#}");
+    assert_eq!(actions[1].1, "heal", "{report:#}");
+    // Isolating node 0 installs rules on every host (each drops what comes from or goes
+    // to node 0 at its input).
+    let steps = report["scenario"]["actions"][0]["steps"]
+        .as_array()
+        .unwrap();
+    assert!(steps.len() >= 5, "{report:#}");
+    for host in &hosts {
+        let tables = Command::new("ip")
+            .args(["netns", "exec", host, "nft", "list", "tables"])
+            .output()
+            .unwrap();
+        let tables = String::from_utf8_lossy(&tables.stdout);
+        assert!(!tables.contains("rehearsal"), "{host}: {tables}");
+    }
+    eprintln!(
+        "{test}: {} requests, isolate applied at {} ns, heal at {} ns",
+        report["requests"], actions[0].3, actions[1].3
+    );
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 const TESTS: &[(&str, fn())] = &[
     (
         "print_commands_give_each_node_its_host_and_command",
@@ -900,6 +1117,18 @@ const TESTS: &[(&str, fn())] = &[
     (
         "pbft_over_dpdk_af_packet_with_one_node_per_namespace",
         pbft_over_dpdk_af_packet_with_one_node_per_namespace,
+    ),
+    (
+        "a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster",
+        a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster,
+    ),
+    (
+        "scenarios_a_real_cluster_cannot_run_are_refused_before_it_starts",
+        scenarios_a_real_cluster_cannot_run_are_refused_before_it_starts,
+    ),
+    (
+        "pbft_primary_isolated_then_healed_in_namespaces",
+        pbft_primary_isolated_then_healed_in_namespaces,
     ),
 ];
 
