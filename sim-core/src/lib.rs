@@ -36,7 +36,7 @@ pub use scheduler::{Scheduler, Strategy};
 pub use sim::{RestartFn, RoundWhen, RunReport, SimConfig, Simulation};
 pub use stats::NodeStats;
 pub use time::{duration_ns, format_ns, parse_duration, DurationError, Time};
-pub use trace::{Digest, EventKind, TraceEvent};
+pub use trace::{Digest, EventKind, TraceEvent, DIGEST_FORMAT_VERSION};
 
 /// Re-exported so protocols draw from [`SimRng`] with the same `rand` version.
 pub use rand;

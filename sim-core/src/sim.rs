@@ -1064,9 +1064,7 @@ impl<A: Actor> Simulation<A> {
                     "simulator bug: message #{id} delivered to n{} before it was sent",
                     to.0
                 );
-                let seq = self.recorder.begin(trace::TAG_DELIVER, now, to);
-                self.recorder.field(u64::from(from.0));
-                self.recorder.field(id);
+                let seq = self.recorder.deliver(now, to, from, id);
                 if self.recorder.keep {
                     self.recorder
                         .keep_event(seq, now, to, EventKind::Deliver { from, id });
@@ -1085,8 +1083,7 @@ impl<A: Actor> Simulation<A> {
                 node, id, timer, ..
             } => {
                 self.nodes[node.index()].live_timers.remove(id);
-                let seq = self.recorder.begin(trace::TAG_TIMER, now, node);
-                self.recorder.field(id.0);
+                let seq = self.recorder.event_u64(trace::TAG_TIMER, now, node, id.0);
                 if self.recorder.keep {
                     let kind = EventKind::Timer {
                         timer_id: id,
@@ -1158,8 +1155,9 @@ impl<A: Actor> Simulation<A> {
             return;
         }
         slot.round = Some(round);
-        let seq = self.recorder.begin(trace::TAG_ROUND, self.now, node);
-        self.recorder.field(round);
+        let seq = self
+            .recorder
+            .event_u64(trace::TAG_ROUND, self.now, node, round);
         if self.recorder.keep {
             self.recorder
                 .keep_event(seq, self.now, node, EventKind::Round { round });
@@ -1332,9 +1330,7 @@ impl<A: Actor> Simulation<A> {
         }
         let encoded = self.encoded == Some(true);
         let bytes = self.encode_buf.len() as u64;
-        let id = self.recorder.begin(trace::TAG_SEND, self.now, from);
-        self.recorder.field(u64::from(to.0));
-        self.recorder.bytes(&self.encode_buf);
+        let id = self.recorder.send(self.now, from, to, &self.encode_buf);
         // The trace's text of the message, also shown to the network model (a follower
         // matches messages by it); kept as the send event once the model has routed it.
         let label = self.recorder.keep.then(|| summarize(format!("{msg:?}")));
@@ -1612,11 +1608,12 @@ impl<A: Actor> Simulation<A> {
     }
 
     fn output(&mut self, node: NodeId, value: A::Output) {
-        self.encode_buf.clear();
         // An output that cannot be encoded still counts; its digest record is then empty.
-        let _ = codec::encode_into(&value, &mut self.encode_buf);
-        let seq = self.recorder.begin(trace::TAG_OUTPUT, self.now, node);
-        self.recorder.bytes(&self.encode_buf);
+        let seq = self
+            .recorder
+            .event_encoded(trace::TAG_OUTPUT, self.now, node, |buffer| {
+                codec::encode_into(&value, buffer).is_ok()
+            });
         self.nodes[node.index()].stats.outputs += 1;
         if self.recorder.keep {
             let json = serde_json::to_value(&value)

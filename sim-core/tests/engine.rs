@@ -431,3 +431,119 @@ fn a_broadcast_is_the_same_run_as_its_sends_one_by_one() {
     assert_eq!(sent(&broadcast), sent(&one_by_one));
     assert_eq!(sent(&broadcast).len(), 12);
 }
+
+/// Node 0 sends its two messages to node 1 on start; node 1 notes what arrives, in order.
+struct Sender {
+    messages: Vec<Vec<u8>>,
+    got: Vec<Vec<u8>>,
+}
+
+impl Actor for Sender {
+    type Msg = Vec<u8>;
+    type Timer = ();
+    type Output = u64;
+
+    fn on_start(&mut self, cx: &mut Context<Self>) {
+        for message in std::mem::take(&mut self.messages) {
+            cx.send(NodeId(1), message);
+        }
+    }
+    fn on_message(&mut self, _from: NodeId, msg: Vec<u8>, _cx: &mut Context<Self>) {
+        self.got.push(msg);
+    }
+    fn on_timer(&mut self, _: (), _: &mut Context<Self>) {}
+}
+
+/// Delivers the message with the first id after `first_ns` and every other after
+/// `others_ns`, so that swapping the two swaps the order of delivery.
+struct TwoDelays {
+    first_id: Option<u64>,
+    first_ns: u64,
+    others_ns: u64,
+}
+
+impl rehearsal_sim_core::NetworkModel for TwoDelays {
+    fn route(
+        &mut self,
+        _: &rehearsal_sim_core::Packet,
+        _: &mut rehearsal_sim_core::SimRng,
+    ) -> rehearsal_sim_core::Fate {
+        unreachable!("the simulator routes by message id")
+    }
+    fn route_message(
+        &mut self,
+        id: u64,
+        _: &rehearsal_sim_core::Packet,
+        _: &mut rehearsal_sim_core::SimRng,
+    ) -> rehearsal_sim_core::Fate {
+        let first = *self.first_id.get_or_insert(id) == id;
+        rehearsal_sim_core::Fate::Deliver {
+            delay_ns: if first { self.first_ns } else { self.others_ns },
+        }
+    }
+}
+
+fn two_messages(
+    second: &[u8],
+    first_ns: u64,
+    others_ns: u64,
+) -> rehearsal_sim_core::RunReport<Sender> {
+    let actors = vec![
+        Sender {
+            messages: vec![b"hello".to_vec(), second.to_vec()],
+            got: Vec::new(),
+        },
+        Sender {
+            messages: Vec::new(),
+            got: Vec::new(),
+        },
+    ];
+    let network = TwoDelays {
+        first_id: None,
+        first_ns,
+        others_ns,
+    };
+    Simulation::new(SimConfig::new(1), actors, network).run()
+}
+
+/// The digest names the run: one byte more or less in one message, or the same messages
+/// delivered in the other order, is another digest, though every count is the same.
+#[test]
+fn one_changed_byte_or_a_swapped_delivery_order_changes_the_digest() {
+    let base = two_messages(b"world", 10_000_000, 20_000_000);
+    assert_eq!(
+        base.digest,
+        two_messages(b"world", 10_000_000, 20_000_000).digest
+    );
+    assert_eq!(base.actors[1].got, [b"hello".to_vec(), b"world".to_vec()]);
+
+    let changed = two_messages(b"worle", 10_000_000, 20_000_000);
+    let swapped = two_messages(b"world", 20_000_000, 10_000_000);
+    assert_eq!(
+        swapped.actors[1].got,
+        [b"world".to_vec(), b"hello".to_vec()]
+    );
+    for other in [&changed, &swapped] {
+        assert_eq!(
+            (other.events, other.messages_delivered, other.sim_time),
+            (base.events, base.messages_delivered, base.sim_time)
+        );
+        assert_eq!(other.nodes[0].bytes_sent, base.nodes[0].bytes_sent);
+    }
+    assert_ne!(changed.digest, base.digest, "a changed byte");
+    assert_ne!(swapped.digest, base.digest, "a swapped delivery order");
+    assert_ne!(changed.digest, swapped.digest);
+}
+
+/// The digest format is part of the trace format: a run's digest changes only with
+/// `DIGEST_FORMAT_VERSION` (and the trace format version with it), never by accident.
+#[test]
+fn the_digest_of_a_fixed_run_is_pinned_to_its_format_version() {
+    assert_eq!(rehearsal_sim_core::DIGEST_FORMAT_VERSION, 3);
+    assert_eq!(
+        two_messages(b"world", 10_000_000, 20_000_000).digest.0,
+        "faedab815c36138dd905f8001a5c4719ff0f5e65ce2f3e73002277746514890f",
+        "the digest format changed: bump DIGEST_FORMAT_VERSION (sim-core/src/trace.rs) and \
+         the trace FORMAT_VERSION (traces/src/file.rs), then pin the new digest here"
+    );
+}

@@ -144,3 +144,30 @@ fn digest_is_the_same_whether_or_not_the_trace_is_kept() {
     assert_eq!(kept.trace.len() as u64, kept.events);
     assert!(digest_only.trace.is_empty());
 }
+
+/// A trace of the previous format (version 2, whose digest is of the previous digest
+/// format) is refused by every command that reads traces, with what to do about it.
+#[test]
+fn a_trace_of_the_previous_format_is_refused_with_what_to_do() {
+    let dir = scratch_dir(env!("CARGO_TARGET_TMPDIR"), "previous_format");
+    let current = String::from_utf8(trace_bytes(&dir, "now.jsonl", JITTERY)).unwrap();
+    let (header, rest) = current.split_once('\n').unwrap();
+    assert!(header.contains(r#""version":3,"#), "{header}");
+    let old = dir.join("v2.jsonl");
+    let old_header = header.replace(r#""version":3,"#, r#""version":2,"#);
+    std::fs::write(&old, format!("{old_header}\n{rest}")).unwrap();
+    let old = old.to_str().unwrap();
+    for command in [vec!["replay", old], vec!["show", old]] {
+        let run = cli(&command);
+        assert_eq!(run.status, 2, "{command:?}: {}", run.stderr);
+        for said in [
+            "line 1",
+            "trace format version 2 was written by an older Rehearsal",
+            "older digest format",
+            "this build reads version 3 only",
+            "Record the run again with this build",
+        ] {
+            assert!(run.stderr.contains(said), "{command:?}: {}", run.stderr);
+        }
+    }
+}

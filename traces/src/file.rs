@@ -14,9 +14,20 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 pub const FORMAT_NAME: &str = "rehearsal-trace";
+/// Version 3: the footer's digest is of the digest format version 3
+/// ([`rehearsal_sim_core::DIGEST_FORMAT_VERSION`]: fixed-width records without sequence
+/// numbers), so a version 2 trace's digest is not what this build computes for its run.
 /// Version 2: the footer's checksum covers the footer's own fields (in version 1 it
 /// covered only the lines before the footer, so the outcome could be edited unnoticed).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// Why a trace of an older format version cannot be read, for the error that refuses it.
+fn older_version_change(version: u64) -> &'static str {
+    match version {
+        0 | 1 => "its footer was outside the checksum",
+        _ => "its footer's digest is of an older digest format, which a replay would not match",
+    }
+}
 
 /// Longest line of a trace, in bytes. The header carries the whole run configuration (a
 /// scenario file, a latency matrix of up to 1024 x 1024 entries), an output event a
@@ -458,7 +469,8 @@ fn parse_header(value: Value) -> Result<Header, String> {
     if version != u64::from(FORMAT_VERSION) {
         let why = if version < u64::from(FORMAT_VERSION) {
             format!(
-                "trace format version {version} was written by an older Rehearsal, whose footer was outside the checksum; this build reads version {FORMAT_VERSION} only. Record the run again with this build (`rehearsal sim ... --trace`; the header's `config` holds its settings)"
+                "trace format version {version} was written by an older Rehearsal ({}); this build reads version {FORMAT_VERSION} only. Record the run again with this build (`rehearsal sim ... --trace`; the header's `config` holds its settings)",
+                older_version_change(version)
             )
         } else {
             format!(
@@ -1287,25 +1299,30 @@ mod tests {
 
     #[test]
     fn old_and_unknown_versions_say_what_to_do() {
-        let old = with_line(
-            1,
-            r#"{"format":"rehearsal-trace","version":1,"seed":1,"config":{}}"#,
-        );
-        let err = error(&old);
-        assert!(
-            err.contains("line 1")
-                && err.contains("version 1")
-                && err.contains("older")
-                && err.contains("version 2")
-                && err.contains("rehearsal sim"),
-            "{err}"
-        );
+        // Version 1's footer was outside the checksum; version 2 differs in its digest
+        // format only. Each is named, with the version this build reads and the remedy.
+        for (version, why) in [(1, "outside the checksum"), (2, "older digest format")] {
+            let header = format!(
+                r#"{{"format":"rehearsal-trace","version":{version},"seed":1,"config":{{}}}}"#
+            );
+            let err = error(&with_line(1, &header));
+            let older = format!("trace format version {version} was written by an older Rehearsal");
+            for said in [
+                "line 1",
+                &older,
+                why,
+                "this build reads version 3 only",
+                "Record the run again with this build (`rehearsal sim ... --trace`",
+            ] {
+                assert!(err.contains(said), "{said:?} in {err}");
+            }
+        }
         let new = with_line(
             1,
             r#"{"format":"rehearsal-trace","version":9,"seed":1,"config":{}}"#,
         );
         assert!(error(&new).contains("newer"));
-        let other = with_line(1, r#"{"format":"pcap","version":2,"seed":1,"config":{}}"#);
+        let other = with_line(1, r#"{"format":"pcap","version":3,"seed":1,"config":{}}"#);
         assert!(error(&other).contains("not a Rehearsal trace"));
     }
 
@@ -1347,7 +1364,7 @@ mod tests {
                 Ok(n)
             }
         }
-        let header = br#"{"format":"rehearsal-trace","version":2,"seed":1,"config":{}}"#.to_vec();
+        let header = br#"{"format":"rehearsal-trace","version":3,"seed":1,"config":{}}"#.to_vec();
         let mut endless = std::io::BufReader::new(
             header
                 .as_slice()

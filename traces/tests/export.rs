@@ -23,7 +23,8 @@ fn benaloh3() -> Vec<TraceEvent> {
     fixture("benaloh3.jsonl")
 }
 
-/// With 10 % loss: three drops, a stall and a violation at the end.
+/// With 10 % loss and a 40 ms deadline: three drops, retransmissions, and a violation at
+/// the deadline (no node has the total).
 fn benaloh3_loss() -> Vec<TraceEvent> {
     fixture("benaloh3-loss.jsonl")
 }
@@ -242,10 +243,10 @@ fn check_flows(events: &[TraceEvent]) -> usize {
 
 #[test]
 fn chrome_flows_link_each_send_to_its_delivery_or_drop() {
-    // 12 messages, all delivered.
-    assert_eq!(check_flows(&benaloh3()), 12);
-    // 8 messages: 5 delivered, 3 dropped.
-    assert_eq!(check_flows(&benaloh3_loss()), 8);
+    // 24 messages, all delivered.
+    assert_eq!(check_flows(&benaloh3()), 24);
+    // 20 messages: 16 delivered, 3 dropped, 1 in flight at the deadline (no flow).
+    assert_eq!(check_flows(&benaloh3_loss()), 19);
     assert_eq!(check_flows(&benaloh3_timed()), 12);
     // Ping 1 twice (a duplicate), Ping 2 corrupted, Pong dropped; Ping 4 still in flight.
     assert_eq!(check_flows(&odd_trace()), 4);
@@ -269,8 +270,8 @@ fn chrome_has_a_named_track_per_node_and_marks_drops_and_violations() {
         .iter()
         .filter(|e| e["ph"] == "X" && e["cat"] == "handler")
         .count();
-    // 3 starts and 5 deliveries.
-    assert_eq!(handlers, 8);
+    // 3 starts, 16 deliveries and 2 retransmission timers: every send has its handler.
+    assert_eq!(handlers, 21);
     let drops: Vec<&str> = trace_events
         .iter()
         .filter(|e| e["ph"] == "i" && e["name"].as_str().unwrap().starts_with("drop"))
@@ -279,9 +280,9 @@ fn chrome_has_a_named_track_per_node_and_marks_drops_and_violations() {
     assert_eq!(
         drops,
         [
-            "drop Share to n2 (loss)",
             "drop Share to n0 (loss)",
-            "drop SubsetSum to n2 (loss)"
+            "drop SubsetSum to n2 (loss)",
+            "drop Share to n0 (loss)"
         ]
     );
     let violations: Vec<&str> = trace_events
@@ -290,16 +291,17 @@ fn chrome_has_a_named_track_per_node_and_marks_drops_and_violations() {
         .map(|e| e["s"].as_str().unwrap())
         .collect();
     assert_eq!(violations, ["t", "g"]);
-    // A handler's args list what it caused.
-    let start_n1 = trace_events
+    // A handler's args list what it caused, the rounds it entered included.
+    let start_n2 = trace_events
         .iter()
-        .find(|e| e["ph"] == "X" && e["tid"] == 2 && e["name"] == "start")
+        .find(|e| e["ph"] == "X" && e["tid"] == 3 && e["name"] == "start")
         .unwrap();
-    let caused = start_n1["args"]["caused"].as_array().unwrap();
-    assert_eq!(caused.len(), 5, "{caused:?}");
+    let caused = start_n2["args"]["caused"].as_array().unwrap();
+    assert_eq!(caused.len(), 7, "{caused:?}");
+    assert_eq!(caused[1], "round 0", "{caused:?}");
     assert_eq!(
-        caused[3],
-        "drop #8 to n2 (loss): Share { value: 342882302 }"
+        caused[3], "drop #17 to n0 (loss): Share { value: 79111799 }",
+        "{caused:?}"
     );
 }
 
@@ -387,12 +389,13 @@ fn shiviz_clocks_are_monotone_and_deliveries_dominate_sends() {
 #[test]
 fn shiviz_clocks_carry_knowledge_across_messages() {
     let records = shiviz_records(&shiviz_log(&benaloh3()));
-    // n1's first delivery (seq 15, Share #2 from n0, sent as n0's 3rd event) learns n0:3.
-    let (what, host, clock) = &records[15];
-    assert!(what.starts_with("[10ms] deliver #2 from n0"), "{what}");
+    // n1's first delivery (seq 21, Share #3 from n0, sent as n0's 4th event) learns n0:4;
+    // it is n1's 8th event.
+    let (what, host, clock) = &records[21];
+    assert!(what.starts_with("[10ms] deliver #3 from n0"), "{what}");
     assert_eq!(host, "n1");
-    assert_eq!(clock.get("n0"), Some(&3));
-    assert_eq!(clock.get("n1"), Some(&6));
+    assert_eq!(clock.get("n0"), Some(&4));
+    assert_eq!(clock.get("n1"), Some(&8));
     // Descriptions stay on one line.
     let records = shiviz_records(&shiviz_log(&odd_trace()));
     assert_eq!(records[4].0, "[0s] note a;b#c <d> \"e\" \\f");
@@ -431,9 +434,9 @@ fn mermaid_draws_every_delivery_and_drop() {
             "    participant n2"
         ]
     );
-    assert_eq!(text.matches("->>").count(), 5);
+    assert_eq!(text.matches("->>").count(), 16);
     assert_eq!(text.matches("-x").count(), 3);
-    assert!(text.contains("    n1-xn2: #35;8 Share { value: 342882302 } (dropped: loss)"));
+    assert!(text.contains("    n1-xn2: #35;38 SubsetSum { value: 877231273 } (dropped: loss)"));
     assert!(text.contains("Note over n0: VIOLATION correct-sum: no total from n0, n1, n2"));
     assert!(!text.contains("truncated"));
 }
@@ -443,17 +446,17 @@ fn mermaid_truncation_says_how_much_is_left_out() {
     let events = benaloh3();
     let text = mermaid_sequence(&events, 10);
     assert!(
-        text.ends_with("    Note over n0,n2: truncated after 10 of 39 events\n"),
+        text.ends_with("    Note over n0,n2: truncated after 10 of 75 events\n"),
         "{text}"
     );
     // Every participant is still declared.
     assert!(text.contains("participant n2"));
-    // Nothing past event 10 is drawn: the first delivery is event 15.
+    // Nothing past event 10 is drawn: the first delivery is event 21.
     assert!(!text.contains("->>"));
     let whole = mermaid_sequence(&events, events.len());
     assert!(!whole.contains("truncated"));
-    assert_eq!(whole.matches("->>").count(), 12);
-    assert!(mermaid_sequence(&events, 0).ends_with("truncated after 0 of 39 events\n"));
+    assert_eq!(whole.matches("->>").count(), 24);
+    assert!(mermaid_sequence(&events, 0).ends_with("truncated after 0 of 75 events\n"));
 }
 
 #[test]
@@ -525,20 +528,20 @@ fn happens_before_graph_is_acyclic_and_typed() {
         .edge_weights()
         .filter(|w| matches!(w, HbEdge::Message { .. }))
         .count();
-    assert_eq!(messages, 12);
+    assert_eq!(messages, 24);
     assert_eq!(graph.edge_count() - messages, program_order_edges(&events));
     // Event weights are indices into the events.
     assert!(graph.node_indices().all(|i| graph[i] == i.index()));
-    // The first delivery (Share #2 at n1, event 15) happens after n0's start.
+    // The first delivery (Share #3 at n1, event 21) happens after n0's start.
     assert!(petgraph::algo::has_path_connecting(
         &graph,
         0.into(),
-        15.into(),
+        21.into(),
         None
     ));
     assert!(!petgraph::algo::has_path_connecting(
         &graph,
-        15.into(),
+        21.into(),
         0.into(),
         None
     ));
@@ -565,8 +568,9 @@ fn plot_shows_lanes_messages_drops_and_violations() {
             "{lane}"
         );
     }
-    // 5 delivered messages with arrowheads, 3 drops with crosses.
-    assert_eq!(svg.matches("marker-end=\"url(#arrow-").count() - 2, 5);
+    // 16 delivered messages with arrowheads (and one in the legend for each of the 4
+    // kinds: Share, ShareAck, SubsetSum, SubsetSumAck), 3 drops with crosses.
+    assert_eq!(svg.matches("marker-end=\"url(#arrow-").count() - 4, 16);
     assert_eq!(svg.matches("stroke-dasharray=\"3,2\"").count(), 3 + 1);
     assert!(svg.contains(">violation: correct-sum</text>"));
     assert!(svg.contains(">dropped</text>") && svg.contains(">Share</text>"));

@@ -11,8 +11,8 @@
 //!   `start`, `deliver` and `timer` event. Its name is `start`, `deliver Share from n0` or
 //!   `timer Tick`. Its args hold the event's `seq`, its virtual time `t_ns`, the message or
 //!   timer, and `caused`: one line per event the handler caused (sends, drops, outputs,
-//!   annotations, violations at the same node and time right after it). The trace does not
-//!   record how long a handler ran, so the duration is 0;
+//!   annotations, rounds entered, violations at the same node and time right after it).
+//!   The trace does not record how long a handler ran, so the duration is 0;
 //! - one flow per message whose fate the trace holds: a flow start (`"ph":"s"`) at the
 //!   sending handler and a flow end (`"ph":"f"`, `"bp":"e"`) at the delivering handler, or at
 //!   the drop. Both are named `message`, in category `handler`, with `id` = the message id.

@@ -145,6 +145,7 @@ fn is_effect(kind: &EventKind) -> bool {
             | EventKind::Output { .. }
             | EventKind::Annotate { .. }
             | EventKind::Violation { .. }
+            | EventKind::Round { .. }
     )
 }
 
