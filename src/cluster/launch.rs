@@ -74,6 +74,8 @@ pub(super) struct NodeProcess {
     pub(super) stray_lines: Vec<String>,
     /// Its process id on its host, from its `ready` line (where a nemesis signals it).
     pub(super) pid: Option<u32>,
+    /// Its host's clock (ns since 1970) at the instant its outputs' times count from.
+    pub(super) epoch_unix_ns: Option<u64>,
     /// Killed by the scenario's `crash`: its end is no failure, and a later process of
     /// the same node (its `restart`) takes its place.
     pub(super) crashed: bool,
@@ -144,6 +146,7 @@ impl Processes {
             status: None,
             stray_lines: Vec::new(),
             pid: None,
+            epoch_unix_ns: None,
             crashed: false,
         });
         if let Some(stdout) = stdout {
@@ -193,11 +196,9 @@ impl Processes {
         {
             Some("ready") => {
                 node.ready = true;
-                node.pid = value
-                    .as_ref()
-                    .and_then(|v| v.get("pid"))
-                    .and_then(|p| p.as_u64())
-                    .and_then(|p| u32::try_from(p).ok());
+                let field = |name: &str| value.as_ref()?.get(name)?.as_u64();
+                node.pid = field("pid").and_then(|p| u32::try_from(p).ok());
+                node.epoch_unix_ns = field("epoch_unix_ns");
             }
             Some("done") => node.done = true,
             Some("summary") => {
@@ -285,6 +286,17 @@ impl Drop for Processes {
             self.stop(&running, Duration::from_secs(5));
         }
     }
+}
+
+/// The machine's clock, in ns since 1970.
+pub(super) fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, duration_ns)
+}
+
+fn report_scenario(report: &Option<nemesis::NemesisReport>) -> &[nemesis::AppliedAction] {
+    report.as_ref().map_or(&[], |r| &r.actions)
 }
 
 /// `STEM-ID.EXT` for a node's first process, `STEM-ID.restart-K.EXT` for its K-th restart.
@@ -989,10 +1001,14 @@ pub fn cluster(
 
     // Phase 2: start everyone at once and let them run.
     let mut started_at = None;
+    let mut started_unix_ns = 0;
     if failures.is_empty() && !interrupted.load(Ordering::SeqCst) {
         let order: Vec<usize> = servers.iter().chain(&clients_idx).copied().collect();
         match processes.send_start(&order) {
-            Ok(()) => started_at = Some(Instant::now()),
+            Ok(()) => {
+                started_at = Some(Instant::now());
+                started_unix_ns = unix_ns();
+            }
             Err(e) => failures.push(e),
         }
     }
@@ -1156,6 +1172,20 @@ pub fn cluster(
         args.keep.then(|| dir.path.clone()),
         (args.keep && !by_host.is_empty()).then(|| placement.remote_dir.clone()),
     );
+    if let (Some(path), true) = (&args.hosts.plot, check) {
+        let svg = plot::real_run_svg(
+            &processes,
+            report_scenario(&scenario_report),
+            started_unix_ns,
+            &config,
+        );
+        if let Err(e) = svg.and_then(|svg| fs::write(path, svg).map_err(|e| e.to_string())) {
+            report
+                .failures
+                .push(format!("--plot {}: {e}", path.display()));
+            report.outcome = "failed";
+        }
+    }
     report.scenario = scenario_report;
     if report
         .scenario

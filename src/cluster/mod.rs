@@ -256,6 +256,13 @@ pub struct HostsArgs {
     /// node). The report gives each line's planned and applied times.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
+    /// Draw the run as a space-time diagram (SVG) in FILE, as `rehearsal plot` draws a
+    /// simulated one: each node's outputs on its lane and the scenario's lines where they
+    /// were applied, on one time axis from the start. Times are each host's clock, so
+    /// nodes on hosts whose clocks disagree are drawn as far apart as the clocks are; a
+    /// real run records no messages, so none are drawn.
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "no_check")]
+    pub plot: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -369,6 +376,7 @@ mod launch;
 pub mod nemesis;
 mod node;
 mod outputs;
+mod plot;
 mod report;
 mod scenario;
 

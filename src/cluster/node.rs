@@ -314,9 +314,15 @@ where
         done: Arc::clone(&done),
     }));
     let sink_observer = Arc::clone(&observer);
+    // The instant the outputs' times count from, and the machine's clock then: the
+    // launcher lines up the outputs of nodes on one machine (or on hosts whose clocks
+    // agree) for `cluster --plot`.
+    let epoch = Instant::now();
+    let epoch_unix_ns = super::launch::unix_ns();
     let runtime_config = RuntimeConfig {
         seed: cluster.seed,
         state_path: args.state.clone(),
+        epoch: Some(epoch),
         ..RuntimeConfig::default()
     };
     let mut runtime = NodeRuntime::new(actor, transport, runtime_config)
@@ -329,6 +335,7 @@ where
         ready.insert("node".into(), me.0.into());
         // Where the launcher's nemesis sends its signals (`pause`, `crash`), on any host.
         ready.insert("pid".into(), std::process::id().into());
+        ready.insert("epoch_unix_ns".into(), epoch_unix_ns.into());
         ready.insert("transport".into(), T::KIND.name().into());
         ready.extend(
             whereabouts

@@ -902,6 +902,7 @@ fn a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster() {
         "@1s crash 2\n@2.5s restart 2\n@3s pause 1\n@3.5s resume 1\n@4s skew 3 +50ms\n",
     )
     .unwrap();
+    let plot = dir.join("run.svg");
     let (status, report, stderr) = run_cluster(&cluster_args(&[
         "--protocol",
         "pbft",
@@ -913,6 +914,8 @@ fn a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster() {
         "6s",
         "--scenario",
         scenario.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
     ]));
     assert_eq!(status, 0, "{report:#}\n{stderr}");
     assert_eq!(report["outcome"], "ok", "{report:#}\n{stderr}");
@@ -954,6 +957,28 @@ fn a_scenario_crashes_restarts_pauses_and_skews_nodes_of_a_loopback_cluster() {
         runs[1]["summary"]["requests_executed"].as_u64().unwrap() > 0,
         "{report:#}"
     );
+    // The space-time diagram: a mark for every output checked (the crashed process's
+    // included) and for every scenario line, where it was applied.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    let output_marks = svg
+        .match_indices("<title>")
+        .filter(|(at, _)| {
+            svg[*at..]
+                .split("</title>")
+                .next()
+                .unwrap()
+                .contains("output")
+        })
+        .count() as u64;
+    assert_eq!(output_marks, report["outputs_checked"].as_u64().unwrap());
+    for line in [
+        "line 1: crash 2",
+        "line 2: restart 2",
+        "line 5: skew 3 +50ms",
+    ] {
+        assert!(svg.contains(line), "no mark for `{line}`");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
