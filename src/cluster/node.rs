@@ -248,6 +248,9 @@ pub(super) fn watch_stdin(closed: &Arc<AtomicBool>, clock: ClockHandle) -> Recei
     rx
 }
 
+/// The environment variable that makes a node print its annotations to stderr.
+const ANNOTATE_ENV: &str = "REHEARSAL_ANNOTATE";
+
 /// Runs one node over the transport `open` makes (after the outputs file and the signal
 /// handlers are set up; `open` may wait while its second argument, "stopped by a signal
 /// or the end of stdin", is false): the `ready` line, the controlled start, the wait for
@@ -323,6 +326,10 @@ where
         seed: cluster.seed,
         state_path: args.state.clone(),
         epoch: Some(epoch),
+        // `REHEARSAL_ANNOTATE=1` prints the actor's annotations (`cx.annotate`: why it
+        // dropped a message, suspects its primary, ...) to stderr, which `rehearsal
+        // cluster` keeps in each node's log; the launcher's nodes inherit it.
+        log_annotations: std::env::var_os(ANNOTATE_ENV).is_some_and(|v| v != "0"),
         ..RuntimeConfig::default()
     };
     let mut runtime = NodeRuntime::new(actor, transport, runtime_config)

@@ -23,6 +23,21 @@ enum Commands {
     Cluster(Box<ClusterArgs>),
 }
 
+/// `rehearsal cluster WORDS` as the command line parses them, with `--json`, and this
+/// binary as the nodes' program (unless the words name another).
+pub fn cluster_args_of(words: &[&str]) -> ClusterArgs {
+    let argv = ["rehearsal", "cluster"]
+        .into_iter()
+        .chain(words.iter().copied());
+    let program = Program::try_parse_from(argv).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+    let Commands::Cluster(mut args) = program.command else {
+        unreachable!("`cluster` parses as the cluster command")
+    };
+    args.json = true;
+    args.node_binary.get_or_insert_with(this_program);
+    *args
+}
+
 /// Runs `rehearsal cluster` in this process; returns the status, the JSON report and
 /// what it wrote to stderr.
 pub fn run_cluster(args: &ClusterArgs) -> (u8, serde_json::Value, String) {

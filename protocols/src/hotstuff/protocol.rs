@@ -224,13 +224,19 @@ impl Protocol for HotStuff {
         }
     }
 
-    /// Every client's submissions, then every replica's outputs (each in its own order),
-    /// then every client's completions.
+    /// Every client's submissions, then every replica's timeouts, then every replica's
+    /// other outputs (each in its own order), then every client's completions. A timeout
+    /// certificate names other replicas' timeouts, so their `timed_out` outputs go before
+    /// it: grouped by node, a certificate of n1 naming n2 came before n2's `timed_out`
+    /// (and the timeout-quorum check failed a correct run whose leader was paused). Only
+    /// that check reads `timed_out`, and it asks whether a replica gave up on the view, not
+    /// when: a certificate formed before a replica named in it gave up still passes here.
     fn causal_key(node: NodeId, output: &Output) -> [u64; 3] {
         let phase = match output {
             Output::Submitted { .. } => 0,
-            Output::Completed { .. } => 2,
-            _ => 1,
+            Output::TimedOut { .. } => 1,
+            Output::Completed { .. } => 3,
+            _ => 2,
         };
         [phase, u64::from(node.0), 0]
     }
