@@ -14,10 +14,10 @@
 //! As in `tests/cluster.rs`, this test binary plays the `rehearsal` program (run with
 //! `node ...` or `cluster ...` arguments), and runs its tests one at a time otherwise.
 
-use clap::Parser;
-use rehearsal::cluster::ClusterArgs;
 use rehearsal_hardware::keys;
-use rehearsal_tests::process::{children_of, run_cluster, scratch_named, this_program};
+use rehearsal_tests::process::{
+    children_of, cluster_args_of as cluster_args, run_cluster, scratch_named, this_program,
+};
 use rehearsal_tests::skip;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -25,23 +25,6 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 // ---- Helpers ------------------------------------------------------------------------------
-
-/// `rehearsal cluster ARGS`, parsed as the command line parses them.
-#[derive(Parser)]
-struct ClusterCommand {
-    #[command(flatten)]
-    args: ClusterArgs,
-}
-
-fn cluster_args(words: &[&str]) -> ClusterArgs {
-    let argv = std::iter::once("cluster").chain(words.iter().copied());
-    let mut args = ClusterCommand::try_parse_from(argv)
-        .unwrap_or_else(|e| panic!("{words:?}: {e}"))
-        .args;
-    args.json = true;
-    args.node_binary.get_or_insert_with(this_program);
-    args
-}
 
 /// The launcher that runs a "host"'s commands on this machine.
 const LOCAL_LAUNCHER: &str = "env REHEARSAL_TEST_HOST={host}";
